@@ -1,0 +1,64 @@
+# The front door. Every target installs what it needs first (idempotent, cached outside the
+# repository under ~/.cache/datashare), so each works on a fresh machine.
+#
+#   make run           the local control plane + Kafka (or $KUBECONFIG / $DATASHARE_KAFKA_BOOTSTRAP)
+#   make test          build (ASan+UBSan) and run the unit and integration tests
+#   make build         build the dev preset
+#   make bench         build the release preset and run the benchmarks
+#   make lint          clang-format check and clang-tidy
+#   make cluster-up / cluster-down / cluster-status
+
+SHELL := /bin/bash
+PRESET ?= dev
+JOBS ?= $(shell nproc)
+TEST_LABELS ?= unit|integration
+CTEST_ARGS ?=
+
+.PHONY: all deps configure build test test-unit test-tsan run bench lint format cluster-up cluster-down cluster-status clean
+
+all: build
+
+deps:
+	@hack/install-deps.sh
+
+configure: deps
+	@cmake --preset $(PRESET) >/dev/null
+
+build: configure
+	@cmake --build --preset $(PRESET) -j $(JOBS)
+
+# Unit and integration tests under ASan+UBSan. The integration label starts the local cluster
+# (tests/fixtures/cluster.sh) unless KUBECONFIG and DATASHARE_KAFKA_BOOTSTRAP are set.
+test: build
+	@ctest --preset $(PRESET) -L '$(TEST_LABELS)' -j $(JOBS) $(CTEST_ARGS)
+
+test-unit: build
+	@ctest --preset $(PRESET) -L unit -j $(JOBS) $(CTEST_ARGS)
+
+test-tsan:
+	@$(MAKE) test PRESET=tsan
+
+run: deps
+	@hack/run.sh
+
+bench:
+	@$(MAKE) build PRESET=release
+	@hack/bench.sh
+
+lint: configure
+	@hack/lint.sh
+
+format:
+	@hack/lint.sh --fix
+
+cluster-up: deps
+	@hack/local-cluster.sh up
+
+cluster-down:
+	@hack/local-cluster.sh down
+
+cluster-status:
+	@hack/local-cluster.sh status
+
+clean:
+	rm -rf build

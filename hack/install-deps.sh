@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Installs everything datashare builds, tests and runs with, on a fresh Debian 12 machine.
+#
+#   hack/install-deps.sh            # all of it
+#   hack/install-deps.sh --check    # report what is missing, change nothing
+#
+# Idempotent: each step checks what is already there and does nothing then, so a warm
+# machine rebuilds nothing and the script works offline once everything is cached.
+# Caches live outside the repository, under $DATASHARE_CACHE (default ~/.cache/datashare):
+#   kube-<version>/bin   kube-apiserver, kube-controller-manager (and kubectl if the
+#                        machine has none), built with Go from hack/kube/go.mod
+#   kafka-<version>/libs the Kafka broker's jars, from Maven Central through hack/kafka/pom.xml
+#   tools/bin            helm, built with `go install`
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+
+CHECK_ONLY=0
+[[ "${1:-}" == "--check" ]] && CHECK_ONLY=1
+
+# Debian packages: build toolchain and libraries, then the servers and tools the tests use.
+DEBIAN_PACKAGES=(
+  build-essential cmake ninja-build pkg-config ccache git curl ca-certificates openssl iproute2 procps
+  libcpprest-dev libyaml-cpp-dev libboost-all-dev librdkafka-dev prometheus-cpp-dev librocksdb-dev
+  nlohmann-json3-dev libssl-dev googletest libgtest-dev libgmock-dev libbenchmark-dev
+  clang-format clang-tidy
+  etcd-server prometheus kcat redis-server redis-tools wrk
+  golang-go default-jdk-headless maven
+)
+# The machine image may carry Go, Java and Maven outside Debian's packages; those count.
+declare -A PROVIDED_BY_COMMAND=([golang-go]=go [default-jdk-headless]=java [maven]=mvn)
+
+missing_packages() {
+  local p
+  for p in "${DEBIAN_PACKAGES[@]}"; do
+    if [[ -n "${PROVIDED_BY_COMMAND[$p]:-}" ]] && command -v "${PROVIDED_BY_COMMAND[$p]}" >/dev/null 2>&1; then
+      continue
+    fi
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || echo "$p"
+  done
+}
+
+install_debian_packages() {
+  local missing
+  missing=$(missing_packages | tr '\n' ' ')
+  if [[ -z "${missing// /}" ]]; then log "debian packages: present"; return; fi
+  if (( CHECK_ONLY )); then log "debian packages missing: $missing"; return; fi
+  log "debian packages: installing $missing"
+  local sudo=""
+  [[ $(id -u) -ne 0 ]] && sudo="sudo"
+  $sudo apt-get update -qq
+  # shellcheck disable=SC2086
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $missing >/dev/null
+}
+
+go_env() {
+  # Some k8s.io modules are not in the checksum database the module proxy mirrors here; the
+  # committed hack/kube/go.sum pins every module's hash instead.
+  export GONOSUMDB="k8s.io" GOFLAGS="-mod=mod" GOTOOLCHAIN=local
+}
+
+kube_ldflags() {
+  local v="${KUBE_VERSION#v}" ; local major="${v%%.*}" rest="${v#*.}"; local minor="${rest%%.*}"
+  local pkg
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    printf -- '-X %s.gitVersion=%s -X %s.gitMajor=%s -X %s.gitMinor=%s -X %s.gitTreeState=clean ' \
+      "$pkg" "$KUBE_VERSION" "$pkg" "$major" "$pkg" "$minor" "$pkg"
+  done
+  printf -- '-s -w'
+}
+
+install_kube() {
+  local wanted=(kube-apiserver kube-controller-manager) todo=() b
+  kubectl_bin >/dev/null 2>&1 || wanted+=(kubectl)
+  for b in "${wanted[@]}"; do
+    if [[ -x "$KUBE_BIN_DIR/$b" ]] && "$KUBE_BIN_DIR/$b" --version 2>/dev/null | grep -q "$KUBE_VERSION"; then continue; fi
+    if [[ "$b" == kubectl && -x "$KUBE_BIN_DIR/$b" ]]; then continue; fi
+    todo+=("$b")
+  done
+  if (( ${#todo[@]} == 0 )); then log "kubernetes $KUBE_VERSION: present in $KUBE_BIN_DIR"; return; fi
+  if (( CHECK_ONLY )); then log "kubernetes binaries missing: ${todo[*]}"; return; fi
+  log "kubernetes $KUBE_VERSION: building ${todo[*]} with Go (first time: several minutes)"
+  go_env
+  mkdir -p "$KUBE_BIN_DIR"
+  local pkgs=()
+  for b in "${todo[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$b"); done
+  (cd "$DATASHARE_ROOT/hack/kube" && go build -trimpath -ldflags "$(kube_ldflags)" -o "$KUBE_BIN_DIR/" "${pkgs[@]}")
+  "$KUBE_BIN_DIR/kube-apiserver" --version
+}
+
+install_kafka() {
+  if [[ -f "$KAFKA_HOME/.complete" ]]; then log "kafka $KAFKA_VERSION: present in $KAFKA_HOME"; return; fi
+  if (( CHECK_ONLY )); then log "kafka $KAFKA_VERSION: missing"; return; fi
+  log "kafka $KAFKA_VERSION: resolving the broker's jars from Maven Central"
+  rm -rf "$KAFKA_HOME"
+  mkdir -p "$KAFKA_HOME"
+  mvn -q -B -f "$DATASHARE_ROOT/hack/kafka/pom.xml" dependency:copy-dependencies \
+    -Dkafka.version="$KAFKA_VERSION" -DincludeScope=runtime -DoutputDirectory="$KAFKA_HOME/libs"
+  ls "$KAFKA_HOME/libs/kafka_2.13-$KAFKA_VERSION.jar" >/dev/null
+  touch "$KAFKA_HOME/.complete"
+}
+
+install_helm() {
+  if [[ -x "$TOOLS_BIN_DIR/helm" ]] && "$TOOLS_BIN_DIR/helm" version --short 2>/dev/null | grep -q "$HELM_VERSION"; then
+    log "helm $HELM_VERSION: present"; return
+  fi
+  if (( CHECK_ONLY )); then log "helm $HELM_VERSION: missing"; return; fi
+  log "helm $HELM_VERSION: go install"
+  go_env
+  mkdir -p "$TOOLS_BIN_DIR"
+  GOBIN="$TOOLS_BIN_DIR" GONOSUMDB="k8s.io,helm.sh" go install \
+    -ldflags "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+}
+
+install_debian_packages
+install_kube
+install_kafka
+install_helm
+log "done; cache: $DATASHARE_CACHE ($(du -sh "$DATASHARE_CACHE" 2>/dev/null | cut -f1))"

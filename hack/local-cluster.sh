@@ -1,0 +1,294 @@
+#!/usr/bin/env bash
+# A real local control plane and Kafka broker, on 127.0.0.1 only, for development and tests.
+#
+#   hack/local-cluster.sh up       start etcd, kube-apiserver, kube-controller-manager, Kafka (KRaft)
+#   hack/local-cluster.sh down     stop exactly the processes `up` started, remove the state
+#   hack/local-cluster.sh status   say what runs, exit 0 only when everything is healthy
+#   hack/local-cluster.sh env      print the env file (source it: KUBECONFIG, DATASHARE_KAFKA_BOOTSTRAP)
+#   hack/local-cluster.sh restart-apiserver   stop and start kube-apiserver only (for tests)
+#
+# State (certificates, data, logs, pids, kubeconfig, env) is kept in $DATASHARE_STATE_DIR
+# (default ~/.cache/datashare/cluster). Ports are picked free at `up` time. A second `up`
+# while everything is healthy does nothing. There is no kubelet and no scheduler: pods never run.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+
+S="$DATASHARE_STATE_DIR"
+PKI="$S/pki"
+ENV_FILE="$S/env"
+COMPONENTS=(etcd kube-apiserver kube-controller-manager kafka)
+
+pid_of() { cat "$S/pids/$1.pid" 2>/dev/null || true; }
+alive() { local p; p=$(pid_of "$1"); [[ -n "$p" ]] && kill -0 "$p" 2>/dev/null; }
+
+port_in_use() { ss -Htln "sport = :$1" 2>/dev/null | grep -q .; }
+free_port() {
+  local p i
+  for i in $(seq 1 200); do
+    p=$(( 20000 + RANDOM % 20000 ))
+    port_in_use "$p" || { grep -qx "$p" "$S/ports.taken" 2>/dev/null || { echo "$p" >> "$S/ports.taken"; echo "$p"; return; }; }
+  done
+  die "no free port found"
+}
+
+wait_for() { # name timeout-seconds command...
+  local name=$1 timeout=$2; shift 2
+  local deadline=$(( $(date +%s) + timeout ))
+  until "$@" >/dev/null 2>&1; do
+    alive "$name" || { tail -n 30 "$S/logs/$name.log" >&2; die "$name exited during start-up (log: $S/logs/$name.log)"; }
+    (( $(date +%s) < deadline )) || { tail -n 30 "$S/logs/$name.log" >&2; die "$name not healthy after ${timeout}s (log: $S/logs/$name.log)"; }
+    sleep 0.3
+  done
+}
+
+start() { # name command...
+  local name=$1; shift
+  # setsid: the component outlives the shell that started it and gets no terminal signals.
+  setsid "$@" >>"$S/logs/$name.log" 2>&1 < /dev/null &
+  echo $! > "$S/pids/$name.pid"
+}
+
+gen_pki() {
+  [[ -f "$PKI/.complete" ]] && return
+  mkdir -p "$PKI"
+  local o="-loglevel error"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=datashare-local-ca" \
+    -keyout "$PKI/ca.key" -out "$PKI/ca.crt" 2>/dev/null
+  sign() { # name subject [san]
+    local name=$1 subj=$2 san=${3:-}
+    openssl req -newkey rsa:2048 -nodes -subj "$subj" -keyout "$PKI/$name.key" -out "$PKI/$name.csr" 2>/dev/null
+    local ext="$PKI/$name.ext"
+    { echo "basicConstraints=CA:FALSE"; echo "keyUsage=digitalSignature,keyEncipherment"
+      if [[ -n "$san" ]]; then echo "extendedKeyUsage=serverAuth"; echo "subjectAltName=$san"
+      else echo "extendedKeyUsage=clientAuth"; fi; } > "$ext"
+    openssl x509 -req -in "$PKI/$name.csr" -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" -CAcreateserial \
+      -days 3650 -extfile "$ext" -out "$PKI/$name.crt" 2>/dev/null
+  }
+  sign apiserver "/CN=kube-apiserver" \
+    "IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc"
+  sign admin "/O=system:masters/CN=datashare-admin"
+  sign controller-manager "/CN=system:kube-controller-manager"
+  openssl genrsa -out "$PKI/sa.key" 2048 2>/dev/null
+  openssl rsa -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
+  : "$o"
+  touch "$PKI/.complete"
+}
+
+b64() { base64 -w0 < "$1"; }
+
+write_kubeconfig() { # file user-cert-name api-port inline(0|1)
+  local file=$1 user=$2 port=$3 inline=$4
+  if (( inline )); then
+    cat > "$file" <<KC
+apiVersion: v1
+kind: Config
+clusters:
+- name: datashare-local
+  cluster:
+    server: https://127.0.0.1:$port
+    certificate-authority-data: $(b64 "$PKI/ca.crt")
+users:
+- name: $user
+  user:
+    client-certificate-data: $(b64 "$PKI/$user.crt")
+    client-key-data: $(b64 "$PKI/$user.key")
+contexts:
+- name: datashare-local
+  context: {cluster: datashare-local, user: $user, namespace: default}
+current-context: datashare-local
+KC
+  else
+    cat > "$file" <<KC
+apiVersion: v1
+kind: Config
+clusters:
+- name: datashare-local
+  cluster: {server: "https://127.0.0.1:$port", certificate-authority: "$PKI/ca.crt"}
+users:
+- name: $user
+  user: {client-certificate: "$PKI/$user.crt", client-key: "$PKI/$user.key"}
+contexts:
+- name: datashare-local
+  context: {cluster: datashare-local, user: $user}
+current-context: datashare-local
+KC
+  fi
+  chmod 600 "$file"
+}
+
+healthy() {
+  local c
+  [[ -f "$ENV_FILE" ]] || return 1
+  for c in "${COMPONENTS[@]}"; do alive "$c" || return 1; done
+  # shellcheck disable=SC1090
+  source "$S/ports"
+  api_ready && kafka_ready
+}
+
+api_ready() {
+  # shellcheck disable=SC1090
+  source "$S/ports"
+  curl -sf --max-time 2 --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" \
+    "https://127.0.0.1:$API_PORT/readyz" | grep -q ok
+}
+kafka_ready() { kcat -b "127.0.0.1:$KAFKA_PORT" -L -m 2 >/dev/null 2>&1; }
+
+start_apiserver() {
+  start kube-apiserver "$KUBE_BIN_DIR/kube-apiserver" \
+    --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
+    --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$API_PORT" \
+    --cert-dir="$S/apiserver" \
+    --tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key" \
+    --client-ca-file="$PKI/ca.crt" \
+    --authorization-mode=RBAC \
+    --service-cluster-ip-range=10.0.0.0/24 \
+    --service-account-issuer=https://kubernetes.default.svc \
+    --service-account-key-file="$PKI/sa.pub" --service-account-signing-key-file="$PKI/sa.key" \
+    --allow-privileged=true \
+    --etcd-compaction-interval="${DATASHARE_ETCD_COMPACTION_INTERVAL:-5m}" \
+    --v=1
+  wait_for kube-apiserver 90 api_ready
+}
+
+up() {
+  if healthy; then log "local cluster already running ($S)"; cat "$ENV_FILE"; return; fi
+  if [[ -d "$S" ]]; then log "stale state in $S: cleaning it first"; down; fi
+  [[ -x "$KUBE_BIN_DIR/kube-apiserver" && -f "$KAFKA_HOME/.complete" ]] \
+    || die "components not installed: run hack/install-deps.sh first"
+  command -v etcd >/dev/null || die "etcd not installed: run hack/install-deps.sh first"
+  mkdir -p "$S"/{pids,logs,etcd,apiserver,kafka/data}
+  : > "$S/ports.taken"
+  gen_pki
+
+  ETCD_PORT=$(free_port); ETCD_PEER_PORT=$(free_port); API_PORT=$(free_port); KCM_PORT=$(free_port)
+  KAFKA_PORT=$(free_port); KAFKA_CONTROLLER_PORT=$(free_port)
+  cat > "$S/ports" <<P
+ETCD_PORT=$ETCD_PORT
+API_PORT=$API_PORT
+KCM_PORT=$KCM_PORT
+KAFKA_PORT=$KAFKA_PORT
+KAFKA_CONTROLLER_PORT=$KAFKA_CONTROLLER_PORT
+P
+
+  log "etcd on 127.0.0.1:$ETCD_PORT"
+  start etcd etcd --name datashare --data-dir "$S/etcd" \
+    --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
+    --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+    --initial-cluster "datashare=http://127.0.0.1:$ETCD_PEER_PORT" \
+    --listen-metrics-urls "" --log-level warn
+  wait_for etcd 30 curl -sf "http://127.0.0.1:$ETCD_PORT/health"
+
+  log "kafka $KAFKA_VERSION (KRaft) on 127.0.0.1:$KAFKA_PORT"
+  cat > "$S/kafka/server.properties" <<K
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+log.dirs=$S/kafka/data
+num.partitions=1
+auto.create.topics.enable=false
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=5
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+group.initial.rebalance.delay.ms=0
+K
+  cat > "$S/kafka/log4j.properties" <<'L'
+log4j.rootLogger=INFO, stdout
+log4j.appender.stdout=org.apache.log4j.ConsoleAppender
+log4j.appender.stdout.layout=org.apache.log4j.PatternLayout
+log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n
+log4j.logger.kafka=INFO
+log4j.logger.org.apache.kafka=WARN
+L
+  local kjava=(java -Xms256m -Xmx768m -XX:+UseG1GC -Djava.awt.headless=true
+    "-Dlog4j.configuration=file:$S/kafka/log4j.properties" -cp "$KAFKA_HOME/libs/*")
+  "${kjava[@]}" kafka.tools.StorageTool format -t "$("${kjava[@]}" kafka.tools.StorageTool random-uuid 2>/dev/null)" \
+    -c "$S/kafka/server.properties" >> "$S/logs/kafka.log" 2>&1 || die "kafka storage format failed (log: $S/logs/kafka.log)"
+  start kafka "${kjava[@]}" kafka.Kafka "$S/kafka/server.properties"
+
+  log "kube-apiserver $KUBE_VERSION on https://127.0.0.1:$API_PORT"
+  start_apiserver
+  write_kubeconfig "$S/kubeconfig" admin "$API_PORT" 1
+  write_kubeconfig "$S/controller-manager.kubeconfig" controller-manager "$API_PORT" 0
+
+  log "kube-controller-manager (garbage collector, namespaces, service accounts, deployments)"
+  start kube-controller-manager "$KUBE_BIN_DIR/kube-controller-manager" \
+    --kubeconfig="$S/controller-manager.kubeconfig" \
+    --authentication-kubeconfig="$S/controller-manager.kubeconfig" \
+    --authorization-kubeconfig="$S/controller-manager.kubeconfig" \
+    --bind-address=127.0.0.1 --secure-port="$KCM_PORT" \
+    --leader-elect=false \
+    --service-account-private-key-file="$PKI/sa.key" --root-ca-file="$PKI/ca.crt" \
+    --use-service-account-credentials=false \
+    --controllers='*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-service-lb-controller,-route,-persistentvolume-binder,-attachdetach,-persistentvolume-expander,-ttl,-bootstrapsigner,-tokencleaner' \
+    --v=1
+  wait_for kube-controller-manager 60 curl -skf "https://127.0.0.1:$KCM_PORT/healthz"
+
+  wait_for kafka 90 kafka_ready
+
+  cat > "$ENV_FILE" <<E
+export KUBECONFIG=$S/kubeconfig
+export DATASHARE_KAFKA_BOOTSTRAP=127.0.0.1:$KAFKA_PORT
+export DATASHARE_ETCD_ENDPOINT=http://127.0.0.1:$ETCD_PORT
+export DATASHARE_STATE_DIR=$S
+E
+  # Wait until the controller manager has created the default ServiceAccount: only then can
+  # objects that make pods (Deployments) be admitted in the default namespace.
+  local kc; kc=$(kubectl_bin) || die "kubectl not found: run hack/install-deps.sh"
+  wait_for kube-controller-manager 60 "$kc" --kubeconfig "$S/kubeconfig" get serviceaccount default -n default
+  log "local cluster up: source $ENV_FILE"
+  cat "$ENV_FILE"
+}
+
+stop_component() {
+  local name=$1 p
+  p=$(pid_of "$name")
+  [[ -n "$p" ]] || return 0
+  if kill -0 "$p" 2>/dev/null; then
+    kill -TERM "$p" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.2; done
+    kill -KILL "$p" 2>/dev/null || true
+  fi
+  rm -f "$S/pids/$name.pid"
+}
+
+down() {
+  local c i
+  [[ -d "$S" ]] || { log "local cluster not running"; return; }
+  # Reverse order: clients of etcd before etcd.
+  for (( i=${#COMPONENTS[@]}-1; i>=0; i-- )); do c=${COMPONENTS[$i]}; stop_component "$c"; done
+  rm -rf "$S"
+  log "local cluster down"
+}
+
+status() {
+  local c rc=0
+  [[ -d "$S" ]] || { echo "local cluster: not running"; return 1; }
+  for c in "${COMPONENTS[@]}"; do
+    if alive "$c"; then echo "$c: running (pid $(pid_of "$c"))"; else echo "$c: not running"; rc=1; fi
+  done
+  if (( rc == 0 )) && healthy; then echo "local cluster: healthy ($ENV_FILE)"; else echo "local cluster: unhealthy"; rc=1; fi
+  return $rc
+}
+
+restart_apiserver() {
+  [[ -f "$S/ports" ]] || die "local cluster not running"
+  # shellcheck disable=SC1090
+  source "$S/ports"
+  stop_component kube-apiserver
+  start_apiserver
+}
+
+case "${1:-}" in
+  up) up ;;
+  down) down ;;
+  status) status ;;
+  env) [[ -f "$ENV_FILE" ]] && cat "$ENV_FILE" || die "local cluster not running" ;;
+  restart-apiserver) restart_apiserver ;;
+  *) echo "usage: $0 up|down|status|env|restart-apiserver" >&2; exit 2 ;;
+esac
