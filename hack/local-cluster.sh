@@ -12,41 +12,13 @@
 # while everything is healthy does nothing. There is no kubelet and no scheduler: pods never run.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/lib/process.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/lib/kafka.sh"
 
 S="$DATASHARE_STATE_DIR"
 PKI="$S/pki"
 ENV_FILE="$S/env"
 COMPONENTS=(etcd kube-apiserver kube-controller-manager kafka)
-
-pid_of() { cat "$S/pids/$1.pid" 2>/dev/null || true; }
-alive() { local p; p=$(pid_of "$1"); [[ -n "$p" ]] && kill -0 "$p" 2>/dev/null; }
-
-port_in_use() { ss -Htln "sport = :$1" 2>/dev/null | grep -q .; }
-free_port() {
-  local p i
-  for i in $(seq 1 200); do
-    p=$(( 20000 + RANDOM % 20000 ))
-    port_in_use "$p" || { grep -qx "$p" "$S/ports.taken" 2>/dev/null || { echo "$p" >> "$S/ports.taken"; echo "$p"; return; }; }
-  done
-  die "no free port found"
-}
-
-wait_for() { # name timeout-seconds command...
-  local name=$1 timeout=$2; shift 2
-  local deadline=$(( $(date +%s) + timeout ))
-  until "$@" >/dev/null 2>&1; do
-    alive "$name" || { tail -n 30 "$S/logs/$name.log" >&2; die "$name exited during start-up (log: $S/logs/$name.log)"; }
-    (( $(date +%s) < deadline )) || { tail -n 30 "$S/logs/$name.log" >&2; die "$name not healthy after ${timeout}s (log: $S/logs/$name.log)"; }
-    sleep 0.3
-  done
-}
-
-start() { # name command...
-  local name=$1; shift
-  # setsid: the component outlives the shell that started it and gets no terminal signals.
-  setsid "$@" >>"$S/logs/$name.log" 2>&1 < /dev/null &
-  echo $! > "$S/pids/$name.pid"
-}
 
 gen_pki() {
   [[ -f "$PKI/.complete" ]] && return
@@ -122,7 +94,7 @@ healthy() {
   for c in "${COMPONENTS[@]}"; do alive "$c" || return 1; done
   # shellcheck disable=SC1090
   source "$S/ports"
-  api_ready && kafka_ready
+  api_ready && kafka_ready "$KAFKA_PORT"
 }
 
 api_ready() {
@@ -131,7 +103,6 @@ api_ready() {
   curl -sf --max-time 2 --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" \
     "https://127.0.0.1:$API_PORT/readyz" | grep -q ok
 }
-kafka_ready() { kcat -b "127.0.0.1:$KAFKA_PORT" -L -m 2 >/dev/null 2>&1; }
 
 start_apiserver() {
   start kube-apiserver "$KUBE_BIN_DIR/kube-apiserver" \
@@ -179,36 +150,8 @@ P
   wait_for etcd 30 curl -sf "http://127.0.0.1:$ETCD_PORT/health"
 
   log "kafka $KAFKA_VERSION (KRaft) on 127.0.0.1:$KAFKA_PORT"
-  cat > "$S/kafka/server.properties" <<K
-process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
-controller.listener.names=CONTROLLER
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
-inter.broker.listener.name=PLAINTEXT
-log.dirs=$S/kafka/data
-num.partitions=1
-auto.create.topics.enable=false
-offsets.topic.replication.factor=1
-offsets.topic.num.partitions=5
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-group.initial.rebalance.delay.ms=0
-K
-  cat > "$S/kafka/log4j.properties" <<'L'
-log4j.rootLogger=INFO, stdout
-log4j.appender.stdout=org.apache.log4j.ConsoleAppender
-log4j.appender.stdout.layout=org.apache.log4j.PatternLayout
-log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n
-log4j.logger.kafka=INFO
-log4j.logger.org.apache.kafka=WARN
-L
-  local kjava=(java -Xms256m -Xmx768m -XX:+UseG1GC -Djava.awt.headless=true
-    "-Dlog4j.configuration=file:$S/kafka/log4j.properties" -cp "$KAFKA_HOME/libs/*")
-  "${kjava[@]}" kafka.tools.StorageTool format -t "$("${kjava[@]}" kafka.tools.StorageTool random-uuid 2>/dev/null)" \
-    -c "$S/kafka/server.properties" >> "$S/logs/kafka.log" 2>&1 || die "kafka storage format failed (log: $S/logs/kafka.log)"
+  kafka_configure "$S/kafka" "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"
+  read -ra kjava <<<"$(kafka_java "$S/kafka")"
   start kafka "${kjava[@]}" kafka.Kafka "$S/kafka/server.properties"
 
   log "kube-apiserver $KUBE_VERSION on https://127.0.0.1:$API_PORT"
@@ -229,7 +172,7 @@ L
     --v=1
   wait_for kube-controller-manager 60 curl -skf "https://127.0.0.1:$KCM_PORT/healthz"
 
-  wait_for kafka 90 kafka_ready
+  wait_for kafka 90 kafka_ready "$KAFKA_PORT"
 
   cat > "$ENV_FILE" <<E
 export KUBECONFIG=$S/kubeconfig
@@ -245,23 +188,11 @@ E
   cat "$ENV_FILE"
 }
 
-stop_component() {
-  local name=$1 p
-  p=$(pid_of "$name")
-  [[ -n "$p" ]] || return 0
-  if kill -0 "$p" 2>/dev/null; then
-    kill -TERM "$p" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.2; done
-    kill -KILL "$p" 2>/dev/null || true
-  fi
-  rm -f "$S/pids/$name.pid"
-}
-
 down() {
   local c i
   [[ -d "$S" ]] || { log "local cluster not running"; return; }
   # Reverse order: clients of etcd before etcd.
-  for (( i=${#COMPONENTS[@]}-1; i>=0; i-- )); do c=${COMPONENTS[$i]}; stop_component "$c"; done
+  for (( i=${#COMPONENTS[@]}-1; i>=0; i-- )); do c=${COMPONENTS[$i]}; stop "$c"; done
   rm -rf "$S"
   log "local cluster down"
 }
@@ -280,7 +211,7 @@ restart_apiserver() {
   [[ -f "$S/ports" ]] || die "local cluster not running"
   # shellcheck disable=SC1090
   source "$S/ports"
-  stop_component kube-apiserver
+  stop kube-apiserver
   start_apiserver
 }
 
