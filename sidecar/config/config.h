@@ -1,0 +1,157 @@
+#pragma once
+// The sidecar's configuration file: the contract between the operator (which renders it into a
+// ConfigMap) and the sidecar (which runs it). Schema version 1; sidecar/config/README.md documents
+// every key.
+//
+// Parsing is done as a whole, before anything starts: every problem in the file is collected with
+// its path (`subscribe[1].fields[2]: unknown field "ratng" (product fields: id, name, price)`), so
+// one run of the sidecar tells the operator author everything that is wrong. The values here are
+// plain data; secrets are referenced (file or environment variable), never held or logged.
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace datashare::sidecar::config {
+
+inline constexpr int kSchemaVersion = 1;
+
+enum class field_type { string, number, integer, boolean, object, array };
+
+std::string_view to_string(field_type t);
+
+struct field {
+  std::string name;
+  field_type type = field_type::string;
+  bool restricted = false;  // never published to Kafka; served by sync reads only
+};
+
+// A DataProduct as the sidecar needs it: its identity, key and field schema.
+struct product_schema {
+  std::string name;
+  std::string namespace_name;
+  std::string key;  // name of the key field
+  std::vector<field> fields;
+
+  const field* find(std::string_view field_name) const;
+  std::string field_names() const;  // "id, name, price", for messages
+};
+
+struct endpoint {
+  std::string address;
+  std::uint16_t port = 0;  // 0: any free port (tests)
+};
+
+struct kafka_security {
+  std::string protocol = "PLAINTEXT";  // PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL
+  std::string ca_file;
+  std::string cert_file;
+  std::string key_file;
+  std::string key_password_file;
+  std::string sasl_mechanism;  // PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512
+  std::string sasl_username;
+  std::string sasl_password_file;  // exactly one of file / env when SASL is used
+  std::string sasl_password_env;
+};
+
+struct kafka_settings {
+  std::string bootstrap_servers;
+  std::string client_id = "datashare-sidecar";
+  kafka_security security;
+  // librdkafka properties passed through as they are (non-secret ones only: the validator
+  // refuses passwords here, they come from files or the environment).
+  std::vector<std::pair<std::string, std::string>> properties;
+};
+
+struct listen_settings {
+  endpoint data{"127.0.0.1", 8090};  // the read/publish API: loopback only
+  std::optional<endpoint> admin;     // /healthz, /readyz, /metrics for probes and scrapes
+  int threads = 1;                   // HTTP I/O threads
+};
+
+struct outbox_settings {
+  std::uint64_t max_entries = 100000;  // beyond it: 503 + Retry-After, nothing stored is dropped
+};
+
+struct publish_spec {
+  product_schema product;
+  std::string topic;
+  outbox_settings outbox;
+};
+
+enum class sharing_mode { event, sync, hybrid };
+enum class store_kind { rocksdb, memory };
+
+std::string_view to_string(sharing_mode m);
+
+// The sync-read policy (issue 5 implements it; validated here so the file is checked whole).
+struct sync_policy {
+  std::chrono::milliseconds timeout{300};
+  int retry_attempts = 2;
+  std::chrono::milliseconds retry_backoff{20};
+  int breaker_consecutive_failures = 5;
+  std::chrono::milliseconds breaker_open_for{10000};
+  std::chrono::milliseconds cache_ttl{30000};
+  std::uint64_t cache_max_entries = 100000;
+  bool serve_stale_on_error = true;
+};
+
+struct subscribe_spec {
+  std::string policy;
+  std::string namespace_name;
+  product_schema product;
+  std::string topic;
+  std::string group;
+  sharing_mode mode = sharing_mode::event;
+  std::vector<std::string> fields;       // kept locally (event, hybrid)
+  std::vector<std::string> sync_fields;  // read through the owner (sync, hybrid)
+  std::string owner_url;
+  std::chrono::milliseconds max_lag{5000};
+  store_kind store = store_kind::rocksdb;
+  std::uint64_t max_event_bytes = 1 << 20;  // larger events are poison (dead-letter topic)
+  sync_policy sync;
+};
+
+// Gateway participant role (issue 6); only its outline is checked for now.
+struct participate_spec {
+  std::string product;
+  std::string coordinator_url;
+};
+
+struct sidecar_config {
+  int version = kSchemaVersion;
+  std::string data_dir;
+  kafka_settings kafka;
+  listen_settings listen;
+  std::vector<publish_spec> publish;
+  std::vector<subscribe_spec> subscribe;
+  std::vector<participate_spec> participate;
+};
+
+struct problem {
+  std::string path;  // "subscribe[1].fields[2]"; empty for the whole file
+  std::string message;
+};
+
+struct load_result {
+  std::optional<sidecar_config> config;  // set only when problems is empty
+  std::vector<problem> problems;
+};
+
+// Parses and validates YAML text. Never throws.
+load_result parse_config(std::string_view yaml_text);
+
+// Reads and parses a file; a missing or unreadable file is one problem. Never throws.
+load_result load_config_file(const std::string& path);
+
+// One line per problem: "<path>: <message>".
+std::string format_problems(const std::vector<problem>& problems);
+
+// Go-style durations as Kubernetes resources write them: "300ms", "5s", "1m30s", "1.5s", "0".
+std::optional<std::chrono::milliseconds> parse_duration(std::string_view text);
+
+}  // namespace datashare::sidecar::config

@@ -1,0 +1,232 @@
+#include "sidecar/config/config.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace datashare::sidecar::config {
+namespace {
+
+using ::testing::AllOf;
+using ::testing::Contains;
+using ::testing::Field;
+using ::testing::HasSubstr;
+
+constexpr const char* kValid = R"(
+version: 1
+dataDir: /var/lib/datashare
+kafka:
+  bootstrapServers: 127.0.0.1:9092
+  properties: {linger.ms: "1"}
+listen:
+  data: {address: 127.0.0.1, port: 8090}
+  admin: {address: 0.0.0.0, port: 9090}
+publish:
+  - product:
+      name: products
+      namespace: catalog
+      key: id
+      fields:
+        - {name: id, type: string}
+        - {name: name, type: string}
+        - {name: price, type: number}
+        - {name: supplierEmail, type: string, restricted: true}
+    topic: catalog.products.v1
+    outbox: {maxEntries: 1000}
+subscribe:
+  - policy: order-service-products
+    namespace: orders
+    product:
+      name: products
+      namespace: catalog
+      key: id
+      fields:
+        - {name: id, type: string}
+        - {name: name, type: string}
+        - {name: price, type: number}
+        - {name: supplierEmail, type: string, restricted: true}
+    topic: catalog.products.v1
+    group: datashare.orders.order-service-products
+    mode: hybrid
+    fields: [id, name]
+    syncFields: [price, supplierEmail]
+    owner: {url: "http://product-service.catalog:8080"}
+    maxLag: 5s
+    store: memory
+    sync:
+      timeout: 300ms
+      retries: {attempts: 2, backoff: 20ms}
+      circuitBreaker: {consecutiveFailures: 5, openFor: 10s}
+      cache: {ttl: 30s, maxEntries: 100000, serveStaleOnError: true}
+)";
+
+auto has_problem(const std::string& path, const std::string& message_part) {
+  return Contains(AllOf(Field(&problem::path, path), Field(&problem::message, HasSubstr(message_part))));
+}
+
+TEST(SidecarConfigTest, ParsesAValidFile) {
+  auto r = parse_config(kValid);
+  ASSERT_TRUE(r.problems.empty()) << format_problems(r.problems);
+  ASSERT_TRUE(r.config);
+  const auto& c = *r.config;
+  EXPECT_EQ(c.data_dir, "/var/lib/datashare");
+  EXPECT_EQ(c.kafka.bootstrap_servers, "127.0.0.1:9092");
+  ASSERT_EQ(c.kafka.properties.size(), 1u);
+  EXPECT_EQ(c.kafka.properties[0].first, "linger.ms");
+  EXPECT_EQ(c.listen.data.port, 8090);
+  ASSERT_TRUE(c.listen.admin);
+  EXPECT_EQ(c.listen.admin->address, "0.0.0.0");
+  ASSERT_EQ(c.publish.size(), 1u);
+  EXPECT_EQ(c.publish[0].outbox.max_entries, 1000u);
+  EXPECT_TRUE(c.publish[0].product.find("supplierEmail")->restricted);
+  ASSERT_EQ(c.subscribe.size(), 1u);
+  const auto& s = c.subscribe[0];
+  EXPECT_EQ(s.mode, sharing_mode::hybrid);
+  EXPECT_EQ(s.store, store_kind::memory);
+  EXPECT_EQ(s.max_lag, std::chrono::seconds(5));
+  EXPECT_EQ(s.sync.timeout, std::chrono::milliseconds(300));
+  EXPECT_EQ(s.sync.breaker_open_for, std::chrono::seconds(10));
+  EXPECT_EQ(s.fields, (std::vector<std::string>{"id", "name"}));
+}
+
+TEST(SidecarConfigTest, ReportsEveryProblemWithItsPath) {
+  auto r = parse_config(R"(
+version: 1
+dataDir: /data
+kafka: {bootstrapServers: "k:9092", properties: {sasl.password: hunter2, acks: "1"}}
+listen:
+  data: {address: 0.0.0.0, port: 70000}
+  treads: 2
+subscribe:
+  - policy: a
+    namespace: orders
+    product: {name: products, namespace: catalog, key: id,
+              fields: [{name: id, type: string}, {name: name, type: string}, {name: price, type: number},
+                       {name: secret, type: string, restricted: true}]}
+    topic: t
+    group: g
+    mode: event
+    fields: [id, name]
+  - policy: b
+    namespace: orders
+    product: {name: products2, namespace: catalog, key: id,
+              fields: [{name: id, type: string}, {name: name, type: string}, {name: price, type: number},
+                       {name: secret, type: string, restricted: true}]}
+    topic: "bad topic"
+    group: g
+    mode: event
+    fields: [id, name, ratng, secret]
+    syncFields: [price]
+    maxLag: soon
+    store: disk
+)");
+  EXPECT_FALSE(r.config);
+  EXPECT_THAT(r.problems, has_problem("subscribe[1].fields[2]", R"(unknown field "ratng" (product fields: id, name, price, secret))"));
+  EXPECT_THAT(r.problems, has_problem("subscribe[1].fields[3]", "restricted"));
+  EXPECT_THAT(r.problems, has_problem("subscribe[1].syncFields", "event mode"));
+  EXPECT_THAT(r.problems, has_problem("subscribe[1].maxLag", "not a duration"));
+  EXPECT_THAT(r.problems, has_problem("subscribe[1].store", "rocksdb or memory"));
+  EXPECT_THAT(r.problems, has_problem("subscribe[1].topic", "not a valid Kafka topic name"));
+  EXPECT_THAT(r.problems, has_problem("listen.data.address", "loopback"));
+  EXPECT_THAT(r.problems, has_problem("listen.data.port", "between 0 and 65535"));
+  EXPECT_THAT(r.problems, has_problem("listen.treads", "unknown key"));
+  EXPECT_THAT(r.problems, has_problem("kafka.properties.sasl.password", "secrets cannot be given inline"));
+  EXPECT_THAT(r.problems, has_problem("kafka.properties.acks", "cannot be overridden"));
+  EXPECT_EQ(r.problems.size(), 11u) << format_problems(r.problems);
+  // The secret's value never appears in a message.
+  EXPECT_THAT(format_problems(r.problems), ::testing::Not(HasSubstr("hunter2")));
+}
+
+TEST(SidecarConfigTest, MissingRequiredKeys) {
+  auto r = parse_config(R"(
+version: 1
+subscribe:
+  - mode: event
+    fields: [id]
+)");
+  EXPECT_THAT(r.problems, has_problem("subscribe[0].policy", "is required"));
+  EXPECT_THAT(r.problems, has_problem("subscribe[0].namespace", "is required"));
+  EXPECT_THAT(r.problems, has_problem("subscribe[0].product", "is required"));
+  EXPECT_THAT(r.problems, has_problem("subscribe[0].topic", "is required"));
+  EXPECT_THAT(r.problems, has_problem("subscribe[0].group", "is required"));
+  EXPECT_THAT(r.problems, has_problem("kafka.bootstrapServers", "is required"));
+  EXPECT_THAT(r.problems, has_problem("dataDir", "is required"));
+}
+
+TEST(SidecarConfigTest, ProductSchemaProblems) {
+  auto r = parse_config(R"(
+version: 1
+dataDir: /d
+kafka: {bootstrapServers: k}
+publish:
+  - product:
+      name: Products
+      namespace: catalog
+      key: sku
+      fields: [{name: id, type: string}, {name: id, type: text}, {name: x}]
+    topic: t
+    outbox: {maxEntries: 0}
+)");
+  EXPECT_THAT(r.problems, has_problem("publish[0].product.name", "lowercase DNS name"));
+  EXPECT_THAT(r.problems, has_problem("publish[0].product.key", "not one of the fields"));
+  EXPECT_THAT(r.problems, has_problem("publish[0].product.fields[1].name", "duplicate field"));
+  EXPECT_THAT(r.problems, has_problem("publish[0].product.fields[1].type", "unknown type \"text\""));
+  EXPECT_THAT(r.problems, has_problem("publish[0].product.fields[2].type", "is required"));
+  EXPECT_THAT(r.problems, has_problem("publish[0].outbox.maxEntries", "between 1 and"));
+}
+
+TEST(SidecarConfigTest, SecurityRules) {
+  auto r = parse_config(R"(
+version: 1
+dataDir: /d
+kafka:
+  bootstrapServers: k
+  security:
+    protocol: SASL_SSL
+    tls: {certFile: /c}
+    sasl: {mechanism: MD5, username: u}
+subscribe: []
+participate: [{product: p}]
+)");
+  EXPECT_THAT(r.problems, has_problem("kafka.security.tls", "certFile and keyFile go together"));
+  EXPECT_THAT(r.problems, has_problem("kafka.security.sasl.mechanism", "must be one of"));
+  EXPECT_THAT(r.problems, has_problem("kafka.security.sasl", "exactly one of passwordFile and passwordEnv"));
+}
+
+TEST(SidecarConfigTest, MalformedFiles) {
+  for (const char* text : {"", "[1, 2]", "version: 1\nkafka: [", "just a string", "version: 2\nparticipate: [{product: p}]",
+                           "version: x", "{version: 1, subscribe: {a: b}}", "version: 1\nsubscribe: [3]"}) {
+    auto r = parse_config(text);
+    EXPECT_FALSE(r.config) << text;
+    EXPECT_FALSE(r.problems.empty()) << text;
+  }
+  EXPECT_THAT(parse_config("version: 1\nkafka: [").problems, has_problem("", "not valid YAML at line"));
+  EXPECT_THAT(parse_config("version: 2\nparticipate: [{product: p}]").problems, has_problem("version", "unsupported schema version 2"));
+  EXPECT_THAT(parse_config("version: 1\nsubscribe: [3]").problems, has_problem("subscribe[0]", "must be a mapping"));
+}
+
+TEST(SidecarConfigTest, MissingFileIsOneProblem) {
+  auto r = load_config_file("/nonexistent/sidecar.yaml");
+  ASSERT_EQ(r.problems.size(), 1u);
+  EXPECT_THAT(r.problems[0].message, HasSubstr("/nonexistent/sidecar.yaml"));
+}
+
+TEST(SidecarConfigTest, Durations) {
+  EXPECT_EQ(parse_duration("300ms"), std::chrono::milliseconds(300));
+  EXPECT_EQ(parse_duration("5s"), std::chrono::milliseconds(5000));
+  EXPECT_EQ(parse_duration("1m30s"), std::chrono::milliseconds(90000));
+  EXPECT_EQ(parse_duration("1.5s"), std::chrono::milliseconds(1500));
+  EXPECT_EQ(parse_duration("2h"), std::chrono::hours(2));
+  EXPECT_EQ(parse_duration("0"), std::chrono::milliseconds(0));
+  EXPECT_FALSE(parse_duration(""));
+  EXPECT_FALSE(parse_duration("5"));
+  EXPECT_FALSE(parse_duration("s"));
+  EXPECT_FALSE(parse_duration("5 s"));
+  EXPECT_FALSE(parse_duration("-5s"));
+  EXPECT_FALSE(parse_duration("5d"));
+  EXPECT_FALSE(parse_duration("1e400s"));
+}
+
+}  // namespace
+}  // namespace datashare::sidecar::config
