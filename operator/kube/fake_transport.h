@@ -1,0 +1,92 @@
+#pragma once
+// An in-memory http_transport for unit tests: answers from a scripted queue of responses and
+// records every request. Streams deliver their scripted lines, then end (or block until
+// stopped, to model a watch that stays open).
+
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "operator/kube/error.h"
+#include "operator/kube/http.h"
+
+namespace datashare::kube::testing {
+
+struct scripted_response {
+  int status = 200;
+  std::string body;
+  std::map<std::string, std::string> headers;
+  std::vector<std::string> lines;  // for streams: the body's lines
+  bool transport_failure = false;  // throw errc::transport instead of answering
+  bool hold_open = false;          // for streams: after the lines, wait until stopped
+};
+
+// Thread-safe.
+class fake_transport final : public http_transport {
+ public:
+  void push(scripted_response r) {
+    std::lock_guard lock(mu_);
+    script_.push_back(std::move(r));
+    cv_.notify_all();
+  }
+
+  std::vector<http_request> requests() const {
+    std::lock_guard lock(mu_);
+    return requests_;
+  }
+
+  http_response send(const http_request& request) override {
+    scripted_response r = next(request);
+    if (r.transport_failure) {
+      throw api_error(errc::transport, 0, "TransportError", "scripted failure", request.method + " " + request.target);
+    }
+    return {r.status, r.body, r.headers};
+  }
+
+  http_response stream_lines(const http_request& request, const std::function<bool(std::string_view)>& on_line,
+                             std::stop_token stop) override {
+    scripted_response r = next(request, &stop);
+    if (stop.stop_requested()) return {};
+    if (r.transport_failure) {
+      throw api_error(errc::transport, 0, "TransportError", "scripted failure", request.method + " " + request.target);
+    }
+    if (r.status < 200 || r.status >= 300) return {r.status, r.body, r.headers};
+    for (const auto& line : r.lines) {
+      if (stop.stop_requested() || !on_line(line)) return {r.status, "", r.headers};
+    }
+    if (r.hold_open) {
+      std::unique_lock lock(mu_);
+      std::stop_callback wake(stop, [this] { cv_.notify_all(); });
+      cv_.wait(lock, [&] { return stop.stop_requested(); });
+    }
+    return {r.status, "", r.headers};
+  }
+
+  std::string host() const override { return "https://fake"; }
+
+ private:
+  // The next scripted answer; with nothing scripted a stream waits (until stopped) and a plain
+  // request fails the test loudly.
+  scripted_response next(const http_request& request, std::stop_token* stop = nullptr) {
+    std::unique_lock lock(mu_);
+    requests_.push_back(request);
+    if (stop != nullptr) {
+      std::stop_callback wake(*stop, [this] { cv_.notify_all(); });
+      cv_.wait(lock, [&] { return !script_.empty() || stop->stop_requested(); });
+      if (script_.empty()) return {};
+    }
+    if (script_.empty()) return {599, "no scripted response for " + request.method + " " + request.target, {}, {}};
+    scripted_response r = std::move(script_.front());
+    script_.pop_front();
+    return r;
+  }
+
+  mutable std::mutex mu_;
+  std::condition_variable_any cv_;
+  std::deque<scripted_response> script_;
+  std::vector<http_request> requests_;
+};
+
+}  // namespace datashare::kube::testing
