@@ -1,0 +1,149 @@
+// The same contract tests for both store::kv implementations.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <random>
+#include <thread>
+
+#include "sidecar/store/memory_kv.h"
+#include "sidecar/store/rocksdb_kv.h"
+
+namespace datashare::sidecar::store {
+namespace {
+
+class kv_contract_test : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    if (GetParam() == "memory") {
+      kv_ = std::make_unique<memory_kv>();
+      return;
+    }
+    dir_ = std::filesystem::temp_directory_path() /
+           ("kv_test." + std::to_string(::getpid()) + "." + std::to_string(std::random_device()()));
+    std::string error;
+    kv_ = open_rocksdb(dir_.string(), {}, error);
+    ASSERT_TRUE(kv_) << error;
+  }
+  void TearDown() override {
+    kv_.reset();
+    if (!dir_.empty()) std::filesystem::remove_all(dir_);
+  }
+  void reopen() {
+    if (dir_.empty()) return;
+    kv_.reset();
+    std::string error;
+    kv_ = open_rocksdb(dir_.string(), {}, error);
+    ASSERT_TRUE(kv_) << error;
+  }
+
+  std::filesystem::path dir_;
+  std::unique_ptr<kv> kv_;
+};
+
+TEST_P(kv_contract_test, GetPutDelete) {
+  std::string v;
+  EXPECT_EQ(kv_->get("a", v), errc::not_found);
+  write_batch b;
+  b.put("a", "1");
+  b.put("b", std::string("\0x", 2));
+  ASSERT_FALSE(kv_->write(b, true));
+  ASSERT_FALSE(kv_->get("a", v));
+  EXPECT_EQ(v, "1");
+  ASSERT_FALSE(kv_->get("b", v));
+  EXPECT_EQ(v, std::string("\0x", 2));
+  b.clear();
+  b.del("a");
+  b.put("b", "2");
+  ASSERT_FALSE(kv_->write(b, false));
+  EXPECT_EQ(kv_->get("a", v), errc::not_found);
+  ASSERT_FALSE(kv_->get("b", v));
+  EXPECT_EQ(v, "2");
+}
+
+TEST_P(kv_contract_test, LaterOpsInABatchWin) {
+  write_batch b;
+  b.put("k", "1");
+  b.del("k");
+  b.put("k", "3");
+  ASSERT_FALSE(kv_->write(b, false));
+  std::string v;
+  ASSERT_FALSE(kv_->get("k", v));
+  EXPECT_EQ(v, "3");
+}
+
+TEST_P(kv_contract_test, ScansInKeyOrderWithinBoundsAndLimit) {
+  write_batch b;
+  for (const char* k : {"d/c", "d/a", "d/b", "o/1", "c"}) b.put(k, k);
+  ASSERT_FALSE(kv_->write(b, false));
+  std::vector<entry> out;
+  ASSERT_FALSE(kv_->scan("d/", "d0", 10, out));
+  ASSERT_EQ(out.size(), 3u);
+  EXPECT_EQ(out[0].first, "d/a");
+  EXPECT_EQ(out[2].first, "d/c");
+  out.clear();
+  ASSERT_FALSE(kv_->scan("d/b", "", 2, out));
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[0].first, "d/b");
+  EXPECT_EQ(out[1].first, "d/c");
+}
+
+TEST_P(kv_contract_test, SurvivesReopen) {
+  write_batch b;
+  b.put("x", "y");
+  ASSERT_FALSE(kv_->write(b, true));
+  reopen();
+  std::string v;
+  ASSERT_FALSE(kv_->get("x", v));
+  EXPECT_EQ(v, "y");
+}
+
+TEST_P(kv_contract_test, ConcurrentReadersAndOneWriter) {
+  std::atomic<bool> done{false};
+  std::thread writer([&] {
+    for (int i = 0; i < 2000; ++i) {
+      write_batch b;
+      b.put("k" + std::to_string(i % 50), std::to_string(i));
+      b.put("n", std::to_string(i));
+      ASSERT_FALSE(kv_->write(b, false));
+    }
+    done = true;
+  });
+  std::thread reader([&] {
+    std::string v;
+    std::vector<entry> out;
+    while (!done) {
+      (void)kv_->get("n", v);
+      out.clear();
+      ASSERT_FALSE(kv_->scan("k", "l", 10, out));
+    }
+  });
+  writer.join();
+  reader.join();
+  std::string v;
+  ASSERT_FALSE(kv_->get("n", v));
+  EXPECT_EQ(v, "1999");
+}
+
+INSTANTIATE_TEST_SUITE_P(impls, kv_contract_test, ::testing::Values("memory", "rocksdb"));
+
+TEST(MemoryKvTest, InjectedFailuresChangeNothing) {
+  memory_kv kv;
+  kv.fail_next_writes(1);
+  write_batch b;
+  b.put("a", "1");
+  EXPECT_EQ(kv.write(b, true), errc::injected_failure);
+  EXPECT_EQ(kv.size(), 0u);
+  EXPECT_FALSE(kv.write(b, true));
+  EXPECT_EQ(kv.size(), 1u);
+  EXPECT_EQ(kv.synced_writes(), 1u);
+}
+
+TEST(RocksdbKvTest, ReportsAnUnusableDirectory) {
+  std::string error;
+  auto kv = open_rocksdb("/proc/version/not-a-dir", {}, error);
+  EXPECT_FALSE(kv);
+  EXPECT_NE(error.find("/proc/version/not-a-dir"), std::string::npos) << error;
+}
+
+}  // namespace
+}  // namespace datashare::sidecar::store

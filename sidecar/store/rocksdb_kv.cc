@@ -1,0 +1,103 @@
+#include "sidecar/store/rocksdb_kv.h"
+
+#include <rocksdb/cache.h>
+#include <rocksdb/db.h>
+#include <rocksdb/filter_policy.h>
+#include <rocksdb/table.h>
+#include <rocksdb/write_batch.h>
+
+#include <filesystem>
+
+namespace datashare::sidecar::store {
+namespace {
+
+std::error_code to_error(const rocksdb::Status& s) {
+  if (s.ok()) return {};
+  if (s.IsNotFound()) return errc::not_found;
+  if (s.IsCorruption()) return errc::corruption;
+  if (s.IsInvalidArgument()) return errc::invalid_argument;
+  return errc::io_error;
+}
+
+// One block cache for every store of the process: the sidecar's memory stays bounded however
+// many policies it serves.
+std::shared_ptr<rocksdb::Cache> shared_block_cache() {
+  static std::shared_ptr<rocksdb::Cache> cache = rocksdb::NewLRUCache(8 << 20);
+  return cache;
+}
+
+class rocksdb_kv final : public kv {
+ public:
+  explicit rocksdb_kv(std::unique_ptr<rocksdb::DB> db) : db_(std::move(db)) {}
+
+  std::error_code get(std::string_view key, std::string& value) const override {
+    rocksdb::PinnableSlice slice;
+    auto s = db_->Get(rocksdb::ReadOptions(), db_->DefaultColumnFamily(), rocksdb::Slice(key.data(), key.size()), &slice);
+    if (!s.ok()) return to_error(s);
+    value.assign(slice.data(), slice.size());
+    return {};
+  }
+
+  std::error_code write(const write_batch& batch, bool sync) override {
+    rocksdb::WriteBatch wb;
+    for (const auto& op : batch.ops()) {
+      if (op.is_delete) {
+        wb.Delete(op.key);
+      } else {
+        wb.Put(op.key, op.value);
+      }
+    }
+    rocksdb::WriteOptions wo;
+    wo.sync = sync;
+    return to_error(db_->Write(wo, &wb));
+  }
+
+  std::error_code scan(std::string_view begin, std::string_view end, std::size_t limit,
+                       std::vector<entry>& out) const override {
+    rocksdb::ReadOptions ro;
+    rocksdb::Slice upper(end.data(), end.size());
+    if (!end.empty()) ro.iterate_upper_bound = &upper;
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+    for (it->Seek(rocksdb::Slice(begin.data(), begin.size())); it->Valid() && out.size() < limit; it->Next()) {
+      out.emplace_back(it->key().ToString(), it->value().ToString());
+    }
+    return to_error(it->status());
+  }
+
+ private:
+  std::unique_ptr<rocksdb::DB> db_;
+};
+
+}  // namespace
+
+std::unique_ptr<kv> open_rocksdb(const std::string& dir, const rocksdb_options& options, std::string& error) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) {
+    error = "cannot create " + dir + ": " + ec.message();
+    return nullptr;
+  }
+  rocksdb::Options o;
+  o.create_if_missing = true;
+  o.write_buffer_size = options.write_buffer_bytes;
+  o.max_write_buffer_number = 2;
+  o.max_open_files = options.max_open_files;
+  o.keep_log_file_num = 2;
+  o.max_log_file_size = 1 << 20;
+  o.max_background_jobs = 2;
+  o.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
+  rocksdb::BlockBasedTableOptions t;
+  t.block_cache = shared_block_cache();
+  t.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  t.cache_index_and_filter_blocks = true;
+  o.table_factory.reset(rocksdb::NewBlockBasedTableFactory(t));
+  rocksdb::DB* raw = nullptr;
+  auto s = rocksdb::DB::Open(o, dir, &raw);
+  if (!s.ok()) {
+    error = "cannot open rocksdb in " + dir + ": " + s.ToString();
+    return nullptr;
+  }
+  return std::make_unique<rocksdb_kv>(std::unique_ptr<rocksdb::DB>(raw));
+}
+
+}  // namespace datashare::sidecar::store
