@@ -5,6 +5,10 @@
 namespace datashare::sidecar::store {
 
 std::error_code memory_kv::get(std::string_view key, std::string& value) const {
+  int f = read_failures_.load();
+  while (f > 0) {
+    if (read_failures_.compare_exchange_weak(f, f - 1)) return errc::io_error;
+  }
   std::shared_lock lock(mu_);
   auto it = data_.find(key);
   if (it == data_.end()) return errc::not_found;

@@ -20,6 +20,8 @@ class memory_kv final : public kv {
 
   // The next `n` writes fail with errc::injected_failure and change nothing.
   void fail_next_writes(int n) { failures_.store(n); }
+  // The next `n` gets fail with errc::io_error.
+  void fail_next_reads(int n) { read_failures_.store(n); }
   std::size_t size() const;
   std::uint64_t writes() const { return writes_.load(); }
   std::uint64_t synced_writes() const { return synced_writes_.load(); }
@@ -28,6 +30,7 @@ class memory_kv final : public kv {
   mutable std::shared_mutex mu_;
   std::map<std::string, std::string, std::less<>> data_;
   std::atomic<int> failures_{0};
+  mutable std::atomic<int> read_failures_{0};
   std::atomic<std::uint64_t> writes_{0};
   std::atomic<std::uint64_t> synced_writes_{0};
 };

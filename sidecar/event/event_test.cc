@@ -1,0 +1,80 @@
+#include <gtest/gtest.h>
+
+#include "sidecar/event/cloudevents.h"
+#include "sidecar/event/schema.h"
+
+namespace datashare::sidecar::event {
+namespace {
+
+config::product_schema products() {
+  config::product_schema p;
+  p.name = "products";
+  p.namespace_name = "catalog";
+  p.key = "id";
+  p.fields = {{"id", config::field_type::string, false},
+              {"price", config::field_type::number, false},
+              {"stock", config::field_type::integer, false},
+              {"tags", config::field_type::array, false},
+              {"secret", config::field_type::string, true}};
+  return p;
+}
+
+TEST(CloudEventsTest, TimeRoundTripsWithMicroseconds) {
+  std::int64_t t = 1'795'314'263'123'456;  // 2026-11-22T...
+  std::string s = format_time(t);
+  EXPECT_EQ(s.size(), 27u);
+  EXPECT_EQ(s.back(), 'Z');
+  EXPECT_EQ(parse_time(s), t);
+  EXPECT_EQ(parse_time("1970-01-01T00:00:00Z"), 0);
+  EXPECT_EQ(parse_time("1970-01-01T01:00:00.5+01:00"), 500'000);
+  EXPECT_EQ(parse_time("2020-01-01T00:00:00.123456789Z"), parse_time("2020-01-01T00:00:00.123456Z"));
+  for (const char* bad : {"", "2020-01-01", "2020-01-01T00:00:00", "2020-13-01T00:00:00Z", "2020-01-01T00:00:00.Z",
+                          "2020-01-01T00:00:00Zjunk", "2020-01-01T00:00:00+0100", "yyyy-01-01T00:00:00Z"}) {
+    EXPECT_FALSE(parse_time(bad)) << bad;
+  }
+}
+
+TEST(CloudEventsTest, Versions) {
+  EXPECT_EQ(parse_version("42"), 42u);
+  EXPECT_EQ(parse_version("18446744073709551615"), UINT64_MAX);
+  EXPECT_FALSE(parse_version(""));
+  EXPECT_FALSE(parse_version("-1"));
+  EXPECT_FALSE(parse_version("1x"));
+  EXPECT_FALSE(parse_version("18446744073709551616"));
+}
+
+TEST(CloudEventsTest, HeadersFollowTheBinaryBinding) {
+  kafka::message m;
+  m.headers = make_headers(products(), {"id-1", "sku-1", 7, 0, false});
+  EXPECT_EQ(*m.header_value("ce_specversion"), "1.0");
+  EXPECT_EQ(*m.header_value("ce_id"), "id-1");
+  EXPECT_EQ(*m.header_value("ce_source"), "/namespaces/catalog/dataproducts/products");
+  EXPECT_EQ(*m.header_value("ce_type"), "io.datashare.products.updated");
+  EXPECT_EQ(*m.header_value("ce_time"), "1970-01-01T00:00:00.000000Z");
+  EXPECT_EQ(*m.header_value("ce_subject"), "sku-1");
+  EXPECT_EQ(*m.header_value("content-type"), "application/json");
+  EXPECT_EQ(*m.header_value("datashare_version"), "7");
+  m.headers = make_headers(products(), {"id-2", "sku-1", 8, 0, true});
+  EXPECT_EQ(*m.header_value("ce_type"), "io.datashare.products.deleted");
+  EXPECT_EQ(m.header_value("content-type"), nullptr);
+}
+
+TEST(SchemaTest, ChecksTypesAndUnknownFields) {
+  auto p = products();
+  using nlohmann::json;
+  EXPECT_EQ(check_entity(json::parse(R"({"id":"a","price":1.5,"stock":3,"tags":[],"secret":"x"})"), p,
+                         unknown_fields::reject),
+            "");
+  EXPECT_EQ(check_entity(json::parse(R"({"id":"a","price":null})"), p, unknown_fields::reject), "");
+  EXPECT_EQ(check_entity(json::parse(R"({"price":"cheap"})"), p, unknown_fields::reject),
+            R"(field "price": expected number, got string)");
+  EXPECT_EQ(check_entity(json::parse(R"({"stock":1.5})"), p, unknown_fields::reject),
+            R"(field "stock": expected integer, got number)");
+  EXPECT_EQ(check_entity(json::parse(R"({"ratng":1})"), p, unknown_fields::reject),
+            R"(unknown field "ratng" (product fields: id, price, stock, tags, secret))");
+  EXPECT_EQ(check_entity(json::parse(R"({"ratng":1})"), p, unknown_fields::ignore), "");
+  EXPECT_EQ(check_entity(json::parse("[1]"), p, unknown_fields::ignore), "expected a JSON object, got array");
+}
+
+}  // namespace
+}  // namespace datashare::sidecar::event

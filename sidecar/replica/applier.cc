@@ -1,0 +1,127 @@
+#include "sidecar/replica/applier.h"
+
+#include <nlohmann/json.hpp>
+#include <unordered_map>
+
+#include "sidecar/event/cloudevents.h"
+#include "sidecar/event/schema.h"
+#include "sidecar/replica/layout.h"
+
+namespace datashare::sidecar::replica {
+
+applier::applier(const config::subscribe_spec& spec)
+    : product_(spec.product), fields_(spec.fields), max_event_bytes_(spec.max_event_bytes) {}
+
+namespace {
+
+decision poisoned(std::string reason) {
+  decision d;
+  d.kind = decision::poison;
+  d.value = std::move(reason);
+  return d;
+}
+
+}  // namespace
+
+decision applier::decide(const kafka::message& m) const {
+  if (!m.key || m.key->empty()) return poisoned("key missing");
+  std::size_t size = m.key->size() + (m.value ? m.value->size() : 0);
+  if (size > max_event_bytes_) {
+    return poisoned("oversized: " + std::to_string(size) + " bytes > maxEventBytes " + std::to_string(max_event_bytes_));
+  }
+  const std::string* version_header = m.header_value(event::kVersionHeader);
+  if (version_header == nullptr) return poisoned("missing datashare_version header");
+  auto version = event::parse_version(*version_header);
+  if (!version || *version == 0) return poisoned("datashare_version is not a positive integer");
+  decision d;
+  d.version = *version;
+  const std::string* time_header = m.header_value(event::kTimeHeader);
+  std::optional<std::int64_t> t = time_header != nullptr ? event::parse_time(*time_header) : std::nullopt;
+  if (time_header != nullptr && !t) return poisoned("ce_time is not an RFC 3339 time");
+  d.event_time_us = t ? *t : m.timestamp_ms * 1000;
+  const std::string* type = m.header_value(event::kTypeHeader);
+  bool typed_deleted = type != nullptr && type->size() > 8 && type->compare(type->size() - 8, 8, ".deleted") == 0;
+  if (!m.value) {
+    if (type != nullptr && !typed_deleted) return poisoned("null value (tombstone) but ce_type is " + *type);
+    d.kind = decision::remove;
+    return d;
+  }
+  if (typed_deleted) return poisoned("ce_type is " + *type + " but the value is not null");
+  auto json = nlohmann::json::parse(*m.value, nullptr, /*allow_exceptions=*/false);
+  if (json.is_discarded()) return poisoned("value is not JSON");
+  if (!json.is_object()) return poisoned("value is not a JSON object");
+  std::string problem = event::check_entity(json, product_, event::unknown_fields::ignore);
+  if (!problem.empty()) return poisoned(problem);
+  if (auto it = json.find(product_.key); it != json.end() && it->is_string() && it->get_ref<const std::string&>() != *m.key) {
+    return poisoned("key field \"" + product_.key + "\" is \"" + it->get_ref<const std::string&>() +
+                    "\" but the message key is \"" + *m.key + "\"");
+  }
+  nlohmann::json projected = nlohmann::json::object();
+  for (const auto& f : fields_) {
+    if (auto it = json.find(f); it != json.end()) projected[f] = std::move(*it);
+  }
+  d.kind = decision::upsert;
+  d.value = projected.dump();
+  return d;
+}
+
+std::error_code applier::prepare(std::span<const kafka::message> messages, const store::kv& kv, std::int64_t now_us,
+                                 plan& out) const {
+  // Versions decided earlier in this batch win over the store: it does not hold them yet.
+  std::unordered_map<std::string_view, std::uint64_t> batch_versions;
+  std::map<std::int32_t, std::int64_t> next_offsets;
+  std::string stored;
+  std::uint64_t dlq = 0;
+  for (const auto& m : messages) {
+    auto [pos, first_seen] = next_offsets.try_emplace(m.partition, 0);
+    if (first_seen) {
+      // The stored position: a message below it was applied before (a redelivery after a seek
+      // that went wrong, or a test's replay) and must not move the offset back.
+      if (auto ec = kv.get(offset_key(m.partition), stored); !ec) {
+        pos->second = static_cast<std::int64_t>(decode_u64(stored).value_or(0));
+      } else if (ec != store::errc::not_found) {
+        return ec;
+      }
+    }
+    if (m.offset < pos->second) {
+      ++out.replayed;
+      continue;
+    }
+    pos->second = m.offset + 1;
+    decision d = decide(m);
+    out.newest_event_time_us = std::max(out.newest_event_time_us, d.event_time_us);
+    if (d.kind == decision::poison) {
+      out.poison.emplace_back(&m, std::move(d.value));
+      ++dlq;
+      continue;
+    }
+    std::uint64_t current = 0;
+    if (auto it = batch_versions.find(*m.key); it != batch_versions.end()) {
+      current = it->second;
+    } else if (auto ec = kv.get(data_key(*m.key), stored); !ec) {
+      auto r = decode_record(stored);
+      if (!r) return store::errc::corruption;
+      current = r->version;
+    } else if (ec != store::errc::not_found) {
+      return ec;
+    }
+    if (d.version <= current) {
+      ++out.stale;
+      continue;
+    }
+    batch_versions[*m.key] = d.version;
+    out.batch.put(data_key(*m.key),
+                  encode_record(d.version, d.event_time_us, d.kind == decision::remove, d.value));
+    ++out.applied;
+    out.propagation_us.push_back(now_us - d.event_time_us);
+  }
+  for (const auto& [partition, offset] : next_offsets) {
+    out.batch.put(offset_key(partition), encode_u64(static_cast<std::uint64_t>(offset)));
+  }
+  if (out.applied != 0) out.batch.put(kAppliedCounter, encode_u64(load_counter(kv, kAppliedCounter) + out.applied));
+  if (out.stale != 0) out.batch.put(kStaleCounter, encode_u64(load_counter(kv, kStaleCounter) + out.stale));
+  if (dlq != 0) out.batch.put(kDlqCounter, encode_u64(load_counter(kv, kDlqCounter) + dlq));
+  return {};
+}
+
+}  // namespace datashare::sidecar::replica

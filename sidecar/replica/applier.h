@@ -1,0 +1,61 @@
+#pragma once
+// The replica's decisions, as pure-ish code (it reads the store, never writes it): for a batch of
+// Kafka messages, which events to apply, which are stale, which are poison, and one write batch
+// holding the projected data, each partition's next offset and the persistent counters.
+//
+// Rules (DESIGN.md §4): key = message key; value = JSON state, null = deleted; an event is applied
+// only when its datashare_version is newer than the stored one (tombstones included), so
+// duplicates and replays are harmless; only the policy's fields are kept. Poison (no key, no or bad
+// version, value not a JSON object, wrong field types, key field disagreeing with the key,
+// oversized) is reported with a reason for the dead-letter topic and skipped; the stream goes on.
+//
+// Stateless between calls; const methods may run on several threads. No exceptions.
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+#include "sidecar/config/config.h"
+#include "sidecar/kafka/message.h"
+#include "sidecar/store/kv.h"
+
+namespace datashare::sidecar::replica {
+
+struct decision {
+  enum kind_t { upsert, remove, poison } kind = poison;
+  std::uint64_t version = 0;
+  std::int64_t event_time_us = 0;
+  std::string value;  // upsert: the projected JSON; poison: the reason
+};
+
+struct plan {
+  store::write_batch batch;
+  std::vector<std::pair<const kafka::message*, std::string>> poison;  // message, reason
+  std::uint64_t applied = 0;  // upserts and deletes written
+  std::uint64_t stale = 0;
+  std::uint64_t replayed = 0;  // below the stored offset of their partition: already applied
+  std::vector<std::int64_t> propagation_us;  // event time → now, one per applied event
+  std::int64_t newest_event_time_us = 0;     // of the events seen (applied, stale or poison)
+};
+
+class applier {
+ public:
+  explicit applier(const config::subscribe_spec& spec);
+
+  decision decide(const kafka::message& m) const;
+
+  // Decides `messages` (in consumption order) against the stored versions and fills `out`.
+  // Fails only when the store cannot be read; then nothing must be written.
+  std::error_code prepare(std::span<const kafka::message> messages, const store::kv& kv, std::int64_t now_us,
+                          plan& out) const;
+
+ private:
+  config::product_schema product_;
+  std::vector<std::string> fields_;
+  std::uint64_t max_event_bytes_;
+};
+
+}  // namespace datashare::sidecar::replica
