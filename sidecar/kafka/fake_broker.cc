@@ -1,0 +1,172 @@
+#include "sidecar/kafka/fake_broker.h"
+
+#include <deque>
+#include <functional>
+
+namespace datashare::sidecar::kafka {
+
+void fake_broker::create_topic(const std::string& topic, int partitions) {
+  std::lock_guard lock(mu_);
+  topics_.try_emplace(topic, static_cast<std::size_t>(partitions));
+}
+
+bool fake_broker::has_topic(const std::string& topic) const {
+  std::lock_guard lock(mu_);
+  return topics_.count(topic) != 0;
+}
+
+std::int64_t fake_broker::append(message m) {
+  std::lock_guard lock(mu_);
+  auto& parts = topics_.at(m.topic);
+  std::size_t p = m.key ? std::hash<std::string>()(*m.key) % parts.size() : 0;
+  m.partition = static_cast<std::int32_t>(p);
+  m.offset = static_cast<std::int64_t>(parts[p].size());
+  parts[p].push_back(std::move(m));
+  return parts[p].back().offset;
+}
+
+std::vector<message> fake_broker::read(const std::string& topic, std::int32_t partition) const {
+  std::lock_guard lock(mu_);
+  return topics_.at(topic).at(static_cast<std::size_t>(partition));
+}
+
+std::vector<message> fake_broker::read_all(const std::string& topic) const {
+  std::lock_guard lock(mu_);
+  std::vector<message> out;
+  for (const auto& p : topics_.at(topic)) out.insert(out.end(), p.begin(), p.end());
+  return out;
+}
+
+class fake_consumer final : public consumer {
+ public:
+  explicit fake_consumer(fake_broker& b) : b_(b) {}
+
+  std::error_code partitions(const std::string& topic, std::chrono::milliseconds, std::vector<std::int32_t>& out) override {
+    std::lock_guard lock(b_.mu_);
+    auto it = b_.topics_.find(topic);
+    if (it == b_.topics_.end()) return make_error(kErrUnknownTopic);
+    for (std::size_t i = 0; i < it->second.size(); ++i) out.push_back(static_cast<std::int32_t>(i));
+    return {};
+  }
+  std::error_code assign(const std::string& topic, const std::vector<partition_offset>& start) override {
+    topic_ = topic;
+    positions_.clear();
+    for (const auto& p : start) positions_[p.partition] = p.offset < 0 ? 0 : p.offset;
+    return {};
+  }
+  std::error_code query_high_watermark(const std::string& topic, std::int32_t partition, std::chrono::milliseconds,
+                                       std::int64_t& high) override {
+    if (b_.down()) return make_error(kErrTimedOut);
+    high = cached_high_watermark(topic, partition);
+    return {};
+  }
+  std::int64_t cached_high_watermark(const std::string& topic, std::int32_t partition) override {
+    std::lock_guard lock(b_.mu_);
+    return static_cast<std::int64_t>(b_.topics_.at(topic).at(static_cast<std::size_t>(partition)).size());
+  }
+  std::error_code poll(std::chrono::milliseconds, std::size_t max, std::vector<message>& out) override {
+    if (b_.down()) return make_error(kErrTransport);
+    std::lock_guard lock(b_.mu_);
+    const auto& parts = b_.topics_.at(topic_);
+    for (auto& [p, pos] : positions_) {
+      const auto& log = parts.at(static_cast<std::size_t>(p));
+      while (out.size() < max && pos < static_cast<std::int64_t>(log.size())) out.push_back(log[static_cast<std::size_t>(pos++)]);
+    }
+    return {};
+  }
+  void commit(const std::string&, const std::vector<partition_offset>& offsets) override { committed_ = offsets; }
+
+ private:
+  fake_broker& b_;
+  std::string topic_;
+  std::map<std::int32_t, std::int64_t> positions_;
+  std::vector<partition_offset> committed_;
+};
+
+namespace {
+
+class fake_producer final : public producer {
+ public:
+  fake_producer(fake_broker& b, delivery_callback cb) : b_(b), cb_(std::move(cb)) {}
+
+  std::error_code produce(const std::string& topic, std::optional<std::string_view> key,
+                          std::optional<std::string_view> value, const std::vector<header>& headers,
+                          std::int64_t timestamp_ms, std::uint64_t token) override {
+    if (!b_.has_topic(topic)) return make_error(kErrUnknownTopic);
+    message m;
+    m.topic = topic;
+    if (key) m.key.emplace(*key);
+    if (value) m.value.emplace(*value);
+    m.headers = headers;
+    m.timestamp_ms = timestamp_ms;
+    std::lock_guard lock(mu_);
+    queue_.emplace_back(std::move(m), token);
+    return {};
+  }
+  void poll(std::chrono::milliseconds) override { deliver(); }
+  std::error_code flush(std::chrono::milliseconds) override {
+    deliver();
+    std::lock_guard lock(mu_);
+    return queue_.empty() ? std::error_code() : make_error(kErrTimedOut);
+  }
+  std::error_code fatal_error() override { return {}; }
+
+ private:
+  void deliver() {
+    if (b_.down()) return;
+    std::deque<std::pair<message, std::uint64_t>> q;
+    {
+      std::lock_guard lock(mu_);
+      q.swap(queue_);
+    }
+    for (auto& [m, token] : q) {
+      delivery d;
+      d.token = token;
+      if (b_.fail_deliveries()) {
+        d.error = make_error(kErrMsgTimedOut);
+      } else {
+        d.offset = b_.append(m);
+      }
+      cb_(d);
+    }
+  }
+
+  fake_broker& b_;
+  delivery_callback cb_;
+  std::mutex mu_;
+  std::deque<std::pair<message, std::uint64_t>> queue_;
+};
+
+class fake_admin final : public admin {
+ public:
+  explicit fake_admin(fake_broker& b) : b_(b) {}
+  std::error_code ensure_topic(const std::string& topic, int partitions, const std::vector<std::pair<std::string, std::string>>&,
+                               std::chrono::milliseconds, std::string&) override {
+    b_.create_topic(topic, partitions);
+    return {};
+  }
+
+ private:
+  fake_broker& b_;
+};
+
+class fake_factory final : public client_factory {
+ public:
+  explicit fake_factory(fake_broker& b) : b_(b) {}
+  std::unique_ptr<consumer> make_consumer(const std::string&, std::string&) override {
+    return std::make_unique<fake_consumer>(b_);
+  }
+  std::unique_ptr<producer> make_producer(bool, delivery_callback cb, std::string&) override {
+    return std::make_unique<fake_producer>(b_, std::move(cb));
+  }
+  std::unique_ptr<admin> make_admin(std::string&) override { return std::make_unique<fake_admin>(b_); }
+
+ private:
+  fake_broker& b_;
+};
+
+}  // namespace
+
+std::unique_ptr<client_factory> fake_broker::factory() { return std::make_unique<fake_factory>(*this); }
+
+}  // namespace datashare::sidecar::kafka

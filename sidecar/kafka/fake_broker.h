@@ -1,0 +1,39 @@
+#pragma once
+// An in-memory Kafka for unit tests: topics of partitions of messages, and a client_factory
+// whose consumers, producers and admin act on it. Failure injection: while `down`, producers
+// keep messages queued (as librdkafka does during an outage) and flush() times out; with
+// `fail_deliveries`, each queued message is reported failed. Thread-safe.
+
+#include <atomic>
+#include <map>
+#include <mutex>
+
+#include "sidecar/kafka/client.h"
+
+namespace datashare::sidecar::kafka {
+
+class fake_broker {
+ public:
+  void create_topic(const std::string& topic, int partitions);
+  // Appends like a producer with the default partitioner would (hash of the key). Returns the offset.
+  std::int64_t append(message m);
+  std::vector<message> read(const std::string& topic, std::int32_t partition) const;
+  std::vector<message> read_all(const std::string& topic) const;
+  bool has_topic(const std::string& topic) const;
+
+  void set_down(bool down) { down_.store(down); }
+  bool down() const { return down_.load(); }
+  void set_fail_deliveries(bool fail) { fail_deliveries_.store(fail); }
+  bool fail_deliveries() const { return fail_deliveries_.load(); }
+
+  std::unique_ptr<client_factory> factory();
+
+ private:
+  friend class fake_consumer;
+  mutable std::mutex mu_;
+  std::map<std::string, std::vector<std::vector<message>>> topics_;
+  std::atomic<bool> down_{false};
+  std::atomic<bool> fail_deliveries_{false};
+};
+
+}  // namespace datashare::sidecar::kafka

@@ -1,0 +1,389 @@
+#include "sidecar/kafka/rdkafka_client.h"
+
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafkacpp.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <functional>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <sstream>
+
+namespace datashare::sidecar::kafka {
+namespace {
+
+class category : public std::error_category {
+ public:
+  const char* name() const noexcept override { return "datashare.kafka"; }
+  std::string message(int c) const override { return rd_kafka_err2str(static_cast<rd_kafka_resp_err_t>(c)); }
+};
+
+bool read_secret(const std::string& file, const std::string& env, std::string& out, std::string& error) {
+  if (!file.empty()) {
+    std::ifstream in(file);
+    if (!in) {
+      error = "cannot read secret file " + file;
+      return false;
+    }
+    std::stringstream ss;
+    ss << in.rdbuf();
+    out = ss.str();
+    while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
+    return true;
+  }
+  const char* v = std::getenv(env.c_str());
+  if (v == nullptr) {
+    error = "environment variable " + env + " (Kafka SASL password) is not set";
+    return false;
+  }
+  out = v;
+  return true;
+}
+
+class conf_builder {
+ public:
+  explicit conf_builder(RdKafka::Conf::ConfType type = RdKafka::Conf::CONF_GLOBAL) : conf_(RdKafka::Conf::create(type)) {}
+
+  // Errors name the property but never its value (it may be a secret).
+  bool set(const std::string& name, const std::string& value, std::string& error) {
+    std::string err;
+    if (conf_->set(name, value, err) != RdKafka::Conf::CONF_OK) {
+      error = "kafka property " + name + ": " + err;
+      return false;
+    }
+    return true;
+  }
+  std::unique_ptr<RdKafka::Conf> release() { return std::move(conf_); }
+  RdKafka::Conf* get() { return conf_.get(); }
+
+ private:
+  std::unique_ptr<RdKafka::Conf> conf_;
+};
+
+using property_setter = std::function<bool(const std::string&, const std::string&, std::string&)>;
+
+// Applies the config's connection and security settings through `set`, for either API.
+bool apply_settings(const property_setter& set, const config::kafka_settings& s, std::string& error) {
+  if (!set("bootstrap.servers", s.bootstrap_servers, error) || !set("client.id", s.client_id, error)) return false;
+  const auto& sec = s.security;
+  if (!set("security.protocol", sec.protocol, error)) return false;
+  if (!sec.ca_file.empty() && !set("ssl.ca.location", sec.ca_file, error)) return false;
+  if (!sec.cert_file.empty() && !set("ssl.certificate.location", sec.cert_file, error)) return false;
+  if (!sec.key_file.empty() && !set("ssl.key.location", sec.key_file, error)) return false;
+  if (!sec.key_password_file.empty()) {
+    std::string pw;
+    if (!read_secret(sec.key_password_file, "", pw, error) || !set("ssl.key.password", pw, error)) return false;
+  }
+  if (!sec.sasl_mechanism.empty()) {
+    std::string pw;
+    if (!set("sasl.mechanisms", sec.sasl_mechanism, error) || !set("sasl.username", sec.sasl_username, error) ||
+        !read_secret(sec.sasl_password_file, sec.sasl_password_env, pw, error) || !set("sasl.password", pw, error)) {
+      return false;
+    }
+  }
+  for (const auto& [k, v] : s.properties) {
+    if (!set(k, v, error)) return false;
+  }
+  return true;
+}
+
+bool apply_settings(conf_builder& c, const config::kafka_settings& s, std::string& error) {
+  return apply_settings([&](const std::string& k, const std::string& v, std::string& e) { return c.set(k, v, e); }, s,
+                        error);
+}
+
+message convert(RdKafka::Message& m) {
+  message out;
+  out.topic = m.topic_name();
+  out.partition = m.partition();
+  out.offset = m.offset();
+  if (m.key_pointer() != nullptr) out.key.emplace(static_cast<const char*>(m.key_pointer()), m.key_len());
+  if (m.payload() != nullptr) out.value.emplace(static_cast<const char*>(m.payload()), m.len());
+  out.timestamp_ms = m.timestamp().timestamp;
+  if (RdKafka::Headers* h = m.headers(); h != nullptr) {
+    for (const auto& hd : h->get_all()) {
+      header x;
+      x.name = hd.key();
+      if (hd.value() != nullptr) x.value.emplace(static_cast<const char*>(hd.value()), hd.value_size());
+      out.headers.push_back(std::move(x));
+    }
+  }
+  return out;
+}
+
+class rdkafka_consumer final : public consumer {
+ public:
+  explicit rdkafka_consumer(std::unique_ptr<RdKafka::KafkaConsumer> c) : c_(std::move(c)) {}
+  ~rdkafka_consumer() override {
+    // close() leaves the group cleanly; with assigned partitions it only commits nothing and stops.
+    c_->close();
+  }
+
+  std::error_code partitions(const std::string& topic, std::chrono::milliseconds timeout,
+                             std::vector<std::int32_t>& out) override {
+    std::string err;
+    std::unique_ptr<RdKafka::Topic> t(RdKafka::Topic::create(c_.get(), topic, nullptr, err));
+    if (!t) return make_error(RD_KAFKA_RESP_ERR__INVALID_ARG);
+    RdKafka::Metadata* raw = nullptr;
+    auto ec = c_->metadata(false, t.get(), &raw, static_cast<int>(timeout.count()));
+    std::unique_ptr<RdKafka::Metadata> md(raw);
+    if (ec != RdKafka::ERR_NO_ERROR) return make_error(ec);
+    for (const auto* tm : *md->topics()) {
+      if (tm->topic() != topic) continue;
+      if (tm->err() != RdKafka::ERR_NO_ERROR) return make_error(tm->err());
+      for (const auto* pm : *tm->partitions()) out.push_back(pm->id());
+    }
+    if (out.empty()) return make_error(RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART);
+    std::sort(out.begin(), out.end());
+    return {};
+  }
+
+  std::error_code assign(const std::string& topic, const std::vector<partition_offset>& start) override {
+    std::vector<RdKafka::TopicPartition*> tps;
+    for (const auto& p : start) tps.push_back(RdKafka::TopicPartition::create(topic, p.partition, p.offset));
+    auto ec = c_->assign(tps);
+    RdKafka::TopicPartition::destroy(tps);
+    return ec == RdKafka::ERR_NO_ERROR ? std::error_code() : make_error(ec);
+  }
+
+  std::error_code query_high_watermark(const std::string& topic, std::int32_t partition, std::chrono::milliseconds timeout,
+                                       std::int64_t& high) override {
+    std::int64_t low = 0;
+    auto ec = c_->query_watermark_offsets(topic, partition, &low, &high, static_cast<int>(timeout.count()));
+    return ec == RdKafka::ERR_NO_ERROR ? std::error_code() : make_error(ec);
+  }
+
+  std::int64_t cached_high_watermark(const std::string& topic, std::int32_t partition) override {
+    std::int64_t low = -1, high = -1;
+    if (c_->get_watermark_offsets(topic, partition, &low, &high) != RdKafka::ERR_NO_ERROR) return -1;
+    return high;
+  }
+
+  std::error_code poll(std::chrono::milliseconds timeout, std::size_t max, std::vector<message>& out) override {
+    std::error_code last;
+    int wait = static_cast<int>(timeout.count());
+    while (out.size() < max) {
+      std::unique_ptr<RdKafka::Message> m(c_->consume(wait));
+      wait = 0;
+      if (m->err() == RdKafka::ERR_NO_ERROR) {
+        out.push_back(convert(*m));
+        continue;
+      }
+      if (m->err() != RdKafka::ERR__TIMED_OUT && m->err() != RdKafka::ERR__PARTITION_EOF) last = make_error(m->err());
+      break;
+    }
+    return last;
+  }
+
+  void commit(const std::string& topic, const std::vector<partition_offset>& offsets) override {
+    std::vector<RdKafka::TopicPartition*> tps;
+    for (const auto& p : offsets) tps.push_back(RdKafka::TopicPartition::create(topic, p.partition, p.offset));
+    (void)c_->commitAsync(tps);
+    RdKafka::TopicPartition::destroy(tps);
+  }
+
+ private:
+  std::unique_ptr<RdKafka::KafkaConsumer> c_;
+};
+
+// Bridges librdkafka's delivery report callback to ours; the token travels as msg_opaque.
+class delivery_bridge final : public RdKafka::DeliveryReportCb {
+ public:
+  explicit delivery_bridge(delivery_callback cb) : cb_(std::move(cb)) {}
+  void dr_cb(RdKafka::Message& m) override {
+    delivery d;
+    d.token = reinterpret_cast<std::uintptr_t>(m.msg_opaque());
+    if (m.err() != RdKafka::ERR_NO_ERROR) d.error = make_error(m.err());
+    d.partition = m.partition();
+    d.offset = m.offset();
+    cb_(d);
+  }
+
+ private:
+  delivery_callback cb_;
+};
+
+class rdkafka_producer final : public producer {
+ public:
+  rdkafka_producer(std::unique_ptr<delivery_bridge> bridge, std::unique_ptr<RdKafka::Producer> p)
+      : bridge_(std::move(bridge)), p_(std::move(p)) {}
+  ~rdkafka_producer() override {
+    p_->flush(2000);  // best effort; undelivered messages stay in their owner's outbox
+    p_.reset();
+  }
+
+  std::error_code produce(const std::string& topic, std::optional<std::string_view> key,
+                          std::optional<std::string_view> value, const std::vector<header>& headers,
+                          std::int64_t timestamp_ms, std::uint64_t token) override {
+    RdKafka::Headers* h = RdKafka::Headers::create();
+    for (const auto& x : headers) {
+      if (x.value) {
+        h->add(x.name, x.value->data(), x.value->size());
+      } else {
+        h->add(x.name, nullptr, 0);
+      }
+    }
+    auto ec = p_->produce(topic, RdKafka::Topic::PARTITION_UA, RdKafka::Producer::RK_MSG_COPY,
+                          value ? const_cast<char*>(value->data()) : nullptr, value ? value->size() : 0,
+                          key ? key->data() : nullptr, key ? key->size() : 0, timestamp_ms, h,
+                          reinterpret_cast<void*>(static_cast<std::uintptr_t>(token)));
+    if (ec != RdKafka::ERR_NO_ERROR) {
+      delete h;  // not taken over by librdkafka on failure
+      return make_error(ec);
+    }
+    return {};
+  }
+
+  void poll(std::chrono::milliseconds timeout) override { p_->poll(static_cast<int>(timeout.count())); }
+
+  std::error_code flush(std::chrono::milliseconds timeout) override {
+    auto ec = p_->flush(static_cast<int>(timeout.count()));
+    return ec == RdKafka::ERR_NO_ERROR ? std::error_code() : make_error(ec);
+  }
+
+  std::error_code fatal_error() override {
+    std::string detail;
+    auto ec = p_->fatal_error(detail);
+    return ec == RdKafka::ERR_NO_ERROR ? std::error_code() : make_error(ec);
+  }
+
+ private:
+  std::unique_ptr<delivery_bridge> bridge_;  // outlives the producer that calls it
+  std::unique_ptr<RdKafka::Producer> p_;
+};
+
+class rdkafka_admin final : public admin {
+ public:
+  explicit rdkafka_admin(rd_kafka_t* rk) : rk_(rk) {}
+  ~rdkafka_admin() override { rd_kafka_destroy(rk_); }
+
+  std::error_code ensure_topic(const std::string& topic, int partitions,
+                               const std::vector<std::pair<std::string, std::string>>& config,
+                               std::chrono::milliseconds timeout, std::string& detail) override {
+    char err[512];
+    rd_kafka_NewTopic_t* nt = rd_kafka_NewTopic_new(topic.c_str(), partitions, -1, err, sizeof err);
+    if (nt == nullptr) {
+      detail = err;
+      return make_error(RD_KAFKA_RESP_ERR__INVALID_ARG);
+    }
+    for (const auto& [k, v] : config) rd_kafka_NewTopic_set_config(nt, k.c_str(), v.c_str());
+    rd_kafka_queue_t* q = rd_kafka_queue_new(rk_);
+    rd_kafka_CreateTopics(rk_, &nt, 1, nullptr, q);
+    rd_kafka_event_t* ev = rd_kafka_queue_poll(q, static_cast<int>(timeout.count()));
+    std::error_code result = make_error(RD_KAFKA_RESP_ERR__TIMED_OUT);
+    if (ev != nullptr) {
+      const rd_kafka_CreateTopics_result_t* res = rd_kafka_event_CreateTopics_result(ev);
+      if (res == nullptr) {
+        result = make_error(rd_kafka_event_error(ev));
+        if (const char* s = rd_kafka_event_error_string(ev)) detail = s;
+      } else {
+        std::size_t n = 0;
+        const rd_kafka_topic_result_t** topics = rd_kafka_CreateTopics_result_topics(res, &n);
+        rd_kafka_resp_err_t e = n == 1 ? rd_kafka_topic_result_error(topics[0]) : RD_KAFKA_RESP_ERR__FAIL;
+        if (n == 1 && rd_kafka_topic_result_error_string(topics[0]) != nullptr) {
+          detail = rd_kafka_topic_result_error_string(topics[0]);
+        }
+        result = (e == RD_KAFKA_RESP_ERR_NO_ERROR || e == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) ? std::error_code()
+                                                                                                   : make_error(e);
+      }
+      rd_kafka_event_destroy(ev);
+    }
+    rd_kafka_queue_destroy(q);
+    rd_kafka_NewTopic_destroy(nt);
+    return result;
+  }
+
+ private:
+  rd_kafka_t* rk_;
+};
+
+class rdkafka_factory final : public client_factory {
+ public:
+  explicit rdkafka_factory(config::kafka_settings s) : settings_(std::move(s)) {}
+
+  std::unique_ptr<consumer> make_consumer(const std::string& group, std::string& error) override {
+    conf_builder c;
+    if (!apply_settings(c, settings_, error)) return nullptr;
+    // The replica decides where to read from (its own stored offsets); Kafka's auto-commit and
+    // offset store would only blur that.
+    if (!c.set("group.id", group, error) || !c.set("enable.auto.commit", "false", error) ||
+        !c.set("enable.auto.offset.store", "false", error) || !c.set("auto.offset.reset", "earliest", error) ||
+        !c.set("enable.partition.eof", "false", error) || !c.set("queued.max.messages.kbytes", "16384", error) ||
+        !c.set("fetch.wait.max.ms", "100", error)) {
+      return nullptr;
+    }
+    std::string err;
+    std::unique_ptr<RdKafka::KafkaConsumer> kc(RdKafka::KafkaConsumer::create(c.get(), err));
+    if (!kc) {
+      error = "cannot create Kafka consumer: " + err;
+      return nullptr;
+    }
+    return std::make_unique<rdkafka_consumer>(std::move(kc));
+  }
+
+  std::unique_ptr<producer> make_producer(bool idempotent, delivery_callback on_delivery, std::string& error) override {
+    conf_builder c;
+    if (!apply_settings(c, settings_, error)) return nullptr;
+    auto bridge = std::make_unique<delivery_bridge>(std::move(on_delivery));
+    std::string err;
+    if (!c.set("acks", "all", error) || !c.set("enable.idempotence", idempotent ? "true" : "false", error) ||
+        !c.set("linger.ms", "1", error)) {
+      return nullptr;
+    }
+    if (c.get()->set("dr_cb", static_cast<RdKafka::DeliveryReportCb*>(bridge.get()), err) != RdKafka::Conf::CONF_OK) {
+      error = "dr_cb: " + err;
+      return nullptr;
+    }
+    std::unique_ptr<RdKafka::Producer> p(RdKafka::Producer::create(c.get(), err));
+    if (!p) {
+      error = "cannot create Kafka producer: " + err;
+      return nullptr;
+    }
+    return std::make_unique<rdkafka_producer>(std::move(bridge), std::move(p));
+  }
+
+  std::unique_ptr<admin> make_admin(std::string& error) override {
+    // The C API is the one with an admin interface.
+    rd_kafka_conf_t* cc = rd_kafka_conf_new();
+    auto set = [&](const std::string& k, const std::string& v, std::string& e) {
+      char err[512];
+      if (rd_kafka_conf_set(cc, k.c_str(), v.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK) {
+        e = "kafka property " + k + ": " + err;
+        return false;
+      }
+      return true;
+    };
+    if (!apply_settings(set, settings_, error)) {
+      rd_kafka_conf_destroy(cc);
+      return nullptr;
+    }
+    char err[512];
+    rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, cc, err, sizeof err);  // takes cc on success
+    if (rk == nullptr) {
+      rd_kafka_conf_destroy(cc);
+      error = std::string("cannot create Kafka admin client: ") + err;
+      return nullptr;
+    }
+    return std::make_unique<rdkafka_admin>(rk);
+  }
+
+ private:
+  config::kafka_settings settings_;
+};
+
+}  // namespace
+
+const std::error_category& kafka_category() {
+  static const category instance;
+  return instance;
+}
+
+std::error_code make_error(int rd_kafka_resp_err) { return {rd_kafka_resp_err, kafka_category()}; }
+
+std::unique_ptr<client_factory> make_rdkafka_factory(const config::kafka_settings& settings) {
+  return std::make_unique<rdkafka_factory>(settings);
+}
+
+}  // namespace datashare::sidecar::kafka

@@ -1,0 +1,243 @@
+#include "sidecar/replica/replica.h"
+
+#include <iostream>
+#include <thread>
+
+#include "sidecar/event/cloudevents.h"
+#include "sidecar/replica/layout.h"
+
+namespace datashare::sidecar::replica {
+namespace {
+
+std::int64_t now_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+replica::replica(config::subscribe_spec spec, std::unique_ptr<store::kv> kv, kafka::client_factory& kafka,
+                 metrics::replica_probe probe, replica_options options)
+    : spec_(std::move(spec)),
+      kv_(std::move(kv)),
+      kafka_(kafka),
+      probe_(probe),
+      options_(options),
+      applier_(spec_) {}
+
+std::error_code replica::start(std::string& error) {
+  consumer_ = kafka_.make_consumer(spec_.group, error);
+  if (!consumer_) return kafka::make_error(-1);  // RD_KAFKA_RESP_ERR__FAIL
+  if (auto ec = consumer_->partitions(spec_.topic, options_.request_timeout, partitions_)) {
+    error = "topic " + spec_.topic + ": " + ec.message();
+    return ec;
+  }
+  std::map<std::int32_t, std::int64_t> stored;
+  if (auto ec = load_offsets(*kv_, stored)) {
+    error = "cannot read the stored offsets: " + ec.message();
+    return ec;
+  }
+  std::vector<kafka::partition_offset> start;
+  for (auto p : partitions_) {
+    auto it = stored.find(p);
+    positions_[p] = it == stored.end() ? 0 : it->second;
+    start.push_back({p, it == stored.end() ? kafka::kOffsetBeginning : it->second});
+    std::int64_t high = 0;
+    if (auto ec = consumer_->query_high_watermark(spec_.topic, p, options_.request_timeout, high)) {
+      error = "high watermark of " + spec_.topic + "[" + std::to_string(p) + "]: " + ec.message();
+      return ec;
+    }
+    start_high_[p] = high;
+  }
+  if (auto ec = consumer_->assign(spec_.topic, start)) {
+    error = "assign " + spec_.topic + ": " + ec.message();
+    return ec;
+  }
+  // The dead-letter topic: nobody else may have created it. A failure here is not fatal (the
+  // operator or an administrator may create it; poison events then wait for it).
+  if (auto admin = kafka_.make_admin(error)) {
+    std::string detail;
+    if (auto ec = admin->ensure_topic(dlq_topic(), 1, {}, options_.request_timeout, detail)) {
+      std::cerr << "datashare-sidecar: policy " << spec_.policy << ": cannot create " << dlq_topic() << ": "
+                << ec.message() << " " << detail << "\n";
+    }
+  }
+  error.clear();
+  applied_total_ = load_counter(*kv_, kAppliedCounter);
+  stale_total_ = load_counter(*kv_, kStaleCounter);
+  dlq_total_ = load_counter(*kv_, kDlqCounter);
+  update_status(now_us(), 0);
+  return {};
+}
+
+void replica::rewind(const char* why) {
+  std::cerr << "datashare-sidecar: policy " << spec_.policy << ": " << why << "; rewinding to the stored offsets\n";
+  std::this_thread::sleep_for(options_.retry_backoff);
+  std::vector<kafka::partition_offset> start;
+  for (const auto& [p, off] : positions_) start.push_back({p, off == 0 ? kafka::kOffsetBeginning : off});
+  (void)consumer_->assign(spec_.topic, start);
+}
+
+bool replica::send_to_dlq(const plan& p) {
+  std::string error;
+  if (!dlq_) {
+    dlq_ = kafka_.make_producer(false, [this](const kafka::delivery& d) {
+      if (d.error) dlq_failures_.fetch_add(1);
+    }, error);
+    if (!dlq_) {
+      std::cerr << "datashare-sidecar: policy " << spec_.policy << ": " << error << "\n";
+      return false;
+    }
+  }
+  dlq_failures_ = 0;
+  const std::string topic = dlq_topic();
+  for (const auto& [m, reason] : p.poison) {
+    auto headers = m->headers;
+    headers.push_back({std::string(event::kDlqReasonHeader), reason});
+    headers.push_back({"datashare_dlq_source",
+                       m->topic + "/" + std::to_string(m->partition) + "/" + std::to_string(m->offset)});
+    std::optional<std::string_view> key, value;
+    if (m->key) key = *m->key;
+    if (m->value) value = *m->value;
+    std::error_code ec;
+    for (int tries = 0; tries < 100; ++tries) {
+      ec = dlq_->produce(topic, key, value, headers, m->timestamp_ms, 0);
+      if (ec != kafka::make_error(kafka::kErrQueueFull)) break;
+      dlq_->poll(std::chrono::milliseconds(10));
+    }
+    if (ec) {
+      std::cerr << "datashare-sidecar: policy " << spec_.policy << ": dead-letter produce: " << ec.message() << "\n";
+      return false;
+    }
+  }
+  if (auto ec = dlq_->flush(options_.request_timeout); ec || dlq_failures_.load() != 0) return false;
+  return true;
+}
+
+void replica::run_once() {
+  batch_.clear();
+  (void)consumer_->poll(options_.poll_timeout, options_.max_batch, batch_);
+  std::int64_t now = now_us();
+  std::int64_t newest_applied = 0;
+  if (!batch_.empty()) {
+    plan p;
+    if (auto ec = applier_.prepare(batch_, *kv_, now, p)) {
+      rewind(("store read failed: " + ec.message()).c_str());
+      return;
+    }
+    if (!p.poison.empty() && !send_to_dlq(p)) {
+      rewind("the dead-letter topic did not take the poison events");
+      return;
+    }
+    if (auto ec = kv_->write(p.batch, options_.sync_writes)) {
+      rewind(("store write failed: " + ec.message()).c_str());
+      return;
+    }
+    for (const auto& m : batch_) {
+      auto& pos = positions_[m.partition];
+      pos = std::max(pos, m.offset + 1);
+    }
+    probe_.applied->Increment(static_cast<double>(p.applied));
+    probe_.skipped_stale->Increment(static_cast<double>(p.stale));
+    probe_.dlq->Increment(static_cast<double>(p.poison.size()));
+    for (auto us : p.propagation_us) probe_.propagation->Observe(static_cast<double>(us) / 1e6);
+    applied_total_ += p.applied;
+    stale_total_ += p.stale;
+    dlq_total_ += p.poison.size();
+    newest_applied = p.newest_event_time_us;
+  }
+  update_status(now, newest_applied);
+  auto steady = std::chrono::steady_clock::now();
+  if (steady - last_commit_ >= options_.commit_interval) {
+    last_commit_ = steady;
+    std::vector<kafka::partition_offset> offsets;
+    for (const auto& [p, off] : positions_) {
+      if (off > 0) offsets.push_back({p, off});
+    }
+    if (!offsets.empty()) consumer_->commit(spec_.topic, offsets);
+  }
+}
+
+void replica::update_status(std::int64_t now, std::int64_t newest_applied_us) {
+  std::int64_t lag = 0;
+  bool at_start_marks = true;
+  for (const auto& [p, pos] : positions_) {
+    std::int64_t high = std::max(consumer_->cached_high_watermark(spec_.topic, p), start_high_[p]);
+    lag += std::max<std::int64_t>(0, high - pos);
+    if (pos < start_high_[p]) at_start_marks = false;
+  }
+  if (at_start_marks) caught_up_to_start_ = true;
+  lag_events_ = lag;
+  if (lag == 0) {
+    reflects_as_of_us_ = now;
+  } else if (newest_applied_us > reflects_as_of_us_.load()) {
+    // Behind: the copy holds what was produced up to the newest event applied (an estimate that
+    // errs on the stale side).
+    reflects_as_of_us_ = newest_applied_us;
+  }
+  auto s = status();
+  probe_.lag_events->Set(static_cast<double>(s.lag_events));
+  probe_.lag_seconds->Set(static_cast<double>(s.staleness_ms) / 1000.0);
+}
+
+void replica::run(const std::atomic<bool>& stop) {
+  while (!stop.load()) run_once();
+}
+
+replica_status replica::status() const {
+  replica_status s;
+  s.caught_up_to_start = caught_up_to_start_.load();
+  s.lag_events = lag_events_.load();
+  std::int64_t as_of = reflects_as_of_us_.load();
+  s.staleness_ms = as_of == 0 ? INT64_MAX / 1000 : std::max<std::int64_t>(0, (now_us() - as_of) / 1000);
+  // A caught-up copy is only as old as the loop's last look; don't count the poll interval.
+  if (s.lag_events == 0 && s.staleness_ms <= 2 * options_.poll_timeout.count()) s.staleness_ms = 0;
+  s.ready = s.caught_up_to_start && s.staleness_ms <= spec_.max_lag.count();
+  s.applied_total = applied_total_.load();
+  s.stale_total = stale_total_.load();
+  s.dlq_total = dlq_total_.load();
+  return s;
+}
+
+std::error_code lookup(const store::kv& kv, std::string_view key, item& out) {
+  std::string bytes;
+  if (auto ec = kv.get(data_key(key), bytes)) return ec;
+  auto r = decode_record(bytes);
+  if (!r) return store::errc::corruption;
+  if (r->deleted) return store::errc::not_found;
+  out.key.assign(key);
+  out.version = r->version;
+  out.value.assign(r->value);
+  return {};
+}
+
+std::error_code scan(const store::kv& kv, std::string_view after, std::size_t limit, std::vector<item>& out, bool& more) {
+  more = false;
+  std::string begin = data_key(after);
+  if (!after.empty()) begin.push_back('\0');  // strictly after
+  const std::string end(1, static_cast<char>(kDataPrefix + 1));
+  // Tombstones are skipped, so read in chunks until one live item more than the page is seen
+  // (then there is a next page) or the data ends. Bounded: each chunk moves `begin` forward.
+  std::size_t first = out.size();
+  while (out.size() - first <= limit) {
+    std::vector<store::entry> entries;
+    std::size_t want = limit + 1 - (out.size() - first);
+    if (auto ec = kv.scan(begin, end, want, entries)) return ec;
+    for (const auto& [k, v] : entries) {
+      auto r = decode_record(v);
+      if (!r) return store::errc::corruption;
+      if (r->deleted) continue;
+      out.push_back({k.substr(1), r->version, std::string(r->value)});
+    }
+    if (entries.size() < want) break;
+    begin = entries.back().first;
+    begin.push_back('\0');
+  }
+  if (out.size() - first > limit) {
+    more = true;
+    out.resize(first + limit);
+  }
+  return {};
+}
+
+}  // namespace datashare::sidecar::replica

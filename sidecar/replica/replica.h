@@ -1,0 +1,106 @@
+#pragma once
+// One policy's local copy kept up to date from its topic: the consumer loop around the applier.
+//
+// Start: every partition of the topic is assigned (each replica needs the whole dataset) from the
+// offsets stored with the data, or from the beginning on first start; the high watermarks seen
+// then are the bar for /readyz. Loop: poll a batch → decide (applier) → poison events to
+// `<topic>.dlq` and flushed → one write of data + offsets + counters → metrics, status, and an
+// occasional offset commit to the group for outside tools. Any failure before the write rewinds
+// the consumer to the stored offsets, so nothing is lost and nothing applied twice.
+//
+// Threading: start() and run_once()/run() on one thread (the replica's); status(), store() and
+// spec() from any thread. Owns its store, consumer and dead-letter producer.
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "sidecar/config/config.h"
+#include "sidecar/kafka/client.h"
+#include "sidecar/metrics/metrics.h"
+#include "sidecar/replica/applier.h"
+#include "sidecar/store/kv.h"
+
+namespace datashare::sidecar::replica {
+
+struct replica_options {
+  std::chrono::milliseconds poll_timeout{100};
+  std::size_t max_batch = 5000;
+  std::chrono::milliseconds commit_interval{1000};
+  std::chrono::milliseconds request_timeout{10000};  // metadata, watermarks, dead-letter flush
+  std::chrono::milliseconds retry_backoff{200};
+  bool sync_writes = false;  // see README: offsets travel with the data, a crash rewinds both
+};
+
+struct replica_status {
+  bool caught_up_to_start = false;  // every partition reached the high watermark seen at start
+  bool ready = false;               // caught up, and staleness within maxLag
+  std::int64_t lag_events = 0;
+  std::int64_t staleness_ms = 0;
+  std::uint64_t applied_total = 0;  // persisted across restarts, like the data
+  std::uint64_t stale_total = 0;
+  std::uint64_t dlq_total = 0;
+};
+
+class replica {
+ public:
+  replica(config::subscribe_spec spec, std::unique_ptr<store::kv> kv, kafka::client_factory& kafka,
+          metrics::replica_probe probe, replica_options options = {});
+
+  // Connects and assigns; errors name what failed (missing topic, store unreadable, ...).
+  std::error_code start(std::string& error);
+  // One poll-and-apply round; returns after at most about poll_timeout when idle.
+  void run_once();
+  void run(const std::atomic<bool>& stop);
+
+  replica_status status() const;
+  const store::kv& store() const { return *kv_; }
+  const config::subscribe_spec& spec() const { return spec_; }
+  std::string dlq_topic() const { return spec_.topic + ".dlq"; }
+
+ private:
+  void rewind(const char* why);
+  bool send_to_dlq(const plan& p);
+  void update_status(std::int64_t now_us, std::int64_t newest_applied_us);
+
+  config::subscribe_spec spec_;
+  std::unique_ptr<store::kv> kv_;
+  kafka::client_factory& kafka_;
+  metrics::replica_probe probe_;
+  replica_options options_;
+  applier applier_;
+  std::unique_ptr<kafka::consumer> consumer_;
+  std::unique_ptr<kafka::producer> dlq_;
+  std::atomic<int> dlq_failures_{0};
+
+  // Loop-thread state.
+  std::vector<std::int32_t> partitions_;
+  std::map<std::int32_t, std::int64_t> positions_;   // next offset to apply, as stored
+  std::map<std::int32_t, std::int64_t> start_high_;  // high watermarks seen at start
+  std::chrono::steady_clock::time_point last_commit_{};
+  std::vector<kafka::message> batch_;
+
+  // Read by other threads.
+  std::atomic<bool> caught_up_to_start_{false};
+  std::atomic<std::int64_t> lag_events_{0};
+  std::atomic<std::int64_t> reflects_as_of_us_{0};  // the copy held everything produced before this time
+  std::atomic<std::uint64_t> applied_total_{0}, stale_total_{0}, dlq_total_{0};
+};
+
+// Read side helpers over a replica's store (any thread).
+struct item {
+  std::string key;
+  std::uint64_t version = 0;
+  std::string value;  // projected JSON
+};
+
+// The live (not deleted) record of `key`; errc::not_found when absent or deleted.
+std::error_code lookup(const store::kv& kv, std::string_view key, item& out);
+// Up to `limit` live items with keys strictly after `after` (empty: from the start), in key order.
+// `more` tells whether a further page may exist.
+std::error_code scan(const store::kv& kv, std::string_view after, std::size_t limit, std::vector<item>& out, bool& more);
+
+}  // namespace datashare::sidecar::replica

@@ -1,0 +1,192 @@
+#include "sidecar/replica/replica.h"
+
+#include <gtest/gtest.h>
+
+#include "sidecar/kafka/fake_broker.h"
+#include "sidecar/replica/layout.h"
+#include "sidecar/store/memory_kv.h"
+
+namespace datashare::sidecar::replica {
+namespace {
+
+// Lets a test keep the store across replica lifetimes (a restart keeps the disk).
+class shared_kv final : public store::kv {
+ public:
+  explicit shared_kv(store::memory_kv& target) : kv_(target) {}
+  std::error_code get(std::string_view k, std::string& v) const override { return kv_.get(k, v); }
+  std::error_code write(const store::write_batch& b, bool sync) override { return kv_.write(b, sync); }
+  std::error_code scan(std::string_view b, std::string_view e, std::size_t l, std::vector<store::entry>& o) const override {
+    return kv_.scan(b, e, l, o);
+  }
+
+ private:
+  store::memory_kv& kv_;
+};
+
+config::subscribe_spec spec() {
+  config::subscribe_spec s;
+  s.policy = "orders-products";
+  s.namespace_name = "orders";
+  s.product.name = "products";
+  s.product.namespace_name = "catalog";
+  s.product.key = "id";
+  s.product.fields = {{"id", config::field_type::string, false}, {"name", config::field_type::string, false}};
+  s.topic = "catalog.products.v1";
+  s.group = "g";
+  s.fields = {"id", "name"};
+  s.max_lag = std::chrono::seconds(5);
+  return s;
+}
+
+class ReplicaTest : public ::testing::Test {
+ protected:
+  void SetUp() override { broker_.create_topic("catalog.products.v1", 3); }
+
+  void publish(const std::string& key, std::uint64_t version, std::optional<std::string> value) {
+    kafka::message m;
+    m.topic = "catalog.products.v1";
+    m.key = key;
+    m.value = std::move(value);
+    m.headers.push_back({"datashare_version", std::to_string(version)});
+    broker_.append(std::move(m));
+  }
+
+  std::unique_ptr<replica> make() {
+    replica_options o;
+    o.poll_timeout = std::chrono::milliseconds(0);
+    o.retry_backoff = std::chrono::milliseconds(0);
+    o.max_batch = 7;  // several batches per test
+    auto r = std::make_unique<replica>(spec(), std::make_unique<shared_kv>(kv_), *factory_, metrics_.replica("products", "p"), o);
+    std::string error;
+    EXPECT_FALSE(r->start(error)) << error;
+    return r;
+  }
+
+  void drain(replica& r, int rounds = 50) {
+    for (int i = 0; i < rounds; ++i) r.run_once();
+  }
+
+  std::string value_of(const std::string& key) {
+    item it;
+    if (lookup(kv_, key, it)) return "<none>";
+    return it.value;
+  }
+
+  kafka::fake_broker broker_;
+  std::unique_ptr<kafka::client_factory> factory_ = broker_.factory();
+  metrics::registry metrics_;
+  store::memory_kv kv_;
+};
+
+TEST_F(ReplicaTest, BootstrapsFromTheBeginningAndBecomesReady) {
+  for (int i = 0; i < 30; ++i) publish("k" + std::to_string(i % 10), static_cast<std::uint64_t>(i + 1),
+                                       R"({"name":"v)" + std::to_string(i) + R"("})");
+  auto r = make();
+  EXPECT_FALSE(r->status().ready);
+  EXPECT_EQ(r->status().lag_events, 30);
+  drain(*r);
+  auto s = r->status();
+  EXPECT_TRUE(s.caught_up_to_start);
+  EXPECT_TRUE(s.ready);
+  EXPECT_EQ(s.lag_events, 0);
+  EXPECT_EQ(s.staleness_ms, 0);
+  EXPECT_EQ(s.applied_total, 30u);
+  for (int k = 0; k < 10; ++k) EXPECT_EQ(value_of("k" + std::to_string(k)), R"({"name":"v)" + std::to_string(20 + k) + R"("})");
+  EXPECT_TRUE(broker_.has_topic("catalog.products.v1.dlq"));
+}
+
+TEST_F(ReplicaTest, RestartResumesFromItsOwnStoredOffsets) {
+  for (int i = 0; i < 10; ++i) publish("k" + std::to_string(i), 1, "{}");
+  {
+    auto r = make();
+    drain(*r);
+    EXPECT_EQ(r->status().applied_total, 10u);
+  }
+  for (int i = 0; i < 10; ++i) publish("k" + std::to_string(i), 2, R"({"name":"second"})");
+  auto r = make();
+  drain(*r);
+  // Each event applied exactly once across both lifetimes; none seen twice.
+  EXPECT_EQ(r->status().applied_total, 20u);
+  EXPECT_EQ(r->status().stale_total, 0u);
+  EXPECT_EQ(value_of("k3"), R"({"name":"second"})");
+}
+
+TEST_F(ReplicaTest, AFailedWriteRewindsAndLosesNothing) {
+  for (int i = 0; i < 20; ++i) publish("k" + std::to_string(i), 1, "{}");
+  auto r = make();
+  kv_.fail_next_writes(3);
+  drain(*r);
+  EXPECT_EQ(r->status().applied_total, 20u);
+  EXPECT_EQ(load_counter(kv_, kAppliedCounter), 20u);
+  EXPECT_EQ(load_counter(kv_, kStaleCounter), 0u);
+}
+
+TEST_F(ReplicaTest, PoisonGoesToTheDeadLetterTopicWithItsReason) {
+  publish("a", 1, "not json");
+  publish("a", 2, R"({"name":"good"})");
+  auto r = make();
+  drain(*r);
+  EXPECT_EQ(value_of("a"), R"({"name":"good"})");
+  auto dlq = broker_.read_all("catalog.products.v1.dlq");
+  ASSERT_EQ(dlq.size(), 1u);
+  EXPECT_EQ(*dlq[0].value, "not json");
+  EXPECT_EQ(*dlq[0].key, "a");
+  EXPECT_EQ(*dlq[0].header_value("datashare_dlq_reason"), "value is not JSON");
+  EXPECT_EQ(*dlq[0].header_value("datashare_version"), "1");
+  EXPECT_EQ(r->status().dlq_total, 1u);
+}
+
+TEST_F(ReplicaTest, ABatchWaitsUntilItsPoisonIsSafelyDeadLettered) {
+  publish("a", 1, "not json");
+  publish("b", 1, R"({"name":"b"})");
+  auto r = make();
+  broker_.set_fail_deliveries(true);
+  drain(*r, 5);
+  EXPECT_EQ(value_of("b"), "<none>");  // nothing written while the DLQ refuses
+  EXPECT_EQ(r->status().applied_total, 0u);
+  broker_.set_fail_deliveries(false);
+  drain(*r);
+  EXPECT_EQ(value_of("b"), R"({"name":"b"})");
+  EXPECT_EQ(broker_.read_all("catalog.products.v1.dlq").size(), 1u);
+}
+
+TEST_F(ReplicaTest, StaleDuplicatesAreCountedNotApplied) {
+  publish("a", 5, R"({"name":"five"})");
+  publish("a", 4, R"({"name":"four"})");
+  publish("a", 5, R"({"name":"five again"})");
+  auto r = make();
+  drain(*r);
+  EXPECT_EQ(value_of("a"), R"({"name":"five"})");
+  EXPECT_EQ(r->status().stale_total, 2u);
+}
+
+TEST_F(ReplicaTest, ScanPagesSkipTombstones) {
+  for (int i = 0; i < 10; ++i) publish("k" + std::to_string(i), 1, "{}");
+  publish("k1", 2, std::nullopt);
+  publish("k5", 2, std::nullopt);
+  auto r = make();
+  drain(*r);
+  std::vector<item> page;
+  bool more = false;
+  ASSERT_FALSE(scan(kv_, "", 3, page, more));
+  ASSERT_EQ(page.size(), 3u);
+  EXPECT_EQ(page[0].key, "k0");
+  EXPECT_EQ(page[1].key, "k2");
+  EXPECT_EQ(page[2].key, "k3");
+  EXPECT_TRUE(more);
+  std::vector<std::string> all;
+  std::string after;
+  for (int guard = 0; guard < 10; ++guard) {
+    page.clear();
+    ASSERT_FALSE(scan(kv_, after, 3, page, more));
+    for (auto& it : page) all.push_back(it.key);
+    if (!more) break;
+    after = page.back().key;
+  }
+  EXPECT_EQ(all, (std::vector<std::string>{"k0", "k2", "k3", "k4", "k6", "k7", "k8", "k9"}));
+  item it;
+  EXPECT_EQ(lookup(kv_, "k1", it), store::errc::not_found);
+}
+
+}  // namespace
+}  // namespace datashare::sidecar::replica
