@@ -1,0 +1,165 @@
+#include "sidecar/http/server.h"
+
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/beast/core.hpp>
+#include <iostream>
+#include <optional>
+
+namespace datashare::sidecar::http {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+using tcp = boost::asio::ip::tcp;
+
+class session : public std::enable_shared_from_this<session> {
+ public:
+  session(tcp::socket&& socket, handler& h, const limits& l) : stream_(std::move(socket)), handler_(h), limits_(l) {}
+
+  void start() { net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->read(); }); }
+
+  void answer(response r) {
+    // Inline when called from the handler on this strand; posted when from another thread.
+    net::dispatch(stream_.get_executor(),
+                  [self = shared_from_this(), r = std::move(r)]() mutable { self->write(std::move(r), false); });
+  }
+
+ private:
+  void read() {
+    parser_.emplace();
+    parser_->header_limit(limits_.header_bytes);
+    parser_->body_limit(limits_.body_bytes);
+    stream_.expires_after(limits_.idle_timeout);
+    bhttp::async_read(stream_, buffer_, *parser_,
+                      [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
+  }
+
+  void on_read(beast::error_code ec) {
+    if (ec == bhttp::error::end_of_stream || ec == net::error::eof || ec == net::error::connection_reset ||
+        ec == beast::error::timeout || ec == net::error::operation_aborted) {
+      close();
+      return;
+    }
+    if (ec) {
+      // Anything else is a request that does not parse (bad method, header too large, bad chunk,
+      // body over the limit...): say so and close, the stream cannot be trusted any more.
+      response r;
+      r.status = ec == bhttp::error::body_limit ? 413 : (ec == bhttp::error::header_limit ? 431 : 400);
+      r.body = R"({"error":"malformed HTTP request: )" + ec.message() + "\"}";
+      write(std::move(r), true);
+      return;
+    }
+    keep_alive_ = parser_->get().keep_alive();
+    stream_.expires_never();
+    handler_(parser_->get(), responder(shared_from_this()));
+  }
+
+  void write(response r, bool close_after) {
+    res_ = {};
+    res_.version(11);
+    res_.result(r.status);
+    res_.set(bhttp::field::content_type, r.content_type);
+    for (auto& [name, value] : r.headers) res_.set(name, value);
+    res_.body() = std::move(r.body);
+    close_ = close_after || !keep_alive_;
+    res_.keep_alive(!close_);
+    res_.prepare_payload();
+    stream_.expires_after(limits_.idle_timeout);
+    bhttp::async_write(stream_, res_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
+      if (ec || self->close_) {
+        self->close();
+        return;
+      }
+      self->read();
+    });
+  }
+
+  void close() {
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    stream_.socket().close(ignored);
+  }
+
+  beast::tcp_stream stream_;
+  handler& handler_;
+  const limits& limits_;
+  beast::flat_buffer buffer_;
+  std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
+  bhttp::response<bhttp::string_body> res_;
+  bool keep_alive_ = true;
+  bool close_ = false;
+};
+
+void responder::operator()(response r) const { s_->answer(std::move(r)); }
+
+class server::listener : public std::enable_shared_from_this<listener> {
+ public:
+  listener(net::io_context& ioc, handler h, const limits& l) : ioc_(ioc), acceptor_(net::make_strand(ioc)), handler_(std::move(h)), limits_(l) {}
+
+  std::error_code bind(const tcp::endpoint& ep) {
+    beast::error_code ec;
+    acceptor_.open(ep.protocol(), ec);
+    if (!ec) acceptor_.set_option(net::socket_base::reuse_address(true), ec);
+    if (!ec) acceptor_.bind(ep, ec);
+    if (!ec) acceptor_.listen(net::socket_base::max_listen_connections, ec);
+    return ec;
+  }
+  std::uint16_t port() const { return acceptor_.local_endpoint().port(); }
+
+  void accept() {
+    acceptor_.async_accept(net::make_strand(ioc_), [self = shared_from_this()](beast::error_code ec, tcp::socket s) {
+      if (ec == net::error::operation_aborted) return;
+      if (!ec) {
+        beast::error_code ignored;
+        s.set_option(tcp::no_delay(true), ignored);
+        std::make_shared<session>(std::move(s), self->handler_, self->limits_)->start();
+      }
+      self->accept();
+    });
+  }
+  void close() {
+    net::dispatch(acceptor_.get_executor(), [self = shared_from_this()] {
+      beast::error_code ignored;
+      self->acceptor_.close(ignored);
+    });
+  }
+
+ private:
+  net::io_context& ioc_;
+  tcp::acceptor acceptor_;
+  handler handler_;
+  const limits& limits_;
+};
+
+server::server(int threads, limits l) : threads_(threads), limits_(l), ioc_(threads) {}
+
+server::~server() { stop(); }
+
+std::error_code server::listen(const std::string& address, std::uint16_t port, handler h, std::uint16_t& bound_port) {
+  beast::error_code ec;
+  auto addr = net::ip::make_address(address, ec);
+  if (ec) return ec;
+  auto l = std::make_shared<listener>(ioc_, std::move(h), limits_);
+  if (auto e = l->bind(tcp::endpoint(addr, port))) return e;
+  bound_port = l->port();
+  listeners_.push_back(std::move(l));
+  return {};
+}
+
+void server::start() {
+  for (auto& l : listeners_) l->accept();
+  for (int i = 0; i < threads_; ++i) workers_.emplace_back([this] { ioc_.run(); });
+}
+
+void server::stop() {
+  for (auto& l : listeners_) l->close();
+  ioc_.stop();
+  for (auto& t : workers_) {
+    if (t.joinable()) t.join();
+  }
+  workers_.clear();
+}
+
+}  // namespace datashare::sidecar::http

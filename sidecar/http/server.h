@@ -1,0 +1,74 @@
+#pragma once
+// A small HTTP/1.1 server on Boost.Beast for the sidecar's local API: keep-alive, one request at
+// a time per connection (answers in order), bounded header and body sizes, an idle timeout, and a
+// 400 with `Connection: close` for anything that does not parse. It never throws out of a
+// handler's way: a malformed request is the client's problem, never a crash.
+//
+// Threading: `threads` I/O threads run one io_context; each connection is on its own strand.
+// A handler runs on the connection's strand and must answer exactly once through its responder,
+// immediately or later from any thread (the publisher answers after its fsync).
+
+#include <boost/asio/io_context.hpp>
+#include <boost/beast/http.hpp>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <utility>
+#include <vector>
+
+namespace datashare::sidecar::http {
+
+using request = boost::beast::http::request<boost::beast::http::string_body>;
+
+struct response {
+  unsigned status = 200;
+  std::string body;
+  std::string content_type = "application/json";
+  std::vector<std::pair<std::string, std::string>> headers;
+};
+
+class session;
+
+// Answers one request; copyable, call exactly once, from any thread.
+class responder {
+ public:
+  explicit responder(std::shared_ptr<session> s) : s_(std::move(s)) {}
+  void operator()(response r) const;
+
+ private:
+  std::shared_ptr<session> s_;
+};
+
+using handler = std::function<void(const request&, responder)>;
+
+struct limits {
+  std::uint32_t header_bytes = 16 << 10;
+  std::uint64_t body_bytes = 1 << 20;
+  std::chrono::seconds idle_timeout{60};
+};
+
+class server {
+ public:
+  explicit server(int threads, limits l = {});
+  ~server();
+  server(const server&) = delete;
+  server& operator=(const server&) = delete;
+
+  // Binds `address:port` (0: any free port) and serves it with `h` once start() runs.
+  std::error_code listen(const std::string& address, std::uint16_t port, handler h, std::uint16_t& bound_port);
+  void start();
+  void stop();
+
+ private:
+  class listener;
+  int threads_;
+  limits limits_;
+  boost::asio::io_context ioc_;
+  std::vector<std::shared_ptr<listener>> listeners_;
+  std::vector<std::thread> workers_;
+};
+
+}  // namespace datashare::sidecar::http

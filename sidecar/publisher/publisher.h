@@ -1,0 +1,123 @@
+#pragma once
+// The owner side of a DataProduct: PUT/DELETE → checked → durable outbox (fsync) → 202 → Kafka.
+//
+// submit() checks the change against the product's fields (400 on unknown fields or wrong types;
+// restricted fields dropped, never published) and queues it. The writer thread takes every queued
+// change at once, assigns versions and sequence numbers, writes them in one fsync'd batch (group
+// commit) and only then answers 202, so an accepted change survives a crash. The drain thread
+// produces entries in sequence order with an idempotent producer (acks=all), key = entity key, so
+// per-key order holds, and deletes them once acknowledged. While Kafka is down librdkafka holds the
+// in-flight window and the outbox grows on disk, up to outbox.maxEntries: beyond it, 503 with
+// Retry-After, and nothing stored is dropped. A failed delivery rewinds to the oldest unacknowledged
+// entry and produces everything from there again (versions make the duplicates harmless, and the
+// newest state stays last for each key, which compaction keeps).
+//
+// Threading: submit() and depth() from any thread; one writer and one drain thread of its own.
+// Owns its store and producer.
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <string>
+#include <thread>
+
+#include "sidecar/config/config.h"
+#include "sidecar/kafka/client.h"
+#include "sidecar/metrics/metrics.h"
+#include "sidecar/publisher/outbox.h"
+#include "sidecar/store/kv.h"
+
+namespace datashare::sidecar::publisher {
+
+struct publish_result {
+  unsigned status = 202;  // 202 accepted, 400 invalid, 503 outbox full, 500 store failure
+  std::string body;       // JSON
+  std::uint64_t version = 0;
+  int retry_after_s = 0;  // with 503
+};
+
+using publish_callback = std::function<void(publish_result)>;
+
+struct publisher_options {
+  std::size_t in_flight_window = 20000;  // entries handed to the producer and not yet acknowledged
+  std::size_t max_group = 1024;          // changes per fsync'd batch
+  std::chrono::milliseconds rewind_backoff{500};
+};
+
+// Checks a PUT body against the product: a JSON object, known fields of the right types, the key
+// field (when present) equal to the key in the path. Restricted fields are dropped; the key field
+// is added when absent and of type string. Returns "" and sets `value` to the JSON to publish, or
+// the problem for a 400.
+std::string check_change(const config::product_schema& product, std::string_view key, std::string_view body,
+                         std::string& value);
+
+class publisher {
+ public:
+  publisher(config::publish_spec spec, std::unique_ptr<store::kv> kv, kafka::client_factory& kafka,
+            metrics::publisher_probe probe, publisher_options options = {});
+  ~publisher();
+
+  // Reads the outbox left by a previous run (it is drained first) and starts both threads.
+  std::error_code start(std::string& error);
+  void stop();
+
+  // `body`: the JSON entity for PUT; nullopt for DELETE. `done` runs exactly once, inline for a
+  // rejected change, on the writer thread once stored.
+  void submit(std::string key, std::optional<std::string> body, publish_callback done);
+
+  std::uint64_t depth() const { return next_sequence_.load() - acked_prefix_.load(); }
+  const config::publish_spec& spec() const { return spec_; }
+
+ private:
+  struct change {
+    std::string key;
+    bool deleted = false;
+    std::string value;
+    publish_callback done;
+  };
+
+  void write_loop();
+  void drain_loop();
+  bool drain_once();
+  void on_delivery(const kafka::delivery& d);
+  std::string new_event_id();
+
+  config::publish_spec spec_;
+  std::unique_ptr<store::kv> kv_;
+  kafka::client_factory& kafka_;
+  metrics::publisher_probe probe_;
+  publisher_options options_;
+
+  std::mutex mu_;  // guards queue_, stopping_
+  std::condition_variable queued_cv_;
+  std::deque<change> queue_;
+  bool stopping_ = false;
+
+  // Writer-thread state.
+  std::uint64_t last_version_ = 0;
+  std::mt19937_64 rng_;
+
+  std::atomic<std::uint64_t> next_sequence_{0};  // next to assign (writer)
+  std::atomic<std::uint64_t> acked_prefix_{0};   // every entry below is acknowledged and deleted (drain)
+  std::mutex drain_mu_;                          // pairs with appended_cv_
+  std::condition_variable appended_cv_;
+
+  // Drain-thread state.
+  std::unique_ptr<kafka::producer> producer_;
+  std::uint64_t send_cursor_ = 0;                // next sequence to produce
+  enum class delivery_state { pending, acked, failed };
+  std::map<std::uint64_t, delivery_state> in_flight_;
+  bool delivery_failed_ = false;
+  std::atomic<bool> stop_drain_{false};
+
+  std::thread writer_, drainer_;
+};
+
+}  // namespace datashare::sidecar::publisher

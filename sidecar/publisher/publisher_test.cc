@@ -1,0 +1,247 @@
+#include "sidecar/publisher/publisher.h"
+
+#include <gtest/gtest.h>
+
+#include <future>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "sidecar/kafka/fake_broker.h"
+#include "sidecar/store/memory_kv.h"
+
+namespace datashare::sidecar::publisher {
+namespace {
+
+config::product_schema products() {
+  config::product_schema p;
+  p.name = "products";
+  p.namespace_name = "catalog";
+  p.key = "id";
+  p.fields = {{"id", config::field_type::string, false},
+              {"name", config::field_type::string, false},
+              {"price", config::field_type::number, false},
+              {"supplierEmail", config::field_type::string, true}};
+  return p;
+}
+
+TEST(CheckChangeTest, ValidatesDropsRestrictedAndFillsTheKey) {
+  auto p = products();
+  std::string v;
+  EXPECT_EQ(check_change(p, "a", R"({"name":"A","price":3,"supplierEmail":"x@y"})", v), "");
+  EXPECT_EQ(nlohmann::json::parse(v), nlohmann::json::parse(R"({"id":"a","name":"A","price":3})"));
+  EXPECT_EQ(check_change(p, "a", R"({"id":"a"})", v), "");
+  EXPECT_EQ(check_change(p, "a", "nope", v), "body is not JSON");
+  EXPECT_EQ(check_change(p, "a", "[]", v), "expected a JSON object, got array");
+  EXPECT_EQ(check_change(p, "a", R"({"ratng":5})", v),
+            R"(unknown field "ratng" (product fields: id, name, price, supplierEmail))");
+  EXPECT_EQ(check_change(p, "a", R"({"price":"3"})", v), R"(field "price": expected number, got string)");
+  EXPECT_EQ(check_change(p, "a", R"({"id":"b"})", v), R"(key field "id" is "b" but the path says "a")");
+}
+
+class PublisherTest : public ::testing::Test {
+ protected:
+  void SetUp() override { broker_.create_topic("catalog.products.v1", 3); }
+
+  std::unique_ptr<publisher> make(std::uint64_t max_entries = 1000) {
+    config::publish_spec s;
+    s.product = products();
+    s.topic = "catalog.products.v1";
+    s.outbox.max_entries = max_entries;
+    publisher_options o;
+    o.rewind_backoff = std::chrono::milliseconds(1);
+    o.in_flight_window = 50;
+    auto p = std::make_unique<publisher>(s, std::make_unique<forwarding_kv>(kv_), *factory_, metrics_.publisher("products"), o);
+    std::string error;
+    EXPECT_FALSE(p->start(error)) << error;
+    return p;
+  }
+
+  static publish_result submit(publisher& p, const std::string& key, std::optional<std::string> body) {
+    std::promise<publish_result> done;
+    auto f = done.get_future();
+    p.submit(key, std::move(body), [&done](publish_result r) { done.set_value(std::move(r)); });
+    return f.get();
+  }
+
+  // Waits (bounded) until the outbox is empty.
+  static bool drained(publisher& p) {
+    for (int i = 0; i < 500 && p.depth() != 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    return p.depth() == 0;
+  }
+
+  // Per key, the versions in topic order, and the last value.
+  std::map<std::string, std::vector<std::uint64_t>> versions_by_key() {
+    std::map<std::string, std::vector<std::uint64_t>> out;
+    for (const auto& m : broker_.read_all("catalog.products.v1")) {
+      out[*m.key].push_back(std::stoull(*m.header_value("datashare_version")));
+    }
+    return out;
+  }
+
+  class forwarding_kv final : public store::kv {
+   public:
+    explicit forwarding_kv(store::memory_kv& target) : kv_(target) {}
+    std::error_code get(std::string_view k, std::string& v) const override { return kv_.get(k, v); }
+    std::error_code write(const store::write_batch& b, bool sync) override { return kv_.write(b, sync); }
+    std::error_code scan(std::string_view b, std::string_view e, std::size_t l, std::vector<store::entry>& o) const override {
+      return kv_.scan(b, e, l, o);
+    }
+
+   private:
+    store::memory_kv& kv_;
+  };
+
+  kafka::fake_broker broker_;
+  std::unique_ptr<kafka::client_factory> factory_ = broker_.factory();
+  metrics::registry metrics_;
+  store::memory_kv kv_;
+};
+
+TEST_F(PublisherTest, AcceptsAfterAnFsyncAndPublishesTheEvent) {
+  auto p = make();
+  auto r = submit(*p, "sku-1", R"({"name":"Lamp","price":12.5,"supplierEmail":"s@x"})");
+  EXPECT_EQ(r.status, 202u);
+  EXPECT_GT(r.version, 0u);
+  EXPECT_GE(kv_.synced_writes(), 1u);
+  ASSERT_TRUE(drained(*p));
+  auto msgs = broker_.read_all("catalog.products.v1");
+  ASSERT_EQ(msgs.size(), 1u);
+  EXPECT_EQ(*msgs[0].key, "sku-1");
+  EXPECT_EQ(nlohmann::json::parse(*msgs[0].value), nlohmann::json::parse(R"({"id":"sku-1","name":"Lamp","price":12.5})"));
+  EXPECT_EQ(*msgs[0].header_value("ce_type"), "io.datashare.products.updated");
+  EXPECT_EQ(*msgs[0].header_value("ce_source"), "/namespaces/catalog/dataproducts/products");
+  EXPECT_EQ(*msgs[0].header_value("ce_subject"), "sku-1");
+  EXPECT_EQ(*msgs[0].header_value("datashare_version"), std::to_string(r.version));
+  EXPECT_EQ(msgs[0].header_value("ce_id")->size(), 36u);
+
+  auto d = submit(*p, "sku-1", std::nullopt);
+  EXPECT_EQ(d.status, 202u);
+  EXPECT_GT(d.version, r.version);
+  ASSERT_TRUE(drained(*p));
+  msgs = broker_.read_all("catalog.products.v1");
+  ASSERT_EQ(msgs.size(), 2u);
+  EXPECT_FALSE(msgs[1].value);
+  EXPECT_EQ(*msgs[1].header_value("ce_type"), "io.datashare.products.deleted");
+}
+
+TEST_F(PublisherTest, RejectsInvalidBodiesWithoutStoringThem) {
+  auto p = make();
+  auto r = submit(*p, "a", R"({"ratng":5})");
+  EXPECT_EQ(r.status, 400u);
+  EXPECT_NE(r.body.find("unknown field"), std::string::npos);
+  EXPECT_EQ(kv_.writes(), 0u);
+}
+
+TEST_F(PublisherTest, OutageFillsTheOutboxThen503ThenDrainsInOrder) {
+  auto p = make(/*max_entries=*/100);
+  broker_.set_down(true);
+  std::map<std::string, std::uint64_t> accepted_last;
+  int rejected = 0;
+  for (int i = 0; i < 150; ++i) {
+    std::string key = "k" + std::to_string(i % 7);
+    auto r = submit(*p, key, R"({"name":"v)" + std::to_string(i) + R"("})");
+    if (r.status == 202) {
+      accepted_last[key] = r.version;
+    } else {
+      EXPECT_EQ(r.status, 503u);
+      EXPECT_EQ(r.retry_after_s, 1);
+      ++rejected;
+    }
+  }
+  EXPECT_EQ(rejected, 50);
+  EXPECT_EQ(p->depth(), 100u);
+  broker_.set_down(false);
+  ASSERT_TRUE(drained(*p));
+  auto by_key = versions_by_key();
+  std::size_t total = 0;
+  for (const auto& [key, versions] : by_key) {
+    EXPECT_TRUE(std::is_sorted(versions.begin(), versions.end())) << key;
+    EXPECT_EQ(versions.back(), accepted_last[key]) << key;
+    total += versions.size();
+  }
+  EXPECT_EQ(total, 100u);
+}
+
+TEST_F(PublisherTest, FailedDeliveriesAreSentAgainAndTheNewestStateEndsLast) {
+  auto p = make();
+  broker_.set_fail_deliveries(true);
+  std::map<std::string, std::uint64_t> last;
+  for (int i = 0; i < 40; ++i) {
+    std::string key = "k" + std::to_string(i % 5);
+    last[key] = submit(*p, key, "{}").version;
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(p->depth(), 40u);
+  broker_.set_fail_deliveries(false);
+  ASSERT_TRUE(drained(*p));
+  for (const auto& [key, versions] : versions_by_key()) EXPECT_EQ(versions.back(), last[key]) << key;
+}
+
+TEST_F(PublisherTest, ARestartSendsWhatThePreviousRunLeftInTheOutbox) {
+  std::uint64_t v = 0;
+  {
+    auto p = make();
+    broker_.set_down(true);
+    for (int i = 0; i < 10; ++i) v = submit(*p, "k" + std::to_string(i), "{}").version;
+  }
+  broker_.set_down(false);
+  auto p = make();
+  EXPECT_EQ(p->depth(), 10u);
+  ASSERT_TRUE(drained(*p));
+  EXPECT_EQ(broker_.read_all("catalog.products.v1").size(), 10u);
+  // Versions keep growing across the restart.
+  EXPECT_GT(submit(*p, "k0", "{}").version, v);
+}
+
+TEST_F(PublisherTest, AStoreFailureIsA500AndNothingIsPublished) {
+  auto p = make();
+  kv_.fail_next_writes(1);
+  auto r = submit(*p, "a", "{}");
+  EXPECT_EQ(r.status, 500u);
+  EXPECT_EQ(submit(*p, "b", "{}").status, 202u);
+  ASSERT_TRUE(drained(*p));
+  auto msgs = broker_.read_all("catalog.products.v1");
+  ASSERT_EQ(msgs.size(), 1u);
+  EXPECT_EQ(*msgs[0].key, "b");
+}
+
+TEST_F(PublisherTest, ConcurrentSubmittersShareFsyncs) {
+  auto p = make(100000);
+  std::vector<std::thread> threads;
+  std::atomic<int> ok{0};
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 100; ++i) {
+        if (submit(*p, "t" + std::to_string(t) + "-" + std::to_string(i), "{}").status == 202) ++ok;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(ok.load(), 400);
+  ASSERT_TRUE(drained(*p));
+  EXPECT_EQ(broker_.read_all("catalog.products.v1").size(), 400u);
+}
+
+TEST(VersionTest, HybridClockOnlyGrows) {
+  EXPECT_EQ(next_version(0, 100), 100u);
+  EXPECT_EQ(next_version(100, 100), 101u);
+  EXPECT_EQ(next_version(500, 100), 501u);  // clock went back: still grows
+  EXPECT_EQ(next_version(0, -5), 1u);
+}
+
+TEST(OutboxTest, EntriesRoundTrip) {
+  entry e{"key/1", 77, 123456, "id", false, R"({"a":1})"};
+  auto d = decode_entry(encode_entry(e));
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->key, "key/1");
+  EXPECT_EQ(d->version, 77u);
+  EXPECT_EQ(d->time_us, 123456);
+  EXPECT_EQ(d->id, "id");
+  EXPECT_EQ(d->value, R"({"a":1})");
+  EXPECT_FALSE(decode_entry("garbage"));
+  EXPECT_EQ(sequence_of(entry_key(42)), 42u);
+  EXPECT_LT(entry_key(255), entry_key(256));
+}
+
+}  // namespace
+}  // namespace datashare::sidecar::publisher
