@@ -76,5 +76,15 @@ TEST(SchemaTest, ChecksTypesAndUnknownFields) {
   EXPECT_EQ(check_entity(json::parse("[1]"), p, unknown_fields::ignore), "expected a JSON object, got array");
 }
 
+TEST(SchemaTest, Utf8) {
+  EXPECT_TRUE(is_valid_utf8("plain"));
+  EXPECT_TRUE(is_valid_utf8("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"));
+  EXPECT_FALSE(is_valid_utf8("\xff"));
+  EXPECT_FALSE(is_valid_utf8("\xc3"));
+  EXPECT_FALSE(is_valid_utf8("\xe2\x82"));
+  EXPECT_FALSE(is_valid_utf8("\xc0\x80"));      // overlong
+  EXPECT_FALSE(is_valid_utf8("\xed\xa0\x80"));  // surrogate
+}
+
 }  // namespace
 }  // namespace datashare::sidecar::event

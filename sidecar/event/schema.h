@@ -14,6 +14,9 @@ enum class unknown_fields { reject, ignore };
 
 bool matches(const nlohmann::json& value, config::field_type type);
 
+// Keys travel in JSON bodies and headers: they must be valid UTF-8.
+bool is_valid_utf8(std::string_view s);
+
 // "" when `object` conforms; otherwise the first problem, e.g.
 // `field "price": expected number, got string`. Null values are allowed for every field.
 std::string check_entity(const nlohmann::json& object, const config::product_schema& product, unknown_fields unknown);

@@ -36,6 +36,7 @@ std::string error_body(std::string_view message) {
 
 std::string check_change(const config::product_schema& product, std::string_view key, std::string_view body,
                          std::string& value) {
+  if (!event::is_valid_utf8(key)) return "the key is not valid UTF-8";
   auto json = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
   if (json.is_discarded()) return "body is not JSON";
   std::string problem = event::check_entity(json, product, event::unknown_fields::reject);
@@ -115,6 +116,11 @@ void publisher::submit(std::string key, std::optional<std::string> body, publish
   change c;
   c.key = std::move(key);
   c.deleted = !body.has_value();
+  if (!event::is_valid_utf8(c.key)) {
+    probe_.invalid->Increment();
+    done({400, error_body("the key is not valid UTF-8"), 0, 0});
+    return;
+  }
   if (body) {
     std::string problem = check_change(spec_.product, c.key, *body, c.value);
     if (!problem.empty()) {

@@ -25,6 +25,7 @@ decision poisoned(std::string reason) {
 
 decision applier::decide(const kafka::message& m) const {
   if (!m.key || m.key->empty()) return poisoned("key missing");
+  if (!event::is_valid_utf8(*m.key)) return poisoned("key is not valid UTF-8");
   std::size_t size = m.key->size() + (m.value ? m.value->size() : 0);
   if (size > max_event_bytes_) {
     return poisoned("oversized: " + std::to_string(size) + " bytes > maxEventBytes " + std::to_string(max_event_bytes_));

@@ -1,0 +1,298 @@
+#include "sidecar/api/router.h"
+
+#include <charconv>
+#include <nlohmann/json.hpp>
+
+namespace datashare::sidecar::api {
+namespace bhttp = boost::beast::http;
+
+std::optional<std::string> percent_decode(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  auto hex = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] != '%') {
+      out.push_back(s[i]);
+      continue;
+    }
+    if (i + 2 >= s.size()) return std::nullopt;
+    int hi = hex(s[i + 1]), lo = hex(s[i + 2]);
+    if (hi < 0 || lo < 0) return std::nullopt;
+    out.push_back(static_cast<char>(hi * 16 + lo));
+    i += 2;
+  }
+  return out;
+}
+
+namespace {
+
+// JSON text of a string that may not be valid UTF-8 (keys come from URLs and Kafka): invalid
+// bytes become U+FFFD instead of an exception.
+std::string json_string(std::string_view s) {
+  return nlohmann::json(s).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+http::response json_error(unsigned status, std::string_view message) {
+  http::response r;
+  r.status = status;
+  r.body = R"({"error":)" + json_string(message) + "}";
+  return r;
+}
+
+// The value of query parameter `name` (raw, not decoded), or nullopt.
+std::optional<std::string_view> query_param(std::string_view query, std::string_view name) {
+  while (!query.empty()) {
+    auto amp = query.find('&');
+    std::string_view pair = query.substr(0, amp);
+    auto eq = pair.find('=');
+    if (pair.substr(0, eq) == name) return eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1);
+    if (amp == std::string_view::npos) break;
+    query.remove_prefix(amp + 1);
+  }
+  return std::nullopt;
+}
+
+std::string staleness(const replica::replica& r) { return std::to_string(r.status().staleness_ms); }
+
+void append_item(std::string& out, const replica::item& it) {
+  out += R"({"key":)";
+  out += json_string(it.key);
+  out += R"(,"version":)";
+  out += std::to_string(it.version);
+  out += R"(,"value":)";
+  out += it.value;  // stored as JSON already
+  out += '}';
+}
+
+}  // namespace
+
+router::router(metrics::registry& metrics, std::vector<replica::replica*> replicas,
+               std::vector<publisher::publisher*> publishers, std::vector<std::string> sync_only_products)
+    : metrics_(metrics), sync_only_(std::move(sync_only_products)) {
+  for (auto* r : replicas) replicas_.emplace(r->spec().product.name, r);
+  for (auto* p : publishers) publishers_.emplace(p->spec().product.name, p);
+}
+
+bool router::ready() const {
+  for (const auto& [name, r] : replicas_) {
+    if (!r->status().ready) return false;
+  }
+  return true;
+}
+
+http::response router::readiness() const {
+  nlohmann::json body;
+  body["ready"] = ready();
+  body["replicas"] = nlohmann::json::array();
+  for (const auto& [name, r] : replicas_) {
+    auto s = r->status();
+    body["replicas"].push_back({{"policy", r->spec().policy},
+                                {"product", name},
+                                {"ready", s.ready},
+                                {"caughtUpToStart", s.caught_up_to_start},
+                                {"lagEvents", s.lag_events},
+                                {"stalenessMs", s.staleness_ms},
+                                {"maxLagMs", r->spec().max_lag.count()},
+                                {"appliedTotal", s.applied_total},
+                                {"staleTotal", s.stale_total},
+                                {"dlqTotal", s.dlq_total}});
+  }
+  body["publishers"] = nlohmann::json::array();
+  for (const auto& [name, p] : publishers_) body["publishers"].push_back({{"product", name}, {"outboxDepth", p->depth()}});
+  http::response r;
+  r.status = body["ready"].get<bool>() ? 200 : 503;
+  r.body = body.dump();
+  return r;
+}
+
+void router::handle_admin(const http::request& req, http::responder respond) const {
+  try {
+    route_admin(req, respond);
+  } catch (const std::exception& e) {
+    respond(json_error(500, std::string("internal error: ") + e.what()));
+  }
+}
+
+void router::route_admin(const http::request& req, const http::responder& respond) const {
+  std::string_view target(req.target().data(), req.target().size());
+  std::string_view path = target.substr(0, target.find('?'));
+  if (req.method() != bhttp::verb::get && req.method() != bhttp::verb::head) {
+    auto r = json_error(405, "only GET here");
+    r.headers.emplace_back("Allow", "GET");
+    respond(std::move(r));
+    return;
+  }
+  if (path == "/healthz") {
+    respond({200, R"({"status":"ok"})", "application/json", {}});
+  } else if (path == "/readyz") {
+    respond(readiness());
+  } else if (path == "/metrics") {
+    respond({200, metrics_.serialize(), "text/plain; version=0.0.4", {}});
+  } else {
+    respond(json_error(404, "no such path: try /healthz, /readyz, /metrics"));
+  }
+}
+
+void router::handle_data(const http::request& req, http::responder respond) const {
+  // Nothing below should throw; if something does (allocation), the caller gets a 500 and the
+  // sidecar goes on. Every path answers as its last step, so an answer is never given twice.
+  try {
+    route_data(req, respond);
+  } catch (const std::exception& e) {
+    respond(json_error(500, std::string("internal error: ") + e.what()));
+  }
+}
+
+void router::route_data(const http::request& req, const http::responder& respond) const {
+  std::string_view target(req.target().data(), req.target().size());
+  auto qpos = target.find('?');
+  std::string_view path = target.substr(0, qpos);
+  std::string_view query = qpos == std::string_view::npos ? std::string_view() : target.substr(qpos + 1);
+  constexpr std::string_view kPrefix = "/v1/data/";
+  if (path.rfind(kPrefix, 0) != 0) {
+    route_admin(req, respond);
+    return;
+  }
+  std::string_view rest = path.substr(kPrefix.size());
+  auto slash = rest.find('/');
+  std::string_view product = rest.substr(0, slash);
+  std::string_view key_raw = slash == std::string_view::npos ? std::string_view() : rest.substr(slash + 1);
+  bool has_key = slash != std::string_view::npos;
+  if (product.empty()) {
+    respond(json_error(400, "missing product: /v1/data/<product>/<key>"));
+    return;
+  }
+  auto method = req.method();
+  if (method == bhttp::verb::put || method == bhttp::verb::delete_) {
+    auto p = publishers_.find(product);
+    if (p == publishers_.end()) {
+      respond(json_error(404, "this sidecar publishes no product \"" + std::string(product) + "\""));
+      return;
+    }
+    auto key = percent_decode(key_raw);
+    if (!has_key || !key || key->empty()) {
+      respond(json_error(400, "missing or malformed key: /v1/data/<product>/<key>"));
+      return;
+    }
+    std::optional<std::string> body;
+    if (method == bhttp::verb::put) body = req.body();
+    p->second->submit(std::move(*key), std::move(body), [respond](publisher::publish_result r) {
+      http::response out;
+      out.status = r.status;
+      out.body = std::move(r.body);
+      if (r.version != 0) out.headers.emplace_back("Datashare-Version", std::to_string(r.version));
+      if (r.retry_after_s > 0) out.headers.emplace_back("Retry-After", std::to_string(r.retry_after_s));
+      respond(std::move(out));
+    });
+    return;
+  }
+  if (method != bhttp::verb::get && method != bhttp::verb::head) {
+    auto r = json_error(405, "method not allowed: GET, PUT, DELETE");
+    r.headers.emplace_back("Allow", "GET, PUT, DELETE");
+    respond(std::move(r));
+    return;
+  }
+  auto r = replicas_.find(product);
+  if (r == replicas_.end()) {
+    for (const auto& s : sync_only_) {
+      if (s == product) {
+        respond(json_error(501, "sync reads of \"" + s + "\" are not available in this sidecar version"));
+        return;
+      }
+    }
+    respond(json_error(404, "this sidecar keeps no copy of product \"" + std::string(product) + "\""));
+    return;
+  }
+  respond(read(*r->second, product, has_key ? key_raw : std::string_view(), has_key ? std::string_view() : query));
+}
+
+http::response router::read(const replica::replica& r, std::string_view product, std::string_view key_raw,
+                            std::string_view query) const {
+  http::response out;
+  if (!key_raw.empty()) {
+    auto key = percent_decode(key_raw);
+    if (!key) return json_error(400, "malformed percent-encoding in the key");
+    replica::item it;
+    auto ec = replica::lookup(r.store(), *key, it);
+    if (ec == store::errc::not_found) {
+      out = json_error(404, "no such key in " + std::string(product));
+    } else if (ec) {
+      out = json_error(500, "store read failed: " + ec.message());
+    } else {
+      out.body = std::move(it.value);
+      out.headers.emplace_back("Datashare-Version", std::to_string(it.version));
+    }
+    out.headers.emplace_back("Datashare-Staleness-Ms", staleness(r));
+    return out;
+  }
+  if (auto keys = query_param(query, "keys")) {
+    std::vector<std::string> list;
+    std::string_view rest = *keys;
+    while (!rest.empty() || list.empty()) {
+      auto comma = rest.find(',');
+      auto k = percent_decode(rest.substr(0, comma));
+      if (!k || k->empty()) return json_error(400, "keys: a comma-separated list of non-empty, well-encoded keys");
+      list.push_back(std::move(*k));
+      if (list.size() > kMaxBatchKeys) return json_error(400, "keys: at most " + std::to_string(kMaxBatchKeys));
+      if (comma == std::string_view::npos) break;
+      rest.remove_prefix(comma + 1);
+      if (rest.empty()) return json_error(400, "keys: empty key after ','");
+    }
+    std::string body = R"({"items":[)";
+    std::string missing;
+    bool first = true;
+    for (const auto& k : list) {
+      replica::item it;
+      auto ec = replica::lookup(r.store(), k, it);
+      if (ec == store::errc::not_found) {
+        missing += missing.empty() ? "" : ",";
+        missing += json_string(k);
+        continue;
+      }
+      if (ec) return json_error(500, "store read failed: " + ec.message());
+      if (!first) body += ',';
+      first = false;
+      append_item(body, it);
+    }
+    body += R"(],"missing":[)" + missing + "]}";
+    out.body = std::move(body);
+    out.headers.emplace_back("Datashare-Staleness-Ms", staleness(r));
+    return out;
+  }
+  std::size_t limit = kDefaultPage;
+  if (auto l = query_param(query, "limit")) {
+    std::size_t v = 0;
+    auto [ptr, ec] = std::from_chars(l->data(), l->data() + l->size(), v);
+    if (ec != std::errc() || ptr != l->data() + l->size() || v == 0 || v > kMaxPage) {
+      return json_error(400, "limit: an integer from 1 to " + std::to_string(kMaxPage));
+    }
+    limit = v;
+  }
+  std::string after;
+  if (auto a = query_param(query, "after")) {
+    auto d = percent_decode(*a);
+    if (!d) return json_error(400, "after: malformed percent-encoding");
+    after = std::move(*d);
+  }
+  std::vector<replica::item> items;
+  bool more = false;
+  if (auto ec = replica::scan(r.store(), after, limit, items, more)) return json_error(500, "store read failed: " + ec.message());
+  std::string body = R"({"items":[)";
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    if (i != 0) body += ',';
+    append_item(body, items[i]);
+  }
+  body += "]";
+  if (more) body += R"(,"next":)" + json_string(items.back().key);
+  body += "}";
+  out.body = std::move(body);
+  out.headers.emplace_back("Datashare-Staleness-Ms", staleness(r));
+  return out;
+}
+
+}  // namespace datashare::sidecar::api

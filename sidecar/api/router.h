@@ -1,0 +1,60 @@
+#pragma once
+// The sidecar's local HTTP API (DESIGN.md §4), the same whatever the mode:
+//   GET    /v1/data/<product>/<key>             one entity (404 when absent)
+//   GET    /v1/data/<product>?keys=a,b,c        several (at most 1000), found and missing
+//   GET    /v1/data/<product>[?limit=&after=]   a page of the scan (limit ≤ 1000, default 100)
+//   PUT    /v1/data/<product>/<key>             publish a change (owner side), 202 once durable
+//   DELETE /v1/data/<product>/<key>             publish a deletion
+//   GET    /healthz, /readyz, /metrics
+// Reads carry `Datashare-Version` (single entity) and `Datashare-Staleness-Ms`. Keys are
+// percent-decoded. Anything malformed is a 4xx with a JSON error body, never a crash.
+//
+// Threading: handle_* run on HTTP I/O threads, concurrently; the router holds no mutable state
+// (the replicas, publishers and metrics it points to are thread-safe) and must outlive the server.
+
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "sidecar/http/server.h"
+#include "sidecar/metrics/metrics.h"
+#include "sidecar/publisher/publisher.h"
+#include "sidecar/replica/replica.h"
+
+namespace datashare::sidecar::api {
+
+inline constexpr std::size_t kMaxBatchKeys = 1000;
+inline constexpr std::size_t kMaxPage = 1000;
+inline constexpr std::size_t kDefaultPage = 100;
+
+// "%41b+c" → "Ab+c" (a '+' stays: keys are path segments, not form data); nullopt when malformed.
+std::optional<std::string> percent_decode(std::string_view s);
+
+class router {
+ public:
+  router(metrics::registry& metrics, std::vector<replica::replica*> replicas, std::vector<publisher::publisher*> publishers,
+         std::vector<std::string> sync_only_products = {});
+
+  // The data port: everything.
+  void handle_data(const http::request& req, http::responder respond) const;
+  // The admin port: probes and metrics only.
+  void handle_admin(const http::request& req, http::responder respond) const;
+
+  // Whether every replica is ready (and every component started).
+  bool ready() const;
+
+ private:
+  void route_data(const http::request& req, const http::responder& respond) const;
+  void route_admin(const http::request& req, const http::responder& respond) const;
+  http::response read(const replica::replica& r, std::string_view product, std::string_view rest,
+                      std::string_view query) const;
+  http::response readiness() const;
+
+  metrics::registry& metrics_;
+  std::map<std::string, replica::replica*, std::less<>> replicas_;
+  std::map<std::string, publisher::publisher*, std::less<>> publishers_;
+  std::vector<std::string> sync_only_;
+};
+
+}  // namespace datashare::sidecar::api

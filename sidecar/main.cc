@@ -1,0 +1,180 @@
+// datashare-sidecar --config FILE [--check]
+//
+// Reads and validates the whole config first (exit 2 listing every problem; --check stops
+// there), then opens the stores, starts the publishers and replicas and serves the local API
+// until SIGTERM or SIGINT. Exit 1 when something the config names cannot be set up (a store
+// directory, a port).
+#include <pthread.h>
+#include <signal.h>
+
+#include <atomic>
+#include <cstring>
+#include <filesystem>
+#include <iostream>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "sidecar/api/router.h"
+#include "sidecar/config/config.h"
+#include "sidecar/http/server.h"
+#include "sidecar/kafka/rdkafka_client.h"
+#include "sidecar/metrics/metrics.h"
+#include "sidecar/publisher/publisher.h"
+#include "sidecar/replica/replica.h"
+#include "sidecar/store/memory_kv.h"
+#include "sidecar/store/rocksdb_kv.h"
+
+namespace ds = datashare::sidecar;
+
+namespace {
+
+constexpr const char* kUsage =
+    "usage: datashare-sidecar --config FILE [--check]\n"
+    "  --config FILE  the sidecar config (schema version 1, see sidecar/config/README.md)\n"
+    "  --check        validate the config and exit\n";
+
+std::unique_ptr<ds::store::kv> open_store(const std::string& dir, std::string& error) {
+  return ds::store::open_rocksdb(dir, {}, error);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string config_path;
+  bool check_only = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--config" && i + 1 < argc) {
+      config_path = argv[++i];
+    } else if (a.rfind("--config=", 0) == 0) {
+      config_path = a.substr(9);
+    } else if (a == "--check") {
+      check_only = true;
+    } else if (a == "--help" || a == "-h") {
+      std::cout << kUsage;
+      return 0;
+    } else {
+      std::cerr << "datashare-sidecar: unknown argument " << a << "\n" << kUsage;
+      return 2;
+    }
+  }
+  if (config_path.empty()) {
+    std::cerr << kUsage;
+    return 2;
+  }
+  auto loaded = ds::config::load_config_file(config_path);
+  if (!loaded.config) {
+    std::cerr << "datashare-sidecar: " << config_path << " is not a valid sidecar config (schema version "
+              << ds::config::kSchemaVersion << "):\n"
+              << ds::config::format_problems(loaded.problems);
+    return 2;
+  }
+  if (check_only) {
+    std::cout << config_path << ": valid\n";
+    return 0;
+  }
+  const auto& cfg = *loaded.config;
+
+  // Signals are taken by sigwait below; every thread started from here on inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+
+  ds::metrics::registry metrics;
+  auto kafka = ds::kafka::make_rdkafka_factory(cfg.kafka);
+
+  std::vector<std::unique_ptr<ds::replica::replica>> replicas;
+  std::vector<std::string> sync_only;
+  for (const auto& s : cfg.subscribe) {
+    if (s.mode == ds::config::sharing_mode::sync) {
+      sync_only.push_back(s.product.name);
+      continue;
+    }
+    std::unique_ptr<ds::store::kv> kv;
+    if (s.store == ds::config::store_kind::memory) {
+      kv = std::make_unique<ds::store::memory_kv>();
+    } else {
+      std::string error;
+      kv = open_store((std::filesystem::path(cfg.data_dir) / "replica" / s.policy).string(), error);
+      if (!kv) {
+        std::cerr << "datashare-sidecar: policy " << s.policy << ": " << error << "\n";
+        return 1;
+      }
+    }
+    replicas.push_back(std::make_unique<ds::replica::replica>(s, std::move(kv), *kafka,
+                                                              metrics.replica(s.product.name, s.policy)));
+  }
+
+  std::vector<std::unique_ptr<ds::publisher::publisher>> publishers;
+  for (const auto& p : cfg.publish) {
+    std::string error;
+    auto kv = open_store((std::filesystem::path(cfg.data_dir) / "outbox" / p.product.name).string(), error);
+    if (!kv) {
+      std::cerr << "datashare-sidecar: product " << p.product.name << ": " << error << "\n";
+      return 1;
+    }
+    publishers.push_back(std::make_unique<ds::publisher::publisher>(p, std::move(kv), *kafka,
+                                                                    metrics.publisher(p.product.name)));
+    if (auto ec = publishers.back()->start(error)) {
+      std::cerr << "datashare-sidecar: product " << p.product.name << ": " << error << "\n";
+      return 1;
+    }
+  }
+
+  std::vector<ds::replica::replica*> replica_ptrs;
+  for (auto& r : replicas) replica_ptrs.push_back(r.get());
+  std::vector<ds::publisher::publisher*> publisher_ptrs;
+  for (auto& p : publishers) publisher_ptrs.push_back(p.get());
+  ds::api::router router(metrics, replica_ptrs, publisher_ptrs, sync_only);
+
+  ds::http::server server(cfg.listen.threads);
+  std::uint16_t data_port = 0, admin_port = 0;
+  if (auto ec = server.listen(cfg.listen.data.address, cfg.listen.data.port,
+                              [&router](const ds::http::request& req, ds::http::responder r) { router.handle_data(req, std::move(r)); },
+                              data_port)) {
+    std::cerr << "datashare-sidecar: cannot listen on " << cfg.listen.data.address << ":" << cfg.listen.data.port << ": "
+              << ec.message() << "\n";
+    return 1;
+  }
+  if (cfg.listen.admin) {
+    if (auto ec = server.listen(cfg.listen.admin->address, cfg.listen.admin->port,
+                                [&router](const ds::http::request& req, ds::http::responder r) { router.handle_admin(req, std::move(r)); },
+                                admin_port)) {
+      std::cerr << "datashare-sidecar: cannot listen on " << cfg.listen.admin->address << ":" << cfg.listen.admin->port
+                << ": " << ec.message() << "\n";
+      return 1;
+    }
+  }
+  server.start();
+  std::cerr << "datashare-sidecar: serving data on " << cfg.listen.data.address << ":" << data_port;
+  if (cfg.listen.admin) std::cerr << ", admin on " << cfg.listen.admin->address << ":" << admin_port;
+  std::cerr << " (" << publishers.size() << " published, " << replicas.size() << " replicated)" << std::endl;
+
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> loops;
+  for (auto& r : replicas) {
+    loops.emplace_back([&stop, rep = r.get()] {
+      // The topic may not exist yet (the operator creates it): keep trying, not ready meanwhile.
+      std::string error;
+      while (!stop.load()) {
+        if (!rep->start(error)) break;
+        std::cerr << "datashare-sidecar: policy " << rep->spec().policy << ": " << error << "; retrying in 2 s\n";
+        for (int i = 0; i < 20 && !stop.load(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+      rep->run(stop);
+    });
+  }
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  std::cerr << "datashare-sidecar: " << strsignal(sig) << ", stopping" << std::endl;
+  stop = true;
+  for (auto& t : loops) t.join();
+  for (auto& p : publishers) p->stop();  // answers what was queued before the server goes
+  server.stop();
+  return 0;
+}
