@@ -1,0 +1,184 @@
+#include "sidecar/integration/harness.h"
+
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+#include "sidecar/kafka/rdkafka_client.h"
+#include "tests/support/cluster_env.h"
+
+namespace datashare::sidecar::itest {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+using tcp = net::ip::tcp;
+
+std::string bootstrap() { return testing::require_env("DATASHARE_KAFKA_BOOTSTRAP"); }
+
+std::string unique_name(const std::string& prefix) {
+  static std::mt19937_64 rng(std::random_device{}());
+  return prefix + "." + std::to_string(::getpid()) + "." + std::to_string(rng() % 1000000000);
+}
+
+std::string make_temp_dir(const std::string& prefix) {
+  auto dir = std::filesystem::temp_directory_path() / unique_name("datashare-" + prefix);
+  std::filesystem::create_directories(dir);
+  return dir.string();
+}
+
+std::uint16_t free_port() {
+  net::io_context ioc;
+  tcp::acceptor a(ioc, tcp::endpoint(net::ip::make_address("127.0.0.1"), 0));
+  return a.local_endpoint().port();
+}
+
+void create_topic(const std::string& bootstrap_servers, const std::string& topic, int partitions,
+                  const std::vector<std::pair<std::string, std::string>>& config) {
+  config::kafka_settings s;
+  s.bootstrap_servers = bootstrap_servers;
+  auto factory = kafka::make_rdkafka_factory(s);
+  std::string error;
+  auto admin = factory->make_admin(error);
+  if (!admin) throw std::runtime_error(error);
+  std::string detail;
+  if (auto ec = admin->ensure_topic(topic, partitions, config, std::chrono::seconds(30), detail)) {
+    throw std::runtime_error("create topic " + topic + ": " + ec.message() + " " + detail);
+  }
+}
+
+std::string products_yaml(const std::string& ns) {
+  return "{name: products, namespace: " + ns +
+         ", key: id, fields: [{name: id, type: string}, {name: name, type: string}, {name: price, type: number}, "
+         "{name: supplierEmail, type: string, restricted: true}]}";
+}
+
+http_reply http_call(std::uint16_t port, const std::string& method, const std::string& target, const std::string& body) {
+  http_reply out;
+  try {
+    net::io_context ioc;
+    beast::tcp_stream stream(ioc);
+    stream.expires_after(std::chrono::seconds(30));
+    stream.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port));
+    bhttp::request<bhttp::string_body> req{bhttp::string_to_verb(method), target, 11};
+    req.set(bhttp::field::host, "localhost");
+    if (!body.empty()) req.body() = body;
+    req.prepare_payload();
+    bhttp::write(stream, req);
+    beast::flat_buffer buf;
+    bhttp::response_parser<bhttp::string_body> parser;
+    parser.body_limit(256 << 20);
+    bhttp::read(stream, buf, parser);
+    auto& res = parser.get();
+    out.status = res.result_int();
+    for (const auto& f : res) {
+      std::string name(f.name_string());
+      for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      out.headers[name] = std::string(f.value());
+    }
+    out.body = res.body();
+  } catch (const std::exception&) {
+    out.status = 0;
+  }
+  return out;
+}
+
+std::string sidecar_binary() {
+  const char* dir = std::getenv("DATASHARE_BINARY_DIR");
+  if (dir == nullptr) throw std::runtime_error("DATASHARE_BINARY_DIR is not set (run through ctest)");
+  return std::string(dir) + "/bin/datashare-sidecar";
+}
+
+sidecar_process::sidecar_process(std::string dir, std::string config_yaml)
+    : dir_(std::move(dir)), config_path_(dir_ + "/sidecar.yaml"), log_path_(dir_ + "/sidecar.log") {
+  std::ofstream(config_path_) << config_yaml;
+}
+
+sidecar_process::~sidecar_process() {
+  if (pid_ > 0) {
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+  }
+}
+
+void sidecar_process::start() {
+  std::string binary = sidecar_binary();
+  pid_t pid = ::fork();
+  if (pid < 0) throw std::runtime_error("fork failed");
+  if (pid == 0) {
+    int fd = ::open(log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (fd >= 0) {
+      ::dup2(fd, 2);
+      ::dup2(fd, 1);
+    }
+    ::execl(binary.c_str(), binary.c_str(), "--config", config_path_.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  pid_ = pid;
+  ++restarts_;
+}
+
+void sidecar_process::kill(int signal) {
+  if (pid_ > 0) ::kill(pid_, signal);
+}
+
+int sidecar_process::wait() {
+  if (pid_ <= 0) return -1;
+  int status = 0;
+  ::waitpid(pid_, &status, 0);
+  pid_ = -1;
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return WEXITSTATUS(status);
+}
+
+bool sidecar_process::running() {
+  if (pid_ <= 0) return false;
+  int status = 0;
+  if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+    pid_ = -1;
+    return false;
+  }
+  return true;
+}
+
+std::string sidecar_process::log() const {
+  std::ifstream in(log_path_);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return pred();
+}
+
+command_result run_command(const std::string& command) {
+  command_result r;
+  FILE* p = ::popen(command.c_str(), "r");
+  if (p == nullptr) return r;
+  char buf[65536];
+  std::size_t n = 0;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
+  int status = ::pclose(p);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+}  // namespace datashare::sidecar::itest

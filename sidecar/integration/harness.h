@@ -1,0 +1,65 @@
+#pragma once
+// What the sidecar's integration tests share: the real broker's address, topics, a
+// datashare-sidecar process started from a config, HTTP calls to it, and shell commands (kcat).
+// Everything is bounded in time; a missing broker fails the test (tests/support/cluster_env.h).
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace datashare::sidecar::itest {
+
+std::string bootstrap();  // DATASHARE_KAFKA_BOOTSTRAP, or the test fails
+std::string unique_name(const std::string& prefix);
+std::string make_temp_dir(const std::string& prefix);
+std::uint16_t free_port();
+
+// Creates a topic on `bootstrap_servers`; throws on failure.
+void create_topic(const std::string& bootstrap_servers, const std::string& topic, int partitions,
+                  const std::vector<std::pair<std::string, std::string>>& config = {});
+
+// "products" with fields id (key), name, price and a restricted supplierEmail, as YAML.
+std::string products_yaml(const std::string& ns = "catalog");
+
+struct http_reply {
+  int status = 0;  // 0: no answer (connection refused, ...)
+  std::map<std::string, std::string> headers;  // lower-case names
+  std::string body;
+};
+
+http_reply http_call(std::uint16_t port, const std::string& method, const std::string& target, const std::string& body = "");
+
+// A datashare-sidecar child process; killed with SIGKILL on destruction if still running.
+class sidecar_process {
+ public:
+  sidecar_process(std::string dir, std::string config_yaml);
+  ~sidecar_process();
+  void start();
+  void kill(int signal);
+  int wait();  // exit status (128 + signal when killed)
+  bool running();
+  std::string log() const;  // its stderr so far
+  const std::string& config_path() const { return config_path_; }
+
+ private:
+  std::string dir_, config_path_, log_path_;
+  pid_t pid_ = -1;
+  int restarts_ = 0;
+};
+
+// Polls `pred` every 50 ms until it holds or `timeout` passes.
+bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout);
+
+struct command_result {
+  int exit_code = -1;
+  std::string output;  // stdout
+};
+command_result run_command(const std::string& command);
+
+std::string sidecar_binary();
+
+}  // namespace datashare::sidecar::itest
