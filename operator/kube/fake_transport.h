@@ -58,8 +58,7 @@ class fake_transport final : public http_transport {
     }
     if (r.hold_open) {
       std::unique_lock lock(mu_);
-      std::stop_callback wake(stop, [this] { cv_.notify_all(); });
-      cv_.wait(lock, [&] { return stop.stop_requested(); });
+      cv_.wait(lock, stop, [] { return false; });
     }
     return {r.status, "", r.headers};
   }
@@ -73,8 +72,8 @@ class fake_transport final : public http_transport {
     std::unique_lock lock(mu_);
     requests_.push_back(request);
     if (stop != nullptr) {
-      std::stop_callback wake(*stop, [this] { cv_.notify_all(); });
-      cv_.wait(lock, [&] { return !script_.empty() || stop->stop_requested(); });
+      // The stop_token overload wakes on stop without a lost-wake-up window.
+      cv_.wait(lock, *stop, [&] { return !script_.empty(); });
       if (script_.empty()) return {};
     }
     if (script_.empty()) return {599, "no scripted response for " + request.method + " " + request.target, {}, {}};

@@ -1,0 +1,162 @@
+#include "operator/runtime/store.h"
+
+#include <mutex>
+
+namespace datashare::runtime {
+namespace {
+
+std::vector<std::string> namespace_values(const kube::json& o) {
+  std::string ns = kube::namespace_of(o);
+  if (ns.empty()) return {};
+  return {ns};
+}
+
+std::vector<std::string> owner_values(const kube::json& o) {
+  std::vector<std::string> out;
+  auto m = o.find("metadata");
+  if (m == o.end() || !m->is_object()) return out;
+  auto refs = m->find("ownerReferences");
+  if (refs == m->end() || !refs->is_array()) return out;
+  for (const auto& r : *refs) {
+    if (r.is_object() && r.contains("uid") && r["uid"].is_string()) out.push_back(r["uid"].get<std::string>());
+  }
+  return out;
+}
+
+std::string resource_version_of(const kube::json& o) {
+  auto m = o.find("metadata");
+  if (m == o.end() || !m->is_object()) return {};
+  return m->value("resourceVersion", "");
+}
+
+}  // namespace
+
+void strip_managed_fields(kube::json& object) {
+  if (auto m = object.find("metadata"); m != object.end() && m->is_object()) m->erase("managedFields");
+}
+
+store::store() {
+  index_funcs_[kNamespaceIndex] = namespace_values;
+  index_funcs_[kOwnerIndex] = owner_values;
+}
+
+void store::add_index(const std::string& name, index_func f) {
+  std::unique_lock lock(mu_);
+  index_funcs_[name] = std::move(f);
+}
+
+object_ptr store::get(const std::string& key) const {
+  std::shared_lock lock(mu_);
+  auto it = objects_.find(key);
+  return it == objects_.end() ? nullptr : it->second;
+}
+
+std::vector<object_ptr> store::list() const {
+  std::shared_lock lock(mu_);
+  std::vector<object_ptr> out;
+  out.reserve(objects_.size());
+  for (const auto& [k, v] : objects_) out.push_back(v);
+  return out;
+}
+
+std::vector<object_ptr> store::by_index(const std::string& index, const std::string& value) const {
+  std::shared_lock lock(mu_);
+  std::vector<object_ptr> out;
+  auto idx = indexes_.find(index);
+  if (idx == indexes_.end()) return out;
+  auto keys = idx->second.find(value);
+  if (keys == idx->second.end()) return out;
+  for (const auto& k : keys->second) {
+    if (auto it = objects_.find(k); it != objects_.end()) out.push_back(it->second);
+  }
+  return out;
+}
+
+size_t store::size() const {
+  std::shared_lock lock(mu_);
+  return objects_.size();
+}
+
+bool store::has_synced() const {
+  std::shared_lock lock(mu_);
+  return synced_;
+}
+
+void store::index_locked(const std::string& key, const kube::json& object, bool add) {
+  for (const auto& [name, f] : index_funcs_) {
+    auto& index = indexes_[name];
+    for (const auto& value : f(object)) {
+      if (add) {
+        index[value].insert(key);
+      } else if (auto it = index.find(value); it != index.end()) {
+        it->second.erase(key);
+        if (it->second.empty()) index.erase(it);
+      }
+    }
+  }
+}
+
+std::vector<store_change> store::apply(watcher_event&& event) {
+  std::vector<store_change> changes;
+  switch (event.type) {
+    case watcher_event_type::init_begin:
+      building_.clear();
+      return changes;
+    case watcher_event_type::init_apply: {
+      std::string key = kube::object_key(event.object);
+      building_[key] = std::make_shared<const kube::json>(std::move(event.object));
+      return changes;
+    }
+    case watcher_event_type::init_done: {
+      // Swap the new list in whole; report what differs from the old view (client-go's Replace:
+      // objects missing from the list were deleted while we were not watching).
+      std::unique_lock lock(mu_);
+      for (const auto& [key, old] : objects_) {
+        auto it = building_.find(key);
+        if (it == building_.end()) {
+          changes.push_back({old, nullptr});
+        } else if (resource_version_of(*old) != resource_version_of(*it->second)) {
+          changes.push_back({old, it->second});
+        }
+      }
+      for (const auto& [key, now] : building_) {
+        if (!objects_.contains(key)) changes.push_back({nullptr, now});
+      }
+      objects_.swap(building_);
+      building_.clear();
+      indexes_.clear();
+      for (const auto& [key, obj] : objects_) index_locked(key, *obj, true);
+      synced_ = true;
+      return changes;
+    }
+    case watcher_event_type::apply: {
+      std::string key = kube::object_key(event.object);
+      auto now = std::make_shared<const kube::json>(std::move(event.object));
+      std::unique_lock lock(mu_);
+      object_ptr old;
+      if (auto it = objects_.find(key); it != objects_.end()) {
+        old = it->second;
+        index_locked(key, *old, false);
+      }
+      objects_[key] = now;
+      index_locked(key, *now, true);
+      changes.push_back({old, now});
+      return changes;
+    }
+    case watcher_event_type::remove: {
+      std::string key = kube::object_key(event.object);
+      std::unique_lock lock(mu_);
+      auto it = objects_.find(key);
+      object_ptr old = it != objects_.end() ? it->second : std::make_shared<const kube::json>(std::move(event.object));
+      if (it != objects_.end()) {
+        index_locked(key, *old, false);
+        objects_.erase(it);
+      }
+      changes.push_back({old, nullptr});
+      return changes;
+    }
+  }
+  return changes;
+}
+
+}  // namespace datashare::runtime
