@@ -56,7 +56,13 @@ go_env() {
   # Some k8s.io modules are not in the checksum database the module proxy mirrors here; the
   # committed hack/kube/go.sum pins every module's hash instead.
   export GONOSUMDB="k8s.io" GOFLAGS="-mod=mod" GOTOOLCHAIN=local
+  # The compiled packages (over 3 GB for Kubernetes and helm) are of no use once the binaries
+  # are cached: build in a throw-away cache. The downloaded modules stay in Go's module cache,
+  # so a rebuild works offline.
+  export GOCACHE="$DATASHARE_CACHE/go-build.tmp"
 }
+
+go_clean() { rm -rf "$DATASHARE_CACHE/go-build.tmp"; }
 
 kube_ldflags() {
   local v="${KUBE_VERSION#v}" ; local major="${v%%.*}" rest="${v#*.}"; local minor="${rest%%.*}"
@@ -115,4 +121,5 @@ install_debian_packages
 install_kube
 install_kafka
 install_helm
+go_clean
 log "done; cache: $DATASHARE_CACHE ($(du -sh "$DATASHARE_CACHE" 2>/dev/null | cut -f1))"
