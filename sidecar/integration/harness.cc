@@ -39,6 +39,12 @@ std::string make_temp_dir(const std::string& prefix) {
   return dir.string();
 }
 
+scoped_dir::~scoped_dir() {
+  if (std::getenv("DATASHARE_KEEP_TEST_DIRS") != nullptr) return;
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
 std::uint16_t free_port() {
   net::io_context ioc;
   tcp::acceptor a(ioc, tcp::endpoint(net::ip::make_address("127.0.0.1"), 0));

@@ -16,6 +16,20 @@ namespace datashare::sidecar::itest {
 std::string bootstrap();  // DATASHARE_KAFKA_BOOTSTRAP, or the test fails
 std::string unique_name(const std::string& prefix);
 std::string make_temp_dir(const std::string& prefix);
+
+// A temporary directory removed with everything in it at the end of the scope (kept when
+// DATASHARE_KEEP_TEST_DIRS is set, to look at a failure).
+class scoped_dir {
+ public:
+  explicit scoped_dir(const std::string& prefix) : path_(make_temp_dir(prefix)) {}
+  ~scoped_dir();
+  scoped_dir(const scoped_dir&) = delete;
+  scoped_dir& operator=(const scoped_dir&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
 std::uint16_t free_port();
 
 // Creates a topic on `bootstrap_servers`; throws on failure.

@@ -14,7 +14,8 @@ TEST(SidecarInteropTest, KcatEventsAreAppliedAndSidecarEventsReadByKcat) {
   const std::string kafka = bootstrap();
   const std::string topic = unique_name("itest.interop.products");
   create_topic(kafka, topic, 3);
-  const std::string dir = make_temp_dir("interop");
+  const scoped_dir tmp("interop");
+  const std::string& dir = tmp.path();
   const std::uint16_t port = free_port();
   sidecar_process sidecar(dir, "version: 1\ndataDir: " + dir + "/data\nkafka: {bootstrapServers: \"" + kafka +
                                    "\"}\nlisten: {data: {address: 127.0.0.1, port: " + std::to_string(port) +
