@@ -21,6 +21,7 @@ struct scripted_response {
   std::vector<std::string> lines;  // for streams: the body's lines
   bool transport_failure = false;  // throw errc::transport instead of answering
   bool hold_open = false;          // for streams: after the lines, wait until stopped
+  std::string match;               // answers only a request whose target contains this ("" any)
 };
 
 // Thread-safe.
@@ -73,13 +74,21 @@ class fake_transport final : public http_transport {
     requests_.push_back(request);
     if (stop != nullptr) {
       // The stop_token overload wakes on stop without a lost-wake-up window.
-      cv_.wait(lock, *stop, [&] { return !script_.empty(); });
-      if (script_.empty()) return {};
+      cv_.wait(lock, *stop, [&] { return find(request) != script_.end(); });
+      if (find(request) == script_.end()) return {};
     }
-    if (script_.empty()) return {599, "no scripted response for " + request.method + " " + request.target, {}, {}};
-    scripted_response r = std::move(script_.front());
-    script_.pop_front();
+    auto it = find(request);
+    if (it == script_.end()) return {599, "no scripted response for " + request.method + " " + request.target};
+    scripted_response r = std::move(*it);
+    script_.erase(it);
     return r;
+  }
+
+  std::deque<scripted_response>::iterator find(const http_request& request) {
+    for (auto it = script_.begin(); it != script_.end(); ++it) {
+      if (it->match.empty() || request.target.find(it->match) != std::string::npos) return it;
+    }
+    return script_.end();
   }
 
   mutable std::mutex mu_;

@@ -1,0 +1,178 @@
+#include "operator/runtime/controller.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <set>
+
+#include "operator/kube/fake_transport.h"
+
+namespace datashare::runtime {
+namespace {
+using kube::json;
+
+// Waits (real time, bounded) for a condition another thread makes true.
+template <typename F>
+bool eventually(F f, std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (f()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return f();
+}
+
+double counter(prometheus::Registry& r, const std::string& name, const std::string& result = "") {
+  for (const auto& family : r.Collect()) {
+    if (family.name != name) continue;
+    for (const auto& m : family.metric) {
+      bool match = result.empty();
+      for (const auto& l : m.label) {
+        if (l.name == "result" && l.value == result) match = true;
+      }
+      if (match) return family.type == prometheus::MetricType::Histogram ? m.histogram.sample_count : m.counter.value;
+    }
+  }
+  return -1;
+}
+
+TEST(ControllerTest, MapsEachOutcomeToOneQueueOperationAndOneMetric) {
+  manual_clock clock;
+  prometheus::Registry registry;
+  std::atomic<int> calls{0};
+  std::mutex mu;
+  std::vector<std::string> seen;
+  controller c({.name = "widgets", .workers = 2, .time_source = &clock, .registry = &registry},
+               [&](const request& r) -> reconcile_result {
+                 ++calls;
+                 {
+                   std::lock_guard l(mu);
+                   seen.push_back(r.key());
+                 }
+                 if (r.name == "fails") throw std::runtime_error("boom");
+                 if (r.name == "periodic") return {.requeue_after = std::chrono::seconds(30)};
+                 return {};
+               });
+  c.start();
+  c.queue().add("ns/ok");
+  c.queue().add("ns/fails");
+  c.queue().add("ns/periodic");
+  ASSERT_TRUE(eventually([&] { return calls == 3; }));
+  ASSERT_TRUE(eventually([&] { return counter(registry, "controller_runtime_reconcile_total", "error") == 1; }));
+  EXPECT_EQ(counter(registry, "controller_runtime_reconcile_total", "success"), 1);
+  EXPECT_EQ(counter(registry, "controller_runtime_reconcile_total", "requeue_after"), 1);
+  EXPECT_EQ(counter(registry, "controller_runtime_reconcile_errors_total"), 1);
+  EXPECT_EQ(counter(registry, "controller_runtime_reconcile_time_seconds"), 3);
+
+  // The failure comes back after the first backoff step (5 ms), the periodic one after 30 s.
+  clock.advance(std::chrono::milliseconds(5));
+  ASSERT_TRUE(eventually([&] { return calls == 4; }));
+  EXPECT_EQ(c.queue().num_requeues("ns/fails"), 2);
+  clock.advance(std::chrono::seconds(30));
+  ASSERT_TRUE(eventually([&] { return calls >= 6; }));
+  std::lock_guard l(mu);
+  EXPECT_EQ(std::count(seen.begin(), seen.end(), "ns/periodic"), 2);
+  EXPECT_EQ(std::count(seen.begin(), seen.end(), "ns/ok"), 1) << "success forgets the key";
+}
+
+TEST(ControllerTest, NeverReconcilesOneKeyTwiceAtOnce) {
+  std::mutex mu;
+  std::set<std::string> running;
+  std::atomic<bool> overlap{false};
+  std::atomic<int> done{0};
+  controller c({.name = "stress", .workers = 4}, [&](const request& r) -> reconcile_result {
+    {
+      std::lock_guard l(mu);
+      if (!running.insert(r.key()).second) overlap = true;
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+    {
+      std::lock_guard l(mu);
+      running.erase(r.key());
+    }
+    ++done;
+    return {};
+  });
+  c.start();
+  for (int i = 0; i < 2000; ++i) c.queue().add("ns/k" + std::to_string(i % 7));
+  ASSERT_TRUE(eventually([&] { return c.queue().len() == 0 && done > 0; }));
+  EXPECT_TRUE(c.stop(std::chrono::seconds(10)));
+  EXPECT_FALSE(overlap);
+}
+
+TEST(ControllerTest, StopWaitsForInFlightReconcilesAndTakesNoMore) {
+  std::atomic<bool> entered{false}, release{false}, finished{false};
+  std::atomic<int> calls{0};
+  controller c({.name = "drain"}, [&](const request&) -> reconcile_result {
+    ++calls;
+    entered = true;
+    while (!release) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    finished = true;
+    return {};
+  });
+  c.start();
+  c.queue().add("a/1");
+  ASSERT_TRUE(eventually([&] { return entered.load(); }));
+  c.queue().add("a/2");
+  std::thread releaser([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    release = true;
+  });
+  EXPECT_TRUE(c.stop(std::chrono::seconds(10)));
+  releaser.join();
+  EXPECT_TRUE(finished);
+  EXPECT_EQ(calls, 1) << "nothing new starts once stop() was called";
+}
+
+TEST(ControllerTest, OwnedAndMappedWatchesEnqueueTheRightKeys) {
+  auto transport = std::make_shared<kube::testing::fake_transport>();
+  kube::client client(transport, {.sleep = [](std::chrono::milliseconds) {}});
+  auto list_of = [](json items) {
+    return json{{"metadata", {{"resourceVersion", "1"}}}, {"items", std::move(items)}}.dump();
+  };
+  json owned = {{"metadata",
+                 {{"name", "cm"},
+                  {"namespace", "a"},
+                  {"resourceVersion", "1"},
+                  {"ownerReferences", json::array({{{"kind", "Widget"}, {"name", "w1"}, {"controller", true}},
+                                                   {{"kind", "Widget"}, {"name", "w2"}, {"controller", false}},
+                                                   {{"kind", "Other"}, {"name", "o"}, {"controller", true}}})}}}};
+  json related = {{"metadata", {{"name", "product"}, {"namespace", "b"}, {"resourceVersion", "1"}}}};
+  transport->push({200, list_of(json::array({owned})), {}, {}, false, false, "/configmaps?"});
+  transport->push({200, list_of(json::array({related})), {}, {}, false, false, "/secrets?"});
+  informer owned_inf(client, {.kind = kube::resources::config_maps, .ns = "a"});
+  std::mutex mu;
+  std::set<std::string> keys;
+  controller c({.name = "owner"}, [&](const request& r) -> reconcile_result {
+    std::lock_guard l(mu);
+    keys.insert(r.key());
+    return {};
+  });
+  c.watch_owned(owned_inf, "Widget");
+  informer related_inf(client, {.kind = kube::resources::secrets, .ns = "b"});
+  c.watch_mapped(related_inf, [](const json& o) {
+    return std::vector<std::string>{"x/policy-of-" + kube::name_of(o)};
+  });
+  c.start();
+  owned_inf.start();
+  ASSERT_TRUE(owned_inf.wait_for_sync(std::chrono::seconds(10)));
+  related_inf.start();
+  ASSERT_TRUE(related_inf.wait_for_sync(std::chrono::seconds(10)));
+  ASSERT_TRUE(eventually([&] {
+    std::lock_guard l(mu);
+    return keys.size() == 2;
+  }));
+  std::lock_guard l(mu);
+  EXPECT_EQ(keys, (std::set<std::string>{"a/w1", "x/policy-of-product"}));
+}
+
+TEST(ControllerTest, RequestKeysRoundTrip) {
+  EXPECT_EQ(request::from_key("ns/name").ns, "ns");
+  EXPECT_EQ(request::from_key("ns/name").name, "name");
+  EXPECT_EQ(request::from_key("cluster-scoped").ns, "");
+  EXPECT_EQ((request{"a", "b"}).key(), "a/b");
+}
+
+}  // namespace
+}  // namespace datashare::runtime
