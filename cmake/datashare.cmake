@@ -9,8 +9,10 @@
 #        Kafka, started once by tests/CMakeLists.txt) unless FIXTURES is given.
 #   datashare_cc_binary(NAME datashare-operator SRCS main.cc DEPS datashare::runtime)
 
+# No -Wnull-dereference: at -O2 GCC 12 reports it inside header-only libraries we instantiate
+# (nlohmann::json iterators, Boost.Asio) where no null is dereferenced; ASan and UBSan check the real thing.
 set(DATASHARE_WARNINGS -Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor -Wold-style-cast -Wcast-align
-    -Woverloaded-virtual -Wnull-dereference -Wimplicit-fallthrough
+    -Woverloaded-virtual -Wimplicit-fallthrough
     # Aggregates with default member initializers are meant to be built with designated
     # initializers naming only what differs; -Wextra would flag every omitted member.
     -Wno-missing-field-initializers)
