@@ -1,17 +1,14 @@
 #!/usr/bin/env bash
-# Runs every benchmark built by the release preset (build/release/bench/*), each beside its
-# anchor in the same run; docs/benchmarks.md records the figures and the commands.
+# `make bench`: runs each benchmark suite (bench/<suite>/run.sh) on the release build. Each suite
+# measures its figures beside their anchors in the same run and prints one summary line per bar,
+# in the form docs/benchmarks.md records them.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 cd "$DATASHARE_ROOT"
 shopt -s nullglob
-benches=(build/release/bench/*)
-if (( ${#benches[@]} == 0 )); then
-  log "no benchmarks are built yet (bench/ is empty); see docs/benchmarks.md"
-  exit 0
-fi
-for b in "${benches[@]}"; do
-  [[ -x "$b" ]] || continue
-  log "running $b"
-  "$b"
+suites=(bench/*/run.sh)
+(( ${#suites[@]} )) || { log "no benchmark suites in bench/"; exit 0; }
+for s in "${suites[@]}"; do
+  log "running $s"
+  bash "$s"
 done
