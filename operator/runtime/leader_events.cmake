@@ -8,3 +8,18 @@ datashare_cc_library(NAME runtime_object_helpers
 
 datashare_cc_test(NAME runtime_conditions_test SRCS conditions_test.cc DEPS datashare::runtime_object_helpers LABELS unit)
 datashare_cc_test(NAME runtime_finalizers_test SRCS finalizers_test.cc DEPS datashare::runtime_object_helpers LABELS unit)
+
+# Leader election on a coordination.k8s.io/v1 Lease.
+datashare_cc_library(NAME runtime_leader
+  SRCS leader_election.cc
+  PUBLIC_DEPS datashare::kube datashare::runtime_clock datashare::runtime_object_helpers Threads::Threads)
+
+datashare_cc_test(NAME runtime_leader_election_test SRCS leader_election_test.cc DEPS datashare::runtime_leader LABELS unit)
+
+# A process that runs leader election and reports it line by line: for the integration tests,
+# and for trying leader election against a cluster by hand.
+datashare_cc_binary(NAME leader_election_probe SRCS leader_election_probe.cc DEPS datashare::runtime_leader)
+
+datashare_cc_test(NAME runtime_leader_election_integration_test SRCS leader_election_integration_test.cc
+  LABELS integration DEPS datashare::runtime_leader datashare::test_support)
+add_dependencies(runtime_leader_election_integration_test leader_election_probe)

@@ -1,0 +1,330 @@
+// Leader election between real processes (leader_election_probe) on a Lease of the real API
+// server: one leader at a time, hand-over after kill -9 within the lease duration, and a
+// graceful stop that releases the lease so the successor takes over at once.
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "operator/kube/client.h"
+#include "operator/kube/config.h"
+#include "operator/kube/http_cpprest.h"
+#include "tests/support/cluster_env.h"
+
+extern char** environ;
+
+namespace datashare::runtime {
+namespace {
+
+using namespace std::chrono_literals;
+using steady = std::chrono::steady_clock;
+
+std::string unique(const std::string& prefix) {
+  return prefix + "-" + std::to_string(::getpid()) + "-" +
+         std::to_string(steady::now().time_since_epoch().count() % 1000000000);
+}
+
+std::string probe_path() {
+  if (const char* dir = std::getenv("DATASHARE_BINARY_DIR"); dir != nullptr && *dir != '\0') {
+    return std::string(dir) + "/bin/leader_election_probe";
+  }
+  return (std::filesystem::read_symlink("/proc/self/exe").parent_path().parent_path() / "bin/leader_election_probe")
+      .string();
+}
+
+// One leader_election_probe process, its stdout read line by line (with the time each line
+// arrived) on a thread of its own. Killed (SIGKILL) and reaped on destruction if still running.
+class probe_process {
+ public:
+  explicit probe_process(const std::vector<std::string>& args) {
+    int fds[2];
+    if (::pipe(fds) != 0) throw std::runtime_error("pipe failed");
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);
+    posix_spawn_file_actions_addclose(&actions, fds[0]);
+    posix_spawn_file_actions_addclose(&actions, fds[1]);
+    std::vector<std::string> argv_strings{probe_path()};
+    argv_strings.insert(argv_strings.end(), args.begin(), args.end());
+    std::vector<char*> argv;
+    for (auto& a : argv_strings) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    const int rc = posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    ::close(fds[1]);
+    if (rc != 0) {
+      ::close(fds[0]);
+      throw std::runtime_error("cannot start " + argv_strings[0] + ": " + std::strerror(rc));
+    }
+    reader_ = std::thread([this, fd = fds[0]] { read_lines(fd); });
+  }
+
+  ~probe_process() {
+    if (!exit_status_) {
+      ::kill(pid_, SIGKILL);
+      wait_exit(10s);
+    }
+    reader_.join();
+  }
+
+  void send(int sig) { ::kill(pid_, sig); }
+
+  // The first line starting with `prefix`, and when it arrived; nullopt after `timeout`.
+  std::optional<steady::time_point> wait_line(const std::string& prefix, steady::duration timeout) {
+    std::unique_lock lock(mu_);
+    std::optional<steady::time_point> at;
+    cv_.wait_for(lock, timeout, [&] {
+      for (const auto& [line, when] : lines_) {
+        if (line.rfind(prefix, 0) == 0) {
+          at = when;
+          return true;
+        }
+      }
+      return false;
+    });
+    return at;
+  }
+
+  bool has_line(const std::string& prefix) { return wait_line(prefix, 0s).has_value(); }
+
+  std::string identity() {
+    if (!wait_line("identity ", 30s)) return "";
+    std::lock_guard lock(mu_);
+    for (const auto& [line, when] : lines_) {
+      if (line.rfind("identity ", 0) == 0) return line.substr(9);
+    }
+    return "";
+  }
+
+  std::string output() {
+    std::lock_guard lock(mu_);
+    std::string all;
+    for (const auto& [line, when] : lines_) all += line + "\n";
+    return all;
+  }
+
+  // The exit status (WEXITSTATUS, or 128 + signal); nullopt if still running after `timeout`.
+  std::optional<int> wait_exit(steady::duration timeout) {
+    for (auto until = steady::now() + timeout; !exit_status_ && steady::now() < until;) {
+      int status = 0;
+      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+        exit_status_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      } else {
+        std::this_thread::sleep_for(10ms);
+      }
+    }
+    return exit_status_;
+  }
+
+ private:
+  void read_lines(int fd) {
+    std::string pending;
+    char buf[4096];
+    for (;;) {
+      const ssize_t n = ::read(fd, buf, sizeof buf);
+      if (n <= 0) break;
+      const auto now = steady::now();
+      pending.append(buf, static_cast<size_t>(n));
+      std::lock_guard lock(mu_);
+      for (size_t nl; (nl = pending.find('\n')) != std::string::npos; pending.erase(0, nl + 1)) {
+        lines_.emplace_back(pending.substr(0, nl), now);
+      }
+      cv_.notify_all();
+    }
+    ::close(fd);
+  }
+
+  pid_t pid_ = 0;
+  std::optional<int> exit_status_;
+  std::thread reader_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::pair<std::string, steady::time_point>> lines_;
+};
+
+class LeaderElectionIntegrationTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    kubeconfig_ = datashare::testing::require_env("KUBECONFIG");
+    client_ = new kube::client(std::make_shared<kube::cpprest_transport>(kube::load_kubeconfig({kubeconfig_})));
+    ns_ = unique("leader-election");
+    client_->create(kube::resources::namespaces, {{"metadata", {{"name", ns_}}}});
+  }
+  static void TearDownTestSuite() {
+    client_->remove(kube::resources::namespaces, "", ns_);
+    delete client_;
+    client_ = nullptr;
+  }
+
+  // Short durations keep the test quick; the retry period must stay well above the API
+  // server's latency.
+  std::unique_ptr<probe_process> start(const std::string& lease, const std::string& identity,
+                                       const std::string& duration = "3s", const std::string& deadline = "2s") {
+    return std::make_unique<probe_process>(std::vector<std::string>{
+        "--kubeconfig=" + kubeconfig_, "--namespace=" + ns_, "--name=" + lease, "--identity=" + identity,
+        "--lease-duration=" + duration, "--renew-deadline=" + deadline, "--retry-period=500ms"});
+  }
+
+  kube::json lease_spec(const std::string& lease) { return client_->get(kube::resources::leases, ns_, lease)["spec"]; }
+
+  static std::string kubeconfig_;
+  static kube::client* client_;
+  static std::string ns_;
+};
+std::string LeaderElectionIntegrationTest::kubeconfig_;
+kube::client* LeaderElectionIntegrationTest::client_ = nullptr;
+std::string LeaderElectionIntegrationTest::ns_;
+
+double seconds(steady::duration d) { return std::chrono::duration<double>(d).count(); }
+
+TEST_F(LeaderElectionIntegrationTest, OfTwoCandidatesExactlyOneLeads) {
+  const std::string lease = unique("one-leader");
+  auto a = start(lease, "a");
+  auto b = start(lease, "b");
+
+  const auto deadline = steady::now() + 30s;
+  while (!a->has_line("leading") && !b->has_line("leading") && steady::now() < deadline) {
+    std::this_thread::sleep_for(20ms);
+  }
+  ASSERT_TRUE(a->has_line("leading") || b->has_line("leading")) << a->output() << b->output();
+  probe_process& leader = a->has_line("leading") ? *a : *b;
+  probe_process& follower = a->has_line("leading") ? *b : *a;
+  const std::string leader_id = &leader == a.get() ? "a" : "b";
+
+  // For two lease durations the follower sees the leader and never leads itself.
+  EXPECT_TRUE(follower.wait_line("new-leader " + leader_id, 10s)) << follower.output();
+  std::this_thread::sleep_for(6s);
+  EXPECT_FALSE(follower.has_line("leading")) << follower.output();
+  EXPECT_FALSE(leader.has_line("stopped")) << leader.output();
+  const kube::json spec = lease_spec(lease);
+  EXPECT_EQ(spec["holderIdentity"], leader_id);
+  EXPECT_EQ(spec["leaseDurationSeconds"], 3);
+  EXPECT_EQ(spec["leaseTransitions"], 0);
+
+  a->send(SIGTERM);
+  b->send(SIGTERM);
+  EXPECT_EQ(a->wait_exit(20s), 0);
+  EXPECT_EQ(b->wait_exit(20s), 0);
+}
+
+TEST_F(LeaderElectionIntegrationTest, KillingTheLeaderHandsTheLeaseOverWithinTheLeaseDuration) {
+  const std::string lease = unique("kill-leader");
+  auto a = start(lease, "a");
+  ASSERT_TRUE(a->wait_line("leading", 30s)) << a->output();
+  auto b = start(lease, "b");
+  ASSERT_TRUE(b->wait_line("new-leader a", 30s)) << b->output();
+  std::this_thread::sleep_for(1s);  // a few renewals seen by b
+
+  const auto killed = steady::now();
+  a->send(SIGKILL);
+  EXPECT_EQ(a->wait_exit(10s), 128 + SIGKILL);
+  const auto led = b->wait_line("leading", 30s);
+  ASSERT_TRUE(led) << b->output();
+  const double took = seconds(*led - killed);
+
+  // b counts the lease duration (3 s) from when it last saw the lease change, which is at most
+  // one campaign period (retry 0.5 s × up to 2.2 with client-go's jitter) after a's last
+  // renewal, and takes over on its first attempt after that: at most 3 + 1.1 + 1.1 s, plus
+  // a little for two processes under sanitizers. And never before the lease could expire: a's
+  // last renewal was at most one retry period before the kill.
+  EXPECT_LE(took, 3.0 + 2 * 1.1 + 1.0) << b->output();
+  EXPECT_GE(took, 3.0 - 0.5 - 0.3) << b->output();
+  std::cout << "hand-over after kill -9: " << took << " s (lease duration 3 s)\n";
+
+  const kube::json spec = lease_spec(lease);
+  EXPECT_EQ(spec["holderIdentity"], "b");
+  EXPECT_EQ(spec["leaseTransitions"], 1);
+  b->send(SIGTERM);
+  EXPECT_EQ(b->wait_exit(20s), 0);
+}
+
+TEST_F(LeaderElectionIntegrationTest, SigtermReleasesTheLeaseAndTheOtherTakesOverAtOnce) {
+  const std::string lease = unique("release");
+  // A long lease: a successor that had to wait for it to expire would take 10 s or more.
+  auto a = start(lease, "a", "10s", "7s");
+  ASSERT_TRUE(a->wait_line("leading", 30s)) << a->output();
+  auto b = start(lease, "b", "10s", "7s");
+  ASSERT_TRUE(b->wait_line("new-leader a", 30s)) << b->output();
+
+  // Watch the lease to see the release itself, however briefly it lasts.
+  const std::string rv = client_->get(kube::resources::leases, ns_, lease)["metadata"]["resourceVersion"];
+  std::mutex mu;
+  std::vector<kube::json> seen;
+  std::jthread watch([&](std::stop_token stop) {
+    try {
+      client_->watch(
+          kube::resources::leases, ns_,
+          {.resource_version = rv, .field_selector = "metadata.name=" + lease, .timeout_seconds = 60},
+          [&](kube::watch_event&& e) {
+            std::lock_guard lock(mu);
+            seen.push_back(e.object.value("spec", kube::json::object()));
+            return true;
+          },
+          stop);
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << "watch: " << e.what();
+    }
+  });
+
+  const auto terminated = steady::now();
+  a->send(SIGTERM);
+  EXPECT_TRUE(a->wait_line("stopped", 10s)) << a->output();
+  EXPECT_EQ(a->wait_exit(20s), 0);
+  const auto led = b->wait_line("leading", 30s);
+  ASSERT_TRUE(led) << b->output();
+  const double took = seconds(*led - terminated);
+  // The release is a change b sees on its next attempt (every 0.5–1.1 s).
+  EXPECT_LT(took, 4.0) << b->output();
+  std::cout << "hand-over after SIGTERM: " << took << " s (lease duration 10 s)\n";
+
+  const kube::json spec = lease_spec(lease);
+  EXPECT_EQ(spec["holderIdentity"], "b");
+  EXPECT_EQ(spec["leaseTransitions"], 1);
+
+  const auto until = steady::now() + 10s;
+  bool released = false;
+  while (!released && steady::now() < until) {
+    {
+      std::lock_guard lock(mu);
+      for (const auto& s : seen) {
+        released |= s.value("holderIdentity", "") == "" && s.value("leaseDurationSeconds", 0) == 1;
+      }
+    }
+    if (!released) std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_TRUE(released) << "no released lease record in the watch";
+  watch.request_stop();
+  b->send(SIGTERM);
+  EXPECT_EQ(b->wait_exit(20s), 0);
+}
+
+TEST_F(LeaderElectionIntegrationTest, SigtermOfTheOnlyCandidateLeavesTheLeaseFree) {
+  const std::string lease = unique("free");
+  auto a = start(lease, "a");
+  ASSERT_TRUE(a->wait_line("leading", 30s)) << a->output();
+  a->send(SIGTERM);
+  EXPECT_EQ(a->wait_exit(20s), 0);
+  EXPECT_TRUE(a->has_line("stopped")) << a->output();
+  EXPECT_TRUE(a->has_line("exit")) << a->output();
+  const kube::json spec = lease_spec(lease);
+  EXPECT_EQ(spec.value("holderIdentity", ""), "");
+  EXPECT_EQ(spec["leaseDurationSeconds"], 1);
+}
+
+}  // namespace
+}  // namespace datashare::runtime
