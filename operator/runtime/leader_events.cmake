@@ -23,3 +23,13 @@ datashare_cc_binary(NAME leader_election_probe SRCS leader_election_probe.cc DEP
 datashare_cc_test(NAME runtime_leader_election_integration_test SRCS leader_election_integration_test.cc
   LABELS integration DEPS datashare::runtime_leader datashare::test_support)
 add_dependencies(runtime_leader_election_integration_test leader_election_probe)
+
+# Events recorder (events.k8s.io/v1), repeats folded into series.
+datashare_cc_library(NAME runtime_events
+  SRCS events.cc
+  PUBLIC_DEPS datashare::kube datashare::runtime_clock datashare::runtime_object_helpers Threads::Threads)
+
+datashare_cc_test(NAME runtime_events_test SRCS events_test.cc DEPS datashare::runtime_events LABELS unit)
+
+datashare_cc_test(NAME runtime_events_integration_test SRCS events_integration_test.cc LABELS integration
+  DEPS datashare::runtime_events datashare::runtime_object_helpers datashare::test_support)
