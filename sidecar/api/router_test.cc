@@ -153,7 +153,8 @@ TEST_F(RouterTest, PublishThenReadOverOneKeepAliveConnection) {
   ASSERT_EQ(get.result_int(), 200u) << get.body();
   EXPECT_EQ(nlohmann::json::parse(get.body()), nlohmann::json::parse(R"({"id":"sku/1","name":"Lamp"})"));
   EXPECT_EQ(std::string(get["Datashare-Version"]), version);
-  EXPECT_EQ(std::string(get["Datashare-Staleness-Ms"]), "0");
+  // Caught up when the replica last looked (this test drives its loop by hand, so it ages).
+  EXPECT_LE(std::stoll(std::string(get["Datashare-Staleness-Ms"])), 1000);
 
   auto missing = c.call(bhttp::verb::get, "/v1/data/products/sku-3");
   EXPECT_EQ(missing.result_int(), 404u);

@@ -24,13 +24,13 @@ struct message {
   std::vector<header> headers;
   std::int64_t timestamp_ms = 0;
 
-  // The value of the last header called `name` (Kafka allows repeats; the last one wins), or null
-  // when absent or valueless.
-  const std::string* header_value(std::string_view name) const {
+  // The value of the last header called `name` (Kafka allows repeats; the last one wins), or
+  // nullopt when absent or valueless. Points into this message.
+  std::optional<std::string_view> header_value(std::string_view name) const {
     for (auto it = headers.rbegin(); it != headers.rend(); ++it) {
-      if (it->name == name) return it->value ? &*it->value : nullptr;
+      if (it->name == name) return it->value ? std::optional<std::string_view>(*it->value) : std::nullopt;
     }
-    return nullptr;
+    return std::nullopt;
   }
 };
 

@@ -30,24 +30,24 @@ decision applier::decide(const kafka::message& m) const {
   if (size > max_event_bytes_) {
     return poisoned("oversized: " + std::to_string(size) + " bytes > maxEventBytes " + std::to_string(max_event_bytes_));
   }
-  const std::string* version_header = m.header_value(event::kVersionHeader);
-  if (version_header == nullptr) return poisoned("missing datashare_version header");
+  auto version_header = m.header_value(event::kVersionHeader);
+  if (!version_header) return poisoned("missing datashare_version header");
   auto version = event::parse_version(*version_header);
   if (!version || *version == 0) return poisoned("datashare_version is not a positive integer");
   decision d;
   d.version = *version;
-  const std::string* time_header = m.header_value(event::kTimeHeader);
-  std::optional<std::int64_t> t = time_header != nullptr ? event::parse_time(*time_header) : std::nullopt;
-  if (time_header != nullptr && !t) return poisoned("ce_time is not an RFC 3339 time");
+  auto time_header = m.header_value(event::kTimeHeader);
+  std::optional<std::int64_t> t = time_header ? event::parse_time(*time_header) : std::nullopt;
+  if (time_header && !t) return poisoned("ce_time is not an RFC 3339 time");
   d.event_time_us = t ? *t : m.timestamp_ms * 1000;
-  const std::string* type = m.header_value(event::kTypeHeader);
-  bool typed_deleted = type != nullptr && type->size() > 8 && type->compare(type->size() - 8, 8, ".deleted") == 0;
+  auto type = m.header_value(event::kTypeHeader);
+  bool typed_deleted = type && type->size() > 8 && type->substr(type->size() - 8) == ".deleted";
   if (!m.value) {
-    if (type != nullptr && !typed_deleted) return poisoned("null value (tombstone) but ce_type is " + *type);
+    if (type && !typed_deleted) return poisoned("null value (tombstone) but ce_type is " + std::string(*type));
     d.kind = decision::remove;
     return d;
   }
-  if (typed_deleted) return poisoned("ce_type is " + *type + " but the value is not null");
+  if (typed_deleted) return poisoned("ce_type is " + std::string(*type) + " but the value is not null");
   auto json = nlohmann::json::parse(*m.value, nullptr, /*allow_exceptions=*/false);
   if (json.is_discarded()) return poisoned("value is not JSON");
   if (!json.is_object()) return poisoned("value is not a JSON object");

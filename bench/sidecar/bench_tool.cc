@@ -1,0 +1,334 @@
+// datashare-sidecar-bench: the measuring side of bench/sidecar/run.sh (P1, P2, P3, P7).
+//
+//   produce         --bootstrap B --topic T --events N --keys K --value-bytes V [--partitions P]
+//   apply           --bootstrap B --topic T --dir D [--sync]        replica apply rate, in process
+//   raw-latency     --bootstrap B --topic T --rate R --seconds S    librdkafka produce→consume
+//   publish-latency --port P --metrics-port M --rate R --seconds S  sidecar PUT → replica applied
+//   redis-load      --events N --keys K --value-bytes V             RESP SETs of the same data, to stdout
+//
+// Keys are "key:%012d" (redis-benchmark's __rand_int__ format), values the JSON state of a
+// product padded to about V bytes, with the contract's datashare_version and ce_time headers.
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "sidecar/event/cloudevents.h"
+#include "sidecar/kafka/rdkafka_client.h"
+#include "sidecar/metrics/metrics.h"
+#include "sidecar/replica/replica.h"
+#include "sidecar/store/rocksdb_kv.h"
+
+namespace ds = datashare::sidecar;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct args {
+  std::map<std::string, std::string> v;
+  std::string get(const std::string& k, const std::string& def = "") const {
+    auto it = v.find(k);
+    return it == v.end() ? def : it->second;
+  }
+  long num(const std::string& k, long def) const { return v.count(k) != 0 ? std::stol(v.at(k)) : def; }
+  bool flag(const std::string& k) const { return v.count(k) != 0; }
+};
+
+std::int64_t now_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
+std::string key_of(long i) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "key:%012ld", i);
+  return buf;
+}
+
+std::string value_of(const std::string& key, long i, long bytes) {
+  nlohmann::json j{{"id", key}, {"name", ""}, {"price", i}};
+  long pad = bytes - static_cast<long>(j.dump().size());
+  j["name"] = std::string(static_cast<std::size_t>(std::max(0L, pad)), 'n');
+  return j.dump();
+}
+
+ds::config::product_schema products() {
+  ds::config::product_schema p;
+  p.name = "products";
+  p.namespace_name = "bench";
+  p.key = "id";
+  p.fields = {{"id", ds::config::field_type::string, false},
+              {"name", ds::config::field_type::string, false},
+              {"price", ds::config::field_type::number, false}};
+  return p;
+}
+
+std::unique_ptr<ds::kafka::client_factory> factory(const std::string& bootstrap) {
+  ds::config::kafka_settings s;
+  s.bootstrap_servers = bootstrap;
+  return ds::kafka::make_rdkafka_factory(s);
+}
+
+int produce(const args& a) {
+  auto f = factory(a.get("--bootstrap"));
+  std::string error, detail;
+  auto admin = f->make_admin(error);
+  if (!admin || admin->ensure_topic(a.get("--topic"), static_cast<int>(a.num("--partitions", 3)), {}, 30s, detail)) {
+    std::cerr << "cannot create topic: " << error << detail << "\n";
+    return 1;
+  }
+  std::atomic<long> failed{0};
+  auto p = f->make_producer(true, [&](const ds::kafka::delivery& d) { if (d.error) ++failed; }, error);
+  long events = a.num("--events", 1000000), keys = a.num("--keys", events), bytes = a.num("--value-bytes", 200);
+  auto start = std::chrono::steady_clock::now();
+  for (long i = 0; i < events; ++i) {
+    std::string key = key_of(i % keys);
+    std::string value = value_of(key, i, bytes);
+    std::vector<ds::kafka::header> h{{"datashare_version", std::to_string(i / keys + 1)},
+                                     {"ce_time", ds::event::format_time(now_us())}};
+    for (;;) {
+      auto ec = p->produce(a.get("--topic"), key, value, h, 0, 0);
+      if (ec == ds::kafka::make_error(ds::kafka::kErrQueueFull)) {
+        p->poll(5ms);
+        continue;
+      }
+      if (ec) {
+        std::cerr << "produce: " << ec.message() << "\n";
+        return 1;
+      }
+      break;
+    }
+  }
+  if (p->flush(120s) || failed.load() != 0) {
+    std::cerr << "flush failed or " << failed.load() << " deliveries failed\n";
+    return 1;
+  }
+  std::printf("produced %ld events (%ld keys, ~%ld-byte values) in %.2f s\n", events, keys, bytes, seconds_since(start));
+  return 0;
+}
+
+int apply(const args& a) {
+  auto f = factory(a.get("--bootstrap"));
+  std::string error;
+  auto kv = ds::store::open_rocksdb(a.get("--dir"), {}, error);
+  if (!kv) {
+    std::cerr << error << "\n";
+    return 1;
+  }
+  ds::config::subscribe_spec s;
+  s.policy = "bench";
+  s.product = products();
+  s.topic = a.get("--topic");
+  s.group = s.topic + ".bench-apply";
+  s.fields = {"id", "name", "price"};
+  ds::metrics::registry m;
+  ds::replica::replica_options o;
+  o.sync_writes = a.flag("--sync");
+  ds::replica::replica r(s, std::move(kv), *f, m.replica("products", "bench"), o);
+  if (r.start(error)) {
+    std::cerr << error << "\n";
+    return 1;
+  }
+  auto start = std::chrono::steady_clock::now();
+  while (!r.status().caught_up_to_start && seconds_since(start) < 600) r.run_once();
+  double secs = seconds_since(start);
+  auto st = r.status();
+  std::printf("applied %llu events in %.2f s = %.0f events/s (rocksdb, offsets in the batch%s)\n",
+              static_cast<unsigned long long>(st.applied_total), secs, static_cast<double>(st.applied_total) / secs,
+              o.sync_writes ? ", fsync per batch" : "");
+  return st.caught_up_to_start ? 0 : 1;
+}
+
+double quantile(std::vector<double> v, double q) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, static_cast<std::size_t>(q * static_cast<double>(v.size())))];
+}
+
+int raw_latency(const args& a) {
+  auto f = factory(a.get("--bootstrap"));
+  std::string topic = a.get("--topic"), error, detail;
+  auto admin = f->make_admin(error);
+  if (!admin || admin->ensure_topic(topic, 3, {}, 30s, detail)) {
+    std::cerr << "cannot create topic: " << error << detail << "\n";
+    return 1;
+  }
+  long rate = a.num("--rate", 1000), secs = a.num("--seconds", 10);
+  auto consumer = f->make_consumer(topic + ".raw", error);
+  std::vector<std::int32_t> parts;
+  if (!consumer || consumer->partitions(topic, 10s, parts)) return 1;
+  std::vector<ds::kafka::partition_offset> start;
+  for (auto p : parts) start.push_back({p, ds::kafka::kOffsetBeginning});
+  consumer->assign(topic, start);
+  std::vector<double> latencies;
+  std::atomic<bool> done{false};
+  std::thread reader([&] {
+    std::vector<ds::kafka::message> batch;
+    long seen = 0;
+    while (!done.load() || seen < rate * secs) {
+      batch.clear();
+      consumer->poll(100ms, 1000, batch);
+      std::int64_t now = now_us();
+      for (const auto& m : batch) {
+        ++seen;
+        auto sent = std::stoll(*m.value);
+        if (seen > rate) latencies.push_back(static_cast<double>(now - sent) / 1000.0);  // 1 s warm-up
+      }
+      if (done.load() && batch.empty()) break;
+    }
+  });
+  auto p = f->make_producer(true, [](const ds::kafka::delivery&) {}, error);
+  auto t0 = std::chrono::steady_clock::now();
+  for (long i = 0; i < rate * secs; ++i) {
+    std::this_thread::sleep_until(t0 + std::chrono::microseconds(i * 1000000 / rate));
+    std::string value = std::to_string(now_us());
+    p->produce(topic, key_of(i % 1000), value, {}, 0, 0);
+    p->poll(0ms);
+  }
+  p->flush(30s);
+  std::this_thread::sleep_for(1s);
+  done = true;
+  reader.join();
+  std::printf("raw librdkafka produce→consume at %ld/s: p50 %.2f ms, p99 %.2f ms (%zu samples)\n", rate,
+              quantile(latencies, 0.5), quantile(latencies, 0.99), latencies.size());
+  return 0;
+}
+
+std::string http_get(std::uint16_t port, const std::string& target) {
+  namespace net = boost::asio;
+  namespace bhttp = boost::beast::http;
+  net::io_context ioc;
+  boost::beast::tcp_stream s(ioc);
+  s.connect(net::ip::tcp::endpoint(net::ip::make_address("127.0.0.1"), port));
+  bhttp::request<bhttp::string_body> req{bhttp::verb::get, target, 11};
+  req.set(bhttp::field::host, "localhost");
+  bhttp::write(s, req);
+  boost::beast::flat_buffer buf;
+  bhttp::response<bhttp::string_body> res;
+  bhttp::read(s, buf, res);
+  return res.body();
+}
+
+// Cumulative bucket counts of datashare_propagation_seconds, by upper bound.
+std::map<double, double> propagation_buckets(std::uint16_t port) {
+  std::map<double, double> out;
+  std::istringstream in(http_get(port, "/metrics"));
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("datashare_propagation_seconds_bucket{", 0) != 0) continue;
+    auto le = line.find("le=\"");
+    auto end = line.find('"', le + 4);
+    std::string bound = line.substr(le + 4, end - le - 4);
+    double ub = bound == "+Inf" ? 1e9 : std::stod(bound);
+    out[ub] = std::stod(line.substr(line.rfind(' ') + 1));
+  }
+  return out;
+}
+
+// histogram_quantile as Prometheus computes it: linear within the bucket.
+double histogram_quantile(const std::map<double, double>& cumulative, double q) {
+  double total = cumulative.empty() ? 0 : cumulative.rbegin()->second;
+  double rank = q * total, prev_bound = 0, prev_count = 0;
+  for (const auto& [bound, count] : cumulative) {
+    if (count >= rank) {
+      if (bound >= 1e9) return prev_bound;
+      return prev_bound + (bound - prev_bound) * (rank - prev_count) / std::max(1.0, count - prev_count);
+    }
+    prev_bound = bound;
+    prev_count = count;
+  }
+  return prev_bound;
+}
+
+int publish_latency(const args& a) {
+  namespace net = boost::asio;
+  namespace bhttp = boost::beast::http;
+  auto port = static_cast<std::uint16_t>(a.num("--port", 0));
+  auto metrics_port = static_cast<std::uint16_t>(a.num("--metrics-port", 0));
+  long rate = a.num("--rate", 1000), secs = a.num("--seconds", 10);
+  constexpr int kConnections = 4;  // one PUT waits for its fsync: spread the rate over a few connections
+  std::atomic<long> accepted{0}, failed{0};
+  std::map<double, double> warm;
+  auto t0 = std::chrono::steady_clock::now();
+  std::vector<std::thread> clients;
+  for (int c = 0; c < kConnections; ++c) {
+    clients.emplace_back([&, c] {
+      net::io_context ioc;
+      boost::beast::tcp_stream s(ioc);
+      s.connect(net::ip::tcp::endpoint(net::ip::make_address("127.0.0.1"), port));
+      boost::beast::flat_buffer buf;
+      for (long i = c; i < rate * secs; i += kConnections) {
+        std::this_thread::sleep_until(t0 + std::chrono::microseconds(i * 1000000 / rate));
+        std::string key = key_of(i % 1000);
+        bhttp::request<bhttp::string_body> req{bhttp::verb::put, "/v1/data/products/" + key, 11};
+        req.set(bhttp::field::host, "localhost");
+        req.body() = value_of(key, i, 200);
+        req.prepare_payload();
+        bhttp::write(s, req);
+        bhttp::response<bhttp::string_body> res;
+        bhttp::read(s, buf, res);
+        (res.result_int() == 202 ? accepted : failed)++;
+      }
+    });
+  }
+  std::this_thread::sleep_for(1s);
+  warm = propagation_buckets(metrics_port);  // the first second is warm-up
+  for (auto& t : clients) t.join();
+  std::this_thread::sleep_for(2s);
+  auto all = propagation_buckets(metrics_port);
+  for (auto& [bound, count] : all) count -= warm[bound];
+  std::printf("sidecar publish→applied at %ld/s: p50 %.2f ms, p99 %.2f ms (%.0f samples; %ld accepted, %ld failed)\n",
+              rate, histogram_quantile(all, 0.5) * 1000, histogram_quantile(all, 0.99) * 1000,
+              all.empty() ? 0.0 : all.rbegin()->second, accepted.load(), failed.load());
+  return failed.load() == 0 ? 0 : 1;
+}
+
+int redis_load(const args& a) {
+  long events = a.num("--events", 1000000), keys = a.num("--keys", events), bytes = a.num("--value-bytes", 200);
+  // The last state of each key, as the replica holds it.
+  for (long i = std::max(0L, events - keys); i < events; ++i) {
+    std::string key = key_of(i % keys), value = value_of(key, i, bytes);
+    std::printf("*3\r\n$3\r\nSET\r\n$%zu\r\n%s\r\n$%zu\r\n%s\r\n", key.size(), key.c_str(), value.size(), value.c_str());
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::cerr << "usage: datashare-sidecar-bench produce|apply|raw-latency|publish-latency|redis-load [--flag value]...\n";
+    return 2;
+  }
+  args a;
+  for (int i = 2; i < argc; ++i) {
+    std::string k = argv[i];
+    if (i + 1 < argc && std::string(argv[i + 1]).rfind("--", 0) != 0) {
+      a.v[k] = argv[++i];
+    } else {
+      a.v[k] = "";
+    }
+  }
+  std::string cmd = argv[1];
+  if (cmd == "produce") return produce(a);
+  if (cmd == "apply") return apply(a);
+  if (cmd == "raw-latency") return raw_latency(a);
+  if (cmd == "publish-latency") return publish_latency(a);
+  if (cmd == "redis-load") return redis_load(a);
+  std::cerr << "unknown command " << cmd << "\n";
+  return 2;
+}

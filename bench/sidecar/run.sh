@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# The sidecar's benchmarks, each beside its anchor in the same run (docs/benchmarks.md):
+#   P1 replica apply rate into RocksDB vs kcat merely consuming the same 1M-event topic
+#   P2 GET throughput/p99 via the sidecar (wrk) vs redis-benchmark GET, same keys, same connections
+#   P3 publish → applied latency at 1,000 events/s vs raw librdkafka produce → consume
+#   P7 sidecar RSS idle, and with 1M replicated entities of ~200 bytes
+#
+#   bench/sidecar/run.sh [BUILD_DIR]    (default build/release; needs the local cluster's Kafka)
+#
+# Prints one summary line per bar: `P<n> <what>: <ours> vs <anchor> = <ratio> (bar <bar>) [command]`.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+build="${1:-$root/build/release}"
+bin="$build/bin"
+sidecar="$bin/datashare-sidecar"
+tool="$bin/datashare-sidecar-bench"
+[[ -x "$sidecar" && -x "$tool" ]] || { echo "build first: $sidecar, $tool" >&2; exit 1; }
+if [[ -z "${DATASHARE_KAFKA_BOOTSTRAP:-}" ]]; then
+  # shellcheck disable=SC1090
+  source <("$root/hack/local-cluster.sh" env)
+fi
+B="$DATASHARE_KAFKA_BOOTSTRAP"
+EVENTS=${EVENTS:-1000000}
+WORK=$(mktemp -d /tmp/datashare-bench.XXXXXX)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+ts=$(date +%s)
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+ms() { date +%s%N | awk '{printf "%d", $1/1000000}'; }
+rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+wait_ready() {  # port, seconds
+  for _ in $(seq 1 $(( $2 * 10 ))); do
+    curl -fsS "http://127.0.0.1:$1/readyz" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "sidecar on $1 not ready after $2 s" >&2; return 1
+}
+products='{name: products, namespace: bench, key: id, fields: [{name: id, type: string}, {name: name, type: string}, {name: price, type: number}]}'
+summary=()
+
+# ---- P1 ----------------------------------------------------------------------------------
+t1="bench.p1.$ts"
+"$tool" produce --bootstrap "$B" --topic "$t1" --events "$EVENTS" --keys "$EVENTS" --value-bytes 200 --partitions 3
+start=$(ms)
+n=$(kcat -C -b "$B" -t "$t1" -o beginning -e -q -f '%o\n' | wc -l)
+kcat_ms=$(( $(ms) - start ))
+kcat_rate=$(( n * 1000 / kcat_ms ))
+echo "kcat consumed $n events in ${kcat_ms} ms = $kcat_rate events/s"
+ours=$("$tool" apply --bootstrap "$B" --topic "$t1" --dir "$WORK/p1")
+echo "$ours"
+ours_rate=$(sed -E 's/.*= ([0-9]+) events\/s.*/\1/' <<<"$ours")
+ratio=$(awk -v a="$ours_rate" -v b="$kcat_rate" 'BEGIN {printf "%.2f", a/b}')
+summary+=("P1 replica apply, durable (RocksDB, offsets in the batch): $ours_rate events/s vs kcat consume $kcat_rate events/s = ${ratio}x (bar >= 0.7x) [bench/sidecar/run.sh: datashare-sidecar-bench apply vs kcat -C -e -f '%o\\n', $EVENTS events of ~200 B]")
+
+# ---- P7 (with 1M entities) and P2 -------------------------------------------------------------
+port=$(free_port)
+cat > "$WORK/replica.yaml" <<Y
+version: 1
+dataDir: $WORK/replica-data
+kafka: {bootstrapServers: "$B"}
+listen: {data: {address: 127.0.0.1, port: $port}, threads: ${SIDECAR_THREADS:-1}}
+subscribe:
+  - {policy: bench, namespace: bench, product: $products, topic: $t1, group: $t1.sidecar, mode: event,
+     fields: [id, name, price], maxLag: 60s}
+Y
+"$sidecar" --config "$WORK/replica.yaml" 2>"$WORK/replica.log" &
+rp=$!; pids+=("$rp")
+wait_ready "$port" 600
+rss_full=$(rss_kib "$rp")
+echo "sidecar RSS with $EVENTS entities: $((rss_full / 1024)) MiB"
+
+rport=$(free_port)
+redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no --daemonize no >"$WORK/redis.log" 2>&1 &
+pids+=("$!")
+for _ in $(seq 1 50); do redis-cli -p "$rport" ping >/dev/null 2>&1 && break; sleep 0.1; done
+"$tool" redis-load --events "$EVENTS" --keys "$EVENTS" --value-bytes 200 | redis-cli -p "$rport" --pipe >/dev/null
+CONNS=${CONNS:-50}
+DUR=${DUR:-10}
+cat > "$WORK/get.lua" <<L
+math.randomseed(os.time())
+request = function()
+  return wrk.format("GET", string.format("/v1/data/products/key:%012d", math.random(0, $EVENTS - 1)))
+end
+L
+wrk_out=$(wrk -t1 -c"$CONNS" -d"${DUR}s" --latency -s "$WORK/get.lua" "http://127.0.0.1:$port")
+echo "$wrk_out"
+wrk_rps=$(awk '/Requests\/sec/ {printf "%d", $2}' <<<"$wrk_out")
+wrk_p99=$(awk '$1=="99%" {print $2}' <<<"$wrk_out")
+non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$wrk_out")
+redis_csv=$(redis-benchmark -p "$rport" -t get -c "$CONNS" -n $(( 60000 * DUR )) -r "$EVENTS" --csv)
+echo "$redis_csv"
+redis_rps=$(tail -1 <<<"$redis_csv" | awk -F'","' '{printf "%d", $2}')
+redis_p99=$(tail -1 <<<"$redis_csv" | awk -F'","' '{print $7}')
+ratio=$(awk -v a="$wrk_rps" -v b="$redis_rps" 'BEGIN {printf "%.2f", a/b}')
+summary+=("P2 local read via sidecar (GET, loopback HTTP, $CONNS connections, 1 I/O thread): $wrk_rps req/s p99 $wrk_p99 vs redis-benchmark GET $redis_rps req/s p99 ${redis_p99} ms = ${ratio}x (bar >= 1.0x, p99 <= 250us)${non2xx:+ [non-2xx: $non2xx]} [bench/sidecar/run.sh: wrk -t1 -c$CONNS -d${DUR}s --latency vs redis-benchmark -t get -c $CONNS -r $EVENTS]")
+
+# ---- P7 idle -----------------------------------------------------------------------------------
+kill "$rp"; wait "$rp" 2>/dev/null || true
+t7="bench.p7.$ts"
+"$tool" produce --bootstrap "$B" --topic "$t7" --events 0 --keys 1 >/dev/null
+iport=$(free_port)
+cat > "$WORK/idle.yaml" <<Y
+version: 1
+dataDir: $WORK/idle-data
+kafka: {bootstrapServers: "$B"}
+listen: {data: {address: 127.0.0.1, port: $iport}}
+publish:
+  - {product: $products, topic: $t7}
+subscribe:
+  - {policy: idle, namespace: bench, product: $products, topic: $t7, group: $t7.idle, mode: event, fields: [id, name]}
+Y
+"$sidecar" --config "$WORK/idle.yaml" 2>"$WORK/idle.log" &
+ip=$!; pids+=("$ip")
+wait_ready "$iport" 60
+sleep 5
+rss_idle=$(rss_kib "$ip")
+kill "$ip"; wait "$ip" 2>/dev/null || true
+ratio=$(awk -v a="$rss_idle" 'BEGIN {printf "%.2f", a/16384}')
+summary+=("P7 sidecar idle RSS (1 publisher + 1 replica, RocksDB): $((rss_idle / 1024)).$(( (rss_idle % 1024) * 10 / 1024 )) MiB vs bar 16 MiB = ${ratio}x (bar <= 1.0x); with $EVENTS replicated entities of ~200 B: $((rss_full / 1024)) MiB [bench/sidecar/run.sh: VmRSS after 5 s idle]")
+
+# ---- P3 ----------------------------------------------------------------------------------------
+t3="bench.p3.$ts"
+"$tool" produce --bootstrap "$B" --topic "$t3" --events 0 --keys 1 >/dev/null
+oport=$(free_port); cport=$(free_port)
+cat > "$WORK/owner.yaml" <<Y
+version: 1
+dataDir: $WORK/owner-data
+kafka: {bootstrapServers: "$B"}
+listen: {data: {address: 127.0.0.1, port: $oport}}
+publish:
+  - {product: $products, topic: $t3}
+Y
+cat > "$WORK/consumer.yaml" <<Y
+version: 1
+dataDir: $WORK/consumer-data
+kafka: {bootstrapServers: "$B"}
+listen: {data: {address: 127.0.0.1, port: $cport}}
+subscribe:
+  - {policy: p3, namespace: bench, product: $products, topic: $t3, group: $t3.consumer, mode: event, fields: [id, name, price]}
+Y
+"$sidecar" --config "$WORK/owner.yaml" 2>"$WORK/owner.log" &
+pids+=("$!")
+"$sidecar" --config "$WORK/consumer.yaml" 2>"$WORK/consumer.log" &
+pids+=("$!")
+wait_ready "$oport" 60
+wait_ready "$cport" 60
+ours=$("$tool" publish-latency --port "$oport" --metrics-port "$cport" --rate 1000 --seconds "${P3_SECONDS:-20}")
+echo "$ours"
+raw=$("$tool" raw-latency --bootstrap "$B" --topic "bench.p3raw.$ts" --rate 1000 --seconds "${P3_SECONDS:-20}")
+echo "$raw"
+o50=$(sed -E 's/.*p50 ([0-9.]+) ms.*/\1/' <<<"$ours"); o99=$(sed -E 's/.*p99 ([0-9.]+) ms.*/\1/' <<<"$ours")
+r50=$(sed -E 's/.*p50 ([0-9.]+) ms.*/\1/' <<<"$raw"); r99=$(sed -E 's/.*p99 ([0-9.]+) ms.*/\1/' <<<"$raw")
+diff99=$(awk -v a="$o99" -v b="$r99" 'BEGIN {printf "%+.2f", a-b}')
+summary+=("P3 propagation publish (outbox, fsync) -> applied at 1,000 events/s: p50 $o50 ms, p99 $o99 ms vs raw librdkafka produce->consume p50 $r50 ms, p99 $r99 ms = p99 ${diff99} ms (bar p99 <= raw + 3 ms) [bench/sidecar/run.sh: datashare-sidecar-bench publish-latency vs raw-latency]")
+
+echo
+echo "Summary ($(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ)):"
+printf '%s\n' "${summary[@]}"
