@@ -282,4 +282,64 @@ void leader_elector::run(std::stop_token stop) {
   if (config_.callbacks.on_stopped_leading) config_.callbacks.on_stopped_leading();
 }
 
+elected_leadership::elected_leadership(kube::client& client, leader_election_config config)
+    : user_(config.callbacks), elector_(client, with_hooks(std::move(config))) {}
+
+elected_leadership::~elected_leadership() { release(); }
+
+leader_election_config elected_leadership::with_hooks(leader_election_config config) {
+  config.callbacks.on_started_leading = [this] {
+    {
+      std::lock_guard lock(mu_);
+      leading_ = true;
+    }
+    changed_.notify_all();
+    if (user_.on_started_leading) user_.on_started_leading();
+  };
+  config.callbacks.on_stopped_leading = [this] {
+    std::function<void()> lost;
+    {
+      std::lock_guard lock(mu_);
+      leading_ = false;
+      if (!releasing_) lost = lost_;
+    }
+    if (user_.on_stopped_leading) user_.on_stopped_leading();
+    if (lost) lost();
+  };
+  return config;
+}
+
+bool elected_leadership::acquire(std::stop_token stop, std::function<void()> lost) {
+  std::unique_lock lock(mu_);
+  lost_ = std::move(lost);
+  if (!thread_.joinable() && !ended_ && !releasing_) {
+    thread_ = std::jthread([this](std::stop_token election_stop) {
+      elector_.run(election_stop);
+      {
+        std::lock_guard l(mu_);
+        ended_ = true;
+      }
+      changed_.notify_all();
+    });
+  }
+  changed_.wait(lock, stop, [&] { return leading_ || ended_; });
+  if (leading_) return true;
+  lock.unlock();
+  release();  // stopped while campaigning (or the election ended): nothing to keep running
+  return false;
+}
+
+void elected_leadership::release() {
+  std::jthread thread;
+  {
+    std::lock_guard lock(mu_);
+    releasing_ = true;
+    thread = std::move(thread_);
+  }
+  if (thread.joinable()) {
+    thread.request_stop();  // run() releases the lease on its way out
+    thread.join();
+  }
+}
+
 }  // namespace datashare::runtime

@@ -34,6 +34,7 @@
 #include <random>
 #include <stop_token>
 #include <string>
+#include <thread>
 
 #include "operator/kube/client.h"
 #include "operator/runtime/clock.h"
@@ -151,6 +152,48 @@ class leader_elector {
   std::mutex wait_mu_;
   std::condition_variable wait_cv_;
   std::mt19937 rng_{std::random_device{}()};
+};
+
+// A leader_elector on a thread of its own, seen as the two calls a manager makes (they fit
+// manager_options::acquire_leadership and release_leadership):
+//
+//   auto leadership = std::make_shared<elected_leadership>(client, config);
+//   options.acquire_leadership = [=](std::stop_token s, std::function<void()> lost) {
+//     return leadership->acquire(s, std::move(lost)); };
+//   options.release_leadership = [=] { leadership->release(); };
+//
+// Thread-safe. Owns the election thread; the destructor releases.
+class elected_leadership {
+ public:
+  elected_leadership(kube::client& client, leader_election_config config);
+  ~elected_leadership();
+
+  elected_leadership(const elected_leadership&) = delete;
+  elected_leadership& operator=(const elected_leadership&) = delete;
+
+  // Starts the election (the first time) and blocks until this process leads (true) or `stop` is
+  // requested (false; the election is then ended). `lost` is called, on the election thread, if
+  // leadership is lost later other than through release().
+  bool acquire(std::stop_token stop, std::function<void()> lost);
+
+  // Stops renewing, releases the lease if held, and joins the election thread. Call it once the
+  // work leadership guarded has stopped. Idempotent.
+  void release();
+
+  const leader_elector& elector() const { return elector_; }
+
+ private:
+  leader_election_config with_hooks(leader_election_config config);
+
+  std::mutex mu_;
+  std::condition_variable_any changed_;
+  bool leading_ = false;
+  bool ended_ = false;      // run() returned
+  bool releasing_ = false;  // release() asked for the end: not a loss
+  std::function<void()> lost_;
+  leader_callbacks user_;
+  leader_elector elector_;
+  std::jthread thread_;  // last: stopped and joined before the members it uses are destroyed
 };
 
 }  // namespace datashare::runtime

@@ -5,6 +5,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <thread>
 #include <vector>
 
@@ -414,6 +415,58 @@ TEST_F(LeaderElectionTest, CampaignRetriesAreJitteredWithinClientGoBounds) {
   clock_.advance(2400ms);
   EXPECT_TRUE(wait_requests(2));
   runner.request_stop();
+}
+
+TEST_F(LeaderElectionTest, ElectedLeadershipAcquiresThenReleasesAfterTheWork) {
+  elected_leadership leadership(*client_, config());
+  transport_->push(status(404, "NotFound"));
+  transport_->push(ok(lease({.holder = kMe, .rv = "1"}), 201));
+  bool lost = false;
+  EXPECT_TRUE(leadership.acquire(std::stop_token(), [&] { lost = true; }));
+  EXPECT_TRUE(leadership.elector().is_leader());
+
+  transport_->push(ok(lease({.holder = "", .rv = "2", .duration = 1})));
+  leadership.release();
+  EXPECT_FALSE(lost);  // a release is not a loss
+  auto requests = transport_->requests();
+  ASSERT_EQ(requests.size(), 3u);
+  EXPECT_EQ(requests[2].method, "PUT");
+  EXPECT_EQ(body(2)["spec"]["holderIdentity"], "");
+  EXPECT_THAT(logged(), ElementsAre("status 0", "new me", "status 1", "started", "status 0", "stopped"));
+  leadership.release();  // idempotent
+}
+
+TEST_F(LeaderElectionTest, ElectedLeadershipReportsALoss) {
+  elected_leadership leadership(*client_, config());
+  transport_->push(status(404, "NotFound"));
+  transport_->push(ok(lease({.holder = kMe, .rv = "1"}), 201));
+  std::atomic<bool> lost{false};
+  ASSERT_TRUE(leadership.acquire(std::stop_token(), [&] {
+    lost = true;
+    log("lost");
+  }));
+  for (size_t i = 1; i <= 4; ++i) step(2s, 2 + i);  // renewals fail
+  EXPECT_FALSE(lost);
+  ASSERT_TRUE(clock_.await_waiters(1));
+  clock_.advance(2s);  // the renew deadline
+  ASSERT_TRUE(wait_logged("lost"));
+  leadership.release();
+  EXPECT_EQ(transport_->requests().size(), 6u);  // nothing to release
+}
+
+TEST_F(LeaderElectionTest, ElectedLeadershipStoppedWhileCampaigningReturnsFalse) {
+  elected_leadership leadership(*client_, config());
+  transport_->push(ok(lease({.holder = "other", .rv = "5"})));
+  std::stop_source stop;
+  bool lost = false;
+  std::thread stopper([&] {
+    ASSERT_TRUE(clock_.await_waiters(1));
+    stop.request_stop();
+  });
+  EXPECT_FALSE(leadership.acquire(stop.get_token(), [&] { lost = true; }));
+  stopper.join();
+  EXPECT_FALSE(lost);
+  EXPECT_EQ(transport_->requests().size(), 1u);
 }
 
 TEST_F(LeaderElectionTest, RejectsInconsistentTimingAndMissingLease) {
