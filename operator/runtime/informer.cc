@@ -31,17 +31,21 @@ bool informer::wait_for_sync(std::chrono::milliseconds timeout) const {
 void informer::deliver(watcher_event&& event) {
   const bool completes_list = event.type == watcher_event_type::init_done;
   if (!event.object.is_null() && options_.transform) options_.transform(event.object);
-  for (const store_change& c : store_.apply(std::move(event))) {
-    for (const auto& h : handlers_) {
-      if (c.old && c.now) {
-        if (h.on_update) h.on_update(c.old, c.now);
-      } else if (c.now) {
-        if (h.on_add) h.on_add(c.now);
-      } else if (c.old) {
-        if (h.on_delete) h.on_delete(c.old);
+  std::function<void(const store_change&)> notify;
+  if (!handlers_.empty()) {
+    notify = [this](const store_change& c) {
+      for (const auto& h : handlers_) {
+        if (c.old && c.now) {
+          if (h.on_update) h.on_update(c.old, c.now);
+        } else if (c.now) {
+          if (h.on_add) h.on_add(c.now);
+        } else if (c.old) {
+          if (h.on_delete) h.on_delete(c.old);
+        }
       }
-    }
+    };
   }
+  store_.apply(std::move(event), notify);
   if (completes_list) {
     std::lock_guard lock(sync_mu_);
     sync_cv_.notify_all();

@@ -45,17 +45,30 @@ void store::add_index(const std::string& name, index_func f) {
   index_funcs_[name] = std::move(f);
 }
 
+store::entry store::pack(const kube::json& object) {
+  thread_local std::vector<uint8_t> scratch;
+  scratch.clear();
+  kube::json::to_msgpack(object, scratch);
+  entry e{std::pmr::vector<uint8_t>(scratch.begin(), scratch.end(), &pool_),
+          std::pmr::string(resource_version_of(object), &pool_)};
+  return e;
+}
+
+object_ptr store::unpack(const entry& e) {
+  return std::make_shared<const kube::json>(kube::json::from_msgpack(e.packed));
+}
+
 object_ptr store::get(const std::string& key) const {
   std::shared_lock lock(mu_);
   auto it = objects_.find(key);
-  return it == objects_.end() ? nullptr : it->second;
+  return it == objects_.end() ? nullptr : unpack(it->second);
 }
 
 std::vector<object_ptr> store::list() const {
   std::shared_lock lock(mu_);
   std::vector<object_ptr> out;
   out.reserve(objects_.size());
-  for (const auto& [k, v] : objects_) out.push_back(v);
+  for (const auto& [k, v] : objects_) out.push_back(unpack(v));
   return out;
 }
 
@@ -67,7 +80,7 @@ std::vector<object_ptr> store::by_index(const std::string& index, const std::str
   auto keys = idx->second.find(value);
   if (keys == idx->second.end()) return out;
   for (const auto& k : keys->second) {
-    if (auto it = objects_.find(k); it != objects_.end()) out.push_back(it->second);
+    if (auto it = objects_.find(k); it != objects_.end()) out.push_back(unpack(it->second));
   }
   return out;
 }
@@ -96,67 +109,77 @@ void store::index_locked(const std::string& key, const kube::json& object, bool 
   }
 }
 
-std::vector<store_change> store::apply(watcher_event&& event) {
-  std::vector<store_change> changes;
+void store::apply(watcher_event&& event, const std::function<void(const store_change&)>& on_change) {
   switch (event.type) {
     case watcher_event_type::init_begin:
       building_.clear();
-      return changes;
+      return;
     case watcher_event_type::init_apply: {
       std::string key = kube::object_key(event.object);
-      building_[key] = std::make_shared<const kube::json>(std::move(event.object));
-      return changes;
+      building_[key] = pack(event.object);
+      return;
     }
     case watcher_event_type::init_done: {
-      // Swap the new list in whole; report what differs from the old view (client-go's Replace:
-      // objects missing from the list were deleted while we were not watching).
-      std::unique_lock lock(mu_);
-      for (const auto& [key, old] : objects_) {
-        auto it = building_.find(key);
-        if (it == building_.end()) {
-          changes.push_back({old, nullptr});
-        } else if (resource_version_of(*old) != resource_version_of(*it->second)) {
-          changes.push_back({old, it->second});
+      // Swap the new list in whole, then report what differs from the old view (client-go's
+      // Replace: objects missing from the list were deleted while we were not watching).
+      {
+        std::unique_lock lock(mu_);
+        objects_.swap(building_);
+        indexes_.clear();
+        for (const auto& [key, e] : objects_) index_locked(key, *unpack(e), true);
+        synced_ = true;
+      }
+      const entry_map& old_view = building_;  // the writer alone mutates: reading needs no lock
+      if (on_change) {
+        for (const auto& [key, old] : old_view) {
+          auto it = objects_.find(key);
+          if (it == objects_.end()) {
+            on_change({unpack(old), nullptr});
+          } else if (old.resource_version != it->second.resource_version) {
+            on_change({unpack(old), unpack(it->second)});
+          }
+        }
+        for (const auto& [key, now] : objects_) {
+          if (!old_view.contains(key)) on_change({nullptr, unpack(now)});
         }
       }
-      for (const auto& [key, now] : building_) {
-        if (!objects_.contains(key)) changes.push_back({nullptr, now});
-      }
-      objects_.swap(building_);
       building_.clear();
-      indexes_.clear();
-      for (const auto& [key, obj] : objects_) index_locked(key, *obj, true);
-      synced_ = true;
-      return changes;
+      return;
     }
     case watcher_event_type::apply: {
       std::string key = kube::object_key(event.object);
       auto now = std::make_shared<const kube::json>(std::move(event.object));
-      std::unique_lock lock(mu_);
       object_ptr old;
-      if (auto it = objects_.find(key); it != objects_.end()) {
-        old = it->second;
-        index_locked(key, *old, false);
+      {
+        std::unique_lock lock(mu_);
+        entry packed = pack(*now);
+        if (auto it = objects_.find(key); it != objects_.end()) {
+          old = unpack(it->second);
+          index_locked(key, *old, false);
+        }
+        objects_[key] = std::move(packed);
+        index_locked(key, *now, true);
       }
-      objects_[key] = now;
-      index_locked(key, *now, true);
-      changes.push_back({old, now});
-      return changes;
+      if (on_change) on_change({old, now});
+      return;
     }
     case watcher_event_type::remove: {
       std::string key = kube::object_key(event.object);
-      std::unique_lock lock(mu_);
-      auto it = objects_.find(key);
-      object_ptr old = it != objects_.end() ? it->second : std::make_shared<const kube::json>(std::move(event.object));
-      if (it != objects_.end()) {
-        index_locked(key, *old, false);
-        objects_.erase(it);
+      object_ptr old;
+      {
+        std::unique_lock lock(mu_);
+        if (auto it = objects_.find(key); it != objects_.end()) {
+          old = unpack(it->second);
+          index_locked(key, *old, false);
+          objects_.erase(it);
+        }
       }
-      changes.push_back({old, nullptr});
-      return changes;
+      // Deleted before we ever saw it: the event's own copy is the last state.
+      if (!old) old = std::make_shared<const kube::json>(std::move(event.object));
+      if (on_change) on_change({old, nullptr});
+      return;
     }
   }
-  return changes;
 }
 
 }  // namespace datashare::runtime

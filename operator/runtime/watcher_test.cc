@@ -137,8 +137,7 @@ TEST_F(WatcherTest, GoneReListsAndTheStoreDropsWhatWasDeletedMeanwhile) {
   std::jthread t([&](std::stop_token stop) {
     w.run(
         [&](watcher_event&& e) {
-          auto c = s.apply(std::move(e));
-          changes.insert(changes.end(), c.begin(), c.end());
+          s.apply(std::move(e), [&](const store_change& c) { changes.push_back(c); });
           rec_(watcher_event{watcher_event_type::init_done, {}});
         },
         stop);
