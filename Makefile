@@ -9,6 +9,9 @@
 #   make cluster-up / cluster-down / cluster-status
 
 SHELL := /bin/bash
+# ccache: paths relative to the checkout, so a fresh clone (CI) reuses what an earlier one compiled.
+export CCACHE_BASEDIR := $(CURDIR)
+export CCACHE_NOHASHDIR := true
 PRESET ?= dev
 JOBS ?= $(shell nproc)
 TEST_LABELS ?= unit|integration
