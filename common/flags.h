@@ -1,0 +1,45 @@
+#pragma once
+// Command-line flags in the style operators use (`--name=value`, `--name value`, `--bool`,
+// `--bool=false`). Every problem is reported, with the flag's name, before anything starts.
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace datashare {
+
+// Not thread-safe; used once at start-up. Targets must outlive parse().
+class flag_set {
+ public:
+  explicit flag_set(std::string program) : program_(std::move(program)) {}
+
+  void add(const std::string& name, std::string* target, const std::string& help);
+  void add(const std::string& name, bool* target, const std::string& help);
+  void add(const std::string& name, int* target, const std::string& help);
+  // Go-style durations: "300ms", "15s", "2m", "1h30m".
+  void add(const std::string& name, std::chrono::milliseconds* target, const std::string& help);
+
+  // Parses argv[1..]; returns every problem found ("--lease-duration: not a duration: 5x").
+  // Positional arguments are refused. "--help" sets help_requested().
+  std::vector<std::string> parse(int argc, const char* const* argv);
+  bool help_requested() const { return help_; }
+  std::string usage() const;
+
+ private:
+  struct flag {
+    std::string help;
+    std::string default_text;
+    bool is_bool = false;
+    std::function<std::string(const std::string&)> set;  // returns an error, or ""
+  };
+  std::string program_;
+  std::map<std::string, flag> flags_;
+  bool help_ = false;
+};
+
+// "300ms" → 300 ms; false when `text` is not a Go-style duration.
+bool parse_duration(const std::string& text, std::chrono::milliseconds& out);
+
+}  // namespace datashare

@@ -1,0 +1,60 @@
+#include "common/flags.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+namespace datashare {
+namespace {
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+TEST(Flags, ParsesEveryFormOperatorsUse) {
+  std::string kubeconfig;
+  bool leader_elect = false;
+  int workers = 1;
+  std::chrono::milliseconds lease{15000};
+  flag_set f("op");
+  f.add("kubeconfig", &kubeconfig, "path");
+  f.add("leader-elect", &leader_elect, "elect");
+  f.add("workers", &workers, "n");
+  f.add("lease-duration", &lease, "d");
+  const char* argv[] = {"op", "--kubeconfig", "/k", "--leader-elect", "--workers=4", "--lease-duration=1m30s"};
+  EXPECT_TRUE(f.parse(6, argv).empty());
+  EXPECT_EQ(kubeconfig, "/k");
+  EXPECT_TRUE(leader_elect);
+  EXPECT_EQ(workers, 4);
+  EXPECT_EQ(lease, std::chrono::seconds(90));
+  EXPECT_THAT(f.usage(), HasSubstr("--lease-duration value"));
+}
+
+TEST(Flags, ReportsEveryProblemWithItsFlag) {
+  bool b = false;
+  int n = 0;
+  std::chrono::milliseconds d{};
+  flag_set f("op");
+  f.add("b", &b, "");
+  f.add("n", &n, "");
+  f.add("d", &d, "");
+  const char* argv[] = {"op", "--b=maybe", "--n=x1", "--d=5x", "--nope", "stray", "--n"};
+  EXPECT_THAT(f.parse(7, argv),
+              ElementsAre("--b: not true or false: maybe", "--n: not an integer: x1",
+                          "--d: not a duration (e.g. 300ms, 15s, 2m): 5x", "--nope: unknown flag",
+                          "stray: unexpected argument (flags start with --)", "--n: needs a value"));
+}
+
+TEST(Flags, GoDurations) {
+  std::chrono::milliseconds d{};
+  ASSERT_TRUE(parse_duration("300ms", d));
+  EXPECT_EQ(d.count(), 300);
+  ASSERT_TRUE(parse_duration("1h2m3s", d));
+  EXPECT_EQ(d.count(), 3'723'000);
+  ASSERT_TRUE(parse_duration("1.5s", d));
+  EXPECT_EQ(d.count(), 1500);
+  EXPECT_FALSE(parse_duration("", d));
+  EXPECT_FALSE(parse_duration("s", d));
+  EXPECT_FALSE(parse_duration("10", d));
+  EXPECT_FALSE(parse_duration("10d", d));
+}
+
+}  // namespace
+}  // namespace datashare
