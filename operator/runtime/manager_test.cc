@@ -4,6 +4,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+#include <fstream>
 #include <future>
 
 #include "operator/kube/fake_transport.h"
@@ -79,6 +81,13 @@ TEST_F(ManagerTest, ControllersStartAfterCachesSyncAndLeadershipAndStopGracefull
   EXPECT_EQ(status, 200);
   EXPECT_THAT(metrics, HasSubstr("controller_runtime_reconcile_total{controller=\"cms\",result=\"success\"} 1"));
   EXPECT_THAT(metrics, HasSubstr("workqueue_adds_total"));
+  // The exposition is valid for Prometheus' own checker (promtool is installed by install-deps).
+  const std::string file = ::testing::TempDir() + "/manager-metrics.txt";
+  {
+    std::ofstream(file) << metrics;
+  }
+  EXPECT_EQ(std::system(("promtool check metrics < " + file + " > /dev/null").c_str()), 0)
+      << "promtool check metrics rejected:\n" << metrics;
 
   m.request_stop();
   EXPECT_EQ(exit_code.get(), 0);
