@@ -31,7 +31,7 @@ cleanup() {
 trap cleanup EXIT
 ts=$(date +%s)
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-ms() { date +%s%N | awk '{printf "%d", $1/1000000}'; }
+ms() { echo $(( $(date +%s%N) / 1000000 )); }
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 wait_ready() {  # port, seconds
   for _ in $(seq 1 $(( $2 * 10 ))); do
@@ -42,10 +42,13 @@ wait_ready() {  # port, seconds
 }
 products='{name: products, namespace: bench, key: id, fields: [{name: id, type: string}, {name: name, type: string}, {name: price, type: number}]}'
 summary=()
+ONLY=${ONLY:-"P1 P2 P3 P7"}  # a subset, e.g. ONLY="P2 P7"
+want() { [[ " $ONLY " == *" $1 "* ]]; }
 
 # ---- P1 ----------------------------------------------------------------------------------
 t1="bench.p1.$ts"
 "$tool" produce --bootstrap "$B" --topic "$t1" --events "$EVENTS" --keys "$EVENTS" --value-bytes 200 --partitions 3
+if want P1; then
 start=$(ms)
 n=$(kcat -C -b "$B" -t "$t1" -o beginning -e -q -f '%o\n' | wc -l)
 kcat_ms=$(( $(ms) - start ))
@@ -56,8 +59,10 @@ echo "$ours"
 ours_rate=$(sed -E 's/.*= ([0-9]+) events\/s.*/\1/' <<<"$ours")
 ratio=$(awk -v a="$ours_rate" -v b="$kcat_rate" 'BEGIN {printf "%.2f", a/b}')
 summary+=("P1 replica apply, durable (RocksDB, offsets in the batch): $ours_rate events/s vs kcat consume $kcat_rate events/s = ${ratio}x (bar >= 0.7x) [bench/sidecar/run.sh: datashare-sidecar-bench apply vs kcat -C -e -f '%o\\n', $EVENTS events of ~200 B]")
+fi
 
 # ---- P7 (with 1M entities) and P2 -------------------------------------------------------------
+if want P2 || want P7; then
 port=$(free_port)
 cat > "$WORK/replica.yaml" <<Y
 version: 1
@@ -97,10 +102,13 @@ echo "$redis_csv"
 redis_rps=$(tail -1 <<<"$redis_csv" | awk -F'","' '{printf "%d", $2}')
 redis_p99=$(tail -1 <<<"$redis_csv" | awk -F'","' '{print $7}')
 ratio=$(awk -v a="$wrk_rps" -v b="$redis_rps" 'BEGIN {printf "%.2f", a/b}')
-summary+=("P2 local read via sidecar (GET, loopback HTTP, $CONNS connections, 1 I/O thread): $wrk_rps req/s p99 $wrk_p99 vs redis-benchmark GET $redis_rps req/s p99 ${redis_p99} ms = ${ratio}x (bar >= 1.0x, p99 <= 250us)${non2xx:+ [non-2xx: $non2xx]} [bench/sidecar/run.sh: wrk -t1 -c$CONNS -d${DUR}s --latency vs redis-benchmark -t get -c $CONNS -r $EVENTS]")
+want P2 && summary+=("P2 local read via sidecar (GET, loopback HTTP, $CONNS connections, 1 I/O thread): $wrk_rps req/s p99 $wrk_p99 vs redis-benchmark GET $redis_rps req/s p99 ${redis_p99} ms = ${ratio}x (bar >= 1.0x, p99 <= 250us)${non2xx:+ [non-2xx: $non2xx]} [bench/sidecar/run.sh: wrk -t1 -c$CONNS -d${DUR}s --latency vs redis-benchmark -t get -c $CONNS -r $EVENTS]")
+
+kill "$rp"; wait "$rp" 2>/dev/null || true
+fi
 
 # ---- P7 idle -----------------------------------------------------------------------------------
-kill "$rp"; wait "$rp" 2>/dev/null || true
+if want P7; then
 t7="bench.p7.$ts"
 "$tool" produce --bootstrap "$B" --topic "$t7" --events 0 --keys 1 >/dev/null
 iport=$(free_port)
@@ -122,8 +130,10 @@ rss_idle=$(rss_kib "$ip")
 kill "$ip"; wait "$ip" 2>/dev/null || true
 ratio=$(awk -v a="$rss_idle" 'BEGIN {printf "%.2f", a/16384}')
 summary+=("P7 sidecar idle RSS (1 publisher + 1 replica, RocksDB): $((rss_idle / 1024)).$(( (rss_idle % 1024) * 10 / 1024 )) MiB vs bar 16 MiB = ${ratio}x (bar <= 1.0x); with $EVENTS replicated entities of ~200 B: $((rss_full / 1024)) MiB [bench/sidecar/run.sh: VmRSS after 5 s idle]")
+fi
 
 # ---- P3 ----------------------------------------------------------------------------------------
+if want P3; then
 t3="bench.p3.$ts"
 "$tool" produce --bootstrap "$B" --topic "$t3" --events 0 --keys 1 >/dev/null
 oport=$(free_port); cport=$(free_port)
@@ -157,6 +167,7 @@ o50=$(sed -E 's/.*p50 ([0-9.]+) ms.*/\1/' <<<"$ours"); o99=$(sed -E 's/.*p99 ([0
 r50=$(sed -E 's/.*p50 ([0-9.]+) ms.*/\1/' <<<"$raw"); r99=$(sed -E 's/.*p99 ([0-9.]+) ms.*/\1/' <<<"$raw")
 diff99=$(awk -v a="$o99" -v b="$r99" 'BEGIN {printf "%+.2f", a-b}')
 summary+=("P3 propagation publish (outbox, fsync) -> applied at 1,000 events/s: p50 $o50 ms, p99 $o99 ms vs raw librdkafka produce->consume p50 $r50 ms, p99 $r99 ms = p99 ${diff99} ms (bar p99 <= raw + 3 ms) [bench/sidecar/run.sh: datashare-sidecar-bench publish-latency vs raw-latency]")
+fi
 
 echo
 echo "Summary ($(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ)):"

@@ -4,15 +4,44 @@
 #include <unordered_map>
 
 #include "sidecar/event/cloudevents.h"
+#include "sidecar/event/json_scan.h"
 #include "sidecar/event/schema.h"
 #include "sidecar/replica/layout.h"
 
 namespace datashare::sidecar::replica {
 
 applier::applier(const config::subscribe_spec& spec)
-    : product_(spec.product), fields_(spec.fields), max_event_bytes_(spec.max_event_bytes) {}
+    : product_(spec.product), fields_(spec.fields), max_event_bytes_(spec.max_event_bytes) {
+  for (const auto& f : fields_) quoted_fields_.push_back(nlohmann::json(f).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+}
 
 namespace {
+
+bool kind_matches(event::json_kind k, config::field_type t) {
+  using config::field_type;
+  switch (t) {
+    case field_type::string: return k == event::json_kind::string;
+    case field_type::number: return k == event::json_kind::number || k == event::json_kind::integer;
+    case field_type::integer: return k == event::json_kind::integer;
+    case field_type::boolean: return k == event::json_kind::boolean;
+    case field_type::object: return k == event::json_kind::object;
+    case field_type::array: return k == event::json_kind::array;
+  }
+  return false;
+}
+
+const char* kind_name(event::json_kind k) {
+  switch (k) {
+    case event::json_kind::string: return "string";
+    case event::json_kind::integer: return "integer";
+    case event::json_kind::number: return "number";
+    case event::json_kind::boolean: return "boolean";
+    case event::json_kind::null: return "null";
+    case event::json_kind::object: return "object";
+    case event::json_kind::array: return "array";
+  }
+  return "?";
+}
 
 decision poisoned(std::string reason) {
   decision d;
@@ -48,21 +77,54 @@ decision applier::decide(const kafka::message& m) const {
     return d;
   }
   if (typed_deleted) return poisoned("ce_type is " + std::string(*type) + " but the value is not null");
-  auto json = nlohmann::json::parse(*m.value, nullptr, /*allow_exceptions=*/false);
-  if (json.is_discarded()) return poisoned("value is not JSON");
-  if (!json.is_object()) return poisoned("value is not a JSON object");
-  std::string problem = event::check_entity(json, product_, event::unknown_fields::ignore);
-  if (!problem.empty()) return poisoned(problem);
-  if (auto it = json.find(product_.key); it != json.end() && it->is_string() && it->get_ref<const std::string&>() != *m.key) {
-    return poisoned("key field \"" + product_.key + "\" is \"" + it->get_ref<const std::string&>() +
-                    "\" but the message key is \"" + *m.key + "\"");
+  // One pass over the value, no document: validate, check the product's field types, project.
+  thread_local std::vector<event::json_member> members;
+  members.clear();
+  switch (event::scan_json_object(*m.value, members)) {
+    case event::json_scan_result::invalid: return poisoned("value is not JSON");
+    case event::json_scan_result::not_an_object: return poisoned("value is not a JSON object");
+    case event::json_scan_result::object: break;
   }
-  nlohmann::json projected = nlohmann::json::object();
-  for (const auto& f : fields_) {
-    if (auto it = json.find(f); it != json.end()) projected[f] = std::move(*it);
+  std::string unescaped;
+  for (const auto& member : members) {
+    std::string_view name = member.name;
+    if (member.name_has_escapes) {
+      unescaped = event::unescape_json_string(member.name);
+      name = unescaped;
+    }
+    const config::field* f = product_.find(name);
+    if (f == nullptr || member.kind == event::json_kind::null) continue;  // unknown fields: ignored here
+    if (!kind_matches(member.kind, f->type)) {
+      return poisoned("field \"" + std::string(name) + "\": expected " + std::string(config::to_string(f->type)) +
+                      ", got " + kind_name(member.kind));
+    }
+    if (f->name == product_.key && member.kind == event::json_kind::string) {
+      std::string_view body = member.value.substr(1, member.value.size() - 2);
+      std::string decoded = body.find('\\') == std::string_view::npos ? std::string(body) : event::unescape_json_string(body);
+      if (decoded != *m.key) {
+        return poisoned("key field \"" + product_.key + "\" is \"" + decoded + "\" but the message key is \"" + *m.key + "\"");
+      }
+    }
   }
+  // The policy's fields in the policy's order, each with the value the event carried (the last
+  // one when a name repeats, as JSON parsers do).
+  d.value.reserve(m.value->size());
+  d.value.push_back('{');
+  for (std::size_t i = 0; i < fields_.size(); ++i) {
+    const event::json_member* found = nullptr;
+    for (const auto& member : members) {
+      if (member.name_has_escapes ? event::unescape_json_string(member.name) == fields_[i] : member.name == fields_[i]) {
+        found = &member;
+      }
+    }
+    if (found == nullptr) continue;
+    if (d.value.size() > 1) d.value.push_back(',');
+    d.value += quoted_fields_[i];
+    d.value.push_back(':');
+    d.value.append(found->value);
+  }
+  d.value.push_back('}');
   d.kind = decision::upsert;
-  d.value = projected.dump();
   return d;
 }
 

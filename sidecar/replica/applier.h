@@ -55,6 +55,7 @@ class applier {
  private:
   config::product_schema product_;
   std::vector<std::string> fields_;
+  std::vector<std::string> quoted_fields_;  // as JSON strings, for the projection
   std::uint64_t max_event_bytes_;
 };
 
