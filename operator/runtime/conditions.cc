@@ -8,11 +8,11 @@ namespace {
 // metav1.Condition's reason pattern: ^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$, at most 1024.
 bool valid_reason(std::string_view r) {
   auto alpha = [](char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z'); };
-  auto alnum_ = [&](char c) { return alpha(c) || (c >= '0' && c <= '9') || c == '_'; };
+  auto word_char = [&](char c) { return alpha(c) || (c >= '0' && c <= '9') || c == '_'; };
   if (r.empty() || r.size() > 1024 || !alpha(r.front())) return false;
-  if (r.size() > 1 && !alnum_(r.back())) return false;
+  if (r.size() > 1 && !word_char(r.back())) return false;
   for (char c : r) {
-    if (!alnum_(c) && c != ',' && c != ':') return false;
+    if (!word_char(c) && c != ',' && c != ':') return false;
   }
   return true;
 }
@@ -20,8 +20,8 @@ bool valid_reason(std::string_view r) {
 void validate(const condition& c) {
   if (c.type.empty()) throw std::invalid_argument("condition type is empty");
   if (c.status != kConditionTrue && c.status != kConditionFalse && c.status != kConditionUnknown) {
-    throw std::invalid_argument("condition " + c.type + ": status must be True, False or Unknown, not \"" +
-                                c.status + "\"");
+    throw std::invalid_argument("condition " + c.type + ": status must be True, False or Unknown, not \"" + c.status +
+                                "\"");
   }
   if (!valid_reason(c.reason)) {
     throw std::invalid_argument("condition " + c.type + ": reason \"" + c.reason +

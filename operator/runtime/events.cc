@@ -27,7 +27,9 @@ std::string string_at(const kube::json& object, const char* field) {
   return it != object.end() && it->is_string() ? it->get<std::string>() : std::string();
 }
 
-const char* type_name(event_type t) { return t == event_type::warning ? "Warning" : "Normal"; }
+const char* type_name(event_type t) {
+  return t == event_type::warning ? "Warning" : "Normal";
+}
 
 std::string describe(const object_reference& r) {
   return r.kind + " " + (r.ns.empty() ? r.name : r.ns + "/" + r.name);
@@ -70,7 +72,7 @@ event_recorder::event_recorder(kube::client& client, event_recorder_options opti
   }
   if (!options_.wall_now) options_.wall_now = system_wall_clock;
   if (options_.max_series == 0) options_.max_series = 1;
-  writer_ = std::jthread([this](std::stop_token stop) { write_loop(stop); });
+  writer_ = std::jthread([this](const std::stop_token& stop) { write_loop(stop); });
 }
 
 event_recorder::~event_recorder() {
@@ -145,7 +147,7 @@ void event_recorder::fail(const std::string& message) {
   }
 }
 
-void event_recorder::write_loop(std::stop_token stop) {
+void event_recorder::write_loop(const std::stop_token& stop) {
   for (;;) {
     pending_event e;
     {

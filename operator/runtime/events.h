@@ -120,7 +120,7 @@ class event_recorder {
     std::list<std::string>::iterator lru;  // position in lru_
   };
 
-  void write_loop(std::stop_token stop);
+  void write_loop(const std::stop_token& stop);
   void write(pending_event& e);
   kube::json new_event(const pending_event& e, std::string& name_out);
   std::string unique_name(const std::string& object_name, wall_time_point t);
@@ -131,7 +131,7 @@ class event_recorder {
   event_recorder_options options_;
   const clock& clock_;
 
-  mutable std::mutex mu_;  // guards the queue, the counters and the sequence numbers
+  mutable std::mutex mu_;                // guards the queue, the counters and the sequence numbers
   std::condition_variable_any changed_;  // with the writer's stop token
   std::deque<pending_event> pending_;
   uint64_t enqueued_ = 0;   // sequence number of the last event queued

@@ -27,8 +27,12 @@ const object_reference kConfigMap{.api_version = "v1",
                                   .uid = "0f7c-uid",
                                   .resource_version = "41"};
 
-kube::testing::scripted_response created() { return {201, "{}"}; }
-kube::testing::scripted_response patched() { return {200, "{}"}; }
+kube::testing::scripted_response created() {
+  return {201, "{}"};
+}
+kube::testing::scripted_response patched() {
+  return {200, "{}"};
+}
 kube::testing::scripted_response status(int code, const std::string& reason) {
   return {code, kube::json({{"kind", "Status"}, {"reason", reason}, {"code", code}}).dump()};
 }
@@ -72,7 +76,7 @@ class gated_transport final : public kube::http_transport {
 class EventsTest : public ::testing::Test {
  protected:
   std::unique_ptr<event_recorder> recorder(event_recorder_options o = {},
-                                           std::shared_ptr<kube::http_transport> transport = nullptr) {
+                                           const std::shared_ptr<kube::http_transport>& transport = nullptr) {
     kube::client_options co;
     co.max_attempts = 1;
     co.sleep = [](std::chrono::milliseconds) {};
@@ -279,9 +283,8 @@ TEST_F(EventsTest, KeepsWithinTheApisLimitsAndNamingRules) {
   for (int i = 0; i < 3; ++i) transport_->push(created());
   const std::string long_note = std::string(1023, 'x') + "\xc3\xa9";  // "é" would straddle 1024
   events->record(kConfigMap, event_type::normal, std::string(200, 'R'), std::string(200, 'A'), long_note);
-  const object_reference role{.api_version = "rbac.authorization.k8s.io/v1",
-                              .kind = "ClusterRole",
-                              .name = "system:controller:Foo"};
+  const object_reference role{
+      .api_version = "rbac.authorization.k8s.io/v1", .kind = "ClusterRole", .name = "system:controller:Foo"};
   events->record(role, event_type::normal, "Checked", "Check", "");
   object_reference long_name = kConfigMap;
   long_name.name = std::string(253, 'n');

@@ -19,7 +19,8 @@ kube::json finalizers_of(const kube::json& object) {
 kube::json guarded_patch(const kube::json& object, kube::json finalizers) {
   kube::json patch = {{"metadata", {{"finalizers", std::move(finalizers)}}}};
   if (const kube::json* m = metadata_of(object)) {
-    if (auto rv = m->find("resourceVersion"); rv != m->end() && rv->is_string() && !rv->get_ref<const std::string&>().empty()) {
+    if (auto rv = m->find("resourceVersion");
+        rv != m->end() && rv->is_string() && !rv->get_ref<const std::string&>().empty()) {
       patch["metadata"]["resourceVersion"] = *rv;
     }
   }

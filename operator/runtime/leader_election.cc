@@ -58,8 +58,7 @@ leader_elector::leader_elector(kube::client& client, leader_election_config conf
     throw std::invalid_argument("leader election: the lease needs a name and a namespace");
   }
   if (config_.jitter_factor < 0) throw std::invalid_argument("leader election: jitter_factor must be >= 0");
-  if (config_.retry_period <= clock::duration::zero() ||
-      !(config_.lease_duration > config_.renew_deadline) ||
+  if (config_.retry_period <= clock::duration::zero() || !(config_.lease_duration > config_.renew_deadline) ||
       !(duration_cast<fseconds>(config_.renew_deadline).count() >
         (1 + config_.jitter_factor) * duration_cast<fseconds>(config_.retry_period).count())) {
     throw std::invalid_argument(
@@ -70,7 +69,9 @@ leader_elector::leader_elector(kube::client& client, leader_election_config conf
   lease_seconds_ = std::max(1, static_cast<int>(std::ceil(duration_cast<fseconds>(config_.lease_duration).count())));
 }
 
-bool leader_elector::is_leader() const { return leading_.load(); }
+bool leader_elector::is_leader() const {
+  return leading_.load();
+}
 
 std::string leader_elector::leader() const {
   std::lock_guard lock(mu_);
@@ -211,11 +212,10 @@ void leader_elector::report_new_leader() {
 clock::duration leader_elector::jittered_retry() {
   if (config_.jitter_factor <= 0) return config_.retry_period;
   std::uniform_real_distribution<double> u(0.0, config_.jitter_factor);
-  return config_.retry_period +
-         std::chrono::duration_cast<clock::duration>(config_.retry_period * u(rng_));
+  return config_.retry_period + std::chrono::duration_cast<clock::duration>(config_.retry_period * u(rng_));
 }
 
-bool leader_elector::sleep_until(clock::time_point deadline, std::stop_token stop) {
+bool leader_elector::sleep_until(clock::time_point deadline, const std::stop_token& stop) {
   // Registered before taking the lock: when stop is already requested the callback runs right
   // here, and it takes the lock itself so that a notify cannot fall between check and wait.
   std::stop_callback wake(stop, [this] {
@@ -227,7 +227,7 @@ bool leader_elector::sleep_until(clock::time_point deadline, std::stop_token sto
   return !stop.stop_requested();
 }
 
-void leader_elector::run(std::stop_token stop) {
+void leader_elector::run(const std::stop_token& stop) {
   set_status(false);
 
   // Campaign.
@@ -285,7 +285,9 @@ void leader_elector::run(std::stop_token stop) {
 elected_leadership::elected_leadership(kube::client& client, leader_election_config config)
     : user_(config.callbacks), elector_(client, with_hooks(std::move(config))) {}
 
-elected_leadership::~elected_leadership() { release(); }
+elected_leadership::~elected_leadership() {
+  release();
+}
 
 leader_election_config elected_leadership::with_hooks(leader_election_config config) {
   config.callbacks.on_started_leading = [this] {
@@ -309,11 +311,11 @@ leader_election_config elected_leadership::with_hooks(leader_election_config con
   return config;
 }
 
-bool elected_leadership::acquire(std::stop_token stop, std::function<void()> lost) {
+bool elected_leadership::acquire(const std::stop_token& stop, std::function<void()> lost) {
   std::unique_lock lock(mu_);
   lost_ = std::move(lost);
   if (!thread_.joinable() && !ended_ && !releasing_) {
-    thread_ = std::jthread([this](std::stop_token election_stop) {
+    thread_ = std::jthread([this](const std::stop_token& election_stop) {
       elector_.run(election_stop);
       {
         std::lock_guard l(mu_);

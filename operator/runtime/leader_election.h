@@ -85,9 +85,9 @@ std::string default_identity();
 
 // What one attempt found.
 enum class lease_attempt_result {
-  leading,         // this process holds the lease (acquired or renewed now)
-  held_by_other,   // another holder's lease has not expired
-  failed,          // the API request failed (or lost a race); try again later
+  leading,        // this process holds the lease (acquired or renewed now)
+  held_by_other,  // another holder's lease has not expired
+  failed,         // the API request failed (or lost a race); try again later
 };
 
 // Runs on the thread that calls run(); its callbacks run there too. is_leader(), leader() and
@@ -108,7 +108,7 @@ class leader_elector {
   // on_stopped_leading, or when stopped before ever leading. Never throws for API failures.
   // Request stop only once the work leadership guards has finished: a successor may start as
   // soon as the lease is released.
-  void run(std::stop_token stop);
+  void run(const std::stop_token& stop);
 
   // One attempt to acquire or renew, as run() makes every retry period. Public for callers with
   // their own loop, and for tests.
@@ -130,7 +130,7 @@ class leader_elector {
   void observe_locked(const kube::json& lease);
   void report_new_leader();
   void set_status(bool leading);
-  bool sleep_until(clock::time_point deadline, std::stop_token stop);
+  bool sleep_until(clock::time_point deadline, const std::stop_token& stop);
   clock::duration jittered_retry();
   void report(const std::string& what, const std::exception& e) const;
 
@@ -141,9 +141,9 @@ class leader_elector {
 
   // Guards what the last read or write of the lease told us, and serialises requests.
   mutable std::mutex mu_;
-  kube::json observed_lease_;         // the whole object, for its resourceVersion
-  kube::json observed_spec_;          // the record whose changes restart the expiry countdown
-  clock::time_point observed_time_;   // when observed_spec_ was first seen, on our clock
+  kube::json observed_lease_;        // the whole object, for its resourceVersion
+  kube::json observed_spec_;         // the record whose changes restart the expiry countdown
+  clock::time_point observed_time_;  // when observed_spec_ was first seen, on our clock
   std::string observed_holder_;
 
   std::string reported_leader_;       // run()'s thread only
@@ -174,7 +174,7 @@ class elected_leadership {
   // Starts the election (the first time) and blocks until this process leads (true) or `stop` is
   // requested (false; the election is then ended). `lost` is called, on the election thread, if
   // leadership is lost later other than through release().
-  bool acquire(std::stop_token stop, std::function<void()> lost);
+  bool acquire(const std::stop_token& stop, std::function<void()> lost);
 
   // Stops renewing, releases the lease if held, and joins the election thread. Call it once the
   // work leadership guarded has stopped. Idempotent.

@@ -47,7 +47,9 @@ kube::json lease(const lease_fields& f) {
             {"renewTime", f.renew_time}}}};
 }
 
-kube::testing::scripted_response ok(const kube::json& body, int status = 200) { return {status, body.dump()}; }
+kube::testing::scripted_response ok(const kube::json& body, int status = 200) {
+  return {status, body.dump()};
+}
 kube::testing::scripted_response status(int code, const std::string& reason) {
   return {code, kube::json({{"kind", "Status"}, {"reason", reason}, {"code", code}}).dump()};
 }
@@ -89,8 +91,7 @@ class LeaderElectionTest : public ::testing::Test {
   }
   bool wait_logged(const std::string& line) {
     std::unique_lock lock(mu_);
-    return cv_.wait_for(lock, kRealTimeout,
-                        [&] { return std::find(log_.begin(), log_.end(), line) != log_.end(); });
+    return cv_.wait_for(lock, kRealTimeout, [&] { return std::find(log_.begin(), log_.end(), line) != log_.end(); });
   }
 
   // Requests are recorded as they arrive; waits (in real time) until `n` have.
@@ -136,8 +137,7 @@ TEST_F(LeaderElectionTest, AcquiresAnAbsentLeaseByCreatingIt) {
   auto requests = transport_->requests();
   ASSERT_EQ(requests.size(), 2u);
   EXPECT_EQ(requests[0].method + " " + requests[0].target, std::string("GET ") + kLeasePath);
-  EXPECT_EQ(requests[1].method + " " + requests[1].target,
-            "POST /apis/coordination.k8s.io/v1/namespaces/ns/leases");
+  EXPECT_EQ(requests[1].method + " " + requests[1].target, "POST /apis/coordination.k8s.io/v1/namespaces/ns/leases");
   const kube::json created = body(1);
   EXPECT_EQ(created["metadata"]["name"], "lock");
   EXPECT_EQ(created["spec"], kube::json({{"holderIdentity", kMe},
@@ -211,9 +211,8 @@ TEST_F(LeaderElectionTest, UsesTheDurationTheHolderWroteNotItsOwn) {
 TEST_F(LeaderElectionTest, RenewsItsOwnLeaseKeepingAcquireTimeAndTransitions) {
   leader_elector e(*client_, config());
   transport_->push(status(404, "NotFound"));
-  transport_->push(ok(lease({.holder = kMe, .rv = "1", .transitions = 0, .acquire_time = micro(0s),
-                             .renew_time = micro(0s)}),
-                      201));
+  transport_->push(
+      ok(lease({.holder = kMe, .rv = "1", .transitions = 0, .acquire_time = micro(0s), .renew_time = micro(0s)}), 201));
   ASSERT_EQ(e.try_acquire_or_renew(), lease_attempt_result::leading);
 
   clock_.advance(2s);
@@ -302,7 +301,7 @@ TEST_F(LeaderElectionTest, RunCampaignsUntilTheHolderExpiresThenLeads) {
   leader_elector e(*client_, config());
   const kube::json held = lease({.holder = "other", .rv = "5", .duration = 15});
   transport_->push(ok(held));
-  std::jthread runner([&](std::stop_token stop) { e.run(stop); });
+  std::jthread runner([&](const std::stop_token& stop) { e.run(stop); });
   ASSERT_TRUE(wait_requests(1));
 
   // Every 2 s (the retry period) another read; at 14 s the lease is still valid.
@@ -329,7 +328,7 @@ TEST_F(LeaderElectionTest, RunStepsDownWhenRenewalFailsForTheRenewDeadline) {
   leader_elector e(*client_, config());
   transport_->push(status(404, "NotFound"));
   transport_->push(ok(lease({.holder = kMe, .rv = "1"}), 201));
-  std::jthread runner([&](std::stop_token stop) { e.run(stop); });
+  std::jthread runner([&](const std::stop_token& stop) { e.run(stop); });
   ASSERT_TRUE(wait_logged("started"));
 
   // The API server stops answering (the fake answers 599 to anything unscripted): attempts at
@@ -352,7 +351,7 @@ TEST_F(LeaderElectionTest, RunStepsDownAtOnceWhenAnotherHolderTookTheLease) {
   leader_elector e(*client_, config());
   transport_->push(status(404, "NotFound"));
   transport_->push(ok(lease({.holder = kMe, .rv = "1"}), 201));
-  std::jthread runner([&](std::stop_token stop) { e.run(stop); });
+  std::jthread runner([&](const std::stop_token& stop) { e.run(stop); });
   ASSERT_TRUE(wait_logged("started"));
 
   transport_->push(ok(lease({.holder = kMe, .rv = "1"})));
@@ -368,7 +367,7 @@ TEST_F(LeaderElectionTest, RunReleasesTheLeaseWhenStopped) {
   leader_elector e(*client_, config());
   transport_->push(status(404, "NotFound"));
   transport_->push(ok(lease({.holder = kMe, .rv = "1"}), 201));
-  std::jthread runner([&](std::stop_token stop) { e.run(stop); });
+  std::jthread runner([&](const std::stop_token& stop) { e.run(stop); });
   ASSERT_TRUE(wait_logged("started"));
 
   transport_->push(ok(lease({.holder = kMe, .rv = "1"})));
@@ -390,7 +389,7 @@ TEST_F(LeaderElectionTest, RunReleasesTheLeaseWhenStopped) {
 TEST_F(LeaderElectionTest, RunStoppedWhileCampaigningCallsNoLeadershipCallbacks) {
   leader_elector e(*client_, config());
   transport_->push(ok(lease({.holder = "other", .rv = "5"})));
-  std::jthread runner([&](std::stop_token stop) { e.run(stop); });
+  std::jthread runner([&](const std::stop_token& stop) { e.run(stop); });
   ASSERT_TRUE(clock_.await_waiters(1));
   runner.request_stop();
   runner.join();
@@ -404,7 +403,7 @@ TEST_F(LeaderElectionTest, CampaignRetriesAreJitteredWithinClientGoBounds) {
   c.renew_deadline = 10s;
   leader_elector e(*client_, c);
   transport_->push(ok(lease({.holder = "other", .rv = "5"})));
-  std::jthread runner([&](std::stop_token stop) { e.run(stop); });
+  std::jthread runner([&](const std::stop_token& stop) { e.run(stop); });
   ASSERT_TRUE(clock_.await_waiters(1));
   // Not before one retry period...
   transport_->push(ok(lease({.holder = "other", .rv = "5"})));
@@ -476,10 +475,18 @@ TEST_F(LeaderElectionTest, RejectsInconsistentTimingAndMissingLease) {
     leader_elector e(*client_, c);
   };
   EXPECT_THROW(make([](auto& c) { c.renew_deadline = c.lease_duration; }), std::invalid_argument);
-  EXPECT_THROW(make([](auto& c) { c.retry_period = 5s; c.jitter_factor = 1.2; }), std::invalid_argument);
+  EXPECT_THROW(make([](auto& c) {
+                 c.retry_period = 5s;
+                 c.jitter_factor = 1.2;
+               }),
+               std::invalid_argument);
   EXPECT_THROW(make([](auto& c) { c.retry_period = 0s; }), std::invalid_argument);
   EXPECT_THROW(make([](auto& c) { c.lease_name.clear(); }), std::invalid_argument);
-  EXPECT_NO_THROW(make([](auto& c) { c.lease_duration = 3s; c.renew_deadline = 2s; c.retry_period = 500ms; }));
+  EXPECT_NO_THROW(make([](auto& c) {
+    c.lease_duration = 3s;
+    c.renew_deadline = 2s;
+    c.retry_period = 500ms;
+  }));
 }
 
 TEST_F(LeaderElectionTest, DefaultIdentityIsHostnameAndARandomSuffix) {

@@ -49,11 +49,17 @@ bool expect(std::string_view s, size_t& pos, char c) {
 
 }  // namespace
 
-wall_time_point system_wall_clock() { return std::chrono::system_clock::now(); }
+wall_time_point system_wall_clock() {
+  return std::chrono::system_clock::now();
+}
 
-std::string format_rfc3339(wall_time_point t) { return format(t, false); }
+std::string format_rfc3339(wall_time_point t) {
+  return format(t, false);
+}
 
-std::string format_rfc3339_micro(wall_time_point t) { return format(t, true); }
+std::string format_rfc3339_micro(wall_time_point t) {
+  return format(t, true);
+}
 
 std::optional<wall_time_point> parse_rfc3339(std::string_view s) {
   size_t pos = 0;
