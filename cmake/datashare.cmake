@@ -25,6 +25,11 @@ endif()
 target_include_directories(datashare_options INTERFACE ${PROJECT_SOURCE_DIR})
 if(DATASHARE_SANITIZE)
   target_compile_options(datashare_options INTERFACE -fsanitize=${DATASHARE_SANITIZE} -fno-omit-frame-pointer -g)
+  if(DATASHARE_SANITIZE MATCHES "thread")
+    # GCC warns that TSan does not model std::atomic_thread_fence, which Boost.Asio uses; the
+    # fences sit next to atomics TSan does see, so the warning is not a hole in our checks.
+    target_compile_options(datashare_options INTERFACE -Wno-tsan)
+  endif()
   target_link_options(datashare_options INTERFACE -fsanitize=${DATASHARE_SANITIZE})
   if(DATASHARE_SANITIZE MATCHES "undefined")
     # vptr is off: cpprestsdk's stream buffers are instantiated both in its shared library
@@ -78,7 +83,7 @@ function(datashare_require_cluster test)
   list(APPEND env "DATASHARE_SOURCE_DIR=${PROJECT_SOURCE_DIR}" "DATASHARE_BINARY_DIR=${PROJECT_BINARY_DIR}"
     "LSAN_OPTIONS=suppressions=${PROJECT_SOURCE_DIR}/tests/sanitizers/lsan.supp:print_suppressions=0"
     "UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1"
-    "TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1")
+    "TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:suppressions=${PROJECT_SOURCE_DIR}/tests/sanitizers/tsan.supp")
   if(A_FIXTURES)
     set_tests_properties(${test} PROPERTIES FIXTURES_REQUIRED "${A_FIXTURES}")
   endif()
