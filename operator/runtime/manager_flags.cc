@@ -91,7 +91,11 @@ manager_setup setup_manager(const manager_flags& flags) {
         .on_error = [](const std::string& what, const std::exception& e) {
           log::warn("leader election", {{"what", what}, {"error", e.what()}});
         }};
-    s.leadership = std::make_unique<elected_leadership>(*s.client, std::move(election));
+    auto timeout = std::max(std::chrono::seconds(1),
+                            std::chrono::duration_cast<std::chrono::seconds>(flags.renew_deadline / 2));
+    s.election_client = std::make_unique<kube::client>(std::make_shared<kube::cpprest_transport>(cfg, timeout),
+                                                       kube::client_options{.max_attempts = 1});
+    s.leadership = std::make_unique<elected_leadership>(*s.election_client, std::move(election));
     elected_leadership* leadership = s.leadership.get();
     options.acquire_leadership = [leadership](std::stop_token stop, std::function<void()> lost) {
       return leadership->acquire(stop, std::move(lost));

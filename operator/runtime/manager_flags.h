@@ -41,7 +41,11 @@ struct manager_flags {
 struct manager_setup {
   std::shared_ptr<prometheus::Registry> registry;
   std::unique_ptr<kube::client> client;
-  std::unique_ptr<elected_leadership> leadership;  // null without --leader-elect
+  // Leader election's own client: one attempt per request and a timeout of half the renew
+  // deadline, so a hung request cannot outlast the lease (the shared client may wait 30 s and
+  // retry). Null without --leader-elect, like `leadership`.
+  std::unique_ptr<kube::client> election_client;
+  std::unique_ptr<elected_leadership> leadership;
   std::unique_ptr<manager> mgr;
 };
 
