@@ -52,7 +52,19 @@ install_debian_packages() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $missing >/dev/null
 }
 
+# Kubernetes v1.32 needs Go 1.23 or newer; Debian 12's golang-go is 1.19. The machine image of
+# this project ships a current Go; say so clearly where it does not.
+require_go() {
+  local v
+  v=$(go env GOVERSION 2>/dev/null | sed 's/^go//') || v=""
+  local major=${v%%.*} rest=${v#*.}; local minor=${rest%%.*}
+  if [[ -z "$v" ]] || (( major < 1 || (major == 1 && minor < 23) )); then
+    die "Go ${v:-(none)} is too old to build Kubernetes $KUBE_VERSION: install Go 1.23+ (it is on this project's machine image)"
+  fi
+}
+
 go_env() {
+  require_go
   # Some k8s.io modules are not in the checksum database the module proxy mirrors here; the
   # committed hack/kube/go.sum pins every module's hash instead.
   export GONOSUMDB="k8s.io" GOFLAGS="-mod=mod" GOTOOLCHAIN=local
