@@ -6,6 +6,7 @@
 #   hack/local-cluster.sh status   say what runs, exit 0 only when everything is healthy
 #   hack/local-cluster.sh env      print the env file (source it: KUBECONFIG, DATASHARE_KAFKA_BOOTSTRAP)
 #   hack/local-cluster.sh restart-apiserver   stop and start kube-apiserver only (for tests)
+#   hack/local-cluster.sh restart-controller-manager   the same for kube-controller-manager
 #
 # State (certificates, data, logs, pids, kubeconfig, env) is kept in $DATASHARE_STATE_DIR
 # (default ~/.cache/datashare/cluster). Ports are picked free at `up` time. A second `up`
@@ -121,6 +122,23 @@ start_apiserver() {
   wait_for kube-apiserver 90 api_ready
 }
 
+start_controller_manager() {
+  # Each controller acts as its own service account (system:serviceaccount:kube-system:<name>),
+  # which the API server's bootstrap RBAC policy authorizes; as the bare controller-manager user
+  # they would be forbidden almost everything (namespaces would never finish terminating).
+  start kube-controller-manager "$KUBE_BIN_DIR/kube-controller-manager" \
+    --kubeconfig="$S/controller-manager.kubeconfig" \
+    --authentication-kubeconfig="$S/controller-manager.kubeconfig" \
+    --authorization-kubeconfig="$S/controller-manager.kubeconfig" \
+    --bind-address=127.0.0.1 --secure-port="$KCM_PORT" \
+    --leader-elect=false \
+    --service-account-private-key-file="$PKI/sa.key" --root-ca-file="$PKI/ca.crt" \
+    --use-service-account-credentials=true \
+    --controllers='*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-service-lb-controller,-route,-persistentvolume-binder,-attachdetach,-persistentvolume-expander,-ttl,-bootstrapsigner,-tokencleaner' \
+    --v=1
+  wait_for kube-controller-manager 60 curl -skf "https://127.0.0.1:$KCM_PORT/healthz"
+}
+
 up() {
   if healthy; then log "local cluster already running ($S)"; cat "$ENV_FILE"; return; fi
   if [[ -d "$S" ]]; then log "stale state in $S: cleaning it first"; down; fi
@@ -160,17 +178,7 @@ P
   write_kubeconfig "$S/controller-manager.kubeconfig" controller-manager "$API_PORT" 0
 
   log "kube-controller-manager (garbage collector, namespaces, service accounts, deployments)"
-  start kube-controller-manager "$KUBE_BIN_DIR/kube-controller-manager" \
-    --kubeconfig="$S/controller-manager.kubeconfig" \
-    --authentication-kubeconfig="$S/controller-manager.kubeconfig" \
-    --authorization-kubeconfig="$S/controller-manager.kubeconfig" \
-    --bind-address=127.0.0.1 --secure-port="$KCM_PORT" \
-    --leader-elect=false \
-    --service-account-private-key-file="$PKI/sa.key" --root-ca-file="$PKI/ca.crt" \
-    --use-service-account-credentials=false \
-    --controllers='*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-service-lb-controller,-route,-persistentvolume-binder,-attachdetach,-persistentvolume-expander,-ttl,-bootstrapsigner,-tokencleaner' \
-    --v=1
-  wait_for kube-controller-manager 60 curl -skf "https://127.0.0.1:$KCM_PORT/healthz"
+  start_controller_manager
 
   wait_for kafka 90 kafka_ready "$KAFKA_PORT"
 
@@ -207,6 +215,14 @@ status() {
   return $rc
 }
 
+restart_controller_manager() {
+  [[ -f "$S/ports" ]] || die "local cluster not running"
+  # shellcheck disable=SC1090
+  source "$S/ports"
+  stop kube-controller-manager
+  start_controller_manager
+}
+
 restart_apiserver() {
   [[ -f "$S/ports" ]] || die "local cluster not running"
   # shellcheck disable=SC1090
@@ -221,5 +237,6 @@ case "${1:-}" in
   status) status ;;
   env) [[ -f "$ENV_FILE" ]] && cat "$ENV_FILE" || die "local cluster not running" ;;
   restart-apiserver) restart_apiserver ;;
-  *) echo "usage: $0 up|down|status|env|restart-apiserver" >&2; exit 2 ;;
+  restart-controller-manager) restart_controller_manager ;;
+  *) echo "usage: $0 up|down|status|env|restart-apiserver|restart-controller-manager" >&2; exit 2 ;;
 esac
