@@ -47,7 +47,9 @@ want() { [[ " $ONLY " == *" $1 "* ]]; }
 
 # ---- P1 ----------------------------------------------------------------------------------
 t1="bench.p1.$ts"
-"$tool" produce --bootstrap "$B" --topic "$t1" --events "$EVENTS" --keys "$EVENTS" --value-bytes 200 --partitions 3
+if want P1 || want P2 || want P7; then
+  "$tool" produce --bootstrap "$B" --topic "$t1" --events "$EVENTS" --keys "$EVENTS" --value-bytes 200 --partitions 3
+fi
 if want P1; then
 start=$(ms)
 n=$(kcat -C -b "$B" -t "$t1" -o beginning -e -q -f '%o\n' | wc -l)
@@ -68,7 +70,7 @@ cat > "$WORK/replica.yaml" <<Y
 version: 1
 dataDir: $WORK/replica-data
 kafka: {bootstrapServers: "$B"}
-listen: {data: {address: 127.0.0.1, port: $port}, threads: ${SIDECAR_THREADS:-1}}
+listen: {data: {address: 127.0.0.1, port: $port}, threads: ${SIDECAR_THREADS:-2}}
 subscribe:
   - {policy: bench, namespace: bench, product: $products, topic: $t1, group: $t1.sidecar, mode: event,
      fields: [id, name, price], maxLag: 60s}
@@ -102,7 +104,7 @@ echo "$redis_csv"
 redis_rps=$(tail -1 <<<"$redis_csv" | awk -F'","' '{printf "%d", $2}')
 redis_p99=$(tail -1 <<<"$redis_csv" | awk -F'","' '{print $7}')
 ratio=$(awk -v a="$wrk_rps" -v b="$redis_rps" 'BEGIN {printf "%.2f", a/b}')
-want P2 && summary+=("P2 local read via sidecar (GET, loopback HTTP, $CONNS connections, 1 I/O thread): $wrk_rps req/s p99 $wrk_p99 vs redis-benchmark GET $redis_rps req/s p99 ${redis_p99} ms = ${ratio}x (bar >= 1.0x, p99 <= 250us)${non2xx:+ [non-2xx: $non2xx]} [bench/sidecar/run.sh: wrk -t1 -c$CONNS -d${DUR}s --latency vs redis-benchmark -t get -c $CONNS -r $EVENTS]")
+want P2 && summary+=("P2 local read via sidecar (GET, loopback HTTP, $CONNS connections, ${SIDECAR_THREADS:-2} I/O threads): $wrk_rps req/s p99 $wrk_p99 vs redis-benchmark GET $redis_rps req/s p99 ${redis_p99} ms = ${ratio}x (bar >= 1.0x, p99 <= 250us)${non2xx:+ [non-2xx: $non2xx]} [bench/sidecar/run.sh: wrk -t1 -c$CONNS -d${DUR}s --latency vs redis-benchmark -t get -c $CONNS -r $EVENTS]")
 
 kill "$rp"; wait "$rp" 2>/dev/null || true
 fi
