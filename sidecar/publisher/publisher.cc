@@ -200,6 +200,11 @@ void publisher::write_loop() {
       }
     } else {
       next_sequence_ = seq;
+      {
+        // Taking the drain's lock orders this notify after its check of next_sequence_: no
+        // wake-up is lost between the check and the wait (it would cost up to a 5 ms nap).
+        std::lock_guard lock(drain_mu_);
+      }
       appended_cv_.notify_one();
       probe_.outbox_depth->Set(static_cast<double>(depth()));
       for (std::size_t i = 0; i < group.size(); ++i) {
@@ -317,7 +322,10 @@ void publisher::drain_loop() {
   while (!stop_drain_.load()) {
     if (!drain_once()) {
       std::unique_lock lock(drain_mu_);
-      appended_cv_.wait_for(lock, std::chrono::milliseconds(5));
+      // Wake for new entries at once; otherwise every 5 ms to serve delivery reports.
+      appended_cv_.wait_for(lock, std::chrono::milliseconds(5), [this] {
+        return stop_drain_.load() || (next_sequence_.load() > send_cursor_ && in_flight_.size() < options_.in_flight_window);
+      });
       lock.unlock();
       producer_->poll(std::chrono::milliseconds(0));
     }
