@@ -8,8 +8,8 @@ namespace datashare {
 namespace {
 
 TEST(Base64, RoundTripsEveryLengthModuloThree) {
-  for (const std::string& s : std::vector<std::string>{"", "f", "fo", "foo", "foob", "fooba", "foobar",
-                                                       std::string("\0\xff\x10", 3)}) {
+  for (const std::string& s :
+       std::vector<std::string>{"", "f", "fo", "foo", "foob", "fooba", "foobar", std::string("\0\xff\x10", 3)}) {
     auto decoded = base64_decode(base64_encode(s));
     ASSERT_TRUE(decoded.has_value()) << s;
     EXPECT_EQ(*decoded, s);
@@ -24,11 +24,11 @@ TEST(Base64, MatchesRfc4648Vectors) {
 }
 
 TEST(Base64, RejectsMalformedInput) {
-  EXPECT_FALSE(base64_decode("Zm9").has_value());     // not a multiple of 4
-  EXPECT_FALSE(base64_decode("Zm9*").has_value());    // outside the alphabet
-  EXPECT_FALSE(base64_decode("Z===").has_value());    // padding too early
+  EXPECT_FALSE(base64_decode("Zm9").has_value());       // not a multiple of 4
+  EXPECT_FALSE(base64_decode("Zm9*").has_value());      // outside the alphabet
+  EXPECT_FALSE(base64_decode("Z===").has_value());      // padding too early
   EXPECT_FALSE(base64_decode("Zg==Zg==").has_value());  // padding before the end
-  EXPECT_FALSE(base64_decode("Zm=v").has_value());    // data after padding
+  EXPECT_FALSE(base64_decode("Zm=v").has_value());      // data after padding
 }
 
 }  // namespace

@@ -27,12 +27,18 @@ bool parse_duration(const std::string& text, std::chrono::milliseconds& out) {
     while (i < text.size() && std::isalpha(static_cast<unsigned char>(text[i]))) ++i;
     const std::string unit = text.substr(unit_start, i - unit_start);
     double scale = 0;
-    if (unit == "ms") scale = 1;
-    else if (unit == "s") scale = 1000;
-    else if (unit == "m") scale = 60'000;
-    else if (unit == "h") scale = 3'600'000;
-    else if (unit == "us" || unit == "µs") scale = 0.001;
-    else return false;
+    if (unit == "ms")
+      scale = 1;
+    else if (unit == "s")
+      scale = 1000;
+    else if (unit == "m")
+      scale = 60'000;
+    else if (unit == "h")
+      scale = 3'600'000;
+    else if (unit == "us" || unit == "µs")
+      scale = 0.001;
+    else
+      return false;
     total_ms += value * scale;
   }
   out = std::chrono::milliseconds(static_cast<int64_t>(total_ms));
@@ -48,9 +54,12 @@ void flag_set::add(const std::string& name, std::string* target, const std::stri
 
 void flag_set::add(const std::string& name, bool* target, const std::string& help) {
   flags_[name] = {help, *target ? "true" : "false", true, [target](const std::string& v) {
-                    if (v == "true" || v == "1") *target = true;
-                    else if (v == "false" || v == "0") *target = false;
-                    else return std::string("not true or false: ") + v;
+                    if (v == "true" || v == "1")
+                      *target = true;
+                    else if (v == "false" || v == "0")
+                      *target = false;
+                    else
+                      return std::string("not true or false: ") + v;
                     return std::string();
                   }};
 }
@@ -120,7 +129,8 @@ std::string flag_set::usage() const {
   std::ostringstream out;
   out << "usage: " << program_ << " [flags]\n";
   for (const auto& [name, f] : flags_) {
-    out << "  --" << name << (f.is_bool ? "" : " value") << "\n      " << f.help << " (default " << (f.default_text.empty() ? "\"\"" : f.default_text) << ")\n";
+    out << "  --" << name << (f.is_bool ? "" : " value") << "\n      " << f.help << " (default "
+        << (f.default_text.empty() ? "\"\"" : f.default_text) << ")\n";
   }
   return out.str();
 }

@@ -36,10 +36,9 @@ TEST(Flags, ReportsEveryProblemWithItsFlag) {
   f.add("n", &n, "");
   f.add("d", &d, "");
   const char* argv[] = {"op", "--b=maybe", "--n=x1", "--d=5x", "--nope", "stray", "--n"};
-  EXPECT_THAT(f.parse(7, argv),
-              ElementsAre("--b: not true or false: maybe", "--n: not an integer: x1",
-                          "--d: not a duration (e.g. 300ms, 15s, 2m): 5x", "--nope: unknown flag",
-                          "stray: unexpected argument (flags start with --)", "--n: needs a value"));
+  EXPECT_THAT(f.parse(7, argv), ElementsAre("--b: not true or false: maybe", "--n: not an integer: x1",
+                                            "--d: not a duration (e.g. 300ms, 15s, 2m): 5x", "--nope: unknown flag",
+                                            "stray: unexpected argument (flags start with --)", "--n: needs a value"));
 }
 
 TEST(Flags, GoDurations) {

@@ -15,10 +15,14 @@ std::atomic<int> g_format{static_cast<int>(format::logfmt)};
 
 const char* name_of(level l) {
   switch (l) {
-    case level::debug: return "debug";
-    case level::info: return "info";
-    case level::warn: return "warn";
-    case level::error: return "error";
+    case level::debug:
+      return "debug";
+    case level::info:
+      return "info";
+    case level::warn:
+      return "warn";
+    case level::error:
+      return "error";
   }
   return "info";
 }
@@ -36,11 +40,21 @@ void append_quoted(std::string& out, std::string_view v) {
   out.push_back('"');
   for (char c : v) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (static_cast<unsigned char>(c) < 0x20) {
           char buf[8];
@@ -68,17 +82,29 @@ std::string now_rfc3339() {
 
 }  // namespace
 
-void set_level(level l) { g_level = static_cast<int>(l); }
-void set_format(format f) { g_format = static_cast<int>(f); }
-bool enabled(level l) { return static_cast<int>(l) >= g_level.load(std::memory_order_relaxed); }
+void set_level(level l) {
+  g_level = static_cast<int>(l);
+}
+void set_format(format f) {
+  g_format = static_cast<int>(f);
+}
+bool enabled(level l) {
+  return static_cast<int>(l) >= g_level.load(std::memory_order_relaxed);
+}
 
 bool parse_level(std::string_view text, level& out) {
-  if (text == "debug") out = level::debug;
-  else if (text == "info" || text == "0") out = level::info;
-  else if (text == "warn") out = level::warn;
-  else if (text == "error") out = level::error;
-  else if (!text.empty() && text.find_first_not_of("0123456789") == std::string_view::npos) out = level::debug;
-  else return false;
+  if (text == "debug")
+    out = level::debug;
+  else if (text == "info" || text == "0")
+    out = level::info;
+  else if (text == "warn")
+    out = level::warn;
+  else if (text == "error")
+    out = level::error;
+  else if (!text.empty() && text.find_first_not_of("0123456789") == std::string_view::npos)
+    out = level::debug;
+  else
+    return false;
   return true;
 }
 
@@ -112,8 +138,10 @@ std::string format_record(level l, std::string_view message, std::initializer_li
     out.push_back(' ');
     out += k;
     out.push_back('=');
-    if (needs_quotes(v)) append_quoted(out, v);
-    else out += v;
+    if (needs_quotes(v))
+      append_quoted(out, v);
+    else
+      out += v;
   }
   out.push_back('\n');
   return out;

@@ -14,10 +14,14 @@ TEST(Log, LogfmtQuotesOnlyWhatNeedsIt) {
 }
 
 TEST(Log, JsonIsValidEvenWithControlCharacters) {
-  std::string line = format_record(level::error, "bad \"input\"\n", {{"k", std::string("a\x01" "b")}}, format::json, "T");
+  std::string line = format_record(level::error, "bad \"input\"\n",
+                                   {{"k", std::string("a\x01"
+                                                      "b")}},
+                                   format::json, "T");
   auto parsed = nlohmann::json::parse(line);
   EXPECT_EQ(parsed["msg"], "bad \"input\"\n");
-  EXPECT_EQ(parsed["k"], std::string("a\x01" "b"));
+  EXPECT_EQ(parsed["k"], std::string("a\x01"
+                                     "b"));
   EXPECT_EQ(parsed["level"], "error");
 }
 

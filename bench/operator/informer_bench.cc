@@ -78,11 +78,13 @@ void fill(kube::client& c, const std::string& ns, int count, int value_bytes, in
     pool.emplace_back([&] {
       for (int i; (i = next++) < count;) {
         try {
-          c.create(kube::resources::config_maps,
-                   {{"apiVersion", "v1"}, {"kind", "ConfigMap"},
-                    {"metadata", {{"name", "cm-" + std::to_string(i)}, {"namespace", ns},
-                                  {"labels", {{"app.kubernetes.io/part-of", "datashare-bench"}}}}},
-                    {"data", {{"payload", value}}}});
+          c.create(kube::resources::config_maps, {{"apiVersion", "v1"},
+                                                  {"kind", "ConfigMap"},
+                                                  {"metadata",
+                                                   {{"name", "cm-" + std::to_string(i)},
+                                                    {"namespace", ns},
+                                                    {"labels", {{"app.kubernetes.io/part-of", "datashare-bench"}}}}},
+                                                  {"data", {{"payload", value}}}});
         } catch (const kube::api_error& e) {
           if (!kube::is_already_exists(e)) throw;
         }
@@ -123,8 +125,10 @@ int memory(int argc, char** argv) {
   const double json_per_object = static_cast<double>(json_bytes) / static_cast<double>(count);
   std::printf("objects=%zu cached=%zu rss_before=%ld KiB rss_after=%ld KiB total_rss=%.1f MiB\n", count,
               inf.cache().size(), before, after, static_cast<double>(after) / 1024.0);
-  std::printf("P8 informer cache memory per object: %.0f B vs %.0f B of JSON = %.2fx (bar <= 2x; total RSS %.1f MiB, bar <= 64 MiB) [bench/operator/run.sh memory]\n",
-              per_object, json_per_object, per_object / json_per_object, static_cast<double>(after) / 1024.0);
+  std::printf(
+      "P8 informer cache memory per object: %.0f B vs %.0f B of JSON = %.2fx (bar <= 2x; total RSS %.1f MiB, bar <= 64 "
+      "MiB) [bench/operator/run.sh memory]\n",
+      per_object, json_per_object, per_object / json_per_object, static_cast<double>(after) / 1024.0);
   inf.stop();
   return 0;
 }
@@ -152,7 +156,8 @@ int watch(int argc, char** argv) {
     pool.emplace_back([&, w] {
       auto wc = make_client();  // a client (and connections) of its own, like a second process
       for (uint64_t i = 0; !stop; ++i) {
-        const std::string name = "cm-" + std::to_string((i * static_cast<uint64_t>(writers) + static_cast<uint64_t>(w)) % keys);
+        const std::string name =
+            "cm-" + std::to_string((i * static_cast<uint64_t>(writers) + static_cast<uint64_t>(w)) % keys);
         wc->merge_patch(kube::resources::config_maps, ns, name, {{"data", {{"n", std::to_string(i)}}}});
         ++written;
       }
@@ -165,14 +170,17 @@ int watch(int argc, char** argv) {
   const uint64_t total = written.load();
   // Let the last events arrive, then measure how long applying took overall.
   const auto drain_deadline = clock_type::now() + std::chrono::seconds(30);
-  while (applied.load() < total && clock_type::now() < drain_deadline) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  while (applied.load() < total && clock_type::now() < drain_deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
   const double apply_secs = std::chrono::duration<double>(clock_type::now() - start).count();
   const double write_rate = static_cast<double>(total) / write_secs;
   const double apply_rate = static_cast<double>(applied.load()) / apply_secs;
   std::printf("writes=%lu in %.1f s, watch events applied=%lu in %.1f s\n", static_cast<unsigned long>(total),
               write_secs, static_cast<unsigned long>(applied.load()), apply_secs);
-  std::printf("P9 watch events applied to the cache: %.0f events/s vs %.0f writes/s accepted by the API server = %.2fx (no bar) [bench/operator/run.sh watch]\n",
-              apply_rate, write_rate, apply_rate / write_rate);
+  std::printf(
+      "P9 watch events applied to the cache: %.0f events/s vs %.0f writes/s accepted by the API server = %.2fx (no "
+      "bar) [bench/operator/run.sh watch]\n",
+      apply_rate, write_rate, apply_rate / write_rate);
   inf.stop();
   return 0;
 }

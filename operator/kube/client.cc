@@ -18,7 +18,9 @@ std::string object_path_of(const resource_kind& kind, const json& object) {
   return kind.object_path(kind.namespaced ? namespace_of(object) : "", name);
 }
 
-std::string describe(const http_request& r) { return r.method + " " + r.target; }
+std::string describe(const http_request& r) {
+  return r.method + " " + r.target;
+}
 
 }  // namespace
 
@@ -66,8 +68,7 @@ json client::call(http_request request, bool idempotent) {
       failure = std::move(e);
     }
     // 429: the server did not process it, so any verb may be sent again.
-    const bool may_retry =
-        failure->code() == errc::too_many_requests || (idempotent && failure->retryable());
+    const bool may_retry = failure->code() == errc::too_many_requests || (idempotent && failure->retryable());
     if (!may_retry || attempt >= options_.max_attempts) throw *failure;
     auto delay = failure->retry_after().value_or(std::chrono::milliseconds(0));
     if (delay.count() == 0) {
@@ -123,8 +124,11 @@ list_page client::list_all(const resource_kind& kind, const std::string& ns, lis
 }
 
 json client::create(const resource_kind& kind, const json& object) {
-  return call({"POST", kind.collection_path(kind.namespaced ? namespace_of(object) : ""), "application/json",
-               object.dump(), {}},
+  return call({"POST",
+               kind.collection_path(kind.namespaced ? namespace_of(object) : ""),
+               "application/json",
+               object.dump(),
+               {}},
               false);
 }
 
@@ -136,8 +140,8 @@ json client::update_status(const resource_kind& kind, const json& object) {
   return call({"PUT", object_path_of(kind, object) + "/status", "application/json", object.dump(), {}}, false);
 }
 
-json client::merge_patch(const resource_kind& kind, const std::string& ns, const std::string& name,
-                         const json& patch, bool status_subresource) {
+json client::merge_patch(const resource_kind& kind, const std::string& ns, const std::string& name, const json& patch,
+                         bool status_subresource) {
   std::string target = kind.object_path(ns, name) + (status_subresource ? "/status" : "");
   return call({"PATCH", target, "application/merge-patch+json", patch.dump(), {}}, false);
 }
@@ -199,14 +203,19 @@ void client::watch(const resource_kind& kind, const std::string& ns, const watch
         }
         const std::string type = ev["type"].get<std::string>();
         watch_event out{watch_event_type::error, std::move(ev["object"])};
-        if (type == "ADDED") out.type = watch_event_type::added;
-        else if (type == "MODIFIED") out.type = watch_event_type::modified;
-        else if (type == "DELETED") out.type = watch_event_type::deleted;
-        else if (type == "BOOKMARK") out.type = watch_event_type::bookmark;
-        else if (type == "ERROR") out.type = watch_event_type::error;
+        if (type == "ADDED")
+          out.type = watch_event_type::added;
+        else if (type == "MODIFIED")
+          out.type = watch_event_type::modified;
+        else if (type == "DELETED")
+          out.type = watch_event_type::deleted;
+        else if (type == "BOOKMARK")
+          out.type = watch_event_type::bookmark;
+        else if (type == "ERROR")
+          out.type = watch_event_type::error;
         else {
-          bad_line = api_error(errc::unexpected, 200, "Unexpected", "unknown watch event type " + type,
-                               describe(request));
+          bad_line =
+              api_error(errc::unexpected, 200, "Unexpected", "unknown watch event type " + type, describe(request));
           return false;
         }
         if (out.type == watch_event_type::error) {

@@ -25,9 +25,9 @@ using json = nlohmann::json;
 struct list_options {
   std::string label_selector;
   std::string field_selector;
-  int64_t limit = 0;                // 0: no paging
+  int64_t limit = 0;  // 0: no paging
   std::string continue_token;
-  std::string resource_version;     // "" (most recent, quorum read) or "0" (any, from the watch cache)
+  std::string resource_version;  // "" (most recent, quorum read) or "0" (any, from the watch cache)
 };
 
 struct list_page {
@@ -41,7 +41,7 @@ struct watch_options {
   std::string label_selector;
   std::string field_selector;
   bool allow_bookmarks = true;
-  int timeout_seconds = 0;       // server-side timeout; 0: the server's default
+  int timeout_seconds = 0;  // server-side timeout; 0: the server's default
 };
 
 enum class watch_event_type { added, modified, deleted, bookmark, error };

@@ -38,7 +38,9 @@ class ClientIntegrationTest : public ::testing::Test {
   void TearDown() override { client_->remove(resources::namespaces, "", ns_); }
 
   json config_map(const std::string& name, json data = {{"k", "v"}}) {
-    return {{"apiVersion", "v1"}, {"kind", "ConfigMap"}, {"metadata", {{"name", name}, {"namespace", ns_}}},
+    return {{"apiVersion", "v1"},
+            {"kind", "ConfigMap"},
+            {"metadata", {{"name", name}, {"namespace", ns_}}},
             {"data", std::move(data)}};
   }
 
@@ -160,25 +162,25 @@ TEST_F(ClientIntegrationTest, ListPaginatesOver2000Objects) {
 TEST_F(ClientIntegrationTest, WorksOnCustomResourcesNamespacedAndClusterScoped) {
   const std::string group = "it.datashare.io";
   auto crd = [&](const std::string& plural, const std::string& kind, const std::string& scope) {
-    return json{{"apiVersion", "apiextensions.k8s.io/v1"},
-                {"kind", "CustomResourceDefinition"},
-                {"metadata", {{"name", plural + "." + group}}},
-                {"spec",
-                 {{"group", group},
-                  {"scope", scope},
-                  {"names", {{"plural", plural}, {"singular", kind == "Widget" ? "widget" : "gadget"}, {"kind", kind}}},
-                  {"versions",
-                   {{{"name", "v1"},
-                     {"served", true},
-                     {"storage", true},
-                     {"subresources", {{"status", json::object()}}},
-                     {"schema",
-                      {{"openAPIV3Schema",
-                        {{"type", "object"},
-                         {"properties",
-                          {{"spec", {{"type", "object"}, {"properties", {{"size", {{"type", "integer"}}}}}}},
-                           {"status",
-                            {{"type", "object"}, {"properties", {{"ready", {{"type", "boolean"}}}}}}}}}}}}}}}}}}};
+    return json{
+        {"apiVersion", "apiextensions.k8s.io/v1"},
+        {"kind", "CustomResourceDefinition"},
+        {"metadata", {{"name", plural + "." + group}}},
+        {"spec",
+         {{"group", group},
+          {"scope", scope},
+          {"names", {{"plural", plural}, {"singular", kind == "Widget" ? "widget" : "gadget"}, {"kind", kind}}},
+          {"versions",
+           {{{"name", "v1"},
+             {"served", true},
+             {"storage", true},
+             {"subresources", {{"status", json::object()}}},
+             {"schema",
+              {{"openAPIV3Schema",
+                {{"type", "object"},
+                 {"properties",
+                  {{"spec", {{"type", "object"}, {"properties", {{"size", {{"type", "integer"}}}}}}},
+                   {"status", {{"type", "object"}, {"properties", {{"ready", {{"type", "boolean"}}}}}}}}}}}}}}}}}}};
   };
   client_->apply(resources::custom_resource_definitions, crd("widgets", "Widget", "Namespaced"),
                  {.field_manager = "it", .force = true});
@@ -188,7 +190,9 @@ TEST_F(ClientIntegrationTest, WorksOnCustomResourcesNamespacedAndClusterScoped) 
   const resource_kind gadgets{group, "v1", "gadgets", "Gadget", false};
 
   // A new CRD takes a moment to be served.
-  json w = {{"apiVersion", group + "/v1"}, {"kind", "Widget"}, {"metadata", {{"name", "w"}, {"namespace", ns_}}},
+  json w = {{"apiVersion", group + "/v1"},
+            {"kind", "Widget"},
+            {"metadata", {{"name", "w"}, {"namespace", ns_}}},
             {"spec", {{"size", 3}}}};
   for (int i = 0;; ++i) {
     try {
@@ -208,8 +212,10 @@ TEST_F(ClientIntegrationTest, WorksOnCustomResourcesNamespacedAndClusterScoped) 
 
   // Status goes through its subresource only: a spec write does not change it and vice versa.
   client_->apply_status(widgets,
-                        {{"apiVersion", group + "/v1"}, {"kind", "Widget"},
-                         {"metadata", {{"name", "w"}, {"namespace", ns_}}}, {"status", {{"ready", false}}}},
+                        {{"apiVersion", group + "/v1"},
+                         {"kind", "Widget"},
+                         {"metadata", {{"name", "w"}, {"namespace", ns_}}},
+                         {"status", {{"ready", false}}}},
                         {.field_manager = "it-status", .force = true});
   EXPECT_EQ(client_->get(widgets, ns_, "w")["status"]["ready"], false);
 

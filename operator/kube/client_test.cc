@@ -7,8 +7,8 @@
 
 namespace datashare::kube {
 namespace {
-using ::testing::HasSubstr;
 using testing::fake_transport;
+using ::testing::HasSubstr;
 using testing::scripted_response;
 
 class ClientTest : public ::testing::Test {
@@ -37,7 +37,8 @@ constexpr const char* kInvalidStatus = R"({"kind":"Status","apiVersion":"v1","st
 TEST_F(ClientTest, BuildsPathsForCoreGroupedNamespacedAndClusterScopedKinds) {
   EXPECT_EQ(resources::config_maps.object_path("a", "b"), "/api/v1/namespaces/a/configmaps/b");
   EXPECT_EQ(resources::config_maps.collection_path(""), "/api/v1/configmaps");
-  EXPECT_EQ(resources::leases.object_path("kube-system", "x"), "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/x");
+  EXPECT_EQ(resources::leases.object_path("kube-system", "x"),
+            "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/x");
   EXPECT_EQ(resources::namespaces.object_path("ignored", "n"), "/api/v1/namespaces/n");
   EXPECT_EQ(url_escape("app in (a,b),!x"), "app%20in%20%28a%2Cb%29%2C%21x");
 }
@@ -58,7 +59,8 @@ TEST_F(ClientTest, MapsStatusObjectsToErrorCodes) {
                                         {400, "BadRequest", errc::bad_request},
                                         {500, "InternalError", errc::server_error}}) {
     api_error e = error_from_response(
-        r.status, R"({"kind":"Status","reason":")" + r.reason + R"(","message":"m","code":)" + std::to_string(r.status) + "}",
+        r.status,
+        R"({"kind":"Status","reason":")" + r.reason + R"(","message":"m","code":)" + std::to_string(r.status) + "}",
         "GET /x");
     EXPECT_EQ(e.code(), r.code) << r.reason;
     EXPECT_EQ(e.http_status(), r.status);
@@ -164,25 +166,28 @@ TEST_F(ClientTest, DeleteSendsPropagationAndPreconditionsAndToleratesNotFound) {
 }
 
 TEST_F(ClientTest, WatchDecodesEventsAndEndsOnAnErrorEvent) {
-  transport_->push({.lines = {R"({"type":"ADDED","object":{"metadata":{"name":"a","resourceVersion":"2"}}})",
-                              R"({"type":"BOOKMARK","object":{"metadata":{"resourceVersion":"5"}}})",
-                              R"({"type":"DELETED","object":{"metadata":{"name":"a","resourceVersion":"6"}}})",
-                              R"({"type":"ERROR","object":{"kind":"Status","reason":"Expired","code":410,"message":"too old resource version"}})"}});
+  transport_->push(
+      {.lines = {
+           R"({"type":"ADDED","object":{"metadata":{"name":"a","resourceVersion":"2"}}})",
+           R"({"type":"BOOKMARK","object":{"metadata":{"resourceVersion":"5"}}})",
+           R"({"type":"DELETED","object":{"metadata":{"name":"a","resourceVersion":"6"}}})",
+           R"({"type":"ERROR","object":{"kind":"Status","reason":"Expired","code":410,"message":"too old resource version"}})"}});
   std::vector<watch_event_type> seen;
   std::stop_source stop;
   try {
-    client_->watch(resources::config_maps, "a", {.resource_version = "1", .timeout_seconds = 300},
-                   [&](watch_event&& e) {
-                     seen.push_back(e.type);
-                     return true;
-                   },
-                   stop.get_token());
+    client_->watch(
+        resources::config_maps, "a", {.resource_version = "1", .timeout_seconds = 300},
+        [&](watch_event&& e) {
+          seen.push_back(e.type);
+          return true;
+        },
+        stop.get_token());
     FAIL() << "an ERROR event ends the watch with its Status";
   } catch (const api_error& e) {
     EXPECT_TRUE(is_gone(e));
   }
   EXPECT_EQ(seen, (std::vector<watch_event_type>{watch_event_type::added, watch_event_type::bookmark,
-                                                  watch_event_type::deleted}));
+                                                 watch_event_type::deleted}));
   EXPECT_EQ(transport_->requests().at(0).target,
             "/api/v1/namespaces/a/configmaps?watch=true&resourceVersion=1&allowWatchBookmarks=true&timeoutSeconds=300");
 }
@@ -190,7 +195,8 @@ TEST_F(ClientTest, WatchDecodesEventsAndEndsOnAnErrorEvent) {
 TEST_F(ClientTest, WatchRejectsLinesThatAreNotEvents) {
   transport_->push({.lines = {"not json"}});
   std::stop_source stop;
-  EXPECT_THROW(client_->watch(resources::config_maps, "", {}, [](watch_event&&) { return true; }, stop.get_token()),
+  EXPECT_THROW(client_->watch(
+                   resources::config_maps, "", {}, [](watch_event&&) { return true; }, stop.get_token()),
                api_error);
 }
 
@@ -198,8 +204,8 @@ TEST_F(ClientTest, WatchRequestRejectedWithGone) {
   transport_->push({410, R"({"kind":"Status","reason":"Expired","code":410})"});
   std::stop_source stop;
   try {
-    client_->watch(resources::config_maps, "", {.resource_version = "1"}, [](watch_event&&) { return true; },
-                   stop.get_token());
+    client_->watch(
+        resources::config_maps, "", {.resource_version = "1"}, [](watch_event&&) { return true; }, stop.get_token());
     FAIL();
   } catch (const api_error& e) {
     EXPECT_TRUE(is_gone(e));

@@ -74,7 +74,8 @@ void merge_list(const YAML::Node& root, const std::string& list, const std::stri
     const YAML::Node body = item[inner];
     if (body && !body.IsMap() && !body.IsNull()) throw config_error(source, path + "." + inner, "must be a mapping");
     // client-go: the first file that defines a name wins.
-    into.try_emplace(name, named_entry{body ? body : YAML::Node(YAML::NodeType::Map), source, base_dir, path + "." + inner});
+    into.try_emplace(name,
+                     named_entry{body ? body : YAML::Node(YAML::NodeType::Map), source, base_dir, path + "." + inner});
   }
 }
 
@@ -146,7 +147,8 @@ rest_config build(const merged_kubeconfig& m, const std::string& source, const s
   cfg.server = scalar(cluster.body, "server", cluster.source, cluster.path);
   if (cfg.server.empty()) throw config_error(cluster.source, cluster.path + ".server", "is required");
   if (cfg.server.rfind("https://", 0) != 0 && cfg.server.rfind("http://", 0) != 0) {
-    throw config_error(cluster.source, cluster.path + ".server", "must start with https:// or http://, got " + cfg.server);
+    throw config_error(cluster.source, cluster.path + ".server",
+                       "must start with https:// or http://, got " + cfg.server);
   }
   while (cfg.server.size() > 1 && cfg.server.back() == '/') cfg.server.pop_back();
   cfg.tls.ca_pem = pem_from(cluster, "certificate-authority");
@@ -169,7 +171,8 @@ rest_config build(const merged_kubeconfig& m, const std::string& source, const s
     cfg.tls.client_cert_pem = pem_from(user, "client-certificate");
     cfg.tls.client_key_pem = pem_from(user, "client-key");
     if (cfg.tls.client_cert_pem.empty() != cfg.tls.client_key_pem.empty()) {
-      throw config_error(user.source, user.path + (cfg.tls.client_cert_pem.empty() ? ".client-certificate" : ".client-key"),
+      throw config_error(user.source,
+                         user.path + (cfg.tls.client_cert_pem.empty() ? ".client-certificate" : ".client-key"),
                          "a client certificate needs both the certificate and its key");
     }
     cfg.bearer_token = scalar(user.body, "token", user.source, user.path);
@@ -225,7 +228,8 @@ rest_config in_cluster_config(const std::string& sa_dir) {
   const char* host = std::getenv("KUBERNETES_SERVICE_HOST");
   const char* port = std::getenv("KUBERNETES_SERVICE_PORT");
   if (host == nullptr || port == nullptr || *host == '\0' || *port == '\0') {
-    throw config_error(source, "KUBERNETES_SERVICE_HOST", "not running in a cluster (KUBERNETES_SERVICE_HOST/PORT unset)");
+    throw config_error(source, "KUBERNETES_SERVICE_HOST",
+                       "not running in a cluster (KUBERNETES_SERVICE_HOST/PORT unset)");
   }
   rest_config cfg;
   cfg.source = source;
@@ -277,8 +281,9 @@ rest_config resolve_config(const std::optional<std::string>& kubeconfig_flag, co
     const std::string path = *home + "/.kube/config";
     if (env.file_exists(path)) return load_kubeconfig({path}, context);
   }
-  throw config_error("kubeconfig", "",
-                     "no configuration found: pass --kubeconfig, set KUBECONFIG, run in a cluster, or create ~/.kube/config");
+  throw config_error(
+      "kubeconfig", "",
+      "no configuration found: pass --kubeconfig, set KUBECONFIG, run in a cluster, or create ~/.kube/config");
 }
 
 }  // namespace datashare::kube

@@ -30,7 +30,7 @@ struct tls_config {
   std::string client_cert_pem;  // empty: no client certificate
   std::string client_key_pem;
   bool insecure_skip_verify = false;
-  std::string server_name;      // SNI / verification name override (tls-server-name)
+  std::string server_name;  // SNI / verification name override (tls-server-name)
 };
 
 struct rest_config {

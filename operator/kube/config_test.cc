@@ -145,9 +145,10 @@ TEST_F(KubeconfigTest, MalformedFilesNameTheFieldAtFault) {
   EXPECT_THAT(error_of("clusters: [{name: c, cluster: {}}]\ncontexts: [{name: a, context: {cluster: c}}]\n"
                        "current-context: a\n"),
               HasSubstr("clusters[0].cluster.server: is required"));
-  EXPECT_THAT(error_of("clusters: [{name: c, cluster: {server: ftp://x}}]\ncontexts: [{name: a, context: {cluster: c}}]\n"
-                       "current-context: a\n"),
-              HasSubstr("clusters[0].cluster.server: must start with https://"));
+  EXPECT_THAT(
+      error_of("clusters: [{name: c, cluster: {server: ftp://x}}]\ncontexts: [{name: a, context: {cluster: c}}]\n"
+               "current-context: a\n"),
+      HasSubstr("clusters[0].cluster.server: must start with https://"));
   EXPECT_THAT(error_of("clusters: [{name: c, cluster: {server: https://x, certificate-authority-data: '!!'}}]\n"
                        "contexts: [{name: a, context: {cluster: c}}]\ncurrent-context: a\n"),
               HasSubstr("clusters[0].cluster.certificate-authority-data: not valid base64"));

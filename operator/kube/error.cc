@@ -10,20 +10,34 @@ class category : public std::error_category {
   const char* name() const noexcept override { return "kube"; }
   std::string message(int v) const override {
     switch (static_cast<errc>(v)) {
-      case errc::not_found: return "NotFound";
-      case errc::already_exists: return "AlreadyExists";
-      case errc::conflict: return "Conflict";
-      case errc::gone: return "Gone";
-      case errc::forbidden: return "Forbidden";
-      case errc::unauthorized: return "Unauthorized";
-      case errc::invalid: return "Invalid";
-      case errc::bad_request: return "BadRequest";
-      case errc::method_not_allowed: return "MethodNotAllowed";
-      case errc::too_many_requests: return "TooManyRequests";
-      case errc::timeout: return "Timeout";
-      case errc::server_error: return "InternalError";
-      case errc::transport: return "TransportError";
-      case errc::unexpected: return "Unexpected";
+      case errc::not_found:
+        return "NotFound";
+      case errc::already_exists:
+        return "AlreadyExists";
+      case errc::conflict:
+        return "Conflict";
+      case errc::gone:
+        return "Gone";
+      case errc::forbidden:
+        return "Forbidden";
+      case errc::unauthorized:
+        return "Unauthorized";
+      case errc::invalid:
+        return "Invalid";
+      case errc::bad_request:
+        return "BadRequest";
+      case errc::method_not_allowed:
+        return "MethodNotAllowed";
+      case errc::too_many_requests:
+        return "TooManyRequests";
+      case errc::timeout:
+        return "Timeout";
+      case errc::server_error:
+        return "InternalError";
+      case errc::transport:
+        return "TransportError";
+      case errc::unexpected:
+        return "Unexpected";
     }
     return "unknown";
   }
@@ -42,17 +56,28 @@ errc code_for(int status, const std::string& reason) {
   if (reason == "Timeout" || reason == "ServerTimeout") return errc::timeout;
   if (reason == "MethodNotAllowed") return errc::method_not_allowed;
   switch (status) {
-    case 400: return errc::bad_request;
-    case 401: return errc::unauthorized;
-    case 403: return errc::forbidden;
-    case 404: return errc::not_found;
-    case 405: return errc::method_not_allowed;
-    case 409: return errc::conflict;
-    case 410: return errc::gone;
-    case 422: return errc::invalid;
-    case 429: return errc::too_many_requests;
-    case 504: return errc::timeout;
-    default: break;
+    case 400:
+      return errc::bad_request;
+    case 401:
+      return errc::unauthorized;
+    case 403:
+      return errc::forbidden;
+    case 404:
+      return errc::not_found;
+    case 405:
+      return errc::method_not_allowed;
+    case 409:
+      return errc::conflict;
+    case 410:
+      return errc::gone;
+    case 422:
+      return errc::invalid;
+    case 429:
+      return errc::too_many_requests;
+    case 504:
+      return errc::timeout;
+    default:
+      break;
   }
   if (status >= 500) return errc::server_error;
   return errc::unexpected;
@@ -77,7 +102,9 @@ const std::error_category& kube_category() {
   return instance;
 }
 
-std::error_code make_error_code(errc e) { return {static_cast<int>(e), kube_category()}; }
+std::error_code make_error_code(errc e) {
+  return {static_cast<int>(e), kube_category()};
+}
 
 api_error::api_error(errc code, int http_status, std::string reason, std::string message, std::string request,
                      std::vector<status_cause> causes, std::optional<std::chrono::milliseconds> retry_after)

@@ -14,18 +14,18 @@ namespace datashare::kube {
 enum class errc {
   not_found = 1,
   already_exists,
-  conflict,           // optimistic-concurrency failure or a server-side-apply field conflict
-  gone,               // 410: the resourceVersion is too old (watch expired, compacted)
-  forbidden,          // 403
-  unauthorized,       // 401
-  invalid,            // 422, with field causes
-  bad_request,        // 400
-  method_not_allowed, // 405
-  too_many_requests,  // 429, with Retry-After
-  timeout,            // 504 or a server-side timeout
-  server_error,       // other 5xx
-  transport,          // no HTTP answer: connection refused, TLS failure, client timeout
-  unexpected,         // an answer this client cannot read
+  conflict,            // optimistic-concurrency failure or a server-side-apply field conflict
+  gone,                // 410: the resourceVersion is too old (watch expired, compacted)
+  forbidden,           // 403
+  unauthorized,        // 401
+  invalid,             // 422, with field causes
+  bad_request,         // 400
+  method_not_allowed,  // 405
+  too_many_requests,   // 429, with Retry-After
+  timeout,             // 504 or a server-side timeout
+  server_error,        // other 5xx
+  transport,           // no HTTP answer: connection refused, TLS failure, client timeout
+  unexpected,          // an answer this client cannot read
 };
 
 const std::error_category& kube_category();
@@ -33,8 +33,8 @@ std::error_code make_error_code(errc e);
 
 // One entry of Status.details.causes: which field was wrong and why.
 struct status_cause {
-  std::string reason;   // e.g. FieldValueInvalid
-  std::string field;    // e.g. spec.replicas
+  std::string reason;  // e.g. FieldValueInvalid
+  std::string field;   // e.g. spec.replicas
   std::string message;
 };
 
@@ -67,10 +67,18 @@ class api_error : public std::runtime_error {
 api_error error_from_response(int http_status, const std::string& body, const std::string& request,
                               const std::optional<std::string>& retry_after_header = {});
 
-inline bool is_not_found(const api_error& e) { return e.code() == errc::not_found; }
-inline bool is_conflict(const api_error& e) { return e.code() == errc::conflict; }
-inline bool is_already_exists(const api_error& e) { return e.code() == errc::already_exists; }
-inline bool is_gone(const api_error& e) { return e.code() == errc::gone; }
+inline bool is_not_found(const api_error& e) {
+  return e.code() == errc::not_found;
+}
+inline bool is_conflict(const api_error& e) {
+  return e.code() == errc::conflict;
+}
+inline bool is_already_exists(const api_error& e) {
+  return e.code() == errc::already_exists;
+}
+inline bool is_gone(const api_error& e) {
+  return e.code() == errc::gone;
+}
 
 }  // namespace datashare::kube
 

@@ -17,8 +17,8 @@ namespace {
 
 // controller-runtime's reconcile_time_seconds buckets.
 prometheus::Histogram::BucketBoundaries reconcile_buckets() {
-  return {0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0,
-          1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5, 6, 7, 8, 9, 10, 15, 20, 25, 30, 40, 50, 60};
+  return {0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.25, 1.5,
+          1.75,  2.0,  2.5,   3.0,  3.5, 4.0,  4.5, 5,    6,   7,    8,   9,    10,  15,  20,  25,  30,  40,  50,   60};
 }
 
 std::vector<std::string> owner_keys(const kube::json& object, const std::string& owner_kind, bool controller_only) {
@@ -77,7 +77,9 @@ controller::controller(controller_options options, reconcile_func reconcile)
   queue_ = std::make_unique<work_queue>(std::move(q));
 }
 
-controller::~controller() { stop(std::chrono::seconds(0)); }
+controller::~controller() {
+  stop(std::chrono::seconds(0));
+}
 
 void controller::watch_for(informer& primary) {
   primary.add_handler({.on_add = [this](const object_ptr& o) { enqueue(kube::object_key(*o)); },
@@ -163,8 +165,11 @@ void controller::process(const std::string& key) {
   } catch (const std::exception& e) {
     queue_->add_rate_limited(key);
     result = "error";
-    log::error("reconcile failed", {{"controller", options_.name}, {"namespace", req.ns}, {"name", req.name},
-                                    {"error", e.what()}, {"retries", std::to_string(queue_->num_requeues(key))}});
+    log::error("reconcile failed", {{"controller", options_.name},
+                                    {"namespace", req.ns},
+                                    {"name", req.name},
+                                    {"error", e.what()},
+                                    {"retries", std::to_string(queue_->num_requeues(key))}});
   }
   const double seconds = std::chrono::duration<double>(c.now() - started).count();
   if (active) active->Decrement();
@@ -173,8 +178,11 @@ void controller::process(const std::string& key) {
     if (result == "error") reconcile_errors_->Add({{"controller", options_.name}}).Increment();
     reconcile_time_->Add({{"controller", options_.name}}, reconcile_buckets()).Observe(seconds);
   }
-  log::debug("reconciled", {{"controller", options_.name}, {"namespace", req.ns}, {"name", req.name},
-                            {"result", result}, {"seconds", std::to_string(seconds)}});
+  log::debug("reconciled", {{"controller", options_.name},
+                            {"namespace", req.ns},
+                            {"name", req.name},
+                            {"result", result},
+                            {"seconds", std::to_string(seconds)}});
 }
 
 }  // namespace datashare::runtime

@@ -11,14 +11,15 @@
 //   returns {.requeue = true}       → add_rate_limited(key)   result="requeue"
 //   returns {}                      → forget(key)             result="success"
 
-#include <chrono>
-#include <functional>
-#include <memory>
-#include <optional>
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -37,7 +38,7 @@ struct request {
 };
 
 struct reconcile_result {
-  bool requeue = false;                            // again, with the rate limiter's backoff
+  bool requeue = false;                          // again, with the rate limiter's backoff
   std::optional<clock::duration> requeue_after;  // again after this delay (periodic work)
 };
 
@@ -49,9 +50,9 @@ using map_func = std::function<std::vector<std::string>(const kube::json& object
 struct controller_options {
   std::string name;  // metrics label and log field
   int workers = 1;
-  const clock* time_source = nullptr;             // null: the real clock
-  prometheus::Registry* registry = nullptr;       // null: no metrics
-  std::unique_ptr<rate_limiter> limiter;          // null: controller-runtime's default
+  const clock* time_source = nullptr;        // null: the real clock
+  prometheus::Registry* registry = nullptr;  // null: no metrics
+  std::unique_ptr<rate_limiter> limiter;     // null: controller-runtime's default
 };
 
 // Owns its queue and worker threads. watch_*() before start(); start()/stop() from one thread.

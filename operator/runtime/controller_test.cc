@@ -151,9 +151,8 @@ TEST(ControllerTest, OwnedAndMappedWatchesEnqueueTheRightKeys) {
   });
   c.watch_owned(owned_inf, "Widget");
   informer related_inf(client, {.kind = kube::resources::secrets, .ns = "b"});
-  c.watch_mapped(related_inf, [](const json& o) {
-    return std::vector<std::string>{"x/policy-of-" + kube::name_of(o)};
-  });
+  c.watch_mapped(related_inf,
+                 [](const json& o) { return std::vector<std::string>{"x/policy-of-" + kube::name_of(o)}; });
   c.start();
   owned_inf.start();
   ASSERT_TRUE(owned_inf.wait_for_sync(std::chrono::seconds(10)));

@@ -5,15 +5,18 @@ namespace datashare::runtime {
 informer::informer(kube::client& client, watcher_options watch, informer_options options)
     : watcher_(client, std::move(watch)), options_(std::move(options)) {}
 
-informer::~informer() { stop(); }
+informer::~informer() {
+  stop();
+}
 
-void informer::add_handler(event_handler handler) { handlers_.push_back(std::move(handler)); }
+void informer::add_handler(event_handler handler) {
+  handlers_.push_back(std::move(handler));
+}
 
 void informer::start() {
   if (thread_.joinable()) return;
-  thread_ = std::jthread([this](std::stop_token stop) {
-    watcher_.run([this](watcher_event&& e) { deliver(std::move(e)); }, stop);
-  });
+  thread_ = std::jthread(
+      [this](std::stop_token stop) { watcher_.run([this](watcher_event&& e) { deliver(std::move(e)); }, stop); });
 }
 
 void informer::stop() {

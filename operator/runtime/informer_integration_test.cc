@@ -47,7 +47,9 @@ class InformerIntegrationTest : public ::testing::Test {
     via.server = "https://127.0.0.1:" + std::to_string(proxy.port());
     return std::make_unique<kube::client>(std::make_shared<kube::cpprest_transport>(via));
   }
-  uint16_t server_port() const { return static_cast<uint16_t>(std::stoi(cfg_.server.substr(cfg_.server.rfind(':') + 1))); }
+  uint16_t server_port() const {
+    return static_cast<uint16_t>(std::stoi(cfg_.server.substr(cfg_.server.rfind(':') + 1)));
+  }
 
   void create(const std::string& name, const std::string& value = "1") {
     client_->create(kube::resources::config_maps,
@@ -65,8 +67,11 @@ class InformerIntegrationTest : public ::testing::Test {
   }
 
   watcher_options watch_options() {
-    return {.kind = kube::resources::config_maps, .ns = ns_, .label_selector = "informer-test=yes",
-            .backoff_initial = std::chrono::milliseconds(100), .backoff_max = std::chrono::milliseconds(1000)};
+    return {.kind = kube::resources::config_maps,
+            .ns = ns_,
+            .label_selector = "informer-test=yes",
+            .backoff_initial = std::chrono::milliseconds(100),
+            .backoff_max = std::chrono::milliseconds(1000)};
   }
 
   kube::rest_config cfg_;
@@ -150,19 +155,19 @@ TEST_F(InformerIntegrationTest, GoneAfterCompactionReListsIntoACorrectCache) {
                    .extract_json(true)
                    .get();
   const std::string revision = range.at("header").at("revision").as_string();
-  auto compacted =
-      etcd_client
-          .request(web::http::methods::POST, "/v3/kv/compaction", R"({"revision":")" + revision + R"(","physical":true})",
-                   "application/json")
-          .get();
+  auto compacted = etcd_client
+                       .request(web::http::methods::POST, "/v3/kv/compaction",
+                                R"({"revision":")" + revision + R"(","physical":true})", "application/json")
+                       .get();
   ASSERT_EQ(compacted.status_code(), 200) << compacted.extract_string(true).get();
   ASSERT_EQ(std::system((source + "/hack/local-cluster.sh restart-apiserver >/dev/null 2>&1").c_str()), 0);
 
   // Watching from the old version is now refused with 410.
   std::stop_source stop;
   try {
-    client_->watch(kube::resources::config_maps, ns_, {.resource_version = old_version},
-                   [](kube::watch_event&&) { return true; }, stop.get_token());
+    client_->watch(
+        kube::resources::config_maps, ns_, {.resource_version = old_version}, [](kube::watch_event&&) { return true; },
+        stop.get_token());
     ADD_FAILURE() << "a watch from a compacted resourceVersion must fail";
   } catch (const kube::api_error& e) {
     EXPECT_TRUE(kube::is_gone(e)) << e.what();

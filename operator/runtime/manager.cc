@@ -44,7 +44,9 @@ manager::~manager() {
   shut_down();
 }
 
-informer& manager::add_informer(std::unique_ptr<informer> inf) { return *informers_.emplace_back(std::move(inf)); }
+informer& manager::add_informer(std::unique_ptr<informer> inf) {
+  return *informers_.emplace_back(std::move(inf));
+}
 
 controller& manager::add_controller(std::unique_ptr<controller> c) {
   return *controllers_.emplace_back(std::move(c));
@@ -118,7 +120,8 @@ int manager::run() {
   for (auto& inf : informers_) {
     while (!stop_.stop_requested() && !inf->wait_for_sync(std::chrono::milliseconds(200))) {
       if (std::chrono::steady_clock::now() > deadline) {
-        log::error("caches did not sync in time", {{"timeout", std::to_string(options_.cache_sync_timeout.count()) + "s"}});
+        log::error("caches did not sync in time",
+                   {{"timeout", std::to_string(options_.cache_sync_timeout.count()) + "s"}});
         shut_down();
         return 1;
       }
@@ -193,7 +196,8 @@ std::function<void(const std::string&, int)> rest_client_metrics(prometheus::Reg
                      .Help("Number of HTTP requests, partitioned by status code, method, and host.")
                      .Register(registry);
   return [&family, host](const std::string& method, int code) {
-    family.Add({{"code", code == 0 ? std::string("<error>") : std::to_string(code)}, {"method", method}, {"host", host}})
+    family
+        .Add({{"code", code == 0 ? std::string("<error>") : std::to_string(code)}, {"method", method}, {"host", host}})
         .Increment();
   };
 }

@@ -4,13 +4,14 @@
 // leader election, once this process leads), /healthz and /readyz, /metrics, and a graceful
 // stop: intake stops, in-flight reconciles finish within a deadline, the Lease is released.
 
+#include <prometheus/registry.h>
+
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <functional>
 #include <memory>
 #include <mutex>
-#include <prometheus/registry.h>
 #include <string>
 #include <vector>
 
@@ -93,6 +94,6 @@ void stop_on_signals(std::function<void()> on_signal);
 
 // The hook kube::client_options::on_request wants, counting rest_client_requests_total{code,method,host}.
 std::function<void(const std::string& method, int code)> rest_client_metrics(prometheus::Registry& registry,
-                                                                            const std::string& host);
+                                                                             const std::string& host);
 
 }  // namespace datashare::runtime

@@ -31,7 +31,8 @@ std::vector<std::string> manager_flags::validate() const {
   std::vector<std::string> problems;
   log::level l{};
   if (!log::parse_level(log_level, l)) problems.push_back("--zap-log-level: not a level: " + log_level);
-  if (log_format != "logfmt" && log_format != "json") problems.push_back("--log-format: logfmt or json, not " + log_format);
+  if (log_format != "logfmt" && log_format != "json")
+    problems.push_back("--log-format: logfmt or json, not " + log_format);
   if (leader_elect) {
     if (renew_deadline >= lease_duration) {
       problems.push_back("--leader-elect-renew-deadline must be shorter than --leader-elect-lease-duration");
@@ -63,36 +64,40 @@ manager_setup setup_manager(const manager_flags& flags) {
 
   manager_setup s;
   s.registry = std::make_shared<prometheus::Registry>();
-  kube::rest_config cfg = kube::resolve_config(
-      flags.kubeconfig.empty() ? std::nullopt : std::optional<std::string>(flags.kubeconfig),
-      flags.context.empty() ? std::nullopt : std::optional<std::string>(flags.context));
+  kube::rest_config cfg =
+      kube::resolve_config(flags.kubeconfig.empty() ? std::nullopt : std::optional<std::string>(flags.kubeconfig),
+                           flags.context.empty() ? std::nullopt : std::optional<std::string>(flags.context));
   log::info("API server", {{"server", cfg.server}, {"source", cfg.source}});
-  s.client = std::make_unique<kube::client>(std::make_shared<kube::cpprest_transport>(cfg),
-                                            kube::client_options{.on_request = rest_client_metrics(*s.registry, cfg.server)});
+  s.client =
+      std::make_unique<kube::client>(std::make_shared<kube::cpprest_transport>(cfg),
+                                     kube::client_options{.on_request = rest_client_metrics(*s.registry, cfg.server)});
 
-  manager_options options{.metrics_bind_address = flags.metrics_bind_address,
-                          .health_probe_bind_address = flags.health_probe_bind_address,
-                          .graceful_shutdown_timeout =
-                              std::chrono::duration_cast<std::chrono::seconds>(flags.graceful_shutdown_timeout)};
+  manager_options options{
+      .metrics_bind_address = flags.metrics_bind_address,
+      .health_probe_bind_address = flags.health_probe_bind_address,
+      .graceful_shutdown_timeout = std::chrono::duration_cast<std::chrono::seconds>(flags.graceful_shutdown_timeout)};
   if (flags.leader_elect) {
     auto& gauge = prometheus::BuildGauge()
                       .Name("leader_election_master_status")
-                      .Help("Gauge of if the reporting system is master of the relevant lease, 0 indicates backup, 1 indicates master.")
+                      .Help(
+                          "Gauge of if the reporting system is master of the relevant lease, 0 indicates backup, 1 "
+                          "indicates master.")
                       .Register(*s.registry)
                       .Add({{"name", flags.leader_election_id}});
-    leader_election_config election{
-        .lease_namespace =
-            flags.leader_election_namespace.empty() ? in_cluster_namespace() : flags.leader_election_namespace,
-        .lease_name = flags.leader_election_id,
-        .lease_duration = flags.lease_duration,
-        .renew_deadline = flags.renew_deadline,
-        .retry_period = flags.retry_period,
-        .on_master_status = [&gauge](bool leading) { gauge.Set(leading ? 1 : 0); },
-        .on_error = [](const std::string& what, const std::exception& e) {
-          log::warn("leader election", {{"what", what}, {"error", e.what()}});
-        }};
-    auto timeout = std::max(std::chrono::seconds(1),
-                            std::chrono::duration_cast<std::chrono::seconds>(flags.renew_deadline / 2));
+    leader_election_config election{.lease_namespace = flags.leader_election_namespace.empty()
+                                                           ? in_cluster_namespace()
+                                                           : flags.leader_election_namespace,
+                                    .lease_name = flags.leader_election_id,
+                                    .lease_duration = flags.lease_duration,
+                                    .renew_deadline = flags.renew_deadline,
+                                    .retry_period = flags.retry_period,
+                                    .on_master_status = [&gauge](bool leading) { gauge.Set(leading ? 1 : 0); },
+                                    .on_error =
+                                        [](const std::string& what, const std::exception& e) {
+                                          log::warn("leader election", {{"what", what}, {"error", e.what()}});
+                                        }};
+    auto timeout =
+        std::max(std::chrono::seconds(1), std::chrono::duration_cast<std::chrono::seconds>(flags.renew_deadline / 2));
     s.election_client = std::make_unique<kube::client>(std::make_shared<kube::cpprest_transport>(cfg, timeout),
                                                        kube::client_options{.max_attempts = 1});
     s.leadership = std::make_unique<elected_leadership>(*s.election_client, std::move(election));

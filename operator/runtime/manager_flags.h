@@ -4,9 +4,10 @@
 // rest_client_requests_total), the metrics registry, leader election on a Lease (with
 // leader_election_master_status), and the manager.
 
+#include <prometheus/registry.h>
+
 #include <chrono>
 #include <memory>
-#include <prometheus/registry.h>
 #include <string>
 #include <vector>
 
@@ -29,7 +30,7 @@ struct manager_flags {
   std::string metrics_bind_address = ":8080";
   std::string health_probe_bind_address = ":8081";
   std::chrono::milliseconds graceful_shutdown_timeout{30000};
-  std::string log_level = "info";   // --zap-log-level: debug|info|warn|error or a number
+  std::string log_level = "info";     // --zap-log-level: debug|info|warn|error or a number
   std::string log_format = "logfmt";  // logfmt | json
 
   void register_on(flag_set& flags);

@@ -1,9 +1,9 @@
 #include "operator/runtime/manager_flags.h"
 
-#include "operator/kube/config.h"
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include "operator/kube/config.h"
 
 namespace datashare::runtime {
 namespace {
@@ -14,8 +14,13 @@ TEST(ManagerFlags, TakesControllerRuntimeStyleFlags) {
   manager_flags m;
   flag_set f("datashare-operator");
   m.register_on(f);
-  const char* argv[] = {"op", "--kubeconfig=/k", "--leader-elect", "--metrics-bind-address=127.0.0.1:9090",
-                        "--health-probe-bind-address", ":9091", "--zap-log-level=debug",
+  const char* argv[] = {"op",
+                        "--kubeconfig=/k",
+                        "--leader-elect",
+                        "--metrics-bind-address=127.0.0.1:9090",
+                        "--health-probe-bind-address",
+                        ":9091",
+                        "--zap-log-level=debug",
                         "--leader-elect-lease-duration=30s"};
   EXPECT_TRUE(f.parse(8, argv).empty());
   EXPECT_TRUE(m.validate().empty());

@@ -37,7 +37,8 @@ class ManagerIntegrationTest : public ::testing::Test {
  protected:
   void SetUp() override {
     kubeconfig_ = datashare::testing::require_env("KUBECONFIG");
-    client_ = std::make_unique<kube::client>(std::make_shared<kube::cpprest_transport>(kube::load_kubeconfig({kubeconfig_})));
+    client_ =
+        std::make_unique<kube::client>(std::make_shared<kube::cpprest_transport>(kube::load_kubeconfig({kubeconfig_})));
     ns_ = "manager-it-" + std::to_string(std::chrono::steady_clock::now().time_since_epoch().count() % 1000000000);
     client_->create(kube::resources::namespaces, {{"metadata", {{"name", ns_}}}});
   }
@@ -45,12 +46,12 @@ class ManagerIntegrationTest : public ::testing::Test {
 
   std::unique_ptr<child_process> start() {
     return std::make_unique<child_process>(
-        probe_path(), std::vector<std::string>{"--kubeconfig=" + kubeconfig_, "--leader-elect",
-                                               "--leader-election-id=manager-it", "--leader-election-namespace=" + ns_,
-                                               "--leader-elect-lease-duration=3s", "--leader-elect-renew-deadline=2s",
-                                               "--leader-elect-retry-period=500ms", "--metrics-bind-address=127.0.0.1:0",
-                                               "--health-probe-bind-address=127.0.0.1:0", "--watch-namespace=" + ns_,
-                                               "--zap-log-level=warn"});
+        probe_path(),
+        std::vector<std::string>{"--kubeconfig=" + kubeconfig_, "--leader-elect", "--leader-election-id=manager-it",
+                                 "--leader-election-namespace=" + ns_, "--leader-elect-lease-duration=3s",
+                                 "--leader-elect-renew-deadline=2s", "--leader-elect-retry-period=500ms",
+                                 "--metrics-bind-address=127.0.0.1:0", "--health-probe-bind-address=127.0.0.1:0",
+                                 "--watch-namespace=" + ns_, "--zap-log-level=warn"});
   }
   void create_config_map(const std::string& name) {
     client_->create(kube::resources::config_maps, {{"metadata", {{"name", name}, {"namespace", ns_}}}});

@@ -22,8 +22,10 @@ int main(int argc, char** argv) {
   limit_malloc_arenas();
   // First, before any thread exists, so that every thread inherits the blocked signals.
   runtime::stop_on_signals([] {
-    if (auto* m = g_manager.load()) m->request_stop();
-    else std::_Exit(0);  // nothing started yet
+    if (auto* m = g_manager.load())
+      m->request_stop();
+    else
+      std::_Exit(0);  // nothing started yet
   });
   runtime::manager_flags flags;
   std::string watch_namespace = "default";

@@ -55,7 +55,8 @@ TEST_F(ManagerTest, ControllersStartAfterCachesSyncAndLeadershipAndStopGracefull
                               return false;
                             },
                         .release_leadership = [&] { released = true; }});
-  auto& inf = m.add_informer(std::make_unique<informer>(client_, watcher_options{.kind = kube::resources::config_maps}));
+  auto& inf =
+      m.add_informer(std::make_unique<informer>(client_, watcher_options{.kind = kube::resources::config_maps}));
   auto& c = m.add_controller(std::make_unique<controller>(controller_options{.name = "cms", .registry = &m.registry()},
                                                           [&](const request&) -> reconcile_result {
                                                             ++reconciles;
@@ -68,7 +69,9 @@ TEST_F(ManagerTest, ControllersStartAfterCachesSyncAndLeadershipAndStopGracefull
   EXPECT_EQ(get(m.health_port(), "/healthz").first, 200);
   EXPECT_EQ(get(m.health_port(), "/readyz").first, 503) << "not ready before the caches sync";
 
-  transport_->push({200, R"({"metadata":{"resourceVersion":"3"},"items":[{"metadata":{"name":"a","namespace":"n","resourceVersion":"2"}}]})"});
+  transport_->push(
+      {200,
+       R"({"metadata":{"resourceVersion":"3"},"items":[{"metadata":{"name":"a","namespace":"n","resourceVersion":"2"}}]})"});
   ASSERT_TRUE(eventually([&] { return get(m.health_port(), "/readyz").first == 200; }));
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
   EXPECT_EQ(reconciles, 0) << "no reconcile before this process leads";
@@ -83,11 +86,10 @@ TEST_F(ManagerTest, ControllersStartAfterCachesSyncAndLeadershipAndStopGracefull
   EXPECT_THAT(metrics, HasSubstr("workqueue_adds_total"));
   // The exposition is valid for Prometheus' own checker (promtool is installed by install-deps).
   const std::string file = ::testing::TempDir() + "/manager-metrics.txt";
-  {
-    std::ofstream(file) << metrics;
-  }
+  { std::ofstream(file) << metrics; }
   EXPECT_EQ(std::system(("promtool check metrics < " + file + " > /dev/null").c_str()), 0)
-      << "promtool check metrics rejected:\n" << metrics;
+      << "promtool check metrics rejected:\n"
+      << metrics;
 
   m.request_stop();
   EXPECT_EQ(exit_code.get(), 0);
@@ -99,12 +101,11 @@ TEST_F(ManagerTest, LostLeadershipStopsTheProcessWithAnError) {
   std::mutex mu;
   manager m(registry_, {.metrics_bind_address = "0",
                         .health_probe_bind_address = "0",
-                        .acquire_leadership =
-                            [&](std::stop_token, std::function<void()> lost) {
-                              std::lock_guard l(mu);
-                              lose = std::move(lost);
-                              return true;
-                            }});
+                        .acquire_leadership = [&](std::stop_token, std::function<void()> lost) {
+                          std::lock_guard l(mu);
+                          lose = std::move(lost);
+                          return true;
+                        }});
   std::future<int> exit_code = std::async(std::launch::async, [&] { return m.run(); });
   ASSERT_TRUE(eventually([&] { return m.leading(); }));
   {

@@ -15,8 +15,11 @@ using kube::testing::fake_transport;
 using kube::testing::scripted_response;
 
 std::string cm(const std::string& name, const std::string& rv) {
-  return json{{"metadata", {{"name", name}, {"namespace", "a"}, {"resourceVersion", rv},
-                            {"managedFields", json::array({{{"manager", "x"}}})}}}}
+  return json{{"metadata",
+               {{"name", name},
+                {"namespace", "a"},
+                {"resourceVersion", rv},
+                {"managedFields", json::array({{{"manager", "x"}}})}}}}
       .dump();
 }
 std::string list_body(const std::vector<std::string>& items, const std::string& rv, const std::string& cont = "") {
@@ -46,7 +49,8 @@ class recorder {
     for (const auto& e : events_) {
       static const char* names[] = {"init_begin", "init_apply", "init_done", "apply", "remove"};
       std::string s = names[static_cast<int>(e.type)];
-      if (!e.object.is_null()) s += " " + kube::name_of(e.object) + "@" + e.object["metadata"].value("resourceVersion", "");
+      if (!e.object.is_null())
+        s += " " + kube::name_of(e.object) + "@" + e.object["metadata"].value("resourceVersion", "");
       out.push_back(s);
     }
     return out;
@@ -63,7 +67,10 @@ class WatcherTest : public ::testing::Test {
   WatcherTest() : client_(transport_, {.sleep = [](std::chrono::milliseconds) {}}) {}
 
   watcher_options options() {
-    return {.kind = kube::resources::config_maps, .ns = "a", .page_size = 2, .time_source = &clock_,
+    return {.kind = kube::resources::config_maps,
+            .ns = "a",
+            .page_size = 2,
+            .time_source = &clock_,
             .on_error = [this](const std::string& what, const std::exception&) {
               std::lock_guard lock(mu_);
               errors_.push_back(what);
@@ -95,16 +102,16 @@ class WatcherTest : public ::testing::Test {
 TEST_F(WatcherTest, ListsPagesThenWatchesFromTheListVersionAndResumesFromTheLastEvent) {
   transport_->push({200, list_body({cm("x", "1"), cm("y", "2")}, "5", "c1")});
   transport_->push({200, list_body({cm("z", "3")}, "5")});
-  transport_->push({.lines = {event("ADDED", cm("n", "6")), event("MODIFIED", cm("x", "7")),
-                              event("BOOKMARK", R"({"metadata":{"resourceVersion":"9"}})"),
-                              event("DELETED", cm("y", "10"))}});
+  transport_->push(
+      {.lines = {event("ADDED", cm("n", "6")), event("MODIFIED", cm("x", "7")),
+                 event("BOOKMARK", R"({"metadata":{"resourceVersion":"9"}})"), event("DELETED", cm("y", "10"))}});
   watcher w(client_, options());
   std::jthread t([&](std::stop_token stop) { w.run(std::ref(rec_), stop); });
   ASSERT_TRUE(rec_.wait_for_count(8));
   ASSERT_TRUE(wait_for_requests(4));  // the second watch, resuming
-  EXPECT_EQ(rec_.summary(), (std::vector<std::string>{"init_begin", "init_apply x@1", "init_apply y@2",
-                                                      "init_apply z@3", "init_done", "apply n@6", "apply x@7",
-                                                      "remove y@10"}));
+  EXPECT_EQ(rec_.summary(),
+            (std::vector<std::string>{"init_begin", "init_apply x@1", "init_apply y@2", "init_apply z@3", "init_done",
+                                      "apply n@6", "apply x@7", "remove y@10"}));
   auto watches = watch_requests();
   ASSERT_GE(watches.size(), 2u);
   EXPECT_THAT(watches[0].target, ::testing::HasSubstr("resourceVersion=5&"));
@@ -129,7 +136,8 @@ TEST_F(WatcherTest, WatchTimeoutIsDrawnBetweenFiveAndTenMinutes) {
 
 TEST_F(WatcherTest, GoneReListsAndTheStoreDropsWhatWasDeletedMeanwhile) {
   transport_->push({200, list_body({cm("x", "1"), cm("y", "2")}, "5")});
-  transport_->push({.lines = {event("ERROR", R"({"kind":"Status","code":410,"reason":"Expired","message":"too old"})")}});
+  transport_->push(
+      {.lines = {event("ERROR", R"({"kind":"Status","code":410,"reason":"Expired","message":"too old"})")}});
   transport_->push({200, list_body({cm("x", "8")}, "9")});
   store s;
   std::vector<store_change> changes;
@@ -204,9 +212,12 @@ TEST(StoreTest, IndexesByNamespaceOwnerAndCustomFunctions) {
     return {labels["app"].get<std::string>()};
   });
   auto obj = [](const std::string& ns, const std::string& name, const std::string& app, const std::string& owner) {
-    return json{{"metadata", {{"namespace", ns}, {"name", name}, {"resourceVersion", "1"},
-                              {"labels", {{"app", app}}},
-                              {"ownerReferences", json::array({{{"uid", owner}}})}}}};
+    return json{{"metadata",
+                 {{"namespace", ns},
+                  {"name", name},
+                  {"resourceVersion", "1"},
+                  {"labels", {{"app", app}}},
+                  {"ownerReferences", json::array({{{"uid", owner}}})}}}};
   };
   s.apply({watcher_event_type::init_begin, {}});
   s.apply({watcher_event_type::init_apply, obj("a", "1", "web", "u1")});
@@ -236,20 +247,23 @@ TEST_F(WatcherTest, InformerStripsManagedFieldsAndCallsHandlers) {
   informer inf(client_, options());
   std::mutex mu;
   std::vector<std::string> seen;
-  inf.add_handler({.on_add = [&](const object_ptr& o) {
-                     std::lock_guard l(mu);
-                     EXPECT_FALSE((*o)["metadata"].contains("managedFields"));
-                     seen.push_back("add " + kube::name_of(*o));
-                   },
-                   .on_update = [&](const object_ptr& old, const object_ptr& now) {
-                     std::lock_guard l(mu);
-                     seen.push_back("update " + old->at("metadata").value("resourceVersion", "") + "->" +
-                                    now->at("metadata").value("resourceVersion", ""));
-                   },
-                   .on_delete = [&](const object_ptr& o) {
-                     std::lock_guard l(mu);
-                     seen.push_back("delete " + kube::name_of(*o));
-                   }});
+  inf.add_handler({.on_add =
+                       [&](const object_ptr& o) {
+                         std::lock_guard l(mu);
+                         EXPECT_FALSE((*o)["metadata"].contains("managedFields"));
+                         seen.push_back("add " + kube::name_of(*o));
+                       },
+                   .on_update =
+                       [&](const object_ptr& old, const object_ptr& now) {
+                         std::lock_guard l(mu);
+                         seen.push_back("update " + old->at("metadata").value("resourceVersion", "") + "->" +
+                                        now->at("metadata").value("resourceVersion", ""));
+                       },
+                   .on_delete =
+                       [&](const object_ptr& o) {
+                         std::lock_guard l(mu);
+                         seen.push_back("delete " + kube::name_of(*o));
+                       }});
   inf.start();
   ASSERT_TRUE(inf.wait_for_sync(std::chrono::seconds(10)));
   for (int i = 0; i < 1000; ++i) {

@@ -53,8 +53,7 @@ void create_topic(const std::string& bootstrap, const std::string& topic) {
 
 TEST(KafkaSmokeTest, ProducesAndConsumesKeyedMessagesInPerKeyOrder) {
   const std::string bootstrap = testing::require_env("DATASHARE_KAFKA_BOOTSTRAP");
-  const std::string topic =
-      "smoke." + std::to_string(std::chrono::system_clock::now().time_since_epoch().count());
+  const std::string topic = "smoke." + std::to_string(std::chrono::system_clock::now().time_since_epoch().count());
   create_topic(bootstrap, topic);
 
   std::string err;
@@ -66,9 +65,8 @@ TEST(KafkaSmokeTest, ProducesAndConsumesKeyedMessagesInPerKeyOrder) {
     std::string key = "key-" + std::to_string(i % kKeys);
     std::string value = std::to_string(i / kKeys);  // sequence number within the key
     RdKafka::ErrorCode rc;
-    while ((rc = producer->produce(topic, RdKafka::Topic::PARTITION_UA, RdKafka::Producer::RK_MSG_COPY,
-                                   value.data(), value.size(), key.data(), key.size(), 0, nullptr)) ==
-           RdKafka::ERR__QUEUE_FULL) {
+    while ((rc = producer->produce(topic, RdKafka::Topic::PARTITION_UA, RdKafka::Producer::RK_MSG_COPY, value.data(),
+                                   value.size(), key.data(), key.size(), 0, nullptr)) == RdKafka::ERR__QUEUE_FULL) {
       producer->poll(10);
     }
     ASSERT_EQ(rc, RdKafka::ERR_NO_ERROR) << RdKafka::err2str(rc);

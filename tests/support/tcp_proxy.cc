@@ -1,6 +1,8 @@
 #include "tests/support/tcp_proxy.h"
 
 #include <array>
+#include <boost/asio/post.hpp>
+#include <boost/asio/write.hpp>
 #include <future>
 
 namespace datashare::testing {
@@ -27,10 +29,11 @@ struct tcp_proxy::link : std::enable_shared_from_this<link> {
     auto self = shared_from_this();
     from.async_read_some(asio::buffer(buf), [self, &from, &to, &buf](boost::system::error_code ec, size_t n) {
       if (ec) return self->close();
-      asio::async_write(to, asio::buffer(buf.data(), n), [self, &from, &to, &buf](boost::system::error_code wec, size_t) {
-        if (wec) return self->close();
-        self->pump(from, to, buf);
-      });
+      asio::async_write(to, asio::buffer(buf.data(), n),
+                        [self, &from, &to, &buf](boost::system::error_code wec, size_t) {
+                          if (wec) return self->close();
+                          self->pump(from, to, buf);
+                        });
     });
   }
 };
@@ -88,6 +91,8 @@ void tcp_proxy::cut() {
   done.get_future().wait();
 }
 
-void tcp_proxy::set_refusing(bool refusing) { refusing_ = refusing; }
+void tcp_proxy::set_refusing(bool refusing) {
+  refusing_ = refusing;
+}
 
 }  // namespace datashare::testing

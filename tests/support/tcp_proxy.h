@@ -2,9 +2,8 @@
 // A TCP proxy on 127.0.0.1 for tests that need to cut a connection the code under test holds
 // (a watch stream) without touching the server behind it. TLS passes through untouched.
 
-#include <utility>  // before Boost.Asio: 1.74 uses std::exchange without including it
-
-#include <boost/asio.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <cstdint>
 #include <memory>
 #include <mutex>
