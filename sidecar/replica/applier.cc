@@ -130,12 +130,15 @@ decision applier::decide(const kafka::message& m) const {
 
 std::error_code applier::prepare(std::span<const kafka::message> messages, const store::kv& kv, std::int64_t now_us,
                                  plan& out) const {
-  // Versions decided earlier in this batch win over the store: it does not hold them yet.
-  std::unordered_map<std::string_view, std::uint64_t> batch_versions;
+  // Pass 1: skip what was applied before (below the stored offset), decide the rest, and gather
+  // the keys whose stored version is needed, to read them in one multi_get.
   std::map<std::int32_t, std::int64_t> next_offsets;
+  std::vector<std::optional<decision>> decisions(messages.size());
+  std::unordered_map<std::string_view, std::uint64_t> versions;  // key → newest version known
+  std::vector<std::string> lookup;
   std::string stored;
-  std::uint64_t dlq = 0;
-  for (const auto& m : messages) {
+  for (std::size_t i = 0; i < messages.size(); ++i) {
+    const auto& m = messages[i];
     auto [pos, first_seen] = next_offsets.try_emplace(m.partition, 0);
     if (first_seen) {
       // The stored position: a message below it was applied before (a redelivery after a seek
@@ -151,30 +154,40 @@ std::error_code applier::prepare(std::span<const kafka::message> messages, const
       continue;
     }
     pos->second = m.offset + 1;
-    decision d = decide(m);
+    decisions[i] = decide(m);
+    if (decisions[i]->kind != decision::poison && versions.try_emplace(*m.key, 0).second) {
+      lookup.push_back(data_key(*m.key));
+    }
+  }
+  std::vector<std::string> values;
+  std::vector<std::error_code> errors;
+  kv.multi_get(lookup, values, errors);
+  for (std::size_t i = 0; i < lookup.size(); ++i) {
+    if (errors[i] == store::errc::not_found) continue;
+    if (errors[i]) return errors[i];
+    auto r = decode_record(values[i]);
+    if (!r) return store::errc::corruption;
+    versions[std::string_view(lookup[i]).substr(1)] = r->version;
+  }
+  // Pass 2, in consumption order: the version check against the store and the batch so far.
+  std::uint64_t dlq = 0;
+  for (std::size_t i = 0; i < messages.size(); ++i) {
+    if (!decisions[i]) continue;
+    const auto& m = messages[i];
+    decision& d = *decisions[i];
     out.newest_event_time_us = std::max(out.newest_event_time_us, d.event_time_us);
     if (d.kind == decision::poison) {
       out.poison.emplace_back(&m, std::move(d.value));
       ++dlq;
       continue;
     }
-    std::uint64_t current = 0;
-    if (auto it = batch_versions.find(*m.key); it != batch_versions.end()) {
-      current = it->second;
-    } else if (auto ec = kv.get(data_key(*m.key), stored); !ec) {
-      auto r = decode_record(stored);
-      if (!r) return store::errc::corruption;
-      current = r->version;
-    } else if (ec != store::errc::not_found) {
-      return ec;
-    }
+    std::uint64_t& current = versions.find(*m.key)->second;
     if (d.version <= current) {
       ++out.stale;
       continue;
     }
-    batch_versions[*m.key] = d.version;
-    out.batch.put(data_key(*m.key),
-                  encode_record(d.version, d.event_time_us, d.kind == decision::remove, d.value));
+    current = d.version;
+    out.batch.put(data_key(*m.key), encode_record(d.version, d.event_time_us, d.kind == decision::remove, d.value));
     ++out.applied;
     out.propagation_us.push_back(now_us - d.event_time_us);
   }

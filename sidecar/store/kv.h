@@ -63,6 +63,16 @@ class kv {
   // lose a suffix of whole batches.
   virtual std::error_code write(const write_batch& batch, bool sync) = 0;
 
+  // Looks up several keys at once (one pass through memtables and files for the whole set, where
+  // the store can): values[i] and errors[i] answer keys[i], errc::not_found when absent. The
+  // default asks get() for each.
+  virtual void multi_get(const std::vector<std::string>& keys, std::vector<std::string>& values,
+                         std::vector<std::error_code>& errors) const {
+    values.assign(keys.size(), {});
+    errors.assign(keys.size(), {});
+    for (std::size_t i = 0; i < keys.size(); ++i) errors[i] = get(keys[i], values[i]);
+  }
+
   // Up to `limit` entries with begin <= key < end (an empty `end`: no upper bound), in key order.
   virtual std::error_code scan(std::string_view begin, std::string_view end, std::size_t limit,
                                std::vector<entry>& out) const = 0;

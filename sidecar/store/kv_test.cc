@@ -87,6 +87,24 @@ TEST_P(kv_contract_test, ScansInKeyOrderWithinBoundsAndLimit) {
   EXPECT_EQ(out[1].first, "d/c");
 }
 
+TEST_P(kv_contract_test, MultiGetAnswersEachKey) {
+  write_batch b;
+  b.put("a", "1");
+  b.put("c", "3");
+  ASSERT_FALSE(kv_->write(b, false));
+  std::vector<std::string> values;
+  std::vector<std::error_code> errors;
+  kv_->multi_get({"c", "b", "a"}, values, errors);
+  ASSERT_EQ(values.size(), 3u);
+  EXPECT_FALSE(errors[0]);
+  EXPECT_EQ(values[0], "3");
+  EXPECT_EQ(errors[1], errc::not_found);
+  EXPECT_FALSE(errors[2]);
+  EXPECT_EQ(values[2], "1");
+  kv_->multi_get({}, values, errors);
+  EXPECT_TRUE(values.empty());
+}
+
 TEST_P(kv_contract_test, SurvivesReopen) {
   write_batch b;
   b.put("x", "y");

@@ -38,6 +38,21 @@ class rocksdb_kv final : public kv {
     return {};
   }
 
+  void multi_get(const std::vector<std::string>& keys, std::vector<std::string>& values,
+                 std::vector<std::error_code>& errors) const override {
+    std::vector<rocksdb::Slice> slices(keys.begin(), keys.end());
+    std::vector<rocksdb::PinnableSlice> pinned(keys.size());
+    std::vector<rocksdb::Status> statuses(keys.size());
+    db_->MultiGet(rocksdb::ReadOptions(), db_->DefaultColumnFamily(), keys.size(), slices.data(), pinned.data(),
+                  statuses.data());
+    values.assign(keys.size(), {});
+    errors.assign(keys.size(), {});
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      errors[i] = to_error(statuses[i]);
+      if (statuses[i].ok()) values[i].assign(pinned[i].data(), pinned[i].size());
+    }
+  }
+
   std::error_code write(const write_batch& batch, bool sync) override {
     rocksdb::WriteBatch wb;
     for (const auto& op : batch.ops()) {
