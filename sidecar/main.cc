@@ -105,8 +105,8 @@ int main(int argc, char** argv) {
         return 1;
       }
     }
-    replicas.push_back(std::make_unique<ds::replica::replica>(s, std::move(kv), *kafka,
-                                                              metrics.replica(s.product.name, s.policy)));
+    replicas.push_back(
+        std::make_unique<ds::replica::replica>(s, std::move(kv), *kafka, metrics.replica(s.product.name, s.policy)));
   }
 
   std::vector<std::unique_ptr<ds::publisher::publisher>> publishers;
@@ -117,8 +117,8 @@ int main(int argc, char** argv) {
       std::cerr << "datashare-sidecar: product " << p.product.name << ": " << error << "\n";
       return 1;
     }
-    publishers.push_back(std::make_unique<ds::publisher::publisher>(p, std::move(kv), *kafka,
-                                                                    metrics.publisher(p.product.name)));
+    publishers.push_back(
+        std::make_unique<ds::publisher::publisher>(p, std::move(kv), *kafka, metrics.publisher(p.product.name)));
     if (auto ec = publishers.back()->start(error)) {
       std::cerr << "datashare-sidecar: product " << p.product.name << ": " << error << "\n";
       return 1;
@@ -133,17 +133,19 @@ int main(int argc, char** argv) {
 
   ds::http::server server(cfg.listen.threads);
   std::uint16_t data_port = 0, admin_port = 0;
-  if (auto ec = server.listen(cfg.listen.data.address, cfg.listen.data.port,
-                              [&router](const ds::http::request& req, ds::http::responder r) { router.handle_data(req, std::move(r)); },
-                              data_port)) {
-    std::cerr << "datashare-sidecar: cannot listen on " << cfg.listen.data.address << ":" << cfg.listen.data.port << ": "
-              << ec.message() << "\n";
+  if (auto ec = server.listen(
+          cfg.listen.data.address, cfg.listen.data.port,
+          [&router](const ds::http::request& req, ds::http::responder r) { router.handle_data(req, std::move(r)); },
+          data_port)) {
+    std::cerr << "datashare-sidecar: cannot listen on " << cfg.listen.data.address << ":" << cfg.listen.data.port
+              << ": " << ec.message() << "\n";
     return 1;
   }
   if (cfg.listen.admin) {
-    if (auto ec = server.listen(cfg.listen.admin->address, cfg.listen.admin->port,
-                                [&router](const ds::http::request& req, ds::http::responder r) { router.handle_admin(req, std::move(r)); },
-                                admin_port)) {
+    if (auto ec = server.listen(
+            cfg.listen.admin->address, cfg.listen.admin->port,
+            [&router](const ds::http::request& req, ds::http::responder r) { router.handle_admin(req, std::move(r)); },
+            admin_port)) {
       std::cerr << "datashare-sidecar: cannot listen on " << cfg.listen.admin->address << ":" << cfg.listen.admin->port
                 << ": " << ec.message() << "\n";
       return 1;

@@ -8,12 +8,12 @@
 //
 // Keys are "key:%012d" (redis-benchmark's __rand_int__ format), values the JSON state of a
 // product padded to about V bytes, with the contract's datashare_version and ce_time headers.
+#include <algorithm>
+#include <atomic>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -47,7 +47,8 @@ struct args {
 };
 
 std::int64_t now_us() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
 }
 
 double seconds_since(std::chrono::steady_clock::time_point t) {
@@ -93,7 +94,12 @@ int produce(const args& a) {
     return 1;
   }
   std::atomic<long> failed{0};
-  auto p = f->make_producer(true, [&](const ds::kafka::delivery& d) { if (d.error) ++failed; }, error);
+  auto p = f->make_producer(
+      true,
+      [&](const ds::kafka::delivery& d) {
+        if (d.error) ++failed;
+      },
+      error);
   long events = a.num("--events", 1000000), keys = a.num("--keys", events), bytes = a.num("--value-bytes", 200);
   auto start = std::chrono::steady_clock::now();
   for (long i = 0; i < events; ++i) {
@@ -118,7 +124,8 @@ int produce(const args& a) {
     std::cerr << "flush failed or " << failed.load() << " deliveries failed\n";
     return 1;
   }
-  std::printf("produced %ld events (%ld keys, ~%ld-byte values) in %.2f s\n", events, keys, bytes, seconds_since(start));
+  std::printf("produced %ld events (%ld keys, ~%ld-byte values) in %.2f s\n", events, keys, bytes,
+              seconds_since(start));
   return 0;
 }
 
@@ -192,7 +199,8 @@ int raw_latency(const args& a) {
       if (done.load() && batch.empty()) break;
     }
   });
-  auto p = f->make_producer(true, [](const ds::kafka::delivery&) {}, error);
+  auto p = f->make_producer(
+      true, [](const ds::kafka::delivery&) {}, error);
   auto t0 = std::chrono::steady_clock::now();
   for (long i = 0; i < rate * secs; ++i) {
     std::this_thread::sleep_until(t0 + std::chrono::microseconds(i * 1000000 / rate));
@@ -302,7 +310,8 @@ int redis_load(const args& a) {
   // The last state of each key, as the replica holds it.
   for (long i = std::max(0L, events - keys); i < events; ++i) {
     std::string key = key_of(i % keys), value = value_of(key, i, bytes);
-    std::printf("*3\r\n$3\r\nSET\r\n$%zu\r\n%s\r\n$%zu\r\n%s\r\n", key.size(), key.c_str(), value.size(), value.c_str());
+    std::printf("*3\r\n$3\r\nSET\r\n$%zu\r\n%s\r\n$%zu\r\n%s\r\n", key.size(), key.c_str(), value.size(),
+                value.c_str());
   }
   return 0;
 }
@@ -311,7 +320,8 @@ int redis_load(const args& a) {
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::cerr << "usage: datashare-sidecar-bench produce|apply|raw-latency|publish-latency|redis-load [--flag value]...\n";
+    std::cerr
+        << "usage: datashare-sidecar-bench produce|apply|raw-latency|publish-latency|redis-load [--flag value]...\n";
     return 2;
   }
   args a;

@@ -57,7 +57,9 @@ std::optional<std::string_view> query_param(std::string_view query, std::string_
   return std::nullopt;
 }
 
-std::string staleness(const replica::replica& r) { return std::to_string(r.status().staleness_ms); }
+std::string staleness(const replica::replica& r) {
+  return std::to_string(r.status().staleness_ms);
+}
 
 void append_item(std::string& out, const replica::item& it) {
   out += R"({"key":)";
@@ -103,7 +105,8 @@ http::response router::readiness() const {
                                 {"dlqTotal", s.dlq_total}});
   }
   body["publishers"] = nlohmann::json::array();
-  for (const auto& [name, p] : publishers_) body["publishers"].push_back({{"product", name}, {"outboxDepth", p->depth()}});
+  for (const auto& [name, p] : publishers_)
+    body["publishers"].push_back({{"product", name}, {"outboxDepth", p->depth()}});
   http::response r;
   r.status = body["ready"].get<bool>() ? 200 : 503;
   r.body = body.dump();
@@ -281,7 +284,8 @@ http::response router::read(const replica::replica& r, std::string_view product,
   }
   std::vector<replica::item> items;
   bool more = false;
-  if (auto ec = replica::scan(r.store(), after, limit, items, more)) return json_error(500, "store read failed: " + ec.message());
+  if (auto ec = replica::scan(r.store(), after, limit, items, more))
+    return json_error(500, "store read failed: " + ec.message());
   std::string body = R"({"items":[)";
   for (std::size_t i = 0; i < items.size(); ++i) {
     if (i != 0) body += ',';

@@ -33,8 +33,8 @@ std::optional<std::string> percent_decode(std::string_view s);
 
 class router {
  public:
-  router(metrics::registry& metrics, std::vector<replica::replica*> replicas, std::vector<publisher::publisher*> publishers,
-         std::vector<std::string> sync_only_products = {});
+  router(metrics::registry& metrics, std::vector<replica::replica*> replicas,
+         std::vector<publisher::publisher*> publishers, std::vector<std::string> sync_only_products = {});
 
   // The data port: everything.
   void handle_data(const http::request& req, http::responder respond) const;

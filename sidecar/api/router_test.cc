@@ -37,9 +37,12 @@ config::product_schema products() {
 // A keep-alive client for one connection.
 class client {
  public:
-  explicit client(std::uint16_t port) : socket_(ioc_) { socket_.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port)); }
+  explicit client(std::uint16_t port) : socket_(ioc_) {
+    socket_.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port));
+  }
 
-  bhttp::response<bhttp::string_body> call(bhttp::verb method, const std::string& target, const std::string& body = "") {
+  bhttp::response<bhttp::string_body> call(bhttp::verb method, const std::string& target,
+                                           const std::string& body = "") {
     bhttp::request<bhttp::string_body> req{method, target, 11};
     req.set(bhttp::field::host, "localhost");
     req.keep_alive(true);
@@ -98,16 +101,17 @@ class RouterTest : public ::testing::Test {
                                                   metrics_.replica("products", "orders-products"), o);
     ASSERT_FALSE(replica_->start(error)) << error;
     router_ = std::make_unique<router>(metrics_, std::vector<replica::replica*>{replica_.get()},
-                                       std::vector<publisher::publisher*>{publisher_.get()}, std::vector<std::string>{"prices"});
+                                       std::vector<publisher::publisher*>{publisher_.get()},
+                                       std::vector<std::string>{"prices"});
     http::limits l;
     l.body_bytes = 4096;
     server_ = std::make_unique<http::server>(1, l);
-    ASSERT_FALSE(server_->listen("127.0.0.1", 0, [this](const http::request& q, http::responder r) {
-      router_->handle_data(q, std::move(r));
-    }, port_));
-    ASSERT_FALSE(server_->listen("127.0.0.1", 0, [this](const http::request& q, http::responder r) {
-      router_->handle_admin(q, std::move(r));
-    }, admin_port_));
+    ASSERT_FALSE(server_->listen(
+        "127.0.0.1", 0, [this](const http::request& q, http::responder r) { router_->handle_data(q, std::move(r)); },
+        port_));
+    ASSERT_FALSE(server_->listen(
+        "127.0.0.1", 0, [this](const http::request& q, http::responder r) { router_->handle_admin(q, std::move(r)); },
+        admin_port_));
     server_->start();
   }
   void TearDown() override {
@@ -244,10 +248,11 @@ TEST_F(RouterTest, ProbesAndMetrics) {
   EXPECT_EQ(body["replicas"][0]["appliedTotal"], 1);
   auto m = admin.call(bhttp::verb::get, "/metrics");
   EXPECT_EQ(m.result_int(), 200u);
-  for (const char* name : {"datashare_replica_lag_events{", "datashare_replica_lag_seconds{", "datashare_replica_apply_total{",
-                           "datashare_replica_skipped_stale_total{", "datashare_replica_dlq_total{",
-                           "datashare_propagation_seconds_bucket{", "datashare_publisher_outbox_depth{",
-                           "datashare_publish_total{", "policy=\"orders-products\"", "result=\"accepted\""}) {
+  for (const char* name :
+       {"datashare_replica_lag_events{", "datashare_replica_lag_seconds{", "datashare_replica_apply_total{",
+        "datashare_replica_skipped_stale_total{", "datashare_replica_dlq_total{",
+        "datashare_propagation_seconds_bucket{", "datashare_publisher_outbox_depth{", "datashare_publish_total{",
+        "policy=\"orders-products\"", "result=\"accepted\""}) {
     EXPECT_NE(m.body().find(name), std::string::npos) << name;
   }
 }

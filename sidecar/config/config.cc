@@ -14,21 +14,30 @@ namespace datashare::sidecar::config {
 
 std::string_view to_string(field_type t) {
   switch (t) {
-    case field_type::string: return "string";
-    case field_type::number: return "number";
-    case field_type::integer: return "integer";
-    case field_type::boolean: return "boolean";
-    case field_type::object: return "object";
-    case field_type::array: return "array";
+    case field_type::string:
+      return "string";
+    case field_type::number:
+      return "number";
+    case field_type::integer:
+      return "integer";
+    case field_type::boolean:
+      return "boolean";
+    case field_type::object:
+      return "object";
+    case field_type::array:
+      return "array";
   }
   return "?";
 }
 
 std::string_view to_string(sharing_mode m) {
   switch (m) {
-    case sharing_mode::event: return "event";
-    case sharing_mode::sync: return "sync";
-    case sharing_mode::hybrid: return "hybrid";
+    case sharing_mode::event:
+      return "event";
+    case sharing_mode::sync:
+      return "sync";
+    case sharing_mode::hybrid:
+      return "hybrid";
   }
   return "?";
 }
@@ -203,7 +212,8 @@ bool is_dns_label_like(std::string_view s) {
       return false;
     }
   }
-  return std::isalnum(static_cast<unsigned char>(s.front())) != 0 && std::isalnum(static_cast<unsigned char>(s.back())) != 0;
+  return std::isalnum(static_cast<unsigned char>(s.front())) != 0 &&
+         std::isalnum(static_cast<unsigned char>(s.back())) != 0;
 }
 
 bool is_topic_name(std::string_view s) {
@@ -244,7 +254,8 @@ void read_kafka(reader& r, const YAML::Node& node, const std::string& path, kafk
       auto& sec = k.security;
       if (auto p = r.string(s, sp, "protocol", false)) {
         if (*p != "PLAINTEXT" && *p != "SSL" && *p != "SASL_PLAINTEXT" && *p != "SASL_SSL") {
-          r.add(reader::join(sp, "protocol"), "must be one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL, got \"" + *p + "\"");
+          r.add(reader::join(sp, "protocol"),
+                "must be one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL, got \"" + *p + "\"");
         } else {
           sec.protocol = *p;
         }
@@ -298,7 +309,8 @@ void read_kafka(reader& r, const YAML::Node& node, const std::string& path, kafk
         }
         if (key.find("password") != std::string::npos || key.find("secret") != std::string::npos ||
             key == "ssl.key.pem" || key == "sasl.oauthbearer.config") {
-          r.add(kp, "secrets cannot be given inline: use security.tls / security.sasl with a file or environment variable");
+          r.add(kp,
+                "secrets cannot be given inline: use security.tls / security.sasl with a file or environment variable");
           continue;
         }
         if (key == "bootstrap.servers" || key == "group.id" || key == "enable.idempotence" || key == "acks" ||
@@ -318,8 +330,8 @@ void read_listen(reader& r, const YAML::Node& node, const std::string& path, lis
     std::string dp = reader::join(path, "data");
     if (auto e = read_endpoint(r, node["data"], dp)) {
       if (!e->address.empty() && !is_loopback(e->address)) {
-        r.add(reader::join(dp, "address"), "the data API binds to loopback only (127.0.0.1 or ::1), got \"" +
-                                                e->address + "\"");
+        r.add(reader::join(dp, "address"),
+              "the data API binds to loopback only (127.0.0.1 or ::1), got \"" + e->address + "\"");
       }
       l.data = *e;
     }
@@ -361,13 +373,15 @@ void read_product(reader& r, const YAML::Node& node, const std::string& path, pr
       }
     }
     f.restricted = r.boolean(fields[i], ip, "restricted").value_or(false);
-    if (!f.name.empty() && !seen.insert(f.name).second) r.add(reader::join(ip, "name"), "duplicate field \"" + f.name + "\"");
+    if (!f.name.empty() && !seen.insert(f.name).second)
+      r.add(reader::join(ip, "name"), "duplicate field \"" + f.name + "\"");
     p.fields.push_back(std::move(f));
   }
   if (!p.key.empty()) {
     const field* k = p.find(p.key);
     if (k == nullptr) {
-      r.add(reader::join(path, "key"), "key field \"" + p.key + "\" is not one of the fields (" + p.field_names() + ")");
+      r.add(reader::join(path, "key"),
+            "key field \"" + p.key + "\" is not one of the fields (" + p.field_names() + ")");
     } else if (k->restricted) {
       r.add(reader::join(path, "key"), "key field \"" + p.key + "\" cannot be restricted");
     }
@@ -377,7 +391,8 @@ void read_product(reader& r, const YAML::Node& node, const std::string& path, pr
 void read_topic(reader& r, const YAML::Node& node, const std::string& path, std::string& topic) {
   topic = r.string(node, path, "topic", true).value_or("");
   if (!topic.empty() && !is_topic_name(topic)) {
-    r.add(reader::join(path, "topic"), "not a valid Kafka topic name (a-z, A-Z, 0-9, '.', '_', '-'): \"" + topic + "\"");
+    r.add(reader::join(path, "topic"),
+          "not a valid Kafka topic name (a-z, A-Z, 0-9, '.', '_', '-'): \"" + topic + "\"");
   }
 }
 
@@ -393,7 +408,8 @@ void read_publish(reader& r, const YAML::Node& node, const std::string& path, pu
     std::string op = reader::join(path, "outbox");
     const YAML::Node o = node["outbox"];
     if (r.map(o, op, {"maxEntries"})) {
-      if (auto m = r.integer(o, op, "maxEntries", false, 1, 1'000'000'000)) p.outbox.max_entries = static_cast<std::uint64_t>(*m);
+      if (auto m = r.integer(o, op, "maxEntries", false, 1, 1'000'000'000))
+        p.outbox.max_entries = static_cast<std::uint64_t>(*m);
     }
   }
 }
@@ -413,7 +429,8 @@ void read_sync_policy(reader& r, const YAML::Node& node, const std::string& path
     std::string p = reader::join(path, "circuitBreaker");
     const YAML::Node n = node["circuitBreaker"];
     if (r.map(n, p, {"consecutiveFailures", "openFor"})) {
-      if (auto a = r.integer(n, p, "consecutiveFailures", false, 1, 1000)) s.breaker_consecutive_failures = static_cast<int>(*a);
+      if (auto a = r.integer(n, p, "consecutiveFailures", false, 1, 1000))
+        s.breaker_consecutive_failures = static_cast<int>(*a);
       if (auto d = r.duration(n, p, "openFor")) s.breaker_open_for = *d;
     }
   }
@@ -422,7 +439,8 @@ void read_sync_policy(reader& r, const YAML::Node& node, const std::string& path
     const YAML::Node n = node["cache"];
     if (r.map(n, p, {"ttl", "maxEntries", "serveStaleOnError"})) {
       if (auto d = r.duration(n, p, "ttl")) s.cache_ttl = *d;
-      if (auto m = r.integer(n, p, "maxEntries", false, 0, 100'000'000)) s.cache_max_entries = static_cast<std::uint64_t>(*m);
+      if (auto m = r.integer(n, p, "maxEntries", false, 0, 100'000'000))
+        s.cache_max_entries = static_cast<std::uint64_t>(*m);
       if (auto b = r.boolean(n, p, "serveStaleOnError")) s.serve_stale_on_error = *b;
     }
   }
@@ -480,7 +498,8 @@ void read_subscribe(reader& r, const YAML::Node& node, const std::string& path, 
       r.add(reader::join(path, "store"), "must be rocksdb or memory, got \"" + *st + "\"");
     }
   }
-  if (auto m = r.integer(node, path, "maxEventBytes", false, 64, 64 << 20)) s.max_event_bytes = static_cast<std::uint64_t>(*m);
+  if (auto m = r.integer(node, path, "maxEventBytes", false, 64, 64 << 20))
+    s.max_event_bytes = static_cast<std::uint64_t>(*m);
   if (r.present(node, "sync")) read_sync_policy(r, node["sync"], reader::join(path, "sync"), s.sync);
 
   // Cross-field rules: every field named must exist in the product; a field is local or
@@ -499,7 +518,8 @@ void read_subscribe(reader& r, const YAML::Node& node, const std::string& path, 
       } else if (local_copy && !local.insert(names[i]).second) {
         r.add(reader::index(lp, i), "duplicate field \"" + names[i] + "\"");
       } else if (!local_copy && local.count(names[i]) != 0) {
-        r.add(reader::index(lp, i), "field \"" + names[i] + "\" is already in fields: a field is local or sync, not both");
+        r.add(reader::index(lp, i),
+              "field \"" + names[i] + "\" is already in fields: a field is local or sync, not both");
       }
     }
   };
@@ -508,14 +528,16 @@ void read_subscribe(reader& r, const YAML::Node& node, const std::string& path, 
   switch (s.mode) {
     case sharing_mode::event:
       if (s.fields.empty()) r.add(reader::join(path, "fields"), "event mode needs at least one field");
-      if (!s.sync_fields.empty()) r.add(reader::join(path, "syncFields"), "event mode reads nothing from the owner: remove syncFields");
+      if (!s.sync_fields.empty())
+        r.add(reader::join(path, "syncFields"), "event mode reads nothing from the owner: remove syncFields");
       break;
     case sharing_mode::hybrid:
       if (s.fields.empty()) r.add(reader::join(path, "fields"), "hybrid mode needs at least one local field");
       if (s.sync_fields.empty()) r.add(reader::join(path, "syncFields"), "hybrid mode needs at least one sync field");
       [[fallthrough]];
     case sharing_mode::sync:
-      if (s.owner_url.empty()) r.add(reader::join(path, "owner.url"), "is required in " + std::string(to_string(s.mode)) + " mode");
+      if (s.owner_url.empty())
+        r.add(reader::join(path, "owner.url"), "is required in " + std::string(to_string(s.mode)) + " mode");
       break;
   }
 }
@@ -543,11 +565,12 @@ void read_list(reader& r, const YAML::Node& root, const char* key, std::vector<T
 
 void validate_whole(reader& r, const sidecar_config& c) {
   bool needs_kafka = !c.publish.empty() || !c.subscribe.empty();
-  if (needs_kafka && c.kafka.bootstrap_servers.empty()) r.add("kafka.bootstrapServers", "is required with publish or subscribe");
-  bool needs_data_dir = !c.publish.empty() ||
-                        std::any_of(c.subscribe.begin(), c.subscribe.end(), [](const subscribe_spec& s) {
-                          return s.store == store_kind::rocksdb && s.mode != sharing_mode::sync;
-                        });
+  if (needs_kafka && c.kafka.bootstrap_servers.empty())
+    r.add("kafka.bootstrapServers", "is required with publish or subscribe");
+  bool needs_data_dir =
+      !c.publish.empty() || std::any_of(c.subscribe.begin(), c.subscribe.end(), [](const subscribe_spec& s) {
+        return s.store == store_kind::rocksdb && s.mode != sharing_mode::sync;
+      });
   if (needs_data_dir && c.data_dir.empty()) r.add("dataDir", "is required for the outbox and rocksdb stores");
   if (c.publish.empty() && c.subscribe.empty() && c.participate.empty()) {
     r.add("", "nothing to do: publish, subscribe and participate are all empty");
@@ -555,7 +578,8 @@ void validate_whole(reader& r, const sidecar_config& c) {
   std::set<std::string> products;
   for (std::size_t i = 0; i < c.publish.size(); ++i) {
     if (!c.publish[i].product.name.empty() && !products.insert(c.publish[i].product.name).second) {
-      r.add(reader::index("publish", i) + ".product.name", "product \"" + c.publish[i].product.name + "\" is published twice");
+      r.add(reader::index("publish", i) + ".product.name",
+            "product \"" + c.publish[i].product.name + "\" is published twice");
     }
   }
   std::set<std::string> subscribed, policies;
@@ -583,15 +607,16 @@ load_result parse_config(std::string_view yaml_text) {
   try {
     root = YAML::Load(std::string(yaml_text));
   } catch (const YAML::Exception& e) {
-    result.problems.push_back(
-        {"", "not valid YAML at line " + std::to_string(e.mark.line + 1) + ", column " + std::to_string(e.mark.column + 1) + ": " + e.msg});
+    result.problems.push_back({"", "not valid YAML at line " + std::to_string(e.mark.line + 1) + ", column " +
+                                       std::to_string(e.mark.column + 1) + ": " + e.msg});
     return result;
   }
   reader r(result.problems);
   sidecar_config c;
   try {
     if (!r.map(root, "", {"version", "dataDir", "kafka", "listen", "publish", "subscribe", "participate"})) {
-      result.problems.back().message = "the file must be a YAML mapping (version, kafka, listen, publish, subscribe, ...)";
+      result.problems.back().message =
+          "the file must be a YAML mapping (version, kafka, listen, publish, subscribe, ...)";
       return result;
     }
     if (auto v = r.integer(root, "", "version", true, 0, 1'000'000)) {

@@ -122,7 +122,8 @@ subscribe:
     store: disk
 )");
   EXPECT_FALSE(r.config);
-  EXPECT_THAT(r.problems, has_problem("subscribe[1].fields[2]", R"(unknown field "ratng" (product fields: id, name, price, secret))"));
+  EXPECT_THAT(r.problems, has_problem("subscribe[1].fields[2]",
+                                      R"(unknown field "ratng" (product fields: id, name, price, secret))"));
   EXPECT_THAT(r.problems, has_problem("subscribe[1].fields[3]", "restricted"));
   EXPECT_THAT(r.problems, has_problem("subscribe[1].syncFields", "event mode"));
   EXPECT_THAT(r.problems, has_problem("subscribe[1].maxLag", "not a duration"));
@@ -195,14 +196,16 @@ participate: [{product: p}]
 }
 
 TEST(SidecarConfigTest, MalformedFiles) {
-  for (const char* text : {"", "[1, 2]", "version: 1\nkafka: [", "just a string", "version: 2\nparticipate: [{product: p}]",
-                           "version: x", "{version: 1, subscribe: {a: b}}", "version: 1\nsubscribe: [3]"}) {
+  for (const char* text :
+       {"", "[1, 2]", "version: 1\nkafka: [", "just a string", "version: 2\nparticipate: [{product: p}]", "version: x",
+        "{version: 1, subscribe: {a: b}}", "version: 1\nsubscribe: [3]"}) {
     auto r = parse_config(text);
     EXPECT_FALSE(r.config) << text;
     EXPECT_FALSE(r.problems.empty()) << text;
   }
   EXPECT_THAT(parse_config("version: 1\nkafka: [").problems, has_problem("", "not valid YAML at line"));
-  EXPECT_THAT(parse_config("version: 2\nparticipate: [{product: p}]").problems, has_problem("version", "unsupported schema version 2"));
+  EXPECT_THAT(parse_config("version: 2\nparticipate: [{product: p}]").problems,
+              has_problem("version", "unsupported schema version 2"));
   EXPECT_THAT(parse_config("version: 1\nsubscribe: [3]").problems, has_problem("subscribe[0]", "must be a mapping"));
 }
 

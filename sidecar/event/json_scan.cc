@@ -235,9 +235,12 @@ std::uint32_t hex4(std::string_view s) {
   std::uint32_t v = 0;
   for (char c : s.substr(0, 4)) {
     v <<= 4;
-    if (c >= '0' && c <= '9') v |= static_cast<std::uint32_t>(c - '0');
-    else if (c >= 'a' && c <= 'f') v |= static_cast<std::uint32_t>(c - 'a' + 10);
-    else v |= static_cast<std::uint32_t>(c - 'A' + 10);
+    if (c >= '0' && c <= '9')
+      v |= static_cast<std::uint32_t>(c - '0');
+    else if (c >= 'a' && c <= 'f')
+      v |= static_cast<std::uint32_t>(c - 'a' + 10);
+    else
+      v |= static_cast<std::uint32_t>(c - 'A' + 10);
   }
   return v;
 }
@@ -268,11 +271,21 @@ std::string unescape_json_string(std::string_view b) {
     }
     char e = b[++i];
     switch (e) {
-      case 'b': out.push_back('\b'); break;
-      case 'f': out.push_back('\f'); break;
-      case 'n': out.push_back('\n'); break;
-      case 'r': out.push_back('\r'); break;
-      case 't': out.push_back('\t'); break;
+      case 'b':
+        out.push_back('\b');
+        break;
+      case 'f':
+        out.push_back('\f');
+        break;
+      case 'n':
+        out.push_back('\n');
+        break;
+      case 'r':
+        out.push_back('\r');
+        break;
+      case 't':
+        out.push_back('\t');
+        break;
       case 'u': {
         std::uint32_t cp = hex4(b.substr(i + 1));
         i += 4;
@@ -291,7 +304,9 @@ std::string unescape_json_string(std::string_view b) {
         append_utf8(out, cp);
         break;
       }
-      default: out.push_back(e); break;  // '"', '\\', '/'
+      default:
+        out.push_back(e);
+        break;  // '"', '\\', '/'
     }
   }
   return out;

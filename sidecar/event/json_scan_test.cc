@@ -15,7 +15,8 @@ json_scan_result scan(std::string_view text) {
 
 TEST(JsonScanTest, MembersAsSlices) {
   std::vector<json_member> m;
-  ASSERT_EQ(scan_json_object(R"( {"id" : "a\"b", "n":-1.5e3,"i":7, "o":{"x":[1,{"y":null}]},"t":true,"z":null, "a\u0062":[]} )", m),
+  ASSERT_EQ(scan_json_object(
+                R"( {"id" : "a\"b", "n":-1.5e3,"i":7, "o":{"x":[1,{"y":null}]},"t":true,"z":null, "a\u0062":[]} )", m),
             json_scan_result::object);
   ASSERT_EQ(m.size(), 7u);
   EXPECT_EQ(m[0].name, "id");
@@ -37,10 +38,27 @@ TEST(JsonScanTest, KindsOfFailure) {
   EXPECT_EQ(scan("[1,2]"), json_scan_result::not_an_object);
   EXPECT_EQ(scan("\"s\""), json_scan_result::not_an_object);
   EXPECT_EQ(scan("12"), json_scan_result::not_an_object);
-  for (const char* bad : {"", " ", "{", "{\"a\"}", "{\"a\":}", "{\"a\":1,}", "{a:1}", "{\"a\":01}", "{\"a\":1.}",
-                          "{\"a\":.5}", "{\"a\":+1}", "{\"a\":tru}", "{\"a\":\"\\x\"}", "{\"a\":\"\\u12\"}",
-                          "{\"a\":\"\x01\"}", "{\"a\":\"\xff\"}", "{\"a\":\"\xc0\x80\"}", "{} {}", "{\"a\":1}x",
-                          "{\"a\":[1,]}", "not json"}) {
+  for (const char* bad : {"",
+                          " ",
+                          "{",
+                          "{\"a\"}",
+                          "{\"a\":}",
+                          "{\"a\":1,}",
+                          "{a:1}",
+                          "{\"a\":01}",
+                          "{\"a\":1.}",
+                          "{\"a\":.5}",
+                          "{\"a\":+1}",
+                          "{\"a\":tru}",
+                          "{\"a\":\"\\x\"}",
+                          "{\"a\":\"\\u12\"}",
+                          "{\"a\":\"\x01\"}",
+                          "{\"a\":\"\xff\"}",
+                          "{\"a\":\"\xc0\x80\"}",
+                          "{} {}",
+                          "{\"a\":1}x",
+                          "{\"a\":[1,]}",
+                          "not json"}) {
     EXPECT_EQ(scan(bad), json_scan_result::invalid) << bad;
   }
   std::string deep(100, '[');
@@ -70,9 +88,15 @@ TEST(JsonScanTest, AgreesWithNlohmannOnMutatedInputs) {
       std::size_t pos = rng() % s.size();
       char c = alphabet[rng() % alphabet.size()];
       switch (rng() % 3) {
-        case 0: s[pos] = c; break;
-        case 1: s.insert(s.begin() + static_cast<std::ptrdiff_t>(pos), c); break;
-        default: s.erase(pos, 1); break;
+        case 0:
+          s[pos] = c;
+          break;
+        case 1:
+          s.insert(s.begin() + static_cast<std::ptrdiff_t>(pos), c);
+          break;
+        default:
+          s.erase(pos, 1);
+          break;
       }
     }
     bool ours = scan(s) != json_scan_result::invalid;

@@ -5,12 +5,18 @@ namespace datashare::sidecar::event {
 bool matches(const nlohmann::json& v, config::field_type type) {
   using config::field_type;
   switch (type) {
-    case field_type::string: return v.is_string();
-    case field_type::number: return v.is_number();
-    case field_type::integer: return v.is_number_integer();
-    case field_type::boolean: return v.is_boolean();
-    case field_type::object: return v.is_object();
-    case field_type::array: return v.is_array();
+    case field_type::string:
+      return v.is_string();
+    case field_type::number:
+      return v.is_number();
+    case field_type::integer:
+      return v.is_number_integer();
+    case field_type::boolean:
+      return v.is_boolean();
+    case field_type::object:
+      return v.is_object();
+    case field_type::array:
+      return v.is_array();
   }
   return false;
 }

@@ -18,7 +18,9 @@ class session : public std::enable_shared_from_this<session> {
  public:
   session(tcp::socket&& socket, handler& h, const limits& l) : stream_(std::move(socket)), handler_(h), limits_(l) {}
 
-  void start() { net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->read(); }); }
+  void start() {
+    net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->read(); });
+  }
 
   void answer(response r) {
     // Inline when called from the handler on this strand; posted when from another thread.
@@ -92,11 +94,14 @@ class session : public std::enable_shared_from_this<session> {
   bool close_ = false;
 };
 
-void responder::operator()(response r) const { s_->answer(std::move(r)); }
+void responder::operator()(response r) const {
+  s_->answer(std::move(r));
+}
 
 class server::listener : public std::enable_shared_from_this<listener> {
  public:
-  listener(net::io_context& ioc, handler h, const limits& l) : ioc_(ioc), acceptor_(net::make_strand(ioc)), handler_(std::move(h)), limits_(l) {}
+  listener(net::io_context& ioc, handler h, const limits& l)
+      : ioc_(ioc), acceptor_(net::make_strand(ioc)), handler_(std::move(h)), limits_(l) {}
 
   std::error_code bind(const tcp::endpoint& ep) {
     beast::error_code ec;
@@ -135,7 +140,9 @@ class server::listener : public std::enable_shared_from_this<listener> {
 
 server::server(int threads, limits l) : threads_(threads), limits_(l), ioc_(threads) {}
 
-server::~server() { stop(); }
+server::~server() {
+  stop();
+}
 
 std::error_code server::listen(const std::string& address, std::uint16_t port, handler h, std::uint16_t& bound_port) {
   beast::error_code ec;

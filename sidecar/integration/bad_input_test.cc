@@ -24,7 +24,8 @@ TEST(SidecarBadInputTest, MalformedConfigFilesAreRefusedWithEveryProblem) {
       {"version: 1\nkafka: [", {"(file): not valid YAML at line"}},
       {"version: 7\nparticipate: [{product: p}]\n", {"version: unsupported schema version 7"}},
       {"version: 1\ndataDir: /d\nkafka: {bootstrapServers: k}\nlisten: {data: {address: 0.0.0.0, port: 8090}}\n"
-       "subscribe:\n  - policy: p\n    namespace: n\n    product: " + products_yaml() +
+       "subscribe:\n  - policy: p\n    namespace: n\n    product: " +
+           products_yaml() +
            "\n    topic: t\n    group: g\n    mode: event\n    fields: [id, ratng, supplierEmail]\n    maxLag: later\n",
        {"listen.data.address: the data API binds to loopback only",
         "subscribe[0].fields[1]: unknown field \"ratng\" (product fields: id, name, price, supplierEmail)",
@@ -35,7 +36,8 @@ TEST(SidecarBadInputTest, MalformedConfigFilesAreRefusedWithEveryProblem) {
     std::ofstream(path) << files[i].text;
     auto r = run_command(sidecar_binary() + " --config " + path + " 2>&1");
     EXPECT_EQ(r.exit_code, 2) << r.output;
-    for (const auto& line : files[i].expected) EXPECT_NE(r.output.find(line), std::string::npos) << line << "\n" << r.output;
+    for (const auto& line : files[i].expected)
+      EXPECT_NE(r.output.find(line), std::string::npos) << line << "\n" << r.output;
   }
   auto missing = run_command(sidecar_binary() + " --config " + tmp.path() + "/nope.yaml 2>&1");
   EXPECT_EQ(missing.exit_code, 2);
@@ -82,7 +84,8 @@ TEST(SidecarBadInputTest, PoisonEventsAndMalformedRequestsLeaveTheDataAlone) {
   EXPECT_EQ(http_call(port, "GET", "/v1/data/products/keep").body, kept);
   auto status = nlohmann::json::parse(http_call(port, "GET", "/readyz").body);
   EXPECT_EQ(status["replicas"][0]["dlqTotal"], 5) << status.dump();
-  EXPECT_NE(http_call(port, "GET", "/metrics").body.find("datashare_replica_dlq_total{policy=\"poison\",product=\"products\"} 5"),
+  EXPECT_NE(http_call(port, "GET", "/metrics")
+                .body.find("datashare_replica_dlq_total{policy=\"poison\",product=\"products\"} 5"),
             std::string::npos);
 
   command_result dlq;

@@ -18,15 +18,23 @@ TEST(SidecarBootstrapTest, NewReplicaGetsExactlyTheLatestStateOfEveryKey) {
   const std::string topic = unique_name("itest.bootstrap.products");
   // Compaction made eager, so part of the log is really compacted when the replica reads it.
   create_topic(kafka, topic, 3,
-               {{"cleanup.policy", "compact"}, {"segment.ms", "500"}, {"min.cleanable.dirty.ratio", "0.01"},
-                {"delete.retention.ms", "1000"}, {"segment.bytes", "1048576"}});
+               {{"cleanup.policy", "compact"},
+                {"segment.ms", "500"},
+                {"min.cleanable.dirty.ratio", "0.01"},
+                {"delete.retention.ms", "1000"},
+                {"segment.bytes", "1048576"}});
   {
     config::kafka_settings s;
     s.bootstrap_servers = kafka;
     auto factory = kafka::make_rdkafka_factory(s);
     std::string error;
     std::atomic<int> failed{0};
-    auto producer = factory->make_producer(true, [&](const kafka::delivery& d) { if (d.error) ++failed; }, error);
+    auto producer = factory->make_producer(
+        true,
+        [&](const kafka::delivery& d) {
+          if (d.error) ++failed;
+        },
+        error);
     ASSERT_TRUE(producer) << error;
     for (int i = 0; i < kUpdates; ++i) {
       std::string key = "p" + std::to_string(i % kKeys);
@@ -46,12 +54,13 @@ TEST(SidecarBootstrapTest, NewReplicaGetsExactlyTheLatestStateOfEveryKey) {
 
   const scoped_dir tmp("bootstrap");
   const std::uint16_t port = free_port();
-  sidecar_process sidecar(tmp.path(), "version: 1\nkafka: {bootstrapServers: \"" + kafka +
-                                          "\"}\nlisten: {data: {address: 127.0.0.1, port: " + std::to_string(port) +
-                                          "}}\nsubscribe:\n  - policy: bootstrap\n    namespace: orders\n    product: " +
-                                          products_yaml() + "\n    topic: " + topic + "\n    group: " + topic +
-                                          ".new\n    mode: event\n    fields: [id, name, price]\n    store: memory\n"
-                                          "    maxLag: 60s\n");
+  sidecar_process sidecar(
+      tmp.path(), "version: 1\nkafka: {bootstrapServers: \"" + kafka +
+                      "\"}\nlisten: {data: {address: 127.0.0.1, port: " + std::to_string(port) +
+                      "}}\nsubscribe:\n  - policy: bootstrap\n    namespace: orders\n    product: " + products_yaml() +
+                      "\n    topic: " + topic + "\n    group: " + topic +
+                      ".new\n    mode: event\n    fields: [id, name, price]\n    store: memory\n"
+                      "    maxLag: 60s\n");
   sidecar.start();
   ASSERT_TRUE(wait_until([&] { return http_call(port, "GET", "/readyz").status == 200; }, std::chrono::seconds(120)))
       << http_call(port, "GET", "/readyz").body << sidecar.log();

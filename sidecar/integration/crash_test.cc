@@ -70,7 +70,12 @@ TEST(SidecarCrashTest, KillNineDuringAStreamLosesNothingAndAppliesNothingTwice) 
     auto factory = kafka::make_rdkafka_factory(s);
     std::string error;
     std::atomic<int> failed{0};
-    auto producer = factory->make_producer(true, [&](const kafka::delivery& d) { if (d.error) ++failed; }, error);
+    auto producer = factory->make_producer(
+        true,
+        [&](const kafka::delivery& d) {
+          if (d.error) ++failed;
+        },
+        error);
     if (!producer) {
       producer_failed = true;
       return;
@@ -79,10 +84,11 @@ TEST(SidecarCrashTest, KillNineDuringAStreamLosesNothingAndAppliesNothingTwice) 
       std::string key = "k" + std::to_string(i % kKeys);
       std::uint64_t version = static_cast<std::uint64_t>(i / kKeys + 1);
       std::string value = nlohmann::json{{"id", key}, {"name", "n-" + std::to_string(version)}, {"price", i}}.dump();
-      std::vector<kafka::header> headers{{"datashare_version", std::to_string(version)},
-                                         {"ce_time", event::format_time(std::chrono::duration_cast<std::chrono::microseconds>(
-                                                                            std::chrono::system_clock::now().time_since_epoch())
-                                                                            .count())}};
+      std::vector<kafka::header> headers{
+          {"datashare_version", std::to_string(version)},
+          {"ce_time", event::format_time(std::chrono::duration_cast<std::chrono::microseconds>(
+                                             std::chrono::system_clock::now().time_since_epoch())
+                                             .count())}};
       std::error_code ec;
       for (int tries = 0; tries < 1000; ++tries) {
         ec = producer->produce(topic, key, value, headers, 0, 0);
@@ -105,8 +111,8 @@ TEST(SidecarCrashTest, KillNineDuringAStreamLosesNothingAndAppliesNothingTwice) 
   for (int i = 0; i < kEvents; ++i) {
     std::string key = "k" + std::to_string(i % kKeys);
     std::uint64_t version = static_cast<std::uint64_t>(i / kKeys + 1);
-    expected[key] = std::to_string(version) + "\t" +
-                    nlohmann::json{{"id", key}, {"name", "n-" + std::to_string(version)}}.dump();
+    expected[key] =
+        std::to_string(version) + "\t" + nlohmann::json{{"id", key}, {"name", "n-" + std::to_string(version)}}.dump();
   }
 
   std::mt19937 rng(std::random_device{}());
@@ -142,8 +148,8 @@ TEST(SidecarCrashTest, KillNineDuringAStreamLosesNothingAndAppliesNothingTwice) 
   std::string got = dump_copy(port);
   EXPECT_EQ(fnv1a(got), fnv1a(want)) << "copy differs from the source; first bytes: " << got.substr(0, 200);
   EXPECT_EQ(std::count(got.begin(), got.end(), '\n'), kKeys);
-  std::cout << "kills: " << kills << ", events: " << kEvents << ", keys: " << kKeys << ", hash: " << std::hex << fnv1a(got)
-            << std::dec << "\n";
+  std::cout << "kills: " << kills << ", events: " << kEvents << ", keys: " << kKeys << ", hash: " << std::hex
+            << fnv1a(got) << std::dec << "\n";
   sidecar.kill(SIGTERM);
   EXPECT_EQ(sidecar.wait(), 0);
 }

@@ -26,7 +26,9 @@ namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
 using tcp = net::ip::tcp;
 
-std::string bootstrap() { return testing::require_env("DATASHARE_KAFKA_BOOTSTRAP"); }
+std::string bootstrap() {
+  return testing::require_env("DATASHARE_KAFKA_BOOTSTRAP");
+}
 
 std::string unique_name(const std::string& prefix) {
   static std::mt19937_64 rng(std::random_device{}());
@@ -71,7 +73,8 @@ std::string products_yaml(const std::string& ns) {
          "{name: supplierEmail, type: string, restricted: true}]}";
 }
 
-http_reply http_call(std::uint16_t port, const std::string& method, const std::string& target, const std::string& body) {
+http_reply http_call(std::uint16_t port, const std::string& method, const std::string& target,
+                     const std::string& body) {
   http_reply out;
   try {
     net::io_context ioc;

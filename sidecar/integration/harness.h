@@ -40,12 +40,13 @@ void create_topic(const std::string& bootstrap_servers, const std::string& topic
 std::string products_yaml(const std::string& ns = "catalog");
 
 struct http_reply {
-  int status = 0;  // 0: no answer (connection refused, ...)
+  int status = 0;                              // 0: no answer (connection refused, ...)
   std::map<std::string, std::string> headers;  // lower-case names
   std::string body;
 };
 
-http_reply http_call(std::uint16_t port, const std::string& method, const std::string& target, const std::string& body = "");
+http_reply http_call(std::uint16_t port, const std::string& method, const std::string& target,
+                     const std::string& body = "");
 
 // A datashare-sidecar child process; killed with SIGKILL on destruction if still running.
 class sidecar_process {

@@ -31,9 +31,9 @@ TEST(SidecarInteropTest, KcatEventsAreAppliedAndSidecarEventsReadByKcat) {
   auto produce = [&](const std::string& key, const std::string& value, std::uint64_t version, const std::string& type) {
     std::string cmd = "printf '%s' '" + key + "|" + value + "' | kcat -P -b " + kafka + " -t " + topic +
                       " -K '|' -Z -H ce_specversion=1.0 -H ce_id=kcat-" + std::to_string(version) +
-                      " -H ce_source=/namespaces/catalog/dataproducts/products -H ce_type=io.datashare.products." + type +
-                      " -H ce_subject=" + key + " -H ce_time=2026-01-01T00:00:00Z -H datashare_version=" +
-                      std::to_string(version) + " 2>&1";
+                      " -H ce_source=/namespaces/catalog/dataproducts/products -H ce_type=io.datashare.products." +
+                      type + " -H ce_subject=" + key +
+                      " -H ce_time=2026-01-01T00:00:00Z -H datashare_version=" + std::to_string(version) + " 2>&1";
     auto r = run_command(cmd);
     ASSERT_EQ(r.exit_code, 0) << cmd << "\n" << r.output;
   };
@@ -50,7 +50,8 @@ TEST(SidecarInteropTest, KcatEventsAreAppliedAndSidecarEventsReadByKcat) {
                          std::chrono::seconds(30)));
 
   // sidecar → kcat.
-  auto put = http_call(port, "PUT", "/v1/data/products/sku-42", R"({"name":"Lamp","price":12.5,"supplierEmail":"s@x.io"})");
+  auto put =
+      http_call(port, "PUT", "/v1/data/products/sku-42", R"({"name":"Lamp","price":12.5,"supplierEmail":"s@x.io"})");
   ASSERT_EQ(put.status, 202) << put.body;
   const std::string version = put.headers["datashare-version"];
   auto del = http_call(port, "DELETE", "/v1/data/products/sku-42");

@@ -23,7 +23,8 @@ class private_broker {
     script_ = std::string(src != nullptr ? src : ".") + "/hack/kafka-broker.sh";
     auto r = run_command(script_ + " up " + dir_.path() + "/kafka 2>&1");
     auto pos = r.output.find("DATASHARE_KAFKA_BOOTSTRAP=");
-    if (r.exit_code != 0 || pos == std::string::npos) throw std::runtime_error("private broker did not start:\n" + r.output);
+    if (r.exit_code != 0 || pos == std::string::npos)
+      throw std::runtime_error("private broker did not start:\n" + r.output);
     bootstrap_ = r.output.substr(pos + 26);
     bootstrap_ = bootstrap_.substr(0, bootstrap_.find_first_of("\r\n"));
   }
@@ -91,7 +92,8 @@ TEST(SidecarOutageTest, BrokerDownTwentySecondsWhilePublishingLosesNothing) {
         return !status.is_discarded() && status["publishers"][0]["outboxDepth"] == 0;
       },
       std::chrono::seconds(120)))
-      << status.dump() << "\n" << sidecar.log();
+      << status.dump() << "\n"
+      << sidecar.log();
 
   auto read = run_command("kcat -C -b " + broker.bootstrap() + " -t " + topic + " -o beginning -e -q -J 2>&1");
   std::map<std::string, std::vector<std::uint64_t>> in_topic;
@@ -102,14 +104,16 @@ TEST(SidecarOutageTest, BrokerDownTwentySecondsWhilePublishingLosesNothing) {
     if (j.is_discarded() || !j.contains("headers")) continue;
     const auto& h = j["headers"];
     for (std::size_t i = 0; i + 1 < h.size(); i += 2) {
-      if (h[i] == "datashare_version") in_topic[j["key"].get<std::string>()].push_back(std::stoull(h[i + 1].get<std::string>()));
+      if (h[i] == "datashare_version")
+        in_topic[j["key"].get<std::string>()].push_back(std::stoull(h[i + 1].get<std::string>()));
     }
     ++messages;
   }
   std::map<std::string, std::vector<std::uint64_t>> want;
   for (const auto& [key, version] : accepted) want[key].push_back(version);
   EXPECT_EQ(in_topic, want) << "the topic must hold every accepted change once, in acceptance order per key";
-  std::cout << "accepted " << accepted.size() << " changes (" << (accepted.size() - during) << " after the outage began... "
+  std::cout << "accepted " << accepted.size() << " changes (" << (accepted.size() - during)
+            << " after the outage began... "
             << "broker down " << std::chrono::duration_cast<std::chrono::seconds>(downtime).count() << " s), "
             << messages << " messages in the topic\n";
   sidecar.kill(SIGTERM);

@@ -41,7 +41,8 @@ class fake_consumer final : public consumer {
  public:
   explicit fake_consumer(fake_broker& b) : b_(b) {}
 
-  std::error_code partitions(const std::string& topic, std::chrono::milliseconds, std::vector<std::int32_t>& out) override {
+  std::error_code partitions(const std::string& topic, std::chrono::milliseconds,
+                             std::vector<std::int32_t>& out) override {
     std::lock_guard lock(b_.mu_);
     auto it = b_.topics_.find(topic);
     if (it == b_.topics_.end()) return make_error(kErrUnknownTopic);
@@ -70,7 +71,8 @@ class fake_consumer final : public consumer {
     const auto& parts = b_.topics_.at(topic_);
     for (auto& [p, pos] : positions_) {
       const auto& log = parts.at(static_cast<std::size_t>(p));
-      while (out.size() < max && pos < static_cast<std::int64_t>(log.size())) out.push_back(log[static_cast<std::size_t>(pos++)]);
+      while (out.size() < max && pos < static_cast<std::int64_t>(log.size()))
+        out.push_back(log[static_cast<std::size_t>(pos++)]);
     }
     return {};
   }
@@ -140,8 +142,9 @@ class fake_producer final : public producer {
 class fake_admin final : public admin {
  public:
   explicit fake_admin(fake_broker& b) : b_(b) {}
-  std::error_code ensure_topic(const std::string& topic, int partitions, const std::vector<std::pair<std::string, std::string>>&,
-                               std::chrono::milliseconds, std::string&) override {
+  std::error_code ensure_topic(const std::string& topic, int partitions,
+                               const std::vector<std::pair<std::string, std::string>>&, std::chrono::milliseconds,
+                               std::string&) override {
     b_.create_topic(topic, partitions);
     return {};
   }
@@ -167,6 +170,8 @@ class fake_factory final : public client_factory {
 
 }  // namespace
 
-std::unique_ptr<client_factory> fake_broker::factory() { return std::make_unique<fake_factory>(*this); }
+std::unique_ptr<client_factory> fake_broker::factory() {
+  return std::make_unique<fake_factory>(*this);
+}
 
 }  // namespace datashare::sidecar::kafka

@@ -5,8 +5,8 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <functional>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <sstream>
@@ -44,7 +44,8 @@ bool read_secret(const std::string& file, const std::string& env, std::string& o
 
 class conf_builder {
  public:
-  explicit conf_builder(RdKafka::Conf::ConfType type = RdKafka::Conf::CONF_GLOBAL) : conf_(RdKafka::Conf::create(type)) {}
+  explicit conf_builder(RdKafka::Conf::ConfType type = RdKafka::Conf::CONF_GLOBAL)
+      : conf_(RdKafka::Conf::create(type)) {}
 
   // Errors name the property but never its value (it may be a secret).
   bool set(const std::string& name, const std::string& value, std::string& error) {
@@ -148,8 +149,8 @@ class rdkafka_consumer final : public consumer {
     return ec == RdKafka::ERR_NO_ERROR ? std::error_code() : make_error(ec);
   }
 
-  std::error_code query_high_watermark(const std::string& topic, std::int32_t partition, std::chrono::milliseconds timeout,
-                                       std::int64_t& high) override {
+  std::error_code query_high_watermark(const std::string& topic, std::int32_t partition,
+                                       std::chrono::milliseconds timeout, std::int64_t& high) override {
     std::int64_t low = 0;
     auto ec = c_->query_watermark_offsets(topic, partition, &low, &high, static_cast<int>(timeout.count()));
     return ec == RdKafka::ERR_NO_ERROR ? std::error_code() : make_error(ec);
@@ -286,7 +287,7 @@ class rdkafka_admin final : public admin {
           detail = rd_kafka_topic_result_error_string(topics[0]);
         }
         result = (e == RD_KAFKA_RESP_ERR_NO_ERROR || e == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) ? std::error_code()
-                                                                                                   : make_error(e);
+                                                                                                  : make_error(e);
       }
       rd_kafka_event_destroy(ev);
     }
@@ -380,7 +381,9 @@ const std::error_category& kafka_category() {
   return instance;
 }
 
-std::error_code make_error(int rd_kafka_resp_err) { return {rd_kafka_resp_err, kafka_category()}; }
+std::error_code make_error(int rd_kafka_resp_err) {
+  return {rd_kafka_resp_err, kafka_category()};
+}
 
 std::unique_ptr<client_factory> make_rdkafka_factory(const config::kafka_settings& settings) {
   return std::make_unique<rdkafka_factory>(settings);

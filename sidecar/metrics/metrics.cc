@@ -22,10 +22,11 @@ registry::registry()
                       .Name("datashare_replica_lag_events")
                       .Help("Events in the topic not yet applied (high watermarks minus positions)")
                       .Register(*registry_)),
-      lag_seconds_(prometheus::BuildGauge()
-                       .Name("datashare_replica_lag_seconds")
-                       .Help("How old the local copy may be: 0 when caught up, else the age of the newest applied event")
-                       .Register(*registry_)),
+      lag_seconds_(
+          prometheus::BuildGauge()
+              .Name("datashare_replica_lag_seconds")
+              .Help("How old the local copy may be: 0 when caught up, else the age of the newest applied event")
+              .Register(*registry_)),
       propagation_(prometheus::BuildHistogram()
                        .Name("datashare_propagation_seconds")
                        .Help("Time from an event's ce_time to its application in the local copy")
@@ -84,6 +85,8 @@ publisher_probe registry::publisher(const std::string& product) {
   return p;
 }
 
-std::string registry::serialize() const { return prometheus::TextSerializer().Serialize(registry_->Collect()); }
+std::string registry::serialize() const {
+  return prometheus::TextSerializer().Serialize(registry_->Collect());
+}
 
 }  // namespace datashare::sidecar::metrics

@@ -1,9 +1,8 @@
 #include "sidecar/publisher/publisher.h"
 
-#include <nlohmann/json.hpp>
-
 #include <cstdio>
 #include <iostream>
+#include <nlohmann/json.hpp>
 
 #include "sidecar/event/cloudevents.h"
 #include "sidecar/event/schema.h"
@@ -59,9 +58,16 @@ std::string check_change(const config::product_schema& product, std::string_view
 
 publisher::publisher(config::publish_spec spec, std::unique_ptr<store::kv> kv, kafka::client_factory& kafka,
                      metrics::publisher_probe probe, publisher_options options)
-    : spec_(std::move(spec)), kv_(std::move(kv)), kafka_(kafka), probe_(probe), options_(options), rng_(std::random_device()()) {}
+    : spec_(std::move(spec)),
+      kv_(std::move(kv)),
+      kafka_(kafka),
+      probe_(probe),
+      options_(options),
+      rng_(std::random_device()()) {}
 
-publisher::~publisher() { stop(); }
+publisher::~publisher() {
+  stop();
+}
 
 std::error_code publisher::start(std::string& error) {
   std::string v;
@@ -87,7 +93,8 @@ std::error_code publisher::start(std::string& error) {
   next_sequence_ = next;
   acked_prefix_ = oldest;
   send_cursor_ = oldest;
-  producer_ = kafka_.make_producer(true, [this](const kafka::delivery& d) { on_delivery(d); }, error);
+  producer_ = kafka_.make_producer(
+      true, [this](const kafka::delivery& d) { on_delivery(d); }, error);
   if (!producer_) return kafka::make_error(-1);
   if (next > oldest) {
     std::cerr << "datashare-sidecar: product " << spec_.product.name << ": " << (next - oldest)
@@ -153,7 +160,7 @@ void publisher::submit(std::string key, std::optional<std::string> body, publish
 
 std::string publisher::new_event_id() {
   std::uint64_t a = rng_(), b = rng_();
-  a = (a & 0xffffffffffff0fffULL) | 0x4000ULL;               // version 4
+  a = (a & 0xffffffffffff0fffULL) | 0x4000ULL;              // version 4
   b = (b & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;  // variant 1
   char buf[40];
   std::snprintf(buf, sizeof buf, "%08x-%04x-%04x-%04x-%012llx", static_cast<unsigned>(a >> 32),
@@ -209,8 +216,8 @@ void publisher::write_loop() {
       probe_.outbox_depth->Set(static_cast<double>(depth()));
       for (std::size_t i = 0; i < group.size(); ++i) {
         probe_.accepted->Increment();
-        nlohmann::json body{{"product", spec_.product.name}, {"key", group[i].key}, {"version", versions[i]},
-                            {"status", "accepted"}};
+        nlohmann::json body{
+            {"product", spec_.product.name}, {"key", group[i].key}, {"version", versions[i]}, {"status", "accepted"}};
         group[i].done({202, body.dump(), versions[i], 0});
       }
     }
@@ -248,7 +255,8 @@ bool publisher::drain_once() {
   }
   if (!done.empty()) {
     if (auto ec = kv_->write(done, false)) {
-      std::cerr << "datashare-sidecar: product " << spec_.product.name << ": outbox cleanup failed: " << ec.message() << "\n";
+      std::cerr << "datashare-sidecar: product " << spec_.product.name << ": outbox cleanup failed: " << ec.message()
+                << "\n";
     }
     probe_.delivered->Increment(static_cast<double>(done.size()));
     acked_prefix_ = prefix;
@@ -271,7 +279,8 @@ bool publisher::drain_once() {
                 << producer_->fatal_error().message() << "); making a new one\n";
       producer_.reset();
       while (!producer_ && !stop_drain_.load()) {
-        producer_ = kafka_.make_producer(true, [this](const kafka::delivery& d) { on_delivery(d); }, error);
+        producer_ = kafka_.make_producer(
+            true, [this](const kafka::delivery& d) { on_delivery(d); }, error);
         if (!producer_) std::this_thread::sleep_for(options_.rewind_backoff);
       }
       if (!producer_) return false;
@@ -289,7 +298,8 @@ bool publisher::drain_once() {
     std::vector<store::entry> entries;
     std::size_t room = std::min<std::size_t>(options_.in_flight_window - in_flight_.size(), 1000);
     if (auto ec = kv_->scan(entry_key(send_cursor_), entry_key(end), room, entries)) {
-      std::cerr << "datashare-sidecar: product " << spec_.product.name << ": outbox read failed: " << ec.message() << "\n";
+      std::cerr << "datashare-sidecar: product " << spec_.product.name << ": outbox read failed: " << ec.message()
+                << "\n";
       std::this_thread::sleep_for(options_.rewind_backoff);
       return false;
     }
@@ -306,7 +316,8 @@ bool publisher::drain_once() {
       auto ec = producer_->produce(spec_.topic, e->key, value, headers, e->time_us / 1000, *seq);
       if (ec == kafka::make_error(kafka::kErrQueueFull)) break;
       if (ec) {
-        std::cerr << "datashare-sidecar: product " << spec_.product.name << ": produce failed: " << ec.message() << "\n";
+        std::cerr << "datashare-sidecar: product " << spec_.product.name << ": produce failed: " << ec.message()
+                  << "\n";
         delivery_failed_ = true;
         break;
       }
@@ -324,7 +335,8 @@ void publisher::drain_loop() {
       std::unique_lock lock(drain_mu_);
       // Wake for new entries at once; otherwise every 5 ms to serve delivery reports.
       appended_cv_.wait_for(lock, std::chrono::milliseconds(5), [this] {
-        return stop_drain_.load() || (next_sequence_.load() > send_cursor_ && in_flight_.size() < options_.in_flight_window);
+        return stop_drain_.load() ||
+               (next_sequence_.load() > send_cursor_ && in_flight_.size() < options_.in_flight_window);
       });
       lock.unlock();
       producer_->poll(std::chrono::milliseconds(0));

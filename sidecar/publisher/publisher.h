@@ -111,7 +111,7 @@ class publisher {
 
   // Drain-thread state.
   std::unique_ptr<kafka::producer> producer_;
-  std::uint64_t send_cursor_ = 0;                // next sequence to produce
+  std::uint64_t send_cursor_ = 0;  // next sequence to produce
   enum class delivery_state { pending, acked, failed };
   std::map<std::uint64_t, delivery_state> in_flight_;
   bool delivery_failed_ = false;

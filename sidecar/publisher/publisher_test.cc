@@ -50,7 +50,8 @@ class PublisherTest : public ::testing::Test {
     publisher_options o;
     o.rewind_backoff = std::chrono::milliseconds(1);
     o.in_flight_window = 50;
-    auto p = std::make_unique<publisher>(s, std::make_unique<forwarding_kv>(kv_), *factory_, metrics_.publisher("products"), o);
+    auto p = std::make_unique<publisher>(s, std::make_unique<forwarding_kv>(kv_), *factory_,
+                                         metrics_.publisher("products"), o);
     std::string error;
     EXPECT_FALSE(p->start(error)) << error;
     return p;
@@ -83,7 +84,8 @@ class PublisherTest : public ::testing::Test {
     explicit forwarding_kv(store::memory_kv& target) : kv_(target) {}
     std::error_code get(std::string_view k, std::string& v) const override { return kv_.get(k, v); }
     std::error_code write(const store::write_batch& b, bool sync) override { return kv_.write(b, sync); }
-    std::error_code scan(std::string_view b, std::string_view e, std::size_t l, std::vector<store::entry>& o) const override {
+    std::error_code scan(std::string_view b, std::string_view e, std::size_t l,
+                         std::vector<store::entry>& o) const override {
       return kv_.scan(b, e, l, o);
     }
 
@@ -107,7 +109,8 @@ TEST_F(PublisherTest, AcceptsAfterAnFsyncAndPublishesTheEvent) {
   auto msgs = broker_.read_all("catalog.products.v1");
   ASSERT_EQ(msgs.size(), 1u);
   EXPECT_EQ(*msgs[0].key, "sku-1");
-  EXPECT_EQ(nlohmann::json::parse(*msgs[0].value), nlohmann::json::parse(R"({"id":"sku-1","name":"Lamp","price":12.5})"));
+  EXPECT_EQ(nlohmann::json::parse(*msgs[0].value),
+            nlohmann::json::parse(R"({"id":"sku-1","name":"Lamp","price":12.5})"));
   EXPECT_EQ(*msgs[0].header_value("ce_type"), "io.datashare.products.updated");
   EXPECT_EQ(*msgs[0].header_value("ce_source"), "/namespaces/catalog/dataproducts/products");
   EXPECT_EQ(*msgs[0].header_value("ce_subject"), "sku-1");

@@ -12,7 +12,8 @@ namespace datashare::sidecar::replica {
 
 applier::applier(const config::subscribe_spec& spec)
     : product_(spec.product), fields_(spec.fields), max_event_bytes_(spec.max_event_bytes) {
-  for (const auto& f : fields_) quoted_fields_.push_back(nlohmann::json(f).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  for (const auto& f : fields_)
+    quoted_fields_.push_back(nlohmann::json(f).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
 }
 
 namespace {
@@ -20,25 +21,38 @@ namespace {
 bool kind_matches(event::json_kind k, config::field_type t) {
   using config::field_type;
   switch (t) {
-    case field_type::string: return k == event::json_kind::string;
-    case field_type::number: return k == event::json_kind::number || k == event::json_kind::integer;
-    case field_type::integer: return k == event::json_kind::integer;
-    case field_type::boolean: return k == event::json_kind::boolean;
-    case field_type::object: return k == event::json_kind::object;
-    case field_type::array: return k == event::json_kind::array;
+    case field_type::string:
+      return k == event::json_kind::string;
+    case field_type::number:
+      return k == event::json_kind::number || k == event::json_kind::integer;
+    case field_type::integer:
+      return k == event::json_kind::integer;
+    case field_type::boolean:
+      return k == event::json_kind::boolean;
+    case field_type::object:
+      return k == event::json_kind::object;
+    case field_type::array:
+      return k == event::json_kind::array;
   }
   return false;
 }
 
 const char* kind_name(event::json_kind k) {
   switch (k) {
-    case event::json_kind::string: return "string";
-    case event::json_kind::integer: return "integer";
-    case event::json_kind::number: return "number";
-    case event::json_kind::boolean: return "boolean";
-    case event::json_kind::null: return "null";
-    case event::json_kind::object: return "object";
-    case event::json_kind::array: return "array";
+    case event::json_kind::string:
+      return "string";
+    case event::json_kind::integer:
+      return "integer";
+    case event::json_kind::number:
+      return "number";
+    case event::json_kind::boolean:
+      return "boolean";
+    case event::json_kind::null:
+      return "null";
+    case event::json_kind::object:
+      return "object";
+    case event::json_kind::array:
+      return "array";
   }
   return "?";
 }
@@ -57,7 +71,8 @@ decision applier::decide(const kafka::message& m) const {
   if (!event::is_valid_utf8(*m.key)) return poisoned("key is not valid UTF-8");
   std::size_t size = m.key->size() + (m.value ? m.value->size() : 0);
   if (size > max_event_bytes_) {
-    return poisoned("oversized: " + std::to_string(size) + " bytes > maxEventBytes " + std::to_string(max_event_bytes_));
+    return poisoned("oversized: " + std::to_string(size) + " bytes > maxEventBytes " +
+                    std::to_string(max_event_bytes_));
   }
   auto version_header = m.header_value(event::kVersionHeader);
   if (!version_header) return poisoned("missing datashare_version header");
@@ -81,9 +96,12 @@ decision applier::decide(const kafka::message& m) const {
   thread_local std::vector<event::json_member> members;
   members.clear();
   switch (event::scan_json_object(*m.value, members)) {
-    case event::json_scan_result::invalid: return poisoned("value is not JSON");
-    case event::json_scan_result::not_an_object: return poisoned("value is not a JSON object");
-    case event::json_scan_result::object: break;
+    case event::json_scan_result::invalid:
+      return poisoned("value is not JSON");
+    case event::json_scan_result::not_an_object:
+      return poisoned("value is not a JSON object");
+    case event::json_scan_result::object:
+      break;
   }
   std::string unescaped;
   for (const auto& member : members) {
@@ -100,9 +118,11 @@ decision applier::decide(const kafka::message& m) const {
     }
     if (f->name == product_.key && member.kind == event::json_kind::string) {
       std::string_view body = member.value.substr(1, member.value.size() - 2);
-      std::string decoded = body.find('\\') == std::string_view::npos ? std::string(body) : event::unescape_json_string(body);
+      std::string decoded =
+          body.find('\\') == std::string_view::npos ? std::string(body) : event::unescape_json_string(body);
       if (decoded != *m.key) {
-        return poisoned("key field \"" + product_.key + "\" is \"" + decoded + "\" but the message key is \"" + *m.key + "\"");
+        return poisoned("key field \"" + product_.key + "\" is \"" + decoded + "\" but the message key is \"" + *m.key +
+                        "\"");
       }
     }
   }
@@ -113,7 +133,8 @@ decision applier::decide(const kafka::message& m) const {
   for (std::size_t i = 0; i < fields_.size(); ++i) {
     const event::json_member* found = nullptr;
     for (const auto& member : members) {
-      if (member.name_has_escapes ? event::unescape_json_string(member.name) == fields_[i] : member.name == fields_[i]) {
+      if (member.name_has_escapes ? event::unescape_json_string(member.name) == fields_[i]
+                                  : member.name == fields_[i]) {
         found = &member;
       }
     }

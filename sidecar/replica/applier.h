@@ -34,9 +34,9 @@ struct decision {
 struct plan {
   store::write_batch batch;
   std::vector<std::pair<const kafka::message*, std::string>> poison;  // message, reason
-  std::uint64_t applied = 0;  // upserts and deletes written
+  std::uint64_t applied = 0;                                          // upserts and deletes written
   std::uint64_t stale = 0;
-  std::uint64_t replayed = 0;  // below the stored offset of their partition: already applied
+  std::uint64_t replayed = 0;                // below the stored offset of their partition: already applied
   std::vector<std::int64_t> propagation_us;  // event time → now, one per applied event
   std::int64_t newest_event_time_us = 0;     // of the events seen (applied, stale or poison)
 };

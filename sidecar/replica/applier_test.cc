@@ -95,9 +95,9 @@ TEST_F(ApplierTest, DeletesKeepATombstoneThatBlocksOlderEvents) {
 
 TEST_F(ApplierTest, OffsetsAndCountersAreInTheSameBatchAsTheData) {
   plan p;
-  ASSERT_FALSE(applier_.prepare(std::vector<kafka::message>{event(7, "a", 1, "{}", 0), event(3, "b", 1, "{}", 2),
-                                                            event(8, "c", 1, "{}", 0)},
-                                kv_, 0, p));
+  ASSERT_FALSE(applier_.prepare(
+      std::vector<kafka::message>{event(7, "a", 1, "{}", 0), event(3, "b", 1, "{}", 2), event(8, "c", 1, "{}", 0)}, kv_,
+      0, p));
   std::map<std::string, std::string> ops;
   for (const auto& op : p.batch.ops()) ops[op.key] = op.value;
   EXPECT_EQ(decode_u64(ops.at(offset_key(0))), 9u);
@@ -117,8 +117,8 @@ TEST_F(ApplierTest, OffsetsAndCountersAreInTheSameBatchAsTheData) {
 
 TEST_F(ApplierTest, MessagesBelowTheStoredOffsetAreNotAppliedAgain) {
   apply({event(0, "a", 1, R"({"name":"1"})"), event(1, "a", 2, R"({"name":"2"})")});
-  auto p = apply({event(0, "a", 1, R"({"name":"1"})"), event(1, "a", 2, R"({"name":"2"})"),
-                  event(2, "a", 3, R"({"name":"3"})")});
+  auto p = apply(
+      {event(0, "a", 1, R"({"name":"1"})"), event(1, "a", 2, R"({"name":"2"})"), event(2, "a", 3, R"({"name":"3"})")});
   EXPECT_EQ(p.replayed, 2u);
   EXPECT_EQ(p.applied, 1u);
   EXPECT_EQ(p.stale, 0u);

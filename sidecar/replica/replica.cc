@@ -18,12 +18,7 @@ std::int64_t now_us() {
 
 replica::replica(config::subscribe_spec spec, std::unique_ptr<store::kv> kv, kafka::client_factory& kafka,
                  metrics::replica_probe probe, replica_options options)
-    : spec_(std::move(spec)),
-      kv_(std::move(kv)),
-      kafka_(kafka),
-      probe_(probe),
-      options_(options),
-      applier_(spec_) {}
+    : spec_(std::move(spec)), kv_(std::move(kv)), kafka_(kafka), probe_(probe), options_(options), applier_(spec_) {}
 
 std::error_code replica::start(std::string& error) {
   consumer_ = kafka_.make_consumer(spec_.group, error);
@@ -81,9 +76,12 @@ void replica::rewind(const char* why) {
 bool replica::send_to_dlq(const plan& p) {
   std::string error;
   if (!dlq_) {
-    dlq_ = kafka_.make_producer(false, [this](const kafka::delivery& d) {
-      if (d.error) dlq_failures_.fetch_add(1);
-    }, error);
+    dlq_ = kafka_.make_producer(
+        false,
+        [this](const kafka::delivery& d) {
+          if (d.error) dlq_failures_.fetch_add(1);
+        },
+        error);
     if (!dlq_) {
       std::cerr << "datashare-sidecar: policy " << spec_.policy << ": " << error << "\n";
       return false;
@@ -94,8 +92,8 @@ bool replica::send_to_dlq(const plan& p) {
   for (const auto& [m, reason] : p.poison) {
     auto headers = m->headers;
     headers.push_back({std::string(event::kDlqReasonHeader), reason});
-    headers.push_back({"datashare_dlq_source",
-                       m->topic + "/" + std::to_string(m->partition) + "/" + std::to_string(m->offset)});
+    headers.push_back(
+        {"datashare_dlq_source", m->topic + "/" + std::to_string(m->partition) + "/" + std::to_string(m->offset)});
     std::optional<std::string_view> key, value;
     if (m->key) key = *m->key;
     if (m->value) value = *m->value;
@@ -211,7 +209,8 @@ std::error_code lookup(const store::kv& kv, std::string_view key, item& out) {
   return {};
 }
 
-std::error_code scan(const store::kv& kv, std::string_view after, std::size_t limit, std::vector<item>& out, bool& more) {
+std::error_code scan(const store::kv& kv, std::string_view after, std::size_t limit, std::vector<item>& out,
+                     bool& more) {
   more = false;
   std::string begin = data_key(after);
   if (!after.empty()) begin.push_back('\0');  // strictly after

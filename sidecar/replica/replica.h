@@ -101,6 +101,7 @@ struct item {
 std::error_code lookup(const store::kv& kv, std::string_view key, item& out);
 // Up to `limit` live items with keys strictly after `after` (empty: from the start), in key order.
 // `more` tells whether a further page may exist.
-std::error_code scan(const store::kv& kv, std::string_view after, std::size_t limit, std::vector<item>& out, bool& more);
+std::error_code scan(const store::kv& kv, std::string_view after, std::size_t limit, std::vector<item>& out,
+                     bool& more);
 
 }  // namespace datashare::sidecar::replica

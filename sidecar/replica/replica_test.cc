@@ -15,7 +15,8 @@ class shared_kv final : public store::kv {
   explicit shared_kv(store::memory_kv& target) : kv_(target) {}
   std::error_code get(std::string_view k, std::string& v) const override { return kv_.get(k, v); }
   std::error_code write(const store::write_batch& b, bool sync) override { return kv_.write(b, sync); }
-  std::error_code scan(std::string_view b, std::string_view e, std::size_t l, std::vector<store::entry>& o) const override {
+  std::error_code scan(std::string_view b, std::string_view e, std::size_t l,
+                       std::vector<store::entry>& o) const override {
     return kv_.scan(b, e, l, o);
   }
 
@@ -56,7 +57,8 @@ class ReplicaTest : public ::testing::Test {
     o.poll_timeout = std::chrono::milliseconds(0);
     o.retry_backoff = std::chrono::milliseconds(0);
     o.max_batch = 7;  // several batches per test
-    auto r = std::make_unique<replica>(spec(), std::make_unique<shared_kv>(kv_), *factory_, metrics_.replica("products", "p"), o);
+    auto r = std::make_unique<replica>(spec(), std::make_unique<shared_kv>(kv_), *factory_,
+                                       metrics_.replica("products", "p"), o);
     std::string error;
     EXPECT_FALSE(r->start(error)) << error;
     return r;
@@ -79,8 +81,9 @@ class ReplicaTest : public ::testing::Test {
 };
 
 TEST_F(ReplicaTest, BootstrapsFromTheBeginningAndBecomesReady) {
-  for (int i = 0; i < 30; ++i) publish("k" + std::to_string(i % 10), static_cast<std::uint64_t>(i + 1),
-                                       R"({"name":"v)" + std::to_string(i) + R"("})");
+  for (int i = 0; i < 30; ++i)
+    publish("k" + std::to_string(i % 10), static_cast<std::uint64_t>(i + 1),
+            R"({"name":"v)" + std::to_string(i) + R"("})");
   auto r = make();
   EXPECT_FALSE(r->status().ready);
   EXPECT_EQ(r->status().lag_events, 30);
@@ -91,7 +94,8 @@ TEST_F(ReplicaTest, BootstrapsFromTheBeginningAndBecomesReady) {
   EXPECT_EQ(s.lag_events, 0);
   EXPECT_EQ(s.staleness_ms, 0);
   EXPECT_EQ(s.applied_total, 30u);
-  for (int k = 0; k < 10; ++k) EXPECT_EQ(value_of("k" + std::to_string(k)), R"({"name":"v)" + std::to_string(20 + k) + R"("})");
+  for (int k = 0; k < 10; ++k)
+    EXPECT_EQ(value_of("k" + std::to_string(k)), R"({"name":"v)" + std::to_string(20 + k) + R"("})");
   EXPECT_TRUE(broker_.has_topic("catalog.products.v1.dlq"));
 }
 

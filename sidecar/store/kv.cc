@@ -8,11 +8,16 @@ class category : public std::error_category {
   const char* name() const noexcept override { return "datashare.store"; }
   std::string message(int c) const override {
     switch (static_cast<errc>(c)) {
-      case errc::not_found: return "not found";
-      case errc::io_error: return "I/O error";
-      case errc::corruption: return "corruption";
-      case errc::invalid_argument: return "invalid argument";
-      case errc::injected_failure: return "injected failure";
+      case errc::not_found:
+        return "not found";
+      case errc::io_error:
+        return "I/O error";
+      case errc::corruption:
+        return "corruption";
+      case errc::invalid_argument:
+        return "invalid argument";
+      case errc::injected_failure:
+        return "injected failure";
     }
     return "unknown store error";
   }
@@ -25,6 +30,8 @@ const std::error_category& store_category() {
   return instance;
 }
 
-std::error_code make_error_code(errc e) { return {static_cast<int>(e), store_category()}; }
+std::error_code make_error_code(errc e) {
+  return {static_cast<int>(e), store_category()};
+}
 
 }  // namespace datashare::sidecar::store

@@ -38,7 +38,9 @@ class write_batch {
     std::string value;
   };
 
-  void put(std::string_view key, std::string_view value) { ops_.push_back({false, std::string(key), std::string(value)}); }
+  void put(std::string_view key, std::string_view value) {
+    ops_.push_back({false, std::string(key), std::string(value)});
+  }
   void del(std::string_view key) { ops_.push_back({true, std::string(key), {}}); }
   void clear() { ops_.clear(); }
   bool empty() const { return ops_.empty(); }

@@ -32,7 +32,8 @@ class rocksdb_kv final : public kv {
 
   std::error_code get(std::string_view key, std::string& value) const override {
     rocksdb::PinnableSlice slice;
-    auto s = db_->Get(rocksdb::ReadOptions(), db_->DefaultColumnFamily(), rocksdb::Slice(key.data(), key.size()), &slice);
+    auto s =
+        db_->Get(rocksdb::ReadOptions(), db_->DefaultColumnFamily(), rocksdb::Slice(key.data(), key.size()), &slice);
     if (!s.ok()) return to_error(s);
     value.assign(slice.data(), slice.size());
     return {};

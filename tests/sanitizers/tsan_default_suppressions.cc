@@ -7,4 +7,6 @@
 // library, so TSan sees the readers' memcmp of a key (in Get/iterators) but not the
 // synchronisation that orders it after the writer's memcpy. Every report of this kind has RocksDB
 // frames on both sides; our own code touches RocksDB only through store::kv.
-extern "C" const char* __tsan_default_suppressions() { return "race:rocksdb::\n"; }
+extern "C" const char* __tsan_default_suppressions() {
+  return "race:rocksdb::\n";
+}
