@@ -7,21 +7,13 @@
 #include <set>
 
 #include "operator/kube/fake_transport.h"
+#include "tests/support/eventually.h"
 
 namespace datashare::runtime {
 namespace {
 using kube::json;
 
-// Waits (real time, bounded) for a condition another thread makes true.
-template <typename F>
-bool eventually(F f, std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (f()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
-  return f();
-}
+using datashare::testing::eventually;
 
 double counter(prometheus::Registry& r, const std::string& name, const std::string& result = "") {
   for (const auto& family : r.Collect()) {

@@ -13,20 +13,17 @@
 #include "operator/kube/http_cpprest.h"
 #include "operator/runtime/informer.h"
 #include "tests/support/cluster_env.h"
+#include "tests/support/eventually.h"
 #include "tests/support/tcp_proxy.h"
 
 namespace datashare::runtime {
 namespace {
 using kube::json;
 
+// The API server, a restart included, may take a while on a busy machine.
 template <typename F>
-bool eventually(F f, std::chrono::seconds timeout = std::chrono::seconds(60)) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (f()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return f();
+bool eventually(F f) {
+  return datashare::testing::eventually(f, std::chrono::seconds(60), std::chrono::milliseconds(20));
 }
 
 class InformerIntegrationTest : public ::testing::Test {

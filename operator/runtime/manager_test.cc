@@ -9,21 +9,14 @@
 #include <future>
 
 #include "operator/kube/fake_transport.h"
+#include "tests/support/eventually.h"
 
 namespace datashare::runtime {
 namespace {
 using kube::json;
 using ::testing::HasSubstr;
 
-template <typename F>
-bool eventually(F f, std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (f()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  return f();
-}
+using datashare::testing::eventually;
 
 std::pair<int, std::string> get(uint16_t port, const std::string& path) {
   web::http::client::http_client c("http://127.0.0.1:" + std::to_string(port));
