@@ -126,8 +126,10 @@ int main(int argc, char** argv) {
   }
 
   std::vector<ds::replica::replica*> replica_ptrs;
+  replica_ptrs.reserve(replicas.size());
   for (auto& r : replicas) replica_ptrs.push_back(r.get());
   std::vector<ds::publisher::publisher*> publisher_ptrs;
+  publisher_ptrs.reserve(publishers.size());
   for (auto& p : publishers) publisher_ptrs.push_back(p.get());
   ds::api::router router(metrics, replica_ptrs, publisher_ptrs, sync_only);
 
@@ -135,7 +137,7 @@ int main(int argc, char** argv) {
   std::uint16_t data_port = 0, admin_port = 0;
   if (auto ec = server.listen(
           cfg.listen.data.address, cfg.listen.data.port,
-          [&router](const ds::http::request& req, ds::http::responder r) { router.handle_data(req, std::move(r)); },
+          [&router](const ds::http::request& req, const ds::http::responder& r) { router.handle_data(req, r); },
           data_port)) {
     std::cerr << "datashare-sidecar: cannot listen on " << cfg.listen.data.address << ":" << cfg.listen.data.port
               << ": " << ec.message() << "\n";
@@ -144,7 +146,7 @@ int main(int argc, char** argv) {
   if (cfg.listen.admin) {
     if (auto ec = server.listen(
             cfg.listen.admin->address, cfg.listen.admin->port,
-            [&router](const ds::http::request& req, ds::http::responder r) { router.handle_admin(req, std::move(r)); },
+            [&router](const ds::http::request& req, const ds::http::responder& r) { router.handle_admin(req, r); },
             admin_port)) {
       std::cerr << "datashare-sidecar: cannot listen on " << cfg.listen.admin->address << ":" << cfg.listen.admin->port
                 << ": " << ec.message() << "\n";
@@ -158,6 +160,7 @@ int main(int argc, char** argv) {
 
   std::atomic<bool> stop{false};
   std::vector<std::thread> loops;
+  loops.reserve(replicas.size());
   for (auto& r : replicas) {
     loops.emplace_back([&stop, rep = r.get()] {
       // The topic may not exist yet (the operator creates it): keep trying, not ready meanwhile.

@@ -180,6 +180,7 @@ int raw_latency(const args& a) {
   std::vector<std::int32_t> parts;
   if (!consumer || consumer->partitions(topic, 10s, parts)) return 1;
   std::vector<ds::kafka::partition_offset> start;
+  start.reserve(parts.size());
   for (auto p : parts) start.push_back({p, ds::kafka::kOffsetBeginning});
   consumer->assign(topic, start);
   std::vector<double> latencies;
@@ -273,6 +274,7 @@ int publish_latency(const args& a) {
   std::map<double, double> warm;
   auto t0 = std::chrono::steady_clock::now();
   std::vector<std::thread> clients;
+  clients.reserve(kConnections);
   for (int c = 0; c < kConnections; ++c) {
     clients.emplace_back([&, c] {
       net::io_context ioc;

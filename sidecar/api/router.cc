@@ -73,8 +73,8 @@ void append_item(std::string& out, const replica::item& it) {
 
 }  // namespace
 
-router::router(metrics::registry& metrics, std::vector<replica::replica*> replicas,
-               std::vector<publisher::publisher*> publishers, std::vector<std::string> sync_only_products)
+router::router(metrics::registry& metrics, const std::vector<replica::replica*>& replicas,
+               const std::vector<publisher::publisher*>& publishers, std::vector<std::string> sync_only_products)
     : metrics_(metrics), sync_only_(std::move(sync_only_products)) {
   for (auto* r : replicas) replicas_.emplace(r->spec().product.name, r);
   for (auto* p : publishers) publishers_.emplace(p->spec().product.name, p);
@@ -113,7 +113,7 @@ http::response router::readiness() const {
   return r;
 }
 
-void router::handle_admin(const http::request& req, http::responder respond) const {
+void router::handle_admin(const http::request& req, const http::responder& respond) const {
   try {
     route_admin(req, respond);
   } catch (const std::exception& e) {
@@ -141,7 +141,7 @@ void router::route_admin(const http::request& req, const http::responder& respon
   }
 }
 
-void router::handle_data(const http::request& req, http::responder respond) const {
+void router::handle_data(const http::request& req, const http::responder& respond) const {
   // Nothing below should throw; if something does (allocation), the caller gets a 500 and the
   // sidecar goes on. Every path answers as its last step, so an answer is never given twice.
   try {

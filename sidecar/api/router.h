@@ -33,13 +33,13 @@ std::optional<std::string> percent_decode(std::string_view s);
 
 class router {
  public:
-  router(metrics::registry& metrics, std::vector<replica::replica*> replicas,
-         std::vector<publisher::publisher*> publishers, std::vector<std::string> sync_only_products = {});
+  router(metrics::registry& metrics, const std::vector<replica::replica*>& replicas,
+         const std::vector<publisher::publisher*>& publishers, std::vector<std::string> sync_only_products = {});
 
   // The data port: everything.
-  void handle_data(const http::request& req, http::responder respond) const;
+  void handle_data(const http::request& req, const http::responder& respond) const;
   // The admin port: probes and metrics only.
-  void handle_admin(const http::request& req, http::responder respond) const;
+  void handle_admin(const http::request& req, const http::responder& respond) const;
 
   // Whether every replica is ready (and every component started).
   bool ready() const;

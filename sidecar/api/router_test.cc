@@ -77,7 +77,7 @@ class client {
   beast::flat_buffer buffer_;
 };
 
-class RouterTest : public ::testing::Test {
+class router_test : public ::testing::Test {
  protected:
   void SetUp() override {
     broker_.create_topic("catalog.products.v1", 2);
@@ -107,10 +107,10 @@ class RouterTest : public ::testing::Test {
     l.body_bytes = 4096;
     server_ = std::make_unique<http::server>(1, l);
     ASSERT_FALSE(server_->listen(
-        "127.0.0.1", 0, [this](const http::request& q, http::responder r) { router_->handle_data(q, std::move(r)); },
+        "127.0.0.1", 0, [this](const http::request& q, const http::responder& r) { router_->handle_data(q, r); },
         port_));
     ASSERT_FALSE(server_->listen(
-        "127.0.0.1", 0, [this](const http::request& q, http::responder r) { router_->handle_admin(q, std::move(r)); },
+        "127.0.0.1", 0, [this](const http::request& q, const http::responder& r) { router_->handle_admin(q, r); },
         admin_port_));
     server_->start();
   }
@@ -142,7 +142,7 @@ class RouterTest : public ::testing::Test {
   std::uint16_t port_ = 0, admin_port_ = 0;
 };
 
-TEST_F(RouterTest, PublishThenReadOverOneKeepAliveConnection) {
+TEST_F(router_test, PublishThenReadOverOneKeepAliveConnection) {
   client c(port_);
   auto put = c.call(bhttp::verb::put, "/v1/data/products/sku%2F1", R"({"name":"Lamp","price":3,"supplierEmail":"x"})");
   ASSERT_EQ(put.result_int(), 202u) << put.body();
@@ -181,7 +181,7 @@ TEST_F(RouterTest, PublishThenReadOverOneKeepAliveConnection) {
   EXPECT_FALSE(page2.contains("next"));
 }
 
-TEST_F(RouterTest, BadRequestsGetClearErrors) {
+TEST_F(router_test, BadRequestsGetClearErrors) {
   client c(port_);
   struct bad {
     bhttp::verb method;
@@ -220,7 +220,7 @@ TEST_F(RouterTest, BadRequestsGetClearErrors) {
   EXPECT_EQ(c.call(bhttp::verb::get, "/healthz").result_int(), 200u);
 }
 
-TEST_F(RouterTest, MalformedHttpIsA400AndTheServerGoesOn) {
+TEST_F(router_test, MalformedHttpIsA400AndTheServerGoesOn) {
   for (const std::string& bytes :
        {std::string("GARBAGE\r\n\r\n"), std::string("GET /v1/data/products/a HTTP/9.9\r\n\r\n"),
         std::string("GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n"),
@@ -235,7 +235,7 @@ TEST_F(RouterTest, MalformedHttpIsA400AndTheServerGoesOn) {
   EXPECT_EQ(c.call(bhttp::verb::get, "/healthz").result_int(), 200u);
 }
 
-TEST_F(RouterTest, ProbesAndMetrics) {
+TEST_F(router_test, ProbesAndMetrics) {
   client admin(admin_port_);
   EXPECT_EQ(admin.call(bhttp::verb::get, "/healthz").result_int(), 200u);
   EXPECT_EQ(admin.call(bhttp::verb::get, "/v1/data/products/a").result_int(), 404u);  // not on the admin port
@@ -257,7 +257,7 @@ TEST_F(RouterTest, ProbesAndMetrics) {
   }
 }
 
-TEST_F(RouterTest, NotReadyBeforeCatchingUp) {
+TEST_F(router_test, NotReadyBeforeCatchingUp) {
   client c(port_);
   ASSERT_EQ(c.call(bhttp::verb::put, "/v1/data/products/a", "{}").result_int(), 202u);
   for (int i = 0; i < 200 && publisher_->depth() != 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));

@@ -73,7 +73,7 @@ std::optional<std::int64_t> parse_time(std::string_view s) {
     if (!digits(s, pos + 1, 2, oh) || pos + 3 >= s.size() || s[pos + 3] != ':' || !digits(s, pos + 4, 2, om)) {
       return std::nullopt;
     }
-    offset_s = (oh * 3600 + om * 60) * (s[pos] == '+' ? 1 : -1);
+    offset_s = (static_cast<std::int64_t>(oh) * 3600 + static_cast<std::int64_t>(om) * 60) * (s[pos] == '+' ? 1 : -1);
     pos += 6;
   } else {
     return std::nullopt;

@@ -82,7 +82,7 @@ TEST(SidecarCrashTest, KillNineDuringAStreamLosesNothingAndAppliesNothingTwice) 
     }
     for (int i = 0; i < kEvents; ++i) {
       std::string key = "k" + std::to_string(i % kKeys);
-      std::uint64_t version = static_cast<std::uint64_t>(i / kKeys + 1);
+      std::uint64_t version = static_cast<std::uint64_t>(i / kKeys) + 1;
       std::string value = nlohmann::json{{"id", key}, {"name", "n-" + std::to_string(version)}, {"price", i}}.dump();
       std::vector<kafka::header> headers{
           {"datashare_version", std::to_string(version)},
@@ -110,7 +110,7 @@ TEST(SidecarCrashTest, KillNineDuringAStreamLosesNothingAndAppliesNothingTwice) 
   });
   for (int i = 0; i < kEvents; ++i) {
     std::string key = "k" + std::to_string(i % kKeys);
-    std::uint64_t version = static_cast<std::uint64_t>(i / kKeys + 1);
+    std::uint64_t version = static_cast<std::uint64_t>(i / kKeys) + 1;
     expected[key] =
         std::to_string(version) + "\t" + nlohmann::json{{"id", key}, {"name", "n-" + std::to_string(version)}}.dump();
   }

@@ -91,7 +91,7 @@ http_reply http_call(std::uint16_t port, const std::string& method, const std::s
     parser.body_limit(256 << 20);
     bhttp::read(stream, buf, parser);
     auto& res = parser.get();
-    out.status = res.result_int();
+    out.status = static_cast<int>(res.result_int());
     for (const auto& f : res) {
       std::string name(f.name_string());
       for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -110,7 +110,7 @@ std::string sidecar_binary() {
   return std::string(dir) + "/bin/datashare-sidecar";
 }
 
-sidecar_process::sidecar_process(std::string dir, std::string config_yaml)
+sidecar_process::sidecar_process(std::string dir, const std::string& config_yaml)
     : dir_(std::move(dir)), config_path_(dir_ + "/sidecar.yaml"), log_path_(dir_ + "/sidecar.log") {
   std::ofstream(config_path_) << config_yaml;
 }

@@ -51,7 +51,7 @@ http_reply http_call(std::uint16_t port, const std::string& method, const std::s
 // A datashare-sidecar child process; killed with SIGKILL on destruction if still running.
 class sidecar_process {
  public:
-  sidecar_process(std::string dir, std::string config_yaml);
+  sidecar_process(std::string dir, const std::string& config_yaml);
   ~sidecar_process();
   void start();
   void kill(int signal);

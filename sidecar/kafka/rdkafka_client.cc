@@ -143,6 +143,7 @@ class rdkafka_consumer final : public consumer {
 
   std::error_code assign(const std::string& topic, const std::vector<partition_offset>& start) override {
     std::vector<RdKafka::TopicPartition*> tps;
+    tps.reserve(start.size());
     for (const auto& p : start) tps.push_back(RdKafka::TopicPartition::create(topic, p.partition, p.offset));
     auto ec = c_->assign(tps);
     RdKafka::TopicPartition::destroy(tps);
@@ -180,6 +181,7 @@ class rdkafka_consumer final : public consumer {
 
   void commit(const std::string& topic, const std::vector<partition_offset>& offsets) override {
     std::vector<RdKafka::TopicPartition*> tps;
+    tps.reserve(offsets.size());
     for (const auto& p : offsets) tps.push_back(RdKafka::TopicPartition::create(topic, p.partition, p.offset));
     (void)c_->commitAsync(tps);
     RdKafka::TopicPartition::destroy(tps);
@@ -226,10 +228,12 @@ class rdkafka_producer final : public producer {
         h->add(x.name, nullptr, 0);
       }
     }
-    auto ec = p_->produce(topic, RdKafka::Topic::PARTITION_UA, RdKafka::Producer::RK_MSG_COPY,
-                          value ? const_cast<char*>(value->data()) : nullptr, value ? value->size() : 0,
-                          key ? key->data() : nullptr, key ? key->size() : 0, timestamp_ms, h,
-                          reinterpret_cast<void*>(static_cast<std::uintptr_t>(token)));
+    auto ec =
+        p_->produce(topic, RdKafka::Topic::PARTITION_UA, RdKafka::Producer::RK_MSG_COPY,
+                    value ? const_cast<char*>(value->data()) : nullptr, value ? value->size() : 0,
+                    key ? key->data() : nullptr, key ? key->size() : 0, timestamp_ms, h,
+                    // librdkafka carries a void* per message; ours is an integer token.
+                    reinterpret_cast<void*>(static_cast<std::uintptr_t>(token)));  // NOLINT(performance-no-int-to-ptr)
     if (ec != RdKafka::ERR_NO_ERROR) {
       delete h;  // not taken over by librdkafka on failure
       return make_error(ec);

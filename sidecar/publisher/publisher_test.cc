@@ -38,7 +38,7 @@ TEST(CheckChangeTest, ValidatesDropsRestrictedAndFillsTheKey) {
   EXPECT_EQ(check_change(p, "a", R"({"id":"b"})", v), R"(key field "id" is "b" but the path says "a")");
 }
 
-class PublisherTest : public ::testing::Test {
+class publisher_test : public ::testing::Test {
  protected:
   void SetUp() override { broker_.create_topic("catalog.products.v1", 3); }
 
@@ -99,7 +99,7 @@ class PublisherTest : public ::testing::Test {
   store::memory_kv kv_;
 };
 
-TEST_F(PublisherTest, AcceptsAfterAnFsyncAndPublishesTheEvent) {
+TEST_F(publisher_test, AcceptsAfterAnFsyncAndPublishesTheEvent) {
   auto p = make();
   auto r = submit(*p, "sku-1", R"({"name":"Lamp","price":12.5,"supplierEmail":"s@x"})");
   EXPECT_EQ(r.status, 202u);
@@ -127,7 +127,7 @@ TEST_F(PublisherTest, AcceptsAfterAnFsyncAndPublishesTheEvent) {
   EXPECT_EQ(*msgs[1].header_value("ce_type"), "io.datashare.products.deleted");
 }
 
-TEST_F(PublisherTest, RejectsInvalidBodiesWithoutStoringThem) {
+TEST_F(publisher_test, RejectsInvalidBodiesWithoutStoringThem) {
   auto p = make();
   auto r = submit(*p, "a", R"({"ratng":5})");
   EXPECT_EQ(r.status, 400u);
@@ -135,7 +135,7 @@ TEST_F(PublisherTest, RejectsInvalidBodiesWithoutStoringThem) {
   EXPECT_EQ(kv_.writes(), 0u);
 }
 
-TEST_F(PublisherTest, OutageFillsTheOutboxThen503ThenDrainsInOrder) {
+TEST_F(publisher_test, OutageFillsTheOutboxThen503ThenDrainsInOrder) {
   auto p = make(/*max_entries=*/100);
   broker_.set_down(true);
   std::map<std::string, std::uint64_t> accepted_last;
@@ -165,7 +165,7 @@ TEST_F(PublisherTest, OutageFillsTheOutboxThen503ThenDrainsInOrder) {
   EXPECT_EQ(total, 100u);
 }
 
-TEST_F(PublisherTest, FailedDeliveriesAreSentAgainAndTheNewestStateEndsLast) {
+TEST_F(publisher_test, FailedDeliveriesAreSentAgainAndTheNewestStateEndsLast) {
   auto p = make();
   broker_.set_fail_deliveries(true);
   std::map<std::string, std::uint64_t> last;
@@ -180,7 +180,7 @@ TEST_F(PublisherTest, FailedDeliveriesAreSentAgainAndTheNewestStateEndsLast) {
   for (const auto& [key, versions] : versions_by_key()) EXPECT_EQ(versions.back(), last[key]) << key;
 }
 
-TEST_F(PublisherTest, ARestartSendsWhatThePreviousRunLeftInTheOutbox) {
+TEST_F(publisher_test, ARestartSendsWhatThePreviousRunLeftInTheOutbox) {
   std::uint64_t v = 0;
   {
     auto p = make();
@@ -196,7 +196,7 @@ TEST_F(PublisherTest, ARestartSendsWhatThePreviousRunLeftInTheOutbox) {
   EXPECT_GT(submit(*p, "k0", "{}").version, v);
 }
 
-TEST_F(PublisherTest, AStoreFailureIsA500AndNothingIsPublished) {
+TEST_F(publisher_test, AStoreFailureIsA500AndNothingIsPublished) {
   auto p = make();
   kv_.fail_next_writes(1);
   auto r = submit(*p, "a", "{}");
@@ -208,10 +208,11 @@ TEST_F(PublisherTest, AStoreFailureIsA500AndNothingIsPublished) {
   EXPECT_EQ(*msgs[0].key, "b");
 }
 
-TEST_F(PublisherTest, ConcurrentSubmittersShareFsyncs) {
+TEST_F(publisher_test, ConcurrentSubmittersShareFsyncs) {
   auto p = make(100000);
   std::vector<std::thread> threads;
   std::atomic<int> ok{0};
+  threads.reserve(4);
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < 100; ++i) {

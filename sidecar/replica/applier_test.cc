@@ -44,7 +44,7 @@ std::optional<record> stored(const store::kv& kv, const std::string& key, std::s
   return decode_record(buf);
 }
 
-class ApplierTest : public ::testing::Test {
+class applier_test : public ::testing::Test {
  protected:
   plan apply(const std::vector<kafka::message>& msgs) {
     plan p;
@@ -57,7 +57,7 @@ class ApplierTest : public ::testing::Test {
   std::string buf_;
 };
 
-TEST_F(ApplierTest, ProjectsThePolicyFields) {
+TEST_F(applier_test, ProjectsThePolicyFields) {
   auto p = apply({event(0, "a", 1, R"({"id":"a","name":"A","price":2,"secret":"s","extra":1})")});
   EXPECT_EQ(p.applied, 1u);
   auto r = stored(kv_, "a", buf_);
@@ -70,7 +70,7 @@ TEST_F(ApplierTest, ProjectsThePolicyFields) {
   EXPECT_EQ(p.propagation_us[0], 4'000'000);
 }
 
-TEST_F(ApplierTest, SkipsEventsNotNewerThanTheStoredVersion) {
+TEST_F(applier_test, SkipsEventsNotNewerThanTheStoredVersion) {
   apply({event(0, "a", 5, R"({"name":"v5"})")});
   auto p = apply({event(1, "a", 5, R"({"name":"dup"})"), event(2, "a", 3, R"({"name":"old"})"),
                   event(3, "a", 6, R"({"name":"v6"})"), event(4, "a", 6, R"({"name":"dup6"})")});
@@ -82,7 +82,7 @@ TEST_F(ApplierTest, SkipsEventsNotNewerThanTheStoredVersion) {
   EXPECT_EQ(load_counter(kv_, kAppliedCounter), 2u);
 }
 
-TEST_F(ApplierTest, DeletesKeepATombstoneThatBlocksOlderEvents) {
+TEST_F(applier_test, DeletesKeepATombstoneThatBlocksOlderEvents) {
   apply({event(0, "a", 1, R"({"name":"x"})"), event(1, "a", 2, std::nullopt)});
   auto r = stored(kv_, "a", buf_);
   ASSERT_TRUE(r);
@@ -93,7 +93,7 @@ TEST_F(ApplierTest, DeletesKeepATombstoneThatBlocksOlderEvents) {
   EXPECT_TRUE(stored(kv_, "a", buf_)->deleted);
 }
 
-TEST_F(ApplierTest, OffsetsAndCountersAreInTheSameBatchAsTheData) {
+TEST_F(applier_test, OffsetsAndCountersAreInTheSameBatchAsTheData) {
   plan p;
   ASSERT_FALSE(applier_.prepare(
       std::vector<kafka::message>{event(7, "a", 1, "{}", 0), event(3, "b", 1, "{}", 2), event(8, "c", 1, "{}", 0)}, kv_,
@@ -115,7 +115,7 @@ TEST_F(ApplierTest, OffsetsAndCountersAreInTheSameBatchAsTheData) {
   EXPECT_EQ(offsets, (std::map<std::int32_t, std::int64_t>{{0, 9}, {2, 4}}));
 }
 
-TEST_F(ApplierTest, MessagesBelowTheStoredOffsetAreNotAppliedAgain) {
+TEST_F(applier_test, MessagesBelowTheStoredOffsetAreNotAppliedAgain) {
   apply({event(0, "a", 1, R"({"name":"1"})"), event(1, "a", 2, R"({"name":"2"})")});
   auto p = apply(
       {event(0, "a", 1, R"({"name":"1"})"), event(1, "a", 2, R"({"name":"2"})"), event(2, "a", 3, R"({"name":"3"})")});
@@ -127,7 +127,7 @@ TEST_F(ApplierTest, MessagesBelowTheStoredOffsetAreNotAppliedAgain) {
   EXPECT_EQ(offsets[0], 3);
 }
 
-TEST_F(ApplierTest, PoisonEventsAreReportedAndTheStreamGoesOn) {
+TEST_F(applier_test, PoisonEventsAreReportedAndTheStreamGoesOn) {
   std::vector<kafka::message> msgs = {
       event(0, std::nullopt, 1, "{}"),
       event(1, "a", 1, "not json"),
@@ -171,7 +171,7 @@ TEST_F(ApplierTest, PoisonEventsAreReportedAndTheStreamGoesOn) {
   EXPECT_EQ(offsets[0], 11);  // poison events are consumed too
 }
 
-TEST_F(ApplierTest, UsesCeTimeWhenPresent) {
+TEST_F(applier_test, UsesCeTimeWhenPresent) {
   auto m = event(0, "a", 1, "{}");
   m.headers.push_back({"ce_time", event::format_time(4'500'000)});
   auto p = apply({m});
@@ -179,7 +179,7 @@ TEST_F(ApplierTest, UsesCeTimeWhenPresent) {
   EXPECT_EQ(p.newest_event_time_us, 4'500'000);
 }
 
-TEST_F(ApplierTest, StoreErrorsAreReturnedNotHidden) {
+TEST_F(applier_test, StoreErrorsAreReturnedNotHidden) {
   kv_.fail_next_reads(2);
   plan p;
   EXPECT_EQ(applier_.prepare(std::vector<kafka::message>{event(0, "a", 1, "{}")}, kv_, 0, p), store::errc::io_error);

@@ -39,7 +39,7 @@ config::subscribe_spec spec() {
   return s;
 }
 
-class ReplicaTest : public ::testing::Test {
+class replica_test : public ::testing::Test {
  protected:
   void SetUp() override { broker_.create_topic("catalog.products.v1", 3); }
 
@@ -80,9 +80,9 @@ class ReplicaTest : public ::testing::Test {
   store::memory_kv kv_;
 };
 
-TEST_F(ReplicaTest, BootstrapsFromTheBeginningAndBecomesReady) {
+TEST_F(replica_test, BootstrapsFromTheBeginningAndBecomesReady) {
   for (int i = 0; i < 30; ++i)
-    publish("k" + std::to_string(i % 10), static_cast<std::uint64_t>(i + 1),
+    publish("k" + std::to_string(i % 10), static_cast<std::uint64_t>(i) + 1,
             R"({"name":"v)" + std::to_string(i) + R"("})");
   auto r = make();
   EXPECT_FALSE(r->status().ready);
@@ -99,7 +99,7 @@ TEST_F(ReplicaTest, BootstrapsFromTheBeginningAndBecomesReady) {
   EXPECT_TRUE(broker_.has_topic("catalog.products.v1.dlq"));
 }
 
-TEST_F(ReplicaTest, RestartResumesFromItsOwnStoredOffsets) {
+TEST_F(replica_test, RestartResumesFromItsOwnStoredOffsets) {
   for (int i = 0; i < 10; ++i) publish("k" + std::to_string(i), 1, "{}");
   {
     auto r = make();
@@ -115,7 +115,7 @@ TEST_F(ReplicaTest, RestartResumesFromItsOwnStoredOffsets) {
   EXPECT_EQ(value_of("k3"), R"({"name":"second"})");
 }
 
-TEST_F(ReplicaTest, AFailedWriteRewindsAndLosesNothing) {
+TEST_F(replica_test, AFailedWriteRewindsAndLosesNothing) {
   for (int i = 0; i < 20; ++i) publish("k" + std::to_string(i), 1, "{}");
   auto r = make();
   kv_.fail_next_writes(3);
@@ -125,7 +125,7 @@ TEST_F(ReplicaTest, AFailedWriteRewindsAndLosesNothing) {
   EXPECT_EQ(load_counter(kv_, kStaleCounter), 0u);
 }
 
-TEST_F(ReplicaTest, PoisonGoesToTheDeadLetterTopicWithItsReason) {
+TEST_F(replica_test, PoisonGoesToTheDeadLetterTopicWithItsReason) {
   publish("a", 1, "not json");
   publish("a", 2, R"({"name":"good"})");
   auto r = make();
@@ -140,7 +140,7 @@ TEST_F(ReplicaTest, PoisonGoesToTheDeadLetterTopicWithItsReason) {
   EXPECT_EQ(r->status().dlq_total, 1u);
 }
 
-TEST_F(ReplicaTest, ABatchWaitsUntilItsPoisonIsSafelyDeadLettered) {
+TEST_F(replica_test, ABatchWaitsUntilItsPoisonIsSafelyDeadLettered) {
   publish("a", 1, "not json");
   publish("b", 1, R"({"name":"b"})");
   auto r = make();
@@ -154,7 +154,7 @@ TEST_F(ReplicaTest, ABatchWaitsUntilItsPoisonIsSafelyDeadLettered) {
   EXPECT_EQ(broker_.read_all("catalog.products.v1.dlq").size(), 1u);
 }
 
-TEST_F(ReplicaTest, StaleDuplicatesAreCountedNotApplied) {
+TEST_F(replica_test, StaleDuplicatesAreCountedNotApplied) {
   publish("a", 5, R"({"name":"five"})");
   publish("a", 4, R"({"name":"four"})");
   publish("a", 5, R"({"name":"five again"})");
@@ -164,7 +164,7 @@ TEST_F(ReplicaTest, StaleDuplicatesAreCountedNotApplied) {
   EXPECT_EQ(r->status().stale_total, 2u);
 }
 
-TEST_F(ReplicaTest, ScanPagesSkipTombstones) {
+TEST_F(replica_test, ScanPagesSkipTombstones) {
   for (int i = 0; i < 10; ++i) publish("k" + std::to_string(i), 1, "{}");
   publish("k1", 2, std::nullopt);
   publish("k5", 2, std::nullopt);
