@@ -30,7 +30,18 @@ cleanup() {
 }
 trap cleanup EXIT
 ts=$(date +%s)
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+free_port() {  # a port nothing listens on and this script has not handed out yet (called in $(...))
+  local p
+  for _ in $(seq 1 200); do
+    p=$(( 20000 + RANDOM % 20000 ))
+    grep -qx "$p" "$WORK/ports.taken" 2>/dev/null && continue
+    ss -Htln "sport = :$p" 2>/dev/null | grep -q . && continue
+    echo "$p" >> "$WORK/ports.taken"
+    echo "$p"
+    return 0
+  done
+  echo "no free port" >&2; return 1
+}
 ms() { echo $(( $(date +%s%N) / 1000000 )); }
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 wait_ready() {  # port, seconds
@@ -80,6 +91,8 @@ rp=$!; pids+=("$rp")
 wait_ready "$port" 600
 rss_full=$(rss_kib "$rp")
 echo "sidecar RSS with $EVENTS entities: $((rss_full / 1024)) MiB"
+# Let RocksDB finish the flushes and compactions of the bootstrap: P2 is about steady-state reads.
+sleep "${SETTLE:-20}"
 
 rport=$(free_port)
 redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no --daemonize no >"$WORK/redis.log" 2>&1 &
