@@ -2,6 +2,7 @@
 // the shared one is never stopped): every change answered 202 arrives in the topic, and each
 // key's versions arrive in the order they were accepted.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <nlohmann/json.hpp>
@@ -27,6 +28,10 @@ class private_broker {
       throw std::runtime_error("private broker did not start:\n" + r.output);
     bootstrap_ = r.output.substr(pos + 26);
     bootstrap_ = bootstrap_.substr(0, bootstrap_.find_first_of("\r\n"));
+    // The broker runs detached (setsid): if this test is killed (a ctest timeout, an interrupted
+    // run), no destructor stops it. A watchdog does, once this process is gone.
+    run_command("nohup bash -c 'while kill -0 " + std::to_string(::getpid()) + " 2>/dev/null; do sleep 2; done; " +
+                script_ + " down " + dir_.path() + "/kafka; rm -rf " + dir_.path() + "' >/dev/null 2>&1 &");
   }
   ~private_broker() { run_command(script_ + " down " + dir_.path() + "/kafka >/dev/null 2>&1"); }
   const std::string& bootstrap() const { return bootstrap_; }
