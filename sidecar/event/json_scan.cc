@@ -2,6 +2,8 @@
 
 #include <cstdint>
 
+#include "sidecar/event/schema.h"
+
 namespace datashare::sidecar::event {
 namespace {
 
@@ -155,32 +157,9 @@ class scanner {
   static bool is_hex(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
 
   bool utf8_sequence() {
-    auto c = static_cast<unsigned char>(t_[i_]);
-    std::size_t n = 0;
-    std::uint32_t cp = 0;
-    if ((c & 0xe0) == 0xc0) {
-      n = 1;
-      cp = c & 0x1f;
-    } else if ((c & 0xf0) == 0xe0) {
-      n = 2;
-      cp = c & 0x0f;
-    } else if ((c & 0xf8) == 0xf0) {
-      n = 3;
-      cp = c & 0x07;
-    } else {
-      return false;
-    }
-    if (i_ + n >= t_.size()) return false;
-    for (std::size_t k = 1; k <= n; ++k) {
-      auto cc = static_cast<unsigned char>(t_[i_ + k]);
-      if ((cc & 0xc0) != 0x80) return false;
-      cp = (cp << 6) | (cc & 0x3f);
-    }
-    if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10ffff ||
-        (cp >= 0xd800 && cp <= 0xdfff)) {
-      return false;
-    }
-    i_ += n + 1;
+    std::size_t n = utf8_sequence_length(t_, i_);
+    if (n == 0) return false;
+    i_ += n;
     return true;
   }
 

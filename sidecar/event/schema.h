@@ -15,6 +15,10 @@ enum class unknown_fields { reject, ignore };
 bool matches(const nlohmann::json& value, config::field_type type);
 
 // Keys travel in JSON bodies and headers: they must be valid UTF-8.
+// Bytes of the UTF-8 sequence starting at s[i] (1 for ASCII), or 0 when it is not valid UTF-8
+// (truncated, overlong, a surrogate, past U+10FFFF).
+std::size_t utf8_sequence_length(std::string_view s, std::size_t i);
+
 bool is_valid_utf8(std::string_view s);
 
 // "" when `object` conforms; otherwise the first problem, e.g.
