@@ -1,7 +1,5 @@
 #include "sidecar/config/config.h"
 
-#include <yaml-cpp/yaml.h>
-
 #include <algorithm>
 #include <cctype>
 #include <charconv>
@@ -9,6 +7,8 @@
 #include <fstream>
 #include <set>
 #include <sstream>
+
+#include "sidecar/config/yaml_reader.h"
 
 namespace datashare::sidecar::config {
 
@@ -28,6 +28,10 @@ std::string_view to_string(field_type t) {
       return "array";
   }
   return "?";
+}
+
+std::string_view to_string(participant_role r) {
+  return r == participant_role::owner ? "owner" : "copy";
 }
 
 std::string_view to_string(sharing_mode m) {
@@ -93,154 +97,11 @@ std::optional<std::chrono::milliseconds> parse_duration(std::string_view text) {
 
 namespace {
 
-// Walks the YAML tree, filling the config and recording every problem with its path. Nothing
-// here stops at the first problem: a value that cannot be read is reported and left at default.
-class reader {
- public:
-  explicit reader(std::vector<problem>& problems) : problems_(problems) {}
-
-  void add(const std::string& path, std::string message) { problems_.push_back({path, std::move(message)}); }
-
-  static std::string join(const std::string& path, std::string_view key) {
-    return path.empty() ? std::string(key) : path + "." + std::string(key);
-  }
-  static std::string index(const std::string& path, std::size_t i) { return path + "[" + std::to_string(i) + "]"; }
-
-  // Checks that `node` is a map and reports the keys it does not know, so typos are caught.
-  bool map(const YAML::Node& node, const std::string& path, std::initializer_list<std::string_view> known) {
-    if (!node.IsMap()) {
-      add(path, "must be a mapping");
-      return false;
-    }
-    for (auto it = node.begin(); it != node.end(); ++it) {
-      std::string key = it->first.Scalar();
-      if (std::find(known.begin(), known.end(), key) == known.end()) {
-        std::string list;
-        for (auto k : known) list += (list.empty() ? "" : ", ") + std::string(k);
-        add(join(path, key), "unknown key (known: " + list + ")");
-      }
-    }
-    return true;
-  }
-
-  bool present(const YAML::Node& map, const char* key) { return map.IsMap() && map[key] && !map[key].IsNull(); }
-
-  std::optional<std::string> string(const YAML::Node& map, const std::string& path, const char* key, bool required) {
-    std::string p = join(path, key);
-    if (!present(map, key)) {
-      if (required) add(p, "is required");
-      return std::nullopt;
-    }
-    const YAML::Node n = map[key];
-    if (!n.IsScalar()) {
-      add(p, "must be a string");
-      return std::nullopt;
-    }
-    if (required && n.Scalar().empty()) {
-      add(p, "must not be empty");
-      return std::nullopt;
-    }
-    return n.Scalar();
-  }
-
-  std::optional<std::int64_t> integer(const YAML::Node& map, const std::string& path, const char* key, bool required,
-                                      std::int64_t min, std::int64_t max) {
-    std::string p = join(path, key);
-    if (!present(map, key)) {
-      if (required) add(p, "is required");
-      return std::nullopt;
-    }
-    const YAML::Node n = map[key];
-    std::int64_t v = 0;
-    const std::string& s = n.IsScalar() ? n.Scalar() : std::string();
-    auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-    if (!n.IsScalar() || s.empty() || ec != std::errc() || ptr != s.data() + s.size()) {
-      add(p, "must be an integer");
-      return std::nullopt;
-    }
-    if (v < min || v > max) {
-      add(p, "must be between " + std::to_string(min) + " and " + std::to_string(max) + ", got " + s);
-      return std::nullopt;
-    }
-    return v;
-  }
-
-  std::optional<bool> boolean(const YAML::Node& map, const std::string& path, const char* key) {
-    if (!present(map, key)) return std::nullopt;
-    const YAML::Node n = map[key];
-    if (n.IsScalar() && (n.Scalar() == "true" || n.Scalar() == "false")) return n.Scalar() == "true";
-    add(join(path, key), "must be true or false");
-    return std::nullopt;
-  }
-
-  std::optional<std::chrono::milliseconds> duration(const YAML::Node& map, const std::string& path, const char* key) {
-    auto s = string(map, path, key, false);
-    if (!s) return std::nullopt;
-    auto d = parse_duration(*s);
-    if (!d) add(join(path, key), "not a duration: \"" + *s + "\" (examples: 300ms, 5s, 1m30s)");
-    return d;
-  }
-
-  std::vector<std::string> string_list(const YAML::Node& map, const std::string& path, const char* key) {
-    std::vector<std::string> out;
-    if (!present(map, key)) return out;
-    const YAML::Node n = map[key];
-    std::string p = join(path, key);
-    if (!n.IsSequence()) {
-      add(p, "must be a list of strings");
-      return out;
-    }
-    for (std::size_t i = 0; i < n.size(); ++i) {
-      if (!n[i].IsScalar() || n[i].Scalar().empty()) {
-        add(index(p, i), "must be a non-empty string");
-        continue;
-      }
-      out.push_back(n[i].Scalar());
-    }
-    return out;
-  }
-
- private:
-  std::vector<problem>& problems_;
-};
-
-bool is_dns_label_like(std::string_view s) {
-  if (s.empty() || s.size() > 253) return false;
-  for (char c : s) {
-    if (!(std::islower(static_cast<unsigned char>(c)) != 0 || std::isdigit(static_cast<unsigned char>(c)) != 0 ||
-          c == '-' || c == '.')) {
-      return false;
-    }
-  }
-  return std::isalnum(static_cast<unsigned char>(s.front())) != 0 &&
-         std::isalnum(static_cast<unsigned char>(s.back())) != 0;
-}
-
 bool is_topic_name(std::string_view s) {
   if (s.empty() || s.size() > 249 || s == "." || s == "..") return false;
   return std::all_of(s.begin(), s.end(), [](char c) {
     return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '.' || c == '_' || c == '-';
   });
-}
-
-bool is_loopback(std::string_view address) {
-  return address == "::1" || address.rfind("127.", 0) == 0;
-}
-
-std::optional<field_type> parse_field_type(std::string_view s) {
-  for (auto t : {field_type::string, field_type::number, field_type::integer, field_type::boolean, field_type::object,
-                 field_type::array}) {
-    if (to_string(t) == s) return t;
-  }
-  return std::nullopt;
-}
-
-std::optional<endpoint> read_endpoint(reader& r, const YAML::Node& node, const std::string& path) {
-  if (!r.map(node, path, {"address", "port"})) return std::nullopt;
-  endpoint e;
-  e.address = r.string(node, path, "address", true).value_or("");
-  e.port = static_cast<std::uint16_t>(r.integer(node, path, "port", true, 0, 65535).value_or(0));
-  return e;
 }
 
 void read_kafka(reader& r, const YAML::Node& node, const std::string& path, kafka_settings& k) {
@@ -325,7 +186,7 @@ void read_kafka(reader& r, const YAML::Node& node, const std::string& path, kafk
 }
 
 void read_listen(reader& r, const YAML::Node& node, const std::string& path, listen_settings& l) {
-  if (!r.map(node, path, {"data", "admin", "threads"})) return;
+  if (!r.map(node, path, {"data", "admin", "participant", "threads"})) return;
   if (r.present(node, "data")) {
     std::string dp = reader::join(path, "data");
     if (auto e = read_endpoint(r, node["data"], dp)) {
@@ -337,55 +198,9 @@ void read_listen(reader& r, const YAML::Node& node, const std::string& path, lis
     }
   }
   if (r.present(node, "admin")) l.admin = read_endpoint(r, node["admin"], reader::join(path, "admin"));
+  if (r.present(node, "participant"))
+    l.participant = read_endpoint(r, node["participant"], reader::join(path, "participant"));
   if (auto t = r.integer(node, path, "threads", false, 1, 64)) l.threads = static_cast<int>(*t);
-}
-
-void read_product(reader& r, const YAML::Node& node, const std::string& path, product_schema& p) {
-  if (!r.map(node, path, {"name", "namespace", "key", "fields"})) return;
-  p.name = r.string(node, path, "name", true).value_or("");
-  if (!p.name.empty() && !is_dns_label_like(p.name)) {
-    r.add(reader::join(path, "name"), "must be a lowercase DNS name (a-z, 0-9, '-', '.'), got \"" + p.name + "\"");
-  }
-  p.namespace_name = r.string(node, path, "namespace", true).value_or("");
-  p.key = r.string(node, path, "key", true).value_or("");
-  std::string fp = reader::join(path, "fields");
-  if (!r.present(node, "fields")) {
-    r.add(fp, "is required");
-    return;
-  }
-  const YAML::Node fields = node["fields"];
-  if (!fields.IsSequence() || fields.size() == 0) {
-    r.add(fp, "must be a non-empty list of {name, type, restricted}");
-    return;
-  }
-  std::set<std::string> seen;
-  for (std::size_t i = 0; i < fields.size(); ++i) {
-    std::string ip = reader::index(fp, i);
-    if (!r.map(fields[i], ip, {"name", "type", "restricted"})) continue;
-    field f;
-    f.name = r.string(fields[i], ip, "name", true).value_or("");
-    if (auto t = r.string(fields[i], ip, "type", true)) {
-      if (auto ft = parse_field_type(*t)) {
-        f.type = *ft;
-      } else {
-        r.add(reader::join(ip, "type"),
-              "unknown type \"" + *t + "\" (types: string, number, integer, boolean, object, array)");
-      }
-    }
-    f.restricted = r.boolean(fields[i], ip, "restricted").value_or(false);
-    if (!f.name.empty() && !seen.insert(f.name).second)
-      r.add(reader::join(ip, "name"), "duplicate field \"" + f.name + "\"");
-    p.fields.push_back(std::move(f));
-  }
-  if (!p.key.empty()) {
-    const field* k = p.find(p.key);
-    if (k == nullptr) {
-      r.add(reader::join(path, "key"),
-            "key field \"" + p.key + "\" is not one of the fields (" + p.field_names() + ")");
-    } else if (k->restricted) {
-      r.add(reader::join(path, "key"), "key field \"" + p.key + "\" cannot be restricted");
-    }
-  }
 }
 
 void read_topic(reader& r, const YAML::Node& node, const std::string& path, std::string& topic) {
@@ -543,9 +358,52 @@ void read_subscribe(reader& r, const YAML::Node& node, const std::string& path, 
 }
 
 void read_participate(reader& r, const YAML::Node& node, const std::string& path, participate_spec& p) {
-  if (!r.map(node, path, {"product", "coordinatorUrl"})) return;
+  if (!r.map(node, path, {"product", "namespace", "role", "coordinatorUrl", "lockTimeout", "owner", "policy"})) return;
   p.product = r.string(node, path, "product", true).value_or("");
-  p.coordinator_url = r.string(node, path, "coordinatorUrl", false).value_or("");
+  p.namespace_name = r.string(node, path, "namespace", true).value_or("");
+  bool role_known = false;
+  if (auto role = r.string(node, path, "role", true)) {
+    if (*role == "owner" || *role == "copy") {
+      p.role = *role == "owner" ? participant_role::owner : participant_role::copy;
+      role_known = true;
+    } else {
+      r.add(reader::join(path, "role"), "must be owner or copy, got \"" + *role + "\"");
+    }
+  }
+  p.coordinator_url = r.string(node, path, "coordinatorUrl", true).value_or("");
+  if (!p.coordinator_url.empty() && !is_http_url(p.coordinator_url))
+    r.add(reader::join(path, "coordinatorUrl"), "must start with http:// or https://");
+  if (auto d = r.duration(node, path, "lockTimeout")) {
+    if (d->count() < 100) {
+      r.add(reader::join(path, "lockTimeout"), "must be at least 100ms");
+    } else {
+      p.lock_timeout = *d;
+    }
+  }
+  if (r.present(node, "owner")) {
+    std::string op = reader::join(path, "owner");
+    const YAML::Node o = node["owner"];
+    if (r.map(o, op, {"url", "writePath"})) {
+      p.owner_url = r.string(o, op, "url", true).value_or("");
+      if (!p.owner_url.empty() && !is_http_url(p.owner_url))
+        r.add(reader::join(op, "url"), "must start with http:// or https://");
+      p.owner_write_path = r.string(o, op, "writePath", true).value_or("");
+      if (!p.owner_write_path.empty() &&
+          (p.owner_write_path.front() != '/' || p.owner_write_path.find("{key}") == std::string::npos)) {
+        r.add(reader::join(op, "writePath"),
+              "must be a path starting with / and holding {key}, got \"" + p.owner_write_path + "\"");
+      }
+    }
+  }
+  p.policy = r.string(node, path, "policy", false).value_or("");
+  if (!role_known) return;
+  if (p.role == participant_role::owner) {
+    if (!r.present(node, "owner")) r.add(reader::join(path, "owner"), "is required with role owner");
+    if (!p.policy.empty()) r.add(reader::join(path, "policy"), "is for role copy only");
+  } else {
+    if (p.policy.empty()) r.add(reader::join(path, "policy"), "is required with role copy");
+    if (r.present(node, "owner")) r.add(reader::join(path, "owner"), "is for role owner only");
+  }
 }
 
 template <typename T, typename Fn>
@@ -563,7 +421,7 @@ void read_list(reader& r, const YAML::Node& root, const char* key, std::vector<T
   }
 }
 
-void validate_whole(reader& r, const sidecar_config& c) {
+void validate_whole(reader& r, sidecar_config& c) {
   bool needs_kafka = !c.publish.empty() || !c.subscribe.empty();
   if (needs_kafka && c.kafka.bootstrap_servers.empty())
     r.add("kafka.bootstrapServers", "is required with publish or subscribe");
@@ -592,6 +450,47 @@ void validate_whole(reader& r, const sidecar_config& c) {
     if (!s.policy.empty() && !policies.insert(s.policy).second) {
       r.add(reader::index("subscribe", i) + ".policy", "policy \"" + s.policy + "\" appears twice");
     }
+  }
+  std::set<std::string> participating;
+  for (std::size_t i = 0; i < c.participate.size(); ++i) {
+    const auto& p = c.participate[i];
+    std::string path = reader::index("participate", i);
+    if (p.product.empty()) continue;
+    if (!participating.insert(p.product).second) {
+      r.add(path + ".product", "product \"" + p.product + "\" appears twice: one participant per product");
+    }
+    if (p.role == participant_role::owner) {
+      auto pub = std::find_if(c.publish.begin(), c.publish.end(),
+                              [&](const publish_spec& s) { return s.product.name == p.product; });
+      if (pub == c.publish.end()) {
+        r.add(path + ".product",
+              "role owner publishes the committed value: no publish[] entry for product \"" + p.product + "\"");
+      } else if (!p.namespace_name.empty() && pub->product.namespace_name != p.namespace_name) {
+        r.add(path + ".namespace", "\"" + p.namespace_name + "\" differs from the publish[] entry's namespace \"" +
+                                       pub->product.namespace_name + "\"");
+      }
+    } else if (!p.policy.empty()) {
+      auto sub = std::find_if(c.subscribe.begin(), c.subscribe.end(),
+                              [&](const subscribe_spec& s) { return s.policy == p.policy; });
+      if (sub == c.subscribe.end()) {
+        r.add(path + ".policy", "no subscribe[] entry has policy \"" + p.policy + "\"");
+      } else {
+        if (sub->product.name != p.product || sub->product.namespace_name != p.namespace_name) {
+          r.add(path + ".policy", "policy \"" + p.policy + "\" shares " + sub->product.namespace_name + "/" +
+                                      sub->product.name + ", not " + p.namespace_name + "/" + p.product);
+        }
+        if (sub->mode != sharing_mode::sync || sub->fields.empty()) {
+          r.add(path + ".policy",
+                "policy \"" + p.policy + "\" must be a sync-mode policy with fields (the copy kept by the gateway)");
+        }
+      }
+    }
+  }
+  if (!c.participate.empty() && c.data_dir.empty()) r.add("dataDir", "is required for the participant's store");
+  if (c.listen.participant && c.listen.participant->port != 0) {
+    const auto& pe = *c.listen.participant;
+    if ((pe.port == c.listen.data.port) || (c.listen.admin && pe.port == c.listen.admin->port))
+      r.add("listen.participant.port", "must differ from the data and admin ports");
   }
   if (c.listen.admin && c.listen.admin->port != 0 && c.listen.admin->port == c.listen.data.port &&
       c.listen.admin->address == c.listen.data.address) {
@@ -631,6 +530,8 @@ load_result parse_config(std::string_view yaml_text) {
     read_list(r, root, "publish", c.publish, read_publish);
     read_list(r, root, "subscribe", c.subscribe, read_subscribe);
     read_list(r, root, "participate", c.participate, read_participate);
+    if (!c.participate.empty() && !c.listen.participant)
+      c.listen.participant = endpoint{"0.0.0.0", kDefaultParticipantPort};
     validate_whole(r, c);
   } catch (const YAML::Exception& e) {
     // yaml-cpp throws on shapes the reader did not anticipate (e.g. a key that is itself a map).

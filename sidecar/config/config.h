@@ -70,7 +70,11 @@ struct kafka_settings {
 struct listen_settings {
   endpoint data{"127.0.0.1", 8090};  // the read/publish API: loopback only
   std::optional<endpoint> admin;     // /healthz, /readyz, /metrics for probes and scrapes
-  int threads = 1;                   // HTTP I/O threads
+  // The gateway's participant API (POST /v1/tx/<id>/{prepare,commit,abort}, GET /v1/tx/<id>)
+  // and nothing else; the coordinator reaches it from outside the pod. Defaults to
+  // 0.0.0.0:8091 when participate[] is not empty.
+  std::optional<endpoint> participant;
+  int threads = 1;  // HTTP I/O threads
 };
 
 struct outbox_settings {
@@ -116,10 +120,25 @@ struct subscribe_spec {
   sync_policy sync;
 };
 
-// Gateway participant role (issue 6); only its outline is checked for now.
+enum class participant_role { owner, copy };
+
+std::string_view to_string(participant_role r);
+
+inline constexpr std::uint16_t kDefaultParticipantPort = 8091;
+
+// Gateway participant role: this sidecar takes part in the coordinator's two-phase commits of
+// one product, either for the owner (applies the change through the owner's writePath, keeps the
+// previous value to compensate, publishes the committed value through its publish[] entry) or
+// for a copy (the local store of one sync-mode subscribe[] entry).
 struct participate_spec {
-  std::string product;
-  std::string coordinator_url;
+  std::string product;  // a product name; the owner role needs a publish[] entry for it
+  std::string namespace_name;
+  participant_role role = participant_role::owner;
+  std::string coordinator_url;                    // asked for the outcome of an overdue transaction
+  std::chrono::milliseconds lock_timeout{10000};  // a prepared key waits this long before asking
+  std::string owner_url;                          // owner: "http://127.0.0.1:8080"
+  std::string owner_write_path;                   // owner: "/products/{key}" (PUT, DELETE; GET for the previous value)
+  std::string policy;                             // copy: the subscribe[] entry whose copy this is
 };
 
 struct sidecar_config {

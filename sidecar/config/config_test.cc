@@ -209,6 +209,100 @@ TEST(SidecarConfigTest, MalformedFiles) {
   EXPECT_THAT(parse_config("version: 1\nsubscribe: [3]").problems, has_problem("subscribe[0]", "must be a mapping"));
 }
 
+constexpr const char* kParticipants = R"(
+version: 1
+dataDir: /d
+kafka: {bootstrapServers: k}
+listen:
+  participant: {address: 0.0.0.0, port: 8091}
+publish:
+  - product: {name: products, namespace: catalog, key: id, fields: [{name: id, type: string}, {name: name, type: string}]}
+    topic: catalog.products.v1
+subscribe:
+  - policy: order-service-products
+    namespace: orders
+    product: {name: products, namespace: catalog, key: id, fields: [{name: id, type: string}, {name: name, type: string}]}
+    topic: catalog.products.v1
+    group: g
+    mode: sync
+    fields: [id, name]
+    owner: {url: "http://product-service.catalog:8080"}
+participate:
+  - {product: products, namespace: catalog, role: owner, coordinatorUrl: "http://gw:8080", lockTimeout: 2s,
+     owner: {url: "http://127.0.0.1:8080", writePath: "/products/{key}"}}
+)";
+
+TEST(SidecarConfigTest, ParticipantRoles) {
+  auto r = parse_config(kParticipants);
+  ASSERT_TRUE(r.problems.empty()) << format_problems(r.problems);
+  const auto& c = *r.config;
+  ASSERT_TRUE(c.listen.participant);
+  EXPECT_EQ(c.listen.participant->port, 8091);
+  ASSERT_EQ(c.participate.size(), 1u);
+  EXPECT_EQ(c.participate[0].role, participant_role::owner);
+  EXPECT_EQ(c.participate[0].lock_timeout, std::chrono::seconds(2));
+  EXPECT_EQ(c.participate[0].owner_url, "http://127.0.0.1:8080");
+  EXPECT_EQ(c.participate[0].owner_write_path, "/products/{key}");
+
+  std::string copy = kParticipants;
+  copy = copy.substr(0, copy.find("participate:")) + R"(participate:
+  - {product: products, namespace: catalog, role: copy, coordinatorUrl: "http://gw:8080",
+     policy: order-service-products}
+)";
+  auto rc = parse_config(copy);
+  ASSERT_TRUE(rc.problems.empty()) << format_problems(rc.problems);
+  EXPECT_EQ(rc.config->participate[0].role, participant_role::copy);
+  EXPECT_EQ(rc.config->participate[0].policy, "order-service-products");
+  EXPECT_EQ(rc.config->participate[0].lock_timeout, std::chrono::seconds(10));
+}
+
+TEST(SidecarConfigTest, ParticipantListenerDefaultsTo8091) {
+  std::string text = kParticipants;
+  text.erase(text.find("listen:"), text.find("publish:") - text.find("listen:"));
+  auto r = parse_config(text);
+  ASSERT_TRUE(r.problems.empty()) << format_problems(r.problems);
+  ASSERT_TRUE(r.config->listen.participant);
+  EXPECT_EQ(r.config->listen.participant->address, "0.0.0.0");
+  EXPECT_EQ(r.config->listen.participant->port, kDefaultParticipantPort);
+}
+
+TEST(SidecarConfigTest, ParticipantRulesAreCheckedAgainstTheWholeFile) {
+  auto r = parse_config(R"(
+version: 1
+kafka: {bootstrapServers: k}
+listen:
+  data: {address: 127.0.0.1, port: 8090}
+  participant: {address: 0.0.0.0, port: 8090}
+subscribe:
+  - policy: evt
+    namespace: orders
+    product: {name: products, namespace: catalog, key: id, fields: [{name: id, type: string}]}
+    topic: t
+    group: g
+    mode: event
+    fields: [id]
+    store: memory
+participate:
+  - {product: products, namespace: catalog, role: owner, coordinatorUrl: "gw:8080",
+     owner: {url: "http://o", writePath: "products"}, lockTimeout: 10ms}
+  - {product: products, namespace: catalog, role: copy, coordinatorUrl: "http://gw", policy: evt}
+  - {product: items, namespace: catalog, role: copy, coordinatorUrl: "http://gw", policy: nope}
+  - {product: things, namespace: catalog, role: boss, coordinatorUrl: "http://gw"}
+  - {product: stuff, namespace: catalog, role: owner, coordinatorUrl: "http://gw"}
+)");
+  EXPECT_THAT(r.problems, has_problem("participate[0].coordinatorUrl", "must start with http://"));
+  EXPECT_THAT(r.problems, has_problem("participate[0].owner.writePath", "holding {key}"));
+  EXPECT_THAT(r.problems, has_problem("participate[0].lockTimeout", "at least 100ms"));
+  EXPECT_THAT(r.problems, has_problem("participate[0].product", "no publish[] entry for product \"products\""));
+  EXPECT_THAT(r.problems, has_problem("participate[1].product", "appears twice"));
+  EXPECT_THAT(r.problems, has_problem("participate[1].policy", "must be a sync-mode policy with fields"));
+  EXPECT_THAT(r.problems, has_problem("participate[2].policy", "no subscribe[] entry has policy \"nope\""));
+  EXPECT_THAT(r.problems, has_problem("participate[3].role", "must be owner or copy"));
+  EXPECT_THAT(r.problems, has_problem("participate[4].owner", "is required with role owner"));
+  EXPECT_THAT(r.problems, has_problem("dataDir", "participant's store"));
+  EXPECT_THAT(r.problems, has_problem("listen.participant.port", "must differ"));
+}
+
 TEST(SidecarConfigTest, MissingFileIsOneProblem) {
   auto r = load_config_file("/nonexistent/sidecar.yaml");
   ASSERT_EQ(r.problems.size(), 1u);
