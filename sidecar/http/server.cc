@@ -28,6 +28,10 @@ class session : public std::enable_shared_from_this<session> {
                   [self = shared_from_this(), r = std::move(r)]() mutable { self->write(std::move(r), false); });
   }
 
+  void abort() {
+    net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->close(); });
+  }
+
  private:
   void read() {
     parser_.emplace();
@@ -96,6 +100,10 @@ class session : public std::enable_shared_from_this<session> {
 
 void responder::operator()(response r) const {
   s_->answer(std::move(r));
+}
+
+void responder::close() const {
+  s_->abort();
 }
 
 class server::listener : public std::enable_shared_from_this<listener> {

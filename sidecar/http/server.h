@@ -37,6 +37,8 @@ class responder {
  public:
   explicit responder(std::shared_ptr<session> s) : s_(std::move(s)) {}
   void operator()(response r) const;
+  // Closes the connection without answering (test services simulating a crashed peer).
+  void close() const;
 
  private:
   std::shared_ptr<session> s_;
