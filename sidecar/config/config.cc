@@ -62,6 +62,29 @@ std::string product_schema::field_names() const {
   return out;
 }
 
+std::optional<http_origin> parse_http_origin(std::string_view url) {
+  if (!url.starts_with("http://")) return std::nullopt;
+  std::string_view rest = url.substr(7);
+  if (rest.ends_with('/')) rest.remove_suffix(1);
+  if (rest.empty() || rest.find_first_of("/?#@ ") != std::string_view::npos) return std::nullopt;
+  http_origin o;
+  const auto colon = rest.rfind(':');
+  if (colon == std::string_view::npos) {
+    o.host = std::string(rest);
+    return o;
+  }
+  o.host = std::string(rest.substr(0, colon));
+  const auto digits = rest.substr(colon + 1);
+  unsigned port = 0;
+  auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), port);
+  if (o.host.empty() || digits.empty() || ec != std::errc{} || end != digits.data() + digits.size() || port == 0 ||
+      port > 65535) {
+    return std::nullopt;
+  }
+  o.port = static_cast<std::uint16_t>(port);
+  return o;
+}
+
 std::optional<std::chrono::milliseconds> parse_duration(std::string_view text) {
   if (text == "0") return std::chrono::milliseconds(0);
   if (text.empty()) return std::nullopt;
@@ -296,10 +319,20 @@ void read_subscribe(reader& r, const YAML::Node& node, const std::string& path, 
   if (r.present(node, "owner")) {
     std::string op = reader::join(path, "owner");
     const YAML::Node o = node["owner"];
-    if (r.map(o, op, {"url"})) {
+    if (r.map(o, op, {"url", "readPath"})) {
       s.owner_url = r.string(o, op, "url", true).value_or("");
-      if (!s.owner_url.empty() && s.owner_url.rfind("http://", 0) != 0 && s.owner_url.rfind("https://", 0) != 0) {
-        r.add(reader::join(op, "url"), "must start with http:// or https://");
+      if (!s.owner_url.empty() && !parse_http_origin(s.owner_url)) {
+        r.add(reader::join(op, "url"),
+              "must be http://host[:port] (no path: it goes in readPath), got \"" + s.owner_url + "\"");
+      }
+      s.owner_read_path = r.string(o, op, "readPath", false).value_or("");
+      if (!s.owner_read_path.empty()) {
+        const auto at = s.owner_read_path.find("{key}");
+        if (s.owner_read_path.front() != '/' || at == std::string::npos ||
+            s.owner_read_path.find("{key}", at + 1) != std::string::npos) {
+          r.add(reader::join(op, "readPath"),
+                "must start with / and contain {key} exactly once, got \"" + s.owner_read_path + "\"");
+        }
       }
     }
   }
@@ -353,6 +386,8 @@ void read_subscribe(reader& r, const YAML::Node& node, const std::string& path, 
     case sharing_mode::sync:
       if (s.owner_url.empty())
         r.add(reader::join(path, "owner.url"), "is required in " + std::string(to_string(s.mode)) + " mode");
+      if (s.owner_read_path.empty())
+        r.add(reader::join(path, "owner.readPath"), "is required in " + std::string(to_string(s.mode)) + " mode");
       break;
   }
 }

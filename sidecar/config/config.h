@@ -113,7 +113,8 @@ struct subscribe_spec {
   sharing_mode mode = sharing_mode::event;
   std::vector<std::string> fields;       // kept locally (event, hybrid)
   std::vector<std::string> sync_fields;  // read through the owner (sync, hybrid)
-  std::string owner_url;
+  std::string owner_url;                 // sync, hybrid: "http://host:port"
+  std::string owner_read_path;           // sync, hybrid: "/products/{key}", {key} once, percent-encoded key
   std::chrono::milliseconds max_lag{5000};
   store_kind store = store_kind::rocksdb;
   std::uint64_t max_event_bytes = 1 << 20;  // larger events are poison (dead-letter topic)
@@ -169,6 +170,14 @@ load_result load_config_file(const std::string& path);
 
 // One line per problem: "<path>: <message>".
 std::string format_problems(const std::vector<problem>& problems);
+
+// The host and port of an owner URL "http://host[:port]" (port 80 by default; no path, no
+// credentials); nullopt for anything else (https is not served by the sync proxy).
+struct http_origin {
+  std::string host;
+  std::uint16_t port = 80;
+};
+std::optional<http_origin> parse_http_origin(std::string_view url);
 
 // Go-style durations as Kubernetes resources write them: "300ms", "5s", "1m30s", "1.5s", "0".
 std::optional<std::chrono::milliseconds> parse_duration(std::string_view text);

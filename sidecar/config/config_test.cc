@@ -51,7 +51,7 @@ subscribe:
     mode: hybrid
     fields: [id, name]
     syncFields: [price, supplierEmail]
-    owner: {url: "http://product-service.catalog:8080"}
+    owner: {url: "http://product-service.catalog:8080", readPath: "/products/{key}"}
     maxLag: 5s
     store: memory
     sync:
@@ -226,7 +226,7 @@ subscribe:
     group: g
     mode: sync
     fields: [id, name]
-    owner: {url: "http://product-service.catalog:8080"}
+    owner: {url: "http://product-service.catalog:8080", readPath: "/products/{key}"}
 participate:
   - {product: products, namespace: catalog, role: owner, coordinatorUrl: "http://gw:8080", lockTimeout: 2s,
      owner: {url: "http://127.0.0.1:8080", writePath: "/products/{key}"}}
@@ -307,6 +307,53 @@ TEST(SidecarConfigTest, MissingFileIsOneProblem) {
   auto r = load_config_file("/nonexistent/sidecar.yaml");
   ASSERT_EQ(r.problems.size(), 1u);
   EXPECT_THAT(r.problems[0].message, HasSubstr("/nonexistent/sidecar.yaml"));
+}
+
+TEST(SidecarConfigTest, OwnerEndpointOfSyncReads) {
+  auto r = parse_config(kValid);
+  ASSERT_TRUE(r.config) << format_problems(r.problems);
+  EXPECT_EQ(r.config->subscribe[0].owner_url, "http://product-service.catalog:8080");
+  EXPECT_EQ(r.config->subscribe[0].owner_read_path, "/products/{key}");
+
+  auto with_owner = [](const std::string& owner) {
+    std::string yaml = kValid;
+    const std::string from = R"(owner: {url: "http://product-service.catalog:8080", readPath: "/products/{key}"})";
+    yaml.replace(yaml.find(from), from.size(), owner);
+    return parse_config(yaml);
+  };
+  EXPECT_THAT(with_owner(R"(owner: {url: "http://o:8080"})").problems,
+              has_problem("subscribe[0].owner.readPath", "is required in hybrid mode"));
+  EXPECT_THAT(with_owner(R"(owner: {url: "http://o:8080", readPath: "products/{key}"})").problems,
+              has_problem("subscribe[0].owner.readPath", "must start with / and contain {key} exactly once"));
+  EXPECT_THAT(with_owner(R"(owner: {url: "http://o:8080", readPath: "/p/{key}/{key}"})").problems,
+              has_problem("subscribe[0].owner.readPath", "exactly once"));
+  EXPECT_THAT(with_owner(R"(owner: {url: "http://o:8080", readPath: "/p/{id}"})").problems,
+              has_problem("subscribe[0].owner.readPath", "exactly once"));
+  EXPECT_THAT(with_owner(R"(owner: {url: "http://o:8080/api", readPath: "/p/{key}"})").problems,
+              has_problem("subscribe[0].owner.url", "no path"));
+  EXPECT_THAT(with_owner(R"(owner: {url: "https://o", readPath: "/p/{key}"})").problems,
+              has_problem("subscribe[0].owner.url", "must be http://host[:port]"));
+  EXPECT_THAT(with_owner(R"(owner: {url: "http://o:99999", readPath: "/p/{key}"})").problems,
+              has_problem("subscribe[0].owner.url", "must be http://host[:port]"));
+  EXPECT_THAT(with_owner(R"(owner: {url: "http://o", readPath: "/p/{key}", path: x})").problems,
+              has_problem("subscribe[0].owner.path", ""));
+  EXPECT_TRUE(with_owner(R"(owner: {url: "http://o/", readPath: "/v1/p/{key}?view=full"})").problems.empty());
+}
+
+TEST(SidecarConfigTest, HttpOrigins) {
+  auto o = parse_http_origin("http://127.0.0.1:8080");
+  ASSERT_TRUE(o);
+  EXPECT_EQ(o->host, "127.0.0.1");
+  EXPECT_EQ(o->port, 8080);
+  o = parse_http_origin("http://product-service.catalog");
+  ASSERT_TRUE(o);
+  EXPECT_EQ(o->port, 80);
+  EXPECT_FALSE(parse_http_origin("http://"));
+  EXPECT_FALSE(parse_http_origin("http://:80"));
+  EXPECT_FALSE(parse_http_origin("http://h:"));
+  EXPECT_FALSE(parse_http_origin("http://h:0"));
+  EXPECT_FALSE(parse_http_origin("http://u@h"));
+  EXPECT_FALSE(parse_http_origin("ftp://h"));
 }
 
 TEST(SidecarConfigTest, Durations) {
