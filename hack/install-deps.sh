@@ -11,6 +11,8 @@
 #                        machine has none), built with Go from hack/kube/go.mod
 #   kafka-<version>/libs the Kafka broker's jars, from Maven Central through hack/kafka/pom.xml
 #   tools/bin            helm, built with `go install`
+# and Go's module cache (~/go/pkg/mod) holds the modules of charts/tests/validate (the chart
+# tests' validator: Grafana foundation SDK, prometheus-operator API types), so it builds offline.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
@@ -129,9 +131,32 @@ install_helm() {
     -ldflags "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
 }
 
+# The chart tests' validator (charts/tests/validate) builds from Go's module cache; download its
+# modules once, pinned by its go.sum.
+install_validator_modules() {
+  local dir="$DATASHARE_ROOT/charts/tests/validate"
+  if (cd "$dir" && GOFLAGS=-mod=readonly GOPROXY=off GOTOOLCHAIN=local go list -deps . >/dev/null 2>&1); then
+    log "chart validator modules: present"; return
+  fi
+  if (( CHECK_ONLY )); then log "chart validator modules: missing"; return; fi
+  log "chart validator modules: go mod download"
+  require_go
+  (cd "$dir" && GOFLAGS=-mod=readonly GOTOOLCHAIN=local go mod download)
+}
+
+# promtool (alert rule tests) comes with Debian's prometheus package; say so if it is missing.
+check_promtool() {
+  if command -v promtool >/dev/null 2>&1; then log "promtool: $(promtool --version 2>&1 | head -1)"
+  elif (( CHECK_ONLY )); then log "promtool: missing (Debian package prometheus)"
+  else die "promtool missing after installing Debian's prometheus package"
+  fi
+}
+
 install_debian_packages
+check_promtool
 install_kube
 install_kafka
 install_helm
+install_validator_modules
 go_clean
 log "done; cache: $DATASHARE_CACHE ($(du -sh "$DATASHARE_CACHE" 2>/dev/null | cut -f1))"
