@@ -1,0 +1,806 @@
+#include "controllers/reconcile/operator.h"
+
+#include <algorithm>
+#include <cmath>
+#include <set>
+
+#include "common/log.h"
+#include "operator/kube/error.h"
+#include "operator/runtime/conditions.h"
+#include "operator/runtime/finalizers.h"
+#include "operator/runtime/rfc3339.h"
+
+namespace datashare::controllers {
+
+namespace kinds {
+const kube::resource_kind data_products{"datashare.io", "v1alpha1", "dataproducts", "DataProduct", true};
+const kube::resource_kind data_sharing_policies{"datashare.io", "v1alpha1", "datasharingpolicies",
+                                                "DataSharingPolicy", true};
+const kube::resource_kind stateful_sets{"apps", "v1", "statefulsets", "StatefulSet", true};
+const kube::resource_kind persistent_volume_claims{"", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", true};
+}  // namespace kinds
+
+namespace {
+
+constexpr const char* kProductIndex = "product";    // policies by "ns/product"
+constexpr const char* kConsumerIndex = "consumer";  // policies by workload key
+constexpr const char* kOwnerIndex = "owner";        // products by workload key
+constexpr const char* kTopicIndex = "topic";        // products by topic name
+
+using runtime::condition;
+
+std::string str_at(const json& j, std::initializer_list<const char*> path) {
+  const json* cur = &j;
+  for (const char* k : path) {
+    if (!cur->is_object()) return "";
+    auto it = cur->find(k);
+    if (it == cur->end()) return "";
+    cur = &*it;
+  }
+  return cur->is_string() ? cur->get<std::string>() : "";
+}
+
+workload_id consumer_of(const json& policy) {
+  std::string kind = str_at(policy, {"spec", "consumer", "workload", "kind"});
+  return {str_at(policy, {"metadata", "namespace"}), kind.empty() ? "Deployment" : kind,
+          str_at(policy, {"spec", "consumer", "workload", "name"})};
+}
+
+workload_id owner_of(const json& product) {
+  std::string kind = str_at(product, {"spec", "owner", "workload", "kind"});
+  return {str_at(product, {"metadata", "namespace"}), kind.empty() ? "Deployment" : kind,
+          str_at(product, {"spec", "owner", "workload", "name"})};
+}
+
+std::string product_key_of(const json& policy) {
+  std::string ns = str_at(policy, {"spec", "product", "namespace"});
+  if (ns.empty()) ns = str_at(policy, {"metadata", "namespace"});
+  return ns + "/" + str_at(policy, {"spec", "product", "name"});
+}
+
+workload_id workload_of_object(const json& o, const std::string& kind) {
+  return {str_at(o, {"metadata", "namespace"}), kind, str_at(o, {"metadata", "name"})};
+}
+
+std::string join(const std::vector<std::string>& v, const char* sep = ", ") {
+  std::string out;
+  for (const auto& s : v) out += (out.empty() ? "" : sep) + s;
+  return out;
+}
+
+}  // namespace
+
+datashare_operator::datashare_operator(kube::client& client, topic_admin& kafka, runtime::event_recorder& events,
+                                       prometheus::Registry& registry, operator_options options)
+    : client_(client),
+      kafka_(kafka),
+      events_(events),
+      options_(std::move(options)),
+      lag_events_(prometheus::BuildGauge()
+                      .Name("datashare_policy_lag_events")
+                      .Help("Events in the product's topic not yet committed by the policy's consumer group")
+                      .Register(registry)),
+      lag_seconds_(prometheus::BuildGauge()
+                       .Name("datashare_policy_lag_seconds")
+                       .Help("Estimated age of the oldest event the policy's copy has not applied (0: caught up)")
+                       .Register(registry)),
+      max_lag_(prometheus::BuildGauge()
+                   .Name("datashare_policy_max_lag_seconds")
+                   .Help("The policy's staleness budget (spec.consistency.maxLag)")
+                   .Register(registry)),
+      edge_(prometheus::BuildGauge()
+                .Name("datashare_sharing_edge")
+                .Help("1 for each sharing relation: owner workload, consumer workload, mode and product")
+                .Register(registry)) {}
+
+datashare_operator::~datashare_operator() = default;
+
+void datashare_operator::register_with(runtime::manager& mgr) {
+  const std::string& ns = options_.watch_namespace;
+  auto informer_for = [&](const kube::resource_kind& kind, std::string selector = "") {
+    return std::make_unique<runtime::informer>(
+        client_, runtime::watcher_options{.kind = kind, .ns = ns, .label_selector = std::move(selector)});
+  };
+  auto products = informer_for(kinds::data_products);
+  products->cache().add_index(kOwnerIndex, [](const json& o) { return std::vector<std::string>{owner_of(o).key()}; });
+  products->cache().add_index(kTopicIndex, [](const json& o) {
+    return std::vector<std::string>{str_at(o, {"spec", "topic", "name"})};
+  });
+  auto policies = informer_for(kinds::data_sharing_policies);
+  policies->cache().add_index(kProductIndex, [](const json& o) { return std::vector<std::string>{product_key_of(o)}; });
+  policies->cache().add_index(kConsumerIndex,
+                              [](const json& o) { return std::vector<std::string>{consumer_of(o).key()}; });
+  products_ = &mgr.add_informer(std::move(products));
+  policies_ = &mgr.add_informer(std::move(policies));
+  deployments_ = &mgr.add_informer(informer_for(kube::resources::deployments));
+  statefulsets_ = &mgr.add_informer(informer_for(kinds::stateful_sets));
+  config_maps_ = &mgr.add_informer(informer_for(kube::resources::config_maps, std::string(kManagedByLabel) + "=" + kManagedBy));
+
+  auto& pc = mgr.add_controller(std::make_unique<runtime::controller>(
+      runtime::controller_options{.name = "dataproduct", .workers = options_.workers, .registry = &mgr.registry()},
+      [this](const runtime::request& r) { return reconcile_product(r); }));
+  auto& sc = mgr.add_controller(std::make_unique<runtime::controller>(
+      runtime::controller_options{.name = "datasharingpolicy", .workers = options_.workers, .registry = &mgr.registry()},
+      [this](const runtime::request& r) { return reconcile_policy(r); }));
+  auto& lc = mgr.add_controller(std::make_unique<runtime::controller>(
+      runtime::controller_options{.name = "lag", .workers = 1, .registry = &mgr.registry()},
+      [this](const runtime::request&) { return measure_lag(); }));
+  policy_controller_ = &sc;
+
+  pc.watch_for(*products_);
+  // A policy changes its product's consumers and gateway.
+  pc.watch_mapped(*policies_, [](const json& o) { return std::vector<std::string>{product_key_of(o)}; });
+  auto* products_cache = &products_->cache();
+  auto* policies_cache = &policies_->cache();
+  // A workload appearing, changing or going: the products it owns, the policies it consumes.
+  auto owners_of = [products_cache](const std::string& kind) {
+    return [products_cache, kind](const json& o) {
+      std::vector<std::string> keys;
+      for (const auto& p : products_cache->by_index(kOwnerIndex, workload_of_object(o, kind).key()))
+        keys.push_back(kube::object_key(*p));
+      return keys;
+    };
+  };
+  auto consumers_of = [policies_cache](const std::string& kind) {
+    return [policies_cache, kind](const json& o) {
+      std::vector<std::string> keys;
+      for (const auto& p : policies_cache->by_index(kConsumerIndex, workload_of_object(o, kind).key()))
+        keys.push_back(kube::object_key(*p));
+      return keys;
+    };
+  };
+  pc.watch_mapped(*deployments_, owners_of("Deployment"));
+  pc.watch_mapped(*statefulsets_, owners_of("StatefulSet"));
+  pc.watch_owned(*deployments_, "DataProduct");  // gateway Deployments
+  pc.watch_owned(*config_maps_, "DataProduct", false);
+
+  sc.watch_for(*policies_);
+  sc.watch_mapped(*products_, [policies_cache](const json& o) {
+    std::vector<std::string> keys;
+    for (const auto& p : policies_cache->by_index(kProductIndex, kube::object_key(o))) keys.push_back(kube::object_key(*p));
+    return keys;
+  });
+  sc.watch_mapped(*deployments_, consumers_of("Deployment"));
+  sc.watch_mapped(*statefulsets_, consumers_of("StatefulSet"));
+  sc.watch_owned(*config_maps_, "DataSharingPolicy", false);
+
+  lc.queue().add("lag");
+}
+
+// ---- Shared reads -------------------------------------------------------------------------
+
+std::optional<data_product> datashare_operator::valid_product(const std::string& key) const {
+  auto obj = products_->cache().get(key);
+  if (!obj) return std::nullopt;
+  auto parsed = parse_data_product(*obj);
+  if (!parsed.value || parsed.value->meta.deleting) return std::nullopt;
+  return parsed.value;
+}
+
+bool datashare_operator::owns_topic(const data_product& p) const {
+  std::vector<data_product> claimants;
+  for (const auto& o : products_->cache().by_index(kTopicIndex, p.topic.name)) {
+    auto parsed = parse_data_product(*o);
+    if (parsed.value) claimants.push_back(std::move(*parsed.value));
+  }
+  return claimants.empty() || topic_owner(claimants) == p.meta.key();
+}
+
+resolution datashare_operator::resolve(const json& policy_object) const {
+  resolution r;
+  auto parsed = parse_data_sharing_policy(policy_object);
+  if (!parsed.value) {
+    r.reason = "InvalidSpec";
+    r.message = describe(parsed.problems);
+    return r;
+  }
+  r.policy = parsed.value;
+  const auto& pol = *r.policy;
+  auto obj = products_->cache().get(pol.product_key());
+  if (!obj) {
+    r.reason = "ProductNotFound";
+    r.message = "DataProduct " + pol.product_key() + " does not exist";
+    return r;
+  }
+  auto prod = parse_data_product(*obj);
+  if (!prod.value) {
+    r.reason = "ProductInvalid";
+    r.message = "DataProduct " + pol.product_key() + " is invalid: " + describe(prod.problems);
+    return r;
+  }
+  if (prod.value->meta.deleting) {
+    r.reason = "ProductDeleting";
+    r.message = "DataProduct " + pol.product_key() + " is being deleted";
+    return r;
+  }
+  r.product = prod.value;
+  const auto& p = *r.product;
+  if (!p.allows(pol.meta.ns)) {
+    r.condition = "AccessGranted";
+    r.reason = "NamespaceNotAllowed";
+    r.message = "DataProduct " + p.meta.key() + " does not grant access to namespace " + pol.meta.ns +
+                " (spec.access.namespaces of the product)";
+    return r;
+  }
+  std::vector<std::string> unknown;
+  std::vector<std::string> restricted;
+  for (const auto& f : pol.fields) {
+    const product_field* pf = p.find_field(f);
+    if (pf == nullptr) {
+      unknown.push_back(f);
+    } else if (pf->restricted) {
+      restricted.push_back(f);
+    }
+  }
+  for (const auto& f : pol.sync_fields) {
+    if (p.find_field(f) == nullptr) unknown.push_back(f);
+  }
+  if (!unknown.empty()) {
+    r.reason = "UnknownField";
+    r.message = "fields not in DataProduct " + p.meta.key() + ": " + join(unknown) + " (product fields: " + [&] {
+      std::vector<std::string> names;
+      for (const auto& f : p.fields) names.push_back(f.name);
+      return join(names);
+    }() + ")";
+    return r;
+  }
+  if (!restricted.empty()) {
+    r.reason = "RestrictedField";
+    r.message = "restricted fields are never copied, only read through the owner: move " + join(restricted) +
+                " to spec.syncFields";
+    return r;
+  }
+  if (!pol.sync_fields.empty() && (p.read_path.empty() || p.endpoint_service.empty())) {
+    r.reason = "OwnerEndpointMissing";
+    r.message = "syncFields are read through the owner, but DataProduct " + p.meta.key() +
+                " has no spec.owner.endpoint.readPath";
+    return r;
+  }
+  if (pol.needs_gateway() && p.write_path.empty()) {
+    r.reason = "OwnerEndpointMissing";
+    r.message = "a sync-mode copy is updated through the gateway, which writes via the owner: DataProduct " +
+                p.meta.key() + " has no spec.owner.endpoint.writePath";
+    return r;
+  }
+  return r;
+}
+
+std::vector<resolved_policy> datashare_operator::resolved_policies_of(const data_product& p) const {
+  std::vector<resolved_policy> out;
+  for (const auto& o : policies_->cache().by_index(kProductIndex, p.meta.key())) {
+    auto r = resolve(*o);
+    if (r.ok() && !r.policy->meta.deleting) out.push_back({*r.policy, *r.product});
+  }
+  return out;
+}
+
+// ---- Workloads ----------------------------------------------------------------------------
+
+workload_result datashare_operator::sync_workload(const workload_id& w) {
+  std::shared_ptr<std::mutex> lock;
+  {
+    std::lock_guard g(locks_mu_);
+    auto& l = workload_locks_[w.key()];
+    if (!l) l = std::make_shared<std::mutex>();
+    lock = l;
+  }
+  std::lock_guard g(*lock);
+
+  sidecar_plan plan{.workload = w};
+  for (const auto& o : products_->cache().by_index(kOwnerIndex, w.key())) {
+    auto p = valid_product(kube::object_key(*o));
+    if (!p || !owns_topic(*p)) continue;
+    if (product_needs_gateway(*p, resolved_policies_of(*p))) plan.owner_gateways.push_back(p->meta.key());
+    plan.publishes.push_back(std::move(*p));
+  }
+  for (const auto& o : policies_->cache().by_index(kConsumerIndex, w.key())) {
+    auto r = resolve(*o);
+    if (r.ok() && !r.policy->meta.deleting) plan.subscribes.push_back({*r.policy, *r.product});
+  }
+
+  runtime::informer* inf = w.kind == "StatefulSet" ? statefulsets_ : deployments_;
+  auto workload = inf->cache().get(w.ns + "/" + w.name);
+  const kube::resource_kind& kind = w.kind == "StatefulSet" ? kinds::stateful_sets : kube::resources::deployments;
+  workload_result result;
+  result.exists = workload != nullptr;
+  result.config_map = sidecar_config_map_name(w);
+  auto cm = config_maps_->cache().get(w.ns + "/" + result.config_map);
+
+  auto has_sidecar = [&] {
+    if (!workload) return false;
+    const json* spec = &(*workload)["spec"]["template"]["spec"];
+    if (!spec->contains("initContainers")) return false;
+    for (const auto& c : (*spec)["initContainers"])
+      if (c.value("name", "") == kSidecarContainer) return true;
+    return false;
+  };
+
+  if (plan.empty()) {
+    if (has_sidecar()) {
+      client_.apply(kind, remove_sidecar_intent(w), {.field_manager = kFieldManager, .force = true});
+      log::info("sidecar removed", {{"workload", w.key()}});
+    }
+    if (cm) client_.remove(kube::resources::config_maps, w.ns, result.config_map);
+    if (config_maps_ != nullptr) {
+      try {
+        client_.remove(kube::resources::services, w.ns, participant_service_name(w));
+      } catch (const kube::api_error& e) {
+        if (!kube::is_not_found(e)) throw;
+      }
+    }
+    return result;
+  }
+
+  std::string text = render_sidecar_config(plan, options_.sidecar);
+  result.hash = config_hash(text);
+  json desired_cm = sidecar_config_map(plan, text);
+  if (!cm || (*cm)["data"].value("sidecar.yaml", "") != text ||
+      (*cm)["metadata"].value("ownerReferences", json::array()) != desired_cm["metadata"]["ownerReferences"]) {
+    client_.apply(kube::resources::config_maps, desired_cm, {.field_manager = kFieldManager, .force = true});
+  }
+  if (!workload) return result;
+
+  std::string current_hash = str_at(*workload, {"spec", "template", "metadata", "annotations"});
+  const json& annotations = (*workload)["spec"]["template"]["metadata"].value("annotations", json::object());
+  current_hash = annotations.value(kConfigHashAnnotation, "");
+  bool participates = plan.participates();
+  bool has_tx_port = false;
+  if (has_sidecar()) {
+    for (const auto& c : (*workload)["spec"]["template"]["spec"]["initContainers"]) {
+      if (c.value("name", "") != kSidecarContainer) continue;
+      if (c.value("image", "") != options_.sidecar.image) current_hash.clear();  // image changed: apply
+      for (const auto& port : c.value("ports", json::array()))
+        if (port.value("name", "") == "ds-tx") has_tx_port = true;
+    }
+  }
+  if (!has_sidecar() || current_hash != result.hash || has_tx_port != participates) {
+    client_.apply(kind, sidecar_apply_intent(plan, result.hash, options_.sidecar),
+                  {.field_manager = kFieldManager, .force = true});
+    log::info("sidecar injected", {{"workload", w.key()}, {"hash", result.hash}});
+  }
+  if (participates) {
+    json selector = (*workload)["spec"]["selector"].value("matchLabels", json::object());
+    client_.apply(kube::resources::services, participant_service(plan, selector, options_.sidecar),
+                  {.field_manager = kFieldManager, .force = true});
+  }
+  result.injected = true;
+  return result;
+}
+
+// ---- Status helpers -----------------------------------------------------------------------
+
+bool datashare_operator::write_status(const kube::resource_kind& kind, const json& object, const json& status) {
+  if (object.value("status", json::object()) == status) return false;
+  client_.merge_patch(kind, kube::namespace_of(object), kube::name_of(object), {{"status", status}}, true);
+  return true;
+}
+
+bool datashare_operator::ensure_finalizer(const kube::resource_kind& kind, const json& object) {
+  auto updated = runtime::add_finalizer(object, kFinalizer);
+  if (!updated) return false;
+  client_.merge_patch(kind, kube::namespace_of(object), kube::name_of(object),
+                      {{"metadata",
+                        {{"finalizers", (*updated)["metadata"]["finalizers"]},
+                         {"resourceVersion", object["metadata"]["resourceVersion"]}}}});
+  return true;
+}
+
+void datashare_operator::remove_finalizer(const kube::resource_kind& kind, const json& object) {
+  auto updated = runtime::remove_finalizer(object, kFinalizer);
+  if (!updated) return;
+  try {
+    client_.merge_patch(kind, kube::namespace_of(object), kube::name_of(object),
+                        {{"metadata",
+                          {{"finalizers", (*updated)["metadata"]["finalizers"]},
+                           {"resourceVersion", object["metadata"]["resourceVersion"]}}}});
+  } catch (const kube::api_error& e) {
+    if (!kube::is_not_found(e)) throw;
+  }
+}
+
+// ---- DataProduct --------------------------------------------------------------------------
+
+runtime::reconcile_result datashare_operator::reconcile_product(const runtime::request& req) {
+  auto obj_ptr = products_->cache().get(req.key());
+  if (!obj_ptr) return {};
+  const json& obj = *obj_ptr;
+  const auto now = runtime::system_wall_clock();
+  object_meta meta = meta_of(obj);
+  auto parsed = parse_data_product(obj);
+  json status = obj.value("status", json::object());
+  json with_status = obj;
+  auto set = [&](const std::string& type, bool ok, const std::string& reason, const std::string& message) {
+    runtime::set_condition(with_status, {type, ok ? "True" : "False", reason, message}, meta.generation, now);
+  };
+
+  if (meta.deleting) {
+    if (!runtime::has_finalizer(obj, kFinalizer)) return {};
+    if (parsed.value) {
+      const auto& p = *parsed.value;
+      sync_workload({p.meta.ns, p.owner.kind, p.owner.name});  // without this product: publisher goes
+      if (p.topic.deletion_policy == "Delete" && owns_topic(p)) {
+        bool removed = kafka_.remove(p.topic.name);
+        kafka_.remove(p.topic.name + ".dlq");
+        events_.record(runtime::reference_to(obj, kinds::data_products), runtime::event_type::normal,
+                       removed ? "TopicDeleted" : "TopicAlreadyGone", "Delete",
+                       "topic " + p.topic.name + (removed ? " deleted (deletionPolicy Delete)" : " was already gone"));
+      } else {
+        events_.record(runtime::reference_to(obj, kinds::data_products), runtime::event_type::normal, "TopicRetained",
+                       "Delete", "topic " + p.topic.name + " kept (deletionPolicy " + p.topic.deletion_policy + ")");
+      }
+    }
+    remove_finalizer(kinds::data_products, obj);
+    return {};
+  }
+  if (ensure_finalizer(kinds::data_products, obj)) return {};  // the update brings us back
+
+  if (!parsed.value) {
+    set("Ready", false, "InvalidSpec", describe(parsed.problems));
+    with_status["status"]["observedGeneration"] = meta.generation;
+    if (write_status(kinds::data_products, obj, with_status["status"]))
+      events_.record(runtime::reference_to(obj, kinds::data_products), runtime::event_type::warning, "InvalidSpec",
+                     "Validate", describe(parsed.problems));
+    return {};
+  }
+  const data_product& p = *parsed.value;
+  runtime::reconcile_result result{.requeue_after = options_.topic_resync};
+
+  // Consumers (every policy naming this product, resolved or not).
+  json consumers = json::array();
+  std::vector<resolved_policy> resolved;
+  for (const auto& o : policies_->cache().by_index(kProductIndex, p.meta.key())) {
+    auto r = resolve(*o);
+    auto m = meta_of(*o);
+    bool granted = r.ok() || (r.condition != "AccessGranted" && p.allows(m.ns));
+    consumers.push_back({{"namespace", m.ns},
+                         {"name", m.name},
+                         {"mode", str_at(*o, {"spec", "mode"})},
+                         {"accessGranted", granted},
+                         {"ready", runtime::is_true(*o, "Ready")}});
+    if (r.ok() && !m.deleting) resolved.push_back({*r.policy, *r.product});
+  }
+  std::sort(consumers.begin(), consumers.end(), [](const json& a, const json& b) {
+    return std::tie(a["namespace"].get_ref<const std::string&>(), a["name"].get_ref<const std::string&>()) <
+           std::tie(b["namespace"].get_ref<const std::string&>(), b["name"].get_ref<const std::string&>());
+  });
+  with_status["status"]["consumers"] = consumers;
+  with_status["status"]["consumerCount"] = consumers.size();
+
+  // Topic.
+  bool topic_ok = false;
+  std::string topic_reason;
+  std::string topic_message;
+  if (!owns_topic(p)) {
+    std::vector<data_product> claimants;
+    for (const auto& o : products_->cache().by_index(kTopicIndex, p.topic.name))
+      if (auto c = parse_data_product(*o); c.value) claimants.push_back(*c.value);
+    topic_reason = "TopicConflict";
+    topic_message = "topic " + p.topic.name + " belongs to DataProduct " + topic_owner(claimants) +
+                    " (the older claim); choose another spec.topic.name";
+  } else {
+    try {
+      desired_topic d = topic_for(p);
+      auto observed = kafka_.describe(p.topic.name);
+      topic_plan plan = plan_topic(d, observed);
+      auto ref = runtime::reference_to(obj, kinds::data_products);
+      if (plan.create) {
+        kafka_.create(d);
+        events_.record(ref, runtime::event_type::normal, "TopicCreated", "Create",
+                       "topic " + d.name + " created with " + std::to_string(d.partitions) + " partitions");
+        observed = kafka_.describe(p.topic.name);
+      } else {
+        if (plan.add_partitions_to > 0) {
+          kafka_.add_partitions(d.name, plan.add_partitions_to);
+          events_.record(ref, runtime::event_type::normal, "PartitionsAdded", "Update",
+                         "topic " + d.name + " grown to " + std::to_string(plan.add_partitions_to) + " partitions");
+        }
+        if (plan.set_config) {
+          kafka_.set_config(d.name, plan.config);
+          events_.record(ref, runtime::event_type::normal, "ConfigDriftReverted", "Update",
+                         "topic " + d.name + ": " + join(plan.drifted, "; "));
+        }
+        if (plan.add_partitions_to > 0 || plan.set_config) observed = kafka_.describe(p.topic.name);
+      }
+      // The dead-letter topic of the replicas (one partition, kept 7 days).
+      if (!kafka_.describe(p.topic.name + ".dlq")) {
+        kafka_.create({p.topic.name + ".dlq", 1, p.topic.replication_factor, {{"cleanup.policy", "delete"}}});
+      }
+      if (observed) {
+        with_status["status"]["topic"] = {{"name", observed->name},
+                                          {"partitions", observed->partitions},
+                                          {"replicationFactor", observed->replication_factor},
+                                          {"cleanupPolicy", observed->config.count("cleanup.policy") != 0
+                                                                ? observed->config.at("cleanup.policy")
+                                                                : std::string("delete")}};
+      }
+      if (!plan.refused_reason.empty()) {
+        topic_reason = plan.refused_reason;
+        topic_message = plan.refused_message;
+        if (!runtime::has_condition_status(obj, "TopicReady", "False"))
+          events_.record(ref, runtime::event_type::warning, plan.refused_reason, "Update", plan.refused_message);
+      } else {
+        topic_ok = true;
+      }
+    } catch (const kafka_error& e) {
+      topic_reason = e.transient() ? "KafkaUnavailable" : "TopicError";
+      topic_message = e.what();
+      result.requeue_after = std::min<std::chrono::milliseconds>(options_.topic_resync, std::chrono::seconds(10));
+      events_.record(runtime::reference_to(obj, kinds::data_products), runtime::event_type::warning, topic_reason,
+                     "Update", e.what());
+    }
+  }
+  set("TopicReady", topic_ok, topic_ok ? "TopicReady" : topic_reason,
+      topic_ok ? "topic " + p.topic.name + " matches the spec" : topic_message);
+
+  // Publisher sidecar of the owner workload.
+  workload_result w = sync_workload({p.meta.ns, p.owner.kind, p.owner.name});
+  bool publisher_ok = w.injected || !owns_topic(p);
+  if (!w.exists) {
+    set("PublisherInjected", false, "WorkloadNotFound",
+        p.owner.kind + " " + p.meta.ns + "/" + p.owner.name + " does not exist yet; the sidecar is injected when it appears");
+  } else if (!owns_topic(p)) {
+    set("PublisherInjected", false, "TopicConflict", "no publisher for a topic this product does not own");
+  } else {
+    set("PublisherInjected", true, "Injected",
+        "publisher sidecar in " + p.owner.kind + " " + p.owner.name + " (config " + w.hash + ")");
+  }
+
+  // Gateway.
+  bool needs_gateway = owns_topic(p) && product_needs_gateway(p, resolved);
+  sync_gateway(p, obj, needs_gateway, resolved);
+  if (needs_gateway) {
+    int participants = 1;
+    for (const auto& r : resolved) participants += r.policy.needs_gateway() ? 1 : 0;
+    with_status["status"]["gateway"] = {{"url", gateway_url(p, options_.sidecar)}, {"participants", participants}};
+    set("GatewayReady", true, "Deployed",
+        "coordinator " + gateway_name(p) + " with " + std::to_string(participants) + " participants");
+  } else {
+    with_status["status"].erase("gateway");
+    set("GatewayReady", true, "NotNeeded", "no sync-mode policy keeps a copy of this product");
+  }
+
+  bool ready = topic_ok && w.exists && publisher_ok;
+  std::string reason = !topic_ok ? topic_reason : !w.exists ? "WorkloadNotFound" : "Ready";
+  set("Ready", ready, reason,
+      ready ? "topic, publisher and gateway in place"
+            : (!topic_ok ? topic_message : "owner workload " + p.owner.name + " not found"));
+  with_status["status"]["observedGeneration"] = meta.generation;
+  write_status(kinds::data_products, obj, with_status["status"]);
+  return result;
+}
+
+void datashare_operator::sync_gateway(const data_product& p, const json& object, bool needed,
+                                      const std::vector<resolved_policy>& copies) {
+  (void)object;
+  const std::string name = gateway_name(p);
+  if (needed) {
+    for (const auto& o : gateway_objects(p, copies, options_.sidecar)) {
+      std::string kind = o["kind"];
+      const kube::resource_kind& k = kind == "ConfigMap"               ? kube::resources::config_maps
+                                     : kind == "Service"               ? kube::resources::services
+                                     : kind == "PersistentVolumeClaim" ? kinds::persistent_volume_claims
+                                                                       : kube::resources::deployments;
+      if (kind == "PersistentVolumeClaim") {
+        // A claim's spec is immutable once bound: create it once, never re-apply.
+        try {
+          client_.create(k, o);
+        } catch (const kube::api_error& e) {
+          if (e.code() != kube::errc::already_exists) throw;
+        }
+        continue;
+      }
+      client_.apply(k, o, {.field_manager = kFieldManager, .force = true});
+    }
+    return;
+  }
+  // Not (or no longer) needed: remove what may exist. The cache of Deployments tells whether it does.
+  if (!deployments_->cache().get(p.meta.ns + "/" + name)) return;
+  for (const auto* k : {&kube::resources::deployments, &kube::resources::services, &kube::resources::config_maps}) {
+    try {
+      client_.remove(*k, p.meta.ns, name);
+    } catch (const kube::api_error& e) {
+      if (!kube::is_not_found(e)) throw;
+    }
+  }
+  try {
+    client_.remove(kinds::persistent_volume_claims, p.meta.ns, name + "-log");
+  } catch (const kube::api_error& e) {
+    if (!kube::is_not_found(e)) throw;
+  }
+}
+
+// ---- DataSharingPolicy --------------------------------------------------------------------
+
+void datashare_operator::set_edge(const data_sharing_policy& pol, const data_product* product) {
+  std::lock_guard g(lag_mu_);
+  auto key = pol.meta.key();
+  prometheus::Labels labels;
+  if (product != nullptr) {
+    labels = {{"owner", product->meta.ns + "/" + product->owner.name},
+              {"consumer", pol.meta.ns + "/" + pol.consumer.name},
+              {"mode", pol.mode},
+              {"product", product->meta.key()}};
+  }
+  auto it = edges_.find(key);
+  if (it != edges_.end() && it->second != labels) {
+    edge_.Remove(&edge_.Add(it->second));
+    edges_.erase(it);
+  }
+  if (!labels.empty()) {
+    edge_.Add(labels).Set(1);
+    edges_[key] = labels;
+  }
+}
+
+void datashare_operator::forget_policy_metrics(const std::string& key) {
+  std::lock_guard g(lag_mu_);
+  if (auto it = edges_.find(key); it != edges_.end()) {
+    edge_.Remove(&edge_.Add(it->second));
+    edges_.erase(it);
+  }
+  lag_.erase(key);
+}
+
+runtime::reconcile_result datashare_operator::reconcile_policy(const runtime::request& req) {
+  auto obj_ptr = policies_->cache().get(req.key());
+  if (!obj_ptr) {
+    forget_policy_metrics(req.key());
+    return {};
+  }
+  const json& obj = *obj_ptr;
+  const auto now = runtime::system_wall_clock();
+  object_meta meta = meta_of(obj);
+  json with_status = obj;
+  auto set = [&](const std::string& type, bool ok, const std::string& reason, const std::string& message) {
+    runtime::set_condition(with_status, {type, ok ? "True" : "False", reason, message}, meta.generation, now);
+  };
+  workload_id consumer = consumer_of(obj);
+
+  if (meta.deleting) {
+    if (!runtime::has_finalizer(obj, kFinalizer)) return {};
+    sync_workload(consumer);  // resolves without this policy: its subscription (or the sidecar) goes
+    forget_policy_metrics(req.key());
+    remove_finalizer(kinds::data_sharing_policies, obj);
+    events_.record(runtime::reference_to(obj, kinds::data_sharing_policies), runtime::event_type::normal,
+                   "SidecarReleased", "Delete", "policy removed from " + consumer.kind + " " + consumer.name);
+    return {};
+  }
+  if (ensure_finalizer(kinds::data_sharing_policies, obj)) return {};
+
+  resolution r = resolve(obj);
+  const auto ref = runtime::reference_to(obj, kinds::data_sharing_policies);
+  with_status["status"]["observedGeneration"] = meta.generation;
+  if (!r.ok()) {
+    // Whatever was injected for this policy before goes: the workload converges without it.
+    workload_result w = sync_workload(consumer);
+    (void)w;
+    set_edge(r.policy ? *r.policy : data_sharing_policy{}, nullptr);
+    if (r.reason == "InvalidSpec") {
+      set("Ready", false, r.reason, r.message);
+    } else {
+      set("ProductResolved", r.condition != "ProductResolved", r.condition != "ProductResolved" ? "Resolved" : r.reason,
+          r.condition != "ProductResolved" ? "DataProduct " + r.policy->product_key() + " found" : r.message);
+      if (r.condition == "AccessGranted") set("AccessGranted", false, r.reason, r.message);
+      else runtime::remove_condition(with_status, "AccessGranted");
+      set("SidecarInjected", false, "NotResolved", "nothing is injected until the policy resolves");
+      set("Ready", false, r.reason, r.message);
+    }
+    if (write_status(kinds::data_sharing_policies, obj, with_status["status"]) &&
+        !runtime::has_condition_status(obj, "Ready", "False")) {
+      events_.record(ref, runtime::event_type::warning, r.reason, "Resolve", r.message);
+    }
+    return {};
+  }
+  const data_sharing_policy& pol = *r.policy;
+  const data_product& prod = *r.product;
+  set("ProductResolved", true, "Resolved", "DataProduct " + prod.meta.key() + ", topic " + prod.topic.name);
+  set("AccessGranted", true, "Granted",
+      pol.meta.ns == prod.meta.ns ? "same namespace" : "namespace " + pol.meta.ns + " is in the product's access list");
+  with_status["status"]["topic"] = prod.topic.name;
+  with_status["status"]["consumerGroup"] = pol.consumer_group();
+
+  workload_result w = sync_workload(consumer);
+  if (!w.exists) {
+    set("SidecarInjected", false, "WorkloadNotFound",
+        consumer.kind + " " + consumer.ns + "/" + consumer.name + " does not exist yet; the sidecar is injected when it appears");
+  } else {
+    set("SidecarInjected", true, "Injected",
+        "sidecar in " + consumer.kind + " " + consumer.name + " with config " + w.config_map + " (" + w.hash + ")");
+    if (obj.value("status", json::object()).value("sidecar", json::object()).value("configHash", "") != w.hash &&
+        !w.hash.empty()) {
+      events_.record(ref, runtime::event_type::normal, "SidecarConfigured", "Inject",
+                     consumer.kind + " " + consumer.name + " rolls to sidecar config " + w.hash);
+    }
+  }
+  with_status["status"]["sidecar"] = {{"configMap", w.config_map}, {"configHash", w.hash}};
+  set_edge(pol, &prod);
+
+  bool within_budget = true;
+  if (pol.keeps_copy()) {
+    std::optional<lag_state> lag;
+    {
+      std::lock_guard g(lag_mu_);
+      if (auto it = lag_.find(req.key()); it != lag_.end()) lag = it->second;
+    }
+    if (lag) {
+      auto secs = std::round(lag->estimate.seconds * 1000) / 1000;
+      with_status["status"]["lag"] = {{"events", lag->estimate.events},
+                                      {"seconds", secs},
+                                      {"observedAt", runtime::format_rfc3339(lag->observed_at)}};
+      double budget = std::chrono::duration<double>(pol.max_lag_duration).count();
+      within_budget = lag->estimate.events == 0 || lag->estimate.seconds <= budget;
+      set("WithinLagBudget", within_budget, within_budget ? "WithinBudget" : "LagOverBudget",
+          std::to_string(lag->estimate.events) + " events, ~" + std::to_string(static_cast<int64_t>(secs)) +
+              " s behind (budget " + pol.max_lag + ")" + (lag->estimate.lower_bound ? ", at least" : ""));
+      bool caught_up = lag->estimate.committed && lag->estimate.events == 0;
+      if (caught_up || !runtime::is_true(obj, "ReplicaCaughtUp")) {
+        set("ReplicaCaughtUp", caught_up || runtime::is_true(obj, "ReplicaCaughtUp"),
+            caught_up ? "CaughtUp" : (lag->estimate.committed ? "Behind" : "NoOffsetsCommitted"),
+            caught_up ? "the consumer group has committed every event"
+                      : (lag->estimate.committed ? "the replica is applying the backlog"
+                                                 : "no replica has committed offsets yet"));
+      }
+    } else {
+      set("WithinLagBudget", true, "NotMeasuredYet", "the first lag measurement is pending");
+    }
+  } else {
+    with_status["status"].erase("lag");
+    runtime::remove_condition(with_status, "WithinLagBudget");
+    runtime::remove_condition(with_status, "ReplicaCaughtUp");
+  }
+
+  bool ready = w.exists && within_budget;
+  set("Ready", ready, !w.exists ? "WorkloadNotFound" : (!within_budget ? "LagOverBudget" : "Ready"),
+      ready ? "sharing " + prod.meta.key() + " in " + pol.mode + " mode"
+            : (!w.exists ? "the consumer workload does not exist" : "the local copy is older than its budget"));
+  write_status(kinds::data_sharing_policies, obj, with_status["status"]);
+  return {};
+}
+
+// ---- Lag ----------------------------------------------------------------------------------
+
+runtime::reconcile_result datashare_operator::measure_lag() {
+  const auto now = std::chrono::system_clock::now();
+  std::map<std::string, std::map<int32_t, int64_t>> watermarks;  // topic → partition → hwm, once per poll
+  std::vector<std::string> changed;
+  for (const auto& o : policies_->cache().list()) {
+    auto r = resolve(*o);
+    if (!r.ok() || r.policy->meta.deleting || !r.policy->keeps_copy()) continue;
+    const auto& pol = *r.policy;
+    const auto& prod = *r.product;
+    auto prod_obj = products_->cache().get(prod.meta.key());
+    int32_t partitions = 0;
+    if (prod_obj && (*prod_obj).contains("status") && (*prod_obj)["status"].contains("topic"))
+      partitions = (*prod_obj)["status"]["topic"].value("partitions", 0);
+    if (partitions <= 0) continue;  // the topic is not there yet
+    try {
+      auto hw = watermarks.find(prod.topic.name);
+      if (hw == watermarks.end()) {
+        hw = watermarks.emplace(prod.topic.name, kafka_.high_watermarks(prod.topic.name, partitions)).first;
+        std::lock_guard g(lag_mu_);
+        auto& h = history_[prod.topic.name];
+        for (const auto& [part, mark] : hw->second) h[part].record(now, mark);
+      }
+      auto committed = kafka_.committed(pol.consumer_group(), prod.topic.name, partitions);
+      std::lock_guard g(lag_mu_);
+      lag_estimate e = estimate_lag(committed, hw->second, history_[prod.topic.name], now);
+      prometheus::Labels labels{{"namespace", pol.meta.ns}, {"policy", pol.meta.name}, {"product", prod.meta.key()}};
+      lag_events_.Add(labels).Set(static_cast<double>(e.events));
+      lag_seconds_.Add(labels).Set(e.seconds);
+      max_lag_.Add(labels).Set(std::chrono::duration<double>(pol.max_lag_duration).count());
+      auto& st = lag_[pol.meta.key()];
+      bool material = st.estimate.events != e.events || st.estimate.committed != e.committed ||
+                      std::abs(st.estimate.seconds - e.seconds) >= 1.0 || now - st.observed_at > std::chrono::minutes(1);
+      if (material) {
+        st = {e, now};
+        changed.push_back(pol.meta.key());
+      }
+    } catch (const kafka_error& e) {
+      log::warn("lag measurement failed", {{"policy", pol.meta.key()}, {"error", e.what()}});
+    }
+  }
+  for (const auto& k : changed) policy_controller_->queue().add(k);
+  return {.requeue_after = options_.lag_interval};
+}
+
+}  // namespace datashare::controllers
