@@ -167,6 +167,7 @@ TEST(SidecarConfig, HybridReadsSyncFieldsThroughTheOwner) {
                                     products()}}};
   std::string text = render_sidecar_config(plan, settings());
   expect_golden("sidecar-hybrid.yaml", text);
+  expect_sidecar_accepts(text);
   EXPECT_NE(text.find(R"(owner: {url: http://product-service.catalog.svc:8080, readPath: "/products/{key}"})"),
             std::string::npos);
 }
@@ -181,6 +182,8 @@ TEST(SidecarConfig, GatewayParticipants) {
   EXPECT_TRUE(consumer.participates());
   expect_golden("sidecar-gateway-owner.yaml", render_sidecar_config(owner, settings()));
   expect_golden("sidecar-gateway-copy.yaml", render_sidecar_config(consumer, settings()));
+  expect_sidecar_accepts(render_sidecar_config(owner, settings()));
+  expect_sidecar_accepts(render_sidecar_config(consumer, settings()));
   EXPECT_TRUE(product_needs_gateway(products(), {{copy, products()}}));
   auto no_write = products();
   no_write.write_path.clear();
