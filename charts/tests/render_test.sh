@@ -125,4 +125,23 @@ check "served but disabled: none" "$validate" monitoring "$work/disabled.yaml" -
 sed 's/^  jobLabel:/  jobLabell:/' "$work/served.yaml" >"$work/broken.yaml"
 refuse "validator refuses an unknown ServiceMonitor field" 'unknown field "jobLabell"' "$validate" monitoring "$work/broken.yaml"
 
+# 7. The chart README's values table: every value, and no value that does not exist.
+check "chart README documents every value" "$validate" values-doc "$chart/values.yaml" "$chart/README.md"
+sed 's/^| `operator.logFormat` |/| `operator.logFormatt` |/' "$chart/README.md" >"$work/README.md"
+refuse "a stale README row is found" "names operator.logFormatt, which values.yaml does not have" \
+  "$validate" values-doc "$chart/values.yaml" "$work/README.md"
+
+# 8. The images the chart names: docker/Dockerfile has a non-root runtime stage on Debian slim for
+#    each, with the binary where the chart's command expects it. (No container runtime here: the
+#    images themselves are not built; see docker/README.md.)
+dockerfile="$root/docker/Dockerfile"
+contains "runtime base is Debian 12 slim" "$(cat "$dockerfile")" $'ARG DEBIAN_RELEASE=bookworm'
+contains "runtime base is slim" "$(cat "$dockerfile")" 'FROM debian:${DEBIAN_RELEASE}-slim AS runtime-base'
+for target in operator sidecar gateway; do
+  stage=$(awk -v t="$target" '/^FROM /{on = ($NF == t)} on' "$dockerfile")
+  contains "image $target: stage" "$stage" "FROM runtime-base AS $target"
+  contains "image $target: non-root" "$stage" "USER 65532:65532"
+  contains "image $target: binary" "$stage" "ENTRYPOINT [\"/usr/local/bin/datashare-$target\"]"
+done
+
 finish

@@ -15,6 +15,10 @@
 //	    exactly the groups of a plain rules file; --rules-out writes the PrometheusRules' groups as a
 //	    plain rules file (for promtool and for comparing with the chart's files/alerts.yaml).
 //
+//	validate values-doc VALUES README
+//	    Every value of the chart's values.yaml is in the README's values table (itself or a
+//	    parent), and every value the table names exists.
+//
 // Exit status 1 with one line per problem on stderr when anything is wrong.
 package main
 
@@ -48,6 +52,11 @@ func main() {
 		problems, err = runDashboard(os.Args[2], flags(os.Args[3:]))
 	case "monitoring":
 		problems, err = runMonitoring(os.Args[2], flags(os.Args[3:]))
+	case "values-doc":
+		if len(os.Args) != 4 {
+			usage()
+		}
+		problems, err = runValuesDoc(os.Args[2], os.Args[3])
 	default:
 		usage()
 	}
@@ -65,7 +74,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: validate dashboard FILE [--exprs-out RULES] | validate monitoring FILE [--expect Kind=N]... [--rules-out RULES]")
+	fmt.Fprintln(os.Stderr, "usage: validate dashboard FILE [--exprs-out RULES] | validate monitoring FILE [--expect Kind=N]... [--rules-equal RULES] [--rules-out RULES] | validate values-doc VALUES README")
 	os.Exit(2)
 }
 
@@ -396,4 +405,85 @@ func stripComments(s string) string {
 		}
 	}
 	return b.String()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The chart README's values table
+
+var valuesTableRow = regexp.MustCompile("(?m)^\\| `([A-Za-z0-9_.]+)` \\|")
+
+func runValuesDoc(valuesPath, readmePath string) ([]string, error) {
+	raw, err := os.ReadFile(valuesPath)
+	if err != nil {
+		return nil, err
+	}
+	readme, err := os.ReadFile(readmePath)
+	if err != nil {
+		return nil, err
+	}
+	var values map[string]any
+	if err := yaml.Unmarshal(raw, &values); err != nil {
+		return nil, fmt.Errorf("%s: %w", valuesPath, err)
+	}
+	all := map[string]bool{}
+	var leaves []string
+	var walk func(prefix string, v any)
+	walk = func(prefix string, v any) {
+		if prefix != "" {
+			all[prefix] = true
+		}
+		m, ok := v.(map[string]any)
+		if !ok || len(m) == 0 {
+			leaves = append(leaves, prefix)
+			return
+		}
+		for k, child := range m {
+			p := k
+			if prefix != "" {
+				p = prefix + "." + k
+			}
+			walk(p, child)
+		}
+	}
+	walk("", values)
+	sort.Strings(leaves)
+
+	// The "## Values" section only.
+	section, found := "", false
+	if _, after, ok := strings.Cut(string(readme), "\n## Values\n"); ok {
+		section, _, _ = strings.Cut(after, "\n## ")
+		found = true
+	}
+	if !found {
+		return []string{readmePath + ": no \"## Values\" section"}, nil
+	}
+	documented := map[string]bool{}
+	for _, m := range valuesTableRow.FindAllStringSubmatch(section, -1) {
+		documented[m[1]] = true
+	}
+	var problems []string
+	for _, leaf := range leaves {
+		ok := false
+		for p := leaf; p != ""; {
+			if documented[p] {
+				ok = true
+				break
+			}
+			i := strings.LastIndex(p, ".")
+			if i < 0 {
+				break
+			}
+			p = p[:i]
+		}
+		if !ok {
+			problems = append(problems, fmt.Sprintf("value %s is not in %s's values table", leaf, readmePath))
+		}
+	}
+	for d := range documented {
+		if !all[d] {
+			problems = append(problems, fmt.Sprintf("%s's values table names %s, which values.yaml does not have", readmePath, d))
+		}
+	}
+	sort.Strings(problems)
+	return problems, nil
 }
