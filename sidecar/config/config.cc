@@ -253,8 +253,15 @@ void read_publish(reader& r, const YAML::Node& node, const std::string& path, pu
 }
 
 void read_sync_policy(reader& r, const YAML::Node& node, const std::string& path, sync_policy& s) {
-  if (!r.map(node, path, {"timeout", "retries", "circuitBreaker", "cache"})) return;
-  if (auto d = r.duration(node, path, "timeout")) s.timeout = *d;
+  if (!r.map(node, path, {"timeout", "retries", "circuitBreaker", "cache", "maxInFlight"})) return;
+  if (auto d = r.duration(node, path, "timeout")) {
+    if (d->count() <= 0) {
+      r.add(reader::join(path, "timeout"), "must be above 0");
+    } else {
+      s.timeout = *d;
+    }
+  }
+  if (auto m = r.integer(node, path, "maxInFlight", false, 1, 100000)) s.max_in_flight = static_cast<std::uint32_t>(*m);
   if (r.present(node, "retries")) {
     std::string p = reader::join(path, "retries");
     const YAML::Node n = node["retries"];

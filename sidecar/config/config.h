@@ -92,7 +92,7 @@ enum class store_kind { rocksdb, memory };
 
 std::string_view to_string(sharing_mode m);
 
-// The sync-read policy (issue 5 implements it; validated here so the file is checked whole).
+// The sync-read policy of sync and hybrid modes (sidecar/proxy).
 struct sync_policy {
   std::chrono::milliseconds timeout{300};
   int retry_attempts = 2;
@@ -102,6 +102,7 @@ struct sync_policy {
   std::chrono::milliseconds cache_ttl{30000};
   std::uint64_t cache_max_entries = 100000;
   bool serve_stale_on_error = true;
+  std::uint32_t max_in_flight = 64;  // bulkhead: owner calls in flight at most; beyond it 503
 };
 
 struct subscribe_spec {

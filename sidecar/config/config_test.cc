@@ -59,6 +59,7 @@ subscribe:
       retries: {attempts: 2, backoff: 20ms}
       circuitBreaker: {consecutiveFailures: 5, openFor: 10s}
       cache: {ttl: 30s, maxEntries: 100000, serveStaleOnError: true}
+      maxInFlight: 32
 )";
 
 auto has_problem(const std::string& path, const std::string& message_part) {
@@ -87,6 +88,7 @@ TEST(SidecarConfigTest, ParsesAValidFile) {
   EXPECT_EQ(s.max_lag, std::chrono::seconds(5));
   EXPECT_EQ(s.sync.timeout, std::chrono::milliseconds(300));
   EXPECT_EQ(s.sync.breaker_open_for, std::chrono::seconds(10));
+  EXPECT_EQ(s.sync.max_in_flight, 32u);
   EXPECT_EQ(s.fields, (std::vector<std::string>{"id", "name"}));
 }
 

@@ -46,7 +46,44 @@ registry::registry()
       redelivered_(prometheus::BuildCounter()
                        .Name("datashare_publisher_redelivered_total")
                        .Help("Changes produced again after a failed delivery (duplicates are harmless by version)")
-                       .Register(*registry_)) {}
+                       .Register(*registry_)),
+      sync_duration_(prometheus::BuildHistogram()
+                         .Name("datashare_sync_request_duration_seconds")
+                         .Help("Reads through the sync proxy, by outcome (owner, cache, stale, not_found, timeout, "
+                               "owner_error, malformed, circuit_open, bulkhead_full)")
+                         .Register(*registry_)),
+      sync_circuit_(prometheus::BuildGauge()
+                        .Name("datashare_sync_circuit_state")
+                        .Help("Circuit breaker towards the owner: 0 closed, 1 open, 2 half-open")
+                        .Register(*registry_)),
+      sync_hits_(prometheus::BuildCounter()
+                     .Name("datashare_sync_cache_hits_total")
+                     .Help("Sync reads answered from a fresh cache entry")
+                     .Register(*registry_)),
+      sync_misses_(prometheus::BuildCounter()
+                       .Name("datashare_sync_cache_misses_total")
+                       .Help("Sync reads that needed the owner (absent, expired or too old for the staleness budget)")
+                       .Register(*registry_)),
+      sync_inflight_(prometheus::BuildGauge()
+                         .Name("datashare_sync_inflight")
+                         .Help("Calls to the owner in flight (bounded by the bulkhead, sync.maxInFlight)")
+                         .Register(*registry_)),
+      sync_fallback_(prometheus::BuildCounter()
+                         .Name("datashare_sync_fallback_total")
+                         .Help("Reads served from elsewhere than usual: max_lag and not_in_copy (hybrid local fields "
+                               "read through the owner), stale_on_error (expired cache served)")
+                         .Register(*registry_)) {}
+
+const char* to_string(sync_outcome o) {
+  static constexpr const char* kNames[kSyncOutcomes] = {
+      "owner", "cache", "stale", "not_found", "timeout", "owner_error", "malformed", "circuit_open", "bulkhead_full"};
+  return kNames[static_cast<int>(o)];
+}
+
+const char* to_string(fallback_reason r) {
+  static constexpr const char* kNames[kFallbackReasons] = {"max_lag", "not_in_copy", "stale_on_error"};
+  return kNames[static_cast<int>(r)];
+}
 
 namespace {
 
@@ -82,6 +119,32 @@ publisher_probe registry::publisher(const std::string& product) {
   p.store_error = &publish_.Add({{"product", product}, {"result", "store_error"}});
   p.delivered = &delivered_.Add({{"product", product}});
   p.redelivered = &redelivered_.Add({{"product", product}});
+  return p;
+}
+
+namespace {
+
+// Loopback reads are tens of microseconds, owner calls milliseconds, deadlines up to a minute.
+prometheus::Histogram::BucketBoundaries sync_buckets() {
+  return {0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+          0.1,     0.25,   0.5,     1.0,    2.5,   5.0,    10.0,  30.0, 60.0};
+}
+
+}  // namespace
+
+sync_probe registry::sync(const std::string& policy) {
+  sync_probe p;
+  for (int i = 0; i < kSyncOutcomes; ++i) {
+    p.duration[i] =
+        &sync_duration_.Add({{"policy", policy}, {"outcome", to_string(static_cast<sync_outcome>(i))}}, sync_buckets());
+  }
+  p.circuit_state = &sync_circuit_.Add({{"policy", policy}});
+  p.cache_hits = &sync_hits_.Add({{"policy", policy}});
+  p.cache_misses = &sync_misses_.Add({{"policy", policy}});
+  p.inflight = &sync_inflight_.Add({{"policy", policy}});
+  for (int i = 0; i < kFallbackReasons; ++i) {
+    p.fallback[i] = &sync_fallback_.Add({{"policy", policy}, {"reason", to_string(static_cast<fallback_reason>(i))}});
+  }
   return p;
 }
 

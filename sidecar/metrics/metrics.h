@@ -33,11 +33,48 @@ struct publisher_probe {
   prometheus::Counter* redelivered = nullptr;  // datashare_publisher_redelivered_total (rewinds)
 };
 
+// How one sync read ended (label `outcome` of datashare_sync_request_duration_seconds).
+enum class sync_outcome {
+  owner,          // 200 read through the owner
+  cache,          // 200 from a fresh cache entry
+  stale,          // 200 from an expired cache entry, the owner failing (serveStaleOnError)
+  not_found,      // the owner answered 404
+  timeout,        // 504: the deadline passed
+  owner_error,    // 502: connection failure, 5xx, unexpected status
+  malformed,      // 502: the owner's body is not a JSON object of the product's types
+  circuit_open,   // 503: the breaker refused the call
+  bulkhead_full,  // 503: too many owner calls in flight
+};
+inline constexpr int kSyncOutcomes = 9;
+const char* to_string(sync_outcome o);
+
+// Why a read did not come from where it normally does (datashare_sync_fallback_total{reason}).
+enum class fallback_reason {
+  max_lag,         // hybrid: the local copy is behind maxLag, local fields read through the owner
+  not_in_copy,     // hybrid: the key is not in the local copy (yet), every field read through the owner
+  stale_on_error,  // the owner failed or the circuit is open: an expired cached value served
+};
+inline constexpr int kFallbackReasons = 3;
+const char* to_string(fallback_reason r);
+
+struct sync_probe {
+  prometheus::Histogram* duration[kSyncOutcomes] = {};
+  prometheus::Gauge* circuit_state = nullptr;  // 0 closed, 1 open, 2 half-open
+  prometheus::Counter* cache_hits = nullptr;
+  prometheus::Counter* cache_misses = nullptr;
+  prometheus::Gauge* inflight = nullptr;  // owner calls in flight
+  prometheus::Counter* fallback[kFallbackReasons] = {};
+
+  void observe(sync_outcome o, double seconds) const { duration[static_cast<int>(o)]->Observe(seconds); }
+  void fell_back(fallback_reason r) const { fallback[static_cast<int>(r)]->Increment(); }
+};
+
 class registry {
  public:
   registry();
   replica_probe replica(const std::string& product, const std::string& policy);
   publisher_probe publisher(const std::string& product);
+  sync_probe sync(const std::string& policy);
   std::string serialize() const;  // Prometheus text format 0.0.4
 
  private:
@@ -52,6 +89,12 @@ class registry {
   prometheus::Family<prometheus::Counter>& publish_;
   prometheus::Family<prometheus::Counter>& delivered_;
   prometheus::Family<prometheus::Counter>& redelivered_;
+  prometheus::Family<prometheus::Histogram>& sync_duration_;
+  prometheus::Family<prometheus::Gauge>& sync_circuit_;
+  prometheus::Family<prometheus::Counter>& sync_hits_;
+  prometheus::Family<prometheus::Counter>& sync_misses_;
+  prometheus::Family<prometheus::Gauge>& sync_inflight_;
+  prometheus::Family<prometheus::Counter>& sync_fallback_;
 };
 
 }  // namespace datashare::sidecar::metrics

@@ -1,0 +1,46 @@
+#pragma once
+// owner_client on Boost.Beast: HTTP/1.1 GETs to one origin over a pool of keep-alive
+// connections. A connection is taken from the pool (or opened: resolve, connect, TCP_NODELAY),
+// used for one request, and given back when the response allows keep-alive. A request that
+// fails on a reused connection before any response byte (the owner closed an idle connection)
+// is sent once more on a new one. Deadlines are tcp_stream timers.
+//
+// Threading: the I/O runs on the given io_context's threads; each connection has its own strand.
+// get() may be called from any thread. The client must outlive its pending requests (the
+// io_context is stopped and joined before it goes).
+
+#include <boost/asio/io_context.hpp>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "sidecar/proxy/owner_client.h"
+
+namespace datashare::sidecar::proxy {
+
+class http_owner_client : public owner_client {
+ public:
+  http_owner_client(boost::asio::io_context& ioc, std::string host, std::uint16_t port, std::size_t max_idle = 64);
+  ~http_owner_client() override;
+
+  void get(const std::string& target, time_point deadline, callback done) override;
+
+  class connection;
+
+ private:
+  friend class connection;
+  std::shared_ptr<connection> take();
+  void give_back(std::shared_ptr<connection> c);
+
+  boost::asio::io_context& ioc_;
+  std::string host_;
+  std::string port_;
+  std::string host_header_;
+  std::size_t max_idle_;
+  std::mutex mu_;
+  std::vector<std::shared_ptr<connection>> idle_;
+};
+
+}  // namespace datashare::sidecar::proxy
