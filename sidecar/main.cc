@@ -7,7 +7,11 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <cstring>
 #include <filesystem>
 #include <iostream>
@@ -20,6 +24,8 @@
 #include "sidecar/http/server.h"
 #include "sidecar/kafka/rdkafka_client.h"
 #include "sidecar/metrics/metrics.h"
+#include "sidecar/proxy/http_owner_client.h"
+#include "sidecar/proxy/proxy.h"
 #include "sidecar/publisher/publisher.h"
 #include "sidecar/replica/replica.h"
 #include "sidecar/store/memory_kv.h"
@@ -87,13 +93,47 @@ int main(int argc, char** argv) {
   ds::metrics::registry metrics;
   auto kafka = ds::kafka::make_rdkafka_factory(cfg.kafka);
 
-  std::vector<std::unique_ptr<ds::replica::replica>> replicas;
-  std::vector<std::string> sync_only;
+  // Sync and hybrid policies: one proxy each, their owner calls and retry timers on proxy_io.
+  boost::asio::io_context proxy_io;
+  auto proxy_work = boost::asio::make_work_guard(proxy_io);
+  std::vector<std::unique_ptr<ds::proxy::sync_proxy>> proxies;
   for (const auto& s : cfg.subscribe) {
-    if (s.mode == ds::config::sharing_mode::sync) {
-      sync_only.push_back(s.product.name);
-      continue;
-    }
+    if (s.mode == ds::config::sharing_mode::event) continue;
+    const auto origin = ds::config::parse_http_origin(s.owner_url);  // validated with the config
+    auto client =
+        std::make_unique<ds::proxy::http_owner_client>(proxy_io, origin->host, origin->port, s.sync.max_in_flight);
+    ds::proxy::proxy_env env;
+    env.schedule = [&proxy_io](std::chrono::milliseconds delay, std::function<void()> fn) {
+      auto timer = std::make_shared<boost::asio::steady_timer>(proxy_io, delay);
+      timer->async_wait([timer, fn = std::move(fn)](boost::system::error_code ec) {
+        if (!ec) fn();
+      });
+    };
+    // Local fields too: a hybrid read falls back to the owner for them when the copy is behind.
+    std::vector<std::string> fields = s.fields;
+    fields.insert(fields.end(), s.sync_fields.begin(), s.sync_fields.end());
+    proxies.push_back(std::make_unique<ds::proxy::sync_proxy>(s, std::move(fields), std::move(client),
+                                                              metrics.sync(s.policy), std::move(env)));
+  }
+  std::vector<std::thread> proxy_threads;
+  for (int i = 0; i < (proxies.empty() ? 0 : std::max(1, cfg.listen.threads)); ++i) {
+    proxy_threads.emplace_back([&proxy_io] { proxy_io.run(); });
+  }
+  auto stop_proxies = [&] {
+    proxy_work.reset();
+    proxy_io.stop();
+    for (auto& t : proxy_threads) t.join();
+    proxy_threads.clear();
+  };
+  // Early exits below (a store or port that cannot be opened) must join the threads too.
+  struct on_exit {
+    std::function<void()> fn;
+    ~on_exit() { fn(); }
+  } join_proxies{stop_proxies};
+
+  std::vector<std::unique_ptr<ds::replica::replica>> replicas;
+  for (const auto& s : cfg.subscribe) {
+    if (s.mode == ds::config::sharing_mode::sync) continue;
     std::unique_ptr<ds::store::kv> kv;
     if (s.store == ds::config::store_kind::memory) {
       kv = std::make_unique<ds::store::memory_kv>();
@@ -131,7 +171,10 @@ int main(int argc, char** argv) {
   std::vector<ds::publisher::publisher*> publisher_ptrs;
   publisher_ptrs.reserve(publishers.size());
   for (auto& p : publishers) publisher_ptrs.push_back(p.get());
-  ds::api::router router(metrics, replica_ptrs, publisher_ptrs, sync_only);
+  std::vector<ds::proxy::sync_proxy*> proxy_ptrs;
+  proxy_ptrs.reserve(proxies.size());
+  for (auto& p : proxies) proxy_ptrs.push_back(p.get());
+  ds::api::router router(metrics, replica_ptrs, publisher_ptrs, proxy_ptrs);
 
   ds::http::server server(cfg.listen.threads);
   std::uint16_t data_port = 0, admin_port = 0;
@@ -156,7 +199,8 @@ int main(int argc, char** argv) {
   server.start();
   std::cerr << "datashare-sidecar: serving data on " << cfg.listen.data.address << ":" << data_port;
   if (cfg.listen.admin) std::cerr << ", admin on " << cfg.listen.admin->address << ":" << admin_port;
-  std::cerr << " (" << publishers.size() << " published, " << replicas.size() << " replicated)" << std::endl;
+  std::cerr << " (" << publishers.size() << " published, " << replicas.size() << " replicated, " << proxies.size()
+            << " read through owners)" << std::endl;
 
   std::atomic<bool> stop{false};
   std::vector<std::thread> loops;
@@ -181,5 +225,5 @@ int main(int argc, char** argv) {
   for (auto& t : loops) t.join();
   for (auto& p : publishers) p->stop();  // answers what was queued before the server goes
   server.stop();
-  return 0;
+  return 0;  // join_proxies stops the owner calls after the server
 }

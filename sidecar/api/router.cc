@@ -74,10 +74,11 @@ void append_item(std::string& out, const replica::item& it) {
 }  // namespace
 
 router::router(metrics::registry& metrics, const std::vector<replica::replica*>& replicas,
-               const std::vector<publisher::publisher*>& publishers, std::vector<std::string> sync_only_products)
-    : metrics_(metrics), sync_only_(std::move(sync_only_products)) {
+               const std::vector<publisher::publisher*>& publishers, const std::vector<proxy::sync_proxy*>& proxies)
+    : metrics_(metrics) {
   for (auto* r : replicas) replicas_.emplace(r->spec().product.name, r);
   for (auto* p : publishers) publishers_.emplace(p->spec().product.name, p);
+  for (auto* p : proxies) proxies_.emplace(p->spec().product.name, p);
 }
 
 bool router::ready() const {
@@ -201,17 +202,128 @@ void router::route_data(const http::request& req, const http::responder& respond
     return;
   }
   auto r = replicas_.find(product);
+  auto p = proxies_.find(product);
+  if (p != proxies_.end() && has_key) {
+    read_through(*p->second, r == replicas_.end() ? nullptr : r->second, key_raw, respond);
+    return;
+  }
   if (r == replicas_.end()) {
-    for (const auto& s : sync_only_) {
-      if (s == product) {
-        respond(json_error(501, "sync reads of \"" + s + "\" are not available in this sidecar version"));
-        return;
-      }
+    if (p != proxies_.end()) {
+      respond(json_error(501, "batch and scan reads of \"" + std::string(product) +
+                                  "\" are not available in sync mode: read one key at a time"));
+      return;
     }
     respond(json_error(404, "this sidecar keeps no copy of product \"" + std::string(product) + "\""));
     return;
   }
   respond(read(*r->second, product, has_key ? key_raw : std::string_view(), has_key ? std::string_view() : query));
+}
+
+namespace {
+
+std::string join_fields(const std::vector<std::string>& names) {
+  std::string out;
+  for (const auto& n : names) {
+    if (!out.empty()) out += ',';
+    out += n;
+  }
+  return out;
+}
+
+// One element of Datashare-Sources: `replica;fields="id,name";staleness-ms=12`.
+std::string source_entry(std::string_view from, const std::vector<std::string>& fields, std::int64_t staleness_ms,
+                         std::string_view fallback = {}) {
+  std::string e(from);
+  e += ";fields=\"" + join_fields(fields) + "\";staleness-ms=" + std::to_string(staleness_ms);
+  if (!fallback.empty()) e += ";fallback=" + std::string(fallback);
+  return e;
+}
+
+}  // namespace
+
+void router::read_through(proxy::sync_proxy& p, const replica::replica* local, std::string_view key_raw,
+                          const http::responder& respond) const {
+  auto key = percent_decode(key_raw);
+  if (!key || key->empty()) {
+    respond(json_error(400, "missing or malformed key: /v1/data/<product>/<key>"));
+    return;
+  }
+  const auto& spec = p.spec();
+  auto answer_error = [respond](const proxy::sync_result& res) {
+    http::response out;
+    out.status = res.status;
+    out.body = res.body;
+    respond(std::move(out));
+  };
+
+  // Sync mode, or hybrid falling back: every field through the proxy.
+  auto whole_from_owner = [&p, respond, answer_error](const std::string& k, std::string_view fallback,
+                                                      std::optional<std::chrono::milliseconds> max_age) {
+    p.read(
+        k,
+        [&p, respond, answer_error, fallback = std::string(fallback)](const proxy::sync_result& res) {
+          if (res.status != 200) {
+            answer_error(res);
+            return;
+          }
+          http::response out;
+          out.body = res.body;
+          out.headers.emplace_back("Datashare-Sources",
+                                   source_entry(proxy::to_string(res.from), p.fields(), res.age.count(), fallback));
+          out.headers.emplace_back("Datashare-Staleness-Ms", std::to_string(res.age.count()));
+          respond(std::move(out));
+        },
+        max_age);
+  };
+
+  if (local == nullptr) {
+    whole_from_owner(*key, {}, std::nullopt);
+    return;
+  }
+  const auto status = local->status();
+  if (!status.ready) {
+    // Outside the staleness budget: serving the copy would silently break maxLag.
+    p.probe().fell_back(metrics::fallback_reason::max_lag);
+    whole_from_owner(*key, "max-lag", spec.max_lag);
+    return;
+  }
+  replica::item it;
+  auto ec = replica::lookup(local->store(), *key, it);
+  if (ec == store::errc::not_found) {
+    // Maybe newer than the copy: the owner decides (a 404 from it is a 404).
+    p.probe().fell_back(metrics::fallback_reason::not_in_copy);
+    whole_from_owner(*key, "not-in-copy", spec.max_lag);
+    return;
+  }
+  if (ec) {
+    respond(json_error(500, "store read failed: " + ec.message()));
+    return;
+  }
+  p.read(*key, [&p, respond, answer_error, it = std::move(it),
+                staleness = status.staleness_ms](const proxy::sync_result& res) {
+    if (res.status != 200) {
+      answer_error(res);
+      return;
+    }
+    auto merged = nlohmann::json::parse(it.value, nullptr, false);
+    auto remote = nlohmann::json::parse(res.body, nullptr, false);
+    if (!merged.is_object() || !remote.is_object()) {
+      respond(json_error(500, "stored value is not a JSON object"));
+      return;
+    }
+    for (const auto& f : p.spec().sync_fields) {
+      if (auto v = remote.find(f); v != remote.end()) merged[f] = *v;
+    }
+    http::response out;
+    out.body = merged.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    out.headers.emplace_back("Datashare-Version", std::to_string(it.version));
+    out.headers.emplace_back("Datashare-Sources",
+                             source_entry("replica", p.spec().fields, staleness) + ", " +
+                                 source_entry(proxy::to_string(res.from), p.spec().sync_fields, res.age.count()));
+    out.headers.emplace_back("Datashare-Staleness-Ms",
+                             std::to_string(std::max<std::int64_t>(staleness, res.age.count())));
+    respond(std::move(out));
+  });
 }
 
 http::response router::read(const replica::replica& r, std::string_view product, std::string_view key_raw,

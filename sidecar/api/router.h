@@ -9,6 +9,14 @@
 // Reads carry `Datashare-Version` (single entity) and `Datashare-Staleness-Ms`. Keys are
 // percent-decoded. Anything malformed is a 4xx with a JSON error body, never a crash.
 //
+// Sync and hybrid policies (a sync_proxy per policy): a single-entity GET is answered from the
+// owner through the proxy (sync), or merged from the local copy (`fields`) and the proxy
+// (`syncFields`) (hybrid), with a `Datashare-Sources` header naming where each field came from
+// and how old it is. When the local copy is outside its staleness budget (not ready: behind
+// maxLag or not caught up) or lacks the key, hybrid reads take every field from the owner and say
+// so (`fallback=max-lag|not-in-copy`). Batch and scan reads of a sync-only product answer 501;
+// for hybrid products they serve the local fields.
+//
 // Threading: handle_* run on HTTP I/O threads, concurrently; the router holds no mutable state
 // (the replicas, publishers and metrics it points to are thread-safe) and must outlive the server.
 
@@ -19,6 +27,7 @@
 
 #include "sidecar/http/server.h"
 #include "sidecar/metrics/metrics.h"
+#include "sidecar/proxy/proxy.h"
 #include "sidecar/publisher/publisher.h"
 #include "sidecar/replica/replica.h"
 
@@ -34,7 +43,7 @@ std::optional<std::string> percent_decode(std::string_view s);
 class router {
  public:
   router(metrics::registry& metrics, const std::vector<replica::replica*>& replicas,
-         const std::vector<publisher::publisher*>& publishers, std::vector<std::string> sync_only_products = {});
+         const std::vector<publisher::publisher*>& publishers, const std::vector<proxy::sync_proxy*>& proxies = {});
 
   // The data port: everything.
   void handle_data(const http::request& req, const http::responder& respond) const;
@@ -50,11 +59,14 @@ class router {
   http::response read(const replica::replica& r, std::string_view product, std::string_view rest,
                       std::string_view query) const;
   http::response readiness() const;
+  // A single-entity read of a sync or hybrid policy; answers through `respond`, maybe later.
+  void read_through(proxy::sync_proxy& p, const replica::replica* local, std::string_view key_raw,
+                    const http::responder& respond) const;
 
   metrics::registry& metrics_;
   std::map<std::string, replica::replica*, std::less<>> replicas_;
   std::map<std::string, publisher::publisher*, std::less<>> publishers_;
-  std::vector<std::string> sync_only_;
+  std::map<std::string, proxy::sync_proxy*, std::less<>> proxies_;
 };
 
 }  // namespace datashare::sidecar::api

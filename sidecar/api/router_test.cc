@@ -77,6 +77,18 @@ class client {
   beast::flat_buffer buffer_;
 };
 
+// An owner answering at once, in the caller's thread, with a fixed price.
+class inline_owner : public proxy::owner_client {
+ public:
+  void get(const std::string& target, time_point, callback done) override {
+    if (target == "/prices/missing") {
+      done({.outcome = proxy::fetch_result::kind::response, .status = 404});
+    } else {
+      done({.outcome = proxy::fetch_result::kind::response, .status = 200, .body = R"({"sku":"a","amount":3})"});
+    }
+  }
+};
+
 class router_test : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -100,9 +112,19 @@ class router_test : public ::testing::Test {
     replica_ = std::make_unique<replica::replica>(ss, std::make_unique<store::memory_kv>(), *factory_,
                                                   metrics_.replica("products", "orders-products"), o);
     ASSERT_FALSE(replica_->start(error)) << error;
+    config::subscribe_spec prices;
+    prices.policy = "orders-prices";
+    prices.product.name = "prices";
+    prices.product.key = "sku";
+    prices.product.fields = {{"sku", config::field_type::string, false}, {"amount", config::field_type::number, false}};
+    prices.mode = config::sharing_mode::sync;
+    prices.sync_fields = {"amount"};
+    prices.owner_read_path = "/prices/{key}";
+    prices_ = std::make_unique<proxy::sync_proxy>(prices, prices.sync_fields, std::make_unique<inline_owner>(),
+                                                  metrics_.sync("orders-prices"), proxy::proxy_env{});
     router_ = std::make_unique<router>(metrics_, std::vector<replica::replica*>{replica_.get()},
                                        std::vector<publisher::publisher*>{publisher_.get()},
-                                       std::vector<std::string>{"prices"});
+                                       std::vector<proxy::sync_proxy*>{prices_.get()});
     http::limits l;
     l.body_bytes = 4096;
     server_ = std::make_unique<http::server>(1, l);
@@ -137,6 +159,7 @@ class router_test : public ::testing::Test {
   metrics::registry metrics_;
   std::unique_ptr<publisher::publisher> publisher_;
   std::unique_ptr<replica::replica> replica_;
+  std::unique_ptr<proxy::sync_proxy> prices_;
   std::unique_ptr<router> router_;
   std::unique_ptr<http::server> server_;
   std::uint16_t port_ = 0, admin_port_ = 0;
@@ -181,6 +204,16 @@ TEST_F(router_test, PublishThenReadOverOneKeepAliveConnection) {
   EXPECT_FALSE(page2.contains("next"));
 }
 
+TEST_F(router_test, SyncReadsGoThroughTheOwnerAndSaySo) {
+  client c(port_);
+  auto res = c.call(bhttp::verb::get, "/v1/data/prices/a");
+  ASSERT_EQ(res.result_int(), 200u) << res.body();
+  EXPECT_EQ(res.body(), R"({"amount":3})");
+  EXPECT_EQ(res["Datashare-Sources"], R"(owner;fields="amount";staleness-ms=0)");
+  res = c.call(bhttp::verb::get, "/v1/data/prices/a");
+  EXPECT_EQ(res["Datashare-Sources"].substr(0, 6), "cache;");
+}
+
 TEST_F(router_test, BadRequestsGetClearErrors) {
   client c(port_);
   struct bad {
@@ -199,7 +232,9 @@ TEST_F(router_test, BadRequestsGetClearErrors) {
            {bhttp::verb::get, "/v1/data/products?keys=a,", "", 400},
            {bhttp::verb::get, "/v1/data/", "", 400},
            {bhttp::verb::get, "/v1/data/unknown/a", "", 404},
-           {bhttp::verb::get, "/v1/data/prices/a", "", 501},
+           {bhttp::verb::get, "/v1/data/prices?keys=a", "", 501},
+           {bhttp::verb::get, "/v1/data/prices/missing", "", 404},
+           {bhttp::verb::get, "/v1/data/prices/%zz", "", 400},
            {bhttp::verb::get, "/nowhere", "", 404},
            {bhttp::verb::post, "/v1/data/products/a", "{}", 405},
            {bhttp::verb::put, "/v1/data/products/a", "not json", 400},

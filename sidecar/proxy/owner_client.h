@@ -26,8 +26,8 @@ class owner_client {
   using time_point = std::chrono::steady_clock::time_point;
   using callback = std::function<void(fetch_result)>;
   virtual ~owner_client() = default;
-  // GET `target` ("/products/p%201"); `done` is called exactly once, from any thread, by about
-  // `deadline`. Never calls `done` before returning.
+  // GET `target` ("/products/p%201"); `done` is called exactly once, from any thread (the
+  // caller's included, before get returns), by about `deadline`.
   virtual void get(const std::string& target, time_point deadline, callback done) = 0;
 };
 
