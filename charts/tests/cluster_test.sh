@@ -92,13 +92,14 @@ check "leader election RoleBinding" k get rolebinding "$release-leader-election"
 sa="system:serviceaccount:$ns:$release"
 for allowed in "patch deployments.apps -n default" "update datasharingpolicies.datashare.io/status -n default" \
   "create services -n default" "watch namespaces" "create events.events.k8s.io -n default" \
-  "update leases.coordination.k8s.io -n $ns" "patch statefulsets.apps -n default"; do
+  "update leases.coordination.k8s.io -n $ns" "patch statefulsets.apps -n default" \
+  "create persistentvolumeclaims -n default"; do
   # shellcheck disable=SC2086
   check "operator may $allowed" k auth can-i $allowed --as "$sa"
 done
 for denied in "get secrets -n default" "delete statefulsets.apps -n default" "create pods -n default" \
   "update leases.coordination.k8s.io -n default" "delete datasharingpolicies.datashare.io -n default" \
-  "create clusterroles.rbac.authorization.k8s.io"; do
+  "create clusterroles.rbac.authorization.k8s.io" "update persistentvolumeclaims -n default"; do
   # shellcheck disable=SC2086
   refuse "operator may not $denied" "no" k auth can-i $denied --as "$sa"
 done

@@ -75,6 +75,7 @@ for rule in \
   $'- apiGroups: [datashare.io]\n    resources: [dataproducts/finalizers, datasharingpolicies/finalizers]\n    verbs: [update]' \
   $'- apiGroups: [""]\n    resources: [configmaps, services]\n    verbs: [get, list, watch, create, update, patch, delete]' \
   $'- apiGroups: [apps]\n    resources: [deployments]\n    verbs: [get, list, watch, create, update, patch, delete]' \
+  $'- apiGroups: [""]\n    resources: [persistentvolumeclaims]\n    verbs: [create, delete]' \
   $'- apiGroups: [apps]\n    resources: [statefulsets]\n    verbs: [get, list, watch, patch]' \
   $'- apiGroups: [""]\n    resources: [namespaces]\n    verbs: [get, list, watch]' \
   $'- apiGroups: [events.k8s.io]\n    resources: [events]\n    verbs: [create, patch]' \
@@ -106,21 +107,32 @@ lacks "leader election off: no flag" "$no_le" "--leader-elect"
 #    present, and strictly valid for the prometheus-operator; the rule carries files/alerts.yaml.
 lacks "ServiceMonitor enabled, API not served" "$custom" "kind: ServiceMonitor"
 lacks "PrometheusRule enabled, API not served" "$custom" "kind: PrometheusRule"
-served=$(render -f "$work/custom.yaml" --api-versions monitoring.coreos.com/v1/ServiceMonitor \
-  --api-versions monitoring.coreos.com/v1/PrometheusRule 2>&1) || fatal "render with monitoring APIs failed: $served"
+lacks "PodMonitors enabled, API not served" "$custom" "kind: PodMonitor"
+all_apis=(--api-versions monitoring.coreos.com/v1/ServiceMonitor --api-versions monitoring.coreos.com/v1/PodMonitor
+  --api-versions monitoring.coreos.com/v1/PrometheusRule)
+served=$(render -f "$work/custom.yaml" "${all_apis[@]}" 2>&1) || fatal "render with monitoring APIs failed: $served"
 printf '%s\n' "$served" >"$work/served.yaml"
 check "prometheus-operator objects decode strictly; the rule is files/alerts.yaml" "$validate" monitoring "$work/served.yaml" \
-  --expect ServiceMonitor=1 --expect PrometheusRule=1 --rules-equal "$chart/files/alerts.yaml" --rules-out "$work/rules.yaml"
+  --expect ServiceMonitor=1 --expect PodMonitor=2 --expect PrometheusRule=1 \
+  --rules-equal "$chart/files/alerts.yaml" --rules-out "$work/rules.yaml"
+contains "PodMonitors look in the watched namespace" "$served" $'namespaceSelector:\n    matchNames:\n    - team-a'
+contains "sidecar PodMonitor scrapes ds-admin" "$served" "- port: ds-admin"
+contains "gateway PodMonitor selects gateways" "$served" "app.kubernetes.io/name: datashare-gateway"
+all_ns=$(render -f "$tests/values-minimal.yaml" --set metrics.podMonitors.enabled=true "${all_apis[@]}" 2>&1)
+contains "PodMonitors look everywhere when all namespaces are watched" "$all_ns" $'namespaceSelector:\n    any: true'
+printf '%s\n' "$all_ns" >"$work/all-ns.yaml"
+check "PodMonitors alone" "$validate" monitoring "$work/all-ns.yaml" --expect PodMonitor=2 --expect ServiceMonitor=0
 check "rendered rules pass promtool" promtool check rules "$work/rules.yaml"
 contains "ServiceMonitor job label" "$served" "jobLabel: datashare.io/metrics-job"
 contains "ServiceMonitor selector labels" "$served" "release: kube-prometheus-stack"
 only_sm=$(render -f "$work/custom.yaml" --api-versions monitoring.coreos.com/v1/ServiceMonitor 2>&1)
 printf '%s\n' "$only_sm" >"$work/only-sm.yaml"
-check "only the served kind is rendered" "$validate" monitoring "$work/only-sm.yaml" --expect ServiceMonitor=1 --expect PrometheusRule=0
-disabled=$(render -f "$tests/values-minimal.yaml" --api-versions monitoring.coreos.com/v1/ServiceMonitor \
-  --api-versions monitoring.coreos.com/v1/PrometheusRule 2>&1)
+check "only the served kind is rendered" "$validate" monitoring "$work/only-sm.yaml" --expect ServiceMonitor=1 \
+  --expect PodMonitor=0 --expect PrometheusRule=0
+disabled=$(render -f "$tests/values-minimal.yaml" "${all_apis[@]}" 2>&1)
 printf '%s\n' "$disabled" >"$work/disabled.yaml"
-check "served but disabled: none" "$validate" monitoring "$work/disabled.yaml" --expect ServiceMonitor=0 --expect PrometheusRule=0
+check "served but disabled: none" "$validate" monitoring "$work/disabled.yaml" --expect ServiceMonitor=0 \
+  --expect PodMonitor=0 --expect PrometheusRule=0
 # The validator itself refuses what the prometheus-operator would (else the checks above prove nothing).
 sed 's/^  jobLabel:/  jobLabell:/' "$work/served.yaml" >"$work/broken.yaml"
 refuse "validator refuses an unknown ServiceMonitor field" 'unknown field "jobLabell"' "$validate" monitoring "$work/broken.yaml"

@@ -9,7 +9,7 @@
 //	    (variables replaced by sample values) as a recording rule, for `promtool check rules`.
 //
 //	validate monitoring FILE [--expect Kind=N ...] [--rules-equal RULES] [--rules-out RULES]
-//	    FILE is `helm template` output. Each ServiceMonitor and PrometheusRule in it must decode
+//	    FILE is `helm template` output. Each ServiceMonitor, PodMonitor and PrometheusRule must decode
 //	    strictly into the prometheus-operator's monitoring.coreos.com/v1 Go types. --expect checks
 //	    how many objects of a kind there are; --rules-equal checks that the PrometheusRules carry
 //	    exactly the groups of a plain rules file; --rules-out writes the PrometheusRules' groups as a
@@ -327,6 +327,20 @@ func runMonitoring(path string, opts map[string][]string) ([]string, error) {
 			}
 			if len(sm.Spec.Selector.MatchLabels) == 0 && len(sm.Spec.Selector.MatchExpressions) == 0 {
 				problems = append(problems, where+": empty selector (would select every Service)")
+			}
+		case "PodMonitor":
+			var pm monitoringv1.PodMonitor
+			if err := yaml.UnmarshalStrict(doc, &pm); err != nil {
+				problems = append(problems, where+": "+err.Error())
+				continue
+			}
+			if len(pm.Spec.PodMetricsEndpoints) == 0 {
+				problems = append(problems, where+": no podMetricsEndpoints")
+			}
+			for i, e := range pm.Spec.PodMetricsEndpoints {
+				if e.Port == nil || *e.Port == "" {
+					problems = append(problems, fmt.Sprintf("%s: podMetricsEndpoints[%d] names no port", where, i))
+				}
 			}
 		case "PrometheusRule":
 			var pr monitoringv1.PrometheusRule
