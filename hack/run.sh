@@ -40,20 +40,22 @@ done
 
 log "applying examples/ (catalog owns products; orders, shipping and billing share them)"
 "$kc" apply -f "$DATASHARE_ROOT/examples/" >/dev/null
-"$kc" wait --for=condition=Ready dataproducts --all -A --timeout=60s >/dev/null
-"$kc" wait --for=condition=Ready datasharingpolicies --all -A --timeout=60s >/dev/null
+"$kc" -n catalog wait --for=condition=Ready dataproducts --all --timeout=60s >/dev/null
+for ns in orders shipping billing; do
+  "$kc" -n "$ns" wait --for=condition=Ready datasharingpolicies --all --timeout=60s >/dev/null
+done
 sleep 3  # one lag measurement
 
 cat <<MSG
 
 What the operator made of examples/:
 
-$("$kc" get dataproducts,datasharingpolicies -A | sed 's/^/  /')
+$("$kc" get dataproducts,datasharingpolicies -A | grep -E '^(NAMESPACE|catalog|orders|shipping|billing) ' | sed 's/^/  /')
 
   - topic catalog.products.v1 (compacted) and its dead-letter topic on Kafka $DATASHARE_KAFKA_BOOTSTRAP
   - a publisher sidecar in catalog/product-service, a replica sidecar in each consumer
     (native sidecars: init containers with restartPolicy Always), config in ConfigMaps:
-$("$kc" get configmaps -A -l app.kubernetes.io/managed-by=datashare-operator --no-headers | awk '{print "      " $1 "/" $2}')
+$("$kc" get configmaps -A -l app.kubernetes.io/managed-by=datashare-operator --no-headers | grep -E '^(catalog|orders|shipping|billing) ' | awk '{print "      " $1 "/" $2}')
   - a gateway coordinator for billing's strongly consistent copy:
 $("$kc" -n catalog get deploy,svc -l app.kubernetes.io/component=gateway --no-headers | awk '{print "      " $1}')
 

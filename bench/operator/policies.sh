@@ -28,7 +28,7 @@ op_pid=""
 cleanup() {
   "$kc" delete namespace "$C" "$P" --wait=false >/dev/null 2>&1 || true
   # The operator removes its finalizers (and the Delete-policy topics) before it stops.
-  for _ in $(seq 1 120); do
+  for _ in $(seq 1 900); do
     "$kc" get namespace "$P" "$C" >/dev/null 2>&1 || break
     sleep 1
   done
