@@ -8,7 +8,8 @@
 # allow. It must then do its whole job without one "forbidden": elect itself leader on the
 # Lease, read the Kafka Secret, create a topic, inject sidecars into an owner and a consumer,
 # deploy a gateway coordinator with its claim, record events, write status, remove the gateway
-# and the finalizers again. Its /metrics must export what the alerts and the dashboard use.
+# and the finalizers again. Its /metrics must export what the alerts and the dashboard use, and
+# the dashboard's queries, run by a real Prometheus scraping it, must answer as Grafana needs.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 [[ -n "${DATASHARE_ENV_FILE:-}" && -f "$DATASHARE_ENV_FILE" ]] && source "$DATASHARE_ENV_FILE"
 : "${KUBECONFIG:?KUBECONFIG is not set: run through ctest, which starts the local cluster}"
@@ -25,6 +26,7 @@ ns="ds-$suffix" cat="cat-$suffix" ord="ord-$suffix" bill="bill-$suffix"
 release="datashare-$suffix" topic="$suffix.products"
 log="$S/logs/operator.log"
 cleanup() {
+  stop prometheus
   stop operator
   for n in "$cat" "$ord" "$bill"; do
     for r in $(k -n "$n" get dsp,dp -o name 2>/dev/null); do
@@ -182,7 +184,50 @@ contains "the sharing graph's edge for the event policy" "$metrics" "consumer=\"
 edge=$(grep "^datashare_sharing_edge{" <<<"$metrics" | grep "consumer=\"$ord/order-service\"" | head -1)
 for label in "owner=\"$cat/product-service\"" 'mode="event"'; do contains "edge label $label" "$edge" "$label"; done
 
-# 6. Taking it all away: gateway and claim deleted, finalizers removed, the topic deleted.
+# 6. The dashboard's own queries, taken from the dashboard JSON, against a real Prometheus (Debian)
+#    scraping this operator as job "datashare-operator": the sharing graph's nodes and edges
+#    come out with the fields Grafana's node graph reads, the budget in seconds, reconcile rates.
+command -v prometheus >/dev/null || fatal "prometheus not found: run hack/install-deps.sh"
+validate=$(build_validator)
+dashboard="$chart/files/dashboards/datashare.json"
+prom_port=$(free_port)
+cat >"$S/prometheus.yml" <<EOF
+global: {scrape_interval: 1s, evaluation_interval: 1s}
+scrape_configs:
+  - job_name: datashare-operator
+    static_configs: [{targets: ["127.0.0.1:$metrics_port"]}]
+EOF
+start prometheus prometheus --config.file="$S/prometheus.yml" --storage.tsdb.path="$S/prometheus" \
+  --web.listen-address="127.0.0.1:$prom_port"
+wait_for prometheus 30 curl -sf "http://127.0.0.1:$prom_port/-/ready"
+target_expr() { "$validate" dashboard "$dashboard" --print-target "$1"; }
+query() { curl -sf -G --data-urlencode "query=$1" "http://127.0.0.1:$prom_port/api/v1/query"; }
+answers() {  # description expression needle...: eventually, the query's result has every needle
+  local what=$1 expr=$2; shift 2
+  local deadline=$(( $(date +%s) + 30 )) out needle missing
+  while :; do
+    out=$(query "$expr" 2>&1) missing=""
+    for needle in "$@"; do [[ "$out" == *"$needle"* ]] || missing="$needle"; done
+    [[ -z "$missing" ]] && { pass; return; }
+    (( $(date +%s) < deadline )) || { fail "$what: \"$missing\" not in $out"; return; }
+    sleep 1
+  done
+}
+graph="Sharing graph: owner -> consumer, by mode"
+edges=$(target_expr "$graph/edges") || fatal "no edges query: $edges"
+nodes=$(target_expr "$graph/nodes") || fatal "no nodes query: $nodes"
+answers "node graph edge, event mode" "$edges" "\"source\":\"$cat/product-service\"" \
+  "\"target\":\"$ord/order-service\"" '"mainstat":"event"' "\"id\":\"$cat/product-service -\\u003e $ord/order-service"
+answers "node graph edge, sync mode" "$edges" "\"target\":\"$bill/billing-service\"" '"mainstat":"sync"'
+answers "node graph nodes" "$nodes" "\"id\":\"$cat/product-service\"" "\"title\":\"$cat/product-service\"" \
+  "\"id\":\"$ord/order-service\"" "\"id\":\"$bill/billing-service\""
+answers "lag budget in seconds" "$(target_expr "Lag per policy (seconds) against its budget/B")" \
+  '"policy":"order-products"' ',"5"]'
+answers "reconcile rate per controller and result" "$(target_expr "Reconciles per second/A")" '"controller":' '"result":"success"'
+answers "policies counted" "$(target_expr "Policies/A")" '"result":[{"metric":{},"value":'
+stop prometheus
+
+# 7. Taking it all away: gateway and claim deleted, finalizers removed, the topic deleted.
 k -n "$bill" delete dsp billing-products --wait=false >/dev/null
 eventually "sync policy gone (finalizer removed)" 60 bash -c "! '$kubectl' -n $bill get dsp billing-products"
 eventually "gateway Deployment deleted when no copy needs it" 60 bash -c "! '$kubectl' -n $cat get deployment datashare-gateway-products"
@@ -192,7 +237,7 @@ k -n "$cat" delete dp products --wait=false >/dev/null
 eventually "event policy gone" 60 bash -c "! '$kubectl' -n $ord get dsp order-products"
 eventually "product gone (topic deleted, finalizer removed)" 60 bash -c "! '$kubectl' -n $cat get dp products"
 
-# 7. Not one request refused for want of a permission.
+# 8. Not one request refused for want of a permission.
 alive operator && pass || fail "the operator exited"
 denied=$(grep -iE 'forbidden|cannot (get|list|watch|create|update|patch|delete)' "$log" | head -5)
 [[ -z "$denied" ]] && pass || fail "the operator was refused something its chart RBAC should allow: $denied"

@@ -1,12 +1,13 @@
 // Command validate checks the chart's observability artefacts offline, with the real types of the
 // tools that consume them:
 //
-//	validate dashboard FILE [--exprs-out RULES]
+//	validate dashboard FILE [--exprs-out RULES] [--print-target "PANEL TITLE/REFID"]...
 //	    FILE is a Grafana dashboard JSON. It must decode STRICTLY into the Grafana foundation SDK's
 //	    types (unknown or mistyped fields, missing required ones: errors), every panel must be of a
 //	    known type and every query a Prometheus one, ids unique, the grid within 24 columns without
 //	    overlaps, and every $variable defined. With --exprs-out, every PromQL expression is written
 //	    (variables replaced by sample values) as a recording rule, for `promtool check rules`.
+//	    --print-target prints one panel query's expression so, on one line, to run it elsewhere.
 //
 //	validate monitoring FILE [--expect Kind=N ...] [--rules-equal RULES] [--rules-out RULES]
 //	    FILE is `helm template` output. Each ServiceMonitor, PodMonitor and PrometheusRule must decode
@@ -177,6 +178,10 @@ func runDashboard(path string, opts map[string][]string) ([]string, error) {
 		seen[g.id] = "row"
 	}
 	var exprs []string
+	printTargets := map[string]bool{}
+	for _, t := range opts["print-target"] {
+		printTargets[t] = true
+	}
 	for _, p := range panels {
 		title := ""
 		if p.Title != nil {
@@ -230,12 +235,23 @@ func runDashboard(path string, opts map[string][]string) ([]string, error) {
 					problems = append(problems, fmt.Sprintf("%s: targets[%d] uses undefined variable $%s", where, i, m[1]))
 				}
 			}
-			exprs = append(exprs, variableRef.ReplaceAllStringFunc(q.Expr, func(ref string) string {
+			expr := variableRef.ReplaceAllStringFunc(q.Expr, func(ref string) string {
 				return samples[variableRef.FindStringSubmatch(ref)[1]]
-			}))
+			})
+			exprs = append(exprs, expr)
+			if q.RefId != nil && p.Title != nil {
+				if key := *p.Title + "/" + *q.RefId; printTargets[key] {
+					// One line per expression, for a test to send to a real Prometheus.
+					fmt.Println(strings.Join(strings.Fields(expr), " "))
+					delete(printTargets, key)
+				}
+			}
 		}
 	}
 	problems = append(problems, checkGrid(grid)...)
+	for t := range printTargets {
+		problems = append(problems, fmt.Sprintf("--print-target %s: no such panel title/refId", t))
+	}
 
 	if out := opts["exprs-out"]; len(out) > 0 {
 		if err := writeExprRules(out[0], exprs); err != nil {
