@@ -156,4 +156,20 @@ for target in operator sidecar gateway; do
   contains "image $target: binary" "$stage" "ENTRYPOINT [\"/usr/local/bin/datashare-$target\"]"
 done
 
+# 9. The packaged chart (what a registry serves) renders the same files: crds/, alerts, dashboard.
+if out=$("$helm" package "$chart" -d "$work/package" 2>&1); then
+  pass
+  tgz=$(ls "$work"/package/datashare-*.tgz)
+  listing=$(tar -tzf "$tgz")
+  for f in datashare/crds/datashare.io_dataproducts.yaml datashare/crds/datashare.io_datasharingpolicies.yaml \
+    datashare/files/alerts.yaml datashare/files/dashboards/datashare.json datashare/values.schema.json datashare/README.md; do
+    contains "package holds $f" "$listing" "$f"
+  done
+  packaged=$("$helm" template rel "$tgz" --namespace datashare-system --kube-version "$kube_version" \
+    -f "$tests/values-minimal.yaml" 2>&1)
+  [[ "$packaged" == "$default" ]] && pass || fail "the packaged chart renders differently from the source"
+else
+  fail "helm package: $out"
+fi
+
 finish
