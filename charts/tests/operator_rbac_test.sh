@@ -195,7 +195,10 @@ cat >"$S/prometheus.yml" <<EOF
 global: {scrape_interval: 1s, evaluation_interval: 1s}
 scrape_configs:
   - job_name: datashare-operator
-    static_configs: [{targets: ["127.0.0.1:$metrics_port"]}]
+    honor_labels: true
+    # As the chart's ServiceMonitor scrapes it: a target label "namespace" (the operator's own),
+    # which the policies' namespace label must win over.
+    static_configs: [{targets: ["127.0.0.1:$metrics_port"], labels: {namespace: "$ns"}}]
 EOF
 start prometheus prometheus --config.file="$S/prometheus.yml" --storage.tsdb.path="$S/prometheus" \
   --web.listen-address="127.0.0.1:$prom_port"
@@ -222,7 +225,7 @@ answers "node graph edge, sync mode" "$edges" "\"target\":\"$bill/billing-servic
 answers "node graph nodes" "$nodes" "\"id\":\"$cat/product-service\"" "\"title\":\"$cat/product-service\"" \
   "\"id\":\"$ord/order-service\"" "\"id\":\"$bill/billing-service\""
 answers "lag budget in seconds" "$(target_expr "Lag per policy (seconds) against its budget/B")" \
-  '"policy":"order-products"' ',"5"]'
+  "\"namespace\":\"$ord\",\"policy\":\"order-products\"" ',"5"]'
 answers "reconcile rate per controller and result" "$(target_expr "Reconciles per second/A")" '"controller":' '"result":"success"'
 answers "policies counted" "$(target_expr "Policies/A")" '"result":[{"metric":{},"value":'
 stop prometheus

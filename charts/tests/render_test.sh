@@ -124,6 +124,7 @@ printf '%s\n' "$all_ns" >"$work/all-ns.yaml"
 check "PodMonitors alone" "$validate" monitoring "$work/all-ns.yaml" --expect PodMonitor=2 --expect ServiceMonitor=0
 check "rendered rules pass promtool" promtool check rules "$work/rules.yaml"
 contains "ServiceMonitor job label" "$served" "jobLabel: datashare.io/metrics-job"
+contains "ServiceMonitor keeps the policies' namespace label" "$served" "honorLabels: true"
 contains "ServiceMonitor selector labels" "$served" "release: kube-prometheus-stack"
 only_sm=$(render -f "$work/custom.yaml" --api-versions monitoring.coreos.com/v1/ServiceMonitor 2>&1)
 printf '%s\n' "$only_sm" >"$work/only-sm.yaml"
