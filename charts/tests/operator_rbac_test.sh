@@ -170,7 +170,7 @@ eventually "gateway decision-log claim created" 60 k -n "$cat" get pvc datashare
 eventually "gateway Service created" 60 k -n "$cat" get service datashare-gateway-products
 eventually "policy status written (SidecarInjected)" 60 bash -c "[[ \"\$('$kubectl' -n $ord get dsp order-products -o jsonpath='{.status.conditions[?(@.type==\"SidecarInjected\")].status}')\" == True ]]"
 eventually "finalizer set on the policy" 30 bash -c "'$kubectl' -n $ord get dsp order-products -o jsonpath='{.metadata.finalizers}' | grep -q datashare"
-eventually "events recorded (events.k8s.io)" 60 bash -c "'$kubectl' get events.events.k8s.io -A --field-selector reportingController=datashare.io/operator -o name 2>/dev/null | grep -q ."
+eventually "events recorded (events.k8s.io)" 60 bash -c "'$kubectl' -n $cat get events.events.k8s.io --field-selector reportingController=datashare.io/operator -o name 2>/dev/null | grep -q ."
 
 # 5. Its metrics: valid exposition, and the series the alerts and the dashboard use.
 metrics=$(curl -sf "http://127.0.0.1:$metrics_port/metrics")
