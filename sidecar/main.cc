@@ -14,16 +14,21 @@
 #include <boost/asio/steady_timer.hpp>
 #include <cstring>
 #include <filesystem>
+#include <future>
 #include <iostream>
 #include <memory>
 #include <thread>
 #include <vector>
 
+#include "common/thread_pool.h"
 #include "sidecar/api/router.h"
 #include "sidecar/config/config.h"
 #include "sidecar/http/server.h"
 #include "sidecar/kafka/rdkafka_client.h"
 #include "sidecar/metrics/metrics.h"
+#include "sidecar/participant/http_links.h"
+#include "sidecar/participant/participant.h"
+#include "sidecar/participant/service.h"
 #include "sidecar/proxy/http_owner_client.h"
 #include "sidecar/proxy/proxy.h"
 #include "sidecar/publisher/publisher.h"
@@ -165,6 +170,61 @@ int main(int argc, char** argv) {
     }
   }
 
+  // Gateway participants: after the publishers, which the owner role publishes through.
+  std::vector<std::unique_ptr<ds::participant::participant>> participants;
+  for (const auto& p : cfg.participate) {
+    std::string error;
+    auto kv = open_store((std::filesystem::path(cfg.data_dir) / "participant" / p.product).string(), error);
+    if (!kv) {
+      std::cerr << "datashare-sidecar: participant " << p.product << ": " << error << "\n";
+      return 1;
+    }
+    auto call_timeout = std::min<std::chrono::milliseconds>(p.lock_timeout, std::chrono::seconds(5));
+    ds::config::product_schema product;
+    std::vector<std::string> copy_fields;
+    std::unique_ptr<ds::participant::owner_api> owner;
+    ds::participant::publish_fn publish;
+    if (p.role == ds::config::participant_role::owner) {
+      ds::publisher::publisher* pub = nullptr;
+      for (auto& candidate : publishers) {
+        if (candidate->spec().product.name == p.product) pub = candidate.get();
+      }
+      product = pub->spec().product;
+      auto where = ds::http::parse_origin(p.owner_url);
+      if (!where) {
+        std::cerr << "datashare-sidecar: participant " << p.product << ": owner url " << p.owner_url
+                  << " is not http://host[:port]\n";
+        return 1;
+      }
+      owner = std::make_unique<ds::participant::http_owner>(*where, p.owner_write_path, call_timeout);
+      publish = [pub](const std::string& key, const std::optional<std::string>& value, std::uint64_t version,
+                      std::string& err) -> std::error_code {
+        std::promise<ds::publisher::publish_result> done;
+        auto answer = done.get_future();
+        pub->submit(
+            key, value, [&done](ds::publisher::publish_result r) { done.set_value(std::move(r)); }, version);
+        auto r = answer.get();
+        if (r.status == 202) return {};
+        err = "outbox answered " + std::to_string(r.status) + " " + r.body;
+        return std::make_error_code(std::errc::resource_unavailable_try_again);
+      };
+    } else {
+      for (const auto& s : cfg.subscribe) {
+        if (s.policy == p.policy) {
+          product = s.product;
+          copy_fields = s.fields;
+        }
+      }
+    }
+    participants.push_back(std::make_unique<ds::participant::participant>(
+        p, product, copy_fields, std::move(kv), std::move(owner), std::move(publish),
+        std::make_unique<ds::participant::http_outcomes>(p.coordinator_url, call_timeout)));
+    if (auto ec = participants.back()->start(error)) {
+      std::cerr << "datashare-sidecar: participant " << p.product << ": " << error << "\n";
+      return 1;
+    }
+  }
+
   std::vector<ds::replica::replica*> replica_ptrs;
   replica_ptrs.reserve(replicas.size());
   for (auto& r : replicas) replica_ptrs.push_back(r.get());
@@ -175,6 +235,13 @@ int main(int argc, char** argv) {
   proxy_ptrs.reserve(proxies.size());
   for (auto& p : proxies) proxy_ptrs.push_back(p.get());
   ds::api::router router(metrics, replica_ptrs, publisher_ptrs, proxy_ptrs);
+  std::vector<ds::participant::participant*> participant_ptrs;
+  for (auto& p : participants) {
+    participant_ptrs.push_back(p.get());
+    if (p->spec().role == ds::config::participant_role::copy) router.add_copy(p->spec().product, &p->store());
+  }
+  datashare::thread_pool participant_pool(participant_ptrs.empty() ? 0 : 16);
+  ds::participant::service participant_api(participant_ptrs, participant_pool);
 
   ds::http::server server(cfg.listen.threads);
   std::uint16_t data_port = 0, admin_port = 0;
@@ -196,9 +263,25 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
+  std::uint16_t participant_port = 0;
+  if (!participants.empty()) {
+    const auto& pe = *cfg.listen.participant;
+    if (auto ec = server.listen(
+            pe.address, pe.port,
+            [&participant_api](const ds::http::request& req, const ds::http::responder& r) {
+              participant_api.handle(req, r);
+            },
+            participant_port)) {
+      std::cerr << "datashare-sidecar: cannot listen on " << pe.address << ":" << pe.port << ": " << ec.message()
+                << "\n";
+      return 1;
+    }
+  }
   server.start();
   std::cerr << "datashare-sidecar: serving data on " << cfg.listen.data.address << ":" << data_port;
   if (cfg.listen.admin) std::cerr << ", admin on " << cfg.listen.admin->address << ":" << admin_port;
+  if (!participants.empty())
+    std::cerr << ", participant on " << cfg.listen.participant->address << ":" << participant_port;
   std::cerr << " (" << publishers.size() << " published, " << replicas.size() << " replicated, " << proxies.size()
             << " read through owners)" << std::endl;
 
@@ -223,6 +306,7 @@ int main(int argc, char** argv) {
   std::cerr << "datashare-sidecar: " << strsignal(sig) << ", stopping" << std::endl;
   stop = true;
   for (auto& t : loops) t.join();
+  for (auto& p : participants) p->stop();
   for (auto& p : publishers) p->stop();  // answers what was queued before the server goes
   server.stop();
   return 0;  // join_proxies stops the owner calls after the server

@@ -81,6 +81,10 @@ router::router(metrics::registry& metrics, const std::vector<replica::replica*>&
   for (auto* p : proxies) proxies_.emplace(p->spec().product.name, p);
 }
 
+void router::add_copy(const std::string& product, const store::kv* copy) {
+  copies_[product] = copy;
+}
+
 bool router::ready() const {
   for (const auto& [name, r] : replicas_) {
     if (!r->status().ready) return false;
@@ -203,11 +207,26 @@ void router::route_data(const http::request& req, const http::responder& respond
   }
   auto r = replicas_.find(product);
   auto p = proxies_.find(product);
-  if (p != proxies_.end() && has_key) {
-    read_through(*p->second, r == replicas_.end() ? nullptr : r->second, key_raw, respond);
+  auto c = copies_.find(product);
+  // A copy kept by the gateway answers alone when the policy reads nothing through the owner.
+  bool copy_alone = c != copies_.end() && (p == proxies_.end() || p->second->spec().sync_fields.empty());
+  if (p != proxies_.end() && has_key && !copy_alone) {
+    std::optional<local_copy> local;
+    if (r != replicas_.end()) {
+      auto s = r->second->status();
+      local = local_copy{&r->second->store(), s.ready, s.staleness_ms};
+    } else if (c != copies_.end()) {
+      local = local_copy{c->second, true, 0};  // always current: written by the gateway's commits
+    }
+    read_through(*p->second, local ? &*local : nullptr, key_raw, respond);
     return;
   }
   if (r == replicas_.end()) {
+    if (c != copies_.end()) {
+      respond(
+          read(*c->second, "0", product, has_key ? key_raw : std::string_view(), has_key ? std::string_view() : query));
+      return;
+    }
     if (p != proxies_.end()) {
       respond(json_error(501, "batch and scan reads of \"" + std::string(product) +
                                   "\" are not available in sync mode: read one key at a time"));
@@ -216,7 +235,8 @@ void router::route_data(const http::request& req, const http::responder& respond
     respond(json_error(404, "this sidecar keeps no copy of product \"" + std::string(product) + "\""));
     return;
   }
-  respond(read(*r->second, product, has_key ? key_raw : std::string_view(), has_key ? std::string_view() : query));
+  respond(read(r->second->store(), staleness(*r->second), product, has_key ? key_raw : std::string_view(),
+               has_key ? std::string_view() : query));
 }
 
 namespace {
@@ -241,7 +261,7 @@ std::string source_entry(std::string_view from, const std::vector<std::string>& 
 
 }  // namespace
 
-void router::read_through(proxy::sync_proxy& p, const replica::replica* local, std::string_view key_raw,
+void router::read_through(proxy::sync_proxy& p, const local_copy* local, std::string_view key_raw,
                           const http::responder& respond) const {
   auto key = percent_decode(key_raw);
   if (!key || key->empty()) {
@@ -280,15 +300,14 @@ void router::read_through(proxy::sync_proxy& p, const replica::replica* local, s
     whole_from_owner(*key, {}, std::nullopt);
     return;
   }
-  const auto status = local->status();
-  if (!status.ready) {
+  if (!local->ready) {
     // Outside the staleness budget: serving the copy would silently break maxLag.
     p.probe().fell_back(metrics::fallback_reason::max_lag);
     whole_from_owner(*key, "max-lag", spec.max_lag);
     return;
   }
   replica::item it;
-  auto ec = replica::lookup(local->store(), *key, it);
+  auto ec = replica::lookup(*local->kv, *key, it);
   if (ec == store::errc::not_found) {
     // Maybe newer than the copy: the owner decides (a 404 from it is a 404).
     p.probe().fell_back(metrics::fallback_reason::not_in_copy);
@@ -300,7 +319,7 @@ void router::read_through(proxy::sync_proxy& p, const replica::replica* local, s
     return;
   }
   p.read(*key, [&p, respond, answer_error, it = std::move(it),
-                staleness = status.staleness_ms](const proxy::sync_result& res) {
+                staleness = local->staleness_ms](const proxy::sync_result& res) {
     if (res.status != 200) {
       answer_error(res);
       return;
@@ -326,14 +345,14 @@ void router::read_through(proxy::sync_proxy& p, const replica::replica* local, s
   });
 }
 
-http::response router::read(const replica::replica& r, std::string_view product, std::string_view key_raw,
-                            std::string_view query) const {
+http::response router::read(const store::kv& kv, const std::string& staleness_ms, std::string_view product,
+                            std::string_view key_raw, std::string_view query) const {
   http::response out;
   if (!key_raw.empty()) {
     auto key = percent_decode(key_raw);
     if (!key) return json_error(400, "malformed percent-encoding in the key");
     replica::item it;
-    auto ec = replica::lookup(r.store(), *key, it);
+    auto ec = replica::lookup(kv, *key, it);
     if (ec == store::errc::not_found) {
       out = json_error(404, "no such key in " + std::string(product));
     } else if (ec) {
@@ -342,7 +361,7 @@ http::response router::read(const replica::replica& r, std::string_view product,
       out.body = std::move(it.value);
       out.headers.emplace_back("Datashare-Version", std::to_string(it.version));
     }
-    out.headers.emplace_back("Datashare-Staleness-Ms", staleness(r));
+    out.headers.emplace_back("Datashare-Staleness-Ms", staleness_ms);
     return out;
   }
   if (auto keys = query_param(query, "keys")) {
@@ -363,7 +382,7 @@ http::response router::read(const replica::replica& r, std::string_view product,
     bool first = true;
     for (const auto& k : list) {
       replica::item it;
-      auto ec = replica::lookup(r.store(), k, it);
+      auto ec = replica::lookup(kv, k, it);
       if (ec == store::errc::not_found) {
         missing += missing.empty() ? "" : ",";
         missing += json_string(k);
@@ -376,7 +395,7 @@ http::response router::read(const replica::replica& r, std::string_view product,
     }
     body += R"(],"missing":[)" + missing + "]}";
     out.body = std::move(body);
-    out.headers.emplace_back("Datashare-Staleness-Ms", staleness(r));
+    out.headers.emplace_back("Datashare-Staleness-Ms", staleness_ms);
     return out;
   }
   std::size_t limit = kDefaultPage;
@@ -396,7 +415,7 @@ http::response router::read(const replica::replica& r, std::string_view product,
   }
   std::vector<replica::item> items;
   bool more = false;
-  if (auto ec = replica::scan(r.store(), after, limit, items, more))
+  if (auto ec = replica::scan(kv, after, limit, items, more))
     return json_error(500, "store read failed: " + ec.message());
   std::string body = R"({"items":[)";
   for (std::size_t i = 0; i < items.size(); ++i) {
@@ -407,7 +426,7 @@ http::response router::read(const replica::replica& r, std::string_view product,
   if (more) body += R"(,"next":)" + json_string(items.back().key);
   body += "}";
   out.body = std::move(body);
-  out.headers.emplace_back("Datashare-Staleness-Ms", staleness(r));
+  out.headers.emplace_back("Datashare-Staleness-Ms", staleness_ms);
   return out;
 }
 

@@ -50,23 +50,34 @@ class router {
   // The admin port: probes and metrics only.
   void handle_admin(const http::request& req, const http::responder& respond) const;
 
+  // Serves reads of `product` from a copy kept by the gateway (a participant's store, in the
+  // replica's layout; always current, staleness 0). Call before the server starts.
+  void add_copy(const std::string& product, const store::kv* copy);
+
   // Whether every replica is ready (and every component started).
   bool ready() const;
 
  private:
   void route_data(const http::request& req, const http::responder& respond) const;
   void route_admin(const http::request& req, const http::responder& respond) const;
-  http::response read(const replica::replica& r, std::string_view product, std::string_view rest,
-                      std::string_view query) const;
+  http::response read(const store::kv& kv, const std::string& staleness_ms, std::string_view product,
+                      std::string_view rest, std::string_view query) const;
   http::response readiness() const;
   // A single-entity read of a sync or hybrid policy; answers through `respond`, maybe later.
-  void read_through(proxy::sync_proxy& p, const replica::replica* local, std::string_view key_raw,
+  // The local part of a merged read: a replica's store, or a copy kept by the gateway.
+  struct local_copy {
+    const store::kv* kv = nullptr;
+    bool ready = false;
+    std::int64_t staleness_ms = 0;
+  };
+  void read_through(proxy::sync_proxy& p, const local_copy* local, std::string_view key_raw,
                     const http::responder& respond) const;
 
   metrics::registry& metrics_;
   std::map<std::string, replica::replica*, std::less<>> replicas_;
   std::map<std::string, publisher::publisher*, std::less<>> publishers_;
   std::map<std::string, proxy::sync_proxy*, std::less<>> proxies_;
+  std::map<std::string, const store::kv*, std::less<>> copies_;
 };
 
 }  // namespace datashare::sidecar::api

@@ -119,9 +119,10 @@ void publisher::stop() {
   if (drainer_.joinable()) drainer_.join();
 }
 
-void publisher::submit(std::string key, std::optional<std::string> body, publish_callback done) {
+void publisher::submit(std::string key, std::optional<std::string> body, publish_callback done, std::uint64_t version) {
   change c;
   c.key = std::move(key);
+  c.version = version;
   c.deleted = !body.has_value();
   if (!event::is_valid_utf8(c.key)) {
     probe_.invalid->Increment();
@@ -189,7 +190,7 @@ void publisher::write_loop() {
     for (auto& c : group) {
       entry e;
       e.key = c.key;
-      e.version = last_version_ = next_version(last_version_, now);
+      e.version = last_version_ = c.version > last_version_ ? c.version : next_version(last_version_, now);
       e.time_us = now;
       e.id = new_event_id();
       e.deleted = c.deleted;

@@ -69,8 +69,10 @@ class publisher {
   void stop();
 
   // `body`: the JSON entity for PUT; nullopt for DELETE. `done` runs exactly once, inline for a
-  // rejected change, on the writer thread once stored.
-  void submit(std::string key, std::optional<std::string> body, publish_callback done);
+  // rejected change, on the writer thread once stored. `version`: the version the change must
+  // carry (a gateway transaction's), used when it is above every version assigned so far;
+  // 0 or an older one: the outbox's clock decides, as for every other change.
+  void submit(std::string key, std::optional<std::string> body, publish_callback done, std::uint64_t version = 0);
 
   std::uint64_t depth() const { return next_sequence_.load() - acked_prefix_.load(); }
   const config::publish_spec& spec() const { return spec_; }
@@ -81,6 +83,7 @@ class publisher {
     bool deleted = false;
     std::string value;
     publish_callback done;
+    std::uint64_t version = 0;
   };
 
   void write_loop();

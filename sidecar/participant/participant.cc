@@ -1,0 +1,472 @@
+#include "sidecar/participant/participant.h"
+
+#include <nlohmann/json.hpp>
+
+#include "common/log.h"
+#include "sidecar/event/schema.h"
+#include "sidecar/replica/layout.h"
+
+namespace datashare::sidecar::participant {
+namespace {
+
+constexpr char kTxPrefix = 't';
+
+std::string tx_key(const std::string& tx) {
+  return std::string(1, kTxPrefix) + tx;
+}
+
+std::int64_t now_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string state_body(tx_state s) {
+  return nlohmann::json{{"state", to_string(s)}}.dump();
+}
+
+reply error_reply(unsigned status, const std::string& message, std::optional<tx_state> s = std::nullopt) {
+  nlohmann::json j{{"error", message}};
+  if (s) j["state"] = to_string(*s);
+  return {status, j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)};
+}
+
+}  // namespace
+
+std::string_view to_string(tx_state s) {
+  switch (s) {
+    case tx_state::preparing:
+      return "preparing";
+    case tx_state::prepared:
+      return "prepared";
+    case tx_state::committed:
+      return "committed";
+    case tx_state::aborted:
+      return "aborted";
+  }
+  return "?";
+}
+
+std::string encode_record(const tx_record& r) {
+  nlohmann::json j{{"state", to_string(r.state)}, {"key", r.key},     {"deleted", r.deleted},
+                   {"version", r.version},        {"value", r.value}, {"hadPrevious", r.had_previous},
+                   {"previous", r.previous},      {"peers", r.peers}, {"since", r.since_us}};
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+std::optional<tx_record> decode_record(std::string_view bytes) {
+  auto j = nlohmann::json::parse(bytes, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return std::nullopt;
+  try {
+    tx_record r;
+    auto s = j.at("state").get<std::string>();
+    if (s == "preparing") {
+      r.state = tx_state::preparing;
+    } else if (s == "prepared") {
+      r.state = tx_state::prepared;
+    } else if (s == "committed") {
+      r.state = tx_state::committed;
+    } else if (s == "aborted") {
+      r.state = tx_state::aborted;
+    } else {
+      return std::nullopt;
+    }
+    r.key = j.at("key").get<std::string>();
+    r.deleted = j.at("deleted").get<bool>();
+    r.version = j.at("version").get<std::uint64_t>();
+    r.value = j.at("value").get<std::string>();
+    r.had_previous = j.at("hadPrevious").get<bool>();
+    r.previous = j.at("previous").get<std::string>();
+    r.peers = j.at("peers").get<std::vector<std::string>>();
+    r.since_us = j.at("since").get<std::int64_t>();
+    return r;
+  } catch (const nlohmann::json::exception&) {
+    return std::nullopt;
+  }
+}
+
+participant::participant(config::participate_spec spec, config::product_schema product,
+                         std::vector<std::string> copy_fields, std::unique_ptr<store::kv> kv,
+                         std::unique_ptr<owner_api> owner, publish_fn publish, std::unique_ptr<outcome_api> outcomes,
+                         participant_options options)
+    : spec_(std::move(spec)),
+      product_(std::move(product)),
+      copy_fields_(std::move(copy_fields)),
+      kv_(std::move(kv)),
+      owner_(std::move(owner)),
+      publish_(std::move(publish)),
+      outcomes_(std::move(outcomes)),
+      options_(options) {}
+
+participant::~participant() {
+  stop();
+}
+
+std::error_code participant::start(std::string& error) {
+  // Every record: unfinished ones lock their key again and are looked at by the background
+  // thread at once (a `preparing` one is compensated there); finished ones wait for retention.
+  std::string from(1, kTxPrefix), to(1, kTxPrefix + 1);
+  std::vector<store::entry> page;
+  for (;;) {
+    page.clear();
+    if (auto ec = kv_->scan(from, to, 1000, page)) {
+      error = "participant store of " + spec_.product + ": " + ec.message();
+      return ec;
+    }
+    for (const auto& [k, v] : page) {
+      std::string tx = k.substr(1);
+      auto r = decode_record(v);
+      if (!r) {
+        error = "participant store of " + spec_.product + ": unreadable record of transaction " + tx;
+        return store::make_error_code(store::errc::corruption);
+      }
+      std::lock_guard lock(mu_);
+      if (r->state == tx_state::prepared || r->state == tx_state::preparing) {
+        locks_[r->key] = tx;
+        open_[tx] = {std::chrono::steady_clock::now() +
+                     (r->state == tx_state::preparing ? std::chrono::milliseconds(0) : spec_.lock_timeout)};
+      } else {
+        done_.emplace_back(tx, r->since_us);
+      }
+    }
+    if (page.size() < 1000) break;
+    from = page.back().first + '\0';
+  }
+  std::sort(done_.begin(), done_.end(), [](const auto& a, const auto& b) { return a.second < b.second; });
+  worker_ = std::thread([this] {
+    std::unique_lock lock(stop_mu_);
+    while (!stopping_) {
+      lock.unlock();
+      resolve_overdue();
+      lock.lock();
+      stop_cv_.wait_for(lock, options_.tick, [this] { return stopping_; });
+    }
+  });
+  return {};
+}
+
+void participant::stop() {
+  {
+    std::lock_guard lock(stop_mu_);
+    stopping_ = true;
+  }
+  stop_cv_.notify_all();
+  if (worker_.joinable()) worker_.join();
+}
+
+std::size_t participant::locked_keys() const {
+  std::lock_guard lock(mu_);
+  return locks_.size();
+}
+
+std::shared_ptr<participant::tx_entry> participant::entry(const std::string& tx) {
+  std::lock_guard lock(mu_);
+  auto& slot = live_[tx];
+  auto e = slot.lock();
+  if (!e) {
+    e = std::make_shared<tx_entry>();
+    slot = e;
+  }
+  return e;
+}
+
+void participant::load(const std::string& tx, tx_entry& e) {
+  if (e.loaded) return;
+  std::string bytes;
+  auto ec = kv_->get(tx_key(tx), bytes);
+  if (ec == store::errc::not_found) {
+    e.rec.reset();
+    e.loaded = true;
+  } else if (!ec) {
+    e.rec = decode_record(bytes);
+    e.loaded = e.rec.has_value();
+  }
+  // A read error leaves it unloaded: the caller answers 503 and the coordinator tries again.
+}
+
+std::error_code participant::persist(const std::string& tx, const tx_record& r, bool sync, store::write_batch* batch) {
+  store::write_batch own;
+  store::write_batch& b = batch != nullptr ? *batch : own;
+  b.put(tx_key(tx), encode_record(r));
+  return kv_->write(b, sync);
+}
+
+void participant::finished(const std::string& tx, const tx_record& r) {
+  std::lock_guard lock(mu_);
+  auto l = locks_.find(r.key);
+  if (l != locks_.end() && l->second == tx) locks_.erase(l);
+  open_.erase(tx);
+  done_.emplace_back(tx, r.since_us);
+}
+
+reply participant::vote_no(unsigned status, const std::string& reason) {
+  return {status, nlohmann::json{{"vote", "no"}, {"reason", reason}}.dump(-1, ' ', false,
+                                                                          nlohmann::json::error_handler_t::replace)};
+}
+
+std::string participant::project(const std::string& value) const {
+  auto j = nlohmann::json::parse(value);
+  nlohmann::json out = nlohmann::json::object();
+  for (const auto& f : copy_fields_) {
+    auto it = j.find(f);
+    if (it != j.end()) out[f] = *it;
+  }
+  return out.dump();
+}
+
+reply participant::prepare(const std::string& tx, const prepare_request& req) {
+  if (req.product != spec_.product) return vote_no(400, "this participant serves product " + spec_.product);
+  if (!event::is_valid_utf8(req.key)) return vote_no(400, "the key is not valid UTF-8");
+  std::string staged;
+  if (!req.deleted) {
+    auto j = nlohmann::json::parse(req.value, nullptr, false);
+    if (j.is_discarded() || !j.is_object()) return vote_no(400, "value: a JSON object is required");
+    if (auto problem = event::check_entity(j, product_, event::unknown_fields::reject); !problem.empty())
+      return vote_no(400, problem);
+    staged = spec_.role == config::participant_role::copy ? project(req.value) : req.value;
+  }
+  auto e = entry(tx);
+  std::lock_guard tx_lock(e->mu);
+  load(tx, *e);
+  if (!e->loaded) return vote_no(503, "participant store unreadable");
+  if (e->rec) {
+    // A repeated prepare gets the same answer.
+    switch (e->rec->state) {
+      case tx_state::prepared:
+      case tx_state::committed:
+        return {200, R"({"vote":"yes","state":")" + std::string(to_string(e->rec->state)) + "\"}"};
+      case tx_state::aborted:
+        return vote_no(409, "transaction " + tx + " is already aborted here");
+      case tx_state::preparing:
+        return vote_no(503, "transaction " + tx + " is being compensated after a failed prepare");
+    }
+  }
+  std::string holder;
+  {
+    std::lock_guard lock(mu_);
+    auto [it, inserted] = locks_.emplace(req.key, tx);
+    if (!inserted && it->second != tx) holder = it->second;
+  }
+  if (!holder.empty()) {
+    // A no vote is final: remembered as aborted, so a repeated prepare gets the same answer.
+    (void)do_abort(tx, *e);
+    return vote_no(409, "key \"" + req.key + "\" is held by transaction " + holder);
+  }
+  auto unlock = [&] {
+    std::lock_guard lock(mu_);
+    auto it = locks_.find(req.key);
+    if (it != locks_.end() && it->second == tx) locks_.erase(it);
+  };
+  tx_record r;
+  r.key = req.key;
+  r.deleted = req.deleted;
+  r.version = req.version;
+  r.value = std::move(staged);
+  r.peers = req.peers;
+  if (spec_.role == config::participant_role::owner) {
+    std::string error;
+    if (owner_->get(r.key, r.had_previous, r.previous, error)) {
+      unlock();
+      return vote_no(503, "reading the owner's current value: " + error);
+    }
+    r.state = tx_state::preparing;
+    r.since_us = now_us();
+    if (auto ec = persist(tx, r, true)) {
+      unlock();
+      return vote_no(503, "participant store: " + ec.message());
+    }
+    {
+      std::lock_guard lock(mu_);
+      open_[tx] = {std::chrono::steady_clock::now() + spec_.lock_timeout};
+    }
+    e->rec = r;
+    auto ec = r.deleted ? owner_->del(r.key, error) : owner_->put(r.key, r.value, error);
+    if (ec) {
+      // The owner may or may not have applied it: put the previous value back either way.
+      std::string why = "the owner refused the change: " + error;
+      if (auto c = compensate(r); !c.empty()) {
+        // Stays `preparing`: the background thread keeps compensating; the key stays locked.
+        return vote_no(503, why + "; compensation pending: " + c);
+      }
+      r.state = tx_state::aborted;
+      r.since_us = now_us();
+      (void)persist(tx, r, false);
+      e->rec = r;
+      finished(tx, r);
+      return vote_no(503, why);
+    }
+  }
+  r.state = tx_state::prepared;
+  r.since_us = now_us();
+  if (auto ec = persist(tx, r, true)) {
+    if (spec_.role == config::participant_role::owner) {
+      // Recorded as `preparing`: the background thread compensates.
+      return vote_no(503, "participant store: " + ec.message());
+    }
+    unlock();
+    return vote_no(503, "participant store: " + ec.message());
+  }
+  e->rec = r;
+  {
+    std::lock_guard lock(mu_);
+    open_[tx] = {std::chrono::steady_clock::now() + spec_.lock_timeout};
+  }
+  return {200, R"({"vote":"yes","state":"prepared"})"};
+}
+
+std::string participant::compensate(const tx_record& r) {
+  std::string error;
+  auto ec = r.had_previous ? owner_->put(r.key, r.previous, error) : owner_->del(r.key, error);
+  if (ec) return error.empty() ? ec.message() : error;
+  return "";
+}
+
+reply participant::commit(const std::string& tx) {
+  auto e = entry(tx);
+  std::lock_guard tx_lock(e->mu);
+  load(tx, *e);
+  if (!e->loaded) return error_reply(503, "participant store unreadable");
+  return do_commit(tx, *e);
+}
+
+reply participant::do_commit(const std::string& tx, tx_entry& e) {
+  if (!e.rec) return error_reply(409, "transaction " + tx + " was never prepared here");
+  tx_record r = *e.rec;
+  switch (r.state) {
+    case tx_state::committed:
+      return {200, state_body(r.state)};
+    case tx_state::aborted:
+    case tx_state::preparing:
+      return error_reply(409, "transaction " + tx + " is " + std::string(to_string(r.state)) + " here",
+                         r.state == tx_state::preparing ? tx_state::aborted : r.state);
+    case tx_state::prepared:
+      break;
+  }
+  r.state = tx_state::committed;
+  r.since_us = now_us();
+  store::write_batch batch;
+  if (spec_.role == config::participant_role::owner) {
+    std::string error;
+    std::optional<std::string> value;
+    if (!r.deleted) value = r.value;
+    if (auto ec = publish_(r.key, value, r.version, error)) return error_reply(503, "publishing: " + error);
+  } else {
+    batch.put(replica::data_key(r.key), replica::encode_record(r.version, r.since_us, r.deleted, r.value));
+  }
+  // Not fsync'd: lost only with the machine, and then the transaction is `prepared` again and
+  // asks the coordinator, which answers committed.
+  if (auto ec = persist(tx, r, false, &batch)) return error_reply(503, "participant store: " + ec.message());
+  e.rec = r;
+  finished(tx, r);
+  return {200, state_body(r.state)};
+}
+
+reply participant::abort(const std::string& tx) {
+  auto e = entry(tx);
+  std::lock_guard tx_lock(e->mu);
+  load(tx, *e);
+  if (!e->loaded) return error_reply(503, "participant store unreadable");
+  return do_abort(tx, *e);
+}
+
+reply participant::do_abort(const std::string& tx, tx_entry& e) {
+  tx_record r;
+  if (e.rec) {
+    r = *e.rec;
+    if (r.state == tx_state::aborted) return {200, state_body(r.state)};
+    if (r.state == tx_state::committed)
+      return error_reply(409, "transaction " + tx + " is committed here", tx_state::committed);
+    if (spec_.role == config::participant_role::owner) {
+      if (auto c = compensate(r); !c.empty()) return error_reply(503, "compensating the owner: " + c);
+    }
+  } else {
+    // Never prepared here: remember the abort, so a prepare arriving late votes no.
+    r.key = "";
+  }
+  r.state = tx_state::aborted;
+  r.since_us = now_us();
+  if (auto ec = persist(tx, r, false)) return error_reply(503, "participant store: " + ec.message());
+  bool held = e.rec.has_value();
+  e.rec = r;
+  if (held) {
+    finished(tx, r);
+  } else {
+    std::lock_guard lock(mu_);
+    done_.emplace_back(tx, r.since_us);
+  }
+  return {200, state_body(r.state)};
+}
+
+reply participant::query(const std::string& tx) {
+  auto e = entry(tx);
+  std::lock_guard tx_lock(e->mu);
+  load(tx, *e);
+  if (!e->loaded) return error_reply(503, "participant store unreadable");
+  if (!e->rec) return do_abort(tx, *e);  // it can no longer vote yes: aborted
+  tx_state s = e->rec->state == tx_state::preparing ? tx_state::prepared : e->rec->state;
+  return {200, state_body(s)};
+}
+
+void participant::resolve_overdue() {
+  auto now = std::chrono::steady_clock::now();
+  std::vector<std::string> due;
+  std::vector<std::string> expired;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& [tx, o] : open_) {
+      if (o.next_look <= now) {
+        due.push_back(tx);
+        o.next_look = now + options_.ask_backoff;
+      }
+    }
+    std::int64_t horizon = now_us() - std::chrono::duration_cast<std::chrono::microseconds>(options_.retention).count();
+    while (!done_.empty() && done_.front().second < horizon) {
+      expired.push_back(done_.front().first);
+      done_.pop_front();
+    }
+    for (auto it = live_.begin(); it != live_.end();) it = it->second.expired() ? live_.erase(it) : std::next(it);
+  }
+  for (const auto& tx : expired) {
+    auto e = entry(tx);
+    std::lock_guard tx_lock(e->mu);
+    load(tx, *e);
+    if (e->rec && (e->rec->state == tx_state::committed || e->rec->state == tx_state::aborted)) {
+      store::write_batch b;
+      b.del(tx_key(tx));
+      if (!kv_->write(b, false)) {
+        e->loaded = false;
+        e->rec.reset();
+      }
+    }
+  }
+  for (const auto& tx : due) {
+    auto e = entry(tx);
+    std::lock_guard tx_lock(e->mu);
+    load(tx, *e);
+    if (!e->rec) continue;
+    if (e->rec->state == tx_state::preparing) {
+      // Half-prepared (a failed or interrupted prepare): this participant never voted yes.
+      auto r = do_abort(tx, *e);
+      if (r.status != 200) log::warn("participant: compensation pending", {{"tx", tx}, {"detail", r.body}});
+      continue;
+    }
+    if (e->rec->state != tx_state::prepared) continue;
+    std::string outcome = outcomes_->ask_coordinator(tx);
+    if (outcome != "committed" && outcome != "aborted") {
+      // The coordinator is away or still deciding: a peer that committed or aborted knows.
+      for (const auto& peer : e->rec->peers) {
+        std::string s = outcomes_->ask_peer(peer, spec_.product, tx);
+        if (s == "committed" || s == "aborted") {
+          outcome = s;
+          break;
+        }
+      }
+    }
+    if (outcome == "committed" || outcome == "aborted") {
+      auto r = outcome == "committed" ? do_commit(tx, *e) : do_abort(tx, *e);
+      log::info("participant: resolved an overdue transaction",
+                {{"product", spec_.product}, {"tx", tx}, {"outcome", outcome}, {"status", std::to_string(r.status)}});
+    }
+  }
+}
+
+}  // namespace datashare::sidecar::participant

@@ -1,0 +1,169 @@
+#pragma once
+// One participate[] entry of the sidecar: the participant side of the gateway's two-phase commit
+// for one product (protocol.h has the wire contract).
+//
+// Role owner: prepare reads the owner's current value (kept for compensation), records the
+// transaction as `preparing` (fsync), applies the change through the owner's writePath and
+// records it `prepared` (fsync) before voting yes. Abort puts the previous value back (or deletes
+// the key it did not have). Commit publishes the committed value through the product's publisher
+// (durable in the outbox before it answers) with the transaction's version.
+// Role copy: prepare stages the value projected to the policy's fields in the transaction record
+// (fsync); commit writes it to the copy, in the replica's layout, in the same batch as the
+// `committed` record. Readers of the copy read data records only, so they never see a staged value.
+//
+// Both roles lock the key from prepare to commit/abort: a prepare of another transaction on a
+// locked key votes no (409). A transaction prepared for longer than lockTimeout asks the
+// coordinator for the outcome, then its peers (cooperative termination), until one knows; a
+// `preparing` owner transaction found at start (a crash in the middle of prepare) is compensated
+// and aborted. Finished records are kept for `retention` so repeated calls get the same answer.
+//
+// Threading: prepare/commit/abort/query from any thread (blocking: owner calls, fsync); calls on
+// one transaction are serialized, calls on different keys run in parallel. One background thread
+// (start() to stop()) resolves overdue transactions and drops old records. Owns its store.
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <vector>
+
+#include "sidecar/config/config.h"
+#include "sidecar/participant/protocol.h"
+#include "sidecar/store/kv.h"
+
+namespace datashare::sidecar::participant {
+
+enum class tx_state { preparing, prepared, committed, aborted };
+std::string_view to_string(tx_state s);
+
+// What a transaction record holds ("t" <id> in the participant's store, JSON).
+struct tx_record {
+  tx_state state = tx_state::preparing;
+  std::string key;
+  bool deleted = false;
+  std::uint64_t version = 0;
+  std::string value;  // staged JSON (copy: projected to the policy's fields)
+  bool had_previous = false;
+  std::string previous;  // owner: the owner's value before the change
+  std::vector<std::string> peers;
+  std::int64_t since_us = 0;  // wall time of the last change of state
+};
+
+std::string encode_record(const tx_record& r);
+std::optional<tx_record> decode_record(std::string_view bytes);
+
+// The owner's HTTP API as the owner role uses it (writePath with the key in place).
+class owner_api {
+ public:
+  virtual ~owner_api() = default;
+  // found=false for a 404; an error for anything but 200/404 or no answer.
+  virtual std::error_code get(const std::string& key, bool& found, std::string& value, std::string& error) = 0;
+  virtual std::error_code put(const std::string& key, const std::string& value, std::string& error) = 0;
+  virtual std::error_code del(const std::string& key, std::string& error) = 0;  // 404 counts as done
+};
+
+// Where an overdue transaction learns its outcome.
+class outcome_api {
+ public:
+  virtual ~outcome_api() = default;
+  // "committed" | "aborted" | "pending", or "" when the coordinator cannot be reached.
+  virtual std::string ask_coordinator(const std::string& tx) = 0;
+  // "prepared" | "committed" | "aborted", or "" when the peer cannot be reached.
+  virtual std::string ask_peer(const std::string& url, const std::string& product, const std::string& tx) = 0;
+};
+
+// Owner role: publishes the committed value (nullopt: deleted) with `version`, returning once it
+// is durable in the outbox; an error with a message otherwise.
+using publish_fn = std::function<std::error_code(const std::string& key, const std::optional<std::string>& value,
+                                                 std::uint64_t version, std::string& error)>;
+
+struct reply {
+  unsigned status = 200;
+  std::string body;  // JSON
+};
+
+struct participant_options {
+  std::chrono::milliseconds retention{10 * 60 * 1000};  // finished records kept for repeated calls
+  std::chrono::milliseconds tick{100};                  // how often overdue transactions are looked at
+  std::chrono::milliseconds ask_backoff{1000};          // between two rounds of asking for one transaction
+};
+
+class participant {
+ public:
+  // Owner role: `owner` and `publish` set. Copy role: `copy_fields` (the policy's fields).
+  participant(config::participate_spec spec, config::product_schema product, std::vector<std::string> copy_fields,
+              std::unique_ptr<store::kv> kv, std::unique_ptr<owner_api> owner, publish_fn publish,
+              std::unique_ptr<outcome_api> outcomes, participant_options options = {});
+  ~participant();
+  participant(const participant&) = delete;
+  participant& operator=(const participant&) = delete;
+
+  // Reads the records left by a previous run (prepared keys are locked again, half-prepared owner
+  // changes compensated) and starts the background thread.
+  std::error_code start(std::string& error);
+  void stop();
+
+  reply prepare(const std::string& tx, const prepare_request& req);
+  reply commit(const std::string& tx);
+  reply abort(const std::string& tx);
+  reply query(const std::string& tx);
+
+  // One round of the background work (overdue transactions, old records); start() runs it
+  // every tick, tests call it directly.
+  void resolve_overdue();
+
+  const config::participate_spec& spec() const { return spec_; }
+  const store::kv& store() const { return *kv_; }  // copy role: the copy, in the replica's layout
+  std::size_t locked_keys() const;
+
+ private:
+  struct tx_entry {
+    std::mutex mu;                 // serializes the calls on one transaction
+    bool loaded = false;           // record read from the store
+    std::optional<tx_record> rec;  // nullopt: unknown here
+  };
+  struct overdue {
+    std::chrono::steady_clock::time_point next_look;
+  };
+
+  std::shared_ptr<tx_entry> entry(const std::string& tx);
+  void load(const std::string& tx, tx_entry& e);
+  std::error_code persist(const std::string& tx, const tx_record& r, bool sync, store::write_batch* batch = nullptr);
+  void finished(const std::string& tx, const tx_record& r);
+  reply vote_no(unsigned status, const std::string& reason);
+  std::string compensate(const tx_record& r);  // owner: "" when the previous value is back
+  reply do_commit(const std::string& tx, tx_entry& e);
+  reply do_abort(const std::string& tx, tx_entry& e);
+  std::string project(const std::string& value) const;
+
+  config::participate_spec spec_;
+  config::product_schema product_;
+  std::vector<std::string> copy_fields_;
+  std::unique_ptr<store::kv> kv_;
+  std::unique_ptr<owner_api> owner_;
+  publish_fn publish_;
+  std::unique_ptr<outcome_api> outcomes_;
+  participant_options options_;
+
+  mutable std::mutex mu_;                                  // guards everything below
+  std::map<std::string, std::weak_ptr<tx_entry>> live_;    // entries in use
+  std::map<std::string, std::string> locks_;               // key → transaction holding it
+  std::map<std::string, overdue> open_;                    // prepared (or preparing) transactions
+  std::deque<std::pair<std::string, std::int64_t>> done_;  // finished: id, wall µs, oldest first
+
+  std::mutex stop_mu_;
+  std::condition_variable stop_cv_;
+  bool stopping_ = false;
+  std::thread worker_;
+};
+
+}  // namespace datashare::sidecar::participant

@@ -1,0 +1,367 @@
+#include "sidecar/participant/participant.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <map>
+#include <mutex>
+
+#include "sidecar/replica/layout.h"
+#include "sidecar/replica/replica.h"
+#include "sidecar/store/memory_kv.h"
+
+namespace datashare::sidecar::participant {
+namespace {
+
+using ::testing::HasSubstr;
+using namespace std::chrono_literals;
+
+// A store shared by two participant objects in turn: a restart on the same data.
+class shared_kv : public store::kv {
+ public:
+  explicit shared_kv(std::shared_ptr<store::memory_kv> inner) : inner_(std::move(inner)) {}
+  std::error_code get(std::string_view key, std::string& value) const override { return inner_->get(key, value); }
+  std::error_code write(const store::write_batch& b, bool sync) override { return inner_->write(b, sync); }
+  std::error_code scan(std::string_view begin, std::string_view end, std::size_t limit,
+                       std::vector<store::entry>& out) const override {
+    return inner_->scan(begin, end, limit, out);
+  }
+
+ private:
+  std::shared_ptr<store::memory_kv> inner_;
+};
+
+struct fake_owner_state {
+  std::mutex mu;
+  std::map<std::string, std::string> data;
+  int fail_puts = 0;
+  int fail_gets = 0;
+  int puts = 0;
+};
+
+class fake_owner : public owner_api {
+ public:
+  explicit fake_owner(std::shared_ptr<fake_owner_state> s) : s_(std::move(s)) {}
+  std::error_code get(const std::string& key, bool& found, std::string& value, std::string& error) override {
+    std::lock_guard lock(s_->mu);
+    if (s_->fail_gets > 0) {
+      --s_->fail_gets;
+      error = "GET failed";
+      return std::make_error_code(std::errc::io_error);
+    }
+    auto it = s_->data.find(key);
+    found = it != s_->data.end();
+    value = found ? it->second : "";
+    return {};
+  }
+  std::error_code put(const std::string& key, const std::string& value, std::string& error) override {
+    std::lock_guard lock(s_->mu);
+    ++s_->puts;
+    if (s_->fail_puts > 0) {
+      --s_->fail_puts;
+      error = "PUT answered 500";
+      return std::make_error_code(std::errc::io_error);
+    }
+    s_->data[key] = value;
+    return {};
+  }
+  std::error_code del(const std::string& key, std::string&) override {
+    std::lock_guard lock(s_->mu);
+    s_->data.erase(key);
+    return {};
+  }
+
+ private:
+  std::shared_ptr<fake_owner_state> s_;
+};
+
+struct fake_outcomes_state {
+  std::mutex mu;
+  std::string coordinator;                   // "" unreachable
+  std::map<std::string, std::string> peers;  // url → answer
+  int asked = 0;
+};
+
+class fake_outcomes : public outcome_api {
+ public:
+  explicit fake_outcomes(std::shared_ptr<fake_outcomes_state> s) : s_(std::move(s)) {}
+  std::string ask_coordinator(const std::string&) override {
+    std::lock_guard lock(s_->mu);
+    ++s_->asked;
+    return s_->coordinator;
+  }
+  std::string ask_peer(const std::string& url, const std::string&, const std::string&) override {
+    std::lock_guard lock(s_->mu);
+    return s_->peers[url];
+  }
+
+ private:
+  std::shared_ptr<fake_outcomes_state> s_;
+};
+
+config::product_schema products() {
+  return {"products",
+          "catalog",
+          "id",
+          {{"id", config::field_type::string},
+           {"name", config::field_type::string},
+           {"price", config::field_type::number},
+           {"supplierEmail", config::field_type::string, true}}};
+}
+
+struct published {
+  std::string key;
+  std::optional<std::string> value;
+  std::uint64_t version;
+};
+
+class ParticipantTest : public ::testing::Test {
+ protected:
+  std::unique_ptr<participant> make(config::participant_role role, std::chrono::milliseconds lock_timeout = 10000ms) {
+    config::participate_spec spec;
+    spec.product = "products";
+    spec.namespace_name = "catalog";
+    spec.role = role;
+    spec.coordinator_url = "http://gw:8080";
+    spec.lock_timeout = lock_timeout;
+    participant_options o;
+    o.ask_backoff = std::chrono::milliseconds(0);
+    auto p = std::make_unique<participant>(
+        spec, products(),
+        role == config::participant_role::copy ? std::vector<std::string>{"id", "name"} : std::vector<std::string>{},
+        std::make_unique<shared_kv>(kv_), std::make_unique<fake_owner>(owner_),
+        [this](const std::string& key, const std::optional<std::string>& value, std::uint64_t version,
+               std::string& error) -> std::error_code {
+          std::lock_guard lock(mu_);
+          if (fail_publish_) {
+            error = "outbox full";
+            return std::make_error_code(std::errc::no_buffer_space);
+          }
+          published_.push_back({key, value, version});
+          return {};
+        },
+        std::make_unique<fake_outcomes>(outcomes_), o);
+    std::string error;
+    EXPECT_FALSE(p->start(error)) << error;
+    return p;
+  }
+
+  static prepare_request put(const std::string& key, const std::string& value, std::uint64_t version) {
+    return {"products", key, false, value, version, {"http://peer-a:8091", "http://peer-b:8091"}};
+  }
+
+  std::string owner_value(const std::string& key) {
+    std::lock_guard lock(owner_->mu);
+    auto it = owner_->data.find(key);
+    return it == owner_->data.end() ? "<absent>" : it->second;
+  }
+
+  std::string copy_value(const participant& p, const std::string& key, std::uint64_t* version = nullptr) {
+    replica::item it;
+    if (replica::lookup(p.store(), key, it)) return "<absent>";
+    if (version != nullptr) *version = it.version;
+    return it.value;
+  }
+
+  std::shared_ptr<store::memory_kv> kv_ = std::make_shared<store::memory_kv>();
+  std::shared_ptr<fake_owner_state> owner_ = std::make_shared<fake_owner_state>();
+  std::shared_ptr<fake_outcomes_state> outcomes_ = std::make_shared<fake_outcomes_state>();
+  std::mutex mu_;
+  bool fail_publish_ = false;
+  std::vector<published> published_;
+};
+
+TEST_F(ParticipantTest, OwnerAppliesAtPrepareAndPublishesAtCommit) {
+  owner_->data["k"] = R"({"id":"k","name":"old"})";
+  auto p = make(config::participant_role::owner);
+  auto r = p->prepare("tx1", put("k", R"({"id":"k","name":"new","supplierEmail":"s@x"})", 77));
+  ASSERT_EQ(r.status, 200u) << r.body;
+  EXPECT_EQ(owner_value("k"), R"({"id":"k","name":"new","supplierEmail":"s@x"})");
+  EXPECT_EQ(p->locked_keys(), 1u);
+  EXPECT_TRUE(published_.empty());
+  ASSERT_EQ(p->commit("tx1").status, 200u);
+  ASSERT_EQ(published_.size(), 1u);
+  EXPECT_EQ(published_[0].key, "k");
+  EXPECT_EQ(published_[0].version, 77u);
+  EXPECT_EQ(p->locked_keys(), 0u);
+  // Idempotent: the same answers again, nothing published twice.
+  EXPECT_EQ(p->commit("tx1").status, 200u);
+  EXPECT_EQ(p->prepare("tx1", put("k", R"({"id":"k"})", 77)).status, 200u);
+  EXPECT_EQ(p->abort("tx1").status, 409u);
+  EXPECT_EQ(published_.size(), 1u);
+  EXPECT_THAT(p->query("tx1").body, HasSubstr("committed"));
+}
+
+TEST_F(ParticipantTest, OwnerAbortPutsThePreviousValueBack) {
+  owner_->data["k"] = R"({"id":"k","name":"old"})";
+  auto p = make(config::participant_role::owner);
+  ASSERT_EQ(p->prepare("tx1", put("k", R"({"id":"k","name":"new"})", 5)).status, 200u);
+  ASSERT_EQ(p->abort("tx1").status, 200u);
+  EXPECT_EQ(owner_value("k"), R"({"id":"k","name":"old"})");
+  // A key the owner did not have is deleted again.
+  ASSERT_EQ(p->prepare("tx2", put("fresh", R"({"id":"fresh"})", 6)).status, 200u);
+  EXPECT_EQ(owner_value("fresh"), R"({"id":"fresh"})");
+  ASSERT_EQ(p->abort("tx2").status, 200u);
+  EXPECT_EQ(owner_value("fresh"), "<absent>");
+  EXPECT_EQ(p->abort("tx2").status, 200u);
+  EXPECT_EQ(p->commit("tx2").status, 409u);
+  EXPECT_EQ(p->locked_keys(), 0u);
+  EXPECT_TRUE(published_.empty());
+}
+
+TEST_F(ParticipantTest, OwnerThatRefusesTheChangeGetsANoVoteAndIsRestored) {
+  owner_->data["k"] = R"({"id":"k","name":"old"})";
+  owner_->fail_puts = 1;
+  auto p = make(config::participant_role::owner);
+  auto r = p->prepare("tx1", put("k", R"({"id":"k","name":"new"})", 5));
+  EXPECT_EQ(r.status, 503u);
+  EXPECT_THAT(r.body, HasSubstr("PUT answered 500"));
+  EXPECT_EQ(owner_value("k"), R"({"id":"k","name":"old"})");
+  EXPECT_EQ(p->locked_keys(), 0u);
+  EXPECT_THAT(p->query("tx1").body, HasSubstr("aborted"));
+}
+
+TEST_F(ParticipantTest, AKeyIsHeldByOneTransactionAtATime) {
+  auto p = make(config::participant_role::copy);
+  ASSERT_EQ(p->prepare("tx1", put("k", R"({"id":"k","name":"a"})", 1)).status, 200u);
+  auto r = p->prepare("tx2", put("k", R"({"id":"k","name":"b"})", 2));
+  EXPECT_EQ(r.status, 409u);
+  EXPECT_THAT(r.body, HasSubstr("held by transaction tx1"));
+  EXPECT_EQ(p->prepare("tx3", put("other", R"({"id":"other"})", 3)).status, 200u);
+  ASSERT_EQ(p->commit("tx1").status, 200u);
+  EXPECT_EQ(p->prepare("tx2", put("k", R"({"id":"k","name":"b"})", 2)).status, 409u)
+      << "tx2 voted no once: it stays no";
+  EXPECT_EQ(p->prepare("tx4", put("k", R"({"id":"k","name":"c"})", 4)).status, 200u);
+}
+
+TEST_F(ParticipantTest, CopyReadersNeverSeeAStagedValue) {
+  auto p = make(config::participant_role::copy);
+  ASSERT_EQ(p->prepare("tx1", put("k", R"({"id":"k","name":"a","price":3,"supplierEmail":"s@x"})", 10)).status, 200u);
+  EXPECT_EQ(copy_value(*p, "k"), "<absent>");
+  ASSERT_EQ(p->commit("tx1").status, 200u);
+  std::uint64_t version = 0;
+  EXPECT_EQ(copy_value(*p, "k", &version), R"({"id":"k","name":"a"})") << "projected to the policy's fields";
+  EXPECT_EQ(version, 10u);
+  ASSERT_EQ(p->prepare("tx2", put("k", R"({"id":"k","name":"b"})", 11)).status, 200u);
+  EXPECT_EQ(copy_value(*p, "k"), R"({"id":"k","name":"a"})");
+  ASSERT_EQ(p->abort("tx2").status, 200u);
+  EXPECT_EQ(copy_value(*p, "k"), R"({"id":"k","name":"a"})");
+  prepare_request del{"products", "k", true, "", 12, {}};
+  ASSERT_EQ(p->prepare("tx3", del).status, 200u);
+  ASSERT_EQ(p->commit("tx3").status, 200u);
+  EXPECT_EQ(copy_value(*p, "k"), "<absent>");
+}
+
+TEST_F(ParticipantTest, BadChangesAreRefusedAndLockNothing) {
+  auto p = make(config::participant_role::copy);
+  EXPECT_EQ(p->prepare("tx1", put("k", R"({"id":"k","ratng":5})", 1)).status, 400u);
+  EXPECT_EQ(p->prepare("tx2", put("k", R"({"id":"k","price":"cheap"})", 1)).status, 400u);
+  auto other = put("k", R"({"id":"k"})", 1);
+  other.product = "orders";
+  EXPECT_EQ(p->prepare("tx3", other).status, 400u);
+  EXPECT_EQ(p->locked_keys(), 0u);
+}
+
+TEST_F(ParticipantTest, AnAbortBeforeThePrepareMakesItVoteNo) {
+  auto p = make(config::participant_role::copy);
+  ASSERT_EQ(p->abort("late").status, 200u);
+  EXPECT_EQ(p->prepare("late", put("k", R"({"id":"k"})", 1)).status, 409u);
+  // Asking about a transaction never prepared aborts it here too (cooperative termination).
+  EXPECT_THAT(p->query("never").body, HasSubstr("aborted"));
+  EXPECT_EQ(p->prepare("never", put("k", R"({"id":"k"})", 1)).status, 409u);
+  EXPECT_EQ(p->locked_keys(), 0u);
+}
+
+TEST_F(ParticipantTest, PreparedStateSurvivesARestart) {
+  {
+    auto p = make(config::participant_role::copy);
+    ASSERT_EQ(p->prepare("tx1", put("k", R"({"id":"k","name":"a"})", 10)).status, 200u);
+  }
+  auto p = make(config::participant_role::copy);
+  EXPECT_EQ(p->locked_keys(), 1u);
+  EXPECT_EQ(p->prepare("tx2", put("k", R"({"id":"k"})", 11)).status, 409u);
+  ASSERT_EQ(p->commit("tx1").status, 200u);
+  EXPECT_EQ(copy_value(*p, "k"), R"({"id":"k","name":"a"})");
+}
+
+TEST_F(ParticipantTest, AHalfPreparedOwnerChangeIsCompensatedAfterARestart) {
+  owner_->data["k"] = R"({"id":"k","name":"old"})";
+  // A crash between the owner's PUT and the `prepared` record: the record says `preparing`.
+  tx_record r;
+  r.state = tx_state::preparing;
+  r.key = "k";
+  r.version = 3;
+  r.value = R"({"id":"k","name":"new"})";
+  r.had_previous = true;
+  r.previous = R"({"id":"k","name":"old"})";
+  store::write_batch b;
+  b.put("ttx1", encode_record(r));
+  ASSERT_FALSE(kv_->write(b, true));
+  owner_->data["k"] = r.value;
+  auto p = make(config::participant_role::owner);
+  p->resolve_overdue();
+  EXPECT_EQ(owner_value("k"), R"({"id":"k","name":"old"})");
+  EXPECT_EQ(p->locked_keys(), 0u);
+  EXPECT_THAT(p->query("tx1").body, HasSubstr("aborted"));
+}
+
+TEST_F(ParticipantTest, AnOverdueTransactionAsksTheCoordinator) {
+  auto p = make(config::participant_role::copy, 100ms);
+  ASSERT_EQ(p->prepare("tx1", put("k", R"({"id":"k","name":"a"})", 10)).status, 200u);
+  outcomes_->coordinator = "committed";
+  p->resolve_overdue();
+  EXPECT_EQ(outcomes_->asked, 0) << "not overdue yet";
+  std::this_thread::sleep_for(150ms);
+  p->resolve_overdue();
+  EXPECT_EQ(outcomes_->asked, 1);
+  EXPECT_EQ(copy_value(*p, "k"), R"({"id":"k","name":"a"})");
+  EXPECT_EQ(p->locked_keys(), 0u);
+}
+
+TEST_F(ParticipantTest, WithoutTheCoordinatorAPeerThatKnowsDecides) {
+  auto p = make(config::participant_role::copy, 100ms);
+  ASSERT_EQ(p->prepare("tx1", put("k", R"({"id":"k","name":"a"})", 10)).status, 200u);
+  std::this_thread::sleep_for(150ms);
+  outcomes_->coordinator = "";  // unreachable
+  outcomes_->peers["http://peer-a:8091"] = "prepared";
+  p->resolve_overdue();
+  EXPECT_EQ(p->locked_keys(), 1u) << "nobody knows yet: the key stays locked";
+  outcomes_->peers["http://peer-b:8091"] = "aborted";
+  p->resolve_overdue();
+  EXPECT_EQ(p->locked_keys(), 0u);
+  EXPECT_EQ(copy_value(*p, "k"), "<absent>");
+  EXPECT_THAT(p->query("tx1").body, HasSubstr("aborted"));
+}
+
+TEST_F(ParticipantTest, AFailedPublishLeavesTheCommitToBeRetried) {
+  auto p = make(config::participant_role::owner);
+  ASSERT_EQ(p->prepare("tx1", put("k", R"({"id":"k"})", 10)).status, 200u);
+  fail_publish_ = true;
+  EXPECT_EQ(p->commit("tx1").status, 503u);
+  EXPECT_EQ(p->locked_keys(), 1u);
+  fail_publish_ = false;
+  EXPECT_EQ(p->commit("tx1").status, 200u);
+  EXPECT_EQ(published_.size(), 1u);
+}
+
+TEST_F(ParticipantTest, FinishedRecordsAreDroppedAfterRetention) {
+  config::participate_spec spec;
+  spec.product = "products";
+  spec.role = config::participant_role::copy;
+  participant_options o;
+  o.retention = 0ms;
+  auto kv = std::make_unique<store::memory_kv>();
+  auto* raw = kv.get();
+  participant p(spec, products(), {"id"}, std::move(kv), nullptr, nullptr, std::make_unique<fake_outcomes>(outcomes_),
+                o);
+  ASSERT_EQ(p.prepare("tx1", put("k", R"({"id":"k"})", 1)).status, 200u);
+  ASSERT_EQ(p.commit("tx1").status, 200u);
+  std::this_thread::sleep_for(2ms);
+  p.resolve_overdue();
+  std::string v;
+  EXPECT_EQ(raw->get("ttx1", v), store::errc::not_found);
+  EXPECT_EQ(raw->get(replica::data_key("k"), v), std::error_code()) << "the copy itself stays";
+}
+
+}  // namespace
+}  // namespace datashare::sidecar::participant

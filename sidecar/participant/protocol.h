@@ -1,0 +1,60 @@
+#pragma once
+// The wire contract between the gateway coordinator and its participants (DESIGN.md §4):
+//
+//   POST /v1/tx/<id>/prepare  {"product","key","op":"put"|"delete","value":{...}|null,"version",
+//                              "peers":["http://..."]}
+//        200 {"vote":"yes","state":"prepared"}
+//        409 {"vote":"no","reason"}   the key is held by another transaction (client sees 409)
+//        400 {"vote":"no","reason"}   the change is malformed
+//        503 {"vote":"no","reason"}   something this participant needs failed (the owner, its store)
+//   POST /v1/tx/<id>/commit   {"product"}   200 {"state":"committed"}; 409 when the transaction is
+//                                           aborted or unknown; 503: try again
+//   POST /v1/tx/<id>/abort    {"product"}   200 {"state":"aborted"}; 409 when committed; 503: again
+//   GET  /v1/tx/<id>?product=p              200 {"state":"prepared"|"committed"|"aborted"}; a
+//        transaction it never prepared is aborted on the spot (it can no longer vote yes), which is
+//        what makes asking a peer safe (cooperative termination).
+// and on the coordinator:
+//   GET  /v1/tx/<id>                        200 {"outcome":"committed"|"aborted"|"pending"};
+//                                           503 while it recovers its log. Unknown: aborted
+//                                           (presumed abort).
+// Every call is idempotent per transaction id.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace datashare::sidecar::participant {
+
+// 1..64 of [A-Za-z0-9_-]: ids travel in paths and store keys.
+bool is_valid_tx_id(std::string_view id);
+
+struct prepare_request {
+  std::string product;
+  std::string key;
+  bool deleted = false;
+  std::string value;  // JSON object text; empty when deleted
+  std::uint64_t version = 0;
+  std::vector<std::string> peers;  // the other participants' URLs
+};
+
+std::string encode_prepare(const prepare_request& r);
+// "" and `out` set, or what is wrong with `body`.
+std::string decode_prepare(std::string_view body, prepare_request& out);
+
+// {"product": ...}: the body of commit and abort.
+std::string encode_product(std::string_view product);
+std::optional<std::string> decode_product(std::string_view body);
+
+// The "state" (participants) or "outcome" (coordinator) member of an answer, or "" when absent.
+std::string read_member(std::string_view body, const char* member);
+
+// "/v1/tx/<id>/<op>" → {id, op}; "/v1/tx/<id>" → {id, ""}. nullopt for any other path.
+struct tx_path {
+  std::string id;
+  std::string op;
+};
+std::optional<tx_path> parse_tx_path(std::string_view path);
+
+}  // namespace datashare::sidecar::participant

@@ -1,0 +1,30 @@
+#pragma once
+// The participant listener of the sidecar (listen.participant): the transaction API of
+// protocol.h and nothing else, for the gateway coordinator and the other participants. Requests
+// are parsed on the I/O thread and run on a thread pool, since prepare and commit block (owner
+// calls, fsync); the answer goes back through the responder.
+//
+// Threading: handle() from the HTTP I/O threads; the participants and the pool must outlive the
+// server.
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "common/thread_pool.h"
+#include "sidecar/http/server.h"
+#include "sidecar/participant/participant.h"
+
+namespace datashare::sidecar::participant {
+
+class service {
+ public:
+  service(const std::vector<participant*>& participants, thread_pool& pool);
+  void handle(const http::request& req, const http::responder& respond) const;
+
+ private:
+  std::map<std::string, participant*, std::less<>> by_product_;
+  thread_pool& pool_;
+};
+
+}  // namespace datashare::sidecar::participant
