@@ -1,0 +1,326 @@
+#include "gateway/coordinator.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "sidecar/participant/participant.h"
+#include "sidecar/replica/replica.h"
+#include "sidecar/store/memory_kv.h"
+
+namespace datashare::gateway {
+namespace {
+namespace fs = std::filesystem;
+namespace sp = sidecar::participant;
+using ::testing::HasSubstr;
+using namespace std::chrono_literals;
+
+sidecar::config::product_schema products() {
+  return {"products",
+          "catalog",
+          "id",
+          {{"id", sidecar::config::field_type::string},
+           {"name", sidecar::config::field_type::string},
+           {"price", sidecar::config::field_type::number}}};
+}
+
+class no_outcomes : public sp::outcome_api {
+ public:
+  std::string ask_coordinator(const std::string&) override { return ""; }
+  std::string ask_peer(const std::string&, const std::string&, const std::string&) override { return ""; }
+};
+
+// A real participant (copy role, in-memory store) behind an in-process link with fault injection.
+struct fake_participant {
+  explicit fake_participant(const std::string& participant_name) : name(participant_name) {
+    sidecar::config::participate_spec spec;
+    spec.product = "products";
+    spec.role = sidecar::config::participant_role::copy;
+    p = std::make_unique<sp::participant>(spec, products(), std::vector<std::string>{"id", "name", "price"},
+                                          std::make_unique<sidecar::store::memory_kv>(), nullptr, nullptr,
+                                          std::make_unique<no_outcomes>());
+  }
+  std::string value(const std::string& key) const {
+    sidecar::replica::item it;
+    if (sidecar::replica::lookup(p->store(), key, it)) return "<absent>";
+    return it.value;
+  }
+
+  std::string name;
+  std::unique_ptr<sp::participant> p;
+  std::atomic<bool> down{false};
+  std::atomic<int> refuse_prepares{0};
+  std::atomic<int> slow_prepare_ms{0};
+};
+
+class fake_link : public participant_link {
+ public:
+  explicit fake_link(fake_participant& f) : f_(f) {}
+  link_reply call(const std::string& op, const std::string& tx, const std::string& body,
+                  std::chrono::steady_clock::time_point deadline) override {
+    link_reply out;
+    if (f_.down) {
+      out.error = f_.name + ": connection refused";
+      return out;
+    }
+    sp::reply r;
+    if (op == "prepare") {
+      if (int ms = f_.slow_prepare_ms.load(); ms > 0) {
+        std::this_thread::sleep_until(
+            std::min(deadline, std::chrono::steady_clock::now() + std::chrono::milliseconds(ms)));
+        if (std::chrono::steady_clock::now() >= deadline) {
+          out.timed_out = true;
+          out.error = "timed out";
+          return out;
+        }
+      }
+      if (f_.refuse_prepares.load() > 0) {
+        f_.refuse_prepares.fetch_sub(1);
+        out.answered = true;
+        out.status = 503;
+        out.body = R"({"vote":"no","reason":"owner unreachable"})";
+        return out;
+      }
+      sp::prepare_request pr;
+      EXPECT_EQ(sp::decode_prepare(body, pr), "");
+      r = f_.p->prepare(tx, pr);
+    } else if (op == "commit") {
+      r = f_.p->commit(tx);
+    } else {
+      r = f_.p->abort(tx);
+    }
+    out.answered = true;
+    out.status = r.status;
+    out.body = r.body;
+    return out;
+  }
+
+ private:
+  fake_participant& f_;
+};
+
+class CoordinatorTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           ("gwcoord-" + std::to_string(::getpid()) + ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    for (const char* n : {"owner", "orders", "shipping"}) parts_.push_back(std::make_unique<fake_participant>(n));
+    config_.product = products();
+    config_.data_dir = dir_.string();
+    config_.timeout = 1s;
+    config_.participants = {{"owner", sidecar::config::participant_role::owner, "http://o:1"},
+                            {"orders", sidecar::config::participant_role::copy, "http://c1:1"},
+                            {"shipping", sidecar::config::participant_role::copy, "http://c2:1"}};
+    metrics_ = std::make_unique<gateway_metrics>(config_.participants);
+  }
+  void TearDown() override {
+    c_.reset();
+    log_.reset();
+    fs::remove_all(dir_);
+  }
+
+  // (Re)starts the coordinator on the same log, as after a crash.
+  void start(std::vector<log_record> extra = {}) {
+    c_.reset();
+    log_.reset();
+    std::vector<log_record> records;
+    std::string error;
+    log_ = decision_log::open(dir_.string(), records, error);
+    ASSERT_TRUE(log_) << error;
+    records.insert(records.end(), extra.begin(), extra.end());
+    std::vector<std::unique_ptr<participant_link>> links;
+    for (auto& p : parts_) links.push_back(std::make_unique<fake_link>(*p));
+    coordinator_options o;
+    o.retry_backoff = 20ms;
+    o.commit_call_timeout = 500ms;
+    c_ = std::make_unique<coordinator>(config_, std::move(links), *log_, *metrics_, o);
+    c_->recover(records);
+    ASSERT_TRUE(c_->ready());
+  }
+
+  void expect_everywhere(const std::string& key, const std::string& value) {
+    for (auto& p : parts_) EXPECT_EQ(p->value(key), value) << p->name;
+    for (auto& p : parts_) EXPECT_EQ(p->p->locked_keys(), 0u) << p->name;
+  }
+
+  fs::path dir_;
+  gateway_config config_;
+  std::vector<std::unique_ptr<fake_participant>> parts_;
+  std::unique_ptr<gateway_metrics> metrics_;
+  std::unique_ptr<decision_log> log_;
+  std::unique_ptr<coordinator> c_;
+};
+
+TEST_F(CoordinatorTest, CommitsEverywhere) {
+  start();
+  auto r = c_->update("p1", R"({"name":"pen","price":2})");
+  ASSERT_EQ(r.status, 200u) << r.body;
+  EXPECT_GT(r.version, 0u);
+  expect_everywhere("p1", R"({"id":"p1","name":"pen","price":2})");
+  auto r2 = c_->update("p1", R"({"name":"pen","price":3})");
+  ASSERT_EQ(r2.status, 200u);
+  EXPECT_GT(r2.version, r.version);
+  ASSERT_EQ(c_->update("p1", std::nullopt).status, 200u);
+  expect_everywhere("p1", "<absent>");
+  EXPECT_EQ(metrics_->committed.Value(), 3);
+  auto tx = nlohmann::json::parse(r.body)["tx"].get<std::string>();
+  EXPECT_EQ(c_->outcome(tx), "committed");
+  EXPECT_EQ(c_->outcome("never-heard-of"), "aborted");
+}
+
+TEST_F(CoordinatorTest, OneNoVoteAbortsEveryoneAndNamesTheParticipant) {
+  start();
+  ASSERT_EQ(c_->update("p1", R"({"name":"old"})").status, 200u);
+  parts_[2]->refuse_prepares = 1;
+  auto r = c_->update("p1", R"({"name":"new"})");
+  EXPECT_EQ(r.status, 503u);
+  EXPECT_THAT(r.body, HasSubstr("shipping"));
+  EXPECT_THAT(r.body, HasSubstr("owner unreachable"));
+  expect_everywhere("p1", R"({"id":"p1","name":"old"})");
+  EXPECT_EQ(metrics_->aborted.Value(), 1);
+}
+
+TEST_F(CoordinatorTest, AKeyHeldElsewhereIsAConflict) {
+  start();
+  sp::prepare_request pr{"products", "p1", false, R"({"id":"p1"})", 1, {}};
+  ASSERT_EQ(parts_[1]->p->prepare("someone-else", pr).status, 200u);
+  auto r = c_->update("p1", R"({"name":"x"})");
+  EXPECT_EQ(r.status, 409u);
+  EXPECT_THAT(r.body, HasSubstr("orders"));
+  ASSERT_EQ(parts_[1]->p->abort("someone-else").status, 200u);
+  expect_everywhere("p1", "<absent>");
+  EXPECT_EQ(c_->update("p1", R"({"name":"x"})").status, 200u);
+}
+
+TEST_F(CoordinatorTest, ASlowParticipantTimesOut) {
+  start();
+  parts_[1]->slow_prepare_ms = 3000;
+  auto r = c_->update("p1", R"({"name":"x"})");
+  EXPECT_EQ(r.status, 504u);
+  EXPECT_THAT(r.body, HasSubstr("transaction timeout"));
+  EXPECT_THAT(r.body, HasSubstr("orders"));
+  expect_everywhere("p1", "<absent>");
+}
+
+TEST_F(CoordinatorTest, BadRequestsLockNothing) {
+  start();
+  for (const char* body : {R"({"ratng":5})", R"({"price":"cheap"})", "[1]", "not json", R"({"id":"other"})"}) {
+    auto r = c_->update("p1", std::string(body));
+    EXPECT_EQ(r.status, 400u) << body;
+  }
+  EXPECT_THAT(c_->update("p1", R"({"ratng":5})").body, HasSubstr("product fields: id, name, price"));
+  EXPECT_EQ(c_->update("", R"({})").status, 400u);
+  EXPECT_EQ(c_->update("p1", R"({"name":"ok"})").status, 200u) << "nothing was left locked";
+}
+
+TEST_F(CoordinatorTest, AParticipantDownAtCommitIsRetriedUntilItAnswers) {
+  start();
+  // Prepared everywhere, then a copy goes away before the commit reaches it.
+  struct flip : participant_link {
+    flip(fake_participant& target, fake_link& wrapped) : f(target), inner(wrapped) {}
+    link_reply call(const std::string& op, const std::string& tx, const std::string& body,
+                    std::chrono::steady_clock::time_point d) override {
+      auto r = inner.call(op, tx, body, d);
+      if (op == "prepare") f.down = true;
+      return r;
+    }
+    fake_participant& f;
+    fake_link& inner;
+  };
+  c_.reset();
+  std::vector<std::unique_ptr<participant_link>> links;
+  fake_link l2(*parts_[2]);
+  links.push_back(std::make_unique<fake_link>(*parts_[0]));
+  links.push_back(std::make_unique<fake_link>(*parts_[1]));
+  links.push_back(std::make_unique<flip>(*parts_[2], l2));
+  coordinator_options o;
+  o.retry_backoff = 20ms;
+  o.commit_call_timeout = 200ms;
+  c_ = std::make_unique<coordinator>(config_, std::move(links), *log_, *metrics_, o);
+  c_->recover({});
+  auto r = c_->update("p1", R"({"name":"x"})");
+  ASSERT_EQ(r.status, 200u) << r.body;
+  EXPECT_THAT(r.body, HasSubstr("pending"));
+  EXPECT_EQ(c_->in_doubt(), 1u);
+  EXPECT_EQ(c_->update("p1", R"({"name":"y"})").status, 409u) << "the key stays taken until every copy has it";
+  parts_[2]->down = false;
+  for (int i = 0; i < 200 && c_->in_doubt() != 0; ++i) std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(c_->in_doubt(), 0u);
+  expect_everywhere("p1", R"({"id":"p1","name":"x"})");
+}
+
+TEST_F(CoordinatorTest, RecoveryCommitsWhatWasDecidedAndAbortsTheRest) {
+  // What a crash leaves: tx "decided" prepared everywhere and logged committed; tx "undecided"
+  // prepared at two participants and only begun in the log.
+  auto prep = [&](const std::string& tx, const std::string& key, const std::string& value, std::size_t n) {
+    sp::prepare_request pr{"products", key, false, value, 5, {}};
+    for (std::size_t i = 0; i < n; ++i) ASSERT_EQ(parts_[i]->p->prepare(tx, pr).status, 200u);
+  };
+  prep("decided", "a", R"({"id":"a","name":"new"})", 3);
+  prep("undecided", "b", R"({"id":"b","name":"new"})", 2);
+  auto rec = [](char type, const std::string& tx, const std::string& key) {
+    log_record r;
+    r.type = type;
+    r.tx = tx;
+    r.key = key;
+    r.version = 5;
+    r.value = R"({"id":")" + key + R"(","name":"new"})";
+    r.participants = {"owner", "orders", "shipping"};
+    return r;
+  };
+  start({rec('B', "decided", "a"), rec('C', "decided", "a"), rec('B', "undecided", "b")});
+  expect_everywhere("a", R"({"id":"a","name":"new"})");
+  expect_everywhere("b", "<absent>");
+  EXPECT_EQ(c_->outcome("decided"), "committed");
+  EXPECT_EQ(c_->outcome("undecided"), "aborted");
+  // Recovery compacted the log: a second restart has nothing left to do.
+  start();
+  EXPECT_EQ(c_->in_doubt(), 0u);
+}
+
+TEST_F(CoordinatorTest, ConcurrentWritersOfFewKeysEndInOneSerialOrder) {
+  start();
+  std::atomic<int> committed{0}, conflicts{0}, other{0};
+  std::mutex mu;
+  std::map<std::string, std::pair<std::uint64_t, std::string>> last;  // key → highest committed version, value
+  std::vector<std::thread> writers;
+  for (int w = 0; w < 20; ++w) {
+    writers.emplace_back([&, w] {
+      for (int i = 0; i < 10; ++i) {
+        std::string key = "k" + std::to_string((w + i) % 5);
+        std::string name = "w" + std::to_string(w) + "-" + std::to_string(i);
+        auto r = c_->update(key, R"({"name":")" + name + R"("})");
+        if (r.status == 200) {
+          committed.fetch_add(1);
+          std::lock_guard lock(mu);
+          if (r.version > last[key].first) last[key] = {r.version, name};
+        } else if (r.status == 409) {
+          conflicts.fetch_add(1);
+        } else {
+          other.fetch_add(1);
+        }
+      }
+    });
+  }
+  for (auto& t : writers) t.join();
+  EXPECT_EQ(other.load(), 0);
+  EXPECT_GT(committed.load(), 0);
+  for (const auto& [key, v] : last) {
+    expect_everywhere(key, R"({"id":")" + key + R"(","name":")" + v.second + R"("})");
+  }
+}
+
+TEST(CrashPointTest, Parses) {
+  EXPECT_EQ(parse_crash_point("after-decision")->at, crash_point::where::after_decision);
+  EXPECT_EQ(parse_crash_point("during-commit:3")->nth, 3);
+  EXPECT_FALSE(parse_crash_point("after-lunch"));
+  EXPECT_FALSE(parse_crash_point("after-prepare:0"));
+}
+
+}  // namespace
+}  // namespace datashare::gateway

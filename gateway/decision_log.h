@@ -1,0 +1,109 @@
+#pragma once
+// The coordinator's durable decision log: append-only segment files in dataDir, one record per
+// protocol step, each framed as [u32 length][u32 CRC-32][JSON] so a torn tail (a crash in the
+// middle of a write) is recognized and cut off when the log is read back.
+//
+//   begin  (B)  before the first prepare: written (page cache) before any prepare is sent, not
+//               fsync'd. A kill -9 keeps it; a machine crash may lose it, and then the prepared
+//               participants learn "aborted" by asking (presumed abort) — nothing is lost.
+//   commit (C)  the decision: fsync'd before any commit is sent. Group commit: every record
+//               queued while an fsync runs goes to disk with the next one, so throughput does not
+//               collapse under fsync.
+//   end    (E)  every participant acknowledged: queued only.
+// Aborts are never logged (presumed abort): a begin without a commit is an abort.
+//
+// Segments are rotated: when the current one passes max_segment_bytes, the writer asks the
+// coordinator for the records of every unfinished transaction (snapshot), writes them first into
+// a new segment, fsyncs it and deletes the older ones.
+//
+// Threading: append() from any thread; one writer thread of its own.
+
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <vector>
+
+namespace datashare::gateway {
+
+struct log_record {
+  char type = 'B';  // 'B' begin, 'C' commit, 'E' end
+  std::string tx;
+  std::string key;
+  bool deleted = false;
+  std::uint64_t version = 0;
+  std::string value;                      // JSON (B, C)
+  std::vector<std::string> participants;  // names (B, C)
+};
+
+enum class durability {
+  queued,   // returns at once (end)
+  written,  // returns once write(2) returned: survives kill -9 (begin)
+  synced,   // returns once fsync'd (commit)
+};
+
+std::uint32_t crc32(std::string_view bytes);
+std::string encode_frame(const log_record& r);
+
+struct log_options {
+  std::uint64_t max_segment_bytes = 64 << 20;
+  bool fsync = true;  // off only in benchmarks that say so
+};
+
+class decision_log {
+ public:
+  using snapshot_fn = std::function<std::vector<log_record>()>;
+
+  // Opens (creating) `dir` and reads every segment in order into `records`; a torn tail is cut
+  // off. nullptr with `error` set when the directory or a segment cannot be used.
+  static std::unique_ptr<decision_log> open(const std::string& dir, std::vector<log_record>& records,
+                                            std::string& error, log_options options = {});
+  ~decision_log();
+  decision_log(const decision_log&) = delete;
+  decision_log& operator=(const decision_log&) = delete;
+
+  // Set once before the first append: the records of every unfinished transaction, for rotation.
+  // Called on the writer thread while no append can enter, so it must not append itself.
+  void set_snapshot(snapshot_fn fn);
+
+  // Starts a new segment holding `open` (the unfinished transactions after recovery) and deletes
+  // the older ones. Before the first append.
+  std::error_code compact(const std::vector<log_record>& open);
+
+  std::error_code append(const log_record& r, durability d);
+
+  std::uint64_t fsyncs() const;
+
+ private:
+  decision_log(std::string dir, log_options options);
+  std::error_code open_segment(std::uint64_t number, const std::vector<log_record>& first, std::string& error);
+  void write_loop();
+
+  std::string dir_;
+  log_options options_;
+  snapshot_fn snapshot_;
+
+  mutable std::mutex mu_;
+  std::condition_variable queued_cv_;
+  std::condition_variable done_cv_;
+  std::string pending_;
+  std::uint64_t appended_ = 0;     // records appended
+  std::uint64_t sync_wanted_ = 0;  // highest record that asked for fsync
+  std::uint64_t written_ = 0;      // records written
+  std::uint64_t synced_ = 0;       // records fsync'd
+  std::uint64_t fsyncs_ = 0;
+  std::error_code failed_;  // sticky: a log that cannot be written decides nothing more
+  bool stopping_ = false;
+
+  int fd_ = -1;
+  std::uint64_t segment_ = 0;
+  std::uint64_t segment_bytes_ = 0;
+  std::vector<std::uint64_t> older_;  // segment numbers before the current one
+  std::thread writer_;
+};
+
+}  // namespace datashare::gateway

@@ -1,0 +1,137 @@
+// datashare-gateway --config FILE [--check]
+//
+// The coordinator of one DataProduct's all-or-nothing updates (see README.md). Reads and validates
+// the config (exit 2 listing every problem), opens the decision log, serves /healthz at once,
+// recovers every unfinished transaction (then /readyz answers 200), and serves until SIGTERM.
+// Exit 1 when the log directory or a port cannot be used.
+//
+// DATASHARE_GATEWAY_CRASH_AT=<after-prepare|after-decision|during-commit>[:n] (tests only): the
+// process kills itself with SIGKILL when the n-th transaction (default 1st) reaches that point.
+#include <pthread.h>
+#include <signal.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <iostream>
+
+#include "common/thread_pool.h"
+#include "gateway/api.h"
+#include "gateway/config.h"
+#include "gateway/coordinator.h"
+#include "gateway/decision_log.h"
+#include "sidecar/http/server.h"
+
+namespace gw = datashare::gateway;
+
+namespace {
+
+constexpr const char* kUsage =
+    "usage: datashare-gateway --config FILE [--check]\n"
+    "  --config FILE  the gateway config (schema version 1, see gateway/README.md)\n"
+    "  --check        validate the config and exit\n";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string config_path;
+  bool check_only = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--config" && i + 1 < argc) {
+      config_path = argv[++i];
+    } else if (a.rfind("--config=", 0) == 0) {
+      config_path = a.substr(9);
+    } else if (a == "--check") {
+      check_only = true;
+    } else if (a == "--help" || a == "-h") {
+      std::cout << kUsage;
+      return 0;
+    } else {
+      std::cerr << "datashare-gateway: unknown argument " << a << "\n" << kUsage;
+      return 2;
+    }
+  }
+  if (config_path.empty()) {
+    std::cerr << kUsage;
+    return 2;
+  }
+  auto loaded = gw::load_config_file(config_path);
+  if (!loaded.config) {
+    std::cerr << "datashare-gateway: " << config_path << " is not a valid gateway config (schema version "
+              << gw::kSchemaVersion << "):\n"
+              << datashare::sidecar::config::format_problems(loaded.problems);
+    return 2;
+  }
+  gw::coordinator_options options;
+  if (const char* crash = std::getenv("DATASHARE_GATEWAY_CRASH_AT"); crash != nullptr && *crash != '\0') {
+    auto c = gw::parse_crash_point(crash);
+    if (!c) {
+      std::cerr << "datashare-gateway: DATASHARE_GATEWAY_CRASH_AT=" << crash
+                << ": expected after-prepare, after-decision or during-commit, optionally :<n>\n";
+      return 2;
+    }
+    options.crash = *c;
+  }
+  if (check_only) {
+    std::cout << config_path << ": valid\n";
+    return 0;
+  }
+  const auto& cfg = *loaded.config;
+
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+
+  std::vector<gw::log_record> records;
+  std::string error;
+  auto log = gw::decision_log::open(cfg.data_dir, records, error);
+  if (!log) {
+    std::cerr << "datashare-gateway: decision log: " << error << "\n";
+    return 1;
+  }
+  gw::gateway_metrics metrics(cfg.participants);
+  std::vector<std::unique_ptr<gw::participant_link>> links;
+  for (const auto& p : cfg.participants)
+    links.push_back(std::make_unique<gw::http_link>(*datashare::sidecar::http::parse_origin(p.url)));
+  gw::coordinator coordinator(cfg, std::move(links), *log, metrics, options);
+  datashare::thread_pool transactions(128);
+  gw::api api(cfg, coordinator, metrics, transactions);
+
+  datashare::sidecar::http::server server(cfg.threads);
+  std::uint16_t data_port = 0, admin_port = 0;
+  if (auto ec = server.listen(
+          cfg.data.address, cfg.data.port,
+          [&api](const datashare::sidecar::http::request& req, const datashare::sidecar::http::responder& r) {
+            api.handle_data(req, r);
+          },
+          data_port)) {
+    std::cerr << "datashare-gateway: cannot listen on " << cfg.data.address << ":" << cfg.data.port << ": "
+              << ec.message() << "\n";
+    return 1;
+  }
+  if (auto ec = server.listen(
+          cfg.admin.address, cfg.admin.port,
+          [&api](const datashare::sidecar::http::request& req, const datashare::sidecar::http::responder& r) {
+            api.handle_admin(req, r);
+          },
+          admin_port)) {
+    std::cerr << "datashare-gateway: cannot listen on " << cfg.admin.address << ":" << cfg.admin.port << ": "
+              << ec.message() << "\n";
+    return 1;
+  }
+  server.start();
+  std::cerr << "datashare-gateway: product " << cfg.product.namespace_name << "/" << cfg.product.name << ", data on "
+            << cfg.data.address << ":" << data_port << ", admin on " << cfg.admin.address << ":" << admin_port << ", "
+            << cfg.participants.size() << " participants; recovering " << records.size() << " log records" << std::endl;
+  coordinator.recover(records);
+  std::cerr << "datashare-gateway: ready" << std::endl;
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  std::cerr << "datashare-gateway: " << strsignal(sig) << ", stopping" << std::endl;
+  server.stop();
+  return 0;
+}
