@@ -2,7 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "sidecar/api/router.h"
+#include "common/url.h"
 #include "sidecar/participant/protocol.h"
 
 namespace datashare::gateway {
@@ -63,8 +63,8 @@ void api::handle_data(const sidecar::http::request& req, const sidecar::http::re
                            config_.product.name + "\""));
     return;
   }
-  auto key = slash == std::string_view::npos ? std::optional<std::string>()
-                                             : sidecar::api::percent_decode(rest.substr(slash + 1));
+  auto key =
+      slash == std::string_view::npos ? std::optional<std::string>() : url::percent_decode(rest.substr(slash + 1));
   if (!key || key->empty()) {
     metrics_.invalid.Increment();
     respond(error(400, "missing or malformed key: /v1/data/<product>/<key>"));

@@ -1,25 +1,9 @@
 #include "sidecar/participant/http_links.h"
 
+#include "common/url.h"
+
 namespace datashare::sidecar::participant {
 namespace bhttp = boost::beast::http;
-
-std::string percent_encode(std::string_view s) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  out.reserve(s.size());
-  for (unsigned char c : s) {
-    bool unreserved = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-                      c == '.' || c == '_' || c == '~';
-    if (unreserved) {
-      out.push_back(static_cast<char>(c));
-    } else {
-      out.push_back('%');
-      out.push_back(kHex[c >> 4]);
-      out.push_back(kHex[c & 15]);
-    }
-  }
-  return out;
-}
 
 namespace {
 
@@ -39,7 +23,7 @@ http_owner::http_owner(http::origin where, std::string write_path, std::chrono::
 std::string http_owner::path(const std::string& key) const {
   std::string p = write_path_;
   auto pos = p.find("{key}");
-  p.replace(pos, 5, percent_encode(key));
+  p.replace(pos, 5, url::percent_encode_segment(key));
   return p;
 }
 
@@ -118,7 +102,7 @@ std::string http_outcomes::ask_coordinator(const std::string& tx) {
 }
 
 std::string http_outcomes::ask_peer(const std::string& url, const std::string& product, const std::string& tx) {
-  return ask(url, "/v1/tx/" + tx + "?product=" + percent_encode(product), "state");
+  return ask(url, "/v1/tx/" + tx + "?product=" + url::percent_encode_segment(product), "state");
 }
 
 }  // namespace datashare::sidecar::participant

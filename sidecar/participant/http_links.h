@@ -15,9 +15,6 @@
 
 namespace datashare::sidecar::participant {
 
-// "a b/c" → "a%20b%2Fc": a key as one path segment.
-std::string percent_encode(std::string_view s);
-
 class http_owner : public owner_api {
  public:
   // `write_path` holds "{key}"; errors name the URL.
