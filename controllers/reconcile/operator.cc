@@ -321,12 +321,10 @@ workload_result datashare_operator::sync_workload(const workload_id& w) {
       log::info("sidecar removed", {{"workload", w.key()}});
     }
     if (cm) client_.remove(kube::resources::config_maps, w.ns, result.config_map);
-    if (config_maps_ != nullptr) {
-      try {
-        client_.remove(kube::resources::services, w.ns, participant_service_name(w));
-      } catch (const kube::api_error& e) {
-        if (!kube::is_not_found(e)) throw;
-      }
+    try {
+      client_.remove(kube::resources::services, w.ns, participant_service_name(w));
+    } catch (const kube::api_error& e) {
+      if (!kube::is_not_found(e)) throw;
     }
     return result;
   }
@@ -340,9 +338,8 @@ workload_result datashare_operator::sync_workload(const workload_id& w) {
   }
   if (!workload) return result;
 
-  std::string current_hash = str_at(*workload, {"spec", "template", "metadata", "annotations"});
-  const json& annotations = (*workload)["spec"]["template"]["metadata"].value("annotations", json::object());
-  current_hash = annotations.value(kConfigHashAnnotation, "");
+  const json annotations = (*workload)["spec"]["template"]["metadata"].value("annotations", json::object());
+  std::string current_hash = annotations.value(kConfigHashAnnotation, "");
   bool participates = plan.participates();
   bool has_tx_port = false;
   if (has_sidecar()) {
