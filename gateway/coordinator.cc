@@ -231,14 +231,22 @@ update_result coordinator::update(const std::string& key, const std::optional<st
   // Phase 1: every participant at once.
   auto deadline = started + config_.timeout;
   std::vector<link_reply> votes(links_.size());
-  run_all(fan_out_, links_.size(), [&](std::size_t i) {
+  auto prepare = [&](std::size_t i) {
     sidecar::participant::prepare_request pr{config_.product.name, t->key, t->deleted, t->value, t->version, {}};
     for (std::size_t j = 0; j < config_.participants.size(); ++j) {
       if (j != i) pr.peers.push_back(config_.participants[j].url);
     }
     votes[i] = links_[i]->call("prepare", t->id, sidecar::participant::encode_prepare(pr), deadline);
     if (votes[i].answered && votes[i].status == 200) maybe_crash(crash_point::where::after_prepare);
-  });
+  };
+  if (options_.crash.at == crash_point::where::after_prepare) {
+    // Armed for a test: the first participant alone, so the crash leaves it prepared and the
+    // others never asked.
+    prepare(0);
+    for (std::size_t i = 1; i < links_.size(); ++i) prepare(i);
+  } else {
+    run_all(fan_out_, links_.size(), prepare);
+  }
   int failed = -1;
   unsigned status = 200;
   for (std::size_t i = 0; i < votes.size(); ++i) {
@@ -314,7 +322,7 @@ bool coordinator::finish(tx& t) {
   const char* op = commit ? "commit" : "abort";
   auto deadline = clock::now() + options_.commit_call_timeout;
   std::atomic<bool> first_ack{true};
-  run_all(fan_out_, links_.size(), [&](std::size_t i) {
+  auto send = [&](std::size_t i) {
     if (t.acked[i]) return;
     auto r = links_[i]->call(op, t.id, product_body_, deadline);
     if (r.answered && r.status == 200) {
@@ -330,7 +338,14 @@ bool coordinator::finish(tx& t) {
                  {{"participant", config_.participants[i].name}, {"tx", t.id}, {"op", op}, {"answer", r.body}});
       t.acked[i] = 1;
     }
-  });
+  };
+  if (commit && options_.crash.at == crash_point::where::during_commit) {
+    // Armed for a test: the first participant alone, so the crash leaves one committed and the
+    // others prepared without news.
+    for (std::size_t i = 0; i < links_.size(); ++i) send(i);
+  } else {
+    run_all(fan_out_, links_.size(), send);
+  }
   for (auto a : t.acked) {
     if (a == 0) return false;
   }

@@ -16,7 +16,8 @@
 // cooperative termination: committed, pending (in flight), or aborted (everything else).
 //
 // Crash points for tests (DATASHARE_GATEWAY_CRASH_AT, see README): the process kills itself with
-// SIGKILL at the n-th transaction reaching the point.
+// SIGKILL at the n-th transaction reaching the point; the phase it interrupts then calls the
+// participants one by one (first participant first), so the state left behind is exact.
 //
 // Threading: update() and outcome() from any thread (update blocks: run it on a pool); one retry
 // thread of its own; the fan-out pool runs the calls to several participants at once.

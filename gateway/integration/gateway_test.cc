@@ -1,0 +1,410 @@
+// The gateway coordinator as a process with its participants as processes: the owner's sidecar
+// (in front of datashare-test-owner), two copy sidecars, the real broker. Kill -9 at each
+// protocol point, participant failures, concurrent writers, bad requests, the published event.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "sidecar/integration/harness.h"
+#include "tests/support/test_owner.h"
+
+namespace datashare::gateway {
+namespace {
+
+using namespace std::chrono_literals;
+namespace it = sidecar::itest;
+using json = nlohmann::json;
+
+std::string binary(const char* name) {
+  const char* dir = std::getenv("DATASHARE_BINARY_DIR");
+  if (dir == nullptr) throw std::runtime_error("DATASHARE_BINARY_DIR is not set (run through ctest)");
+  return std::string(dir) + "/bin/" + name;
+}
+
+// datashare-gateway as a child process, stderr to a log file, an optional crash point.
+class gateway_process {
+ public:
+  gateway_process(std::string dir, const std::string& config) : dir_(std::move(dir)) {
+    std::ofstream(dir_ + "/gateway.yaml") << config;
+  }
+  ~gateway_process() { kill(); }
+
+  void start(const std::string& crash_at = "") {
+    pid_t pid = ::fork();
+    if (pid < 0) throw std::runtime_error("fork failed");
+    if (pid == 0) {
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      int fd = ::open((dir_ + "/gateway.log").c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+      if (fd >= 0) {
+        ::dup2(fd, 2);
+        ::dup2(fd, 1);
+      }
+      if (crash_at.empty()) {
+        ::unsetenv("DATASHARE_GATEWAY_CRASH_AT");
+      } else {
+        ::setenv("DATASHARE_GATEWAY_CRASH_AT", crash_at.c_str(), 1);
+      }
+      std::string bin = binary("datashare-gateway"), cfg = dir_ + "/gateway.yaml";
+      ::execl(bin.c_str(), bin.c_str(), "--config", cfg.c_str(), static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    pid_ = pid;
+  }
+  void kill() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+      pid_ = -1;
+    }
+  }
+  // Exit status once it ended by itself (128 + signal), or -1 while it runs.
+  int reap(std::chrono::milliseconds timeout) {
+    auto until = std::chrono::steady_clock::now() + timeout;
+    while (pid_ > 0) {
+      int status = 0;
+      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
+      }
+      if (std::chrono::steady_clock::now() > until) return -1;
+      std::this_thread::sleep_for(10ms);
+    }
+    return -1;
+  }
+  std::string log() const {
+    std::ifstream in(dir_ + "/gateway.log");
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  }
+
+ private:
+  std::string dir_;
+  pid_t pid_ = -1;
+};
+
+struct sidecar_node {
+  std::string name;
+  std::uint16_t data_port = 0, participant_port = 0;
+  std::unique_ptr<it::scoped_dir> dir;
+  std::unique_ptr<it::sidecar_process> process;
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(participant_port); }
+};
+
+class GatewayTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    kafka_ = it::bootstrap();
+    topic_ = it::unique_name("gw-products");
+    it::create_topic(kafka_, topic_, 1);
+    gw_dir_ = std::make_unique<it::scoped_dir>("gateway");
+    gw_port_ = port();
+    admin_port_ = port();
+    const std::string coordinator = "http://127.0.0.1:" + std::to_string(gw_port_);
+    const std::string product = it::products_yaml();
+
+    nodes_.resize(3);
+    for (std::size_t i = 0; i < nodes_.size(); ++i) {
+      auto& n = nodes_[i];
+      n.name = i == 0 ? "owner" : "copy" + std::to_string(i);
+      n.data_port = port();
+      n.participant_port = port();
+      n.dir = std::make_unique<it::scoped_dir>("gw-" + n.name);
+      std::string cfg = "version: 1\ndataDir: " + n.dir->path() + "/data\nkafka: {bootstrapServers: \"" + kafka_ +
+                        "\"}\nlisten:\n  data: {address: 127.0.0.1, port: " + std::to_string(n.data_port) +
+                        "}\n  participant: {address: 127.0.0.1, port: " + std::to_string(n.participant_port) +
+                        "}\n  threads: 2\n";
+      if (i == 0) {
+        cfg += "publish:\n  - product: " + product + "\n    topic: " + topic_ +
+               "\nparticipate:\n  - {product: products, namespace: catalog, role: owner, coordinatorUrl: \"" +
+               coordinator + "\", lockTimeout: 1s, owner: {url: \"" + owner_.url() +
+               "\", writePath: \"/products/{key}\"}}\n";
+      } else {
+        cfg += "subscribe:\n  - policy: " + n.name + "-products\n    namespace: " + n.name +
+               "\n    product: " + product + "\n    topic: " + topic_ + "\n    group: g-" + n.name +
+               "\n    mode: sync\n    fields: [id, name, price]\n    owner: {url: \"" + owner_.url() +
+               "\", readPath: \"/products/{key}\"}\n" +
+               "participate:\n  - {product: products, namespace: catalog, role: copy, coordinatorUrl: \"" +
+               coordinator + "\", lockTimeout: 1s, policy: " + n.name + "-products}\n";
+      }
+      n.process = std::make_unique<it::sidecar_process>(n.dir->path(), cfg);
+      n.process->start();
+    }
+    for (auto& n : nodes_) {
+      ASSERT_TRUE(it::wait_until([&] { return it::http_call(n.data_port, "GET", "/healthz").status == 200; }, 30s))
+          << n.name << ":\n"
+          << n.process->log();
+    }
+    std::string cfg = "version: 1\nproduct: " + product + "\ndataDir: " + gw_dir_->path() + "/log\n" +
+                      "listen:\n  data: {address: 127.0.0.1, port: " + std::to_string(gw_port_) +
+                      "}\n  admin: {address: 127.0.0.1, port: " + std::to_string(admin_port_) +
+                      "}\ntransaction: {timeout: 3s}\nparticipants:\n";
+    for (const auto& n : nodes_) {
+      cfg += "  - {name: " + n.name + ", role: " + (n.name == "owner" ? "owner" : "copy") + ", url: \"" + n.url() +
+             "\"}\n";
+    }
+    gateway_ = std::make_unique<gateway_process>(gw_dir_->path(), cfg);
+  }
+
+  // A free port none of this test's processes was given yet (free_port() alone may repeat one).
+  std::uint16_t port() {
+    for (;;) {
+      auto p = it::free_port();
+      if (used_ports_.insert(p).second) return p;
+    }
+  }
+
+  void start_gateway(const std::string& crash_at = "") {
+    gateway_->start(crash_at);
+    ASSERT_TRUE(it::wait_until([&] { return it::http_call(admin_port_, "GET", "/readyz").status == 200; }, 30s))
+        << gateway_->log();
+  }
+
+  it::http_reply put(const std::string& key, const json& value) {
+    return it::http_call(gw_port_, "PUT", "/v1/data/products/" + key, value.dump());
+  }
+
+  // What each participant holds for `key`: the owner's stored value and each copy's read API.
+  std::vector<std::string> holdings(const std::string& key) {
+    std::vector<std::string> out;
+    auto o = owner_.call("GET", "/products/" + key);
+    out.push_back(o.status == 200 ? json::parse(o.body)["name"].dump() : "<" + std::to_string(o.status) + ">");
+    for (std::size_t i = 1; i < nodes_.size(); ++i) {
+      auto r = it::http_call(nodes_[i].data_port, "GET", "/v1/data/products/" + key);
+      out.push_back(r.status == 200 ? json::parse(r.body)["name"].dump() : "<" + std::to_string(r.status) + ">");
+    }
+    return out;
+  }
+  void expect_all(const std::string& key, const std::string& name, const std::string& context) {
+    auto h = holdings(key);
+    for (std::size_t i = 0; i < h.size(); ++i)
+      EXPECT_EQ(h[i], json(name).dump()) << context << " at " << nodes_[i].name;
+  }
+
+  std::string kafka_, topic_;
+  testing::test_owner owner_;
+  std::vector<sidecar_node> nodes_;
+  std::unique_ptr<it::scoped_dir> gw_dir_;
+  std::uint16_t gw_port_ = 0, admin_port_ = 0;
+  std::unique_ptr<gateway_process> gateway_;
+  std::set<std::uint16_t> used_ports_;
+};
+
+TEST_F(GatewayTest, KillAtEachProtocolPointTenTimesLeavesEveryoneAgreeing) {
+  start_gateway();
+  ASSERT_EQ(put("k", {{"name", "v0"}, {"price", 1}}).status, 200);
+  expect_all("k", "v0", "start");
+  gateway_->kill();
+  int round = 0;
+  std::string current = "v0";
+  for (const char* point : {"after-prepare", "after-decision", "during-commit"}) {
+    for (int i = 0; i < 10; ++i, ++round) {
+      std::string next = "v" + std::to_string(round + 1);
+      std::string context = std::string(point) + " #" + std::to_string(i);
+      gateway_->start(point);
+      ASSERT_TRUE(it::wait_until([&] { return it::http_call(admin_port_, "GET", "/readyz").status == 200; }, 30s))
+          << gateway_->log();
+      auto r = put("k", {{"name", next}, {"price", round}});
+      EXPECT_EQ(r.status, 0) << context << ": the gateway answered instead of dying: " << r.body;
+      ASSERT_EQ(gateway_->reap(10s), 128 + SIGKILL) << context << "\n" << gateway_->log();
+      start_gateway();
+      // Recovery finished before /readyz: all old (undecided) or all new (decided), nothing locked.
+      if (std::string(point) != "after-prepare") current = next;
+      expect_all("k", current, context);
+      std::string check = "check" + std::to_string(round);
+      auto after = put("k", {{"name", check}});
+      EXPECT_EQ(after.status, 200) << context << ": a lock was left behind: " << after.body;
+      expect_all("k", check, context + " (next update)");
+      current = check;
+      gateway_->kill();
+    }
+  }
+}
+
+TEST_F(GatewayTest, ParticipantsFinishADecidedTransactionWithoutTheCoordinator) {
+  start_gateway();
+  ASSERT_EQ(put("k", {{"name", "old"}}).status, 200);
+  gateway_->kill();
+  // One participant committed, then the coordinator died and stays down: the others, overdue
+  // after lockTimeout (1 s), find no coordinator, ask their peers and learn "committed".
+  gateway_->start("during-commit");
+  ASSERT_TRUE(it::wait_until([&] { return it::http_call(admin_port_, "GET", "/readyz").status == 200; }, 30s));
+  EXPECT_EQ(put("k", {{"name", "new"}}).status, 0);
+  ASSERT_EQ(gateway_->reap(10s), 128 + SIGKILL);
+  auto h = holdings("k");
+  EXPECT_EQ(h[0], json("new").dump()) << "the owner committed";
+  EXPECT_EQ(h[1], json("old").dump()) << "a copy only prepared: readers see the old value";
+  ASSERT_TRUE(it::wait_until([&] { return holdings("k") == std::vector<std::string>(3, json("new").dump()); }, 20s))
+      << "holdings: " << json(holdings("k")).dump();
+}
+
+TEST_F(GatewayTest, AnUndecidedTransactionIsAbortedByPeersWithoutTheCoordinator) {
+  start_gateway();
+  ASSERT_EQ(put("k", {{"name", "old"}, {"price", 1}}).status, 200);
+  gateway_->kill();
+  // The owner prepared (its service already holds the new value), the copies were never asked,
+  // the coordinator stays down. The owner, overdue, asks its peers: they never voted, so they
+  // abort on the spot and say so; the owner compensates.
+  gateway_->start("after-prepare");
+  ASSERT_TRUE(it::wait_until([&] { return it::http_call(admin_port_, "GET", "/readyz").status == 200; }, 30s));
+  EXPECT_EQ(put("k", {{"name", "new"}, {"price", 2}}).status, 0);
+  ASSERT_EQ(gateway_->reap(10s), 128 + SIGKILL);
+  EXPECT_EQ(holdings("k")[0], json("new").dump()) << "the owner applied the change at prepare";
+  ASSERT_TRUE(it::wait_until([&] { return holdings("k") == std::vector<std::string>(3, json("old").dump()); }, 20s))
+      << "holdings: " << json(holdings("k")).dump();
+  auto o = owner_.call("GET", "/products/k");
+  EXPECT_EQ(json::parse(o.body), json::parse(R"({"id":"k","name":"old","price":1})"));
+  start_gateway();
+  EXPECT_EQ(put("k", {{"name", "next"}}).status, 200) << "no lock left";
+  expect_all("k", "next", "after the coordinator came back");
+}
+
+TEST_F(GatewayTest, AParticipantThatDiesAfterPrepareConvergesWhenItComesBack) {
+  start_gateway();
+  ASSERT_EQ(put("k", {{"name", "old"}}).status, 200);
+  gateway_->kill();
+  gateway_->start("after-decision");
+  ASSERT_TRUE(it::wait_until([&] { return it::http_call(admin_port_, "GET", "/readyz").status == 200; }, 30s));
+  EXPECT_EQ(put("k", {{"name", "new"}}).status, 0);
+  ASSERT_EQ(gateway_->reap(10s), 128 + SIGKILL);
+  // Prepared everywhere, decided, nobody told. Copy 2 dies before hearing anything.
+  nodes_[2].process->kill(SIGKILL);
+  nodes_[2].process->wait();
+  start_gateway();  // recovery commits at the owner and copy 1; copy 2 stays in the retry queue
+  auto h = holdings("k");
+  EXPECT_EQ(h[0], json("new").dump());
+  EXPECT_EQ(h[1], json("new").dump());
+  nodes_[2].process->start();
+  ASSERT_TRUE(it::wait_until([&] { return holdings("k")[2] == json("new").dump(); }, 20s)) << nodes_[2].process->log();
+  ASSERT_TRUE(it::wait_until(
+      [&] {
+        auto m = it::http_call(admin_port_, "GET", "/metrics");
+        return m.body.find("datashare_gateway_in_doubt 0") != std::string::npos;
+      },
+      10s));
+  EXPECT_EQ(put("k", {{"name", "after"}}).status, 200);
+  expect_all("k", "after", "after the copy came back");
+}
+
+TEST_F(GatewayTest, AFailedPrepareAbortsEveryoneAndCompensatesTheOwner) {
+  start_gateway();
+  ASSERT_EQ(put("k", {{"name", "old"}, {"price", 1}}).status, 200);
+  // The owner refuses the change: nothing changes anywhere, the client learns who failed.
+  owner_.fail_next(1, 500);
+  auto r = put("k", {{"name", "new"}});
+  EXPECT_EQ(r.status, 503) << r.body;
+  EXPECT_EQ(json::parse(r.body)["participant"], "owner") << r.body;
+  expect_all("k", "old", "owner refused");
+  // A copy is gone: the owner had applied the change at prepare and is put back.
+  nodes_[1].process->kill(SIGKILL);
+  nodes_[1].process->wait();
+  r = put("k", {{"name", "new"}, {"price", 2}});
+  EXPECT_TRUE(r.status == 503 || r.status == 504) << r.status << " " << r.body;
+  EXPECT_EQ(json::parse(r.body)["participant"], "copy1") << r.body;
+  auto o = owner_.call("GET", "/products/k");
+  EXPECT_EQ(json::parse(o.body), json::parse(R"({"id":"k","name":"old","price":1})")) << "owner compensated";
+  EXPECT_EQ(holdings("k")[2], json("old").dump());
+  nodes_[1].process->start();
+  ASSERT_TRUE(it::wait_until([&] { return it::http_call(nodes_[1].data_port, "GET", "/healthz").status == 200; }, 30s));
+  ASSERT_TRUE(it::wait_until([&] { return put("k", {{"name", "later"}}).status == 200; }, 20s));
+  expect_all("k", "later", "after the copy came back");
+}
+
+TEST_F(GatewayTest, FiftyWritersOnFiveKeysEndInOneSerialOrder) {
+  start_gateway();
+  std::mutex mu;
+  std::map<std::string, std::pair<std::uint64_t, std::string>> latest;
+  std::atomic<int> committed{0}, conflicts{0}, failures{0};
+  std::vector<std::thread> writers;
+  for (int w = 0; w < 50; ++w) {
+    writers.emplace_back([&, w] {
+      for (int i = 0; i < 4; ++i) {
+        std::string key = "key" + std::to_string((w + i) % 5);
+        std::string name = "w" + std::to_string(w) + "." + std::to_string(i);
+        for (int attempt = 0; attempt < 200; ++attempt) {
+          auto r = put(key, {{"name", name}});
+          if (r.status == 409) {
+            conflicts.fetch_add(1);
+            std::this_thread::sleep_for(std::chrono::milliseconds(2 + attempt % 10));
+            continue;
+          }
+          if (r.status != 200) {
+            failures.fetch_add(1);
+            break;
+          }
+          committed.fetch_add(1);
+          std::uint64_t v = std::stoull(r.headers["datashare-version"]);
+          std::lock_guard lock(mu);
+          if (v > latest[key].first) latest[key] = {v, name};
+          break;
+        }
+      }
+    });
+  }
+  for (auto& t : writers) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(committed.load(), 200) << "every update eventually committed (" << conflicts.load() << " conflicts)";
+  ASSERT_EQ(latest.size(), 5u);
+  for (const auto& [key, v] : latest) expect_all(key, v.second, key);
+}
+
+TEST_F(GatewayTest, BadRequestsAre400AndLockNothing) {
+  start_gateway();
+  struct bad {
+    std::string method, target, body, reason;
+  };
+  for (const auto& b : std::vector<bad>{
+           {"PUT", "/v1/data/orders/k", R"({"name":"x"})", "unknown product"},
+           {"PUT", "/v1/data/products/k", R"({"ratng":5})", "unknown field"},
+           {"PUT", "/v1/data/products/k", R"({"price":"cheap"})", "price"},
+           {"PUT", "/v1/data/products/k", "not json", "JSON object"},
+           {"PUT", "/v1/data/products/k", R"({"id":"other"})", "must equal the key"},
+           {"PUT", "/v1/data/products/", R"({})", "missing or malformed key"},
+           {"PUT", "/v1/data/products/%zz", R"({})", "missing or malformed key"},
+       }) {
+    auto r = it::http_call(gw_port_, b.method, b.target, b.body);
+    EXPECT_EQ(r.status, 400) << b.target << " " << b.body << ": " << r.body;
+    EXPECT_NE(r.body.find(b.reason), std::string::npos) << r.body;
+  }
+  EXPECT_EQ(owner_.stats().puts, 0u) << "nothing reached a participant";
+  EXPECT_EQ(put("k", {{"name", "fine"}}).status, 200);
+  auto m = it::http_call(admin_port_, "GET", "/metrics").body;
+  EXPECT_NE(m.find("datashare_gateway_transactions_total{outcome=\"invalid\"} 7"), std::string::npos) << m;
+}
+
+TEST_F(GatewayTest, TheCommittedValueIsPublishedAsAnEvent) {
+  start_gateway();
+  auto r = put("evt", {{"name", "published"}, {"price", 4}, {"supplierEmail", "s@example.com"}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  std::string version = r.headers["datashare-version"];
+  ASSERT_FALSE(version.empty());
+  it::command_result got;
+  ASSERT_TRUE(it::wait_until(
+      [&] {
+        got = it::run_command("kcat -C -b " + kafka_ + " -t " + topic_ + " -e -q -f '%k|%h|%s\\n' 2>/dev/null");
+        return got.output.find("evt|") != std::string::npos;
+      },
+      20s))
+      << got.output;
+  auto line = got.output.substr(got.output.find("evt|"));
+  line = line.substr(0, line.find('\n'));
+  EXPECT_NE(line.find("datashare_version=" + version), std::string::npos) << line;
+  EXPECT_NE(line.find("ce_type=io.datashare.products.updated"), std::string::npos) << line;
+  auto value = json::parse(line.substr(line.rfind('|') + 1));
+  EXPECT_EQ(value, json::parse(R"({"id":"evt","name":"published","price":4})")) << "restricted field not published";
+}
+
+}  // namespace
+}  // namespace datashare::gateway
