@@ -98,6 +98,10 @@ int main(int argc, char** argv) {
   ds::metrics::registry metrics;
   auto kafka = ds::kafka::make_rdkafka_factory(cfg.kafka);
 
+  // Declared before the proxies' io_context so it is destroyed after it: handlers still queued
+  // there at exit hold HTTP sessions of this server.
+  ds::http::server server(cfg.listen.threads);
+
   // Sync and hybrid policies: one proxy each, their owner calls and retry timers on proxy_io.
   boost::asio::io_context proxy_io;
   auto proxy_work = boost::asio::make_work_guard(proxy_io);
@@ -243,7 +247,6 @@ int main(int argc, char** argv) {
   datashare::thread_pool participant_pool(participant_ptrs.empty() ? 0 : 16);
   ds::participant::service participant_api(participant_ptrs, participant_pool);
 
-  ds::http::server server(cfg.listen.threads);
   std::uint16_t data_port = 0, admin_port = 0;
   if (auto ec = server.listen(
           cfg.listen.data.address, cfg.listen.data.port,

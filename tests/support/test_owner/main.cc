@@ -72,8 +72,10 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  datashare::testing::owner_service service(*tmpl, 2);
+  // The server outlives the service: delayed answers still queued on the service's timers hold
+  // the server's sessions.
   datashare::sidecar::http::server server(threads);
+  datashare::testing::owner_service service(*tmpl, 2);
   std::uint16_t bound = 0;
   if (auto ec = server.listen(
           host, port,
