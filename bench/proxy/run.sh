@@ -24,6 +24,8 @@ DUR=${DUR:-10}
 WORK=$(mktemp -d /tmp/datashare-bench-p4.XXXXXX)
 pids=()
 cleanup() {
+  # Sidecars are started inside $(...): their pids come back through files.
+  for f in "$WORK"/*.pid; do [[ -e "$f" ]] && pids+=("$(cat "$f")"); done
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$WORK"
@@ -48,12 +50,8 @@ wait_http() {  # url, seconds
 pids+=($!)
 for _ in $(seq 1 100); do [[ -s "$WORK/owner.port" ]] && break; sleep 0.1; done
 owner=$(cat "$WORK/owner.port")
-for i in $(seq 0 $(( KEYS - 1 ))); do
-  echo "url = \"http://127.0.0.1:$owner/control/data/key-$i\""
-  echo "data = \"{\\\"id\\\":\\\"key-$i\\\",\\\"name\\\":\\\"Product $i\\\",\\\"price\\\":$i.5}\""
-  echo "request = \"PUT\""
-done > "$WORK/seed.curl"
-curl -fsS --parallel -K "$WORK/seed.curl" -o /dev/null
+seq 0 $(( KEYS - 1 )) | xargs -P 8 -I{} curl -fsS -o /dev/null -X PUT \
+  --data '{"id":"key-{}","name":"Product {}","price":{}.5}' "http://127.0.0.1:$owner/control/data/key-{}"
 curl -fsS "http://127.0.0.1:$owner/products/key-0" >/dev/null
 
 sidecar() {  # name, cache maxEntries → starts it, prints its port
@@ -76,7 +74,7 @@ subscribe:
     sync: {timeout: 1s, cache: {ttl: 10m, maxEntries: $2}, maxInFlight: 256}
 Y
   "$bin/datashare-sidecar" --config "$WORK/$1.yaml" >"$WORK/$1.log" 2>&1 &
-  pids+=($!)
+  echo $! > "$WORK/$1.pid"
   wait_http "http://127.0.0.1:$port/healthz" 20 >&2
   echo "$port"
 }
@@ -98,9 +96,7 @@ request = function()
   return wrk.format("GET", string.format(wrk.path .. "key-%d", math.random(0, $KEYS - 1)))
 end
 L
-for i in $(seq 0 $(( KEYS - 1 ))); do echo "url = \"http://127.0.0.1:$cached/v1/data/products/key-$i\""; done \
-  > "$WORK/warm.curl"
-curl -fsS --parallel -K "$WORK/warm.curl" -o /dev/null
+seq 0 $(( KEYS - 1 )) | xargs -P 8 -I{} curl -fsS -o /dev/null "http://127.0.0.1:$cached/v1/data/products/key-{}"
 wrk_owner=$(wrk -t1 -c"$CONNS" -d"${DUR}s" --latency -s "$WORK/get.lua" "http://127.0.0.1:$owner/products/")
 wrk_cached=$(wrk -t1 -c"$CONNS" -d"${DUR}s" --latency -s "$WORK/get.lua" "http://127.0.0.1:$cached/v1/data/products/")
 echo "$wrk_owner"; echo "$wrk_cached"
