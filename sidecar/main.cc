@@ -98,13 +98,13 @@ int main(int argc, char** argv) {
   ds::metrics::registry metrics;
   auto kafka = ds::kafka::make_rdkafka_factory(cfg.kafka);
 
-  // Declared before the proxies' io_context so it is destroyed after it: handlers still queued
-  // there at exit hold HTTP sessions of this server.
+  // Before the proxies, which use its I/O threads; handlers still queued at exit are destroyed
+  // with it, after the proxies (they hold no reference that their destruction uses).
   ds::http::server server(cfg.listen.threads);
 
-  // Sync and hybrid policies: one proxy each, their owner calls and retry timers on proxy_io.
-  boost::asio::io_context proxy_io;
-  auto proxy_work = boost::asio::make_work_guard(proxy_io);
+  // Sync and hybrid policies: one proxy each. Their owner calls and retry timers run on the
+  // server's I/O threads: a cache miss then costs no thread hand-off on the way out or back.
+  auto& proxy_io = server.context();
   std::vector<std::unique_ptr<ds::proxy::sync_proxy>> proxies;
   for (const auto& s : cfg.subscribe) {
     if (s.mode == ds::config::sharing_mode::event) continue;
@@ -124,21 +124,6 @@ int main(int argc, char** argv) {
     proxies.push_back(std::make_unique<ds::proxy::sync_proxy>(s, std::move(fields), std::move(client),
                                                               metrics.sync(s.policy), std::move(env)));
   }
-  std::vector<std::thread> proxy_threads;
-  for (int i = 0; i < (proxies.empty() ? 0 : std::max(1, cfg.listen.threads)); ++i) {
-    proxy_threads.emplace_back([&proxy_io] { proxy_io.run(); });
-  }
-  auto stop_proxies = [&] {
-    proxy_work.reset();
-    proxy_io.stop();
-    for (auto& t : proxy_threads) t.join();
-    proxy_threads.clear();
-  };
-  // Early exits below (a store or port that cannot be opened) must join the threads too.
-  struct on_exit {
-    std::function<void()> fn;
-    ~on_exit() { fn(); }
-  } join_proxies{stop_proxies};
 
   std::vector<std::unique_ptr<ds::replica::replica>> replicas;
   for (const auto& s : cfg.subscribe) {
@@ -312,5 +297,5 @@ int main(int argc, char** argv) {
   for (auto& p : participants) p->stop();
   for (auto& p : publishers) p->stop();  // answers what was queued before the server goes
   server.stop();
-  return 0;  // join_proxies stops the owner calls after the server
+  return 0;
 }

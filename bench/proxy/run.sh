@@ -17,7 +17,7 @@ for b in datashare-sidecar datashare-test-owner datashare-proxy-bench; do
 done
 command -v wrk >/dev/null || { echo "wrk is needed (apt-get install wrk)" >&2; exit 1; }
 KEYS=${KEYS:-1000}
-RATE=${RATE:-2000}
+RATE=${RATE:-500}
 SECONDS_MEASURED=${SECONDS_MEASURED:-20}
 CONNS=${CONNS:-50}
 DUR=${DUR:-10}

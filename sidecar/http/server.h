@@ -64,6 +64,10 @@ class server {
   void start();
   void stop();
 
+  // The I/O threads' context, for work that should run on them and skip a thread hand-off (the
+  // sync proxy's owner calls). Handlers queued there at stop() are destroyed with the server.
+  boost::asio::io_context& context() { return ioc_; }
+
  private:
   class listener;
   int threads_;
