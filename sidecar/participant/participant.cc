@@ -15,6 +15,16 @@ std::string tx_key(const std::string& tx) {
   return std::string(1, kTxPrefix) + tx;
 }
 
+constexpr char kGcPrefix = 'g';
+
+// "g" <8 bytes big-endian wall µs> <id>: finished records in the order they may be dropped.
+std::string gc_key(std::int64_t since_us, const std::string& tx) {
+  std::string k(1, kGcPrefix);
+  auto v = static_cast<std::uint64_t>(since_us < 0 ? 0 : since_us);
+  for (int i = 7; i >= 0; --i) k.push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
+  return k + tx;
+}
+
 std::int64_t now_us() {
   return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();
@@ -124,14 +134,11 @@ std::error_code participant::start(std::string& error) {
         locks_[r->key] = tx;
         open_[tx] = {std::chrono::steady_clock::now() +
                      (r->state == tx_state::preparing ? std::chrono::milliseconds(0) : spec_.lock_timeout)};
-      } else {
-        done_.emplace_back(tx, r->since_us);
       }
     }
     if (page.size() < 1000) break;
     from = page.back().first + '\0';
   }
-  std::sort(done_.begin(), done_.end(), [](const auto& a, const auto& b) { return a.second < b.second; });
   worker_ = std::thread([this] {
     std::unique_lock lock(stop_mu_);
     while (!stopping_) {
@@ -187,6 +194,7 @@ std::error_code participant::persist(const std::string& tx, const tx_record& r, 
   store::write_batch own;
   store::write_batch& b = batch != nullptr ? *batch : own;
   b.put(tx_key(tx), encode_record(r));
+  if (r.state == tx_state::committed || r.state == tx_state::aborted) b.put(gc_key(r.since_us, tx), "");
   return kv_->write(b, sync);
 }
 
@@ -195,7 +203,6 @@ void participant::finished(const std::string& tx, const tx_record& r) {
   auto l = locks_.find(r.key);
   if (l != locks_.end() && l->second == tx) locks_.erase(l);
   open_.erase(tx);
-  done_.emplace_back(tx, r.since_us);
 }
 
 reply participant::vote_no(unsigned status, const std::string& reason) {
@@ -387,12 +394,7 @@ reply participant::do_abort(const std::string& tx, tx_entry& e) {
   if (auto ec = persist(tx, r, false)) return error_reply(503, "participant store: " + ec.message());
   bool held = e.rec.has_value();
   e.rec = r;
-  if (held) {
-    finished(tx, r);
-  } else {
-    std::lock_guard lock(mu_);
-    done_.emplace_back(tx, r.since_us);
-  }
+  if (held) finished(tx, r);
   return {200, state_body(r.state)};
 }
 
@@ -409,7 +411,7 @@ reply participant::query(const std::string& tx) {
 void participant::resolve_overdue() {
   auto now = std::chrono::steady_clock::now();
   std::vector<std::string> due;
-  std::vector<std::string> expired;
+  std::vector<std::pair<std::string, std::string>> expired;  // index key, transaction
   {
     std::lock_guard lock(mu_);
     for (auto& [tx, o] : open_) {
@@ -418,24 +420,29 @@ void participant::resolve_overdue() {
         o.next_look = now + options_.ask_backoff;
       }
     }
-    std::int64_t horizon = now_us() - std::chrono::duration_cast<std::chrono::microseconds>(options_.retention).count();
-    while (!done_.empty() && done_.front().second < horizon) {
-      expired.push_back(done_.front().first);
-      done_.pop_front();
-    }
     for (auto it = live_.begin(); it != live_.end();) it = it->second.expired() ? live_.erase(it) : std::next(it);
   }
-  for (const auto& tx : expired) {
+  // Finished records past retention, oldest first, through their time index ("g" <time> <id>,
+  // written with them): nothing of them is held in memory.
+  std::int64_t horizon = now_us() - std::chrono::duration_cast<std::chrono::microseconds>(options_.retention).count();
+  std::vector<store::entry> old_ones;
+  std::string gc_end = gc_key(horizon, "");
+  if (!kv_->scan(std::string(1, kGcPrefix), gc_end, 1000, old_ones)) {
+    for (const auto& [k, v] : old_ones) expired.emplace_back(k, k.substr(9));
+  }
+  for (const auto& [index, tx] : expired) {
     auto e = entry(tx);
     std::lock_guard tx_lock(e->mu);
     load(tx, *e);
-    if (e->rec && (e->rec->state == tx_state::committed || e->rec->state == tx_state::aborted)) {
-      store::write_batch b;
+    store::write_batch b;
+    b.del(index);
+    if (e->rec && (e->rec->state == tx_state::committed || e->rec->state == tx_state::aborted) &&
+        gc_key(e->rec->since_us, tx) == index) {
       b.del(tx_key(tx));
-      if (!kv_->write(b, false)) {
-        e->loaded = false;
-        e->rec.reset();
-      }
+    }
+    if (!kv_->write(b, false)) {
+      e->loaded = false;
+      e->rec.reset();
     }
   }
   for (const auto& tx : due) {

@@ -15,7 +15,8 @@
 // locked key votes no (409). A transaction prepared for longer than lockTimeout asks the
 // coordinator for the outcome, then its peers (cooperative termination), until one knows; a
 // `preparing` owner transaction found at start (a crash in the middle of prepare) is compensated
-// and aborted. Finished records are kept for `retention` so repeated calls get the same answer.
+// and aborted. Finished records are kept for `retention` so repeated calls get the same answer,
+// then dropped through a time index kept beside them in the store (nothing per record in memory).
 //
 // Threading: prepare/commit/abort/query from any thread (blocking: owner calls, fsync); calls on
 // one transaction are serialized, calls on different keys run in parallel. One background thread
@@ -92,9 +93,9 @@ struct reply {
 };
 
 struct participant_options {
-  std::chrono::milliseconds retention{10 * 60 * 1000};  // finished records kept for repeated calls
-  std::chrono::milliseconds tick{100};                  // how often overdue transactions are looked at
-  std::chrono::milliseconds ask_backoff{1000};          // between two rounds of asking for one transaction
+  std::chrono::milliseconds retention{5 * 60 * 1000};  // finished records kept for repeated calls
+  std::chrono::milliseconds tick{100};                 // how often overdue transactions are looked at
+  std::chrono::milliseconds ask_backoff{1000};         // between two rounds of asking for one transaction
 };
 
 class participant {
@@ -154,11 +155,10 @@ class participant {
   std::unique_ptr<outcome_api> outcomes_;
   participant_options options_;
 
-  mutable std::mutex mu_;                                  // guards everything below
-  std::map<std::string, std::weak_ptr<tx_entry>> live_;    // entries in use
-  std::map<std::string, std::string> locks_;               // key → transaction holding it
-  std::map<std::string, overdue> open_;                    // prepared (or preparing) transactions
-  std::deque<std::pair<std::string, std::int64_t>> done_;  // finished: id, wall µs, oldest first
+  mutable std::mutex mu_;                                // guards everything below
+  std::map<std::string, std::weak_ptr<tx_entry>> live_;  // entries in use
+  std::map<std::string, std::string> locks_;             // key → transaction holding it
+  std::map<std::string, overdue> open_;                  // prepared (or preparing) transactions
 
   std::mutex stop_mu_;
   std::condition_variable stop_cv_;

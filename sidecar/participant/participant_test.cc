@@ -361,6 +361,19 @@ TEST_F(ParticipantTest, FinishedRecordsAreDroppedAfterRetention) {
   std::string v;
   EXPECT_EQ(raw->get("ttx1", v), store::errc::not_found);
   EXPECT_EQ(raw->get(replica::data_key("k"), v), std::error_code()) << "the copy itself stays";
+  std::vector<store::entry> index;
+  ASSERT_FALSE(raw->scan("g", "h", 10, index));
+  EXPECT_TRUE(index.empty()) << "the time index goes with the record";
+}
+
+TEST_F(ParticipantTest, FinishedRecordsStayWithinRetention) {
+  auto p = make(config::participant_role::copy);
+  ASSERT_EQ(p->prepare("tx1", put("k", R"({"id":"k"})", 1)).status, 200u);
+  ASSERT_EQ(p->commit("tx1").status, 200u);
+  p->resolve_overdue();
+  std::string v;
+  EXPECT_EQ(kv_->get("ttx1", v), std::error_code());
+  EXPECT_EQ(p->commit("tx1").status, 200u);
 }
 
 }  // namespace
