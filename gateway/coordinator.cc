@@ -252,7 +252,7 @@ update_result coordinator::update(const std::string& key, const std::optional<st
   for (std::size_t i = 0; i < votes.size(); ++i) {
     const auto& v = votes[i];
     if (v.answered && v.status == 200) continue;
-    if (!v.answered || v.status >= 500) metrics_.participant_errors[config_.participants[i].name]->Increment();
+    if (!v.answered || v.status >= 500) metrics_.participant_errors.at(config_.participants[i].name)->Increment();
     unsigned s = v.answered && v.status == 409 ? 409 : (v.timed_out || clock::now() >= deadline ? 504 : 503);
     // 409 first (the client should retry), then a timeout, then any other failure.
     if (failed < 0 || (s == 409 && status != 409) || (s == 504 && status == 503)) {
@@ -330,7 +330,7 @@ bool coordinator::finish(tx& t) {
       if (commit && first_ack.exchange(false)) maybe_crash(crash_point::where::during_commit);
       return;
     }
-    metrics_.participant_errors[config_.participants[i].name]->Increment();
+    metrics_.participant_errors.at(config_.participants[i].name)->Increment();
     if (r.answered && r.status == 409) {
       // The participant holds the other outcome or never prepared: nothing to retry. Never
       // expected from a participant that keeps its records; said loudly.

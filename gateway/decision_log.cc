@@ -209,7 +209,9 @@ void decision_log::set_snapshot(snapshot_fn fn) {
 }
 
 std::error_code decision_log::compact(const std::vector<log_record>& open) {
-  std::lock_guard lock(mu_);
+  std::unique_lock lock(mu_);
+  // The writer must be idle: it uses the segment's descriptor outside the lock.
+  done_cv_.wait(lock, [&] { return failed_ || (pending_.empty() && written_ == appended_); });
   std::string error;
   if (auto ec = open_segment(segment_ + 1, open, error)) return ec;
   for (auto n : older_) fs::remove(fs::path(dir_) / segment_name(n));

@@ -71,7 +71,7 @@ class decision_log {
   void set_snapshot(snapshot_fn fn);
 
   // Starts a new segment holding `open` (the unfinished transactions after recovery) and deletes
-  // the older ones. Before the first append.
+  // the older ones; waits for what is queued to be written first.
   std::error_code compact(const std::vector<log_record>& open);
 
   std::error_code append(const log_record& r, durability d);
