@@ -153,6 +153,7 @@ TEST(SidecarSyncTest, SlowOwnerAnswersWithinTheDeadlineAndTheBulkheadHolds) {
   std::vector<int> status(kCallers);
   std::vector<steady::duration> took(kCallers);
   std::vector<std::thread> callers;
+  callers.reserve(kCallers);
   for (int i = 0; i < kCallers; ++i) {
     callers.emplace_back([&, i] {
       const auto start = steady::now();
@@ -186,6 +187,7 @@ TEST(SidecarSyncTest, HundredConcurrentMissesMakeOneOwnerCall) {
   constexpr int kCallers = 100;
   std::atomic<int> ok{0};
   std::vector<std::thread> callers;
+  callers.reserve(kCallers);
   for (int i = 0; i < kCallers; ++i) {
     callers.emplace_back([&] {
       auto r = sidecar.get("hot");

@@ -42,13 +42,10 @@ void circuit_breaker::on_success() {
 void circuit_breaker::on_failure(time_point now) {
   std::lock_guard lock(mu_);
   const auto s = state_.load(std::memory_order_relaxed);
-  if (s == circuit_state::half_open) {
-    probing_ = false;
-  } else if (s == circuit_state::open) {
-    return;  // a call allowed before the circuit opened: the circuit is open already
-  } else if (++failures_ < threshold_) {
-    return;
-  }
+  // A call allowed before the circuit opened, failing late, changes nothing: it is open already.
+  const bool opens = s == circuit_state::half_open || (s == circuit_state::closed && ++failures_ >= threshold_);
+  probing_ = false;
+  if (!opens) return;
   failures_ = 0;
   open_until_ = now + open_for_;
   state_.store(circuit_state::open, std::memory_order_relaxed);

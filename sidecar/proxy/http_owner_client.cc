@@ -43,15 +43,15 @@ class http_owner_client::connection : public std::enable_shared_from_this<connec
       write();
       return;
     }
-    resolver_.async_resolve(client_.host_, client_.port_,
-                            [self = shared_from_this()](beast::error_code ec, tcp::resolver::results_type results) {
-                              if (ec) {
-                                self->fail(fetch_result::kind::connect_error,
-                                           "resolve " + self->client_.host_ + ": " + ec.message());
-                                return;
-                              }
-                              self->connect(results);
-                            });
+    resolver_.async_resolve(
+        client_.host_, client_.port_,
+        [self = shared_from_this()](beast::error_code ec, const tcp::resolver::results_type& results) {
+          if (ec) {
+            self->fail(fetch_result::kind::connect_error, "resolve " + self->client_.host_ + ": " + ec.message());
+            return;
+          }
+          self->connect(results);
+        });
   }
 
   void connect(const tcp::resolver::results_type& results) {

@@ -162,14 +162,14 @@ void sync_proxy::attempt(const std::shared_ptr<fetch>& f) {
   }
   probe_.circuit_state->Set(static_cast<double>(breaker_.state()));
   probe_.inflight->Increment();
-  client_->get(f->target, f->deadline, [this, f](fetch_result r) {
+  client_->get(f->target, f->deadline, [this, f](const fetch_result& r) {
     inflight_.fetch_sub(1);
     probe_.inflight->Decrement();
-    on_response(f, std::move(r));
+    on_response(f, r);
   });
 }
 
-void sync_proxy::on_response(const std::shared_ptr<fetch>& f, fetch_result r) {
+void sync_proxy::on_response(const std::shared_ptr<fetch>& f, const fetch_result& r) {
   const auto now = env_.now();
   auto record_failure = [&] {
     breaker_.on_failure(now);
@@ -226,11 +226,11 @@ void sync_proxy::on_response(const std::shared_ptr<fetch>& f, fetch_result r) {
   fail(f, sync_outcome::owner_error, cause);
 }
 
-void sync_proxy::retry_or_fail(const std::shared_ptr<fetch>& f, sync_outcome outcome, std::string cause) {
+void sync_proxy::retry_or_fail(const std::shared_ptr<fetch>& f, sync_outcome outcome, const std::string& cause) {
   f->last_cause = cause;
   f->last_outcome = outcome;
   if (f->attempt >= spec_.sync.retry_attempts || !env_.schedule) {
-    fail(f, outcome, std::move(cause));
+    fail(f, outcome, cause);
     return;
   }
   // Exponential backoff with "equal jitter": half the step fixed, half random, so retries of
@@ -242,14 +242,14 @@ void sync_proxy::retry_or_fail(const std::shared_ptr<fetch>& f, sync_outcome out
     delay += milliseconds(std::uniform_int_distribution<long long>(0, step.count() / 2)(rng_));
   }
   if (env_.now() + delay >= f->deadline) {
-    fail(f, outcome, std::move(cause));
+    fail(f, outcome, cause);
     return;
   }
   ++f->attempt;
   env_.schedule(delay, [this, f] { attempt(f); });
 }
 
-void sync_proxy::fail(const std::shared_ptr<fetch>& f, sync_outcome outcome, std::string cause) {
+void sync_proxy::fail(const std::shared_ptr<fetch>& f, sync_outcome outcome, const std::string& cause) {
   if (spec_.sync.serve_stale_on_error) {
     if (auto hit = cache_.get(f->key, env_.now())) {
       probe_.fell_back(metrics::fallback_reason::stale_on_error);
@@ -275,7 +275,7 @@ void sync_proxy::fail(const std::shared_ptr<fetch>& f, sync_outcome outcome, std
   complete(f, sync_result{.status = status, .body = error_body(message, cause), .outcome = outcome});
 }
 
-void sync_proxy::complete(const std::shared_ptr<fetch>& f, sync_result r) {
+void sync_proxy::complete(const std::shared_ptr<fetch>& f, const sync_result& r) {
   coalescer_.complete(f->key, r);
 }
 

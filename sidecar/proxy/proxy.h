@@ -84,10 +84,10 @@ class sync_proxy {
  private:
   struct fetch;
   void attempt(const std::shared_ptr<fetch>& f);
-  void on_response(const std::shared_ptr<fetch>& f, fetch_result r);
-  void retry_or_fail(const std::shared_ptr<fetch>& f, metrics::sync_outcome outcome, std::string cause);
-  void fail(const std::shared_ptr<fetch>& f, metrics::sync_outcome outcome, std::string cause);
-  void complete(const std::shared_ptr<fetch>& f, sync_result r);
+  void on_response(const std::shared_ptr<fetch>& f, const fetch_result& r);
+  void retry_or_fail(const std::shared_ptr<fetch>& f, metrics::sync_outcome outcome, const std::string& cause);
+  void fail(const std::shared_ptr<fetch>& f, metrics::sync_outcome outcome, const std::string& cause);
+  void complete(const std::shared_ptr<fetch>& f, const sync_result& r);
   std::string error_body(const std::string& message, const std::string& cause) const;
 
   config::subscribe_spec spec_;

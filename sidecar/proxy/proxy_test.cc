@@ -97,9 +97,9 @@ config::subscribe_spec products_policy() {
   return s;
 }
 
-class SyncProxyTest : public ::testing::Test {
+class sync_proxy_test : public ::testing::Test {
  protected:
-  void make(config::subscribe_spec spec) {
+  void make(const config::subscribe_spec& spec) {
     auto owner = std::make_unique<fake_owner>();
     owner_ = owner.get();
     proxy_env env;
@@ -140,10 +140,11 @@ class SyncProxyTest : public ::testing::Test {
   std::vector<std::pair<std::chrono::milliseconds, std::function<void()>>> scheduled_;
 };
 
-TEST_F(SyncProxyTest, ConcurrentMissesMakeOneOwnerCall) {
+TEST_F(sync_proxy_test, ConcurrentMissesMakeOneOwnerCall) {
   make(products_policy());
   recorded out;
   std::vector<std::thread> callers;
+  callers.reserve(4);
   for (int t = 0; t < 4; ++t) {
     callers.emplace_back([&] {
       for (int i = 0; i < 25; ++i) proxy_->read("p1", out.sink());
@@ -167,7 +168,7 @@ TEST_F(SyncProxyTest, ConcurrentMissesMakeOneOwnerCall) {
             std::string::npos);
 }
 
-TEST_F(SyncProxyTest, KeyIsPercentEncodedInTheReadPath) {
+TEST_F(sync_proxy_test, KeyIsPercentEncodedInTheReadPath) {
   auto spec = products_policy();
   spec.owner_read_path = "/v1/items/{key}?view=full";
   make(spec);
@@ -176,7 +177,7 @@ TEST_F(SyncProxyTest, KeyIsPercentEncodedInTheReadPath) {
   EXPECT_EQ(owner_->target(0), "/v1/items/a%2Fb%20c?view=full");
 }
 
-TEST_F(SyncProxyTest, RetriesWithGrowingJitteredBackoffInsideTheDeadline) {
+TEST_F(sync_proxy_test, RetriesWithGrowingJitteredBackoffInsideTheDeadline) {
   make(products_policy());
   recorded out;
   proxy_->read("p1", out.sink());
@@ -197,7 +198,7 @@ TEST_F(SyncProxyTest, RetriesWithGrowingJitteredBackoffInsideTheDeadline) {
   EXPECT_EQ(proxy_->circuit(), circuit_state::closed);  // 2 failures < 3
 }
 
-TEST_F(SyncProxyTest, GivesUpWhenTheBackoffWouldPassTheDeadline) {
+TEST_F(sync_proxy_test, GivesUpWhenTheBackoffWouldPassTheDeadline) {
   auto spec = products_policy();
   spec.sync.retry_backoff = 200ms;
   make(spec);
@@ -215,7 +216,7 @@ TEST_F(SyncProxyTest, GivesUpWhenTheBackoffWouldPassTheDeadline) {
   EXPECT_EQ(body["cause"], "the owner answered 500");
 }
 
-TEST_F(SyncProxyTest, TimeoutIs504AndNotRetried) {
+TEST_F(sync_proxy_test, TimeoutIs504AndNotRetried) {
   make(products_policy());
   recorded out;
   proxy_->read("p1", out.sink());
@@ -226,7 +227,7 @@ TEST_F(SyncProxyTest, TimeoutIs504AndNotRetried) {
   EXPECT_EQ(scheduled(), 0u);
 }
 
-TEST_F(SyncProxyTest, BreakerOpensFailsFastThenOneProbeClosesIt) {
+TEST_F(sync_proxy_test, BreakerOpensFailsFastThenOneProbeClosesIt) {
   auto spec = products_policy();
   spec.sync.retry_attempts = 0;
   make(spec);
@@ -256,7 +257,7 @@ TEST_F(SyncProxyTest, BreakerOpensFailsFastThenOneProbeClosesIt) {
   EXPECT_EQ(owner_->count(), 5u);
 }
 
-TEST_F(SyncProxyTest, ServesStaleOnErrorAndWhenOpen) {
+TEST_F(sync_proxy_test, ServesStaleOnErrorAndWhenOpen) {
   auto spec = products_policy();
   spec.sync.serve_stale_on_error = true;
   spec.sync.cache_ttl = 1s;
@@ -284,7 +285,7 @@ TEST_F(SyncProxyTest, ServesStaleOnErrorAndWhenOpen) {
             std::string::npos);
 }
 
-TEST_F(SyncProxyTest, MalformedAnswersAreErrorsAndNeverCached) {
+TEST_F(sync_proxy_test, MalformedAnswersAreErrorsAndNeverCached) {
   auto spec = products_policy();
   spec.sync.breaker_consecutive_failures = 10;
   make(spec);
@@ -305,7 +306,7 @@ TEST_F(SyncProxyTest, MalformedAnswersAreErrorsAndNeverCached) {
   EXPECT_EQ(out.at(4).status, 200u);
 }
 
-TEST_F(SyncProxyTest, Owner404Is404AndDropsTheCachedValue) {
+TEST_F(sync_proxy_test, Owner404Is404AndDropsTheCachedValue) {
   auto spec = products_policy();
   spec.sync.serve_stale_on_error = true;
   spec.sync.cache_ttl = 1s;
@@ -327,7 +328,7 @@ TEST_F(SyncProxyTest, Owner404Is404AndDropsTheCachedValue) {
   EXPECT_EQ(out.at(2).status, 502u);  // no stale value after a 404
 }
 
-TEST_F(SyncProxyTest, BulkheadFailsFastBeyondMaxInFlight) {
+TEST_F(sync_proxy_test, BulkheadFailsFastBeyondMaxInFlight) {
   auto spec = products_policy();
   spec.sync.max_in_flight = 2;
   make(spec);
@@ -344,7 +345,7 @@ TEST_F(SyncProxyTest, BulkheadFailsFastBeyondMaxInFlight) {
   EXPECT_EQ(owner_->count(), 3u);
 }
 
-TEST_F(SyncProxyTest, MaxAgeBoundsWhatACacheHitMayBe) {
+TEST_F(sync_proxy_test, MaxAgeBoundsWhatACacheHitMayBe) {
   make(products_policy());
   recorded out;
   proxy_->read("p1", out.sink());

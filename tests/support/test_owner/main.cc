@@ -79,7 +79,7 @@ int main(int argc, char** argv) {
   std::uint16_t bound = 0;
   if (auto ec = server.listen(
           host, port,
-          [&service](const datashare::sidecar::http::request& req, datashare::sidecar::http::responder r) {
+          [&service](const datashare::sidecar::http::request& req, const datashare::sidecar::http::responder& r) {
             service.handle(req, r);
           },
           bound)) {

@@ -73,6 +73,7 @@ TEST(TestOwner, DelayedRequestsAreServedConcurrently) {
   constexpr int kCallers = 20;
   std::atomic<int> ok{0};
   std::vector<std::thread> callers;
+  callers.reserve(kCallers);
   for (int i = 0; i < kCallers; ++i) {
     callers.emplace_back([&] {
       if (owner.call("GET", "/products/k").status == 200) ++ok;
