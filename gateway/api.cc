@@ -49,12 +49,12 @@ void api::handle_data(const sidecar::http::request& req, const sidecar::http::re
     }
     return;
   }
-  constexpr std::string_view prefix = "/v1/data/";
-  if (path.substr(0, prefix.size()) != prefix) {
+  constexpr std::string_view kPrefix = "/v1/data/";
+  if (path.substr(0, kPrefix.size()) != kPrefix) {
     handle_admin(req, respond);
     return;
   }
-  std::string_view rest = path.substr(prefix.size());
+  std::string_view rest = path.substr(kPrefix.size());
   auto slash = rest.find('/');
   std::string_view product = rest.substr(0, slash);
   if (product != config_.product.name) {

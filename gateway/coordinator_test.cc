@@ -103,7 +103,7 @@ class fake_link : public participant_link {
   fake_participant& f_;
 };
 
-class CoordinatorTest : public ::testing::Test {
+class coordinator_test : public ::testing::Test {
  protected:
   void SetUp() override {
     dir_ = fs::temp_directory_path() /
@@ -156,7 +156,7 @@ class CoordinatorTest : public ::testing::Test {
   std::unique_ptr<coordinator> c_;
 };
 
-TEST_F(CoordinatorTest, CommitsEverywhere) {
+TEST_F(coordinator_test, CommitsEverywhere) {
   start();
   auto r = c_->update("p1", R"({"name":"pen","price":2})");
   ASSERT_EQ(r.status, 200u) << r.body;
@@ -173,7 +173,7 @@ TEST_F(CoordinatorTest, CommitsEverywhere) {
   EXPECT_EQ(c_->outcome("never-heard-of"), "aborted");
 }
 
-TEST_F(CoordinatorTest, OneNoVoteAbortsEveryoneAndNamesTheParticipant) {
+TEST_F(coordinator_test, OneNoVoteAbortsEveryoneAndNamesTheParticipant) {
   start();
   ASSERT_EQ(c_->update("p1", R"({"name":"old"})").status, 200u);
   parts_[2]->refuse_prepares = 1;
@@ -185,7 +185,7 @@ TEST_F(CoordinatorTest, OneNoVoteAbortsEveryoneAndNamesTheParticipant) {
   EXPECT_EQ(metrics_->aborted.Value(), 1);
 }
 
-TEST_F(CoordinatorTest, AKeyHeldElsewhereIsAConflict) {
+TEST_F(coordinator_test, AKeyHeldElsewhereIsAConflict) {
   start();
   sp::prepare_request pr{"products", "p1", false, R"({"id":"p1"})", 1, {}};
   ASSERT_EQ(parts_[1]->p->prepare("someone-else", pr).status, 200u);
@@ -197,7 +197,7 @@ TEST_F(CoordinatorTest, AKeyHeldElsewhereIsAConflict) {
   EXPECT_EQ(c_->update("p1", R"({"name":"x"})").status, 200u);
 }
 
-TEST_F(CoordinatorTest, ASlowParticipantTimesOut) {
+TEST_F(coordinator_test, ASlowParticipantTimesOut) {
   start();
   parts_[1]->slow_prepare_ms = 3000;
   auto r = c_->update("p1", R"({"name":"x"})");
@@ -207,7 +207,7 @@ TEST_F(CoordinatorTest, ASlowParticipantTimesOut) {
   expect_everywhere("p1", "<absent>");
 }
 
-TEST_F(CoordinatorTest, BadRequestsLockNothing) {
+TEST_F(coordinator_test, BadRequestsLockNothing) {
   start();
   for (const char* body : {R"({"ratng":5})", R"({"price":"cheap"})", "[1]", "not json", R"({"id":"other"})"}) {
     auto r = c_->update("p1", std::string(body));
@@ -218,7 +218,7 @@ TEST_F(CoordinatorTest, BadRequestsLockNothing) {
   EXPECT_EQ(c_->update("p1", R"({"name":"ok"})").status, 200u) << "nothing was left locked";
 }
 
-TEST_F(CoordinatorTest, AParticipantDownAtCommitIsRetriedUntilItAnswers) {
+TEST_F(coordinator_test, AParticipantDownAtCommitIsRetriedUntilItAnswers) {
   start();
   // Prepared everywhere, then a copy goes away before the commit reaches it.
   struct flip : participant_link {
@@ -254,7 +254,7 @@ TEST_F(CoordinatorTest, AParticipantDownAtCommitIsRetriedUntilItAnswers) {
   expect_everywhere("p1", R"({"id":"p1","name":"x"})");
 }
 
-TEST_F(CoordinatorTest, RecoveryCommitsWhatWasDecidedAndAbortsTheRest) {
+TEST_F(coordinator_test, RecoveryCommitsWhatWasDecidedAndAbortsTheRest) {
   // What a crash leaves: tx "decided" prepared everywhere and logged committed; tx "undecided"
   // prepared at two participants and only begun in the log.
   auto prep = [&](const std::string& tx, const std::string& key, const std::string& value, std::size_t n) {
@@ -283,12 +283,13 @@ TEST_F(CoordinatorTest, RecoveryCommitsWhatWasDecidedAndAbortsTheRest) {
   EXPECT_EQ(c_->in_doubt(), 0u);
 }
 
-TEST_F(CoordinatorTest, ConcurrentWritersOfFewKeysEndInOneSerialOrder) {
+TEST_F(coordinator_test, ConcurrentWritersOfFewKeysEndInOneSerialOrder) {
   start();
   std::atomic<int> committed{0}, conflicts{0}, other{0};
   std::mutex mu;
   std::map<std::string, std::pair<std::uint64_t, std::string>> last;  // key → highest committed version, value
   std::vector<std::thread> writers;
+  writers.reserve(20);
   for (int w = 0; w < 20; ++w) {
     writers.emplace_back([&, w] {
       for (int i = 0; i < 10; ++i) {

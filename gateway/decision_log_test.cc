@@ -12,7 +12,7 @@ namespace datashare::gateway {
 namespace {
 namespace fs = std::filesystem;
 
-class DecisionLogTest : public ::testing::Test {
+class decision_log_test : public ::testing::Test {
  protected:
   void SetUp() override {
     dir_ = fs::temp_directory_path() / ("gwlog-" + std::to_string(::getpid()) + "-" +
@@ -42,7 +42,7 @@ class DecisionLogTest : public ::testing::Test {
   fs::path dir_;
 };
 
-TEST_F(DecisionLogTest, RecordsComeBackInOrder) {
+TEST_F(decision_log_test, RecordsComeBackInOrder) {
   {
     std::vector<log_record> none;
     std::string error;
@@ -67,7 +67,7 @@ TEST_F(DecisionLogTest, RecordsComeBackInOrder) {
   EXPECT_EQ(back[3].key, "k\"2\n");
 }
 
-TEST_F(DecisionLogTest, ATornTailIsCutOff) {
+TEST_F(decision_log_test, ATornTailIsCutOff) {
   {
     std::vector<log_record> none;
     std::string error;
@@ -105,7 +105,7 @@ TEST_F(DecisionLogTest, ATornTailIsCutOff) {
   EXPECT_NE(error.find("corrupt record"), std::string::npos) << error;
 }
 
-TEST_F(DecisionLogTest, GroupCommitSharesFsyncs) {
+TEST_F(decision_log_test, GroupCommitSharesFsyncs) {
   std::vector<log_record> none;
   std::string error;
   auto log = decision_log::open(dir_.string(), none, error);
@@ -113,6 +113,7 @@ TEST_F(DecisionLogTest, GroupCommitSharesFsyncs) {
   constexpr int kThreads = 16, kEach = 40;
   std::atomic<int> failures{0};
   std::vector<std::thread> threads;
+  threads.reserve(kThreads);
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < kEach; ++i) {
@@ -127,7 +128,7 @@ TEST_F(DecisionLogTest, GroupCommitSharesFsyncs) {
   EXPECT_GT(log->fsyncs(), 0u);
 }
 
-TEST_F(DecisionLogTest, RotationKeepsOnlyWhatIsUnfinished) {
+TEST_F(decision_log_test, RotationKeepsOnlyWhatIsUnfinished) {
   std::vector<log_record> none;
   std::string error;
   log_options o;
@@ -160,7 +161,7 @@ TEST_F(DecisionLogTest, RotationKeepsOnlyWhatIsUnfinished) {
   EXPECT_EQ(back[0].tx, "left");
 }
 
-TEST_F(DecisionLogTest, AnUnusableDirectoryIsAnError) {
+TEST_F(decision_log_test, AnUnusableDirectoryIsAnError) {
   std::vector<log_record> none;
   std::string error;
   EXPECT_FALSE(decision_log::open("/proc/no-such-dir/log", none, error));

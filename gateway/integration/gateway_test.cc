@@ -103,7 +103,7 @@ struct sidecar_node {
   std::string url() const { return "http://127.0.0.1:" + std::to_string(participant_port); }
 };
 
-class GatewayTest : public ::testing::Test {
+class gateway_test : public ::testing::Test {
  protected:
   void SetUp() override {
     kafka_ = it::bootstrap();
@@ -202,7 +202,7 @@ class GatewayTest : public ::testing::Test {
   std::set<std::uint16_t> used_ports_;
 };
 
-TEST_F(GatewayTest, KillAtEachProtocolPointTenTimesLeavesEveryoneAgreeing) {
+TEST_F(gateway_test, KillAtEachProtocolPointTenTimesLeavesEveryoneAgreeing) {
   start_gateway();
   ASSERT_EQ(put("k", {{"name", "v0"}, {"price", 1}}).status, 200);
   expect_all("k", "v0", "start");
@@ -233,7 +233,7 @@ TEST_F(GatewayTest, KillAtEachProtocolPointTenTimesLeavesEveryoneAgreeing) {
   }
 }
 
-TEST_F(GatewayTest, ParticipantsFinishADecidedTransactionWithoutTheCoordinator) {
+TEST_F(gateway_test, ParticipantsFinishADecidedTransactionWithoutTheCoordinator) {
   start_gateway();
   ASSERT_EQ(put("k", {{"name", "old"}}).status, 200);
   gateway_->kill();
@@ -250,7 +250,7 @@ TEST_F(GatewayTest, ParticipantsFinishADecidedTransactionWithoutTheCoordinator) 
       << "holdings: " << json(holdings("k")).dump();
 }
 
-TEST_F(GatewayTest, AnUndecidedTransactionIsAbortedByPeersWithoutTheCoordinator) {
+TEST_F(gateway_test, AnUndecidedTransactionIsAbortedByPeersWithoutTheCoordinator) {
   start_gateway();
   ASSERT_EQ(put("k", {{"name", "old"}, {"price", 1}}).status, 200);
   gateway_->kill();
@@ -271,7 +271,7 @@ TEST_F(GatewayTest, AnUndecidedTransactionIsAbortedByPeersWithoutTheCoordinator)
   expect_all("k", "next", "after the coordinator came back");
 }
 
-TEST_F(GatewayTest, AParticipantThatDiesAfterPrepareConvergesWhenItComesBack) {
+TEST_F(gateway_test, AParticipantThatDiesAfterPrepareConvergesWhenItComesBack) {
   start_gateway();
   ASSERT_EQ(put("k", {{"name", "old"}}).status, 200);
   gateway_->kill();
@@ -298,7 +298,7 @@ TEST_F(GatewayTest, AParticipantThatDiesAfterPrepareConvergesWhenItComesBack) {
   expect_all("k", "after", "after the copy came back");
 }
 
-TEST_F(GatewayTest, AFailedPrepareAbortsEveryoneAndCompensatesTheOwner) {
+TEST_F(gateway_test, AFailedPrepareAbortsEveryoneAndCompensatesTheOwner) {
   start_gateway();
   ASSERT_EQ(put("k", {{"name", "old"}, {"price", 1}}).status, 200);
   // The owner refuses the change: nothing changes anywhere, the client learns who failed.
@@ -322,12 +322,13 @@ TEST_F(GatewayTest, AFailedPrepareAbortsEveryoneAndCompensatesTheOwner) {
   expect_all("k", "later", "after the copy came back");
 }
 
-TEST_F(GatewayTest, FiftyWritersOnFiveKeysEndInOneSerialOrder) {
+TEST_F(gateway_test, FiftyWritersOnFiveKeysEndInOneSerialOrder) {
   start_gateway();
   std::mutex mu;
   std::map<std::string, std::pair<std::uint64_t, std::string>> latest;
   std::atomic<int> committed{0}, conflicts{0}, failures{0};
   std::vector<std::thread> writers;
+  writers.reserve(50);
   for (int w = 0; w < 50; ++w) {
     writers.emplace_back([&, w] {
       for (int i = 0; i < 4; ++i) {
@@ -360,7 +361,7 @@ TEST_F(GatewayTest, FiftyWritersOnFiveKeysEndInOneSerialOrder) {
   for (const auto& [key, v] : latest) expect_all(key, v.second, key);
 }
 
-TEST_F(GatewayTest, BadRequestsAre400AndLockNothing) {
+TEST_F(gateway_test, BadRequestsAre400AndLockNothing) {
   start_gateway();
   struct bad {
     std::string method, target, body, reason;
@@ -384,7 +385,7 @@ TEST_F(GatewayTest, BadRequestsAre400AndLockNothing) {
   EXPECT_NE(m.find("datashare_gateway_transactions_total{outcome=\"invalid\"} 7"), std::string::npos) << m;
 }
 
-TEST_F(GatewayTest, TheCommittedValueIsPublishedAsAnEvent) {
+TEST_F(gateway_test, TheCommittedValueIsPublishedAsAnEvent) {
   start_gateway();
   auto r = put("evt", {{"name", "published"}, {"price", 4}, {"supplierEmail", "s@example.com"}});
   ASSERT_EQ(r.status, 200) << r.body;

@@ -15,9 +15,9 @@ namespace bhttp = beast::http;
 using tcp = net::ip::tcp;
 
 std::optional<origin> parse_origin(std::string_view url) {
-  constexpr std::string_view scheme = "http://";
-  if (url.substr(0, scheme.size()) != scheme) return std::nullopt;
-  url.remove_prefix(scheme.size());
+  constexpr std::string_view kScheme = "http://";
+  if (url.substr(0, kScheme.size()) != kScheme) return std::nullopt;
+  url.remove_prefix(kScheme.size());
   if (!url.empty() && url.back() == '/') url.remove_suffix(1);
   if (url.empty() || url.find('/') != std::string_view::npos) return std::nullopt;
   origin o;

@@ -32,7 +32,7 @@ TEST(HttpClientTest, ParsesOrigins) {
   }
 }
 
-class HttpClientServerTest : public ::testing::Test {
+class http_client_server_test : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_FALSE(server_.listen(
@@ -65,7 +65,7 @@ class HttpClientServerTest : public ::testing::Test {
   std::vector<responder> parked_;
 };
 
-TEST_F(HttpClientServerTest, CallsAndReusesConnections) {
+TEST_F(http_client_server_test, CallsAndReusesConnections) {
   client c({"127.0.0.1", std::to_string(port_)});
   client_reply r;
   ASSERT_FALSE(c.call(bhttp::verb::put, "/a", R"({"x":1})", in(2s), r));
@@ -76,6 +76,7 @@ TEST_F(HttpClientServerTest, CallsAndReusesConnections) {
   // Many threads at once, each on a connection of its own.
   std::atomic<int> ok{0};
   std::vector<std::thread> threads;
+  threads.reserve(8);
   for (int t = 0; t < 8; ++t) {
     threads.emplace_back([&] {
       for (int i = 0; i < 50; ++i) {
@@ -88,7 +89,7 @@ TEST_F(HttpClientServerTest, CallsAndReusesConnections) {
   EXPECT_EQ(ok.load(), 400);
 }
 
-TEST_F(HttpClientServerTest, DeadlineBoundsACallThatIsNeverAnswered) {
+TEST_F(http_client_server_test, DeadlineBoundsACallThatIsNeverAnswered) {
   client c({"127.0.0.1", std::to_string(port_)});
   client_reply r;
   auto start = std::chrono::steady_clock::now();

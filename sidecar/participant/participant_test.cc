@@ -115,7 +115,7 @@ struct published {
   std::uint64_t version;
 };
 
-class ParticipantTest : public ::testing::Test {
+class participant_test : public ::testing::Test {
  protected:
   std::unique_ptr<participant> make(config::participant_role role, std::chrono::milliseconds lock_timeout = 10000ms) {
     config::participate_spec spec;
@@ -171,7 +171,7 @@ class ParticipantTest : public ::testing::Test {
   std::vector<published> published_;
 };
 
-TEST_F(ParticipantTest, OwnerAppliesAtPrepareAndPublishesAtCommit) {
+TEST_F(participant_test, OwnerAppliesAtPrepareAndPublishesAtCommit) {
   owner_->data["k"] = R"({"id":"k","name":"old"})";
   auto p = make(config::participant_role::owner);
   auto r = p->prepare("tx1", put("k", R"({"id":"k","name":"new","supplierEmail":"s@x"})", 77));
@@ -192,7 +192,7 @@ TEST_F(ParticipantTest, OwnerAppliesAtPrepareAndPublishesAtCommit) {
   EXPECT_THAT(p->query("tx1").body, HasSubstr("committed"));
 }
 
-TEST_F(ParticipantTest, OwnerAbortPutsThePreviousValueBack) {
+TEST_F(participant_test, OwnerAbortPutsThePreviousValueBack) {
   owner_->data["k"] = R"({"id":"k","name":"old"})";
   auto p = make(config::participant_role::owner);
   ASSERT_EQ(p->prepare("tx1", put("k", R"({"id":"k","name":"new"})", 5)).status, 200u);
@@ -209,7 +209,7 @@ TEST_F(ParticipantTest, OwnerAbortPutsThePreviousValueBack) {
   EXPECT_TRUE(published_.empty());
 }
 
-TEST_F(ParticipantTest, OwnerThatRefusesTheChangeGetsANoVoteAndIsRestored) {
+TEST_F(participant_test, OwnerThatRefusesTheChangeGetsANoVoteAndIsRestored) {
   owner_->data["k"] = R"({"id":"k","name":"old"})";
   owner_->fail_puts = 1;
   auto p = make(config::participant_role::owner);
@@ -221,7 +221,7 @@ TEST_F(ParticipantTest, OwnerThatRefusesTheChangeGetsANoVoteAndIsRestored) {
   EXPECT_THAT(p->query("tx1").body, HasSubstr("aborted"));
 }
 
-TEST_F(ParticipantTest, AKeyIsHeldByOneTransactionAtATime) {
+TEST_F(participant_test, AKeyIsHeldByOneTransactionAtATime) {
   auto p = make(config::participant_role::copy);
   ASSERT_EQ(p->prepare("tx1", put("k", R"({"id":"k","name":"a"})", 1)).status, 200u);
   auto r = p->prepare("tx2", put("k", R"({"id":"k","name":"b"})", 2));
@@ -234,7 +234,7 @@ TEST_F(ParticipantTest, AKeyIsHeldByOneTransactionAtATime) {
   EXPECT_EQ(p->prepare("tx4", put("k", R"({"id":"k","name":"c"})", 4)).status, 200u);
 }
 
-TEST_F(ParticipantTest, CopyReadersNeverSeeAStagedValue) {
+TEST_F(participant_test, CopyReadersNeverSeeAStagedValue) {
   auto p = make(config::participant_role::copy);
   ASSERT_EQ(p->prepare("tx1", put("k", R"({"id":"k","name":"a","price":3,"supplierEmail":"s@x"})", 10)).status, 200u);
   EXPECT_EQ(copy_value(*p, "k"), "<absent>");
@@ -252,7 +252,7 @@ TEST_F(ParticipantTest, CopyReadersNeverSeeAStagedValue) {
   EXPECT_EQ(copy_value(*p, "k"), "<absent>");
 }
 
-TEST_F(ParticipantTest, BadChangesAreRefusedAndLockNothing) {
+TEST_F(participant_test, BadChangesAreRefusedAndLockNothing) {
   auto p = make(config::participant_role::copy);
   EXPECT_EQ(p->prepare("tx1", put("k", R"({"id":"k","ratng":5})", 1)).status, 400u);
   EXPECT_EQ(p->prepare("tx2", put("k", R"({"id":"k","price":"cheap"})", 1)).status, 400u);
@@ -262,7 +262,7 @@ TEST_F(ParticipantTest, BadChangesAreRefusedAndLockNothing) {
   EXPECT_EQ(p->locked_keys(), 0u);
 }
 
-TEST_F(ParticipantTest, AnAbortBeforeThePrepareMakesItVoteNo) {
+TEST_F(participant_test, AnAbortBeforeThePrepareMakesItVoteNo) {
   auto p = make(config::participant_role::copy);
   ASSERT_EQ(p->abort("late").status, 200u);
   EXPECT_EQ(p->prepare("late", put("k", R"({"id":"k"})", 1)).status, 409u);
@@ -272,7 +272,7 @@ TEST_F(ParticipantTest, AnAbortBeforeThePrepareMakesItVoteNo) {
   EXPECT_EQ(p->locked_keys(), 0u);
 }
 
-TEST_F(ParticipantTest, PreparedStateSurvivesARestart) {
+TEST_F(participant_test, PreparedStateSurvivesARestart) {
   {
     auto p = make(config::participant_role::copy);
     ASSERT_EQ(p->prepare("tx1", put("k", R"({"id":"k","name":"a"})", 10)).status, 200u);
@@ -284,7 +284,7 @@ TEST_F(ParticipantTest, PreparedStateSurvivesARestart) {
   EXPECT_EQ(copy_value(*p, "k"), R"({"id":"k","name":"a"})");
 }
 
-TEST_F(ParticipantTest, AHalfPreparedOwnerChangeIsCompensatedAfterARestart) {
+TEST_F(participant_test, AHalfPreparedOwnerChangeIsCompensatedAfterARestart) {
   owner_->data["k"] = R"({"id":"k","name":"old"})";
   // A crash between the owner's PUT and the `prepared` record: the record says `preparing`.
   tx_record r;
@@ -305,7 +305,7 @@ TEST_F(ParticipantTest, AHalfPreparedOwnerChangeIsCompensatedAfterARestart) {
   EXPECT_THAT(p->query("tx1").body, HasSubstr("aborted"));
 }
 
-TEST_F(ParticipantTest, AnOverdueTransactionAsksTheCoordinator) {
+TEST_F(participant_test, AnOverdueTransactionAsksTheCoordinator) {
   auto p = make(config::participant_role::copy, 100ms);
   ASSERT_EQ(p->prepare("tx1", put("k", R"({"id":"k","name":"a"})", 10)).status, 200u);
   outcomes_->coordinator = "committed";
@@ -318,7 +318,7 @@ TEST_F(ParticipantTest, AnOverdueTransactionAsksTheCoordinator) {
   EXPECT_EQ(p->locked_keys(), 0u);
 }
 
-TEST_F(ParticipantTest, WithoutTheCoordinatorAPeerThatKnowsDecides) {
+TEST_F(participant_test, WithoutTheCoordinatorAPeerThatKnowsDecides) {
   auto p = make(config::participant_role::copy, 100ms);
   ASSERT_EQ(p->prepare("tx1", put("k", R"({"id":"k","name":"a"})", 10)).status, 200u);
   std::this_thread::sleep_for(150ms);
@@ -333,7 +333,7 @@ TEST_F(ParticipantTest, WithoutTheCoordinatorAPeerThatKnowsDecides) {
   EXPECT_THAT(p->query("tx1").body, HasSubstr("aborted"));
 }
 
-TEST_F(ParticipantTest, AFailedPublishLeavesTheCommitToBeRetried) {
+TEST_F(participant_test, AFailedPublishLeavesTheCommitToBeRetried) {
   auto p = make(config::participant_role::owner);
   ASSERT_EQ(p->prepare("tx1", put("k", R"({"id":"k"})", 10)).status, 200u);
   fail_publish_ = true;
@@ -344,7 +344,7 @@ TEST_F(ParticipantTest, AFailedPublishLeavesTheCommitToBeRetried) {
   EXPECT_EQ(published_.size(), 1u);
 }
 
-TEST_F(ParticipantTest, FinishedRecordsAreDroppedAfterRetention) {
+TEST_F(participant_test, FinishedRecordsAreDroppedAfterRetention) {
   config::participate_spec spec;
   spec.product = "products";
   spec.role = config::participant_role::copy;
@@ -366,7 +366,7 @@ TEST_F(ParticipantTest, FinishedRecordsAreDroppedAfterRetention) {
   EXPECT_TRUE(index.empty()) << "the time index goes with the record";
 }
 
-TEST_F(ParticipantTest, FinishedRecordsStayWithinRetention) {
+TEST_F(participant_test, FinishedRecordsStayWithinRetention) {
   auto p = make(config::participant_role::copy);
   ASSERT_EQ(p->prepare("tx1", put("k", R"({"id":"k"})", 1)).status, 200u);
   ASSERT_EQ(p->commit("tx1").status, 200u);

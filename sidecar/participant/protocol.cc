@@ -80,9 +80,9 @@ std::string read_member(std::string_view body, const char* member) {
 }
 
 std::optional<tx_path> parse_tx_path(std::string_view path) {
-  constexpr std::string_view prefix = "/v1/tx/";
-  if (path.substr(0, prefix.size()) != prefix) return std::nullopt;
-  path.remove_prefix(prefix.size());
+  constexpr std::string_view kPrefix = "/v1/tx/";
+  if (path.substr(0, kPrefix.size()) != kPrefix) return std::nullopt;
+  path.remove_prefix(kPrefix.size());
   tx_path out;
   auto slash = path.find('/');
   out.id = std::string(path.substr(0, slash));

@@ -15,11 +15,11 @@ http::response error(unsigned status, const std::string& message) {
 }
 
 std::string query_product(std::string_view query) {
-  constexpr std::string_view name = "product=";
+  constexpr std::string_view kName = "product=";
   while (!query.empty()) {
     auto amp = query.find('&');
     auto pair = query.substr(0, amp);
-    if (pair.substr(0, name.size()) == name) return std::string(pair.substr(name.size()));
+    if (pair.substr(0, kName.size()) == kName) return std::string(pair.substr(kName.size()));
     if (amp == std::string_view::npos) break;
     query.remove_prefix(amp + 1);
   }
