@@ -135,4 +135,4 @@ g_rate=$(ok_rate "$WORK/gateway.wrk"); o_rate=$(ok_rate "$WORK/owner.wrk")
 g50=$(pct_ms "$WORK/gateway.wrk" 50%); g99=$(pct_ms "$WORK/gateway.wrk" 99%)
 o50=$(pct_ms "$WORK/owner.wrk" 50%); o99=$(pct_ms "$WORK/owner.wrk" 99%)
 ratio=$(awk -v a="$g_rate" 'BEGIN {printf "%.2f", a / 1709}')
-echo "P5 gateway, 3 participants, fsync on: $g_rate committed tx/s, p50 $g50 ms, p99 $g99 ms ($(non2xx "$WORK/gateway.wrk") not committed) vs Seata's published 1,709 TPS at 13.86 ms avg = ${ratio}x (bar >= 2,000 tx/s, p99 <= 25 ms); plain PUTs to the owner in the same run: $o_rate req/s, p50 $o50 ms, p99 $o99 ms [bench/gateway/run.sh: wrk -t2 -c$CONNECTIONS -d$DURATION]"
+echo "P5 gateway, 3 participants, fsync on: $g_rate committed tx/s, p50 $g50 ms, p99 $g99 ms ($(non2xx "$WORK/gateway.wrk") not committed) vs Seata's published 1,709 TPS at 13.86 ms avg (same run, plain PUTs to the owner: $o_rate req/s, p50 $o50 ms, p99 $o99 ms) = ${ratio}x (bar >= 2,000 tx/s, p99 <= 25 ms) [bench/gateway/run.sh: wrk -t2 -c$CONNECTIONS -d$DURATION]"
