@@ -3,6 +3,9 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <nlohmann/json.hpp>
+
 namespace datashare::gateway {
 namespace {
 
@@ -78,6 +81,25 @@ participants:
   EXPECT_THAT(r.problems, has_problem("participants[1].role", "must be owner or copy"));
   EXPECT_THAT(r.problems, has_problem("participants[2].color", "unknown key"));
   EXPECT_THAT(r.problems, has_problem("participants", "exactly one participant must have role owner, found 0"));
+}
+
+// The contract with the operator: the gateway.yaml it renders (controllers' golden file) is valid.
+TEST(GatewayConfigTest, TheOperatorsRenderedConfigIsValid) {
+  const char* src = std::getenv("DATASHARE_SOURCE_DIR");
+  ASSERT_NE(src, nullptr) << "run through ctest";
+  std::ifstream in(std::string(src) + "/controllers/desired/testdata/gateway-objects.json");
+  ASSERT_TRUE(in) << "controllers/desired/testdata/gateway-objects.json";
+  auto objects = nlohmann::json::parse(in);
+  int found = 0;
+  for (const auto& o : objects) {
+    if (o.value("kind", "") != "ConfigMap" || !o.contains("data") || !o["data"].contains("gateway.yaml")) continue;
+    ++found;
+    auto r = parse_config(o["data"]["gateway.yaml"].get<std::string>());
+    EXPECT_TRUE(r.problems.empty()) << sidecar::config::format_problems(r.problems);
+    ASSERT_TRUE(r.config);
+    EXPECT_EQ(r.config->participants.size(), 2u);
+  }
+  EXPECT_EQ(found, 1);
 }
 
 TEST(GatewayConfigTest, MalformedFiles) {
