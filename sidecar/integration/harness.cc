@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <random>
 #include <sstream>
 #include <stdexcept>
@@ -48,10 +49,25 @@ scoped_dir::~scoped_dir() {
   std::filesystem::remove_all(path_, ec);
 }
 
+// Ports come from 22000-32767: below the kernel's ephemeral range (32768+ by default), so no
+// outgoing connection takes the port between this check and the server's bind (binding port 0
+// would hand out exactly those ephemeral ports), and apart from 12000-21999 where
+// hack/lib/process.sh picks for the shell tests.
 std::uint16_t free_port() {
-  net::io_context ioc;
-  tcp::acceptor a(ioc, tcp::endpoint(net::ip::make_address("127.0.0.1"), 0));
-  return a.local_endpoint().port();
+  static std::mutex mu;
+  static std::mt19937 rng(std::random_device{}());
+  std::lock_guard lock(mu);
+  std::uniform_int_distribution<int> pick(22000, 32767);
+  for (int attempt = 0; attempt < 1000; ++attempt) {
+    auto port = static_cast<std::uint16_t>(pick(rng));
+    net::io_context ioc;
+    tcp::acceptor a(ioc);
+    boost::system::error_code ec;
+    a.open(tcp::v4(), ec);
+    if (!ec) a.bind(tcp::endpoint(net::ip::make_address("127.0.0.1"), port), ec);
+    if (!ec) return port;
+  }
+  throw std::runtime_error("no free port in 22000-32767");
 }
 
 void create_topic(const std::string& bootstrap_servers, const std::string& topic, int partitions,
