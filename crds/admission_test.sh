@@ -235,6 +235,7 @@ reject dsp '{"spec":{"consistency":{"maxLag":"25h"}}}'            'spec.consiste
 reject dsp '{"spec":{"consistency":{"maxLag":5}}}'                'spec.consistency.maxLag'       'must be of type string'
 reject dsp '{"spec":{"sync":{"timeout":"300"}}}'                  'spec.sync.timeout'             'timeout must be a duration such as 300ms'
 reject dsp '{"spec":{"sync":{"timeout":"2m"}}}'                   'spec.sync.timeout'             'above 0 and at most 1m'
+reject dsp '{"spec":{"sync":{"maxInFlight":0}}}'                  'spec.sync.maxInFlight'         'should be greater than or equal to 1'
 reject dsp '{"spec":{"sync":{"retries":{"backoff":"20us"}}}}'     'spec.sync.retries.backoff'     'backoff must be a duration such as 20ms'
 reject dsp '{"spec":{"sync":{"retries":{"attempts":11}}}}'        'spec.sync.retries.attempts'    'should be less than or equal to 10'
 reject dsp '{"spec":{"sync":{"circuitBreaker":{"consecutiveFailures":0}}}}' 'spec.sync.circuitBreaker.consecutiveFailures' 'should be greater than or equal to 1'

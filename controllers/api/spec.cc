@@ -310,6 +310,7 @@ parsed<data_sharing_policy> parse_data_sharing_policy(const json& object) {
 
   if (const json* s = r.child(*spec, "sync", "spec.sync", json::value_t::object, false)) {
     r.duration(*s, "timeout", "spec.sync.timeout", p.sync.timeout, true);
+    r.integer(*s, "maxInFlight", "spec.sync.maxInFlight", p.sync.max_in_flight, 1, 100000);
     if (const json* rt = r.child(*s, "retries", "spec.sync.retries", json::value_t::object, false)) {
       r.integer(*rt, "attempts", "spec.sync.retries.attempts", p.sync.retry_attempts, 0, 10);
       r.duration(*rt, "backoff", "spec.sync.retries.backoff", p.sync.retry_backoff, false);

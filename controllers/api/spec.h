@@ -92,6 +92,7 @@ struct sync_settings {
   std::string cache_ttl = "30s";
   int64_t cache_max_entries = 100000;
   bool serve_stale_on_error = true;
+  int32_t max_in_flight = 64;
 };
 
 struct data_sharing_policy {

@@ -30,7 +30,7 @@ json policy_json() {
              "consumer": {"workload": {"name": "order-service"}},
              "mode": "hybrid", "fields": ["id", "name"], "syncFields": ["price"],
              "consistency": {"maxLag": "1m30s"},
-             "sync": {"timeout": "250ms", "retries": {"attempts": 3, "backoff": "10ms"}}}})");
+             "sync": {"timeout": "250ms", "maxInFlight": 16, "retries": {"attempts": 3, "backoff": "10ms"}}}})");
 }
 
 TEST(DataProductSpec, ParsesEveryField) {
@@ -99,6 +99,7 @@ TEST(DataSharingPolicySpec, ParsesAndDefaults) {
   EXPECT_EQ(p.max_lag_duration, std::chrono::seconds(90));
   EXPECT_EQ(p.sync.timeout, "250ms");
   EXPECT_EQ(p.sync.retry_attempts, 3);
+  EXPECT_EQ(p.sync.max_in_flight, 16);
   EXPECT_EQ(p.sync.breaker_open_for, "10s");
   EXPECT_EQ(p.consumer_group(), "datashare.orders.order-service-products");
   EXPECT_TRUE(p.keeps_copy());
@@ -131,6 +132,10 @@ TEST(DataSharingPolicySpec, CrossFieldRules) {
   r = parse_data_sharing_policy(j);
   EXPECT_NE(describe(r.problems).find("spec.consistency.maxLag: not a duration: \"5 seconds\""), std::string::npos);
   EXPECT_NE(describe(r.problems).find("spec.fields[1]: duplicate value \"id\""), std::string::npos);
+  j = policy_json();
+  j["spec"]["sync"]["maxInFlight"] = 0;
+  r = parse_data_sharing_policy(j);
+  EXPECT_NE(describe(r.problems).find("spec.sync.maxInFlight: must be between 1 and 100000, got 0"), std::string::npos);
 }
 
 TEST(DataSharingPolicySpec, SyncWithFieldsNeedsTheGateway) {

@@ -220,6 +220,7 @@ std::string render_sidecar_config(const sidecar_plan& plan, const sidecar_settin
       const auto& c = pol.sync;
       y << YAML::Key << "sync" << YAML::Value << YAML::BeginMap;
       y << YAML::Key << "timeout" << YAML::Value << c.timeout;
+      y << YAML::Key << "maxInFlight" << YAML::Value << c.max_in_flight;
       y << YAML::Key << "retries" << YAML::Value << YAML::Flow << YAML::BeginMap << YAML::Key << "attempts"
         << YAML::Value << c.retry_attempts << YAML::Key << "backoff" << YAML::Value << c.retry_backoff << YAML::EndMap;
       y << YAML::Key << "circuitBreaker" << YAML::Value << YAML::Flow << YAML::BeginMap << YAML::Key
