@@ -139,9 +139,24 @@ start_controller_manager() {
   wait_for kube-controller-manager 60 curl -skf "https://127.0.0.1:$KCM_PORT/healthz"
 }
 
+any_alive() { local c; for c in "${COMPONENTS[@]}"; do alive "$c" && return 0; done; return 1; }
+
 up() {
   if healthy; then log "local cluster already running ($S)"; cat "$ENV_FILE"; return; fi
-  if [[ -d "$S" ]]; then log "stale state in $S: cleaning it first"; down; fi
+  if [[ -d "$S" ]] && any_alive; then
+    # Running but not healthy yet: starting, or a test is restarting the API server. Other
+    # test runs may be using it: wait for it rather than tear it down under them.
+    log "local cluster in $S is running but not healthy yet: waiting for it"
+    local deadline=$(( $(date +%s) + 120 ))
+    while (( $(date +%s) < deadline )); do
+      if healthy; then log "local cluster healthy ($S)"; cat "$ENV_FILE"; return; fi
+      sleep 1
+    done
+    die "local cluster in $S runs but stayed unhealthy for 120 s (logs: $S/logs); 'hack/local-cluster.sh down' stops it"
+  fi
+  if [[ -d "$S" ]]; then log "stale state in $S (no component running): cleaning it first"; down; fi
+  # Tells the caller (tests/fixtures/cluster.sh) that this call started the cluster, so it is the one to stop it.
+  if [[ -n "${DATASHARE_CLUSTER_STARTED_MARKER:-}" ]]; then touch "$DATASHARE_CLUSTER_STARTED_MARKER"; fi
   [[ -x "$KUBE_BIN_DIR/kube-apiserver" && -f "$KAFKA_HOME/.complete" ]] \
     || die "components not installed: run hack/install-deps.sh first"
   command -v etcd >/dev/null || die "etcd not installed: run hack/install-deps.sh first"
