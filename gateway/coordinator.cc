@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <charconv>
 #include <nlohmann/json.hpp>
 
@@ -454,22 +455,23 @@ void coordinator::retry_loop() {
     stop_cv_.wait_for(stop_lock, options_.retry_backoff, [this] { return stopping_; });
     if (stopping_) return;
     stop_lock.unlock();
-    std::deque<std::shared_ptr<tx>> due;
+    // The transactions stay in retry_ while they are retried, so in_doubt() never reads 0 for a
+    // transaction some participant has not acknowledged yet.
+    std::vector<std::shared_ptr<tx>> due;
     {
       std::lock_guard lock(mu_);
-      due.swap(retry_);
+      due.assign(retry_.begin(), retry_.end());
     }
-    std::deque<std::shared_ptr<tx>> again;
+    std::vector<std::shared_ptr<tx>> done;
     for (auto& t : due) {
       if (finish(*t)) {
         release(*t);
-      } else {
-        again.push_back(t);
+        done.push_back(t);
       }
     }
     {
       std::lock_guard lock(mu_);
-      for (auto& t : again) retry_.push_back(t);
+      std::erase_if(retry_, [&](const auto& t) { return std::find(done.begin(), done.end(), t) != done.end(); });
       metrics_.in_doubt.Set(static_cast<double>(retry_.size()));
     }
     stop_lock.lock();
