@@ -4,36 +4,15 @@
 // under --path, and can be slowed down, made to fail and inspected through /control/. Prints
 // "datashare-test-owner listening on HOST:PORT" on stdout and writes PORT to --port-file (whole,
 // by rename) once it accepts connections; runs until SIGTERM or SIGINT.
-#include <pthread.h>
 #include <signal.h>
 #include <sys/prctl.h>
 
-#include <filesystem>
-#include <fstream>
 #include <iostream>
 
 #include "common/flags.h"
 #include "sidecar/http/server.h"
+#include "sidecar/http/standalone.h"
 #include "tests/support/test_owner/owner_service.h"
-
-namespace {
-
-bool split_host_port(const std::string& text, std::string& host, std::uint16_t& port) {
-  const auto colon = text.rfind(':');
-  if (colon == std::string::npos || colon == 0) return false;
-  host = text.substr(0, colon);
-  try {
-    std::size_t used = 0;
-    const int p = std::stoi(text.substr(colon + 1), &used);
-    if (used != text.size() - colon - 1 || p < 0 || p > 65535) return false;
-    port = static_cast<std::uint16_t>(p);
-  } catch (const std::exception&) {
-    return false;
-  }
-  return true;
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
   std::string listen = "127.0.0.1:0";
@@ -52,9 +31,8 @@ int main(int argc, char** argv) {
     std::cout << flags.usage();
     return 0;
   }
-  std::string host;
-  std::uint16_t port = 0;
-  if (!split_host_port(listen, host, port)) problems.push_back("--listen: want HOST:PORT, got \"" + listen + "\"");
+  const auto where = datashare::sidecar::http::parse_host_port(listen);
+  if (!where) problems.push_back("--listen: want HOST:PORT, got \"" + listen + "\"");
   std::string error;
   auto tmpl = datashare::testing::path_template::parse(path, error);
   if (!tmpl) problems.push_back("--path: " + error);
@@ -66,40 +44,15 @@ int main(int argc, char** argv) {
   }
   if (die_with_parent) ::prctl(PR_SET_PDEATHSIG, SIGTERM);
 
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-
+  const sigset_t signals = datashare::sidecar::http::block_stop_signals();
   // The server outlives the service: delayed answers still queued on the service's timers hold
   // the server's sessions.
   datashare::sidecar::http::server server(threads);
   datashare::testing::owner_service service(*tmpl, 2);
-  std::uint16_t bound = 0;
-  if (auto ec = server.listen(
-          host, port,
-          [&service](const datashare::sidecar::http::request& req, const datashare::sidecar::http::responder& r) {
-            service.handle(req, r);
-          },
-          bound)) {
-    std::cerr << "datashare-test-owner: cannot listen on " << listen << ": " << ec.message() << "\n";
-    return 1;
-  }
-  server.start();
-  if (!port_file.empty()) {
-    const std::string tmp = port_file + ".tmp";
-    std::ofstream(tmp) << bound << "\n";
-    std::error_code ec;
-    std::filesystem::rename(tmp, port_file, ec);
-    if (ec) {
-      std::cerr << "datashare-test-owner: cannot write " << port_file << ": " << ec.message() << "\n";
-      return 1;
-    }
-  }
-  std::cout << "datashare-test-owner listening on " << host << ":" << bound << std::endl;
-  int sig = 0;
-  sigwait(&signals, &sig);
-  server.stop();
-  return 0;
+  return datashare::sidecar::http::serve_until_stopped(
+      "datashare-test-owner", server, *where, port_file,
+      [&service](const datashare::sidecar::http::request& req, const datashare::sidecar::http::responder& r) {
+        service.handle(req, r);
+      },
+      signals);
 }

@@ -148,6 +148,11 @@ void owner_service::finish(const sidecar::http::request& req, const std::string&
   }
 }
 
+void owner_service::store(const std::string& key, std::string value) {
+  std::lock_guard lock(mu_);
+  data_[key] = std::move(value);
+}
+
 void owner_service::handle_control(const sidecar::http::request& req, std::string_view path, std::string_view query,
                                    const responder& respond) {
   const auto method = req.method();
