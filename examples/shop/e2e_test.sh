@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# End to end, the scenario of `make run` without the story: the operator on the real API server
+# and Kafka, the shop example applied in namespaces of its own, the services, sidecars and gateway
+# as local processes from the config the operator rendered, a real Prometheus scraping them.
+# Checks: each order shows the old name before and the new one after the rename, in event,
+# hybrid and sync+gateway mode (the gateway's copy at once); the lag series are in Prometheus,
+# finite, never negative, and at 0 once the copies converged; every process exits on SIGTERM.
+# Usage: e2e_test.sh BIN_DIR (holding datashare-operator, -sidecar, -gateway, -shop-products, -shop-orders)
+set -euo pipefail
+[[ -n "${DATASHARE_ENV_FILE:-}" && -f "$DATASHARE_ENV_FILE" ]] && source "$DATASHARE_ENV_FILE"
+: "${KUBECONFIG:?KUBECONFIG is not set: run through ctest (make test), which starts the local cluster}"
+: "${DATASHARE_KAFKA_BOOTSTRAP:?DATASHARE_KAFKA_BOOTSTRAP is not set}"
+export KUBECONFIG DATASHARE_KAFKA_BOOTSTRAP
+DATASHARE_ROOT="${DATASHARE_SOURCE_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
+source "$DATASHARE_ROOT/hack/lib/common.sh"
+S=$(mktemp -d)
+source "$DATASHARE_ROOT/hack/lib/process.sh"
+source "$DATASHARE_ROOT/hack/lib/shop.sh"
+BIN=${1:?usage: e2e_test.sh BIN_DIR}
+KC=$(kubectl_bin) || die "kubectl not found: run hack/install-deps.sh"
+SHOP_SUFFIX="-e2e$$$RANDOM"
+
+passed=0 failed=0
+pass() { passed=$((passed + 1)); }
+fail() { echo "FAIL: $*" >&2; failed=$((failed + 1)); }
+expect_eq() { [[ "$2" == "$3" ]] && pass || fail "$1: want \"$3\", got \"$2\""; }
+
+namespaces() { local n; for n in catalog orders shipping billing; do shop_ns "$n"; done; }
+cleanup() {
+  local status=$? ns r
+  shop_stop_all 2>/dev/null || true
+  for ns in $(namespaces); do "$KC" delete namespace "$ns" --wait=false >/dev/null 2>&1 || true; done
+  # With the operator gone, finalizers left behind would hold the namespaces: drop them.
+  for ns in $(namespaces); do
+    for r in $("$KC" -n "$ns" get dsp,dp -o name 2>/dev/null); do
+      "$KC" -n "$ns" patch "$r" --type=merge -p '{"metadata":{"finalizers":null}}' >/dev/null 2>&1 || true
+    done
+  done
+  if ((status != 0 || failed > 0)); then
+    for f in "$S"/logs/*.log; do echo "--- $f (tail)" >&2; tail -15 "$f" >&2; done
+  fi
+  rm -rf "$S"
+}
+trap cleanup EXIT
+
+started=$(date +%s)
+"$KC" apply -f "$DATASHARE_ROOT/charts/datashare/crds/" >/dev/null
+shop_start_operator
+shop_apply
+shop_fetch_configs
+shop_start_services
+shop_start_prometheus
+shop_scenario
+
+# 1. What each order showed, in each mode.
+for s in order-service shipping-service; do
+  expect_eq "$s: the order before the rename" "${SHOP_SEEN[$s.before]}" "${SHOP_OLD[0]}"
+  expect_eq "$s: the order after the rename" "${SHOP_SEEN[$s.after]}" "${SHOP_NEW[0]}"
+  [[ "${SHOP_SEEN[$s.right_after]}" == "${SHOP_OLD[0]}" || "${SHOP_SEEN[$s.right_after]}" == "${SHOP_NEW[0]}" ]] &&
+    pass || fail "$s: right after the rename it showed \"${SHOP_SEEN[$s.right_after]}\""
+done
+s=billing-service
+expect_eq "$s: the order before the rename" "${SHOP_SEEN[$s.before]}" "${SHOP_OLD[1]}"
+expect_eq "$s: the gateway's copy, read right after the gateway answered" "${SHOP_SEEN[$s.right_after]}" "${SHOP_NEW[1]}"
+expect_eq "$s: the order after the rename" "${SHOP_SEEN[$s.after]}" "${SHOP_NEW[1]}"
+# The owner holds what the gateway committed, and the restricted field never reached the copies.
+expect_eq "the owner after the gateway's rename" "$(curl -sf "$(shop_url product-service.app)/products/p-2" | jq -r .name)" "${SHOP_NEW[1]}"
+expect_eq "shipping's copy has no supplierEmail" \
+  "$(curl -sf "$(shop_url shipping-service.data)/v1/data/products/p-1" | jq -r 'has("supplierEmail")')" false
+
+# 2. The lag series in Prometheus (scraped every second): present for this run's copies, finite,
+#    never negative, and 0 once converged. Each check retries for up to 30 s, the time the
+#    operator's poll (1 s) and the scrapes need.
+orders=$(shop_ns orders) shipping=$(shop_ns shipping)
+sel="namespace=~\"$orders|$shipping\""
+values_ok() {  # EXPR COUNT: COUNT series, every value finite and >= 0
+  local out
+  out=$(shop_prom_query "$1") || return 1
+  [[ $(grep -c . <<<"$out") -eq $2 ]] || return 1
+  awk '{ v = $NF; if (v !~ /^[0-9.e+-]+$/ || v + 0 < 0) bad = 1 } END { exit bad }' <<<"$out"
+}
+all_zero() {  # EXPR COUNT
+  values_ok "$@" && shop_prom_query "$1" | awk '{ if ($NF + 0 != 0) bad = 1 } END { exit bad }'
+}
+eventually() {  # description command...
+  local what=$1 deadline=$(($(date +%s) + 30))
+  shift
+  until "$@"; do
+    (($(date +%s) < deadline)) || { fail "$what (last: $(shop_prom_query "$2" | tr '\n' ' '))"; return; }
+    sleep 0.5
+  done
+  pass
+}
+eventually "operator: datashare_policy_lag_events for orders and shipping, at 0" all_zero "datashare_policy_lag_events{$sel}" 2
+eventually "operator: datashare_policy_lag_seconds finite and >= 0" values_ok "datashare_policy_lag_seconds{$sel}" 2
+eventually "sidecars: datashare_replica_lag_events at 0" all_zero "datashare_replica_lag_events{$sel}" 2
+eventually "sidecars: datashare_replica_lag_seconds finite and >= 0" values_ok "datashare_replica_lag_seconds{$sel}" 2
+eventually "sidecars: datashare_propagation_seconds_sum finite and >= 0" values_ok "datashare_propagation_seconds_sum{$sel}" 2
+# Three events reached each copy: p-1 and p-2 committed by the gateway, p-1 renamed by the owner.
+eventually "sidecars: each copy measured the propagation of 3 events" \
+  bash -c "[[ \"\$(curl -sf -G --data-urlencode 'query=datashare_propagation_seconds_count{$sel} >= 3' \
+    '$(shop_url prometheus)/api/v1/query' | jq '.data.result | length')\" == 2 ]]"
+eventually "gateway: 3 committed transactions" \
+  bash -c "[[ \"\$(curl -sf -G --data-urlencode 'query=datashare_gateway_transactions_total{outcome=\"committed\"}' \
+    '$(shop_url prometheus)/api/v1/query' | jq -r '.data.result[0].value[1]')\" == 3 ]]"
+
+# 3. Taking it down: every process but the operator stopped by SIGTERM (their ports closed), then
+#    the policies and the product deleted while the operator runs (finalizers handled; this run's
+#    topic deleted rather than retained), then the operator stopped the same way.
+ports=()
+for k in "${!SHOP_PORT[@]}"; do [[ "$k" == operator.* ]] || ports+=("${SHOP_PORT[$k]}"); done
+if shop_stop_all operator; then pass; else fail "processes did not exit on SIGTERM"; fi
+for p in "${ports[@]}"; do port_in_use "$p" && fail "port $p still open after the stop"; done
+"$KC" -n "$(shop_ns catalog)" patch dataproduct products --type=merge -p '{"spec":{"topic":{"deletionPolicy":"Delete"}}}' >/dev/null
+for ns in orders shipping billing; do "$KC" -n "$(shop_ns "$ns")" delete dsp --all --wait=false >/dev/null; done
+"$KC" -n "$(shop_ns catalog)" delete dataproduct products --timeout=30s >/dev/null && pass || fail "the product was not deleted in 30 s"
+if shop_stop_all; then pass; else fail "the operator did not exit on SIGTERM"; fi
+port_in_use "${SHOP_PORT[operator.metrics]}" && fail "the operator's metrics port still open after the stop"
+
+echo "e2e: $passed checks passed, $failed failed, $(($(date +%s) - started)) s"
+((failed == 0))
