@@ -16,6 +16,7 @@ set -uo pipefail
 : "${KUBECONFIG:?KUBECONFIG is not set: run through ctest (make test), which starts the local cluster}"
 root="${DATASHARE_SOURCE_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
 source "$root/hack/lib/common.sh"
+source "$root/hack/lib/shop.sh"  # shop_examples
 kubectl=$(kubectl_bin) || { echo "kubectl not found: run hack/install-deps.sh" >&2; exit 1; }
 
 suffix="adm-$$-$RANDOM"
@@ -83,9 +84,7 @@ contains "explain dsp.status.lag.seconds" "$("$kubectl" explain dsp.status.lag.s
 # ---------------------------------------------------------------------------------------------
 # 3. The examples, applied for real into this run's namespaces (names and topic made unique), then
 #    once more as a server dry run: they apply cleanly and unchanged.
-sed -E -e "s/catalog\.products\.v1/catalog-$suffix.products.v1/g" \
-  -e "s/(^|[^-a-zA-Z0-9.])(catalog|orders|shipping|billing)([^-a-zA-Z0-9.]|$)/\1\2-$suffix\3/g" \
-  < <(for f in "$root"/examples/*.yaml; do echo "---"; cat "$f"; done) >"$work/examples.yaml"
+shop_examples "-$suffix" >"$work/examples.yaml"
 check "examples applied" "$kubectl" apply -f "$work/examples.yaml"
 for ns_kind in "$catalog dataproduct/products" "$orders datasharingpolicy/order-service-products" \
                "$shipping datasharingpolicy/shipping-service-products" "$billing datasharingpolicy/billing-service-products"; do
