@@ -38,7 +38,8 @@ shop_start_operator() {
   SHOP_PORT[operator.health]=$(free_port)
   shop_start operator "$BIN/datashare-operator" --kafka-bootstrap "$DATASHARE_KAFKA_BOOTSTRAP" \
     --metrics-bind-address "127.0.0.1:${SHOP_PORT[operator.metrics]}" \
-    --health-probe-bind-address "127.0.0.1:${SHOP_PORT[operator.health]}" --lag-poll-interval 1s
+    --health-probe-bind-address "127.0.0.1:${SHOP_PORT[operator.health]}" --lag-poll-interval 1s \
+    --graceful-shutdown-timeout 5s
   wait_for operator 60 curl -sf "$(shop_url operator.health)/readyz"
 }
 
@@ -47,9 +48,9 @@ shop_apply() {
   local ns
   shop_examples "${SHOP_SUFFIX:-}" >"$S/examples.yaml"
   "$KC" apply -f "$S/examples.yaml" >/dev/null
-  "$KC" -n "$(shop_ns catalog)" wait --for=condition=Ready dataproduct/products --timeout=60s >/dev/null
+  "$KC" -n "$(shop_ns catalog)" wait --for=condition=Ready dataproduct/products --timeout=120s >/dev/null
   for ns in orders shipping billing; do
-    "$KC" -n "$(shop_ns "$ns")" wait --for=condition=Ready datasharingpolicies --all --timeout=60s >/dev/null
+    "$KC" -n "$(shop_ns "$ns")" wait --for=condition=Ready datasharingpolicies --all --timeout=120s >/dev/null
   done
 }
 
@@ -194,13 +195,20 @@ shop_wait_name() {
   echo $((($(date +%s%N) - $4) / 1000000))
 }
 
-# shop_has SERVICE KEY: the service's sidecar serves product KEY.
-shop_has() { curl -sf -o /dev/null "$(shop_url "$1.data")/v1/data/products/$2"; }
+# shop_has SERVICE KEY NAME: the service's sidecar serves product KEY with that name (the topic
+# may hold older values of KEY, from earlier runs: they are replayed first).
+shop_has() { [[ "$(curl -sf "$(shop_url "$1.data")/v1/data/products/$2" | jq -r .name)" == "$3" ]]; }
+
+# shop_counted SERVICE N: the sidecar's datashare_propagation_seconds_count is above N.
+shop_counted() { (($(shop_metric "$1.admin" datashare_propagation_seconds_count) > $2)); }
 
 # The scenario, the same for `make run` and the e2e test; what the services saw goes to SHOP_SEEN:
 #   <service>.order .product .before   the order placed, its product, the name it showed then
 #   <service>.right_after              the name shown by the first read after the rename's answer
-#   <service>.ms .after                milliseconds from the rename's answer to the new name, and it
+#   <service>.ms .after                milliseconds from the rename's answer to the read showing the
+#                                      new name (polled from here: curl's time included), and that name
+#   <service>.prop_ms                  the rename's propagation, publish → applied, as the sidecar measured
+#                                      it (datashare_propagation_seconds, the histogram's growth)
 # 1. p-1 and p-2 created through the gateway (owner and billing's copy together; the committed
 #    value is published, so the event and hybrid copies get them from the topic), one order each;
 # 2. event and hybrid: the catalog renames p-1 through the Product service (stored, published);
@@ -218,8 +226,8 @@ shop_scenario() {
   shop_gateway_put p-2 "$(shop_product_json p-2 "${SHOP_OLD[1]}" 32 900 pots@example.org)" >/dev/null ||
     die "the gateway did not commit p-2 (log: $S/logs/gateway.log)"
   for s in order-service shipping-service; do
-    wait_for "$s-sidecar" 30 shop_has "$s" p-1
-    wait_for "$s-sidecar" 30 shop_has "$s" p-2
+    wait_for "$s-sidecar" 30 shop_has "$s" p-1 "${SHOP_OLD[0]}"
+    wait_for "$s-sidecar" 30 shop_has "$s" p-2 "${SHOP_OLD[1]}"
   done
   SHOP_SEEN[order-service.product]=p-1 SHOP_SEEN[shipping-service.product]=p-1 SHOP_SEEN[billing-service.product]=p-2
   for s in "${SHOP_CONSUMERS[@]}"; do
@@ -227,6 +235,10 @@ shop_scenario() {
     SHOP_SEEN[$s.before]=$(shop_order_name "$s" "${SHOP_SEEN[$s.order]}")
   done
 
+  for s in order-service shipping-service; do
+    SHOP_SEEN[$s.prop_sum]=$(shop_metric "$s.admin" datashare_propagation_seconds_sum)
+    SHOP_SEEN[$s.prop_count]=$(shop_metric "$s.admin" datashare_propagation_seconds_count)
+  done
   shop_edit_product p-1 "$(shop_product_json p-1 "${SHOP_NEW[0]}" 4.5 180 cups@example.org)" >/dev/null ||
     die "the Product service did not take the rename of p-1 (logs: $S/logs/product-service*.log)"
   t0=$(date +%s%N)
@@ -235,6 +247,10 @@ shop_scenario() {
     SHOP_SEEN[$s.ms]=$(shop_wait_name "$s" "${SHOP_SEEN[$s.order]}" "${SHOP_NEW[0]}" "$t0") ||
       die "$s never showed \"${SHOP_NEW[0]}\" (log: $S/logs/$s-sidecar.log)"
     SHOP_SEEN[$s.after]=$(shop_order_name "$s" "${SHOP_SEEN[$s.order]}")
+    wait_for "$s-sidecar" 10 shop_counted "$s" "${SHOP_SEEN[$s.prop_count]}"
+    SHOP_SEEN[$s.prop_ms]=$(awk -v a="${SHOP_SEEN[$s.prop_sum]}" -v b="$(shop_metric "$s.admin" datashare_propagation_seconds_sum)" \
+      -v n="$(($(shop_metric "$s.admin" datashare_propagation_seconds_count) - SHOP_SEEN[$s.prop_count]))" \
+      'BEGIN { printf "%.2f", 1000 * (b - a) / n }')
   done
 
   shop_gateway_put p-2 "$(shop_product_json p-2 "${SHOP_NEW[1]}" 32 900 pots@example.org)" >/dev/null ||
@@ -250,11 +266,12 @@ shop_scenario() {
 # shop_metric PORT_NAME SERIES: the sum of SERIES (name with optional {labels} prefix) scraped
 # from /metrics at SHOP_PORT[PORT_NAME].
 shop_metric() {
-  curl -sf "$(shop_url "$1")/metrics" | awk -v m="$2" 'index($0, m) == 1 { s += $NF } END { print s + 0 }'
+  curl -sf "$(shop_url "$1")/metrics" | awk -v m="$2" 'index($0, m) == 1 { s += $NF } END { printf "%.9g\n", s }'
 }
 
 # shop_stop_all [KEEP...]: stops everything shop_start started but KEEP, all at once with
-# SIGTERM, then waits up to 10 s; what is still running gets SIGKILL and is named on stderr
+# SIGTERM, then waits up to 30 s (the operator finishes the reconciles under way, each bounded
+# by its API calls' timeouts); what is still running gets SIGKILL and is named on stderr
 # (status 1).
 shop_stop_all() {
   local name p keep=" $* " survivors=() stopping=() deadline
@@ -264,7 +281,7 @@ shop_stop_all() {
     p=$(pid_of "$name")
     [[ -n "$p" ]] && kill -TERM "$p" 2>/dev/null || true
   done
-  deadline=$(($(date +%s) + 10))
+  deadline=$(($(date +%s) + 30))
   for name in "${stopping[@]}"; do
     p=$(pid_of "$name")
     [[ -n "$p" ]] || continue
@@ -277,7 +294,7 @@ shop_stop_all() {
   done
   SHOP_STARTED=("$@")
   if ((${#survivors[@]})); then
-    echo "still running 10 s after SIGTERM (killed): ${survivors[*]}" >&2
+    echo "still running 30 s after SIGTERM (killed): ${survivors[*]}" >&2
     return 1
   fi
 }
