@@ -9,13 +9,10 @@ namespace datashare::shop {
 
 namespace bhttp = boost::beast::http;
 using sidecar::http::client_reply;
+using sidecar::http::json_error;
 using sidecar::http::response;
 
 namespace {
-
-response error(unsigned status, const std::string& message) {
-  return response{.status = status, .body = nlohmann::json{{"error", message}}.dump()};
-}
 
 std::string_view path_of(const sidecar::http::request& req) {
   const std::string_view target(req.target().data(), req.target().size());
@@ -39,13 +36,13 @@ std::optional<response> product_front::answer(const sidecar::http::request& req)
   if (!path.starts_with(prefix)) return std::nullopt;
   const auto raw = path.substr(prefix.size());
   auto key = url::percent_decode(raw);
-  if (!key || key->empty() || raw.find('/') != std::string_view::npos) return error(404, "no such product path");
-  if (req.method() != bhttp::verb::put) return error(405, "PUT a product here");
+  if (!key || key->empty() || raw.find('/') != std::string_view::npos) return json_error(404, "no such product path");
+  if (req.method() != bhttp::verb::put) return json_error(405, "PUT a product here");
   auto body = nlohmann::json::parse(req.body(), nullptr, false);
-  if (body.is_discarded() || !body.is_object()) return error(400, "body must be a JSON object");
+  if (body.is_discarded() || !body.is_object()) return json_error(400, "body must be a JSON object");
   if (!body.contains(key_field_)) body[key_field_] = *key;
   if (body[key_field_] != *key) {
-    return error(400, "\"" + key_field_ + "\" is " + body[key_field_].dump() + ", the path says \"" + *key + "\"");
+    return json_error(400, "\"" + key_field_ + "\" is " + body[key_field_].dump() + ", the path says \"" + *key + "\"");
   }
   const std::string text = body.dump();
   data_.store(*key, text);
@@ -54,7 +51,7 @@ std::optional<response> product_front::answer(const sidecar::http::request& req)
     const std::string why = published.status == 0
                                 ? "the sidecar did not answer"
                                 : "the sidecar answered " + std::to_string(published.status) + ": " + published.body;
-    return error(503, "stored but not published (" + why + "); PUT it again");
+    return json_error(503, "stored but not published (" + why + "); PUT it again");
   }
   return response{.body = nlohmann::json{{"stored", body}, {"published", body_json(published.body)}}.dump()};
 }
@@ -84,12 +81,12 @@ response order_book::answer(const sidecar::http::request& req) {
     auto body = nlohmann::json::parse(req.body(), nullptr, false);
     if (body.is_discarded() || !body.is_object() || !body.contains("product") || !body["product"].is_string() ||
         body["product"].get<std::string>().empty()) {
-      return error(400, R"(want {"product": "<key>", "quantity": <n>})");
+      return json_error(400, R"(want {"product": "<key>", "quantity": <n>})");
     }
     order o{.product = body["product"].get<std::string>()};
     if (body.contains("quantity")) {
       if (!body["quantity"].is_number_integer() || body["quantity"].get<std::int64_t>() < 1) {
-        return error(400, "quantity must be a positive integer");
+        return json_error(400, "quantity must be a positive integer");
       }
       o.quantity = body["quantity"].get<std::int64_t>();
     }
@@ -101,7 +98,7 @@ response order_book::answer(const sidecar::http::request& req) {
     }
     return response{.status = 201, .body = show(id, o)};
   }
-  if (method != bhttp::verb::get) return error(405, "method not allowed");
+  if (method != bhttp::verb::get) return json_error(405, "method not allowed");
   if (path == "/orders") {
     std::map<std::string, order> all;
     {
@@ -118,12 +115,12 @@ response order_book::answer(const sidecar::http::request& req) {
     {
       std::lock_guard lock(mu_);
       auto it = orders_.find(id);
-      if (it == orders_.end()) return error(404, "no order " + id);
+      if (it == orders_.end()) return json_error(404, "no order " + id);
       o = it->second;
     }
     return response{.body = show(id, o)};
   }
-  return error(404, "no such path: " + std::string(path));
+  return json_error(404, "no such path: " + std::string(path));
 }
 
 void service_options::add_to(flag_set& flags) {

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <nlohmann/json.hpp>
 
 namespace datashare::sidecar::http {
 
@@ -18,6 +19,10 @@ std::optional<host_port> parse_host_port(const std::string& text) {
     if (port > 65535) return std::nullopt;
   }
   return host_port{text.substr(0, colon), static_cast<std::uint16_t>(port)};
+}
+
+response json_error(unsigned status, const std::string& message) {
+  return response{.status = status, .body = nlohmann::json{{"error", message}}.dump()};
 }
 
 sigset_t block_stop_signals() {

@@ -25,6 +25,9 @@ struct host_port {
 // outside 0..65535 or with trailing characters).
 std::optional<host_port> parse_host_port(const std::string& text);
 
+// {"error": message} with `status`: how these services answer what they refuse.
+response json_error(unsigned status, const std::string& message);
+
 // Blocks SIGTERM and SIGINT in the calling thread (and the threads it starts later).
 sigset_t block_stop_signals();
 

@@ -7,18 +7,16 @@
 #include <nlohmann/json.hpp>
 
 #include "common/url.h"
+#include "sidecar/http/standalone.h"
 
 namespace datashare::testing {
 
 namespace bhttp = boost::beast::http;
+using sidecar::http::json_error;
 using sidecar::http::responder;
 using sidecar::http::response;
 
 namespace {
-
-response json_error(unsigned status, const std::string& message) {
-  return response{.status = status, .body = nlohmann::json{{"error", message}}.dump()};
-}
 
 std::optional<std::uint64_t> parse_uint(const std::optional<std::string>& text) {
   if (!text || text->empty()) return std::nullopt;
