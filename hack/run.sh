@@ -121,7 +121,7 @@ Where to look:
               $(p shipping-service.admin)/metrics  $(p billing-service.admin)/metrics
   gateway     $(p gateway.admin)/metrics
   orders      curl $(p order-service.app)/orders
-  rename      curl -X PUT $(p product-service.app)/catalog/products/p-1 -d '{"name":"Espresso cup"}'
+  rename      curl -X PUT $(p product-service.app)/catalog/products/p-1 -d '{"name":"Espresso cup","price":4.5,"weightGrams":180}'
   logs        $S/logs
 MSG
 if [[ "${DATASHARE_RUN_ONCE:-}" == 1 ]]; then
