@@ -117,8 +117,8 @@ Where to look:
   kubectl get dp,dsp -A                    kubectl describe dsp -n orders order-service-products
   Prometheus  $(p prometheus)/graph?g0.expr=datashare_policy_lag_events   (scrapes all of the below every second)
   operator    $(p operator.metrics)/metrics
-  sidecars    $(p product-service.admin)/metrics  $(p order-service.admin)/metrics
-              $(p shipping-service.admin)/metrics  $(p billing-service.admin)/metrics
+  sidecars    product-service $(p product-service.admin)/metrics  order-service $(p order-service.admin)/metrics
+              shipping-service $(p shipping-service.admin)/metrics  billing-service $(p billing-service.admin)/metrics
   gateway     $(p gateway.admin)/metrics
   orders      curl $(p order-service.app)/orders
   rename      curl -X PUT $(p product-service.app)/catalog/products/p-1 -d '{"name":"Espresso cup","price":4.5,"weightGrams":180}'

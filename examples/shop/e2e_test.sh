@@ -69,8 +69,9 @@ expect_eq "shipping's copy has no supplierEmail" \
   "$(curl -sf "$(shop_url shipping-service.data)/v1/data/products/p-1" | jq -r 'has("supplierEmail")')" false
 
 # 2. The lag series in Prometheus (scraped every second): present for this run's copies, finite,
-#    never negative, and 0 once converged. Each check retries for up to 30 s, the time the
-#    operator's poll (1 s) and the scrapes need.
+#    never negative, and 0 once converged. Each check retries for up to 90 s: the operator's lag
+#    poll (1 s) covers every policy of the cluster in one pass, which takes long on a cluster
+#    shared with a thousand others (a benchmark's); alone it takes a few seconds.
 orders=$(shop_ns orders) shipping=$(shop_ns shipping)
 sel="namespace=~\"$orders|$shipping\""
 values_ok() {  # EXPR COUNT: COUNT series, every value finite and >= 0
@@ -83,7 +84,7 @@ all_zero() {  # EXPR COUNT
   values_ok "$@" && shop_prom_query "$1" | awk '{ if ($NF + 0 != 0) bad = 1 } END { exit bad }'
 }
 eventually() {  # description command...
-  local what=$1 deadline=$(($(date +%s) + 30))
+  local what=$1 deadline=$(($(date +%s) + 90))
   shift
   until "$@"; do
     (($(date +%s) < deadline)) || { fail "$what (last: $(shop_prom_query "$2" | tr '\n' ' '))"; return; }
@@ -113,7 +114,7 @@ if shop_stop_all operator; then pass; else fail "processes did not exit on SIGTE
 for p in "${ports[@]}"; do port_in_use "$p" && fail "port $p still open after the stop"; done
 "$KC" -n "$(shop_ns catalog)" patch dataproduct products --type=merge -p '{"spec":{"topic":{"deletionPolicy":"Delete"}}}' >/dev/null
 for ns in orders shipping billing; do "$KC" -n "$(shop_ns "$ns")" delete dsp --all --wait=false >/dev/null; done
-"$KC" -n "$(shop_ns catalog)" delete dataproduct products --timeout=30s >/dev/null && pass || fail "the product was not deleted in 30 s"
+"$KC" -n "$(shop_ns catalog)" delete dataproduct products --timeout=90s >/dev/null && pass || fail "the product was not deleted in 90 s"
 if shop_stop_all; then pass; else fail "the operator did not exit on SIGTERM"; fi
 port_in_use "${SHOP_PORT[operator.metrics]}" && fail "the operator's metrics port still open after the stop"
 
