@@ -131,8 +131,6 @@ if [[ "${DATASHARE_RUN_ONCE:-}" == 1 ]]; then
 fi
 log "everything runs until Ctrl-C (the cluster stays up: make cluster-down)"
 while :; do
-  for name in "${SHOP_STARTED[@]}"; do
-    alive "$name" || { tail -20 "$S/logs/$name.log" >&2; die "$name exited (log: $S/logs/$name.log)"; }
-  done
+  shop_check_alive
   sleep 1
 done

@@ -44,13 +44,19 @@ cleanup() {
 trap cleanup EXIT
 
 started=$(date +%s)
+phase() { echo "[$(($(date +%s) - started)) s] $*"; }
 "$KC" apply -f "$DATASHARE_ROOT/charts/datashare/crds/" >/dev/null
 shop_start_operator
+phase "operator ready"
 shop_apply
+phase "example applied"
 shop_fetch_configs
 shop_start_services
 shop_start_prometheus
+phase "services, sidecars, gateway and Prometheus started"
 shop_scenario
+shop_check_alive
+phase "scenario done"
 
 # 1. What each order showed, in each mode.
 for s in order-service shipping-service; do
@@ -87,6 +93,7 @@ eventually() {  # description command...
   local what=$1 deadline=$(($(date +%s) + 90))
   shift
   until "$@"; do
+    shop_check_alive
     (($(date +%s) < deadline)) || { fail "$what (last: $(shop_prom_query "$2" | tr '\n' ' '))"; return; }
     sleep 0.5
   done
@@ -105,6 +112,7 @@ eventually "gateway: 3 committed transactions" \
   bash -c "[[ \"\$(curl -sf -G --data-urlencode 'query=datashare_gateway_transactions_total{outcome=\"committed\"}' \
     '$(shop_url prometheus)/api/v1/query' | jq -r '.data.result[0].value[1]')\" == 3 ]]"
 
+phase "Prometheus checked"
 # 3. Taking it down: every process but the operator stopped by SIGTERM (their ports closed), then
 #    the policies and the product deleted while the operator runs (finalizers handled; this run's
 #    topic deleted rather than retained), then the operator stopped the same way.

@@ -272,6 +272,14 @@ shop_metric() {
   curl -sf "$(shop_url "$1")/metrics" | awk -v m="$2" 'index($0, m) == 1 { s += $NF } END { printf "%.9g\n", s }'
 }
 
+# Fails (die, with the log's tail) when a process shop_start started is no longer running.
+shop_check_alive() {
+  local name
+  for name in "${SHOP_STARTED[@]}"; do
+    alive "$name" || { tail -n 30 "$S/logs/$name.log" >&2; die "$name exited (log: $S/logs/$name.log)"; }
+  done
+}
+
 # shop_stop_all [KEEP...]: stops everything shop_start started but KEEP, all at once with
 # SIGTERM, then waits up to 30 s (the operator finishes the reconciles under way, each bounded
 # by its API calls' timeouts); what is still running gets SIGKILL and is named on stderr
