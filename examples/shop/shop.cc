@@ -31,10 +31,10 @@ product_front::product_front(testing::owner_service& data, std::string key_field
     : data_(data), key_field_(std::move(key_field)), publish_(std::move(publish)) {}
 
 std::optional<response> product_front::answer(const sidecar::http::request& req) {
-  constexpr std::string_view prefix = "/catalog/products/";
+  constexpr std::string_view kPrefix = "/catalog/products/";
   const auto path = path_of(req);
-  if (!path.starts_with(prefix)) return std::nullopt;
-  const auto raw = path.substr(prefix.size());
+  if (!path.starts_with(kPrefix)) return std::nullopt;
+  const auto raw = path.substr(kPrefix.size());
   auto key = url::percent_decode(raw);
   if (!key || key->empty() || raw.find('/') != std::string_view::npos) return json_error(404, "no such product path");
   if (req.method() != bhttp::verb::put) return json_error(405, "PUT a product here");
