@@ -14,8 +14,8 @@ namespace datashare::controllers {
 
 namespace kinds {
 const kube::resource_kind data_products{"datashare.io", "v1alpha1", "dataproducts", "DataProduct", true};
-const kube::resource_kind data_sharing_policies{"datashare.io", "v1alpha1", "datasharingpolicies",
-                                                "DataSharingPolicy", true};
+const kube::resource_kind data_sharing_policies{"datashare.io", "v1alpha1", "datasharingpolicies", "DataSharingPolicy",
+                                                true};
 const kube::resource_kind stateful_sets{"apps", "v1", "statefulsets", "StatefulSet", true};
 const kube::resource_kind persistent_volume_claims{"", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", true};
 }  // namespace kinds
@@ -114,22 +114,32 @@ void datashare_operator::register_with(runtime::manager& mgr) {
   policies_ = &mgr.add_informer(std::move(policies));
   deployments_ = &mgr.add_informer(informer_for(kube::resources::deployments));
   statefulsets_ = &mgr.add_informer(informer_for(kinds::stateful_sets));
-  config_maps_ = &mgr.add_informer(informer_for(kube::resources::config_maps, std::string(kManagedByLabel) + "=" + kManagedBy));
+  config_maps_ =
+      &mgr.add_informer(informer_for(kube::resources::config_maps, std::string(kManagedByLabel) + "=" + kManagedBy));
 
   auto& pc = mgr.add_controller(std::make_unique<runtime::controller>(
       runtime::controller_options{.name = "dataproduct", .workers = options_.workers, .registry = &mgr.registry()},
       [this](const runtime::request& r) { return reconcile_product(r); }));
   auto& sc = mgr.add_controller(std::make_unique<runtime::controller>(
-      runtime::controller_options{.name = "datasharingpolicy", .workers = options_.workers, .registry = &mgr.registry()},
+      runtime::controller_options{
+          .name = "datasharingpolicy", .workers = options_.workers, .registry = &mgr.registry()},
       [this](const runtime::request& r) { return reconcile_policy(r); }));
   auto& lc = mgr.add_controller(std::make_unique<runtime::controller>(
       runtime::controller_options{.name = "lag", .workers = 1, .registry = &mgr.registry()},
       [this](const runtime::request&) { return measure_lag(); }));
   policy_controller_ = &sc;
 
-  pc.watch_for(*products_);
+  // Updates that change only a status (the controllers' own writes, the lag) wake nobody, except
+  // a policy's Ready condition, which its product lists among its consumers.
+  const runtime::update_filter spec_changed = runtime::changed_outside_status;
+  pc.watch_for(*products_, spec_changed);
   // A policy changes its product's consumers and gateway.
-  pc.watch_mapped(*policies_, [](const json& o) { return std::vector<std::string>{product_key_of(o)}; });
+  pc.watch_mapped(
+      *policies_, [](const json& o) { return std::vector<std::string>{product_key_of(o)}; },
+      [](const json& old, const json& now) {
+        return runtime::changed_outside_status(old, now) ||
+               runtime::is_true(old, "Ready") != runtime::is_true(now, "Ready");
+      });
   auto* products_cache = &products_->cache();
   auto* policies_cache = &policies_->cache();
   // A workload appearing, changing or going: the products it owns, the policies it consumes.
@@ -149,20 +159,24 @@ void datashare_operator::register_with(runtime::manager& mgr) {
       return keys;
     };
   };
-  pc.watch_mapped(*deployments_, owners_of("Deployment"));
-  pc.watch_mapped(*statefulsets_, owners_of("StatefulSet"));
-  pc.watch_owned(*deployments_, "DataProduct");  // gateway Deployments
-  pc.watch_owned(*config_maps_, "DataProduct", false);
+  pc.watch_mapped(*deployments_, owners_of("Deployment"), spec_changed);
+  pc.watch_mapped(*statefulsets_, owners_of("StatefulSet"), spec_changed);
+  pc.watch_owned(*deployments_, "DataProduct", true, spec_changed);  // gateway Deployments
+  pc.watch_owned(*config_maps_, "DataProduct", false, spec_changed);
 
-  sc.watch_for(*policies_);
-  sc.watch_mapped(*products_, [policies_cache](const json& o) {
-    std::vector<std::string> keys;
-    for (const auto& p : policies_cache->by_index(kProductIndex, kube::object_key(o))) keys.push_back(kube::object_key(*p));
-    return keys;
-  });
-  sc.watch_mapped(*deployments_, consumers_of("Deployment"));
-  sc.watch_mapped(*statefulsets_, consumers_of("StatefulSet"));
-  sc.watch_owned(*config_maps_, "DataSharingPolicy", false);
+  sc.watch_for(*policies_, spec_changed);
+  sc.watch_mapped(
+      *products_,
+      [policies_cache](const json& o) {
+        std::vector<std::string> keys;
+        for (const auto& p : policies_cache->by_index(kProductIndex, kube::object_key(o)))
+          keys.push_back(kube::object_key(*p));
+        return keys;
+      },
+      spec_changed);
+  sc.watch_mapped(*deployments_, consumers_of("Deployment"), spec_changed);
+  sc.watch_mapped(*statefulsets_, consumers_of("StatefulSet"), spec_changed);
+  sc.watch_owned(*config_maps_, "DataSharingPolicy", false, spec_changed);
 
   lc.queue().add("lag");
 }
@@ -503,12 +517,12 @@ runtime::reconcile_result datashare_operator::reconcile_product(const runtime::r
         kafka_.create({p.topic.name + ".dlq", 1, p.topic.replication_factor, {{"cleanup.policy", "delete"}}});
       }
       if (observed) {
-        with_status["status"]["topic"] = {{"name", observed->name},
-                                          {"partitions", observed->partitions},
-                                          {"replicationFactor", observed->replication_factor},
-                                          {"cleanupPolicy", observed->config.count("cleanup.policy") != 0
-                                                                ? observed->config.at("cleanup.policy")
-                                                                : std::string("delete")}};
+        with_status["status"]["topic"] = {
+            {"name", observed->name},
+            {"partitions", observed->partitions},
+            {"replicationFactor", observed->replication_factor},
+            {"cleanupPolicy", observed->config.count("cleanup.policy") != 0 ? observed->config.at("cleanup.policy")
+                                                                            : std::string("delete")}};
       }
       if (!plan.refused_reason.empty()) {
         topic_reason = plan.refused_reason;
@@ -534,7 +548,8 @@ runtime::reconcile_result datashare_operator::reconcile_product(const runtime::r
   bool publisher_ok = w.injected || !owns_topic(p);
   if (!w.exists) {
     set("PublisherInjected", false, "WorkloadNotFound",
-        p.owner.kind + " " + p.meta.ns + "/" + p.owner.name + " does not exist yet; the sidecar is injected when it appears");
+        p.owner.kind + " " + p.meta.ns + "/" + p.owner.name +
+            " does not exist yet; the sidecar is injected when it appears");
   } else if (!owns_topic(p)) {
     set("PublisherInjected", false, "TopicConflict", "no publisher for a topic this product does not own");
   } else {
@@ -677,8 +692,10 @@ runtime::reconcile_result datashare_operator::reconcile_policy(const runtime::re
     } else {
       set("ProductResolved", r.condition != "ProductResolved", r.condition != "ProductResolved" ? "Resolved" : r.reason,
           r.condition != "ProductResolved" ? "DataProduct " + r.policy->product_key() + " found" : r.message);
-      if (r.condition == "AccessGranted") set("AccessGranted", false, r.reason, r.message);
-      else runtime::remove_condition(with_status, "AccessGranted");
+      if (r.condition == "AccessGranted")
+        set("AccessGranted", false, r.reason, r.message);
+      else
+        runtime::remove_condition(with_status, "AccessGranted");
       set("SidecarInjected", false, "NotResolved", "nothing is injected until the policy resolves");
       set("Ready", false, r.reason, r.message);
     }
@@ -699,7 +716,8 @@ runtime::reconcile_result datashare_operator::reconcile_policy(const runtime::re
   workload_result w = sync_workload(consumer);
   if (!w.exists) {
     set("SidecarInjected", false, "WorkloadNotFound",
-        consumer.kind + " " + consumer.ns + "/" + consumer.name + " does not exist yet; the sidecar is injected when it appears");
+        consumer.kind + " " + consumer.ns + "/" + consumer.name +
+            " does not exist yet; the sidecar is injected when it appears");
   } else {
     set("SidecarInjected", true, "Injected",
         "sidecar in " + consumer.kind + " " + consumer.name + " with config " + w.config_map + " (" + w.hash + ")");
@@ -787,7 +805,8 @@ runtime::reconcile_result datashare_operator::measure_lag() {
       max_lag_.Add(labels).Set(std::chrono::duration<double>(pol.max_lag_duration).count());
       auto& st = lag_[pol.meta.key()];
       bool material = st.estimate.events != e.events || st.estimate.committed != e.committed ||
-                      std::abs(st.estimate.seconds - e.seconds) >= 1.0 || now - st.observed_at > std::chrono::minutes(1);
+                      std::abs(st.estimate.seconds - e.seconds) >= 1.0 ||
+                      now - st.observed_at > std::chrono::minutes(1);
       if (material) {
         st = {e, now};
         changed.push_back(pol.meta.key());

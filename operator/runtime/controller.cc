@@ -81,19 +81,52 @@ controller::~controller() {
   stop(std::chrono::seconds(0));
 }
 
-void controller::watch_for(informer& primary) {
+bool changed_outside_status(const kube::json& old, const kube::json& now) {
+  if (!old.is_object() || !now.is_object()) return old != now;
+  auto differs = [](const kube::json& a, const kube::json& b, std::initializer_list<const char*> ignored) {
+    auto skip = [&](const std::string& k) {
+      for (const char* i : ignored)
+        if (k == i) return true;
+      return false;
+    };
+    std::size_t counted_a = 0;
+    for (const auto& [k, v] : a.items()) {
+      if (skip(k)) continue;
+      ++counted_a;
+      auto it = b.find(k);
+      if (it == b.end() || *it != v) return true;
+    }
+    std::size_t counted_b = 0;
+    for (const auto& [k, v] : b.items())
+      if (!skip(k)) ++counted_b;
+    return counted_a != counted_b;
+  };
+  if (differs(old, now, {"status", "metadata"})) return true;
+  static const kube::json empty = kube::json::object();
+  const auto& om = old.contains("metadata") ? old["metadata"] : empty;
+  const auto& nm = now.contains("metadata") ? now["metadata"] : empty;
+  if (!om.is_object() || !nm.is_object()) return om != nm;
+  return differs(om, nm, {"resourceVersion", "managedFields"});
+}
+
+void controller::watch_for(informer& primary, update_filter filter) {
   primary.add_handler({.on_add = [this](const object_ptr& o) { enqueue(kube::object_key(*o)); },
-                       .on_update = [this](const object_ptr&, const object_ptr& o) { enqueue(kube::object_key(*o)); },
+                       .on_update =
+                           [this, filter](const object_ptr& old, const object_ptr& o) {
+                             if (!filter || filter(*old, *o)) enqueue(kube::object_key(*o));
+                           },
                        .on_delete = [this](const object_ptr& o) { enqueue(kube::object_key(*o)); }});
 }
 
-void controller::watch_owned(informer& owned, const std::string& owner_kind, bool controller_only) {
+void controller::watch_owned(informer& owned, const std::string& owner_kind, bool controller_only,
+                             update_filter filter) {
   auto to_owners = [this, owner_kind, controller_only](const object_ptr& o) {
     for (const auto& k : owner_keys(*o, owner_kind, controller_only)) enqueue(k);
   };
   owned.add_handler({.on_add = to_owners,
                      .on_update =
-                         [to_owners](const object_ptr& old, const object_ptr& now) {
+                         [to_owners, filter](const object_ptr& old, const object_ptr& now) {
+                           if (filter && !filter(*old, *now)) return;
                            // Both: an ownerReference may have been added or removed.
                            to_owners(old);
                            to_owners(now);
@@ -101,13 +134,14 @@ void controller::watch_owned(informer& owned, const std::string& owner_kind, boo
                      .on_delete = to_owners});
 }
 
-void controller::watch_mapped(informer& related, map_func map) {
+void controller::watch_mapped(informer& related, map_func map, update_filter filter) {
   auto to_keys = [this, map](const object_ptr& o) {
     for (const auto& k : map(*o)) enqueue(k);
   };
   related.add_handler({.on_add = to_keys,
                        .on_update =
-                           [to_keys](const object_ptr& old, const object_ptr& now) {
+                           [to_keys, filter](const object_ptr& old, const object_ptr& now) {
+                             if (filter && !filter(*old, *now)) return;
                              to_keys(old);
                              to_keys(now);
                            },

@@ -47,6 +47,16 @@ using reconcile_func = std::function<reconcile_result(const request&)>;
 // Maps a related object to the keys of the objects whose reconcile it affects.
 using map_func = std::function<std::vector<std::string>(const kube::json& object)>;
 
+// Decides whether an update (old → now) enqueues anything (controller-runtime's predicates).
+// Adds and deletes always do. Null: every update does.
+using update_filter = std::function<bool(const kube::json& old, const kube::json& now)>;
+
+// True unless the two versions differ only in status, resourceVersion or managedFields: the
+// status writes of the controllers themselves then wake nobody (GenerationChangedPredicate,
+// but also right for kinds without a generation such as ConfigMaps). Note: a periodic resync
+// delivering an unchanged object is filtered too; controllers that need periodic work requeue.
+bool changed_outside_status(const kube::json& old, const kube::json& now);
+
 struct controller_options {
   std::string name;  // metrics label and log field
   int workers = 1;
@@ -66,12 +76,13 @@ class controller {
   controller& operator=(const controller&) = delete;
 
   // The primary kind: each change enqueues the object's own key.
-  void watch_for(informer& primary);
+  void watch_for(informer& primary, update_filter filter = {});
   // Objects this controller creates: each change enqueues the owner's key (an ownerReference of
   // `owner_kind`, same namespace). controller_only: only the ownerReference with controller=true.
-  void watch_owned(informer& owned, const std::string& owner_kind, bool controller_only = true);
+  void watch_owned(informer& owned, const std::string& owner_kind, bool controller_only = true,
+                   update_filter filter = {});
   // Anything else: `map` says which keys an object affects (e.g. the policies of a product).
-  void watch_mapped(informer& related, map_func map);
+  void watch_mapped(informer& related, map_func map, update_filter filter = {});
 
   void start();
   // Stops intake at once, lets in-flight reconciles finish for up to `grace`, joins the workers.

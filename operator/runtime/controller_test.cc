@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <set>
 
@@ -156,6 +157,93 @@ TEST(ControllerTest, OwnedAndMappedWatchesEnqueueTheRightKeys) {
   }));
   std::lock_guard l(mu);
   EXPECT_EQ(keys, (std::set<std::string>{"a/w1", "x/policy-of-product"}));
+}
+
+TEST(ControllerTest, ChangedOutsideStatusIgnoresStatusAndServerBookkeeping) {
+  json base = {{"apiVersion", "v1"},
+               {"kind", "Widget"},
+               {"metadata", {{"name", "w"}, {"resourceVersion", "1"}, {"generation", 1}, {"labels", {{"a", "b"}}}}},
+               {"spec", {{"size", 1}}},
+               {"status", {{"ready", false}}}};
+  json status_only = base;
+  status_only["status"]["ready"] = true;
+  status_only["metadata"]["resourceVersion"] = "2";
+  status_only["metadata"]["managedFields"] = json::array({{{"manager", "x"}}});
+  EXPECT_FALSE(changed_outside_status(base, status_only));
+  EXPECT_FALSE(changed_outside_status(base, base));
+
+  json spec = base;
+  spec["spec"]["size"] = 2;
+  EXPECT_TRUE(changed_outside_status(base, spec));
+  json label = base;
+  label["metadata"]["labels"]["a"] = "c";
+  EXPECT_TRUE(changed_outside_status(base, label));
+  json deleting = base;
+  deleting["metadata"]["deletionTimestamp"] = "2026-11-22T00:00:00Z";
+  EXPECT_TRUE(changed_outside_status(base, deleting)) << "a key added to metadata";
+  json no_labels = base;
+  no_labels["metadata"].erase("labels");
+  EXPECT_TRUE(changed_outside_status(base, no_labels)) << "a key removed from metadata";
+  json data = base;  // a kind without spec or generation: a ConfigMap's data
+  data["data"] = {{"k", "v"}};
+  EXPECT_TRUE(changed_outside_status(base, data));
+  EXPECT_TRUE(changed_outside_status(data, base));
+}
+
+TEST(ControllerTest, AnUpdateFilterDropsStatusOnlyUpdatesButNotOthers) {
+  auto transport = std::make_shared<kube::testing::fake_transport>();
+  kube::client client(transport, {.sleep = [](std::chrono::milliseconds) {}});
+  auto object = [](const std::string& name, const std::string& rv, int size, bool ready) {
+    return json{{"apiVersion", "v1"},
+                {"kind", "ConfigMap"},
+                {"metadata", {{"name", name}, {"namespace", "a"}, {"resourceVersion", rv}}},
+                {"spec", {{"size", size}}},
+                {"status", {{"ready", ready}}}};
+  };
+  auto event = [](const char* type, const json& o) { return json{{"type", type}, {"object", o}}.dump(); };
+  transport->push({200,
+                   json{{"metadata", {{"resourceVersion", "1"}}},
+                        {"items", json::array({object("w1", "1", 1, false), object("w2", "1", 1, false)})}}
+                       .dump(),
+                   {},
+                   {},
+                   false,
+                   false,
+                   "/configmaps?"});
+  informer inf(client, {.kind = kube::resources::config_maps, .ns = "a"});
+  std::mutex mu;
+  std::vector<std::string> reconciled;
+  controller c({.name = "filtered"}, [&](const request& r) -> reconcile_result {
+    std::lock_guard l(mu);
+    reconciled.push_back(r.key());
+    return {};
+  });
+  c.watch_for(inf, changed_outside_status);
+  c.start();
+  inf.start();
+  ASSERT_TRUE(inf.wait_for_sync(std::chrono::seconds(10)));
+  ASSERT_TRUE(eventually([&] {
+    std::lock_guard l(mu);
+    return reconciled.size() == 2;  // the adds of the initial list
+  }));
+  // w1: status only (as a controller's own status write); w2: spec changed. Then an add of w3:
+  // one worker and a FIFO queue, so once w3 is reconciled every event before it was handled.
+  transport->push({200,
+                   "",
+                   {},
+                   {event("MODIFIED", object("w1", "2", 1, true)), event("MODIFIED", object("w2", "3", 2, false)),
+                    event("ADDED", object("w3", "4", 1, false))},
+                   false,
+                   true,
+                   "watch=true"});
+  ASSERT_TRUE(eventually([&] {
+    std::lock_guard l(mu);
+    return std::find(reconciled.begin(), reconciled.end(), "a/w3") != reconciled.end();
+  }));
+  std::lock_guard l(mu);
+  EXPECT_EQ(std::count(reconciled.begin(), reconciled.end(), "a/w1"), 1)
+      << "a status-only update woke w1: " << ::testing::PrintToString(reconciled);
+  EXPECT_EQ(std::count(reconciled.begin(), reconciled.end(), "a/w2"), 2) << "a spec update did not wake w2";
 }
 
 TEST(ControllerTest, RequestKeysRoundTrip) {
