@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# P6: 1,000 DataSharingPolicies over 100 DataProducts (100 consumer Deployments, 10 policies
-# each, sharing one sidecar per Deployment) applied at once to the local cluster; the operator
-# (release build) must bring all of them to Ready. Anchor, same run: the time the API server
-# takes to accept the same objects (kubectl apply --server-side), i.e. the floor any operator has.
+# P6: cold start with 1,000 DataSharingPolicies over 100 DataProducts (100 consumer Deployments,
+# 10 policies each, sharing one sidecar per Deployment) already stored: the operator (release
+# build) starts and must bring all of them to Ready. Anchor, same run: the time the API server
+# took to accept the same objects (one `kubectl apply --server-side`, no operator running) — the
+# writes the operator must make (finalizers, statuses, ConfigMaps, pod templates) are of that
+# order, so it is the floor any operator has on this machine.
 # Prints: time to all Ready, operator RSS at rest, reconciles per second, API requests per reconcile.
 #   bench/operator/policies.sh [PRODUCTS] [POLICIES_PER_PRODUCT]
 set -euo pipefail
@@ -22,7 +24,7 @@ policies=$(( products * per_product ))
 run="p6-$$"
 P="$run-catalog" C="$run-consumers"
 work=$(mktemp -d)
-metrics_port=$(( 30000 + RANDOM % 20000 ))
+metrics_port=$(( 12000 + RANDOM % 9000 ))  # below the ephemeral range
 health_port=$(( metrics_port + 1 ))
 op_pid=""
 cleanup() {
@@ -85,22 +87,22 @@ YAML
 } > "$work/resources.yaml"
 "$kc" apply --server-side -f "$work/workloads.yaml" >/dev/null
 
-"$operator" --kafka-bootstrap "$DATASHARE_KAFKA_BOOTSTRAP" --metrics-bind-address "127.0.0.1:$metrics_port" \
-  --health-probe-bind-address "127.0.0.1:$health_port" --lag-poll-interval 10s --zap-log-level error \
-  > "$work/operator.log" 2>&1 &
-op_pid=$!
-until curl -sf "http://127.0.0.1:$health_port/readyz" >/dev/null 2>&1; do sleep 0.2; done
-
 start=$(date +%s.%N)
 "$kc" apply --server-side -f "$work/resources.yaml" >/dev/null
 applied=$(date +%s.%N)
+
+"$operator" --kafka-bootstrap "$DATASHARE_KAFKA_BOOTSTRAP" --metrics-bind-address "127.0.0.1:$metrics_port" \
+  --health-probe-bind-address "127.0.0.1:$health_port" --lag-poll-interval 10s --zap-log-level error ${P6_OPERATOR_ARGS:-} \
+  > "$work/operator.log" 2>&1 &
+op_pid=$!
+op_start=$(date +%s.%N)
 ready_count() {
   "$kc" -n "$C" get dsp -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' | grep -c True || true
 }
 deadline=$(( $(date +%s) + 600 ))
 while (( $(ready_count) < policies )); do
   (( $(date +%s) < deadline )) || die "not all $policies policies Ready after 600 s ($(ready_count) are)"
-  sleep 0.5
+  sleep 1  # each poll lists 1,000 objects: polling faster loads the API server under test
 done
 ready=$(date +%s.%N)
 sleep 15  # at rest
@@ -108,9 +110,9 @@ rss_kib=$(awk '/VmRSS/ {print $2}' "/proc/$op_pid/status")
 m=$(curl -sf "http://127.0.0.1:$metrics_port/metrics")
 reconciles=$(awk '/^controller_runtime_reconcile_total\{controller="(dataproduct|datasharingpolicy)"/ {s += $NF} END {print s}' <<<"$m")
 requests=$(awk '/^rest_client_requests_total/ {s += $NF} END {print s}' <<<"$m")
-awk -v s="$start" -v a="$applied" -v r="$ready" -v rss="$rss_kib" -v rec="$reconciles" -v req="$requests" \
+awk -v s="$start" -v a="$applied" -v o="$op_start" -v r="$ready" -v rss="$rss_kib" -v rec="$reconciles" -v req="$requests" \
     -v n="$policies" -v p="$products" 'BEGIN {
-  t = r - s; ta = a - s
-  printf "P6 %d policies over %d products, time to all Ready: %.1f s vs API server accepting them %.1f s = %.2fx (bar <= 60 s)\n", n, p, t, ta, t / ta
+  t = r - o; ta = a - s
+  printf "P6 cold start, %d policies over %d products, operator start to all Ready: %.1f s vs API server accepting them %.1f s = %.2fx (bar <= 60 s)\n", n, p, t, ta, t / ta
   printf "   operator RSS at rest: %.1f MiB (bar <= 64 MiB); reconciles: %d (%.0f/s until Ready); API requests per reconcile: %.2f\n", rss / 1024, rec, rec / t, req / rec
 }'

@@ -62,6 +62,18 @@ workload_id workload_of_object(const json& o, const std::string& kind) {
   return {str_at(o, {"metadata", "namespace"}), kind, str_at(o, {"metadata", "name"})};
 }
 
+product_view make_product_view(const json& o) {
+  product_view v{parse_data_product(o)};
+  if (auto st = o.find("status"); st != o.end() && st->is_object()) {
+    if (auto t = st->find("topic"); t != st->end() && t->is_object()) v.topic_partitions = t->value("partitions", 0);
+  }
+  return v;
+}
+
+policy_view make_policy_view(const json& o) {
+  return {parse_data_sharing_policy(o), meta_of(o), str_at(o, {"spec", "mode"}), runtime::is_true(o, "Ready")};
+}
+
 std::string join(const std::vector<std::string>& v, const char* sep = ", ") {
   std::string out;
   for (const auto& s : v) out += (out.empty() ? "" : sep) + s;
@@ -76,6 +88,8 @@ datashare_operator::datashare_operator(kube::client& client, topic_admin& kafka,
       kafka_(kafka),
       events_(events),
       options_(std::move(options)),
+      product_views_(make_product_view),
+      policy_views_(make_policy_view),
       lag_events_(prometheus::BuildGauge()
                       .Name("datashare_policy_lag_events")
                       .Help("Events in the product's topic not yet committed by the policy's consumer group")
@@ -183,26 +197,31 @@ void datashare_operator::register_with(runtime::manager& mgr) {
 
 // ---- Shared reads -------------------------------------------------------------------------
 
+std::shared_ptr<const product_view> datashare_operator::product_at(const std::string& key) const {
+  return product_views_.get(products_->cache(), key);
+}
+
+std::shared_ptr<const policy_view> datashare_operator::policy_at(const std::string& key) const {
+  return policy_views_.get(policies_->cache(), key);
+}
+
 std::optional<data_product> datashare_operator::valid_product(const std::string& key) const {
-  auto obj = products_->cache().get(key);
-  if (!obj) return std::nullopt;
-  auto parsed = parse_data_product(*obj);
-  if (!parsed.value || parsed.value->meta.deleting) return std::nullopt;
-  return parsed.value;
+  auto v = product_at(key);
+  if (!v || !v->spec.value || v->spec.value->meta.deleting) return std::nullopt;
+  return v->spec.value;
 }
 
 bool datashare_operator::owns_topic(const data_product& p) const {
   std::vector<data_product> claimants;
-  for (const auto& o : products_->cache().by_index(kTopicIndex, p.topic.name)) {
-    auto parsed = parse_data_product(*o);
-    if (parsed.value) claimants.push_back(std::move(*parsed.value));
+  for (const auto& k : products_->cache().keys_by_index(kTopicIndex, p.topic.name)) {
+    if (auto v = product_at(k); v && v->spec.value) claimants.push_back(*v->spec.value);
   }
   return claimants.empty() || topic_owner(claimants) == p.meta.key();
 }
 
-resolution datashare_operator::resolve(const json& policy_object) const {
+resolution datashare_operator::resolve(const policy_view& view) const {
   resolution r;
-  auto parsed = parse_data_sharing_policy(policy_object);
+  const auto& parsed = view.spec;
   if (!parsed.value) {
     r.reason = "InvalidSpec";
     r.message = describe(parsed.problems);
@@ -210,13 +229,13 @@ resolution datashare_operator::resolve(const json& policy_object) const {
   }
   r.policy = parsed.value;
   const auto& pol = *r.policy;
-  auto obj = products_->cache().get(pol.product_key());
-  if (!obj) {
+  auto prod_view = product_at(pol.product_key());
+  if (!prod_view) {
     r.reason = "ProductNotFound";
     r.message = "DataProduct " + pol.product_key() + " does not exist";
     return r;
   }
-  auto prod = parse_data_product(*obj);
+  const auto& prod = prod_view->spec;
   if (!prod.value) {
     r.reason = "ProductInvalid";
     r.message = "DataProduct " + pol.product_key() + " is invalid: " + describe(prod.problems);
@@ -281,8 +300,10 @@ resolution datashare_operator::resolve(const json& policy_object) const {
 
 std::vector<resolved_policy> datashare_operator::resolved_policies_of(const data_product& p) const {
   std::vector<resolved_policy> out;
-  for (const auto& o : policies_->cache().by_index(kProductIndex, p.meta.key())) {
-    auto r = resolve(*o);
+  for (const auto& k : policies_->cache().keys_by_index(kProductIndex, p.meta.key())) {
+    auto v = policy_at(k);
+    if (!v) continue;
+    auto r = resolve(*v);
     if (r.ok() && !r.policy->meta.deleting) out.push_back({*r.policy, *r.product});
   }
   return out;
@@ -301,14 +322,16 @@ workload_result datashare_operator::sync_workload(const workload_id& w) {
   std::lock_guard g(*lock);
 
   sidecar_plan plan{.workload = w};
-  for (const auto& o : products_->cache().by_index(kOwnerIndex, w.key())) {
-    auto p = valid_product(kube::object_key(*o));
+  for (const auto& k : products_->cache().keys_by_index(kOwnerIndex, w.key())) {
+    auto p = valid_product(k);
     if (!p || !owns_topic(*p)) continue;
     if (product_needs_gateway(*p, resolved_policies_of(*p))) plan.owner_gateways.push_back(p->meta.key());
     plan.publishes.push_back(std::move(*p));
   }
-  for (const auto& o : policies_->cache().by_index(kConsumerIndex, w.key())) {
-    auto r = resolve(*o);
+  for (const auto& k : policies_->cache().keys_by_index(kConsumerIndex, w.key())) {
+    auto v = policy_at(k);
+    if (!v) continue;
+    auto r = resolve(*v);
     if (r.ok() && !r.policy->meta.deleting) plan.subscribes.push_back({*r.policy, *r.product});
   }
 
@@ -413,7 +436,10 @@ void datashare_operator::remove_finalizer(const kube::resource_kind& kind, const
 
 runtime::reconcile_result datashare_operator::reconcile_product(const runtime::request& req) {
   auto obj_ptr = products_->cache().get(req.key());
-  if (!obj_ptr) return {};
+  if (!obj_ptr) {
+    (void)product_at(req.key());  // drops its parsed view
+    return {};
+  }
   const json& obj = *obj_ptr;
   const auto now = runtime::system_wall_clock();
   object_meta meta = meta_of(obj);
@@ -459,15 +485,14 @@ runtime::reconcile_result datashare_operator::reconcile_product(const runtime::r
   // Consumers (every policy naming this product, resolved or not).
   json consumers = json::array();
   std::vector<resolved_policy> resolved;
-  for (const auto& o : policies_->cache().by_index(kProductIndex, p.meta.key())) {
-    auto r = resolve(*o);
-    auto m = meta_of(*o);
+  for (const auto& k : policies_->cache().keys_by_index(kProductIndex, p.meta.key())) {
+    auto v = policy_at(k);
+    if (!v) continue;
+    auto r = resolve(*v);
+    const auto& m = v->meta;
     bool granted = r.ok() || (r.condition != "AccessGranted" && p.allows(m.ns));
-    consumers.push_back({{"namespace", m.ns},
-                         {"name", m.name},
-                         {"mode", str_at(*o, {"spec", "mode"})},
-                         {"accessGranted", granted},
-                         {"ready", runtime::is_true(*o, "Ready")}});
+    consumers.push_back(
+        {{"namespace", m.ns}, {"name", m.name}, {"mode", v->mode}, {"accessGranted", granted}, {"ready", v->ready}});
     if (r.ok() && !m.deleting) resolved.push_back({*r.policy, *r.product});
   }
   std::sort(consumers.begin(), consumers.end(), [](const json& a, const json& b) {
@@ -483,8 +508,8 @@ runtime::reconcile_result datashare_operator::reconcile_product(const runtime::r
   std::string topic_message;
   if (!owns_topic(p)) {
     std::vector<data_product> claimants;
-    for (const auto& o : products_->cache().by_index(kTopicIndex, p.topic.name))
-      if (auto c = parse_data_product(*o); c.value) claimants.push_back(*c.value);
+    for (const auto& k : products_->cache().keys_by_index(kTopicIndex, p.topic.name))
+      if (auto c = product_at(k); c && c->spec.value) claimants.push_back(*c->spec.value);
     topic_reason = "TopicConflict";
     topic_message = "topic " + p.topic.name + " belongs to DataProduct " + topic_owner(claimants) +
                     " (the older claim); choose another spec.topic.name";
@@ -657,6 +682,7 @@ runtime::reconcile_result datashare_operator::reconcile_policy(const runtime::re
   auto obj_ptr = policies_->cache().get(req.key());
   if (!obj_ptr) {
     forget_policy_metrics(req.key());
+    (void)policy_at(req.key());  // drops its parsed view
     return {};
   }
   const json& obj = *obj_ptr;
@@ -679,7 +705,7 @@ runtime::reconcile_result datashare_operator::reconcile_policy(const runtime::re
   }
   if (ensure_finalizer(kinds::data_sharing_policies, obj)) return {};
 
-  resolution r = resolve(obj);
+  resolution r = resolve(make_policy_view(obj));  // this very version, not a cached parse
   const auto ref = runtime::reference_to(obj, kinds::data_sharing_policies);
   with_status["status"]["observedGeneration"] = meta.generation;
   if (!r.ok()) {
@@ -778,15 +804,15 @@ runtime::reconcile_result datashare_operator::measure_lag() {
   const auto now = std::chrono::system_clock::now();
   std::map<std::string, std::map<int32_t, int64_t>> watermarks;  // topic → partition → hwm, once per poll
   std::vector<std::string> changed;
-  for (const auto& o : policies_->cache().list()) {
-    auto r = resolve(*o);
+  for (const auto& k : policies_->cache().keys()) {
+    auto v = policy_at(k);
+    if (!v) continue;
+    auto r = resolve(*v);
     if (!r.ok() || r.policy->meta.deleting || !r.policy->keeps_copy()) continue;
     const auto& pol = *r.policy;
     const auto& prod = *r.product;
-    auto prod_obj = products_->cache().get(prod.meta.key());
-    int32_t partitions = 0;
-    if (prod_obj && (*prod_obj).contains("status") && (*prod_obj)["status"].contains("topic"))
-      partitions = (*prod_obj)["status"]["topic"].value("partitions", 0);
+    auto prod_view = product_at(prod.meta.key());
+    int32_t partitions = prod_view ? prod_view->topic_partitions : 0;
     if (partitions <= 0) continue;  // the topic is not there yet
     try {
       auto hw = watermarks.find(prod.topic.name);

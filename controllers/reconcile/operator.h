@@ -20,6 +20,8 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <unordered_map>
+#include <utility>
 
 #include "controllers/api/spec.h"
 #include "controllers/desired/desired.h"
@@ -44,7 +46,7 @@ inline constexpr const char* kFinalizer = "datashare.io/finalizer";
 
 struct operator_options {
   sidecar_settings sidecar;
-  std::string watch_namespace;  // "" = all
+  std::string watch_namespace;                    // "" = all
   std::chrono::milliseconds topic_resync{60000};  // drift is found by looking: Kafka has no watch
   std::chrono::milliseconds lag_interval{10000};
   int workers = 4;
@@ -59,6 +61,51 @@ struct resolution {
   std::string condition = "ProductResolved";  // the condition the failure belongs to
 
   bool ok() const { return reason.empty(); }
+};
+
+// What the controllers read of a cached DataProduct / DataSharingPolicy, parsed once per
+// resourceVersion: a reconcile looks at many related objects (every policy of a product, every
+// product of a workload), and unpacking and re-parsing them at each look was most of the
+// operator's CPU at cold start.
+struct product_view {
+  parsed<data_product> spec;
+  int32_t topic_partitions = 0;  // status.topic.partitions (0: not created yet)
+};
+struct policy_view {
+  parsed<data_sharing_policy> spec;
+  object_meta meta;
+  std::string mode;
+  bool ready = false;  // the Ready condition, which the product lists among its consumers
+};
+
+template <typename View>
+class view_cache {
+ public:
+  using make_func = View (*)(const json&);
+  explicit view_cache(make_func make) : make_(make) {}
+  // Null when the key is not in the store (and forgets it).
+  std::shared_ptr<const View> get(const runtime::store& store, const std::string& key) const {
+    std::string rv = store.resource_version(key);
+    std::unique_lock lock(mu_);
+    if (rv.empty()) {
+      views_.erase(key);
+      return nullptr;
+    }
+    if (auto it = views_.find(key); it != views_.end() && it->second.first == rv) return it->second.second;
+    lock.unlock();
+    auto object = store.get(key);
+    if (!object) return nullptr;
+    auto view = std::make_shared<const View>(make_(*object));
+    lock.lock();
+    auto md = object->find("metadata");
+    views_[key] = {md != object->end() && md->is_object() ? md->value("resourceVersion", "") : "", view};
+    return view;
+  }
+
+ private:
+  make_func make_;
+  mutable std::mutex mu_;
+  mutable std::unordered_map<std::string, std::pair<std::string, std::shared_ptr<const View>>> views_;
 };
 
 struct workload_result {
@@ -82,7 +129,9 @@ class datashare_operator {
   runtime::reconcile_result measure_lag();
 
  private:
-  resolution resolve(const json& policy_object) const;
+  std::shared_ptr<const product_view> product_at(const std::string& key) const;
+  std::shared_ptr<const policy_view> policy_at(const std::string& key) const;
+  resolution resolve(const policy_view& policy) const;
   std::optional<data_product> valid_product(const std::string& key) const;
   bool owns_topic(const data_product& p) const;
   std::vector<resolved_policy> resolved_policies_of(const data_product& p) const;
@@ -105,6 +154,8 @@ class datashare_operator {
   runtime::informer* statefulsets_ = nullptr;
   runtime::informer* config_maps_ = nullptr;
   runtime::controller* policy_controller_ = nullptr;
+  view_cache<product_view> product_views_;
+  view_cache<policy_view> policy_views_;
 
   std::mutex locks_mu_;
   std::map<std::string, std::shared_ptr<std::mutex>> workload_locks_;
@@ -114,7 +165,7 @@ class datashare_operator {
     wall_time observed_at;
   };
   mutable std::mutex lag_mu_;
-  std::map<std::string, lag_state> lag_;                                // policy key → latest
+  std::map<std::string, lag_state> lag_;                                 // policy key → latest
   std::map<std::string, std::map<int32_t, watermark_history>> history_;  // topic → partitions
   std::map<std::string, prometheus::Labels> edges_;                      // policy key → labels
 

@@ -85,6 +85,32 @@ std::vector<object_ptr> store::by_index(const std::string& index, const std::str
   return out;
 }
 
+std::string store::resource_version(const std::string& key) const {
+  std::shared_lock lock(mu_);
+  auto it = objects_.find(key);
+  return it == objects_.end() ? std::string() : std::string(it->second.resource_version);
+}
+
+std::vector<std::string> store::keys() const {
+  std::shared_lock lock(mu_);
+  std::vector<std::string> out;
+  out.reserve(objects_.size());
+  for (const auto& [k, v] : objects_) out.push_back(k);
+  return out;
+}
+
+std::vector<std::string> store::keys_by_index(const std::string& index, const std::string& value) const {
+  std::shared_lock lock(mu_);
+  std::vector<std::string> out;
+  auto idx = indexes_.find(index);
+  if (idx == indexes_.end()) return out;
+  auto keys = idx->second.find(value);
+  if (keys == idx->second.end()) return out;
+  for (const auto& k : keys->second)
+    if (objects_.count(k) != 0) out.push_back(k);
+  return out;
+}
+
 size_t store::size() const {
   std::shared_lock lock(mu_);
   return objects_.size();

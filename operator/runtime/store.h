@@ -48,6 +48,11 @@ class store {
   object_ptr get(const std::string& key) const;
   std::vector<object_ptr> list() const;
   std::vector<object_ptr> by_index(const std::string& index, const std::string& value) const;
+  // Without unpacking anything (a reader that keeps its own parsed copies checks them against
+  // the resourceVersion): "" when the key is not stored.
+  std::string resource_version(const std::string& key) const;
+  std::vector<std::string> keys() const;
+  std::vector<std::string> keys_by_index(const std::string& index, const std::string& value) const;
   size_t size() const;
   // True once the first full list has been stored.
   bool has_synced() const;

@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <thread>
 
 #include "operator/kube/fake_transport.h"
@@ -239,6 +240,34 @@ TEST(StoreTest, IndexesByNamespaceOwnerAndCustomFunctions) {
   s.apply({watcher_event_type::remove, obj("a", "1", "db", "u2")});
   EXPECT_EQ(s.by_index("by-label-app", "db").size(), 1u);
   EXPECT_EQ(s.get("a/1"), nullptr);
+}
+
+TEST(StoreTest, KeysAndVersionsWithoutUnpacking) {
+  store s;
+  s.add_index("by-app", [](const json& o) { return std::vector<std::string>{o["metadata"]["labels"]["app"]}; });
+  auto obj = [](const std::string& name, const std::string& rv, const std::string& app) {
+    return json{
+        {"metadata", {{"namespace", "a"}, {"name", name}, {"resourceVersion", rv}, {"labels", {{"app", app}}}}}};
+  };
+  s.apply({watcher_event_type::init_begin, {}});
+  s.apply({watcher_event_type::init_apply, obj("x", "7", "web")});
+  s.apply({watcher_event_type::init_apply, obj("y", "8", "db")});
+  s.apply({watcher_event_type::init_done, {}});
+  EXPECT_EQ(s.resource_version("a/x"), "7");
+  EXPECT_EQ(s.resource_version("a/nope"), "");
+  auto keys = s.keys();
+  std::sort(keys.begin(), keys.end());
+  EXPECT_EQ(keys, (std::vector<std::string>{"a/x", "a/y"}));
+  EXPECT_EQ(s.keys_by_index("by-app", "web"), std::vector<std::string>{"a/x"});
+  EXPECT_TRUE(s.keys_by_index("by-app", "none").empty());
+  EXPECT_TRUE(s.keys_by_index("no-such-index", "web").empty());
+  s.apply({watcher_event_type::apply, obj("x", "9", "db")});
+  EXPECT_EQ(s.resource_version("a/x"), "9");
+  EXPECT_TRUE(s.keys_by_index("by-app", "web").empty());
+  EXPECT_EQ(s.keys_by_index("by-app", "db").size(), 2u);
+  s.apply({watcher_event_type::remove, obj("x", "9", "db")});
+  EXPECT_EQ(s.resource_version("a/x"), "");
+  EXPECT_EQ(s.keys_by_index("by-app", "db"), std::vector<std::string>{"a/y"});
 }
 
 TEST_F(WatcherTest, InformerStripsManagedFieldsAndCallsHandlers) {
