@@ -409,14 +409,13 @@ bool datashare_operator::write_status(const kube::resource_kind& kind, const jso
   return true;
 }
 
-bool datashare_operator::ensure_finalizer(const kube::resource_kind& kind, const json& object) {
+void datashare_operator::ensure_finalizer(const kube::resource_kind& kind, const json& object) {
   auto updated = runtime::add_finalizer(object, kFinalizer);
-  if (!updated) return false;
+  if (!updated) return;
   client_.merge_patch(kind, kube::namespace_of(object), kube::name_of(object),
                       {{"metadata",
                         {{"finalizers", (*updated)["metadata"]["finalizers"]},
                          {"resourceVersion", object["metadata"]["resourceVersion"]}}}});
-  return true;
 }
 
 void datashare_operator::remove_finalizer(const kube::resource_kind& kind, const json& object) {
@@ -469,7 +468,10 @@ runtime::reconcile_result datashare_operator::reconcile_product(const runtime::r
     remove_finalizer(kinds::data_products, obj);
     return {};
   }
-  if (ensure_finalizer(kinds::data_products, obj)) return {};  // the update brings us back
+  // Then on with this version (the finalizer is stored before anything is created): the update's
+  // own event brings one more pass, which finds nothing to do. Returning here instead would
+  // put every object's first real pass behind a round trip through the watch.
+  ensure_finalizer(kinds::data_products, obj);
 
   if (!parsed.value) {
     set("Ready", false, "InvalidSpec", describe(parsed.problems));
@@ -703,7 +705,7 @@ runtime::reconcile_result datashare_operator::reconcile_policy(const runtime::re
                    "SidecarReleased", "Delete", "policy removed from " + consumer.kind + " " + consumer.name);
     return {};
   }
-  if (ensure_finalizer(kinds::data_sharing_policies, obj)) return {};
+  ensure_finalizer(kinds::data_sharing_policies, obj);  // and on, as for products
 
   resolution r = resolve(make_policy_view(obj));  // this very version, not a cached parse
   const auto ref = runtime::reference_to(obj, kinds::data_sharing_policies);

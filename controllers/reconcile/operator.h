@@ -138,7 +138,8 @@ class datashare_operator {
   workload_result sync_workload(const workload_id& w);
   void sync_gateway(const data_product& p, const json& object, bool needed, const std::vector<resolved_policy>& copies);
   bool write_status(const kube::resource_kind& kind, const json& object, const json& status);
-  bool ensure_finalizer(const kube::resource_kind& kind, const json& object);
+  // Adds ours with the object's resourceVersion as precondition (a stale cache → Conflict → retried).
+  void ensure_finalizer(const kube::resource_kind& kind, const json& object);
   void remove_finalizer(const kube::resource_kind& kind, const json& object);
   void set_edge(const data_sharing_policy& p, const data_product* product);
   void forget_policy_metrics(const std::string& key);
