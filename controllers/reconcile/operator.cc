@@ -26,6 +26,7 @@ constexpr const char* kProductIndex = "product";    // policies by "ns/product"
 constexpr const char* kConsumerIndex = "consumer";  // policies by workload key
 constexpr const char* kOwnerIndex = "owner";        // products by workload key
 constexpr const char* kTopicIndex = "topic";        // products by topic name
+constexpr std::chrono::seconds kReadyBatch{2};
 
 using runtime::condition;
 
@@ -143,17 +144,22 @@ void datashare_operator::register_with(runtime::manager& mgr) {
       [this](const runtime::request&) { return measure_lag(); }));
   policy_controller_ = &sc;
 
-  // Updates that change only a status (the controllers' own writes, the lag) wake nobody, except
-  // a policy's Ready condition, which its product lists among its consumers.
+  // Updates that change only a status (the controllers' own writes, the lag) wake nobody.
   const runtime::update_filter spec_changed = runtime::changed_outside_status;
   pc.watch_for(*products_, spec_changed);
   // A policy changes its product's consumers and gateway.
   pc.watch_mapped(
-      *policies_, [](const json& o) { return std::vector<std::string>{product_key_of(o)}; },
-      [](const json& old, const json& now) {
-        return runtime::changed_outside_status(old, now) ||
-               runtime::is_true(old, "Ready") != runtime::is_true(now, "Ready");
-      });
+      *policies_, [](const json& o) { return std::vector<std::string>{product_key_of(o)}; }, spec_changed);
+  // Except its Ready condition, which the product lists among its consumers: those flips come in
+  // bursts (every policy of a product at start-up), so the product is rewritten at most once per
+  // kReadyBatch for them rather than once per policy.
+  auto* product_controller = &pc;
+  policies_->add_handler(
+      {.on_update = [product_controller](const runtime::object_ptr& old, const runtime::object_ptr& now) {
+        if (runtime::is_true(*old, "Ready") != runtime::is_true(*now, "Ready") &&
+            !runtime::changed_outside_status(*old, *now))
+          product_controller->queue().add_after(product_key_of(*now), kReadyBatch);
+      }});
   auto* products_cache = &products_->cache();
   auto* policies_cache = &policies_->cache();
   // A workload appearing, changing or going: the products it owns, the policies it consumes.
