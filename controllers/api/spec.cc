@@ -15,16 +15,20 @@ class reader {
  public:
   explicit reader(std::vector<spec_problem>& problems) : problems_(problems) {}
 
-  const json* child(const json& parent, const char* key, const std::string& path, json::value_t type,
-                    bool required) {
-    if (!parent.is_object()) return nullptr;
+  const json* child(const json& parent, const char* key, const std::string& path, json::value_t type, bool required) {
+    if (!parent.is_object()) {
+      // Only the resource itself can be a non-object here (nested parents are checked on the way
+      // down): a bare `9` or `[]` still gets a problem, never "neither a value nor a reason".
+      add(path, std::string("expected the enclosing value to be an object, got ") + parent.type_name());
+      return nullptr;
+    }
     auto it = parent.find(key);
     if (it == parent.end() || it->is_null()) {
       if (required) add(path, "required value is missing");
       return nullptr;
     }
-    bool ok = it->type() == type || (type == json::value_t::number_integer &&
-                                     (it->is_number_unsigned() || it->is_number_integer()));
+    bool ok = it->type() == type ||
+              (type == json::value_t::number_integer && (it->is_number_unsigned() || it->is_number_integer()));
     if (!ok) {
       add(path, std::string("expected ") + type_name(type) + ", got " + it->type_name());
       return nullptr;
@@ -40,12 +44,11 @@ class reader {
   template <typename Int>
   void integer(const json& parent, const char* key, const std::string& path, Int& out, int64_t min, int64_t max) {
     if (const json* v = child(parent, key, path, json::value_t::number_integer, false)) {
-      int64_t n = v->is_number_unsigned() && v->get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)
-                      ? INT64_MAX
-                      : v->get<int64_t>();
+      int64_t n = v->is_number_unsigned() && v->get<uint64_t>() > static_cast<uint64_t>(INT64_MAX) ? INT64_MAX
+                                                                                                   : v->get<int64_t>();
       if (n < min || n > max) {
-        add(path, "must be between " + std::to_string(min) + " and " + std::to_string(max) + ", got " +
-                      std::to_string(n));
+        add(path,
+            "must be between " + std::to_string(min) + " and " + std::to_string(max) + ", got " + std::to_string(n));
       } else {
         out = static_cast<Int>(n);
       }
@@ -90,12 +93,18 @@ class reader {
  private:
   static const char* type_name(json::value_t t) {
     switch (t) {
-      case json::value_t::string: return "string";
-      case json::value_t::number_integer: return "integer";
-      case json::value_t::boolean: return "boolean";
-      case json::value_t::array: return "array";
-      case json::value_t::object: return "object";
-      default: return "value";
+      case json::value_t::string:
+        return "string";
+      case json::value_t::number_integer:
+        return "integer";
+      case json::value_t::boolean:
+        return "boolean";
+      case json::value_t::array:
+        return "array";
+      case json::value_t::object:
+        return "object";
+      default:
+        return "value";
     }
   }
   std::vector<spec_problem>& problems_;
@@ -291,7 +300,8 @@ parsed<data_sharing_policy> parse_data_sharing_policy(const json& object) {
     r.add("spec.mode", "unknown mode \"" + p.mode + "\" (sync, event or hybrid)");
   r.strings(*spec, "fields", "spec.fields", p.fields);
   r.strings(*spec, "syncFields", "spec.syncFields", p.sync_fields);
-  if (p.mode == "event" && !p.sync_fields.empty()) r.add("spec.syncFields", "event mode reads nothing through the owner");
+  if (p.mode == "event" && !p.sync_fields.empty())
+    r.add("spec.syncFields", "event mode reads nothing through the owner");
   if (p.mode == "event" && p.fields.empty()) r.add("spec.fields", "event mode needs at least one field");
   if (p.mode == "hybrid" && (p.fields.empty() || p.sync_fields.empty()))
     r.add("spec", "hybrid mode needs both fields and syncFields");

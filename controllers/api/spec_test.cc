@@ -90,6 +90,20 @@ TEST(DataProductSpec, WrongTypesAndMissingSpecNeverThrow) {
   EXPECT_NE(describe(r.problems).find("spec.topic: required value is missing"), std::string::npos);
 }
 
+// Found by fuzz/fuzz_crd_spec: a resource that is not a JSON object (`9`) came back with neither
+// a value nor a problem, so its condition would have had an empty message.
+TEST(DataProductSpec, NonObjectResourceHasAProblem) {
+  for (const json& j : {json(9), json::array(), json("x"), json()}) {
+    auto product = parse_data_product(j);
+    EXPECT_FALSE(product.value);
+    ASSERT_FALSE(product.problems.empty()) << j.dump();
+    EXPECT_EQ(product.problems[0].path, "spec");
+    auto policy = parse_data_sharing_policy(j);
+    EXPECT_FALSE(policy.value);
+    EXPECT_FALSE(policy.problems.empty()) << j.dump();
+  }
+}
+
 TEST(DataSharingPolicySpec, ParsesAndDefaults) {
   auto r = parse_data_sharing_policy(policy_json());
   ASSERT_TRUE(r.value) << describe(r.problems);
