@@ -3,6 +3,8 @@
 #include <random>
 #include <thread>
 
+#include "operator/kube/json_access.h"
+
 namespace datashare::kube {
 namespace {
 
@@ -27,13 +29,13 @@ std::string describe(const http_request& r) {
 std::string namespace_of(const json& object) {
   auto m = object.find("metadata");
   if (m == object.end() || !m->is_object()) return {};
-  return m->value("namespace", "");
+  return string_member(*m, "namespace");
 }
 
 std::string name_of(const json& object) {
   auto m = object.find("metadata");
   if (m == object.end() || !m->is_object()) return {};
-  return m->value("name", "");
+  return string_member(*m, "name");
 }
 
 std::string object_key(const json& object) {
@@ -56,6 +58,10 @@ json client::call(http_request request, bool idempotent) {
       if (options_.on_request) options_.on_request(request.method, resp.status);
       if (resp.status >= 200 && resp.status < 300) {
         if (resp.body.empty()) return json::object();
+        if (nested_deeper_than(resp.body, kMaxJsonDepth)) {
+          throw api_error(errc::unexpected, resp.status, "Unexpected",
+                          "response nests deeper than " + std::to_string(kMaxJsonDepth) + " levels", describe(request));
+        }
         auto parsed = json::parse(resp.body, nullptr, /*allow_exceptions=*/false);
         if (parsed.is_discarded()) {
           throw api_error(errc::unexpected, resp.status, "Unexpected", "response is not JSON", describe(request));
@@ -194,6 +200,12 @@ void client::watch(const resource_kind& kind, const std::string& ns, const watch
   http_response resp = transport_->stream_lines(
       request,
       [&](std::string_view line) {
+        if (nested_deeper_than(line, kMaxJsonDepth)) {
+          bad_line = api_error(errc::unexpected, 200, "Unexpected",
+                               "watch event nests deeper than " + std::to_string(kMaxJsonDepth) + " levels",
+                               describe(request));
+          return false;
+        }
         auto ev = json::parse(line, nullptr, /*allow_exceptions=*/false);
         if (!ev.is_object() || !ev.contains("type") || !ev["type"].is_string() || !ev.contains("object")) {
           bad_line = api_error(errc::unexpected, 200, "Unexpected",
@@ -220,7 +232,7 @@ void client::watch(const resource_kind& kind, const std::string& ns, const watch
         }
         if (out.type == watch_event_type::error) {
           // The server ends a watch it cannot continue with an ERROR event holding a Status.
-          int code = out.object.value("code", 500);
+          int code = int_member(out.object, "code", 500);
           bad_line = error_from_response(code, out.object.dump(), describe(request));
           return false;
         }

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "operator/kube/fake_transport.h"
+#include "operator/kube/json_access.h"
 
 namespace datashare::kube {
 namespace {
@@ -198,6 +199,44 @@ TEST_F(ClientTest, WatchRejectsLinesThatAreNotEvents) {
   EXPECT_THROW(client_->watch(
                    resources::config_maps, "", {}, [](watch_event&&) { return true; }, stop.get_token()),
                api_error);
+}
+
+// Found with fuzz/fuzz_watch_stream: members of the wrong type in an ERROR event's Status threw
+// nlohmann's type_error out of watch() (and so out of the informer's thread, ending the process).
+TEST_F(ClientTest, WatchErrorEventWithMistypedStatusIsAnApiError) {
+  for (const char* line : {R"({"type":"ERROR","object":{"code":"410"}})",
+                           R"({"type":"ERROR","object":{"kind":7,"code":1e40,"reason":[]}})",
+                           R"({"type":"ERROR","object":{"kind":"Status","reason":{},"message":1,"code":410,)"
+                           R"("details":{"causes":[{"reason":2,"field":null}]}}})",
+                           R"({"type":"ERROR","object":"gone"})"}) {
+    transport_->push({.lines = {line}});
+    std::stop_source stop;
+    EXPECT_THROW(client_->watch(
+                     resources::config_maps, "", {}, [](watch_event&&) { return true; }, stop.get_token()),
+                 api_error)
+        << line;
+  }
+}
+
+// Found with fuzz/fuzz_watch_stream: an event nesting 100000 arrays overflowed the stack when the
+// informer's cache packed it (to_msgpack recurses per level). Deep JSON is refused up front.
+TEST_F(ClientTest, DeeplyNestedJsonIsRefusedNotRecursedInto) {
+  const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  transport_->push({.lines = {R"({"type":"ADDED","object":{"metadata":{"name":"a"},"data":)" + deep + "}}"}});
+  std::stop_source stop;
+  EXPECT_THROW(client_->watch(
+                   resources::config_maps, "", {}, [](watch_event&&) { return true; }, stop.get_token()),
+               api_error);
+  transport_->push({200, R"({"kind":"ConfigMap","data":)" + deep + "}"});
+  EXPECT_THROW(client_->get(resources::config_maps, "a", "b"), api_error);
+  // Brackets inside strings do not count, and ordinary objects pass.
+  EXPECT_FALSE(nested_deeper_than(R"({"a":"[[[[[[[[[[\"[[[[[["})", 3));
+  EXPECT_TRUE(nested_deeper_than(R"({"a":[[[1]]]})", 3));
+}
+
+TEST_F(ClientTest, ObjectKeysIgnoreMistypedMetadata) {
+  EXPECT_EQ(object_key(json::parse(R"({"metadata":{"name":5,"namespace":["a"]}})")), "");
+  EXPECT_EQ(object_key(json::parse(R"({"metadata":{"name":"n","namespace":"a"}})")), "a/n");
 }
 
 TEST_F(ClientTest, WatchRequestRejectedWithGone) {

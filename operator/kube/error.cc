@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "operator/kube/json_access.h"
+
 namespace datashare::kube {
 namespace {
 
@@ -135,15 +137,18 @@ api_error error_from_response(int http_status, const std::string& body, const st
   std::string message;
   std::vector<status_cause> causes;
   std::optional<std::chrono::milliseconds> retry_after = parse_retry_after(retry_after_header);
-  auto status = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (status.is_object() && status.value("kind", "") == "Status") {
-    reason = status.value("reason", "");
-    message = status.value("message", "");
+  auto status = nested_deeper_than(body, kMaxJsonDepth)
+                    ? nlohmann::json()
+                    : nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (string_member(status, "kind") == "Status") {
+    reason = string_member(status, "reason");
+    message = string_member(status, "message");
     if (auto d = status.find("details"); d != status.end() && d->is_object()) {
       if (auto c = d->find("causes"); c != d->end() && c->is_array()) {
         for (const auto& cause : *c) {
           if (!cause.is_object()) continue;
-          causes.push_back({cause.value("reason", ""), cause.value("field", ""), cause.value("message", "")});
+          causes.push_back(
+              {string_member(cause, "reason"), string_member(cause, "field"), string_member(cause, "message")});
         }
       }
       if (!retry_after) {

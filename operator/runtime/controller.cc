@@ -3,6 +3,7 @@
 #include <prometheus/gauge.h>
 
 #include "common/log.h"
+#include "operator/kube/json_access.h"
 #include "operator/runtime/prometheus_queue_metrics.h"
 
 namespace datashare::runtime {
@@ -29,9 +30,9 @@ std::vector<std::string> owner_keys(const kube::json& object, const std::string&
   auto refs = m->find("ownerReferences");
   if (refs == m->end() || !refs->is_array()) return keys;
   for (const auto& ref : *refs) {
-    if (!ref.is_object() || ref.value("kind", "") != owner_kind) continue;
-    if (controller_only && !ref.value("controller", false)) continue;
-    const std::string name = ref.value("name", "");
+    if (!ref.is_object() || kube::string_member(ref, "kind") != owner_kind) continue;
+    if (controller_only && !kube::bool_member(ref, "controller", false)) continue;
+    const std::string name = kube::string_member(ref, "name");
     if (!name.empty()) keys.push_back(ns.empty() ? name : ns + "/" + name);
   }
   return keys;

@@ -2,6 +2,8 @@
 
 #include <mutex>
 
+#include "operator/kube/json_access.h"
+
 namespace datashare::runtime {
 namespace {
 
@@ -26,7 +28,7 @@ std::vector<std::string> owner_values(const kube::json& o) {
 std::string resource_version_of(const kube::json& o) {
   auto m = o.find("metadata");
   if (m == o.end() || !m->is_object()) return {};
-  return m->value("resourceVersion", "");
+  return kube::string_member(*m, "resourceVersion");
 }
 
 }  // namespace

@@ -3,6 +3,8 @@
 #include <condition_variable>
 #include <mutex>
 
+#include "operator/kube/json_access.h"
+
 namespace datashare::runtime {
 
 reconnect_backoff::reconnect_backoff(std::chrono::milliseconds initial, std::chrono::milliseconds max,
@@ -88,7 +90,7 @@ void watcher::watch_into(const std::function<void(watcher_event&&)>& sink, std::
       options_.kind, options_.ns, opts,
       [&](kube::watch_event&& ev) {
         if (auto m = ev.object.find("metadata"); m != ev.object.end() && m->is_object()) {
-          std::string rv = m->value("resourceVersion", "");
+          std::string rv = kube::string_member(*m, "resourceVersion");
           if (!rv.empty()) {
             std::lock_guard lock(rv_mu_);
             resource_version_ = std::move(rv);

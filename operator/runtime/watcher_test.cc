@@ -122,6 +122,32 @@ TEST_F(WatcherTest, ListsPagesThenWatchesFromTheListVersionAndResumesFromTheLast
   t.request_stop();
 }
 
+// Found with fuzz/fuzz_watch_stream: a resourceVersion that is not a string threw nlohmann's
+// type_error out of run(), ending the informer's thread. It is ignored now; the next good event
+// moves the version on.
+TEST_F(WatcherTest, MistypedResourceVersionInAnEventIsIgnored) {
+  transport_->push({200, list_body({}, "5")});
+  transport_->push({.lines = {event("ADDED", R"({"metadata":{"name":"odd","namespace":"ns","resourceVersion":6}})"),
+                              event("ADDED", cm("n", "7"))}});
+  watcher w(client_, options());
+  std::jthread t([&](std::stop_token stop) { w.run(std::ref(rec_), stop); });
+  ASSERT_TRUE(rec_.wait_for_count(4));
+  ASSERT_TRUE(wait_for_requests(3));  // the second watch, resuming
+  auto watches = watch_requests();
+  ASSERT_GE(watches.size(), 2u);
+  EXPECT_THAT(watches[1].target, ::testing::HasSubstr("resourceVersion=7&"));
+  t.request_stop();
+}
+
+// The same input one step further: the informer's cache read the version with json::value too.
+TEST(StoreTest, MistypedResourceVersionIsCachedWithoutOne) {
+  store s;
+  s.apply(
+      {watcher_event_type::apply, json::parse(R"({"metadata":{"name":"odd","namespace":"ns","resourceVersion":6}})")});
+  ASSERT_EQ(s.size(), 1u);
+  EXPECT_EQ(kube::name_of(*s.get("ns/odd")), "odd");
+}
+
 TEST_F(WatcherTest, WatchTimeoutIsDrawnBetweenFiveAndTenMinutes) {
   transport_->push({200, list_body({}, "5")});
   watcher w(client_, options());
