@@ -6,6 +6,7 @@
 #   make build         build the dev preset
 #   make bench         build the release preset and run the benchmarks
 #   make lint          clang-format check and clang-tidy
+#   make fuzz          build the libFuzzer targets (clang) and run each for FUZZ_SECONDS (default 120)
 #   make cluster-up / cluster-down / cluster-status
 
 SHELL := /bin/bash
@@ -17,7 +18,7 @@ JOBS ?= $(shell nproc)
 TEST_LABELS ?= unit|integration
 CTEST_ARGS ?=
 
-.PHONY: all deps configure build test test-unit test-tsan run bench lint format cluster-up cluster-down cluster-status clean
+.PHONY: all deps configure build test test-unit test-tsan run bench lint format fuzz cluster-up cluster-down cluster-status clean
 
 all: build
 
@@ -47,6 +48,16 @@ run: deps
 bench:
 	@$(MAKE) build PRESET=release
 	@hack/bench.sh
+
+# The long fuzz run: every target of fuzz/ from its committed seeds; what it learns stays in
+# build/fuzz/corpus/<target> (fuzz/README.md says how to fold it back). FUZZ_TARGETS picks some.
+FUZZ_SECONDS ?= 120
+FUZZ_TARGETS ?= fuzz_sidecar_config fuzz_kubeconfig fuzz_watch_stream fuzz_change_event fuzz_http_target fuzz_crd_spec
+fuzz: deps
+	@cmake --preset fuzz >/dev/null
+	@cmake --build --preset fuzz -j $(JOBS)
+	@for t in $(FUZZ_TARGETS); do echo "== $$t ($(FUZZ_SECONDS) s)"; \
+	  fuzz/run.sh build/fuzz/bin/$$t fuzz/corpus/$$t $(FUZZ_SECONDS) build/fuzz/corpus/$$t || exit 1; done
 
 lint: configure
 	@hack/lint.sh

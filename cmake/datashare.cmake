@@ -40,6 +40,12 @@ if(DATASHARE_SANITIZE)
   endif()
 endif()
 
+if(DATASHARE_FUZZ)
+  # Every library the fuzz targets link is instrumented for libFuzzer's coverage feedback; the
+  # targets themselves link the fuzzer's main (fuzz/CMakeLists.txt).
+  target_compile_options(datashare_options INTERFACE -fsanitize=fuzzer-no-link)
+endif()
+
 function(datashare_cc_library)
   cmake_parse_arguments(A "" "NAME" "SRCS;DEPS;PUBLIC_DEPS" ${ARGN})
   add_library(datashare_${A_NAME} STATIC ${A_SRCS})

@@ -24,7 +24,7 @@ DEBIAN_PACKAGES=(
   build-essential cmake ninja-build pkg-config ccache git curl ca-certificates openssl iproute2 procps
   libcpprest-dev libyaml-cpp-dev libboost-all-dev librdkafka-dev prometheus-cpp-dev librocksdb-dev
   nlohmann-json3-dev libssl-dev googletest libgtest-dev libgmock-dev libbenchmark-dev
-  clang-format clang-tidy
+  clang-format clang-tidy clang libclang-rt-14-dev
   etcd-server prometheus kcat redis-server redis-tools wrk jq python3-yaml
   golang-go default-jdk-headless maven
 )

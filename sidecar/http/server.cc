@@ -99,11 +99,15 @@ class session : public std::enable_shared_from_this<session> {
 };
 
 void responder::operator()(response r) const {
+  if (sink_) {
+    sink_(std::move(r));
+    return;
+  }
   s_->answer(std::move(r));
 }
 
 void responder::close() const {
-  s_->abort();
+  if (s_) s_->abort();
 }
 
 class server::listener : public std::enable_shared_from_this<listener> {

@@ -36,12 +36,15 @@ class session;
 class responder {
  public:
   explicit responder(std::shared_ptr<session> s) : s_(std::move(s)) {}
+  // Hands the answer to `sink` instead of a connection (in-process callers: the fuzz targets).
+  explicit responder(std::function<void(response)> sink) : sink_(std::move(sink)) {}
   void operator()(response r) const;
   // Closes the connection without answering (test services simulating a crashed peer).
   void close() const;
 
  private:
   std::shared_ptr<session> s_;
+  std::function<void(response)> sink_;
 };
 
 using handler = std::function<void(const request&, responder)>;
