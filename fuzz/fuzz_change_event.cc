@@ -9,6 +9,7 @@
 //   the rest          the value; no blank line at all: a tombstone (no value)
 #include <cstdlib>
 
+#include "fuzz/fixtures.h"
 #include "fuzz/input.h"
 #include "sidecar/event/cloudevents.h"
 #include "sidecar/event/json_scan.h"
@@ -20,23 +21,11 @@ namespace {
 
 using namespace datashare::sidecar;
 
-config::product_schema products() {
-  config::product_schema p;
-  p.name = "products";
-  p.namespace_name = "catalog";
-  p.key = "id";
-  p.fields = {{"id", config::field_type::string, false},      {"name", config::field_type::string, false},
-              {"price", config::field_type::number, false},   {"stock", config::field_type::integer, false},
-              {"active", config::field_type::boolean, false}, {"tags", config::field_type::array, false},
-              {"dims", config::field_type::object, false},    {"supplierEmail", config::field_type::string, true}};
-  return p;
-}
-
 const replica::applier& the_applier() {
   static const replica::applier a = [] {
     config::subscribe_spec spec;
     spec.policy = "fuzz";
-    spec.product = products();
+    spec.product = datashare::fuzz::products();
     spec.topic = "catalog.products.v1";
     spec.group = "fuzz";
     spec.fields = {"id", "name", "price", "stock", "active", "tags", "dims"};
@@ -96,7 +85,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       for (const auto& member : members) (void)event::unescape_json_string(member.name);
     }
     auto body = nlohmann::json::parse(*m.value, nullptr, /*allow_exceptions=*/false);
-    if (body.is_object()) (void)event::check_entity(body, products(), event::unknown_fields::reject);
+    if (body.is_object()) (void)event::check_entity(body, datashare::fuzz::products(), event::unknown_fields::reject);
   }
   if (m.key) (void)event::is_valid_utf8(*m.key);
   return 0;

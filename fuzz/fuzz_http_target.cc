@@ -12,6 +12,7 @@
 
 #include "common/thread_pool.h"
 #include "common/url.h"
+#include "fuzz/fixtures.h"
 #include "fuzz/input.h"
 #include "sidecar/api/router.h"
 #include "sidecar/kafka/fake_broker.h"
@@ -23,18 +24,6 @@ namespace {
 
 using namespace datashare;
 using namespace datashare::sidecar;
-
-config::product_schema products() {
-  config::product_schema p;
-  p.name = "products";
-  p.namespace_name = "catalog";
-  p.key = "id";
-  p.fields = {{"id", config::field_type::string, false},
-              {"name", config::field_type::string, false},
-              {"price", config::field_type::number, false},
-              {"supplierEmail", config::field_type::string, true}};
-  return p;
-}
 
 // The owner of a sync policy, answering at once.
 class inline_owner : public proxy::owner_client {
@@ -64,7 +53,7 @@ struct world {
   world() {
     broker.create_topic("catalog.products.v1", 1);
     config::publish_spec ps;
-    ps.product = products();
+    ps.product = fuzz::products();
     ps.topic = "catalog.products.v1";
     ps.outbox.max_entries = 1000;
     pub = std::make_unique<publisher::publisher>(ps, std::make_unique<store::memory_kv>(), *factory,
@@ -73,7 +62,7 @@ struct world {
     if (pub->start(error)) std::abort();
     config::subscribe_spec ss;
     ss.policy = "orders-products";
-    ss.product = products();
+    ss.product = fuzz::products();
     ss.topic = "catalog.products.v1";
     ss.group = "g";
     ss.mode = config::sharing_mode::hybrid;
