@@ -114,6 +114,10 @@ struct data_sharing_policy {
   std::string consumer_group() const { return "datashare." + meta.ns + "." + meta.name; }
   // Does this policy keep a local copy (event, hybrid; sync with fields)?
   bool keeps_copy() const { return !fields.empty(); }
+  // The copy is fed from the topic by the sidecar's replica (event and hybrid modes), so it can
+  // lag behind. A sync-mode copy is written by the gateway inside each transaction instead: its
+  // consumer group never commits, and there is no lag to measure.
+  bool consumes_topic() const { return keeps_copy() && mode != "sync"; }
   // A sync-mode policy with fields keeps a copy the gateway updates all-or-nothing.
   bool needs_gateway() const { return mode == "sync" && !fields.empty(); }
 };

@@ -171,6 +171,9 @@ check "... and the sidecar arrives with the workload" until_true 60 has_sidecar 
 policy "$C" billing order-service sync "[id, name]" "[]" | k apply -f - >/dev/null
 check "a sync policy with a copy gets a gateway coordinator" until_true 60 bash -c "'$kubectl' -n $P get deploy datashare-gateway-products && '$kubectl' -n $P get svc datashare-gateway-products && '$kubectl' -n $P get configmap datashare-gateway-products -o jsonpath='{.data.gateway\.yaml}' | grep -q 'role: copy'"
 check "the owner and the copy listen for transactions" until_true 30 bash -c "'$kubectl' -n $P get svc datashare-tx-product-service && '$kubectl' -n $C get svc datashare-tx-order-service"
+echo 'lag-probe:{"id":"lag-probe","name":"x"}' | kcat -P -b "$DATASHARE_KAFKA_BOOTSTRAP" -t "$T" -K: 2>/dev/null
+check "a gateway copy (no replica reads the topic) has no Kafka lag to miss: Ready with events on the topic" \
+  until_true 60 bash -c "[[ \$('$kubectl' -n $C get dsp billing -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}|{.status.conditions[?(@.type==\"WithinLagBudget\")].status}|{.status.lag}') == 'True||' ]]"
 k -n "$C" delete dsp billing --wait=true --timeout=60s >/dev/null
 check "the gateway goes when no copy needs it" until_true 60 bash -c "! '$kubectl' -n $P get deploy datashare-gateway-products"
 

@@ -765,7 +765,7 @@ runtime::reconcile_result datashare_operator::reconcile_policy(const runtime::re
   set_edge(pol, &prod);
 
   bool within_budget = true;
-  if (pol.keeps_copy()) {
+  if (pol.consumes_topic()) {
     std::optional<lag_state> lag;
     {
       std::lock_guard g(lag_mu_);
@@ -816,7 +816,7 @@ runtime::reconcile_result datashare_operator::measure_lag() {
     auto v = policy_at(k);
     if (!v) continue;
     auto r = resolve(*v);
-    if (!r.ok() || r.policy->meta.deleting || !r.policy->keeps_copy()) continue;
+    if (!r.ok() || r.policy->meta.deleting || !r.policy->consumes_topic()) continue;
     const auto& pol = *r.policy;
     const auto& prod = *r.product;
     auto prod_view = product_at(prod.meta.key());
