@@ -44,9 +44,8 @@ shop_start_operator() {
 }
 
 # Applies the example and waits until the product is Ready and each policy has its sidecar.
-# (Not the policies' Ready: the operator measures a lag for billing's gateway copy from a
-# consumer group nobody reads, so on a topic with events that policy is never Ready. README,
-# Limitations.)
+# (Not the policies' Ready: event and hybrid policies are Ready only once their replica has
+# committed offsets, and the sidecars start after this, from the config the operator rendered.)
 shop_apply() {
   local ns
   shop_examples "${SHOP_SUFFIX:-}" >"$S/examples.yaml"
