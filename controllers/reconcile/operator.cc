@@ -27,6 +27,7 @@ constexpr const char* kConsumerIndex = "consumer";  // policies by workload key
 constexpr const char* kOwnerIndex = "owner";        // products by workload key
 constexpr const char* kTopicIndex = "topic";        // products by topic name
 constexpr std::chrono::seconds kReadyBatch{2};
+constexpr std::chrono::seconds kLagSlice{1};
 
 using runtime::condition;
 
@@ -809,10 +810,20 @@ runtime::reconcile_result datashare_operator::reconcile_policy(const runtime::re
 // ---- Lag ----------------------------------------------------------------------------------
 
 runtime::reconcile_result datashare_operator::measure_lag() {
-  const auto now = std::chrono::system_clock::now();
-  std::map<std::string, std::map<int32_t, int64_t>> watermarks;  // topic → partition → hwm, once per poll
+  // One sweep covers every policy; it runs in slices of at most kLagSlice, so that with many
+  // policies (one Kafka round trip each) the operator still stops promptly and the sweep
+  // yields the lag worker between slices. The next sweep starts lag_interval after one ends.
+  const auto slice_end = std::chrono::steady_clock::now() + kLagSlice;
+  if (lag_sweep_.empty()) {
+    lag_sweep_ = policies_->cache().keys();
+    sweep_watermarks_.clear();
+  }
+  auto& watermarks = sweep_watermarks_;  // topic → partition → hwm, read once per sweep
   std::vector<std::string> changed;
-  for (const auto& k : policies_->cache().keys()) {
+  while (!lag_sweep_.empty() && std::chrono::steady_clock::now() < slice_end) {
+    const std::string k = std::move(lag_sweep_.back());
+    lag_sweep_.pop_back();
+    const auto now = std::chrono::system_clock::now();
     auto v = policy_at(k);
     if (!v) continue;
     auto r = resolve(*v);
@@ -850,6 +861,7 @@ runtime::reconcile_result datashare_operator::measure_lag() {
     }
   }
   for (const auto& k : changed) policy_controller_->queue().add(k);
+  if (!lag_sweep_.empty()) return {.requeue_after = std::chrono::milliseconds(1)};
   return {.requeue_after = options_.lag_interval};
 }
 

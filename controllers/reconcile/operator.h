@@ -169,6 +169,9 @@ class datashare_operator {
   std::map<std::string, lag_state> lag_;                                 // policy key → latest
   std::map<std::string, std::map<int32_t, watermark_history>> history_;  // topic → partitions
   std::map<std::string, prometheus::Labels> edges_;                      // policy key → labels
+  // The lag worker's sweep in progress (one worker: no lock).
+  std::vector<std::string> lag_sweep_;
+  std::map<std::string, std::map<int32_t, int64_t>> sweep_watermarks_;
 
   prometheus::Family<prometheus::Gauge>& lag_events_;
   prometheus::Family<prometheus::Gauge>& lag_seconds_;
