@@ -147,6 +147,12 @@ hash1=$(k -n "$C" get deploy order-service -o jsonpath='{.spec.template.metadata
 check "the pod template carries the config hash of the status" bash -c "[[ -n '$hash1' && \$('$kubectl' -n $C get dsp orders -o jsonpath='{.status.sidecar.configHash}') == '$hash1' ]]"
 check "the lag is measured into the status" until_true 30 bash -c "[[ -n \$('$kubectl' -n $C get dsp orders -o jsonpath='{.status.lag.observedAt}') ]]"
 check "lag metrics are exported" until_true 30 bash -c "curl -sf http://127.0.0.1:$metrics_port/metrics | grep -q 'datashare_policy_lag_events{namespace=\"$C\",policy=\"orders\"'"
+for i in 1 2 3; do echo "k$i:{\"id\":\"k$i\",\"name\":\"n$i\"}"; done | kcat -P -b "$DATASHARE_KAFKA_BOOTSTRAP" -t "$T" -K: 2>/dev/null
+check "events nobody applied show in the status lag" until_true 30 bash -c "[[ \$('$kubectl' -n $C get dsp orders -o jsonpath='{.status.lag.events}') -ge 3 ]]"
+# The policy's consumer group reads everything and commits (as its replica would).
+timeout 20 kcat -b "$DATASHARE_KAFKA_BOOTSTRAP" -G "datashare.$C.orders" -o beginning -e -q \
+  -X enable.auto.commit=true -X auto.commit.interval.ms=100 "$T" >/dev/null 2>&1 || true
+check "... and go once the group has committed them: lag 0, ReplicaCaughtUp" until_true 30 bash -c "[[ \$('$kubectl' -n $C get dsp orders -o jsonpath='{.status.lag.events}|{.status.conditions[?(@.type==\"ReplicaCaughtUp\")].status}') == '0|True' ]]"
 
 policy "$C" orders order-service hybrid "[id, name]" "[price]" | k apply -f - >/dev/null
 check "changing the mode updates the config" until_true 30 bash -c "'$kubectl' -n $C get configmap datashare-sidecar-order-service -o jsonpath='{.data.sidecar\.yaml}' | grep -q 'mode: hybrid'"

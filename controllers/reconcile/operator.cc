@@ -849,9 +849,22 @@ runtime::reconcile_result datashare_operator::measure_lag() {
       lag_seconds_.Add(labels).Set(e.seconds);
       max_lag_.Add(labels).Set(std::chrono::duration<double>(pol.max_lag_duration).count());
       auto& st = lag_[pol.meta.key()];
-      bool material = st.estimate.events != e.events || st.estimate.committed != e.committed ||
-                      std::abs(st.estimate.seconds - e.seconds) >= 1.0 ||
-                      now - st.observed_at > std::chrono::minutes(1);
+      // The status gets the lag only when a reader of `kubectl get dsp` would see a difference:
+      // the budget or caught-up verdict flips, the figures move by half, or 5 minutes passed
+      // (observedAt). The metrics above carry every measurement; writing every poll would be a
+      // status write per policy per poll interval on the API server.
+      const double budget = std::chrono::duration<double>(pol.max_lag_duration).count();
+      auto within = [&](const lag_estimate& x) { return x.events == 0 || x.seconds <= budget; };
+      auto caught_up = [](const lag_estimate& x) { return x.committed && x.events == 0; };
+      auto moved = [](double before, double after, double floor) {
+        double d = std::abs(after - before);
+        return d >= floor && d >= 0.5 * std::max(std::abs(before), std::abs(after));
+      };
+      bool first = st.observed_at == wall_time{};
+      bool material = first || st.estimate.committed != e.committed || within(st.estimate) != within(e) ||
+                      caught_up(st.estimate) != caught_up(e) ||
+                      moved(static_cast<double>(st.estimate.events), static_cast<double>(e.events), 1.0) ||
+                      moved(st.estimate.seconds, e.seconds, 1.0) || now - st.observed_at > std::chrono::minutes(5);
       if (material) {
         st = {e, now};
         changed.push_back(pol.meta.key());
