@@ -84,6 +84,18 @@ void create_topic(const std::string& bootstrap_servers, const std::string& topic
   }
 }
 
+void add_partitions(const std::string& bootstrap_servers, const std::string& topic, int total) {
+  config::kafka_settings s;
+  s.bootstrap_servers = bootstrap_servers;
+  std::string error;
+  auto admin = kafka::make_rdkafka_factory(s)->make_admin(error);
+  if (!admin) throw std::runtime_error(error);
+  std::string detail;
+  if (auto ec = admin->add_partitions(topic, total, std::chrono::seconds(30), detail)) {
+    throw std::runtime_error("add partitions to " + topic + ": " + ec.message() + " " + detail);
+  }
+}
+
 std::string products_yaml(const std::string& ns) {
   return "{name: products, namespace: " + ns +
          ", key: id, fields: [{name: id, type: string}, {name: name, type: string}, {name: price, type: number}, "

@@ -36,6 +36,9 @@ std::uint16_t free_port();
 void create_topic(const std::string& bootstrap_servers, const std::string& topic, int partitions,
                   const std::vector<std::pair<std::string, std::string>>& config = {});
 
+// Grows a topic to `total` partitions through Kafka's admin API; throws on failure.
+void add_partitions(const std::string& bootstrap_servers, const std::string& topic, int total);
+
 // "products" with fields id (key), name, price and a restricted supplierEmail, as YAML.
 std::string products_yaml(const std::string& ns = "catalog");
 

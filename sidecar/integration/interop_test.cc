@@ -104,5 +104,47 @@ TEST(SidecarInteropTest, KcatEventsAreAppliedAndSidecarEventsReadByKcat) {
   EXPECT_EQ(sidecar.wait(), 0) << sidecar.log();
 }
 
+// Partitions added to the topic while the replica runs (Kafka's admin API) are picked up without
+// a restart: an event kcat writes into the new partition is applied.
+TEST(SidecarInteropTest, APartitionAddedAtRuntimeIsRead) {
+  const std::string kafka = bootstrap();
+  const std::string topic = unique_name("itest.partitions.products");
+  create_topic(kafka, topic, 1);
+  const scoped_dir tmp("partitions");
+  const std::string& dir = tmp.path();
+  const std::uint16_t port = free_port();
+  sidecar_process sidecar(dir, "version: 1\ndataDir: " + dir + "/data\nkafka: {bootstrapServers: \"" + kafka +
+                                   "\"}\nlisten: {data: {address: 127.0.0.1, port: " + std::to_string(port) +
+                                   "}}\nsubscribe:\n  - policy: orders-products\n    namespace: orders\n    product: " +
+                                   products_yaml() + "\n    topic: " + topic + "\n    group: " + topic +
+                                   ".orders\n    mode: event\n    fields: [id, name]\n");
+  sidecar.start();
+  ASSERT_TRUE(wait_until([&] { return http_call(port, "GET", "/readyz").status == 200; }, std::chrono::seconds(60)))
+      << sidecar.log();
+  auto produce = [&](int partition, const std::string& key) {
+    std::string cmd = "printf '%s' '" + key + "|{\"id\":\"" + key + "\",\"name\":\"N\"}' | kcat -P -b " + kafka +
+                      " -t " + topic + " -p " + std::to_string(partition) +
+                      " -K '|' -H ce_time=2026-01-01T00:00:00Z -H datashare_version=1 2>&1";
+    auto r = run_command(cmd);
+    ASSERT_EQ(r.exit_code, 0) << cmd << "\n" << r.output;
+  };
+  produce(0, "before");
+  ASSERT_TRUE(wait_until([&] { return http_call(port, "GET", "/v1/data/products/before").status == 200; },
+                         std::chrono::seconds(30)))
+      << sidecar.log();
+
+  add_partitions(kafka, topic, 3);
+  produce(2, "in-new-partition");
+  // The replica looks at the topic's partitions every 5 s; allow for a slow, shared machine.
+  EXPECT_TRUE(wait_until([&] { return http_call(port, "GET", "/v1/data/products/in-new-partition").status == 200; },
+                         std::chrono::seconds(60)))
+      << sidecar.log();
+  EXPECT_NE(sidecar.log().find("partition(s) added to " + topic), std::string::npos) << sidecar.log();
+  EXPECT_TRUE(sidecar.running());  // no restart
+  EXPECT_EQ(http_call(port, "GET", "/v1/data/products/before").status, 200);
+  sidecar.kill(SIGTERM);
+  EXPECT_EQ(sidecar.wait(), 0) << sidecar.log();
+}
+
 }  // namespace
 }  // namespace datashare::sidecar::itest

@@ -85,7 +85,7 @@ class producer {
   virtual std::error_code fatal_error() = 0;
 };
 
-// Creates topics; used for the dead-letter topic, which nobody else may have created.
+// Creates topics (the dead-letter topic, which nobody else may have created) and grows them.
 class admin {
  public:
   virtual ~admin() = default;
@@ -93,6 +93,10 @@ class admin {
   virtual std::error_code ensure_topic(const std::string& topic, int partitions,
                                        const std::vector<std::pair<std::string, std::string>>& config,
                                        std::chrono::milliseconds timeout, std::string& detail) = 0;
+  // Grows `topic` to `total` partitions (Kafka cannot shrink one). A running replica picks the
+  // new partitions up at its next metadata check (replica_options::partition_check_interval).
+  virtual std::error_code add_partitions(const std::string& topic, int total, std::chrono::milliseconds timeout,
+                                         std::string& detail) = 0;
 };
 
 // Builds the clients; the sidecar's code receives a factory, tests give their own.

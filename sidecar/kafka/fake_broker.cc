@@ -10,17 +10,35 @@ void fake_broker::create_topic(const std::string& topic, int partitions) {
   topics_.try_emplace(topic, static_cast<std::size_t>(partitions));
 }
 
+bool fake_broker::add_partitions(const std::string& topic, int total) {
+  std::lock_guard lock(mu_);
+  auto it = topics_.find(topic);
+  if (it == topics_.end()) return false;
+  if (static_cast<std::size_t>(total) > it->second.size()) it->second.resize(static_cast<std::size_t>(total));
+  return true;
+}
+
 bool fake_broker::has_topic(const std::string& topic) const {
   std::lock_guard lock(mu_);
   return topics_.count(topic) != 0;
 }
 
 std::int64_t fake_broker::append(message m) {
+  std::size_t n = 0;
+  {
+    std::lock_guard lock(mu_);
+    n = topics_.at(m.topic).size();
+  }
+  std::size_t p = m.key ? std::hash<std::string>()(*m.key) % n : 0;
+  return append_to(static_cast<std::int32_t>(p), std::move(m));
+}
+
+std::int64_t fake_broker::append_to(std::int32_t partition, message m) {
   std::lock_guard lock(mu_);
   auto& parts = topics_.at(m.topic);
-  std::size_t p = m.key ? std::hash<std::string>()(*m.key) % parts.size() : 0;
-  m.partition = static_cast<std::int32_t>(p);
-  m.offset = static_cast<std::int64_t>(parts[p].size());
+  auto p = static_cast<std::size_t>(partition);
+  m.partition = partition;
+  m.offset = static_cast<std::int64_t>(parts.at(p).size());
   parts[p].push_back(std::move(m));
   return parts[p].back().offset;
 }
@@ -147,6 +165,10 @@ class fake_admin final : public admin {
                                std::string&) override {
     b_.create_topic(topic, partitions);
     return {};
+  }
+  std::error_code add_partitions(const std::string& topic, int total, std::chrono::milliseconds,
+                                 std::string&) override {
+    return b_.add_partitions(topic, total) ? std::error_code() : make_error(kErrUnknownTopic);
   }
 
  private:

@@ -15,8 +15,12 @@ namespace datashare::sidecar::kafka {
 class fake_broker {
  public:
   void create_topic(const std::string& topic, int partitions);
+  // Grows the topic to `total` partitions (never shrinks); false when it does not exist.
+  bool add_partitions(const std::string& topic, int total);
   // Appends like a producer with the default partitioner would (hash of the key). Returns the offset.
   std::int64_t append(message m);
+  // Appends to the given partition, whatever the key. Returns the offset.
+  std::int64_t append_to(std::int32_t partition, message m);
   std::vector<message> read(const std::string& topic, std::int32_t partition) const;
   std::vector<message> read_all(const std::string& topic) const;
   bool has_topic(const std::string& topic) const;

@@ -276,31 +276,63 @@ class rdkafka_admin final : public admin {
     for (const auto& [k, v] : config) rd_kafka_NewTopic_set_config(nt, k.c_str(), v.c_str());
     rd_kafka_queue_t* q = rd_kafka_queue_new(rk_);
     rd_kafka_CreateTopics(rk_, &nt, 1, nullptr, q);
-    rd_kafka_event_t* ev = rd_kafka_queue_poll(q, static_cast<int>(timeout.count()));
-    std::error_code result = make_error(RD_KAFKA_RESP_ERR__TIMED_OUT);
-    if (ev != nullptr) {
-      const rd_kafka_CreateTopics_result_t* res = rd_kafka_event_CreateTopics_result(ev);
-      if (res == nullptr) {
-        result = make_error(rd_kafka_event_error(ev));
-        if (const char* s = rd_kafka_event_error_string(ev)) detail = s;
-      } else {
-        std::size_t n = 0;
-        const rd_kafka_topic_result_t** topics = rd_kafka_CreateTopics_result_topics(res, &n);
-        rd_kafka_resp_err_t e = n == 1 ? rd_kafka_topic_result_error(topics[0]) : RD_KAFKA_RESP_ERR__FAIL;
-        if (n == 1 && rd_kafka_topic_result_error_string(topics[0]) != nullptr) {
-          detail = rd_kafka_topic_result_error_string(topics[0]);
-        }
-        result = (e == RD_KAFKA_RESP_ERR_NO_ERROR || e == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) ? std::error_code()
-                                                                                                  : make_error(e);
-      }
-      rd_kafka_event_destroy(ev);
-    }
-    rd_kafka_queue_destroy(q);
+    auto result = await_result(q, timeout, RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS, detail,
+                               [](rd_kafka_event_t* ev, std::size_t* n) {
+                                 const auto* res = rd_kafka_event_CreateTopics_result(ev);
+                                 return res == nullptr ? nullptr : rd_kafka_CreateTopics_result_topics(res, n);
+                               });
     rd_kafka_NewTopic_destroy(nt);
     return result;
   }
 
+  std::error_code add_partitions(const std::string& topic, int total, std::chrono::milliseconds timeout,
+                                 std::string& detail) override {
+    char err[512];
+    rd_kafka_NewPartitions_t* np =
+        rd_kafka_NewPartitions_new(topic.c_str(), static_cast<std::size_t>(total), err, sizeof err);
+    if (np == nullptr) {
+      detail = err;
+      return make_error(RD_KAFKA_RESP_ERR__INVALID_ARG);
+    }
+    rd_kafka_queue_t* q = rd_kafka_queue_new(rk_);
+    rd_kafka_CreatePartitions(rk_, &np, 1, nullptr, q);
+    auto result =
+        await_result(q, timeout, RD_KAFKA_RESP_ERR_NO_ERROR, detail, [](rd_kafka_event_t* ev, std::size_t* n) {
+          const auto* res = rd_kafka_event_CreatePartitions_result(ev);
+          return res == nullptr ? nullptr : rd_kafka_CreatePartitions_result_topics(res, n);
+        });
+    rd_kafka_NewPartitions_destroy(np);
+    return result;
+  }
+
  private:
+  // Waits on `q` (then destroys it) for the result of one admin request about one topic.
+  // `topics_of` extracts the per-topic results from the event (null: the request failed as a
+  // whole). `also_fine`: a per-topic error that counts as success (e.g. "already exists").
+  template <typename TopicsOf>
+  static std::error_code await_result(rd_kafka_queue_t* q, std::chrono::milliseconds timeout,
+                                      rd_kafka_resp_err_t also_fine, std::string& detail, TopicsOf topics_of) {
+    rd_kafka_event_t* ev = rd_kafka_queue_poll(q, static_cast<int>(timeout.count()));
+    std::error_code result = make_error(RD_KAFKA_RESP_ERR__TIMED_OUT);
+    if (ev != nullptr) {
+      std::size_t n = 0;
+      const rd_kafka_topic_result_t** topics = topics_of(ev, &n);
+      if (topics == nullptr) {
+        result = make_error(rd_kafka_event_error(ev));
+        if (const char* s = rd_kafka_event_error_string(ev)) detail = s;
+      } else {
+        rd_kafka_resp_err_t e = n == 1 ? rd_kafka_topic_result_error(topics[0]) : RD_KAFKA_RESP_ERR__FAIL;
+        if (n == 1 && rd_kafka_topic_result_error_string(topics[0]) != nullptr) {
+          detail = rd_kafka_topic_result_error_string(topics[0]);
+        }
+        result = (e == RD_KAFKA_RESP_ERR_NO_ERROR || e == also_fine) ? std::error_code() : make_error(e);
+      }
+      rd_kafka_event_destroy(ev);
+    }
+    rd_kafka_queue_destroy(q);
+    return result;
+  }
+
   rd_kafka_t* rk_;
 };
 

@@ -23,6 +23,7 @@ replica::replica(config::subscribe_spec spec, std::unique_ptr<store::kv> kv, kaf
 std::error_code replica::start(std::string& error) {
   consumer_ = kafka_.make_consumer(spec_.group, error);
   if (!consumer_) return kafka::make_error(-1);  // RD_KAFKA_RESP_ERR__FAIL
+  partitions_.clear();
   if (auto ec = consumer_->partitions(spec_.topic, options_.request_timeout, partitions_)) {
     error = "topic " + spec_.topic + ": " + ec.message();
     return ec;
@@ -32,11 +33,9 @@ std::error_code replica::start(std::string& error) {
     error = "cannot read the stored offsets: " + ec.message();
     return ec;
   }
-  std::vector<kafka::partition_offset> start;
   for (auto p : partitions_) {
     auto it = stored.find(p);
     positions_[p] = it == stored.end() ? 0 : it->second;
-    start.push_back({p, it == stored.end() ? kafka::kOffsetBeginning : it->second});
     std::int64_t high = 0;
     if (auto ec = consumer_->query_high_watermark(spec_.topic, p, options_.request_timeout, high)) {
       error = "high watermark of " + spec_.topic + "[" + std::to_string(p) + "]: " + ec.message();
@@ -44,10 +43,11 @@ std::error_code replica::start(std::string& error) {
     }
     start_high_[p] = high;
   }
-  if (auto ec = consumer_->assign(spec_.topic, start)) {
+  if (auto ec = assign_stored()) {
     error = "assign " + spec_.topic + ": " + ec.message();
     return ec;
   }
+  last_partition_check_ = std::chrono::steady_clock::now();
   // The dead-letter topic: nobody else may have created it. A failure here is not fatal (the
   // operator or an administrator may create it; poison events then wait for it).
   if (auto admin = kafka_.make_admin(error)) {
@@ -68,9 +68,37 @@ std::error_code replica::start(std::string& error) {
 void replica::rewind(const char* why) {
   std::cerr << "datashare-sidecar: policy " << spec_.policy << ": " << why << "; rewinding to the stored offsets\n";
   std::this_thread::sleep_for(options_.retry_backoff);
+  (void)assign_stored();
+}
+
+std::error_code replica::assign_stored() {
   std::vector<kafka::partition_offset> start;
+  start.reserve(positions_.size());
   for (const auto& [p, off] : positions_) start.push_back({p, off == 0 ? kafka::kOffsetBeginning : off});
-  (void)consumer_->assign(spec_.topic, start);
+  return consumer_->assign(spec_.topic, start);
+}
+
+void replica::check_partitions() {
+  std::vector<std::int32_t> now;
+  // A failed look (broker unreachable) is retried at the next interval; the stream goes on. The
+  // wait is short: this thread also applies, and stops.
+  auto timeout = std::min<std::chrono::milliseconds>(options_.request_timeout, std::chrono::seconds(2));
+  if (consumer_->partitions(spec_.topic, timeout, now)) return;
+  std::vector<std::int32_t> added;
+  for (auto p : now) {
+    if (positions_.count(p) == 0) added.push_back(p);
+  }
+  if (added.empty()) return;
+  for (auto p : added) {
+    partitions_.push_back(p);
+    positions_[p] = 0;   // a new partition: everything in it is new
+    start_high_[p] = 0;  // and /readyz's start bar does not wait for it
+  }
+  std::cerr << "datashare-sidecar: policy " << spec_.policy << ": " << added.size() << " partition(s) added to "
+            << spec_.topic << " (now " << positions_.size() << "); reading them from the beginning\n";
+  // Everything polled so far is written, so the stored positions are exact: reassigning the
+  // whole set loses nothing and applies nothing twice.
+  if (auto ec = assign_stored()) rewind(("assign after new partitions: " + ec.message()).c_str());
 }
 
 bool replica::send_to_dlq(const plan& p) {
@@ -146,6 +174,10 @@ void replica::run_once() {
   }
   update_status(now, newest_applied);
   auto steady = std::chrono::steady_clock::now();
+  if (steady - last_partition_check_ >= options_.partition_check_interval) {
+    last_partition_check_ = steady;
+    check_partitions();
+  }
   if (steady - last_commit_ >= options_.commit_interval) {
     last_commit_ = steady;
     std::vector<kafka::partition_offset> offsets;

@@ -3,7 +3,9 @@
 //
 // Start: every partition of the topic is assigned (each replica needs the whole dataset) from the
 // offsets stored with the data, or from the beginning on first start; the high watermarks seen
-// then are the bar for /readyz. Loop: poll a batch → decide (applier) → poison events to
+// then are the bar for /readyz. Partitions added to the topic later are noticed by a metadata
+// check every partition_check_interval and read from their beginning. Loop: poll a batch → decide (applier) → poison
+// events to
 // `<topic>.dlq` and flushed → one write of data + offsets + counters → metrics, status, and an
 // occasional offset commit to the group for outside tools. Any failure before the write rewinds
 // the consumer to the stored offsets, so nothing is lost and nothing applied twice.
@@ -32,6 +34,9 @@ struct replica_options {
   std::chrono::milliseconds commit_interval{1000};
   std::chrono::milliseconds request_timeout{10000};  // metadata, watermarks, dead-letter flush
   std::chrono::milliseconds retry_backoff{200};
+  // How often the topic's metadata is asked for partitions added since the start; new ones are
+  // read from the beginning without a restart.
+  std::chrono::milliseconds partition_check_interval{5000};
   bool sync_writes = false;  // see README: offsets travel with the data, a crash rewinds both
 };
 
@@ -63,6 +68,9 @@ class replica {
 
  private:
   void rewind(const char* why);
+  // Assigns every known partition at its stored position (the beginning when none is stored).
+  std::error_code assign_stored();
+  void check_partitions();
   bool send_to_dlq(const plan& p);
   void update_status(std::int64_t now_us, std::int64_t newest_applied_us);
 
@@ -81,6 +89,7 @@ class replica {
   std::map<std::int32_t, std::int64_t> positions_;   // next offset to apply, as stored
   std::map<std::int32_t, std::int64_t> start_high_;  // high watermarks seen at start
   std::chrono::steady_clock::time_point last_commit_{};
+  std::chrono::steady_clock::time_point last_partition_check_{};
   std::vector<kafka::message> batch_;
 
   // Read by other threads.

@@ -52,8 +52,9 @@ class replica_test : public ::testing::Test {
     broker_.append(std::move(m));
   }
 
-  std::unique_ptr<replica> make() {
+  std::unique_ptr<replica> make(std::chrono::milliseconds partition_check = std::chrono::minutes(10)) {
     replica_options o;
+    o.partition_check_interval = partition_check;
     o.poll_timeout = std::chrono::milliseconds(0);
     o.retry_backoff = std::chrono::milliseconds(0);
     o.max_batch = 7;  // several batches per test
@@ -113,6 +114,49 @@ TEST_F(replica_test, RestartResumesFromItsOwnStoredOffsets) {
   EXPECT_EQ(r->status().applied_total, 20u);
   EXPECT_EQ(r->status().stale_total, 0u);
   EXPECT_EQ(value_of("k3"), R"({"name":"second"})");
+}
+
+TEST_F(replica_test, PartitionsAddedToTheTopicAreReadWithoutARestart) {
+  for (int i = 0; i < 10; ++i) publish("k" + std::to_string(i), 1, "{}");
+  auto r = make(std::chrono::milliseconds(0));  // look at the metadata on every round
+  drain(*r);
+  ASSERT_EQ(r->status().applied_total, 10u);
+  ASSERT_TRUE(broker_.add_partitions("catalog.products.v1", 5));
+  // Straight into a new partition, as a producer that knows the new count would put it.
+  kafka::message m;
+  m.topic = "catalog.products.v1";
+  m.key = "k-new";
+  m.value = R"({"name":"new"})";
+  m.headers.push_back({"datashare_version", "1"});
+  broker_.append_to(4, m);
+  drain(*r);
+  EXPECT_EQ(value_of("k-new"), R"({"name":"new"})");
+  EXPECT_EQ(r->status().applied_total, 11u);
+  EXPECT_EQ(r->status().lag_events, 0);
+  // The old partitions were not read twice, and the new partition's offset is stored with the data.
+  EXPECT_EQ(r->status().stale_total, 0u);
+  std::map<std::int32_t, std::int64_t> offsets;
+  ASSERT_FALSE(load_offsets(kv_, offsets));
+  EXPECT_EQ(offsets[4], 1);
+  // A restart resumes the new partition from its stored offset too.
+  r = make();
+  drain(*r);
+  EXPECT_EQ(r->status().applied_total, 11u);
+  EXPECT_EQ(r->status().stale_total, 0u);
+}
+
+TEST_F(replica_test, WithoutAMetadataCheckNewPartitionsWait) {
+  auto r = make();  // the check is 10 minutes away
+  drain(*r);
+  ASSERT_TRUE(broker_.add_partitions("catalog.products.v1", 4));
+  kafka::message m;
+  m.topic = "catalog.products.v1";
+  m.key = "k-new";
+  m.value = R"({"name":"new"})";
+  m.headers.push_back({"datashare_version", "1"});
+  broker_.append_to(3, m);
+  drain(*r);
+  EXPECT_EQ(value_of("k-new"), "<none>");
 }
 
 TEST_F(replica_test, AFailedWriteRewindsAndLosesNothing) {
