@@ -43,13 +43,19 @@ class replica_test : public ::testing::Test {
  protected:
   void SetUp() override { broker_.create_topic("catalog.products.v1", 3); }
 
-  void publish(const std::string& key, std::uint64_t version, std::optional<std::string> value) {
+  // Into the key's partition, or into `partition` when given (a producer that knows a new count).
+  void publish(const std::string& key, std::uint64_t version, std::optional<std::string> value,
+               std::optional<std::int32_t> partition = std::nullopt) {
     kafka::message m;
     m.topic = "catalog.products.v1";
     m.key = key;
     m.value = std::move(value);
     m.headers.push_back({"datashare_version", std::to_string(version)});
-    broker_.append(std::move(m));
+    if (partition) {
+      broker_.append_to(*partition, std::move(m));
+    } else {
+      broker_.append(std::move(m));
+    }
   }
 
   std::unique_ptr<replica> make(std::chrono::milliseconds partition_check = std::chrono::minutes(10)) {
@@ -122,13 +128,7 @@ TEST_F(replica_test, PartitionsAddedToTheTopicAreReadWithoutARestart) {
   drain(*r);
   ASSERT_EQ(r->status().applied_total, 10u);
   ASSERT_TRUE(broker_.add_partitions("catalog.products.v1", 5));
-  // Straight into a new partition, as a producer that knows the new count would put it.
-  kafka::message m;
-  m.topic = "catalog.products.v1";
-  m.key = "k-new";
-  m.value = R"({"name":"new"})";
-  m.headers.push_back({"datashare_version", "1"});
-  broker_.append_to(4, m);
+  publish("k-new", 1, R"({"name":"new"})", 4);
   drain(*r);
   EXPECT_EQ(value_of("k-new"), R"({"name":"new"})");
   EXPECT_EQ(r->status().applied_total, 11u);
@@ -149,12 +149,7 @@ TEST_F(replica_test, WithoutAMetadataCheckNewPartitionsWait) {
   auto r = make();  // the check is 10 minutes away
   drain(*r);
   ASSERT_TRUE(broker_.add_partitions("catalog.products.v1", 4));
-  kafka::message m;
-  m.topic = "catalog.products.v1";
-  m.key = "k-new";
-  m.value = R"({"name":"new"})";
-  m.headers.push_back({"datashare_version", "1"});
-  broker_.append_to(3, m);
+  publish("k-new", 1, R"({"name":"new"})", 3);
   drain(*r);
   EXPECT_EQ(value_of("k-new"), "<none>");
 }
