@@ -3,7 +3,8 @@
 # kubectl like a user: topics created and kept to their spec (config drift, partitions, refused
 # decrease), sidecars injected and removed, cross-namespace access, bad specs reported by
 # condition, missing workloads picked up later, gateway objects collected by owner references,
-# kill -9 and restart, deletion policies. Usage: operator_test.sh <datashare-operator binary>
+# kill -9 and restart, the API server unreachable for 12 s (connections cut through a proxy),
+# deletion policies. Usage: operator_test.sh <datashare-operator> <datashare-test-proxy>
 set -euo pipefail
 [[ -n "${DATASHARE_ENV_FILE:-}" && -f "$DATASHARE_ENV_FILE" ]] && source "$DATASHARE_ENV_FILE"
 : "${KUBECONFIG:?KUBECONFIG is not set: run through ctest (make test), which starts the local cluster}"
@@ -12,7 +13,8 @@ source "$DATASHARE_SOURCE_DIR/hack/lib/common.sh"
 S=$(mktemp -d)  # free_port remembers the ports it handed out here
 source "$DATASHARE_SOURCE_DIR/hack/lib/process.sh"
 kubectl=$(kubectl_bin) || { echo "kubectl not found: run hack/install-deps.sh" >&2; exit 1; }
-operator=${1:?usage: operator_test.sh DATASHARE_OPERATOR}
+operator=${1:?usage: operator_test.sh DATASHARE_OPERATOR DATASHARE_TEST_PROXY}
+test_proxy=${2:?usage: operator_test.sh DATASHARE_OPERATOR DATASHARE_TEST_PROXY}
 k() { "$kubectl" "$@"; }
 
 base="dsop-$$-$RANDOM"
@@ -38,8 +40,10 @@ start_operator() {
   op_pid=$!
   until_true 30 curl -sf "http://127.0.0.1:$health_port/readyz" || { echo "operator not ready" >&2; tail -20 "$work/operator.log" >&2; exit 1; }
 }
+proxy_pid=""
 cleanup() {
   [[ -n "$op_pid" ]] && kill "$op_pid" 2>/dev/null && wait "$op_pid" 2>/dev/null || true
+  [[ -n "$proxy_pid" ]] && kill "$proxy_pid" 2>/dev/null || true
   for ns in "$P" "$C" "$X"; do k delete namespace "$ns" --wait=false >/dev/null 2>&1 || true; done
   # Finalizers of objects left behind would hold the namespaces: drop them.
   for ns in "$P" "$C" "$X"; do
@@ -203,6 +207,33 @@ start_operator
 check "after kill -9 and restart, changes made meanwhile converge (partitions)" until_true 60 bash -c "[[ \$(kcat -b $DATASHARE_KAFKA_BOOTSTRAP -L -t $T -m 5 2>/dev/null | grep -c 'partition ') == 6 ]]"
 check "... (sidecar)" until_true 60 has_sidecar "$C" order-service
 
+# --- The API server unreachable ---------------------------------------------------------------
+# The operator reaches the API server through a TCP proxy; cutting it drops every connection
+# (watches included) and refuses new ones, as a restarting API server does, while the changes
+# below are made directly. When it comes back the operator must resume and converge.
+coproc PROXY { exec "$test_proxy" "$(k config view --minify -o jsonpath='{.clusters[0].cluster.server}' | sed 's|^https://||')"; }
+proxy_pid=$PROXY_PID
+read -r proxy_port <&"${PROXY[0]}"
+k config view --raw --flatten > "$work/via-proxy.kubeconfig"
+KUBECONFIG="$work/via-proxy.kubeconfig" "$kubectl" config set-cluster \
+  "$(k config view --minify -o jsonpath='{.clusters[0].name}')" --server="https://127.0.0.1:$proxy_port" >/dev/null
+kill "$op_pid"; wait "$op_pid" 2>/dev/null || true; op_pid=""
+KUBECONFIG="$work/via-proxy.kubeconfig" start_operator
+check "the operator talks to the API server through the proxy" grep -q "127.0.0.1:$proxy_port" "$work/operator.log"
+kill -USR1 "$proxy_pid"
+k -n "$P" patch dp products --type=merge -p '{"spec":{"topic":{"partitions":7}}}' >/dev/null
+policy "$C" outage outage-service event "[id, name]" "[]" | k apply -f - >/dev/null
+k -n "$C" create deployment outage-service --image=registry.test/outage:1 >/dev/null
+sleep 12  # longer than a watch's first reconnect backoff, so the operator sees the outage
+check "the operator outlives 12 s without the API server" kill -0 "$op_pid"
+kill -USR2 "$proxy_pid"
+check "after the outage, changes made meanwhile converge (partitions)" until_true 90 bash -c "[[ \$(kcat -b $DATASHARE_KAFKA_BOOTSTRAP -L -t $T -m 5 2>/dev/null | grep -c 'partition ') == 7 ]]"
+check "... (a new policy's sidecar)" until_true 90 has_sidecar "$C" outage-service
+check "... and the operator is ready again" until_true 30 curl -sf "http://127.0.0.1:$health_port/readyz"
+k -n "$C" delete dsp outage --wait=true --timeout=60s >/dev/null
+kill "$op_pid"; wait "$op_pid" 2>/dev/null || true; op_pid=""
+start_operator
+
 # --- Gateway objects are garbage-collected with their product; deletion policies -------------
 policy "$C" billing order-service sync "[id, name]" "[]" | k apply -f - >/dev/null
 check "gateway back for the GC check" until_true 60 bash -c "'$kubectl' -n $P get deploy datashare-gateway-products"
@@ -213,7 +244,7 @@ k -n "$P" delete dp products --wait=false >/dev/null
 k -n "$P" patch dp products --type=merge -p '{"metadata":{"finalizers":null}}' >/dev/null
 check "owner references let the garbage collector remove the gateway" until_true 90 bash -c "! '$kubectl' -n $P get deploy datashare-gateway-products && ! '$kubectl' -n $P get configmap datashare-gateway-products"
 start_operator
-product products "$T" Delete 6 | k apply -f - >/dev/null
+product products "$T" Delete 7 | k apply -f - >/dev/null
 check "product recreated over its existing topic" until_true 60 has_condition dp "$P" products Ready True Ready
 k -n "$P" delete dp products --wait=true --timeout=60s >/dev/null
 check "deletionPolicy Delete removes the topic" until_true 60 bash -c "! kcat -b $DATASHARE_KAFKA_BOOTSTRAP -L -t $T -m 5 2>/dev/null | grep -q 'partition '"
