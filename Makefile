@@ -7,6 +7,7 @@
 #   make bench         build the release preset and run the benchmarks
 #   make lint          clang-format check and clang-tidy
 #   make fuzz          build the libFuzzer targets (clang) and run each for FUZZ_SECONDS (default 120)
+#   make chaos         the reliability suite at full size (hack/chaos.sh, docs/reliability.md)
 #   make cluster-up / cluster-down / cluster-status
 
 SHELL := /bin/bash
@@ -18,7 +19,7 @@ JOBS ?= $(shell nproc)
 TEST_LABELS ?= unit|integration
 CTEST_ARGS ?=
 
-.PHONY: all deps configure build test test-unit test-tsan run bench lint format fuzz cluster-up cluster-down cluster-status clean
+.PHONY: all deps configure build test test-unit test-tsan run bench lint format fuzz chaos cluster-up cluster-down cluster-status clean
 
 all: build
 
@@ -58,6 +59,13 @@ fuzz: deps
 	@cmake --build --preset fuzz -j $(JOBS)
 	@for t in $(FUZZ_TARGETS); do echo "== $$t ($(FUZZ_SECONDS) s)"; \
 	  fuzz/run.sh build/fuzz/bin/$$t fuzz/corpus/$$t $(FUZZ_SECONDS) build/fuzz/corpus/$$t || exit 1; done
+
+# Kill -9, broker outages, network faults at the sizes of issue #9: one line per scenario, non-zero
+# on any loss. make test runs the same scenarios at reduced sizes (ctest -L chaos). CHAOS_ARGS picks
+# scenarios.
+CHAOS_ARGS ?=
+chaos: build
+	@hack/chaos.sh $(CHAOS_ARGS)
 
 lint: configure
 	@hack/lint.sh

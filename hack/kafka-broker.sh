@@ -6,6 +6,8 @@
 #   hack/kafka-broker.sh stop DIR    stop the broker (kill -TERM, then -KILL), keeping its data
 #   hack/kafka-broker.sh kill DIR    kill -9 the broker, keeping its data
 #   hack/kafka-broker.sh start DIR   start it again on the same port with the same data
+#   hack/kafka-broker.sh freeze DIR  SIGSTOP the broker: connections stay open, nothing answers
+#   hack/kafka-broker.sh thaw DIR    SIGCONT it
 #   hack/kafka-broker.sh down DIR    stop it and remove DIR
 #
 # DIR/env holds `export DATASHARE_KAFKA_BOOTSTRAP=127.0.0.1:<port>`.
@@ -15,7 +17,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib/process.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/lib/kafka.sh"
 
 action=${1:-}; S=${2:-}
-[[ -n "$action" && -n "$S" ]] || { echo "usage: $0 up|stop|kill|start|down DIR" >&2; exit 2; }
+[[ -n "$action" && -n "$S" ]] || { echo "usage: $0 up|stop|kill|start|freeze|thaw|down DIR" >&2; exit 2; }
 [[ -f "$KAFKA_HOME/.complete" ]] || die "kafka not installed: run hack/install-deps.sh first"
 
 case "$action" in
@@ -37,6 +39,8 @@ case "$action" in
     source "$S/ports"
     alive kafka || kafka_start "$S/kafka" "$KAFKA_PORT"
     ;;
-  down) stop kafka; rm -rf "$S" ;;
-  *) echo "usage: $0 up|stop|kill|start|down DIR" >&2; exit 2 ;;
+  freeze) alive kafka && kill -STOP "$(pid_of kafka)" ;;
+  thaw) alive kafka && kill -CONT "$(pid_of kafka)" ;;
+  down) if alive kafka; then kill -CONT "$(pid_of kafka)"; fi; stop kafka; rm -rf "$S" ;;
+  *) echo "usage: $0 up|stop|kill|start|freeze|thaw|down DIR" >&2; exit 2 ;;
 esac

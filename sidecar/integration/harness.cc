@@ -10,8 +10,10 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <mutex>
 #include <random>
 #include <sstream>
@@ -137,6 +139,21 @@ std::string sidecar_binary() {
   const char* dir = std::getenv("DATASHARE_BINARY_DIR");
   if (dir == nullptr) throw std::runtime_error("DATASHARE_BINARY_DIR is not set (run through ctest)");
   return std::string(dir) + "/bin/datashare-sidecar";
+}
+
+long env_size(const char* name, long fallback) {
+  const char* v = std::getenv(name);
+  if (v == nullptr || *v == '\0') return fallback;
+  char* end = nullptr;
+  long n = std::strtol(v, &end, 10);
+  if (*end != '\0' || n <= 0) throw std::runtime_error(std::string(name) + "=" + v + ": not a number above 0");
+  return n;
+}
+
+void chaos_line(const std::string& scenario, const std::vector<std::pair<std::string, std::string>>& figures) {
+  std::string line = "CHAOS " + scenario;
+  for (const auto& [k, v] : figures) line += " " + k + "=" + v;
+  std::cout << line << std::endl;
 }
 
 sidecar_process::sidecar_process(std::string dir, const std::string& config_yaml)

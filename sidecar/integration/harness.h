@@ -80,4 +80,12 @@ command_result run_command(const std::string& command);
 
 std::string sidecar_binary();
 
+// A size taken from the environment (the chaos suite, hack/chaos.sh, runs these tests at the
+// issue's full sizes), or `fallback` when the variable is unset; throws when it is not a number
+// above 0.
+long env_size(const char* name, long fallback);
+
+// The one summary line a chaos scenario prints ("CHAOS <scenario> k=v ..."), read by hack/chaos.sh.
+void chaos_line(const std::string& scenario, const std::vector<std::pair<std::string, std::string>>& figures);
+
 }  // namespace datashare::sidecar::itest

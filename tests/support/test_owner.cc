@@ -35,6 +35,10 @@ void test_owner::kill() {
   process_->wait_exit(10s);
 }
 
+void test_owner::signal(int sig) {
+  process_->send(sig);
+}
+
 http_reply test_owner::call(const std::string& method, const std::string& target, const std::string& body) {
   return http_call(port_, method, target, body);
 }

@@ -45,6 +45,9 @@ class test_owner {
 
   // Stops the process (SIGKILL): the owner is down, its port refuses connections.
   void kill();
+  // Sends a signal: SIGSTOP makes the owner hang (connections are accepted by the kernel, nothing
+  // answers: a partition as the caller sees it), SIGCONT resumes it.
+  void signal(int sig);
 
  private:
   void control(const std::string& method, const std::string& target, const std::string& body = "");
