@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <fstream>
 #include <map>
@@ -202,35 +203,60 @@ class gateway_test : public ::testing::Test {
   std::set<std::uint16_t> used_ports_;
 };
 
+// The chaos suite (hack/chaos.sh) reads its one line; DATASHARE_CHAOS_ROUNDS sets the kills per point.
 TEST_F(gateway_test, KillAtEachProtocolPointTenTimesLeavesEveryoneAgreeing) {
+  const int rounds_per_point = static_cast<int>(it::env_size("DATASHARE_CHAOS_ROUNDS", 10));
+  const auto began = std::chrono::steady_clock::now();
   start_gateway();
   ASSERT_EQ(put("k", {{"name", "v0"}, {"price", 1}}).status, 200);
   expect_all("k", "v0", "start");
   gateway_->kill();
-  int round = 0;
+  int round = 0, kills = 0, mismatches = 0, locks_left = 0, transactions = 1;
+  auto agree = [&](const std::string& name, const std::string& context) {
+    auto h = holdings("k");
+    bool same = std::all_of(h.begin(), h.end(), [&](const std::string& v) { return v == json(name).dump(); });
+    if (!same) ++mismatches;
+    expect_all("k", name, context);
+  };
   std::string current = "v0";
   for (const char* point : {"after-prepare", "after-decision", "during-commit"}) {
-    for (int i = 0; i < 10; ++i, ++round) {
+    for (int i = 0; i < rounds_per_point; ++i, ++round) {
       std::string next = "v" + std::to_string(round + 1);
       std::string context = std::string(point) + " #" + std::to_string(i);
       gateway_->start(point);
       ASSERT_TRUE(it::wait_until([&] { return it::http_call(admin_port_, "GET", "/readyz").status == 200; }, 30s))
           << gateway_->log();
       auto r = put("k", {{"name", next}, {"price", round}});
+      ++transactions;
       EXPECT_EQ(r.status, 0) << context << ": the gateway answered instead of dying: " << r.body;
       ASSERT_EQ(gateway_->reap(10s), 128 + SIGKILL) << context << "\n" << gateway_->log();
+      ++kills;
       start_gateway();
       // Recovery finished before /readyz: all old (undecided) or all new (decided), nothing locked.
       if (std::string(point) != "after-prepare") current = next;
-      expect_all("k", current, context);
+      agree(current, context);
       std::string check = "check" + std::to_string(round);
       auto after = put("k", {{"name", check}});
+      ++transactions;
+      if (after.status != 200) ++locks_left;
       EXPECT_EQ(after.status, 200) << context << ": a lock was left behind: " << after.body;
-      expect_all("k", check, context + " (next update)");
+      agree(check, context + " (next update)");
       current = check;
       gateway_->kill();
     }
   }
+  it::chaos_line(
+      "coordinator-kill",
+      {{"transactions", std::to_string(transactions)},
+       {"kills", std::to_string(kills)},
+       {"points", "after-prepare,after-decision,during-commit"},
+       {"participants", std::to_string(nodes_.size())},
+       {"mismatches", std::to_string(mismatches)},
+       {"locks_left", std::to_string(locks_left)},
+       {"lost", std::to_string(mismatches + locks_left)},
+       {"seconds",
+        std::to_string(
+            std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - began).count())}});
 }
 
 TEST_F(gateway_test, ParticipantsFinishADecidedTransactionWithoutTheCoordinator) {
