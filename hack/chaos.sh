@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The chaos suite (`make chaos`): each scenario is one of the project's integration tests, run at
-# the full sizes of issue #9 against the real local cluster, Kafka, sidecars and gateway.
+# the full sizes of issue #9 against the real local cluster, Kafka, operator, sidecars and gateway.
 # Prints ONE line per scenario with its figures ("CHAOS <scenario> k=v ... result=ok|FAILED") and
 # exits non-zero when any scenario loses anything or fails. make test runs the same tests at
 # their reduced default sizes (ctest label `chaos`).
@@ -14,6 +14,7 @@
 #   DATASHARE_CHAOS_FREEZE_SECONDS=30 (broker SIGSTOPped: a partition seen from the sidecar) broker-freeze
 #   DATASHARE_CHAOS_PUBLISHER_KILLS=20  DATASHARE_CHAOS_PUBLISHER_KEYS=50                publisher-kill
 #   DATASHARE_CHAOS_ROUNDS=10 (kills at each of the 3 protocol points)                   coordinator-kill
+#   DATASHARE_CHAOS_OPERATOR_POLICIES=50  DATASHARE_CHAOS_OPERATOR_KILLS=10              operator-faults
 #   DATASHARE_CHAOS_OWNER_FAULT_SECONDS=30 (owner cut off, then hanging)                 owner-faults
 #   CHAOS_SCENARIO_TIMEOUT=1800 (seconds, per scenario)   PRESET=dev (the build to run)
 # Logs of every scenario: build/$PRESET/chaos/<scenario>.log.
@@ -31,6 +32,8 @@ export DATASHARE_CHAOS_PUBLISHER_KILLS=${DATASHARE_CHAOS_PUBLISHER_KILLS:-20}
 export DATASHARE_CHAOS_FREEZE_SECONDS=${DATASHARE_CHAOS_FREEZE_SECONDS:-30}
 export DATASHARE_CHAOS_ROUNDS=${DATASHARE_CHAOS_ROUNDS:-10}
 export DATASHARE_CHAOS_OWNER_FAULT_SECONDS=${DATASHARE_CHAOS_OWNER_FAULT_SECONDS:-30}
+export DATASHARE_CHAOS_OPERATOR_POLICIES=${DATASHARE_CHAOS_OPERATOR_POLICIES:-50}
+export DATASHARE_CHAOS_OPERATOR_KILLS=${DATASHARE_CHAOS_OPERATOR_KILLS:-10}
 scenario_timeout=${CHAOS_SCENARIO_TIMEOUT:-1800}
 
 # scenario → "ctest test name|gtest filter (empty for a script test)"
@@ -39,10 +42,11 @@ declare -A scenarios=(
   [broker-outage]="sidecar_outage_test|SidecarOutageTest.BrokerDown*"
   [broker-freeze]="sidecar_outage_test|SidecarOutageTest.BrokerFrozen*"
   [owner-faults]="sidecar_owner_fault_test|SidecarOwnerFaultTest.*"
+  [operator-faults]="controllers_operator_chaos_test|"
   [publisher-kill]="sidecar_publisher_kill_test|SidecarPublisherKillTest.*"
   [coordinator-kill]="gateway_integration_test|gateway_test.KillAtEachProtocolPoint*"
 )
-order=(replica-kill broker-outage publisher-kill coordinator-kill broker-freeze owner-faults)
+order=(replica-kill broker-outage publisher-kill coordinator-kill operator-faults broker-freeze owner-faults)
 
 if [[ "${1:-}" == "--list" ]]; then printf '%s\n' "${order[@]}"; exit 0; fi
 selected=("$@")

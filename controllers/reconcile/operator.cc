@@ -114,8 +114,15 @@ datashare_operator::~datashare_operator() = default;
 void datashare_operator::register_with(runtime::manager& mgr) {
   const std::string& ns = options_.watch_namespace;
   auto informer_for = [&](const kube::resource_kind& kind, std::string selector = "") {
+    // Watch failures are retried by the watcher; logged so an outage or an expiry (410, then a
+    // re-list) can be seen.
     return std::make_unique<runtime::informer>(
-        client_, runtime::watcher_options{.kind = kind, .ns = ns, .label_selector = std::move(selector)});
+        client_, runtime::watcher_options{.kind = kind,
+                                          .ns = ns,
+                                          .label_selector = std::move(selector),
+                                          .on_error = [](const std::string& what, const std::exception& e) {
+                                            log::warn("watch failed", {{"what", what}, {"error", e.what()}});
+                                          }});
   };
   auto products = informer_for(kinds::data_products);
   products->cache().add_index(kOwnerIndex, [](const json& o) { return std::vector<std::string>{owner_of(o).key()}; });
