@@ -3,9 +3,11 @@
 // Reads and validates the whole config first (exit 2 listing every problem; --check stops
 // there), then opens the stores, starts the publishers and replicas and serves the local API
 // until SIGTERM or SIGINT. Exit 1 when something the config names cannot be set up (a store
-// directory, a port).
+// directory, a port); exit 3 when the Kafka broker keeps refusing the credentials or the TLS
+// handshake.
 #include <pthread.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -289,13 +291,30 @@ int main(int argc, char** argv) {
     });
   }
 
+  // With TLS or SASL, a broker that keeps refusing the credentials (or the handshake) stops the
+  // sidecar with status 3 and the broker's reason: the credentials are read at start, so only a
+  // restart with fixed ones (the Secret the pod mounts) can help; retrying would only hide it.
+  std::atomic<int> exit_code{0};
+  std::thread refusal_check;
+  if (cfg.kafka.security.protocol != "PLAINTEXT" && (!cfg.publish.empty() || !cfg.subscribe.empty())) {
+    refusal_check = std::thread([&cfg, &stop, &exit_code] {
+      if (auto refused = ds::kafka::await_broker_answer(cfg.kafka, stop)) {
+        std::cerr << "datashare-sidecar: " << *refused << "; stopping (exit 3): fix the credentials, then restart"
+                  << std::endl;
+        exit_code = 3;
+        ::kill(::getpid(), SIGTERM);
+      }
+    });
+  }
+
   int sig = 0;
   sigwait(&signals, &sig);
   std::cerr << "datashare-sidecar: " << strsignal(sig) << ", stopping" << std::endl;
   stop = true;
+  if (refusal_check.joinable()) refusal_check.join();
   for (auto& t : loops) t.join();
   for (auto& p : participants) p->stop();
   for (auto& p : publishers) p->stop();  // answers what was queued before the server goes
   server.stop();
-  return 0;
+  return exit_code.load();
 }

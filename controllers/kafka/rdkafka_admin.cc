@@ -1,5 +1,6 @@
 #include <librdkafka/rdkafka.h>
 
+#include <chrono>
 #include <memory>
 #include <mutex>
 
@@ -22,6 +23,11 @@ bool kafka_error::transient() const {
     default:
       return false;
   }
+}
+
+bool kafka_error::authentication() const {
+  return code_ == RD_KAFKA_RESP_ERR__AUTHENTICATION || code_ == RD_KAFKA_RESP_ERR_SASL_AUTHENTICATION_FAILED ||
+         code_ == RD_KAFKA_RESP_ERR__SSL;
 }
 
 namespace {
@@ -47,10 +53,45 @@ struct tplist_deleter {
 
 using event_ptr = std::unique_ptr<rd_kafka_event_t, event_deleter>;
 
-[[noreturn]] void fail(rd_kafka_resp_err_t err, const std::string& what, const char* detail = nullptr) {
+[[noreturn]] void throw_error(rd_kafka_resp_err_t err, const std::string& what, const char* detail = nullptr) {
   std::string msg = what + ": " + (detail != nullptr && *detail != '\0' ? detail : rd_kafka_err2str(err));
   throw kafka_error(err, msg);
 }
+
+// The last refusal by the broker of this client's credentials or TLS handshake, reported by
+// librdkafka's error callback (connections are made in the background: a request only sees a
+// timeout). Cleared by the next request that succeeds.
+class refusal_watch {
+ public:
+  static void on_error(rd_kafka_t*, int err, const char* reason, void* opaque) {
+    if (err != RD_KAFKA_RESP_ERR__AUTHENTICATION && err != RD_KAFKA_RESP_ERR__SSL) return;
+    auto* self = static_cast<refusal_watch*>(opaque);
+    std::lock_guard lock(self->mu_);
+    self->err_ = static_cast<rd_kafka_resp_err_t>(err);
+    self->reason_ = reason != nullptr ? reason : "";
+    self->at_ = std::chrono::steady_clock::now();
+  }
+  void clear() {
+    std::lock_guard lock(mu_);
+    err_ = RD_KAFKA_RESP_ERR_NO_ERROR;
+  }
+  // The refusal seen in the last `within`, as the code and text a failed request should report.
+  std::optional<std::pair<rd_kafka_resp_err_t, std::string>> recent(std::chrono::milliseconds within) {
+    std::lock_guard lock(mu_);
+    if (err_ == RD_KAFKA_RESP_ERR_NO_ERROR || std::chrono::steady_clock::now() - at_ > within) return std::nullopt;
+    std::string what = err_ == RD_KAFKA_RESP_ERR__AUTHENTICATION ? "Kafka authentication failed (check the "
+                                                                   "SASL username and password): "
+                                                                 : "Kafka TLS handshake failed (check the CA and "
+                                                                   "certificates): ";
+    return std::make_pair(err_, what + reason_);
+  }
+
+ private:
+  std::mutex mu_;
+  rd_kafka_resp_err_t err_ = RD_KAFKA_RESP_ERR_NO_ERROR;
+  std::string reason_;
+  std::chrono::steady_clock::time_point at_;
+};
 
 class rdkafka_admin final : public topic_admin {
  public:
@@ -67,6 +108,8 @@ class rdkafka_admin final : public topic_admin {
     set("client.id", "datashare-operator");
     set("log_level", "3");
     for (const auto& [k, v] : c.properties) set(k, v);
+    rd_kafka_conf_set_error_cb(conf, &refusal_watch::on_error);
+    rd_kafka_conf_set_opaque(conf, refusals_.get());
     rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
     if (rk == nullptr) {
       rd_kafka_conf_destroy(conf);
@@ -79,6 +122,7 @@ class rdkafka_admin final : public topic_admin {
     const rd_kafka_metadata_t* raw = nullptr;
     rd_kafka_resp_err_t err = rd_kafka_metadata(rk_.get(), 1, nullptr, &raw, timeout_ms_);
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR) fail(err, "metadata of topic " + topic);
+    refusals_->clear();
     std::unique_ptr<const rd_kafka_metadata_t, metadata_deleter> md(raw);
     const rd_kafka_metadata_topic_t* t = nullptr;
     for (int i = 0; i < md->topic_cnt; ++i) {
@@ -250,13 +294,26 @@ class rdkafka_admin final : public topic_admin {
   event_ptr wait(rd_kafka_queue_t* q, const std::string& what) {
     // The request timeout bounds the answer; a little more covers the local queueing.
     event_ptr ev(rd_kafka_queue_poll(q, timeout_ms_ + 5000));
-    if (!ev) throw kafka_error(RD_KAFKA_RESP_ERR__TIMED_OUT, what + ": no answer from the broker");
+    if (!ev) fail(RD_KAFKA_RESP_ERR__TIMED_OUT, what, "no answer from the broker");
     if (rd_kafka_event_error(ev.get()) != RD_KAFKA_RESP_ERR_NO_ERROR) {
       fail(rd_kafka_event_error(ev.get()), what, rd_kafka_event_error_string(ev.get()));
     }
+    refusals_->clear();
     return ev;
   }
 
+  // A request that timed out or found no broker because the broker refused this client's
+  // credentials says so, rather than "timed out".
+  [[noreturn]] void fail(rd_kafka_resp_err_t err, const std::string& what, const char* detail = nullptr) {
+    rd_kafka_poll(rk_.get(), 0);  // serves the error callbacks queued meanwhile
+    bool no_answer = kafka_error(err, "").transient() || err == RD_KAFKA_RESP_ERR__AUTHENTICATION;
+    if (auto refused = refusals_->recent(std::chrono::milliseconds(2 * timeout_ms_ + 5000)); refused && no_answer) {
+      throw_error(refused->first, what, refused->second.c_str());
+    }
+    throw_error(err, what, detail);
+  }
+
+  std::unique_ptr<refusal_watch> refusals_ = std::make_unique<refusal_watch>();
   std::unique_ptr<rd_kafka_t, handle_deleter> rk_;
   int timeout_ms_;
 };

@@ -25,6 +25,9 @@ class kafka_error : public std::runtime_error {
   int code() const { return code_; }  // rd_kafka_resp_err_t
   // Broker unreachable or timed out: retry later, nothing is wrong with the spec.
   bool transient() const;
+  // The broker refused the client's credentials (SASL) or its TLS handshake failed: retrying
+  // will not help until the Kafka security Secret is fixed.
+  bool authentication() const;
 
  private:
   int code_;

@@ -575,6 +575,7 @@ runtime::reconcile_result datashare_operator::reconcile_product(const runtime::r
       }
     } catch (const kafka_error& e) {
       topic_reason = e.transient() ? "KafkaUnavailable" : "TopicError";
+      if (e.authentication()) topic_reason = "KafkaAuthenticationFailed";
       topic_message = e.what();
       result.requeue_after = std::min<std::chrono::milliseconds>(options_.topic_resync, std::chrono::seconds(10));
       events_.record(runtime::reference_to(obj, kinds::data_products), runtime::event_type::warning, topic_reason,

@@ -10,6 +10,7 @@
 #include <map>
 #include <mutex>
 #include <sstream>
+#include <thread>
 
 namespace datashare::sidecar::kafka {
 namespace {
@@ -410,7 +411,73 @@ class rdkafka_factory final : public client_factory {
   config::kafka_settings settings_;
 };
 
+// What librdkafka's error callback last reported about the broker refusing this client, and
+// when it first did (see await_broker_answer).
+struct refusal_log {
+  std::mutex mu;
+  std::string what;
+  std::chrono::steady_clock::time_point first;
+
+  static void on_error(rd_kafka_t*, int err, const char* reason, void* opaque) {
+    const char* kind = err == RD_KAFKA_RESP_ERR__AUTHENTICATION ? "Kafka authentication failed (check the SASL "
+                                                                  "username and password): "
+                       : err == RD_KAFKA_RESP_ERR__SSL ? "Kafka TLS handshake failed (check the CA and certificates): "
+                                                       : nullptr;
+    if (kind == nullptr) return;
+    auto* self = static_cast<refusal_log*>(opaque);
+    std::lock_guard lock(self->mu);
+    if (self->what.empty()) self->first = std::chrono::steady_clock::now();
+    self->what = std::string(kind) + (reason != nullptr ? reason : "");
+  }
+};
+
 }  // namespace
+
+std::optional<std::string> await_broker_answer(const config::kafka_settings& settings, const std::atomic<bool>& stop,
+                                               std::chrono::milliseconds persist, std::chrono::milliseconds every) {
+  rd_kafka_conf_t* cc = rd_kafka_conf_new();
+  auto set = [&](const std::string& k, const std::string& v, std::string& e) {
+    char err[512];
+    if (rd_kafka_conf_set(cc, k.c_str(), v.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK) {
+      e = "kafka property " + k + ": " + err;
+      return false;
+    }
+    return true;
+  };
+  std::string error;
+  if (!apply_settings(set, settings, error) || !set("log_level", "0", error)) {
+    rd_kafka_conf_destroy(cc);
+    return std::nullopt;  // the clients themselves report a configuration they cannot use
+  }
+  refusal_log refusals;
+  rd_kafka_conf_set_error_cb(cc, &refusal_log::on_error);
+  rd_kafka_conf_set_opaque(cc, &refusals);
+  char err[512];
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, cc, err, sizeof err);
+  if (rk == nullptr) {
+    rd_kafka_conf_destroy(cc);
+    return std::nullopt;
+  }
+  std::optional<std::string> refused;
+  while (!stop.load()) {
+    const rd_kafka_metadata_t* md = nullptr;
+    auto e = rd_kafka_metadata(rk, 0, nullptr, &md, static_cast<int>(every.count()));
+    if (md != nullptr) rd_kafka_metadata_destroy(md);
+    if (e == RD_KAFKA_RESP_ERR_NO_ERROR) break;
+    rd_kafka_poll(rk, 0);  // serves the error callbacks
+    {
+      std::lock_guard lock(refusals.mu);
+      // Refused, and no answer since (an answer ends the loop) for `persist`.
+      if (!refusals.what.empty() && std::chrono::steady_clock::now() - refusals.first >= persist) {
+        refused = refusals.what;
+        break;
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  rd_kafka_destroy(rk);
+  return refused;
+}
 
 const std::error_category& kafka_category() {
   static const category instance;
