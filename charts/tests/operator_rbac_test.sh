@@ -77,6 +77,48 @@ EOF
 check "the token is the ServiceAccount's" bash -c \
   "'$kubectl' --kubeconfig '$S/kubeconfig' auth whoami -o jsonpath='{.status.userInfo.username}' | grep -qx 'system:serviceaccount:$ns:$release'"
 
+# 2b. Secrets: the operator may read the one Kafka Secret it is pointed at, and no other — not
+#     another in the same namespace, not one elsewhere, not a list (a list would reveal them all).
+k -n "$ns" create secret generic other-secret --from-literal=password=not-for-the-operator >/dev/null || fatal "secret"
+k -n "$cat" create secret generic app-secret --from-literal=password=not-for-the-operator >/dev/null || fatal "secret"
+sa="system:serviceaccount:$ns:$release"
+can_i() {  # expected(yes|no) verb resource [namespace flags...]
+  local want=$1; shift
+  local got
+  got=$(k auth can-i --as="$sa" "$@" 2>/dev/null)
+  if [[ "$got" == "$want" ]]; then pass; else fail "can-i $* as the operator: \"$got\", expected $want"; fi
+}
+can_i yes get secret/kafka-client -n "$ns"
+can_i no get secret/other-secret -n "$ns"
+can_i no get secret/app-secret -n "$cat"
+can_i no list secrets -n "$ns"
+can_i no watch secrets -n "$ns"
+can_i no list secrets --all-namespaces
+can_i no update secret/kafka-client -n "$ns"
+can_i no create secrets -n "$ns"
+# The same with the operator's real token against the API server: 200 for its Secret, 403 for
+# every other read.
+printf '%s' "$ca" | base64 -d >"$S/ca.crt"
+status_as_operator() {  # path -> HTTP status of a GET with the ServiceAccount's token
+  curl -s -o /dev/null -w '%{http_code}' --cacert "$S/ca.crt" -H "Authorization: Bearer $token" "$server$1"
+}
+expect_status() {  # description expected path
+  local got; got=$(status_as_operator "$3")
+  if [[ "$got" == "$2" ]]; then pass; else fail "$1: HTTP $got, expected $2"; fi
+}
+expect_status "its own Kafka Secret" 200 "/api/v1/namespaces/$ns/secrets/kafka-client"
+expect_status "another Secret of its namespace" 403 "/api/v1/namespaces/$ns/secrets/other-secret"
+expect_status "a Secret of an application namespace" 403 "/api/v1/namespaces/$cat/secrets/app-secret"
+expect_status "the list of its namespace's Secrets" 403 "/api/v1/namespaces/$ns/secrets"
+expect_status "the list of every Secret" 403 "/api/v1/secrets"
+# And the operator itself, pointed at a Secret its Role does not name, stops with the refusal.
+out=$(timeout 60 "$operator" --kubeconfig "$S/kubeconfig" --kafka-bootstrap "$DATASHARE_KAFKA_BOOTSTRAP" \
+  --kafka-security-secret "$ns/other-secret" --leader-elect=false \
+  --metrics-bind-address=0 --health-probe-bind-address=0 2>&1)
+code=$?
+if (( code != 0 )) && [[ "$out" == *403* && "$out" == *other-secret* ]]; then pass
+else fail "operator pointed at a Secret it may not read: exit $code, output: ${out:0:600}"; fi
+
 # 3. The operator with the installed Deployment's own arguments (bind addresses moved to free
 #    local ports: this machine runs several tests at once).
 mapfile -t args < <(k -n "$ns" get deployment "$release" -o jsonpath='{range .spec.template.spec.containers[0].args[*]}{@}{"\n"}{end}')
