@@ -84,8 +84,7 @@ void api::handle_data(const sidecar::http::request& req, const sidecar::http::re
   }
   std::optional<std::string> body;
   if (req.method() == bhttp::verb::put) body = req.body();
-  pool_.post([this, key = std::move(*key), body = std::move(body), respond] {
-    auto r = coordinator_.update(key, body);
+  coordinator_.update_async(*key, body, [respond](update_result r) {
     response out{r.status, std::move(r.body), "application/json", {}};
     if (r.version != 0) out.headers.emplace_back("Datashare-Version", std::to_string(r.version));
     if (r.status == 409) out.headers.emplace_back("Retry-After", "0");

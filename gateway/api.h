@@ -6,9 +6,9 @@
 //               /healthz /readyz /metrics
 //   admin port  /healthz /readyz (200 once recovered) /metrics
 //
-// Threading: handlers on the HTTP I/O threads; transactions run on `pool` (they block).
+// Threading: handlers on the HTTP I/O threads; a transaction answers through its responder when
+// the coordinator's callback runs (nothing blocks).
 
-#include "common/thread_pool.h"
 #include "gateway/coordinator.h"
 #include "sidecar/http/server.h"
 
@@ -16,8 +16,8 @@ namespace datashare::gateway {
 
 class api {
  public:
-  api(const gateway_config& config, coordinator& c, gateway_metrics& metrics, thread_pool& pool)
-      : config_(config), coordinator_(c), metrics_(metrics), pool_(pool) {}
+  api(const gateway_config& config, coordinator& c, gateway_metrics& metrics)
+      : config_(config), coordinator_(c), metrics_(metrics) {}
   void handle_data(const sidecar::http::request& req, const sidecar::http::responder& respond);
   void handle_admin(const sidecar::http::request& req, const sidecar::http::responder& respond);
 
@@ -25,7 +25,6 @@ class api {
   const gateway_config& config_;
   coordinator& coordinator_;
   gateway_metrics& metrics_;
-  thread_pool& pool_;
 };
 
 }  // namespace datashare::gateway

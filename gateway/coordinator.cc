@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <future>
 #include <nlohmann/json.hpp>
 
 #include "common/log.h"
@@ -37,19 +38,38 @@ std::string reason_of(const link_reply& r) {
 
 }  // namespace
 
+void http_link::call_async(const std::string& op, const std::string& tx, std::string body,
+                           clock::time_point deadline, callback done) {
+  std::string target;
+  target.reserve(16 + tx.size() + op.size());
+  target.append("/v1/tx/").append(tx).append("/").append(op);
+  client_.call(bhttp::verb::post, std::move(target), std::move(body), deadline,
+               [this, done = std::move(done)](std::error_code ec, sidecar::http::client_reply r) {
+                 link_reply out;
+                 if (ec) {
+                   out.timed_out = ec == std::errc::timed_out;
+                   out.error = "http://" + client_.where().host + ":" + client_.where().port + ": " + ec.message();
+                 } else {
+                   out.answered = true;
+                   out.status = r.status;
+                   out.body = std::move(r.body);
+                 }
+                 done(std::move(out));
+               });
+}
+
 link_reply http_link::call(const std::string& op, const std::string& tx, const std::string& body,
                            clock::time_point deadline) {
-  link_reply out;
-  sidecar::http::client_reply r;
-  if (auto ec = client_.call(bhttp::verb::post, "/v1/tx/" + tx + "/" + op, body, deadline, r)) {
-    out.timed_out = ec == std::errc::timed_out;
-    out.error = "http://" + client_.where().host + ":" + client_.where().port + ": " + ec.message();
+  auto p = std::make_shared<std::promise<link_reply>>();
+  auto f = p->get_future();
+  call_async(op, tx, body, deadline, [p](link_reply r) { p->set_value(std::move(r)); });
+  try {
+    return f.get();
+  } catch (const std::future_error&) {  // the I/O threads went away with the call
+    link_reply out;
+    out.error = "stopping";
     return out;
   }
-  out.answered = true;
-  out.status = r.status;
-  out.body = std::move(r.body);
-  return out;
 }
 
 gateway_metrics::gateway_metrics(const std::vector<participant_spec>& participants)
@@ -115,7 +135,6 @@ coordinator::coordinator(gateway_config config, std::vector<std::unique_ptr<part
       log_(log),
       metrics_(metrics),
       options_(options),
-      fan_out_(64 * (links_.size() > 1 ? links_.size() - 1 : 1)),
       product_body_(sidecar::participant::encode_product(config_.product.name)),
       rng_(std::random_device{}()) {
   log_.set_snapshot([this] {
@@ -130,12 +149,19 @@ coordinator::coordinator(gateway_config config, std::vector<std::unique_ptr<part
 }
 
 coordinator::~coordinator() {
+  stop();
+}
+
+void coordinator::stop(std::chrono::milliseconds wait) {
   {
     std::lock_guard lock(stop_mu_);
     stopping_ = true;
   }
   stop_cv_.notify_all();
   if (retry_thread_.joinable()) retry_thread_.join();
+  auto until = clock::now() + wait;
+  std::unique_lock lock(stop_mu_);
+  stop_cv_.wait_until(lock, until, [this] { return in_flight_.load() == 0; });
 }
 
 void coordinator::maybe_crash(crash_point::where w) {
@@ -202,11 +228,20 @@ log_record coordinator::record_of(const tx& t, char type) const {
 }
 
 update_result coordinator::update(const std::string& key, const std::optional<std::string>& body) {
+  std::promise<update_result> p;
+  auto f = p.get_future();
+  update_async(key, body, [&p](update_result r) { p.set_value(std::move(r)); });
+  return f.get();
+}
+
+void coordinator::update_async(const std::string& key, const std::optional<std::string>& body,
+                               update_callback done) {
   auto started = clock::now();
   std::string value;
   if (auto problem = check(key, body, value); !problem.empty()) {
     metrics_.invalid.Increment();
-    return {400, json_error(problem)};
+    done({400, json_error(problem)});
+    return;
   }
   auto t = std::make_shared<tx>();
   t->id = new_tx_id();
@@ -214,44 +249,94 @@ update_result coordinator::update(const std::string& key, const std::optional<st
   t->deleted = !body.has_value();
   t->value = std::move(value);
   t->acked.assign(links_.size(), 0);
+  t->started = started;
+  std::string holder;
   {
     std::lock_guard lock(mu_);
     auto [it, inserted] = keys_.emplace(key, t->id);
-    if (!inserted) {
-      metrics_.conflict.Increment();
-      return {409, json_error("key \"" + key + "\" is being changed by transaction " + it->second + ": retry")};
+    if (inserted) {
+      t->version = next_version();
+      active_[t->id] = t;
+    } else {
+      holder = it->second;
     }
-    t->version = next_version();
-    active_[t->id] = t;
   }
-  if (auto ec = log_.append(record_of(*t, 'B'), durability::written)) {
-    release(*t);
-    return {503, json_error("decision log: " + ec.message())};
+  if (!holder.empty()) {
+    // Answered outside the lock: a caller may start its next transaction from the callback.
+    metrics_.conflict.Increment();
+    done({409, json_error("key \"" + key + "\" is being changed by transaction " + holder + ": retry")});
+    return;
   }
-
-  // Phase 1: every participant at once.
-  auto deadline = started + config_.timeout;
-  std::vector<link_reply> votes(links_.size());
-  auto prepare = [&](std::size_t i) {
-    sidecar::participant::prepare_request pr{config_.product.name, t->key, t->deleted, t->value, t->version, {}};
-    for (std::size_t j = 0; j < config_.participants.size(); ++j) {
-      if (j != i) pr.peers.push_back(config_.participants[j].url);
+  t->done = std::move(done);
+  in_flight_.fetch_add(1);
+  log_.append(record_of(*t, 'B'), durability::written, [this, t](std::error_code ec) {
+    if (ec) {
+      release(*t);
+      conclude_answer(t, {503, json_error("decision log: " + ec.message())});
+      return;
     }
-    votes[i] = links_[i]->call("prepare", t->id, sidecar::participant::encode_prepare(pr), deadline);
-    if (votes[i].answered && votes[i].status == 200) maybe_crash(crash_point::where::after_prepare);
-  };
-  if (options_.crash.at == crash_point::where::after_prepare) {
+    // Phase 1: every participant at once.
+    t->votes.assign(links_.size(), {});
+    auto r = std::make_shared<round>();
+    r->op = "prepare";
+    r->deadline = t->started + config_.timeout;
     // Armed for a test: the first participant alone, so the crash leaves it prepared and the
     // others never asked.
-    prepare(0);
-    for (std::size_t i = 1; i < links_.size(); ++i) prepare(i);
-  } else {
-    run_all(fan_out_, links_.size(), prepare);
+    r->one_by_one = options_.crash.at == crash_point::where::after_prepare;
+    r->body = [this, t](std::size_t i) {
+      sidecar::participant::prepare_request pr{config_.product.name, t->key, t->deleted, t->value, t->version, {}};
+      pr.peers.reserve(config_.participants.size() - 1);
+      for (std::size_t j = 0; j < config_.participants.size(); ++j) {
+        if (j != i) pr.peers.push_back(config_.participants[j].url);
+      }
+      return sidecar::participant::encode_prepare(pr);
+    };
+    r->on_reply = [this, t](std::size_t i, link_reply v) {
+      if (v.answered && v.status == 200) maybe_crash(crash_point::where::after_prepare);
+      t->votes[i] = std::move(v);
+    };
+    r->on_done = [this, t] { prepared(t); };
+    start_round(t, r);
+  });
+}
+
+void coordinator::start_round(const std::shared_ptr<tx>& t, const std::shared_ptr<round>& r) {
+  if (r->one_by_one) {
+    send(t, r, 0);
+    return;
   }
+  r->left = links_.size();
+  for (std::size_t i = 0; i < links_.size(); ++i) send(t, r, i);
+}
+
+void coordinator::send(const std::shared_ptr<tx>& t, const std::shared_ptr<round>& r, std::size_t i) {
+  auto next = [this, t, r, i] {
+    if (r->one_by_one) {
+      if (i + 1 < links_.size()) {
+        send(t, r, i + 1);
+      } else {
+        r->on_done();
+      }
+    } else if (r->left.fetch_sub(1) == 1) {
+      r->on_done();
+    }
+  };
+  if (r->op != "prepare" && t->acked[i] != 0) {
+    next();
+    return;
+  }
+  links_[i]->call_async(r->op, t->id, r->body(i), r->deadline, [r, i, next](link_reply reply) {
+    r->on_reply(i, std::move(reply));
+    next();
+  });
+}
+
+void coordinator::prepared(const std::shared_ptr<tx>& t) {
   int failed = -1;
   unsigned status = 200;
-  for (std::size_t i = 0; i < votes.size(); ++i) {
-    const auto& v = votes[i];
+  auto deadline = t->started + config_.timeout;
+  for (std::size_t i = 0; i < t->votes.size(); ++i) {
+    const auto& v = t->votes[i];
     if (v.answered && v.status == 200) continue;
     if (!v.answered || v.status >= 500) metrics_.participant_errors.at(config_.participants[i].name)->Increment();
     unsigned s = v.answered && v.status == 409 ? 409 : (v.timed_out || clock::now() >= deadline ? 504 : 503);
@@ -261,96 +346,113 @@ update_result coordinator::update(const std::string& key, const std::optional<st
       status = s;
     }
   }
-
-  if (failed < 0) {
+  auto abort_all = [this, t](int failed_at, unsigned st) {
     {
       std::lock_guard lock(mu_);
-      t->state = phase::committing;
-    }
-    if (auto ec = log_.append(record_of(*t, 'C'), durability::synced)) {
-      // Not decided after all: the log refuses writes, so nothing more is decided here.
-      std::lock_guard lock(mu_);
       t->state = phase::aborting;
-      failed = 0;
-      status = 503;
-      votes[0].answered = false;
-      votes[0].error = "decision log: " + ec.message();
     }
+    finish_async(t, [this, t, failed_at, st](bool all) {
+      (st == 409 ? metrics_.conflict : st == 504 ? metrics_.timeout : metrics_.aborted).Increment();
+      const auto& name = config_.participants[static_cast<std::size_t>(failed_at)].name;
+      std::string what = st == 504 ? "transaction timeout (" + std::to_string(config_.timeout.count()) +
+                                         " ms) waiting for participant " + name
+                                   : "participant " + name + " voted no: " + reason_of(t->votes[failed_at]);
+      conclude(t, all, {st, json_error("aborted: " + what, name)});
+    });
+  };
+  if (failed >= 0) {
+    abort_all(failed, status);
+    return;
   }
-  if (failed < 0) {
-    maybe_crash(crash_point::where::after_decision);
-    bool all = finish(*t);
-    if (all) {
-      release(*t);
-    } else {
-      std::lock_guard lock(mu_);
-      retry_.push_back(t);
-      metrics_.in_doubt.Set(static_cast<double>(retry_.size()));
-    }
-    metrics_.committed.Increment();
-    metrics_.duration.Observe(std::chrono::duration<double>(clock::now() - started).count());
-    nlohmann::json j{{"status", "committed"},
-                     {"product", config_.product.name},
-                     {"key", t->key},
-                     {"version", t->version},
-                     {"tx", t->id}};
-    if (!all) j["pending"] = "some participants have not acknowledged yet; they will be retried";
-    return {200, j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), t->version};
-  }
-
   {
     std::lock_guard lock(mu_);
-    t->state = phase::aborting;
+    t->state = phase::committing;
   }
-  if (finish(*t)) {
+  log_.append(record_of(*t, 'C'), durability::synced, [this, t, abort_all](std::error_code ec) {
+    if (ec) {
+      // Not decided after all: the log refuses writes, so nothing more is decided here.
+      t->votes[0].answered = false;
+      t->votes[0].error = "decision log: " + ec.message();
+      abort_all(0, 503);
+      return;
+    }
+    maybe_crash(crash_point::where::after_decision);
+    finish_async(t, [this, t](bool all) {
+      metrics_.committed.Increment();
+      nlohmann::json j{{"status", "committed"},
+                       {"product", config_.product.name},
+                       {"key", t->key},
+                       {"version", t->version},
+                       {"tx", t->id}};
+      if (!all) j["pending"] = "some participants have not acknowledged yet; they will be retried";
+      conclude(t, all, {200, j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), t->version});
+    });
+  });
+}
+
+void coordinator::conclude(const std::shared_ptr<tx>& t, bool all_acked, update_result result) {
+  if (all_acked) {
     release(*t);
   } else {
     std::lock_guard lock(mu_);
     retry_.push_back(t);
     metrics_.in_doubt.Set(static_cast<double>(retry_.size()));
   }
-  (status == 409 ? metrics_.conflict : status == 504 ? metrics_.timeout : metrics_.aborted).Increment();
-  metrics_.duration.Observe(std::chrono::duration<double>(clock::now() - started).count());
-  const auto& name = config_.participants[static_cast<std::size_t>(failed)].name;
-  std::string what = status == 504 ? "transaction timeout (" + std::to_string(config_.timeout.count()) +
-                                         " ms) waiting for participant " + name
-                                   : "participant " + name + " voted no: " + reason_of(votes[failed]);
-  return {status, json_error("aborted: " + what, name)};
+  metrics_.duration.Observe(std::chrono::duration<double>(clock::now() - t->started).count());
+  conclude_answer(t, std::move(result));
 }
 
-bool coordinator::finish(tx& t) {
-  bool commit = t.state == phase::committing;
-  const char* op = commit ? "commit" : "abort";
-  auto deadline = clock::now() + options_.commit_call_timeout;
-  std::atomic<bool> first_ack{true};
-  auto send = [&](std::size_t i) {
-    if (t.acked[i]) return;
-    auto r = links_[i]->call(op, t.id, product_body_, deadline);
-    if (r.answered && r.status == 200) {
-      t.acked[i] = 1;
-      if (commit && first_ack.exchange(false)) maybe_crash(crash_point::where::during_commit);
+void coordinator::conclude_answer(const std::shared_ptr<tx>& t, update_result result) {
+  auto done = std::move(t->done);
+  t->done = nullptr;
+  t->votes.clear();
+  done(std::move(result));
+  if (in_flight_.fetch_sub(1) == 1) {
+    std::lock_guard lock(stop_mu_);
+    stop_cv_.notify_all();
+  }
+}
+
+void coordinator::finish_async(const std::shared_ptr<tx>& t, std::function<void(bool)> done) {
+  bool commit = t->state == phase::committing;
+  auto r = std::make_shared<round>();
+  r->op = commit ? "commit" : "abort";
+  r->deadline = clock::now() + options_.commit_call_timeout;
+  // Armed for a test: the first participant alone, so the crash leaves one committed and the
+  // others prepared without news.
+  r->one_by_one = commit && options_.crash.at == crash_point::where::during_commit;
+  r->body = [this](std::size_t) { return product_body_; };
+  auto first_ack = std::make_shared<std::atomic<bool>>(true);
+  r->on_reply = [this, t, commit, first_ack](std::size_t i, link_reply reply) {
+    if (reply.answered && reply.status == 200) {
+      t->acked[i] = 1;
+      if (commit && first_ack->exchange(false)) maybe_crash(crash_point::where::during_commit);
       return;
     }
     metrics_.participant_errors.at(config_.participants[i].name)->Increment();
-    if (r.answered && r.status == 409) {
+    if (reply.answered && reply.status == 409) {
       // The participant holds the other outcome or never prepared: nothing to retry. Never
       // expected from a participant that keeps its records; said loudly.
-      log::error("gateway: participant contradicts the decision",
-                 {{"participant", config_.participants[i].name}, {"tx", t.id}, {"op", op}, {"answer", r.body}});
-      t.acked[i] = 1;
+      log::error("gateway: participant contradicts the decision", {{"participant", config_.participants[i].name},
+                                                                    {"tx", t->id},
+                                                                    {"op", commit ? "commit" : "abort"},
+                                                                    {"answer", reply.body}});
+      t->acked[i] = 1;
     }
   };
-  if (commit && options_.crash.at == crash_point::where::during_commit) {
-    // Armed for a test: the first participant alone, so the crash leaves one committed and the
-    // others prepared without news.
-    for (std::size_t i = 0; i < links_.size(); ++i) send(i);
-  } else {
-    run_all(fan_out_, links_.size(), send);
-  }
-  for (auto a : t.acked) {
-    if (a == 0) return false;
-  }
-  return true;
+  r->on_done = [t, done = std::move(done)] {
+    bool all = true;
+    for (auto a : t->acked) all = all && a != 0;
+    done(all);
+  };
+  start_round(t, r);
+}
+
+bool coordinator::finish(const std::shared_ptr<tx>& t) {
+  std::promise<bool> p;
+  auto f = p.get_future();
+  finish_async(t, [&p](bool all) { p.set_value(all); });
+  return f.get();
 }
 
 void coordinator::release(const tx& t) {
@@ -426,7 +528,7 @@ void coordinator::recover(const std::vector<log_record>& records) {
   }
   std::vector<log_record> open;
   for (auto& [id, t] : found) {
-    if (finish(*t)) {
+    if (finish(t)) {
       release(*t);
     } else {
       std::lock_guard lock(mu_);
@@ -464,7 +566,7 @@ void coordinator::retry_loop() {
     }
     std::vector<std::shared_ptr<tx>> done;
     for (auto& t : due) {
-      if (finish(*t)) {
+      if (finish(t)) {
         release(*t);
         done.push_back(t);
       }

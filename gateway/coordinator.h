@@ -19,8 +19,12 @@
 // SIGKILL at the n-th transaction reaching the point; the phase it interrupts then calls the
 // participants one by one (first participant first), so the state left behind is exact.
 //
-// Threading: update() and outcome() from any thread (update blocks: run it on a pool); one retry
-// thread of its own; the fan-out pool runs the calls to several participants at once.
+// Threading: nothing blocks per transaction. update_async() runs on the caller's thread until
+// the `begin` record is queued; the prepares go out when the log's writer has written it, on the
+// participant links' own threads (http_link: the gateway's I/O threads, over pooled keep-alive
+// connections), all at once; the last vote decides, the `commit` record's group commit (fsync)
+// sends the commits, and the last acknowledgement answers through the callback. update() is the
+// blocking form (tests, tools). outcome() from any thread; one retry thread of its own.
 
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
@@ -41,10 +45,12 @@
 #include <unordered_map>
 #include <vector>
 
-#include "common/thread_pool.h"
+#include <boost/asio/io_context.hpp>
+#include <functional>
+
 #include "gateway/config.h"
 #include "gateway/decision_log.h"
-#include "sidecar/http/client.h"
+#include "sidecar/http/async_client.h"
 
 namespace datashare::gateway {
 
@@ -57,21 +63,32 @@ struct link_reply {
 };
 
 // The seam to one participant: POST /v1/tx/<id>/<op> with `body`, answered before `deadline`.
+// call() blocks; call_async() answers through `done`, once, from any thread (by default it runs
+// call() on the calling thread: in-process links in tests).
 class participant_link {
  public:
+  using callback = std::function<void(link_reply)>;
   virtual ~participant_link() = default;
   virtual link_reply call(const std::string& op, const std::string& tx, const std::string& body,
                           std::chrono::steady_clock::time_point deadline) = 0;
+  virtual void call_async(const std::string& op, const std::string& tx, std::string body,
+                          std::chrono::steady_clock::time_point deadline, callback done) {
+    done(call(op, tx, body, deadline));
+  }
 };
 
+// Over HTTP, on `ioc`'s threads (the gateway's I/O threads), without blocking any of them.
 class http_link : public participant_link {
  public:
-  explicit http_link(sidecar::http::origin where) : client_(std::move(where)) {}
+  http_link(boost::asio::io_context& ioc, sidecar::http::origin where) : client_(ioc, std::move(where)) {}
+  // Must not run on `ioc`'s threads (it waits for them).
   link_reply call(const std::string& op, const std::string& tx, const std::string& body,
                   std::chrono::steady_clock::time_point deadline) override;
+  void call_async(const std::string& op, const std::string& tx, std::string body,
+                  std::chrono::steady_clock::time_point deadline, callback done) override;
 
  private:
-  sidecar::http::client client_;
+  sidecar::http::async_client client_;
 };
 
 struct gateway_metrics {
@@ -123,8 +140,15 @@ class coordinator {
   void recover(const std::vector<log_record>& records);
   bool ready() const { return ready_.load(); }
 
-  // `body`: the JSON entity for PUT; nullopt for DELETE. Blocking.
+  // `body`: the JSON entity for PUT; nullopt for DELETE. `done` runs once with the answer: on
+  // the calling thread for a bad request or a conflict, else on a link's or the log's thread.
+  using update_callback = std::function<void(update_result)>;
+  void update_async(const std::string& key, const std::optional<std::string>& body, update_callback done);
+  // The same, blocking (not on a link's thread).
   update_result update(const std::string& key, const std::optional<std::string>& body);
+  // Stops the retry thread and waits (up to `wait`) for the transactions in flight to answer:
+  // before the links' I/O threads stop. The destructor calls it.
+  void stop(std::chrono::milliseconds wait = std::chrono::milliseconds(10000));
   std::string outcome(const std::string& tx) const;
   std::size_t in_doubt() const;
 
@@ -139,6 +163,21 @@ class coordinator {
     phase state = phase::preparing;
     std::vector<std::uint8_t> acked;  // commit/abort acknowledged, per participant (not vector<bool>: set in parallel)
     std::chrono::steady_clock::time_point next_try;
+    // In flight (update_async): set before the first call, read by the last callback.
+    std::chrono::steady_clock::time_point started;
+    std::vector<link_reply> votes;
+    update_callback done;
+  };
+  // One round of calls to the participants (all at once, or one after the other when a crash
+  // point is armed); on_done runs after the last reply, on its thread.
+  struct round {
+    std::string op;
+    std::chrono::steady_clock::time_point deadline;
+    bool one_by_one = false;
+    std::function<std::string(std::size_t)> body;  // per participant
+    std::function<void(std::size_t, link_reply)> on_reply;
+    std::function<void()> on_done;
+    std::atomic<std::size_t> left{0};
   };
 
   std::string check(const std::string& key, const std::optional<std::string>& body, std::string& value) const;
@@ -146,8 +185,15 @@ class coordinator {
   std::uint64_t next_version();
   log_record record_of(const tx& t, char type) const;
   std::string prepare_body(const tx& t) const;
-  // Sends commit (or abort) to every participant not yet acknowledged; true when all have.
-  bool finish(tx& t);
+  void send(const std::shared_ptr<tx>& t, const std::shared_ptr<round>& r, std::size_t i);
+  void start_round(const std::shared_ptr<tx>& t, const std::shared_ptr<round>& r);
+  void prepared(const std::shared_ptr<tx>& t);  // every vote is in: decide
+  // Sends commit (or abort) to every participant not yet acknowledged; `done(true)` when all have.
+  void finish_async(const std::shared_ptr<tx>& t, std::function<void(bool)> done);
+  bool finish(const std::shared_ptr<tx>& t);  // blocking (retry thread, recovery)
+  // After finish: releases the key or queues the retry; then answers.
+  void conclude(const std::shared_ptr<tx>& t, bool all_acked, update_result result);
+  void conclude_answer(const std::shared_ptr<tx>& t, update_result result);
   void release(const tx& t);
   void retry_loop();
   void maybe_crash(crash_point::where w);
@@ -157,7 +203,6 @@ class coordinator {
   decision_log& log_;
   gateway_metrics& metrics_;
   coordinator_options options_;
-  thread_pool fan_out_;
   std::string product_body_;
 
   mutable std::mutex mu_;                              // guards the maps below
@@ -170,6 +215,7 @@ class coordinator {
   std::atomic<std::uint64_t> last_version_{0};
   std::atomic<int> crash_count_{0};
   std::atomic<bool> ready_{false};
+  std::atomic<std::size_t> in_flight_{0};  // update_async calls not answered yet
 
   std::mutex stop_mu_;
   std::condition_variable stop_cv_;

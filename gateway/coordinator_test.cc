@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "common/thread_pool.h"
 #include "sidecar/participant/participant.h"
 #include "sidecar/replica/replica.h"
 #include "sidecar/store/memory_kv.h"
@@ -57,9 +58,21 @@ struct fake_participant {
   std::atomic<int> slow_prepare_ms{0};
 };
 
+// The links' threads, as the gateway's I/O threads answer its calls.
+thread_pool& link_threads() {
+  static thread_pool pool(8);
+  return pool;
+}
+
 class fake_link : public participant_link {
  public:
   explicit fake_link(fake_participant& f) : f_(f) {}
+  void call_async(const std::string& op, const std::string& tx, std::string body,
+                  std::chrono::steady_clock::time_point deadline, callback done) override {
+    link_threads().post([this, op, tx, body = std::move(body), deadline, done = std::move(done)] {
+      done(call(op, tx, body, deadline));
+    });
+  }
   link_reply call(const std::string& op, const std::string& tx, const std::string& body,
                   std::chrono::steady_clock::time_point deadline) override {
     link_reply out;

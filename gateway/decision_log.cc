@@ -232,6 +232,29 @@ std::error_code decision_log::append(const log_record& r, durability d) {
   return failed_;
 }
 
+void decision_log::append(const log_record& r, durability d, append_callback done) {
+  std::string frame = encode_frame(r);
+  std::unique_lock lock(mu_);
+  if (failed_) {
+    auto ec = failed_;
+    lock.unlock();
+    done(ec);
+    return;
+  }
+  pending_ += frame;
+  std::uint64_t me = ++appended_;
+  if (d == durability::synced) sync_wanted_ = me;
+  if (d == durability::queued) {
+    lock.unlock();
+    queued_cv_.notify_one();
+    done({});
+    return;
+  }
+  waiters_.push_back({me, d == durability::synced, std::move(done)});
+  lock.unlock();
+  queued_cv_.notify_one();
+}
+
 std::uint64_t decision_log::fsyncs() const {
   std::lock_guard lock(mu_);
   return fsyncs_;
@@ -272,6 +295,26 @@ void decision_log::write_loop() {
       }
     }
     done_cv_.notify_all();
+    if (!waiters_.empty()) {
+      // The callbacks whose record is now where they asked for it, run outside the lock (they
+      // append the next records of their transactions).
+      std::vector<waiter> ready;
+      auto keep = waiters_.begin();
+      for (auto it = waiters_.begin(); it != waiters_.end(); ++it) {
+        if (failed_ || (it->synced ? synced_ >= it->seq : written_ >= it->seq)) {
+          ready.push_back(std::move(*it));
+        } else {
+          *keep++ = std::move(*it);
+        }
+      }
+      waiters_.erase(keep, waiters_.end());
+      if (!ready.empty()) {
+        auto outcome = failed_;
+        lock.unlock();
+        for (auto& w : ready) w.done(outcome);
+        lock.lock();
+      }
+    }
   }
 }
 

@@ -16,7 +16,8 @@
 // coordinator for the records of every unfinished transaction (snapshot), writes them first into
 // a new segment, fsyncs it and deletes the older ones.
 //
-// Threading: append() from any thread; one writer thread of its own.
+// Threading: append() from any thread; one writer thread of its own, which also runs the
+// callbacks of the non-blocking append().
 
 #include <condition_variable>
 #include <cstdint>
@@ -76,6 +77,13 @@ class decision_log {
 
   std::error_code append(const log_record& r, durability d);
 
+  // Non-blocking: `done` runs once the record is written (durability::written) or fsync'd
+  // (synced), with the log's error if it failed; on the writer thread, or inside the call when
+  // the log had already failed. `done` must not call the blocking append() (the writer would
+  // wait for itself); queued appends and further non-blocking ones are fine.
+  using append_callback = std::function<void(std::error_code)>;
+  void append(const log_record& r, durability d, append_callback done);
+
   std::uint64_t fsyncs() const;
 
  private:
@@ -96,7 +104,13 @@ class decision_log {
   std::uint64_t written_ = 0;      // records written
   std::uint64_t synced_ = 0;       // records fsync'd
   std::uint64_t fsyncs_ = 0;
-  std::error_code failed_;  // sticky: a log that cannot be written decides nothing more
+  struct waiter {
+    std::uint64_t seq;
+    bool synced;
+    append_callback done;
+  };
+  std::vector<waiter> waiters_;  // non-blocking appends not yet written/fsync'd, in order
+  std::error_code failed_;       // sticky: a log that cannot be written decides nothing more
   bool stopping_ = false;
 
   int fd_ = -1;

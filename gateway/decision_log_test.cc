@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -126,6 +128,43 @@ TEST_F(decision_log_test, GroupCommitSharesFsyncs) {
   EXPECT_EQ(failures.load(), 0);
   EXPECT_LT(log->fsyncs(), static_cast<std::uint64_t>(kThreads * kEach)) << "every commit had an fsync of its own";
   EXPECT_GT(log->fsyncs(), 0u);
+}
+
+TEST_F(decision_log_test, NonBlockingAppendsCallBackOnceDurableAndShareFsyncs) {
+  std::vector<log_record> read;
+  std::string error;
+  auto log = decision_log::open(dir_.string(), read, error);
+  ASSERT_TRUE(log) << error;
+  constexpr int kCommits = 200;
+  std::mutex mu;
+  std::condition_variable cv;
+  int written = 0, synced = 0;
+  for (int i = 0; i < kCommits; ++i) {
+    log->append(rec('B', "b" + std::to_string(i)), durability::written, [&](std::error_code ec) {
+      EXPECT_FALSE(ec);
+      std::lock_guard lock(mu);
+      ++written;
+      cv.notify_all();
+    });
+    log->append(rec('C', "b" + std::to_string(i)), durability::synced, [&](std::error_code ec) {
+      EXPECT_FALSE(ec);
+      std::lock_guard lock(mu);
+      ++synced;
+      cv.notify_all();
+    });
+  }
+  {
+    std::unique_lock lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(60), [&] { return synced == kCommits; }));
+    EXPECT_EQ(written, kCommits);
+  }
+  EXPECT_GT(log->fsyncs(), 0u);
+  EXPECT_LT(log->fsyncs(), static_cast<std::uint64_t>(kCommits)) << "every commit had an fsync of its own";
+  // Every commit is on disk: reopening reads all of them back.
+  log.reset();
+  read.clear();
+  ASSERT_TRUE(decision_log::open(dir_.string(), read, error)) << error;
+  EXPECT_EQ(read.size(), 2u * kCommits);
 }
 
 TEST_F(decision_log_test, RotationKeepsOnlyWhatIsUnfinished) {

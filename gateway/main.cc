@@ -14,7 +14,6 @@
 #include <cstring>
 #include <iostream>
 
-#include "common/thread_pool.h"
 #include "gateway/api.h"
 #include "gateway/config.h"
 #include "gateway/coordinator.h"
@@ -93,14 +92,15 @@ int main(int argc, char** argv) {
     return 1;
   }
   gw::gateway_metrics metrics(cfg.participants);
+  // The participants' calls run on the server's I/O threads, beside the requests they answer.
+  datashare::sidecar::http::server server(cfg.threads);
   std::vector<std::unique_ptr<gw::participant_link>> links;
   for (const auto& p : cfg.participants)
-    links.push_back(std::make_unique<gw::http_link>(*datashare::sidecar::http::parse_origin(p.url)));
+    links.push_back(
+        std::make_unique<gw::http_link>(server.context(), *datashare::sidecar::http::parse_origin(p.url)));
   gw::coordinator coordinator(cfg, std::move(links), *log, metrics, options);
-  datashare::thread_pool transactions(128);
-  gw::api api(cfg, coordinator, metrics, transactions);
+  gw::api api(cfg, coordinator, metrics);
 
-  datashare::sidecar::http::server server(cfg.threads);
   std::uint16_t data_port = 0, admin_port = 0;
   if (auto ec = server.listen(
           cfg.data.address, cfg.data.port,
@@ -132,6 +132,7 @@ int main(int argc, char** argv) {
   int sig = 0;
   sigwait(&signals, &sig);
   std::cerr << "datashare-gateway: " << strsignal(sig) << ", stopping" << std::endl;
+  coordinator.stop();  // the transactions in flight answer first, on the I/O threads
   server.stop();
   return 0;
 }
