@@ -42,8 +42,12 @@ void load_kafka_secret(datashare::kube::client& client, const std::string& ref,
   conn.properties.emplace_back("security.protocol", protocol);
   sidecar.kafka_protocol = protocol;
   if (auto ca = value("ca.crt"); !ca.empty()) conn.properties.emplace_back("ssl.ca.pem", ca);
-  if (auto cert = value("tls.crt"); !cert.empty()) conn.properties.emplace_back("ssl.certificate.pem", cert);
-  if (auto key = value("tls.key"); !key.empty()) conn.properties.emplace_back("ssl.key.pem", key);
+  auto cert = value("tls.crt");
+  auto key = value("tls.key");
+  if (!cert.empty()) conn.properties.emplace_back("ssl.certificate.pem", cert);
+  if (!key.empty()) conn.properties.emplace_back("ssl.key.pem", key);
+  // Sidecars present the same client certificate, from the files of their mounted Secret.
+  sidecar.kafka_client_certificate = !cert.empty() && !key.empty();
   if (auto mech = value("sasl.mechanism"); !mech.empty()) {
     conn.properties.emplace_back("sasl.mechanisms", mech);
     sidecar.kafka_sasl_mechanism = mech;

@@ -166,7 +166,12 @@ std::string render_sidecar_config(const sidecar_plan& plan, const sidecar_settin
     y << YAML::Key << "protocol" << YAML::Value << s.kafka_protocol;
     if (s.kafka_protocol == "SSL" || s.kafka_protocol == "SASL_SSL") {
       y << YAML::Key << "tls" << YAML::Value << YAML::BeginMap << YAML::Key << "caFile" << YAML::Value
-        << "/etc/datashare/kafka/ca.crt" << YAML::EndMap;
+        << "/etc/datashare/kafka/ca.crt";
+      if (s.kafka_client_certificate) {
+        y << YAML::Key << "certFile" << YAML::Value << "/etc/datashare/kafka/tls.crt";
+        y << YAML::Key << "keyFile" << YAML::Value << "/etc/datashare/kafka/tls.key";
+      }
+      y << YAML::EndMap;
     }
     if (s.kafka_protocol.starts_with("SASL")) {
       y << YAML::Key << "sasl" << YAML::Value << YAML::BeginMap;

@@ -61,6 +61,7 @@ struct sidecar_settings {
   std::string kafka_protocol = "PLAINTEXT";  // PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL
   std::string kafka_sasl_mechanism;
   std::string kafka_sasl_username;
+  bool kafka_client_certificate = false;  // the Secret has tls.crt and tls.key (mutual TLS)
   std::string kafka_secret_name = "datashare-kafka";  // in the workload's namespace, when not PLAINTEXT
   std::string image = "datashare-sidecar:latest";
   std::string cpu_request = "50m";

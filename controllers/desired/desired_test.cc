@@ -203,6 +203,21 @@ TEST(SidecarConfig, KafkaSecurityComesFromMountedFiles) {
   EXPECT_EQ(intent["spec"]["template"]["spec"]["volumes"][2]["secret"]["secretName"], "datashare-kafka");
 }
 
+TEST(SidecarConfig, AClientCertificateIsRenderedAsFilesOfTheMountedSecret) {
+  auto s = settings();
+  s.kafka_protocol = "SSL";
+  sidecar_plan plan{.workload = {"catalog", "Deployment", "product-service"}, .publishes = {products()}};
+  std::string without = render_sidecar_config(plan, s);
+  EXPECT_NE(without.find("caFile: /etc/datashare/kafka/ca.crt"), std::string::npos) << without;
+  EXPECT_EQ(without.find("certFile"), std::string::npos) << without;
+  s.kafka_client_certificate = true;
+  std::string text = render_sidecar_config(plan, s);
+  EXPECT_NE(text.find("certFile: /etc/datashare/kafka/tls.crt"), std::string::npos) << text;
+  EXPECT_NE(text.find("keyFile: /etc/datashare/kafka/tls.key"), std::string::npos) << text;
+  EXPECT_EQ(text.find("sasl"), std::string::npos) << text;
+  expect_sidecar_accepts(text);
+}
+
 TEST(ConfigHash, StableAndSensitive) {
   EXPECT_EQ(config_hash("a"), config_hash("a"));
   EXPECT_NE(config_hash("a"), config_hash("b"));

@@ -94,8 +94,9 @@ if out=$(kcat -b "$bootstrap" -L -m 5 2>&1); then fail "a plaintext client was s
 out=$(kcat -F "$kcat_conf" -X sasl.password="$wrong_password" -b "$bootstrap" -L -m 15 2>&1)
 if [[ $? -ne 0 && "$out" == *"uthentication"* ]]; then pass; else fail "kcat with a wrong password: $out"; fi
 
-# A client key and certificate in the operator's Secret too (mutual TLS material; this broker does
-# not ask for it): key material whose leak step 6 looks for.
+# A client key and certificate in the Secrets too (mutual TLS material: the operator uses it and
+# renders the sidecars' certFile/keyFile; this broker does not ask for it): key material whose
+# leak step 6 looks for.
 openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj "/CN=datashare-operator" \
   -keyout "$S/client.key" -out "$S/client.crt" >/dev/null 2>&1 || fatal "openssl client certificate"
 key_line=$(sed -n 5p "$S/client.key")  # a line of the key's base64 body
@@ -113,7 +114,8 @@ kafka_secret() {  # namespace name password [extra kubectl args...]
 }
 kafka_secret "$ns" kafka-client "$password" --from-file=tls.crt="$S/client.crt" --from-file=tls.key="$S/client.key" ||
   fatal "operator Secret"
-kafka_secret "$ns" datashare-kafka "$password" || fatal "sidecar Secret"
+kafka_secret "$ns" datashare-kafka "$password" --from-file=tls.crt="$S/client.crt" --from-file=tls.key="$S/client.key" ||
+  fatal "sidecar Secret"
 apply_shop() {  # namespace topic
   k apply -f - >/dev/null <<EOF
 apiVersion: apps/v1
@@ -189,6 +191,7 @@ for w in product-service order-service; do
   cfg=$(cat "$S/rendered/$w.yaml")
   for needle in "protocol: SASL_SSL" "caFile: /etc/datashare/kafka/ca.crt" "mechanism: SCRAM-SHA-512" \
     "username: $DATASHARE_KAFKA_SASL_USERNAME" "passwordFile: /etc/datashare/kafka/sasl.password" \
+    "certFile: /etc/datashare/kafka/tls.crt" "keyFile: /etc/datashare/kafka/tls.key" \
     "bootstrapServers: $bootstrap"; do
     [[ "$cfg" == *"$needle"* ]] && pass || fail "$w's rendered config lacks \"$needle\""
   done
@@ -202,7 +205,7 @@ done
 mount_secret() {  # namespace secret dir
   mkdir -p "$3" && chmod 700 "$3"
   local key
-  for key in ca.crt sasl.password; do
+  for key in ca.crt sasl.password tls.crt tls.key; do
     k -n "$1" get secret "$2" -o jsonpath="{.data.${key//./\\.}}" | base64 -d >"$3/$key" || return 1
   done
 }
@@ -261,7 +264,7 @@ fi
 
 # 5a. Wrong credentials in a sidecar: its log names the authentication failure and it exits
 #     non-zero rather than retrying silently.
-mkdir -p "$S/bad-mount" && cp "$S/mount/ca.crt" "$S/bad-mount/"
+mkdir -p "$S/bad-mount" && cp "$S/mount/ca.crt" "$S/mount/tls.crt" "$S/mount/tls.key" "$S/bad-mount/"
 printf '%s' "$wrong_password" >"$S/bad-mount/sasl.password"
 localize order-service "$(free_port)" 127.0.0.1 "$(free_port)" "$S/bad-mount"
 mv "$S/config/order-service.yaml" "$S/config/bad.yaml"
