@@ -4,9 +4,10 @@
 #
 #   hack/kafka-broker.sh up DIR [--sasl-ssl]
 #                                    format and start a new broker with state in DIR; prints DIR/env.
-#                                    --sasl-ssl: its client listener is SASL_SSL only (SCRAM-SHA-512,
-#                                    a certificate from a test CA made with openssl, cached in
-#                                    ~/.cache/datashare/kafka-tls-v1; users created at format time)
+#                                    --sasl-ssl: its client listener is SASL_SSL only (SCRAM-SHA-512
+#                                    and a client certificate required; certificates from a test CA
+#                                    made with openssl, cached in ~/.cache/datashare/kafka-tls-v2;
+#                                    users created at format time)
 #   hack/kafka-broker.sh stop DIR    stop the broker (kill -TERM, then -KILL), keeping its data
 #   hack/kafka-broker.sh kill DIR    kill -9 the broker, keeping its data
 #   hack/kafka-broker.sh start DIR   start it again on the same port with the same data
@@ -16,7 +17,7 @@
 #
 # DIR/env holds `export DATASHARE_KAFKA_BOOTSTRAP=127.0.0.1:<port>`; for --sasl-ssl also
 # DATASHARE_KAFKA_SECURITY_PROTOCOL, _SASL_MECHANISM, _SASL_USERNAME, _SASL_PASSWORD (random, per
-# broker), _CA_FILE and _KCAT_CONFIG (a kcat -F file). DIR/env is mode 600. `up` on a running
+# broker), _CA_FILE, _CLIENT_CERT_FILE, _CLIENT_KEY_FILE and _KCAT_CONFIG (a kcat -F file). DIR/env is mode 600. `up` on a running
 # broker prints its env again.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"

@@ -4,7 +4,8 @@
 
 # kafka_configure DIR PORT CONTROLLER_PORT [sasl_ssl]: writes DIR/server.properties and
 # log4j.properties and formats DIR/data as a new cluster. With sasl_ssl the client listener is
-# SASL_SSL only (SCRAM-SHA-512, the broker certificate of kafka_tls_material), and the SCRAM users
+# SASL_SSL only (SCRAM-SHA-512 and a client certificate from the CA of kafka_tls_material: mutual
+# TLS is required), and the SCRAM users
 # are created at format time with the broker's own StorageTool: "admin" (the broker itself) and
 # "datashare" (clients), each with a random password written to DIR/users (mode 600).
 kafka_configure() {
@@ -31,7 +32,7 @@ ssl.keystore.location=$dir/tls/broker.p12
 ssl.keystore.password=$(cat "$dir/tls/broker.p12.password")
 ssl.truststore.type=PEM
 ssl.truststore.location=$dir/tls/ca.crt
-ssl.client.auth=none
+listener.name.sasl_ssl.ssl.client.auth=required
 K
 )
   else
@@ -69,11 +70,12 @@ L
     -c "$dir/server.properties" "${scram[@]}" >> "$S/logs/kafka.log" 2>&1 || die "kafka storage format failed (log: $S/logs/kafka.log)"
 }
 
-# kafka_tls_material DIR: DIR/ca.crt (a CA) and DIR/broker.p12 (the broker's key and a
-# certificate from that CA for 127.0.0.1 and localhost), made with openssl. They are made once
-# and cached in $DATASHARE_CACHE/kafka-tls, then copied: nothing in them is a client's secret.
+# kafka_tls_material DIR: DIR/ca.crt (a CA), DIR/broker.p12 (the broker's key and a
+# certificate from that CA for 127.0.0.1 and localhost) and DIR/client.crt, DIR/client.key (a
+# client certificate from that CA), made with openssl. They are made once and cached in
+# $DATASHARE_CACHE/kafka-tls-v2, then copied (private keys mode 600).
 kafka_tls_material() {
-  local out=$1 cache="$DATASHARE_CACHE/kafka-tls-v1"
+  local out=$1 cache="$DATASHARE_CACHE/kafka-tls-v2"
   if [[ ! -f "$cache/.complete" ]]; then
     local tmp; tmp=$(mktemp -d "$DATASHARE_CACHE/kafka-tls.XXXXXX")
     (
@@ -85,6 +87,10 @@ kafka_tls_material() {
       printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n' > broker.ext
       openssl x509 -req -in broker.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 -extfile broker.ext \
         -out broker.crt
+      openssl req -newkey rsa:2048 -nodes -subj "/CN=datashare-client" -keyout client.key -out client.csr
+      printf 'extendedKeyUsage=clientAuth\n' > client.ext
+      openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 -extfile client.ext \
+        -out client.crt
       openssl rand -hex 16 > broker.p12.password
       openssl pkcs12 -export -in broker.crt -inkey broker.key -certfile ca.crt -name broker \
         -passout "file:broker.p12.password" -out broker.p12
@@ -94,8 +100,8 @@ kafka_tls_material() {
     mv -T "$tmp" "$cache" 2>/dev/null || rm -rf "$tmp"
   fi
   mkdir -p "$out"
-  cp "$cache/ca.crt" "$cache/broker.p12" "$cache/broker.p12.password" "$out/"
-  chmod 600 "$out/broker.p12" "$out/broker.p12.password"
+  cp "$cache/ca.crt" "$cache/broker.p12" "$cache/broker.p12.password" "$cache/client.crt" "$cache/client.key" "$out/"
+  chmod 600 "$out/broker.p12" "$out/broker.p12.password" "$out/client.key"
 }
 
 # kafka_client_config DIR PORT: for a sasl_ssl broker, DIR/client.env (what a test needs to
@@ -110,6 +116,8 @@ sasl.mechanisms=SCRAM-SHA-512
 sasl.username=datashare
 sasl.password=$pw
 ssl.ca.location=$dir/tls/ca.crt
+ssl.certificate.location=$dir/tls/client.crt
+ssl.key.location=$dir/tls/client.key
 C
    cat > "$dir/client.env" <<C
 export DATASHARE_KAFKA_SECURITY_PROTOCOL=SASL_SSL
@@ -117,6 +125,8 @@ export DATASHARE_KAFKA_SASL_MECHANISM=SCRAM-SHA-512
 export DATASHARE_KAFKA_SASL_USERNAME=datashare
 export DATASHARE_KAFKA_SASL_PASSWORD=$pw
 export DATASHARE_KAFKA_CA_FILE=$dir/tls/ca.crt
+export DATASHARE_KAFKA_CLIENT_CERT_FILE=$dir/tls/client.crt
+export DATASHARE_KAFKA_CLIENT_KEY_FILE=$dir/tls/client.key
 export DATASHARE_KAFKA_KCAT_CONFIG=$dir/kcat.conf
 C
   )

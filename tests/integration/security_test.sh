@@ -3,11 +3,11 @@
 # label integration). Usage: security_test.sh DATASHARE_OPERATOR DATASHARE_SIDECAR
 #
 # A PRIVATE broker of this test (hack/kafka-broker.sh up DIR --sasl-ssl: a SASL_SSL listener
-# only, certificates from a test CA made with openssl, a SCRAM-SHA-512 user created with Kafka's
-# StorageTool at format time, a random password per run). Then, in a namespace of this run,
+# only, requiring a client certificate too; certificates from a test CA made with openssl; a
+# SCRAM-SHA-512 user created with Kafka's StorageTool at format time, a random password per run). Then, in a namespace of this run,
 # watched by an operator of this run (--watch-namespace):
-#   1. the broker refuses plaintext and a wrong password, and kcat with the user's credentials
-#      works (so the rest is really authenticated);
+#   1. the broker refuses plaintext, a wrong password and a client without certificate, and kcat
+#      with the user's credentials and certificate works (so the rest is really authenticated);
 #   2. the operator, given the credentials by a Secret (--kafka-security-secret), creates the
 #      topic over SASL_SSL; it renders the sidecars' Kafka security as file paths into the
 #      Secret the pod mounts, never the values;
@@ -87,19 +87,21 @@ bootstrap=$DATASHARE_KAFKA_BOOTSTRAP password=$DATASHARE_KAFKA_SASL_PASSWORD kca
 [[ ${#password} -ge 16 ]] || fatal "the broker's env has no SASL password"
 wrong_password="wrong-$(openssl rand -hex 12)"
 
-# 1. The broker itself: kcat with the SCRAM user over TLS sees it; plaintext and a wrong
-#    password are refused.
+# 1. The broker itself: kcat with the SCRAM user and its certificate over TLS sees it;
+#    plaintext and a wrong password are refused.
 check "kcat as the SCRAM user over TLS lists the broker" kcat -F "$kcat_conf" -b "$bootstrap" -L -m 15
 if out=$(kcat -b "$bootstrap" -L -m 5 2>&1); then fail "a plaintext client was served: $out"; else pass; fi
 out=$(kcat -F "$kcat_conf" -X sasl.password="$wrong_password" -b "$bootstrap" -L -m 15 2>&1)
 if [[ $? -ne 0 && "$out" == *"uthentication"* ]]; then pass; else fail "kcat with a wrong password: $out"; fi
 
-# A client key and certificate in the Secrets too (mutual TLS material: the operator uses it and
-# renders the sidecars' certFile/keyFile; this broker does not ask for it): key material whose
-# leak step 6 looks for.
-openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj "/CN=datashare-operator" \
-  -keyout "$S/client.key" -out "$S/client.crt" >/dev/null 2>&1 || fatal "openssl client certificate"
-key_line=$(sed -n 5p "$S/client.key")  # a line of the key's base64 body
+# Mutual TLS: the broker requires a client certificate from its CA, so the operator and the
+# sidecars get it from their Secrets too; without one, the handshake is refused.
+grep -v '^ssl\.certificate\.location\|^ssl\.key\.location' "$kcat_conf" >"$S/kcat-nocert.conf"
+out=$(kcat -F "$S/kcat-nocert.conf" -b "$bootstrap" -L -m 15 2>&1)
+if [[ $? -ne 0 && "$out" == *"bad certificate"* ]]; then pass; else fail "kcat without a client certificate: $out"; fi
+cp "$DATASHARE_KAFKA_CLIENT_CERT_FILE" "$S/client.crt" && cp "$DATASHARE_KAFKA_CLIENT_KEY_FILE" "$S/client.key" ||
+  fatal "no client certificate from the broker's CA"
+key_line=$(sed -n 5p "$S/client.key")  # a line of the key's base64 body: step 6 looks for it
 [[ ${#key_line} -ge 60 ]] || fatal "client key line: $key_line"
 
 # 2. The namespace, the Secrets (the operator's; the sidecars' datashare-kafka), the workloads,
@@ -283,7 +285,8 @@ grep -qi 'authentication' <<<"$bad_log" && pass || fail "the sidecar's log does 
 
 # 5b. Wrong credentials in the operator's Secret: the product says so in TopicReady and an event.
 k create namespace "$bad_ns" >/dev/null || fatal "namespace $bad_ns"
-kafka_secret "$bad_ns" kafka-client "$wrong_password" || fatal "wrong-password Secret"
+kafka_secret "$bad_ns" kafka-client "$wrong_password" --from-file=tls.crt="$S/client.crt" \
+  --from-file=tls.key="$S/client.key" || fatal "wrong-password Secret"
 apply_shop "$bad_ns" "$suffix-bad.products" || fatal "second product not created"
 start_operator operator-bad "$bad_ns" "$bad_ns/kafka-client"
 topic_condition() {  # field
