@@ -5,6 +5,8 @@
 //   raw-latency     --bootstrap B --topic T --rate R --seconds S    librdkafka produce→consume
 //   publish-latency --port P --metrics-port M --rate R --seconds S  sidecar PUT → replica applied
 //   redis-load      --events N --keys K --value-bytes V             RESP SETs of the same data, to stdout
+//   store-read      --dir D --keys K --value-bytes V --seconds S     point lookups/s in a replica store
+//                   (filled first when D is empty; no Kafka: the read path's store part alone)
 //
 // Keys are "key:%012d" (redis-benchmark's __rand_int__ format), values the JSON state of a
 // product padded to about V bytes, with the contract's datashare_version and ce_time headers.
@@ -16,6 +18,7 @@
 #include <boost/beast/http.hpp>
 #include <chrono>
 #include <cstdio>
+#include <ctime>
 #include <filesystem>
 #include <iostream>
 #include <map>
@@ -28,6 +31,7 @@
 #include "sidecar/event/cloudevents.h"
 #include "sidecar/kafka/rdkafka_client.h"
 #include "sidecar/metrics/metrics.h"
+#include "sidecar/replica/layout.h"
 #include "sidecar/replica/replica.h"
 #include "sidecar/store/rocksdb_kv.h"
 
@@ -159,6 +163,58 @@ int apply(const args& a) {
               static_cast<unsigned long long>(st.applied_total), secs, static_cast<double>(st.applied_total) / secs,
               o.sync_writes ? ", fsync per batch" : "");
   return st.caught_up_to_start ? 0 : 1;
+}
+
+int store_read(const args& a) {
+  std::string error, dir = a.get("--dir");
+  bool fill = !std::filesystem::exists(dir);
+  auto kv = ds::store::open_rocksdb(dir, {}, error);
+  if (!kv) {
+    std::cerr << error << "\n";
+    return 1;
+  }
+  long keys = a.num("--keys", 1000000), bytes = a.num("--value-bytes", 200), secs = a.num("--seconds", 10);
+  if (fill) {
+    auto start = std::chrono::steady_clock::now();
+    ds::store::write_batch b;
+    for (long i = 0; i < keys; ++i) {
+      std::string key = key_of(i);
+      b.put(ds::replica::data_key(key), ds::replica::encode_record(1, now_us(), false, value_of(key, i, bytes)));
+      if (b.size() == 1000 || i + 1 == keys) {
+        if (auto ec = kv->write(b, false)) {
+          std::cerr << "write: " << ec.message() << "\n";
+          return 1;
+        }
+        b.clear();
+      }
+    }
+    std::printf("filled %ld keys in %.2f s; settling 20 s (flushes, compactions)\n", keys, seconds_since(start));
+    std::this_thread::sleep_for(20s);
+  }
+  std::uint64_t x = 88172645463325252ULL, n = 0, found = 0;
+  auto cpu_s = [] {
+    timespec ts{};
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
+  };
+  double cpu0 = cpu_s();
+  auto start = std::chrono::steady_clock::now();
+  ds::replica::item it;
+  while (seconds_since(start) < static_cast<double>(secs)) {
+    for (int j = 0; j < 1000; ++j) {
+      x ^= x << 13;
+      x ^= x >> 7;
+      x ^= x << 17;
+      if (!ds::replica::lookup(*kv, key_of(static_cast<long>(x % static_cast<std::uint64_t>(keys))), it)) ++found;
+      ++n;
+    }
+  }
+  double s = seconds_since(start), cpu = cpu_s() - cpu0;
+  // CPU time per lookup is the steadier figure on a shared machine: wall time includes waiting for a core.
+  std::printf("store-read: %llu lookups (%llu found) in %.2f s = %.0f lookups/s, one thread; %.2f us CPU per lookup\n",
+              static_cast<unsigned long long>(n), static_cast<unsigned long long>(found), s, static_cast<double>(n) / s,
+              cpu * 1e6 / static_cast<double>(n));
+  return found == n ? 0 : 1;
 }
 
 double quantile(std::vector<double> v, double q) {
@@ -322,8 +378,8 @@ int redis_load(const args& a) {
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::cerr
-        << "usage: datashare-sidecar-bench produce|apply|raw-latency|publish-latency|redis-load [--flag value]...\n";
+    std::cerr << "usage: datashare-sidecar-bench produce|apply|raw-latency|publish-latency|redis-load|store-read "
+                 "[--flag value]...\n";
     return 2;
   }
   args a;
@@ -341,6 +397,7 @@ int main(int argc, char** argv) {
   if (cmd == "raw-latency") return raw_latency(a);
   if (cmd == "publish-latency") return publish_latency(a);
   if (cmd == "redis-load") return redis_load(a);
+  if (cmd == "store-read") return store_read(a);
   std::cerr << "unknown command " << cmd << "\n";
   return 2;
 }

@@ -96,7 +96,8 @@ sleep "${SETTLE:-20}"
 
 rport=$(free_port)
 redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no --daemonize no >"$WORK/redis.log" 2>&1 &
-pids+=("$!")
+redis_pid=$!
+pids+=("$redis_pid")
 for _ in $(seq 1 50); do redis-cli -p "$rport" ping >/dev/null 2>&1 && break; sleep 0.1; done
 "$tool" redis-load --events "$EVENTS" --keys "$EVENTS" --value-bytes 200 | redis-cli -p "$rport" --pipe >/dev/null
 CONNS=${CONNS:-50}
@@ -107,17 +108,25 @@ request = function()
   return wrk.format("GET", string.format("/v1/data/products/key:%012d", math.random(0, $EVENTS - 1)))
 end
 L
+# CPU time per request of each server (utime + stime of the process, the kernel's TCP work in its
+# system calls included): steadier than req/s when other work holds the cores.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+tck=$(getconf CLK_TCK)
+c0=$(cpu_ticks "$rp")
 wrk_out=$(wrk -t1 -c"$CONNS" -d"${DUR}s" --latency -s "$WORK/get.lua" "http://127.0.0.1:$port")
+wrk_cpu_us=$(( ($(cpu_ticks "$rp") - c0) * 1000000 / tck / $(awk '/requests in/ {print $1}' <<<"$wrk_out") ))
 echo "$wrk_out"
 wrk_rps=$(awk '/Requests\/sec/ {printf "%d", $2}' <<<"$wrk_out")
 wrk_p99=$(awk '$1=="99%" {print $2}' <<<"$wrk_out")
 non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$wrk_out")
+c0=$(cpu_ticks "$redis_pid")
 redis_csv=$(redis-benchmark -p "$rport" -t get -c "$CONNS" -n $(( 60000 * DUR )) -r "$EVENTS" --csv)
+redis_cpu_us=$(( ($(cpu_ticks "$redis_pid") - c0) * 1000000 / tck / (60000 * DUR) ))
 echo "$redis_csv"
 redis_rps=$(tail -1 <<<"$redis_csv" | awk -F'","' '{printf "%d", $2}')
 redis_p99=$(tail -1 <<<"$redis_csv" | awk -F'","' '{print $7}')
 ratio=$(awk -v a="$wrk_rps" -v b="$redis_rps" 'BEGIN {printf "%.2f", a/b}')
-want P2 && summary+=("P2 local read via sidecar (GET, loopback HTTP, $CONNS connections, ${SIDECAR_THREADS:-2} I/O threads): $wrk_rps req/s p99 $wrk_p99 vs redis-benchmark GET $redis_rps req/s p99 ${redis_p99} ms = ${ratio}x (bar >= 1.0x, p99 <= 250us)${non2xx:+ [non-2xx: $non2xx]} [bench/sidecar/run.sh: wrk -t1 -c$CONNS -d${DUR}s --latency vs redis-benchmark -t get -c $CONNS -r $EVENTS]")
+want P2 && summary+=("P2 local read via sidecar (GET, loopback HTTP, $CONNS connections, ${SIDECAR_THREADS:-2} I/O threads): $wrk_rps req/s p99 $wrk_p99 vs redis-benchmark GET $redis_rps req/s p99 ${redis_p99} ms = ${ratio}x (bar >= 1.0x, p99 <= 250us); CPU per request ${wrk_cpu_us} us vs redis ${redis_cpu_us} us, load average $(cut -d' ' -f1 /proc/loadavg)${non2xx:+ [non-2xx: $non2xx]} [bench/sidecar/run.sh: wrk -t1 -c$CONNS -d${DUR}s --latency vs redis-benchmark -t get -c $CONNS -r $EVENTS]")
 
 kill "$rp"; wait "$rp" 2>/dev/null || true
 fi

@@ -1,8 +1,10 @@
 #include "sidecar/http/server.h"
 
+#include <algorithm>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/strand.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <iostream>
 #include <optional>
@@ -34,6 +36,7 @@ class session : public std::enable_shared_from_this<session> {
 
  private:
   void read() {
+    head_ = false;
     parser_.emplace();
     parser_->header_limit(limits_.header_bytes);
     parser_->body_limit(limits_.body_bytes);
@@ -58,28 +61,62 @@ class session : public std::enable_shared_from_this<session> {
       return;
     }
     keep_alive_ = parser_->get().keep_alive();
+    head_ = parser_->get().method() == bhttp::verb::head;
     stream_.expires_never();
     handler_(parser_->get(), responder(shared_from_this()));
   }
 
+  // One buffer, one send: the status line, the headers and the body (none for HEAD), kept between
+  // requests so a keep-alive connection allocates it once.
   void write(response r, bool close_after) {
-    res_ = {};
-    res_.version(11);
-    res_.result(r.status);
-    res_.set(bhttp::field::content_type, r.content_type);
-    for (auto& [name, value] : r.headers) res_.set(name, value);
-    res_.body() = std::move(r.body);
     close_ = close_after || !keep_alive_;
-    res_.keep_alive(!close_);
-    res_.prepare_payload();
+    out_.clear();
+    out_ += "HTTP/1.1 ";
+    out_ += std::to_string(r.status);
+    out_ += ' ';
+    auto reason = bhttp::obsolete_reason(static_cast<bhttp::status>(r.status));
+    out_.append(reason.data(), reason.size());
+    out_ += "\r\nContent-Type: ";
+    append_value(r.content_type);
+    for (const auto& [name, value] : r.headers) {
+      if (!token(name)) continue;  // the handlers' own names; never a malformed line
+      out_ += "\r\n";
+      out_ += name;
+      out_ += ": ";
+      append_value(value);
+    }
+    out_ += "\r\nContent-Length: ";
+    out_ += std::to_string(r.body.size());
+    if (close_) out_ += "\r\nConnection: close";
+    out_ += "\r\n\r\n";
+    if (!head_) out_ += r.body;
     stream_.expires_after(limits_.idle_timeout);
-    bhttp::async_write(stream_, res_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
+    net::async_write(stream_, net::buffer(out_), [self = shared_from_this()](beast::error_code ec, std::size_t) {
       if (ec || self->close_) {
         self->close();
         return;
       }
       self->read();
     });
+  }
+
+  static bool token(std::string_view name) {
+    if (name.empty()) return false;
+    for (char c : name) {
+      if (c <= ' ' || c >= 127 || c == ':') return false;
+    }
+    return true;
+  }
+
+  // A header value with any CR or LF dropped: no handler can split the response.
+  void append_value(std::string_view v) {
+    if (v.find_first_of("\r\n") == std::string_view::npos) {
+      out_.append(v.data(), v.size());
+      return;
+    }
+    for (char c : v) {
+      if (c != '\r' && c != '\n') out_.push_back(c);
+    }
   }
 
   void close() {
@@ -93,8 +130,9 @@ class session : public std::enable_shared_from_this<session> {
   const limits& limits_;
   beast::flat_buffer buffer_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
-  bhttp::response<bhttp::string_body> res_;
+  std::string out_;
   bool keep_alive_ = true;
+  bool head_ = false;
   bool close_ = false;
 };
 
@@ -112,8 +150,8 @@ void responder::close() const {
 
 class server::listener : public std::enable_shared_from_this<listener> {
  public:
-  listener(net::io_context& ioc, handler h, const limits& l)
-      : ioc_(ioc), acceptor_(net::make_strand(ioc)), handler_(std::move(h)), limits_(l) {}
+  listener(server& owner, handler h, const limits& l)
+      : owner_(owner), acceptor_(net::make_strand(owner.context())), handler_(std::move(h)), limits_(l) {}
 
   std::error_code bind(const tcp::endpoint& ep) {
     beast::error_code ec;
@@ -126,7 +164,7 @@ class server::listener : public std::enable_shared_from_this<listener> {
   std::uint16_t port() const { return acceptor_.local_endpoint().port(); }
 
   void accept() {
-    acceptor_.async_accept(net::make_strand(ioc_), [self = shared_from_this()](beast::error_code ec, tcp::socket s) {
+    acceptor_.async_accept(owner_.next_context(), [self = shared_from_this()](beast::error_code ec, tcp::socket s) {
       if (ec == net::error::operation_aborted) return;
       if (!ec) {
         beast::error_code ignored;
@@ -144,13 +182,23 @@ class server::listener : public std::enable_shared_from_this<listener> {
   }
 
  private:
-  net::io_context& ioc_;
+  server& owner_;
   tcp::acceptor acceptor_;
   handler handler_;
   const limits& limits_;
 };
 
-server::server(int threads, limits l) : threads_(threads), limits_(l), ioc_(threads) {}
+server::server(int threads, limits l) : limits_(l) {
+  for (int i = 0; i < std::max(1, threads); ++i) {
+    contexts_.push_back(std::make_unique<net::io_context>(1));
+    guards_.push_back(net::make_work_guard(*contexts_.back()));
+  }
+}
+
+net::io_context& server::next_context() {
+  // Called from the listeners' accept handlers; several listeners may accept at once.
+  return *contexts_[next_.fetch_add(1, std::memory_order_relaxed) % contexts_.size()];
+}
 
 server::~server() {
   stop();
@@ -160,7 +208,7 @@ std::error_code server::listen(const std::string& address, std::uint16_t port, h
   beast::error_code ec;
   auto addr = net::ip::make_address(address, ec);
   if (ec) return ec;
-  auto l = std::make_shared<listener>(ioc_, std::move(h), limits_);
+  auto l = std::make_shared<listener>(*this, std::move(h), limits_);
   if (auto e = l->bind(tcp::endpoint(addr, port))) return e;
   bound_port = l->port();
   listeners_.push_back(std::move(l));
@@ -169,12 +217,13 @@ std::error_code server::listen(const std::string& address, std::uint16_t port, h
 
 void server::start() {
   for (auto& l : listeners_) l->accept();
-  for (int i = 0; i < threads_; ++i) workers_.emplace_back([this] { ioc_.run(); });
+  for (auto& c : contexts_) workers_.emplace_back([&c] { c->run(); });
 }
 
 void server::stop() {
   for (auto& l : listeners_) l->close();
-  ioc_.stop();
+  guards_.clear();
+  for (auto& c : contexts_) c->stop();
   for (auto& t : workers_) {
     if (t.joinable()) t.join();
   }
