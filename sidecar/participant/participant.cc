@@ -1,5 +1,6 @@
 #include "sidecar/participant/participant.h"
 
+#include <future>
 #include <nlohmann/json.hpp>
 
 #include "common/log.h"
@@ -105,7 +106,9 @@ participant::participant(config::participate_spec spec, config::product_schema p
       owner_(std::move(owner)),
       publish_(std::move(publish)),
       outcomes_(std::move(outcomes)),
-      options_(options) {}
+      options_(options) {
+  writer_ = std::make_unique<store::group_writer>(*kv_);
+}
 
 participant::~participant() {
   stop();
@@ -190,11 +193,16 @@ void participant::load(const std::string& tx, tx_entry& e) {
   // A read error leaves it unloaded: the caller answers 503 and the coordinator tries again.
 }
 
-std::error_code participant::persist(const std::string& tx, const tx_record& r, bool sync, store::write_batch* batch) {
+std::error_code participant::persist(const std::string& tx, const tx_record& r, bool sync, store::write_batch* batch,
+                                     tx_entry* e) {
   store::write_batch own;
   store::write_batch& b = batch != nullptr ? *batch : own;
   b.put(tx_key(tx), encode_record(r));
   if (r.state == tx_state::committed || r.state == tx_state::aborted) b.put(gc_key(r.since_us, tx), "");
+  if (e != nullptr && e->writes_queued > 0) {
+    writer_->write(std::move(b), [](std::error_code) {});
+    return {};
+  }
   return kv_->write(b, sync);
 }
 
@@ -221,6 +229,18 @@ std::string participant::project(const std::string& value) const {
 }
 
 reply participant::prepare(const std::string& tx, const prepare_request& req) {
+  std::promise<reply> p;
+  auto f = p.get_future();
+  prepare_async(tx, req, [&p](reply r) { p.set_value(std::move(r)); });
+  return f.get();
+}
+
+void participant::prepare_async(const std::string& tx, const prepare_request& req, std::function<void(reply)> done) {
+  if (auto r = prepare_locked(tx, req, done)) done(std::move(*r));
+}
+
+std::optional<reply> participant::prepare_locked(const std::string& tx, const prepare_request& req,
+                                                 std::function<void(reply)>& done) {
   if (req.product != spec_.product) return vote_no(400, "this participant serves product " + spec_.product);
   if (!event::is_valid_utf8(req.key)) return vote_no(400, "the key is not valid UTF-8");
   std::string staged;
@@ -239,8 +259,14 @@ reply participant::prepare(const std::string& tx, const prepare_request& req) {
     // A repeated prepare gets the same answer.
     switch (e->rec->state) {
       case tx_state::prepared:
-      case tx_state::committed:
-        return {200, R"({"vote":"yes","state":")" + std::string(to_string(e->rec->state)) + "\"}"};
+      case tx_state::committed: {
+        // After the group holding the first answer's record: never a yes before it is durable.
+        reply yes{200, R"({"vote":"yes","state":")" + std::string(to_string(e->rec->state)) + "\"}"};
+        writer_->write({}, [yes, done = std::move(done)](std::error_code ec) {
+          done(ec ? reply{503, R"({"vote":"no","reason":"participant store: sync failed"})"} : yes);
+        });
+        return std::nullopt;
+      }
       case tx_state::aborted:
         return vote_no(409, "transaction " + tx + " is already aborted here");
       case tx_state::preparing:
@@ -304,20 +330,46 @@ reply participant::prepare(const std::string& tx, const prepare_request& req) {
   }
   r.state = tx_state::prepared;
   r.since_us = now_us();
-  if (auto ec = persist(tx, r, true)) {
-    if (spec_.role == config::participant_role::owner) {
-      // Recorded as `preparing`: the background thread compensates.
-      return vote_no(503, "participant store: " + ec.message());
-    }
-    unlock();
-    return vote_no(503, "participant store: " + ec.message());
-  }
+  store::write_batch batch;
+  batch.put(tx_key(tx), encode_record(r));
+  // In memory at once (a concurrent abort sees it prepared and aborts it); the yes goes out once
+  // the group holding it is on disk.
+  std::optional<tx_record> before = e->rec;
   e->rec = r;
+  ++e->writes_queued;
   {
     std::lock_guard lock(mu_);
     open_[tx] = {std::chrono::steady_clock::now() + spec_.lock_timeout};
   }
-  return {200, R"({"vote":"yes","state":"prepared"})"};
+  writer_->write(std::move(batch), [this, tx, e, before = std::move(before), version = r.version,
+                                    done = std::move(done)](std::error_code ec) mutable {
+    {
+      std::lock_guard entry_lock(e->mu);
+      --e->writes_queued;
+    }
+    if (!ec) {
+      done({200, R"({"vote":"yes","state":"prepared"})"});
+      return;
+    }
+    {
+      std::lock_guard entry_lock(e->mu);
+      if (e->rec && e->rec->state == tx_state::prepared && e->rec->version == version) {
+        if (spec_.role == config::participant_role::owner) {
+          // Recorded as `preparing`: the background thread compensates.
+          e->rec = before;
+        } else {
+          std::string key = e->rec->key;
+          e->rec.reset();
+          std::lock_guard lock(mu_);
+          auto it = locks_.find(key);
+          if (it != locks_.end() && it->second == tx) locks_.erase(it);
+          open_.erase(tx);
+        }
+      }
+    }
+    done(vote_no(503, "participant store: " + ec.message()));
+  });
+  return std::nullopt;
 }
 
 std::string participant::compensate(const tx_record& r) {
@@ -361,7 +413,7 @@ reply participant::do_commit(const std::string& tx, tx_entry& e) {
   }
   // Not fsync'd: lost only with the machine, and then the transaction is `prepared` again and
   // asks the coordinator, which answers committed.
-  if (auto ec = persist(tx, r, false, &batch)) return error_reply(503, "participant store: " + ec.message());
+  if (auto ec = persist(tx, r, false, &batch, &e)) return error_reply(503, "participant store: " + ec.message());
   e.rec = r;
   finished(tx, r);
   return {200, state_body(r.state)};
@@ -391,7 +443,7 @@ reply participant::do_abort(const std::string& tx, tx_entry& e) {
   }
   r.state = tx_state::aborted;
   r.since_us = now_us();
-  if (auto ec = persist(tx, r, false)) return error_reply(503, "participant store: " + ec.message());
+  if (auto ec = persist(tx, r, false, nullptr, &e)) return error_reply(503, "participant store: " + ec.message());
   bool held = e.rec.has_value();
   e.rec = r;
   if (held) finished(tx, r);

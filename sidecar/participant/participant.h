@@ -18,8 +18,9 @@
 // and aborted. Finished records are kept for `retention` so repeated calls get the same answer,
 // then dropped through a time index kept beside them in the store (nothing per record in memory).
 //
-// Threading: prepare/commit/abort/query from any thread (blocking: owner calls, fsync); calls on
-// one transaction are serialized, calls on different keys run in parallel. One background thread
+// Threading: prepare/commit/abort/query from any thread (blocking: owner calls, fsync; a copy's
+// prepare_async does not block); calls on one transaction are serialized (a prepare's until its
+// record is handed to the group writer), calls on different keys run in parallel. One background thread
 // (start() to stop()) resolves overdue transactions and drops old records. Owns its store.
 
 #include <atomic>
@@ -39,6 +40,7 @@
 
 #include "sidecar/config/config.h"
 #include "sidecar/participant/protocol.h"
+#include "sidecar/store/group_writer.h"
 #include "sidecar/store/kv.h"
 
 namespace datashare::sidecar::participant {
@@ -113,7 +115,12 @@ class participant {
   std::error_code start(std::string& error);
   void stop();
 
-  reply prepare(const std::string& tx, const prepare_request& req);
+  // Answers through `done`, once: at once for a no vote, else once the `prepared` record is on
+  // stable storage (group commit with the other prepares: store::group_writer), on the writer's
+  // thread. A copy's prepare never blocks, so it runs on the HTTP I/O thread; an owner's blocks
+  // on the owner's API before it hands its record over.
+  void prepare_async(const std::string& tx, const prepare_request& req, std::function<void(reply)> done);
+  reply prepare(const std::string& tx, const prepare_request& req);  // blocking form
   reply commit(const std::string& tx);
   reply abort(const std::string& tx);
   reply query(const std::string& tx);
@@ -131,6 +138,7 @@ class participant {
     std::mutex mu;                 // serializes the calls on one transaction
     bool loaded = false;           // record read from the store
     std::optional<tx_record> rec;  // nullopt: unknown here
+    int writes_queued = 0;         // records handed to the group writer, not written yet
   };
   struct overdue {
     std::chrono::steady_clock::time_point next_look;
@@ -138,9 +146,15 @@ class participant {
 
   std::shared_ptr<tx_entry> entry(const std::string& tx);
   void load(const std::string& tx, tx_entry& e);
-  std::error_code persist(const std::string& tx, const tx_record& r, bool sync, store::write_batch* batch = nullptr);
+  // With `e` holding records still queued in the group writer, the record goes behind them there
+  // (the order on disk is the order of the calls), without waiting.
+  std::error_code persist(const std::string& tx, const tx_record& r, bool sync, store::write_batch* batch = nullptr,
+                          tx_entry* e = nullptr);
   void finished(const std::string& tx, const tx_record& r);
   reply vote_no(unsigned status, const std::string& reason);
+  // The answer, or nullopt when `done` was taken to answer later.
+  std::optional<reply> prepare_locked(const std::string& tx, const prepare_request& req,
+                                      std::function<void(reply)>& done);
   std::string compensate(const tx_record& r);  // owner: "" when the previous value is back
   reply do_commit(const std::string& tx, tx_entry& e);
   reply do_abort(const std::string& tx, tx_entry& e);
@@ -150,6 +164,7 @@ class participant {
   config::product_schema product_;
   std::vector<std::string> copy_fields_;
   std::unique_ptr<store::kv> kv_;
+  std::unique_ptr<store::group_writer> writer_;  // the prepares' fsyncs, shared (after kv_: goes first)
   std::unique_ptr<owner_api> owner_;
   publish_fn publish_;
   std::unique_ptr<outcome_api> outcomes_;

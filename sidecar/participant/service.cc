@@ -78,10 +78,16 @@ void service::handle(const http::request& req, const http::responder& respond) c
       respond(error(400, "no participant for product \"" + pr.product + "\" here"));
       return;
     }
-    pool_.post([p, id = path->id, pr = std::move(pr), respond] {
-      auto r = p->prepare(id, pr);
-      respond({r.status, std::move(r.body)});
-    });
+    auto answer = [respond](reply r) { respond({r.status, std::move(r.body)}); };
+    if (p->spec().role == config::participant_role::copy) {
+      // A copy's prepare is a store write whose fsync is group-committed: answered from the
+      // group writer's thread, without a hand-off to the pool.
+      p->prepare_async(path->id, pr, std::move(answer));
+    } else {
+      pool_.post([p, id = path->id, pr = std::move(pr), answer = std::move(answer)]() mutable {
+        p->prepare_async(id, pr, std::move(answer));
+      });
+    }
     return;
   }
   if (path->op != "commit" && path->op != "abort") {

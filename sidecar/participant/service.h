@@ -1,8 +1,10 @@
 #pragma once
 // The participant listener of the sidecar (listen.participant): the transaction API of
 // protocol.h and nothing else, for the gateway coordinator and the other participants. Requests
-// are parsed on the I/O thread and run on a thread pool, since prepare and commit block (owner
-// calls, fsync); the answer goes back through the responder.
+// are parsed on the I/O thread. A copy's prepare, commit and abort run there too (a store write;
+// the prepare's fsync is group-committed and answered from the group writer's thread); the
+// owner's run on a thread pool, since they block (owner calls, the outbox's fsync). The answer
+// goes back through the responder.
 //
 // Threading: handle() from the HTTP I/O threads; the participants and the pool must outlive the
 // server.

@@ -1,10 +1,14 @@
 // The same contract tests for both store::kv implementations.
 #include <gtest/gtest.h>
 
+#include <condition_variable>
 #include <filesystem>
+#include <future>
+#include <mutex>
 #include <random>
 #include <thread>
 
+#include "sidecar/store/group_writer.h"
 #include "sidecar/store/memory_kv.h"
 #include "sidecar/store/rocksdb_kv.h"
 
@@ -142,6 +146,37 @@ TEST_P(kv_contract_test, ConcurrentReadersAndOneWriter) {
   EXPECT_EQ(v, "1999");
 }
 
+TEST_P(kv_contract_test, GroupWriterAppliesEveryBatchInOrderWithSharedSyncs) {
+  constexpr int kBatches = 300;
+  std::mutex mu;
+  std::condition_variable cv;
+  int done = 0, failed = 0;
+  {
+    group_writer w(*kv_);
+    for (int i = 0; i < kBatches; ++i) {
+      write_batch b;
+      b.put("k" + std::to_string(i % 10), std::to_string(i));  // later batches win
+      b.put("n" + std::to_string(i), "x");
+      w.write(std::move(b), [&](std::error_code ec) {
+        std::lock_guard lock(mu);
+        if (ec) ++failed;
+        ++done;
+        cv.notify_all();
+      });
+    }
+    std::unique_lock lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(60), [&] { return done == kBatches; }));
+    EXPECT_EQ(failed, 0);
+    EXPECT_LE(w.groups(), static_cast<std::uint64_t>(kBatches));
+  }
+  std::string v;
+  for (int k = 0; k < 10; ++k) {
+    ASSERT_FALSE(kv_->get("k" + std::to_string(k), v));
+    EXPECT_EQ(v, std::to_string(kBatches - 10 + k));
+  }
+  ASSERT_FALSE(kv_->get("n" + std::to_string(kBatches - 1), v));
+}
+
 INSTANTIATE_TEST_SUITE_P(impls, kv_contract_test, ::testing::Values("memory", "rocksdb"));
 
 TEST(MemoryKvTest, InjectedFailuresChangeNothing) {
@@ -154,6 +189,20 @@ TEST(MemoryKvTest, InjectedFailuresChangeNothing) {
   EXPECT_FALSE(kv.write(b, true));
   EXPECT_EQ(kv.size(), 1u);
   EXPECT_EQ(kv.synced_writes(), 1u);
+}
+
+TEST(GroupWriterTest, AFailedGroupFailsItsCallbacksAndChangesNothing) {
+  memory_kv kv;
+  kv.fail_next_writes(1);
+  std::promise<std::error_code> p;
+  {
+    group_writer w(kv);
+    write_batch b;
+    b.put("a", "1");
+    w.write(std::move(b), [&p](std::error_code ec) { p.set_value(ec); });
+    EXPECT_EQ(p.get_future().get(), errc::injected_failure);
+  }
+  EXPECT_EQ(kv.size(), 0u);
 }
 
 TEST(RocksdbKvTest, ReportsAnUnusableDirectory) {
