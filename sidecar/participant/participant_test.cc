@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <map>
 #include <mutex>
 
@@ -79,7 +80,7 @@ struct fake_outcomes_state {
   std::mutex mu;
   std::string coordinator;                   // "" unreachable
   std::map<std::string, std::string> peers;  // url → answer
-  int asked = 0;
+  std::atomic<int> asked{0};
 };
 
 class fake_outcomes : public outcome_api {
@@ -308,12 +309,15 @@ TEST_F(participant_test, AHalfPreparedOwnerChangeIsCompensatedAfterARestart) {
 TEST_F(participant_test, AnOverdueTransactionAsksTheCoordinator) {
   auto p = make(config::participant_role::copy, 100ms);
   ASSERT_EQ(p->prepare("tx1", put("k", R"({"id":"k","name":"a"})", 10)).status, 200u);
-  outcomes_->coordinator = "committed";
+  {  // the background thread asks meanwhile
+    std::lock_guard lock(outcomes_->mu);
+    outcomes_->coordinator = "committed";
+  }
   p->resolve_overdue();
-  EXPECT_EQ(outcomes_->asked, 0) << "not overdue yet";
+  EXPECT_EQ(outcomes_->asked.load(), 0) << "not overdue yet";
   std::this_thread::sleep_for(150ms);
   p->resolve_overdue();
-  EXPECT_EQ(outcomes_->asked, 1);
+  EXPECT_EQ(outcomes_->asked.load(), 1);
   EXPECT_EQ(copy_value(*p, "k"), R"({"id":"k","name":"a"})");
   EXPECT_EQ(p->locked_keys(), 0u);
 }
@@ -322,11 +326,20 @@ TEST_F(participant_test, WithoutTheCoordinatorAPeerThatKnowsDecides) {
   auto p = make(config::participant_role::copy, 100ms);
   ASSERT_EQ(p->prepare("tx1", put("k", R"({"id":"k","name":"a"})", 10)).status, 200u);
   std::this_thread::sleep_for(150ms);
-  outcomes_->coordinator = "";  // unreachable
-  outcomes_->peers["http://peer-a:8091"] = "prepared";
+  {  // the background thread asks meanwhile
+    std::lock_guard lock(outcomes_->mu);
+    outcomes_->coordinator = "";  // unreachable
+  }
+  {  // the background thread asks meanwhile
+    std::lock_guard lock(outcomes_->mu);
+    outcomes_->peers["http://peer-a:8091"] = "prepared";
+  }
   p->resolve_overdue();
   EXPECT_EQ(p->locked_keys(), 1u) << "nobody knows yet: the key stays locked";
-  outcomes_->peers["http://peer-b:8091"] = "aborted";
+  {  // the background thread asks meanwhile
+    std::lock_guard lock(outcomes_->mu);
+    outcomes_->peers["http://peer-b:8091"] = "aborted";
+  }
   p->resolve_overdue();
   EXPECT_EQ(p->locked_keys(), 0u);
   EXPECT_EQ(copy_value(*p, "k"), "<absent>");
