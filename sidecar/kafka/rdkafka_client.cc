@@ -11,6 +11,8 @@
 #include <mutex>
 #include <sstream>
 #include <thread>
+#include <utility>
+#include <vector>
 
 namespace datashare::sidecar::kafka {
 namespace {
@@ -94,6 +96,28 @@ bool apply_settings(const property_setter& set, const config::kafka_settings& s,
 bool apply_settings(conf_builder& c, const config::kafka_settings& s, std::string& error) {
   return apply_settings([&](const std::string& k, const std::string& v, std::string& e) { return c.set(k, v, e); }, s,
                         error);
+}
+
+// A C-API configuration (the admin interface exists only there) with the settings and then
+// `extra` applied; nullptr and `error` set when librdkafka refuses one.
+rd_kafka_conf_t* c_conf(const config::kafka_settings& settings,
+                        const std::vector<std::pair<std::string, std::string>>& extra, std::string& error) {
+  rd_kafka_conf_t* cc = rd_kafka_conf_new();
+  auto set = [cc](const std::string& k, const std::string& v, std::string& e) {
+    char err[512];
+    if (rd_kafka_conf_set(cc, k.c_str(), v.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK) {
+      e = "kafka property " + k + ": " + err;
+      return false;
+    }
+    return true;
+  };
+  bool ok = apply_settings(set, settings, error);
+  for (const auto& [k, v] : extra) ok = ok && set(k, v, error);
+  if (!ok) {
+    rd_kafka_conf_destroy(cc);
+    return nullptr;
+  }
+  return cc;
 }
 
 message convert(RdKafka::Message& m) {
@@ -384,19 +408,8 @@ class rdkafka_factory final : public client_factory {
 
   std::unique_ptr<admin> make_admin(std::string& error) override {
     // The C API is the one with an admin interface.
-    rd_kafka_conf_t* cc = rd_kafka_conf_new();
-    auto set = [&](const std::string& k, const std::string& v, std::string& e) {
-      char err[512];
-      if (rd_kafka_conf_set(cc, k.c_str(), v.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK) {
-        e = "kafka property " + k + ": " + err;
-        return false;
-      }
-      return true;
-    };
-    if (!apply_settings(set, settings_, error)) {
-      rd_kafka_conf_destroy(cc);
-      return nullptr;
-    }
+    rd_kafka_conf_t* cc = c_conf(settings_, {}, error);
+    if (cc == nullptr) return nullptr;
     char err[512];
     rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, cc, err, sizeof err);  // takes cc on success
     if (rk == nullptr) {
@@ -435,20 +448,9 @@ struct refusal_log {
 
 std::optional<std::string> await_broker_answer(const config::kafka_settings& settings, const std::atomic<bool>& stop,
                                                std::chrono::milliseconds persist, std::chrono::milliseconds every) {
-  rd_kafka_conf_t* cc = rd_kafka_conf_new();
-  auto set = [&](const std::string& k, const std::string& v, std::string& e) {
-    char err[512];
-    if (rd_kafka_conf_set(cc, k.c_str(), v.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK) {
-      e = "kafka property " + k + ": " + err;
-      return false;
-    }
-    return true;
-  };
   std::string error;
-  if (!apply_settings(set, settings, error) || !set("log_level", "0", error)) {
-    rd_kafka_conf_destroy(cc);
-    return std::nullopt;  // the clients themselves report a configuration they cannot use
-  }
+  rd_kafka_conf_t* cc = c_conf(settings, {{"log_level", "0"}}, error);
+  if (cc == nullptr) return std::nullopt;  // the clients themselves report a configuration they cannot use
   refusal_log refusals;
   rd_kafka_conf_set_error_cb(cc, &refusal_log::on_error);
   rd_kafka_conf_set_opaque(cc, &refusals);
