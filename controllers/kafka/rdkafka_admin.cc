@@ -19,6 +19,7 @@ bool kafka_error::transient() const {
     case RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION:
     case RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS:
     case RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE:
+    case RD_KAFKA_RESP_ERR_NOT_COORDINATOR:
       return true;
     default:
       return false;
@@ -95,7 +96,17 @@ class refusal_watch {
 
 class rdkafka_admin final : public topic_admin {
  public:
-  explicit rdkafka_admin(const kafka_connection& c) : timeout_ms_(c.request_timeout_ms) {
+  explicit rdkafka_admin(const kafka_connection& c) : connection_(c), timeout_ms_(c.request_timeout_ms) {
+    rk_.reset(make_handle(RD_KAFKA_PRODUCER, "datashare-operator", nullptr));
+  }
+
+  // A handle for the admin requests. The consumer-type one, made for group offsets, carries a
+  // consumer group of its own that never subscribes: librdkafka handles a NOT_COORDINATOR answer
+  // to OffsetFetch by asking the handle's group to look the coordinator up again, and a handle
+  // without a group dereferences a null group there (librdkafka issue 5040, a crash on a fresh
+  // broker whose group coordinator is still loading).
+  rd_kafka_t* make_handle(rd_kafka_type_t type, const std::string& client_id, const char* group) {
+    const kafka_connection& c = connection_;
     char err[512];
     rd_kafka_conf_t* conf = rd_kafka_conf_new();
     auto set = [&](const std::string& k, const std::string& v) {
@@ -105,17 +116,22 @@ class rdkafka_admin final : public topic_admin {
       }
     };
     set("bootstrap.servers", c.bootstrap);
-    set("client.id", "datashare-operator");
+    set("client.id", client_id);
     set("log_level", "3");
+    if (group != nullptr) {
+      set("group.id", group);
+      set("enable.auto.commit", "false");
+      set("enable.auto.offset.store", "false");
+    }
     for (const auto& [k, v] : c.properties) set(k, v);
     rd_kafka_conf_set_error_cb(conf, &refusal_watch::on_error);
     rd_kafka_conf_set_opaque(conf, refusals_.get());
-    rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+    rd_kafka_t* rk = rd_kafka_new(type, conf, err, sizeof err);
     if (rk == nullptr) {
       rd_kafka_conf_destroy(conf);
       throw kafka_error(RD_KAFKA_RESP_ERR__INVALID_ARG, std::string("kafka client: ") + err);
     }
-    rk_.reset(rk);
+    return rk;
   }
 
   std::optional<observed_topic> describe(const std::string& topic) override {
@@ -215,11 +231,13 @@ class rdkafka_admin final : public topic_admin {
     std::unique_ptr<rd_kafka_topic_partition_list_t, tplist_deleter> list(
         rd_kafka_topic_partition_list_new(partitions));
     for (int32_t p = 0; p < partitions; ++p) rd_kafka_topic_partition_list_add(list.get(), topic.c_str(), p);
+    rd_kafka_t* rk = offsets_handle();
     rd_kafka_ListConsumerGroupOffsets_t* req = rd_kafka_ListConsumerGroupOffsets_new(group.c_str(), list.get());
-    auto q = queue();
-    rd_kafka_ListConsumerGroupOffsets(rk_.get(), &req, 1,
-                                      options(RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS).get(), q.get());
+    std::unique_ptr<rd_kafka_queue_t, queue_deleter> q(rd_kafka_queue_new(rk));
+    rd_kafka_ListConsumerGroupOffsets(rk, &req, 1, options(RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS).get(),
+                                      q.get());
     rd_kafka_ListConsumerGroupOffsets_destroy(req);
+    rd_kafka_poll(rk, 0);  // nobody else serves this handle's error callbacks
     event_ptr ev = wait(q.get(), "offsets of group " + group);
     size_t n = 0;
     const rd_kafka_group_result_t** groups = rd_kafka_ListConsumerGroupOffsets_result_groups(
@@ -251,6 +269,14 @@ class rdkafka_admin final : public topic_admin {
   }
 
  private:
+  // Made on the first offsets query: operators that measure no lag do not run its threads.
+  rd_kafka_t* offsets_handle() {
+    std::call_once(offsets_once_, [&] {
+      offsets_rk_.reset(make_handle(RD_KAFKA_CONSUMER, "datashare-operator-offsets", "datashare-operator-offsets"));
+    });
+    return offsets_rk_.get();
+  }
+
   std::map<std::string, std::string> overrides(const std::string& topic) {
     rd_kafka_ConfigResource_t* r = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic.c_str());
     auto q = queue();
@@ -313,8 +339,11 @@ class rdkafka_admin final : public topic_admin {
     throw_error(err, what, detail);
   }
 
+  kafka_connection connection_;
   std::unique_ptr<refusal_watch> refusals_ = std::make_unique<refusal_watch>();
   std::unique_ptr<rd_kafka_t, handle_deleter> rk_;
+  std::once_flag offsets_once_;
+  std::unique_ptr<rd_kafka_t, handle_deleter> offsets_rk_;
   int timeout_ms_;
 };
 
