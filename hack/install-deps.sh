@@ -152,6 +152,17 @@ check_promtool() {
   fi
 }
 
+# One installer at a time: two concurrent runs (two checkouts' `make test`) would build the same
+# cache paths at once. The second waits, then finds everything installed and does nothing.
+if (( ! CHECK_ONLY )); then
+  mkdir -p "$DATASHARE_CACHE"
+  exec {lock_fd}>"$DATASHARE_CACHE/install.lock"
+  if ! flock -n "$lock_fd"; then
+    log "another install-deps.sh is running; waiting for it"
+    flock "$lock_fd"
+  fi
+fi
+
 install_debian_packages
 check_promtool
 install_kube
