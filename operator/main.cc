@@ -80,9 +80,10 @@ int main(int argc, char** argv) {
   flag_set set("datashare-operator");
   flags.register_on(set);
   set.add("kafka-bootstrap", &kafka_bootstrap, "Kafka bootstrap servers (host:port[,host:port]); required");
-  set.add("kafka-security-secret", &kafka_secret,
-          "<namespace>/<name> of a Secret with Kafka security settings (protocol, ca.crt, tls.crt, tls.key, "
-          "sasl.mechanism, sasl.username, sasl.password); sidecars mount the Secret 'datashare-kafka' of their namespace");
+  set.add(
+      "kafka-security-secret", &kafka_secret,
+      "<namespace>/<name> of a Secret with Kafka security settings (protocol, ca.crt, tls.crt, tls.key, "
+      "sasl.mechanism, sasl.username, sasl.password); sidecars mount the Secret 'datashare-kafka' of their namespace");
   set.add("sidecar-image", &options.sidecar.image, "image of the injected sidecar");
   set.add("gateway-image", &options.sidecar.gateway_image, "image of the gateway coordinators");
   set.add("sidecar-cpu-request", &options.sidecar.cpu_request, "CPU request of each injected sidecar");
@@ -114,17 +115,18 @@ int main(int argc, char** argv) {
     controllers::kafka_connection conn{.bootstrap = kafka_bootstrap};
     if (!kafka_secret.empty()) load_kafka_secret(*s.client, kafka_secret, conn, options.sidecar);
     auto kafka = controllers::make_rdkafka_admin(conn);
-    runtime::event_recorder events(*s.client, {.reporting_controller = "datashare.io/operator",
-                                               .reporting_instance = [] {
-                                                 char host[256] = {};
-                                                 gethostname(host, sizeof host - 1);
-                                                 return std::string(host);
-                                               }()});
+    runtime::event_recorder events(*s.client,
+                                   {.reporting_controller = "datashare.io/operator", .reporting_instance = [] {
+                                      char host[256] = {};
+                                      gethostname(host, sizeof host - 1);
+                                      return std::string(host);
+                                    }()});
     controllers::datashare_operator op(*s.client, *kafka, events, s.mgr->registry(), options);
     op.register_with(*s.mgr);
     g_manager = s.mgr.get();
     log::info("datashare-operator starting",
-              {{"kafka", kafka_bootstrap}, {"sidecar_image", options.sidecar.image},
+              {{"kafka", kafka_bootstrap},
+               {"sidecar_image", options.sidecar.image},
                {"namespace", options.watch_namespace.empty() ? "(all)" : options.watch_namespace}});
     int code = s.mgr->run();
     g_manager = nullptr;

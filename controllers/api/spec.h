@@ -5,11 +5,10 @@
 // a field the schema cannot check): parsing is total, collects every problem with its field path,
 // and never throws. A resource with problems gets a condition, never a crash.
 
-#include <nlohmann/json.hpp>
-
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>

@@ -22,7 +22,8 @@ std::string workload_suffix(const workload_id& w) {
 }
 
 json labels_for(const std::string& component) {
-  return {{kManagedByLabel, kManagedBy}, {"app.kubernetes.io/part-of", "datashare"},
+  return {{kManagedByLabel, kManagedBy},
+          {"app.kubernetes.io/part-of", "datashare"},
           {"app.kubernetes.io/component", component}};
 }
 
@@ -137,9 +138,15 @@ bool sidecar_plan::participates() const {
          std::any_of(subscribes.begin(), subscribes.end(), [](const auto& r) { return r.policy.needs_gateway(); });
 }
 
-std::string sidecar_config_map_name(const workload_id& w) { return "datashare-sidecar-" + workload_suffix(w); }
-std::string participant_service_name(const workload_id& w) { return "datashare-tx-" + workload_suffix(w); }
-std::string gateway_name(const data_product& p) { return "datashare-gateway-" + p.meta.name; }
+std::string sidecar_config_map_name(const workload_id& w) {
+  return "datashare-sidecar-" + workload_suffix(w);
+}
+std::string participant_service_name(const workload_id& w) {
+  return "datashare-tx-" + workload_suffix(w);
+}
+std::string gateway_name(const data_product& p) {
+  return "datashare-gateway-" + p.meta.name;
+}
 
 std::string gateway_url(const data_product& p, const sidecar_settings& s) {
   return "http://" + gateway_name(p) + "." + p.meta.ns + ".svc:" + std::to_string(s.gateway_port);
@@ -308,37 +315,35 @@ json sidecar_apply_intent(const sidecar_plan& plan, const std::string& hash, con
   if (plan.participates())
     ports.push_back({{"name", "ds-tx"}, {"containerPort", s.participant_port}, {"protocol", "TCP"}});
   auto probe = [&](const char* path, int period, int failures) {
-    return json{{"httpGet", {{"path", path}, {"port", "ds-admin"}}},
-                {"periodSeconds", period},
-                {"failureThreshold", failures}};
+    return json{
+        {"httpGet", {{"path", path}, {"port", "ds-admin"}}}, {"periodSeconds", period}, {"failureThreshold", failures}};
   };
   json mounts = json::array({{{"name", "datashare-config"}, {"mountPath", "/etc/datashare"}, {"readOnly", true}},
                              {{"name", "datashare-data"}, {"mountPath", "/var/lib/datashare"}}});
-  json volumes = json::array(
-      {{{"name", "datashare-config"}, {"configMap", {{"name", sidecar_config_map_name(plan.workload)}}}},
-       {{"name", "datashare-data"}, {"emptyDir", json::object()}}});
+  json volumes =
+      json::array({{{"name", "datashare-config"}, {"configMap", {{"name", sidecar_config_map_name(plan.workload)}}}},
+                   {{"name", "datashare-data"}, {"emptyDir", json::object()}}});
   if (s.kafka_protocol != "PLAINTEXT") {
     mounts.push_back({{"name", "datashare-kafka"}, {"mountPath", "/etc/datashare/kafka"}, {"readOnly", true}});
     volumes.push_back({{"name", "datashare-kafka"}, {"secret", {{"secretName", s.kafka_secret_name}}}});
   }
-  json container = {
-      {"name", kSidecarContainer},
-      {"image", s.image},
-      {"restartPolicy", "Always"},  // a native sidecar: starts before, stops after the app
-      {"args", {"--config", "/etc/datashare/sidecar.yaml"}},
-      {"ports", ports},
-      {"startupProbe", probe("/healthz", 1, 60)},
-      {"livenessProbe", probe("/healthz", 10, 3)},
-      {"readinessProbe", probe("/readyz", 5, 1)},
-      {"resources",
-       {{"requests", {{"cpu", s.cpu_request}, {"memory", s.memory_request}}},
-        {"limits", {{"memory", s.memory_limit}}}}},
-      {"securityContext",
-       {{"runAsNonRoot", true},
-        {"readOnlyRootFilesystem", true},
-        {"allowPrivilegeEscalation", false},
-        {"capabilities", {{"drop", {"ALL"}}}}}},
-      {"volumeMounts", mounts}};
+  json container = {{"name", kSidecarContainer},
+                    {"image", s.image},
+                    {"restartPolicy", "Always"},  // a native sidecar: starts before, stops after the app
+                    {"args", {"--config", "/etc/datashare/sidecar.yaml"}},
+                    {"ports", ports},
+                    {"startupProbe", probe("/healthz", 1, 60)},
+                    {"livenessProbe", probe("/healthz", 10, 3)},
+                    {"readinessProbe", probe("/readyz", 5, 1)},
+                    {"resources",
+                     {{"requests", {{"cpu", s.cpu_request}, {"memory", s.memory_request}}},
+                      {"limits", {{"memory", s.memory_limit}}}}},
+                    {"securityContext",
+                     {{"runAsNonRoot", true},
+                      {"readOnlyRootFilesystem", true},
+                      {"allowPrivilegeEscalation", false},
+                      {"capabilities", {{"drop", {"ALL"}}}}}},
+                    {"volumeMounts", mounts}};
   return {{"apiVersion", "apps/v1"},
           {"kind", plan.workload.kind},
           {"metadata", {{"name", plan.workload.name}, {"namespace", plan.workload.ns}}},
@@ -426,13 +431,16 @@ std::vector<json> gateway_objects(const data_product& product, const std::vector
               {"kind", "PersistentVolumeClaim"},
               {"metadata", meta(name + "-log")},
               {"spec", {{"accessModes", {"ReadWriteOnce"}}, {"resources", {{"requests", {{"storage", "1Gi"}}}}}}}};
-  auto probe = [](const char* path) { return json{{"httpGet", {{"path", path}, {"port", "admin"}}}, {"periodSeconds", 5}}; };
+  auto probe = [](const char* path) {
+    return json{{"httpGet", {{"path", path}, {"port", "admin"}}}, {"periodSeconds", 5}};
+  };
   json container = {
       {"name", "gateway"},
       {"image", s.gateway_image},
       {"args", {"--config", "/etc/datashare/gateway.yaml"}},
       {"ports",
-       {{{"name", "http"}, {"containerPort", s.gateway_port}}, {{"name", "admin"}, {"containerPort", s.gateway_admin_port}}}},
+       {{{"name", "http"}, {"containerPort", s.gateway_port}},
+        {{"name", "admin"}, {"containerPort", s.gateway_admin_port}}}},
       {"livenessProbe", probe("/healthz")},
       {"readinessProbe", probe("/readyz")},
       {"resources", {{"requests", {{"cpu", "100m"}, {"memory", "64Mi"}}}, {"limits", {{"memory", "256Mi"}}}}},
@@ -444,21 +452,20 @@ std::vector<json> gateway_objects(const data_product& product, const std::vector
       {"volumeMounts",
        {{{"name", "config"}, {"mountPath", "/etc/datashare"}, {"readOnly", true}},
         {{"name", "log"}, {"mountPath", "/var/lib/datashare-gateway"}}}}};
-  json deploy = {
-      {"apiVersion", "apps/v1"},
-      {"kind", "Deployment"},
-      {"metadata", meta(name)},
-      {"spec",
-       {{"replicas", 1},
-        {"strategy", {{"type", "Recreate"}}},  // one coordinator owns the log at a time
-        {"selector", {{"matchLabels", selector}}},
-        {"template",
-         {{"metadata", {{"labels", labels}, {"annotations", {{kConfigHashAnnotation, config_hash(text)}}}}},
-          {"spec",
-           {{"containers", {container}},
-            {"volumes",
-             {{{"name", "config"}, {"configMap", {{"name", name}}}},
-              {{"name", "log"}, {"persistentVolumeClaim", {{"claimName", name + "-log"}}}}}}}}}}}}};
+  json deploy = {{"apiVersion", "apps/v1"},
+                 {"kind", "Deployment"},
+                 {"metadata", meta(name)},
+                 {"spec",
+                  {{"replicas", 1},
+                   {"strategy", {{"type", "Recreate"}}},  // one coordinator owns the log at a time
+                   {"selector", {{"matchLabels", selector}}},
+                   {"template",
+                    {{"metadata", {{"labels", labels}, {"annotations", {{kConfigHashAnnotation, config_hash(text)}}}}},
+                     {"spec",
+                      {{"containers", {container}},
+                       {"volumes",
+                        {{{"name", "config"}, {"configMap", {{"name", name}}}},
+                         {{"name", "log"}, {"persistentVolumeClaim", {{"claimName", name + "-log"}}}}}}}}}}}}};
   return {cm, svc, pvc, deploy};
 }
 

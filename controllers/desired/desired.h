@@ -5,9 +5,8 @@
 // here; the reconcilers read caches, call these, and apply the result. Unit tests pin the
 // outputs (golden files under controllers/desired/testdata/).
 
-#include <nlohmann/json.hpp>
-
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
@@ -21,7 +20,7 @@ namespace datashare::controllers {
 struct desired_topic {
   std::string name;
   int32_t partitions = 3;
-  int32_t replication_factor = -1;  // -1: broker default
+  int32_t replication_factor = -1;            // -1: broker default
   std::map<std::string, std::string> config;  // cleanup.policy defaulted to compact
 };
 
@@ -61,7 +60,7 @@ struct sidecar_settings {
   std::string kafka_protocol = "PLAINTEXT";  // PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL
   std::string kafka_sasl_mechanism;
   std::string kafka_sasl_username;
-  bool kafka_client_certificate = false;  // the Secret has tls.crt and tls.key (mutual TLS)
+  bool kafka_client_certificate = false;              // the Secret has tls.crt and tls.key (mutual TLS)
   std::string kafka_secret_name = "datashare-kafka";  // in the workload's namespace, when not PLAINTEXT
   std::string image = "datashare-sidecar:latest";
   std::string cpu_request = "50m";
@@ -94,8 +93,8 @@ struct resolved_policy {
 // Everything one workload's sidecar does. Empty (no products, no policies): no sidecar.
 struct sidecar_plan {
   workload_id workload;
-  std::vector<data_product> publishes;        // products this workload owns
-  std::vector<resolved_policy> subscribes;    // policies this workload consumes
+  std::vector<data_product> publishes;      // products this workload owns
+  std::vector<resolved_policy> subscribes;  // policies this workload consumes
   // Keys ("ns/name") of the products in `publishes` that have a gateway: this workload is then
   // its owner participant. Copy participants are the subscribes with policy.needs_gateway().
   std::vector<std::string> owner_gateways;

@@ -27,7 +27,10 @@ void expect_golden(const std::string& name, const std::string& actual) {
 
 data_product products() {
   data_product p;
-  p.meta = {.ns = "catalog", .name = "products", .uid = "uid-products", .generation = 1,
+  p.meta = {.ns = "catalog",
+            .name = "products",
+            .uid = "uid-products",
+            .generation = 1,
             .creation_timestamp = "2026-11-22T10:00:00Z"};
   p.owner = {"Deployment", "product-service"};
   p.endpoint_service = "product-service";
@@ -35,10 +38,15 @@ data_product products() {
   p.read_path = "/products/{key}";
   p.write_path = "/products/{key}";
   p.key = "id";
-  p.fields = {{"id", "string", false}, {"name", "string", false}, {"price", "number", false},
+  p.fields = {{"id", "string", false},
+              {"name", "string", false},
+              {"price", "number", false},
               {"supplierEmail", "string", true}};
-  p.topic = {.name = "catalog.products.v1", .partitions = 6, .replication_factor = 1,
-             .config = {{"min.insync.replicas", "1"}}, .deletion_policy = "Retain"};
+  p.topic = {.name = "catalog.products.v1",
+             .partitions = 6,
+             .replication_factor = 1,
+             .config = {{"min.insync.replicas", "1"}},
+             .deletion_policy = "Retain"};
   p.access_namespaces = {"orders", "shipping"};
   return p;
 }
@@ -147,11 +155,11 @@ TEST(SidecarConfig, ConsumerWithTwoPoliciesSharesOneSidecar) {
   other.topic.name = "catalog.suppliers.v1";
   auto p2 = policy("shipping", "shipping-suppliers", "shipping-service", "event", {"id", "name"}, {});
   p2.product_name = "suppliers";
-  sidecar_plan plan{.workload = {"shipping", "Deployment", "shipping-service"},
-                    .subscribes = {{p2, other},
-                                   {policy("shipping", "shipping-products", "shipping-service", "event",
-                                           {"id", "name", "price"}, {}),
-                                    products()}}};
+  sidecar_plan plan{
+      .workload = {"shipping", "Deployment", "shipping-service"},
+      .subscribes = {{p2, other},
+                     {policy("shipping", "shipping-products", "shipping-service", "event", {"id", "name", "price"}, {}),
+                      products()}}};
   std::string text = render_sidecar_config(plan, settings());
   expect_golden("sidecar-event-two-policies.yaml", text);
   expect_sidecar_accepts(text);
@@ -225,10 +233,10 @@ TEST(ConfigHash, StableAndSensitive) {
 }
 
 TEST(SidecarObjects, ConfigMapAndPodTemplateIntent) {
-  sidecar_plan plan{.workload = {"orders", "Deployment", "order-service"},
-                    .subscribes = {{policy("orders", "order-service-products", "order-service", "event",
-                                           {"id", "name"}, {}),
-                                    products()}}};
+  sidecar_plan plan{
+      .workload = {"orders", "Deployment", "order-service"},
+      .subscribes = {
+          {policy("orders", "order-service-products", "order-service", "event", {"id", "name"}, {}), products()}}};
   std::string text = render_sidecar_config(plan, settings());
   json cm = sidecar_config_map(plan, text);
   EXPECT_EQ(cm["metadata"]["name"], "datashare-sidecar-order-service");

@@ -156,8 +156,8 @@ class rdkafka_admin final : public topic_admin {
 
   void create(const desired_topic& topic) override {
     char err[512];
-    rd_kafka_NewTopic_t* nt = rd_kafka_NewTopic_new(topic.name.c_str(), topic.partitions, topic.replication_factor,
-                                                    err, sizeof err);
+    rd_kafka_NewTopic_t* nt =
+        rd_kafka_NewTopic_new(topic.name.c_str(), topic.partitions, topic.replication_factor, err, sizeof err);
     if (nt == nullptr) throw kafka_error(RD_KAFKA_RESP_ERR__INVALID_ARG, "topic " + topic.name + ": " + err);
     for (const auto& [k, v] : topic.config) rd_kafka_NewTopic_set_config(nt, k.c_str(), v.c_str());
     auto q = queue();
@@ -193,7 +193,8 @@ class rdkafka_admin final : public topic_admin {
 
   void add_partitions(const std::string& topic, int32_t total) override {
     char err[512];
-    rd_kafka_NewPartitions_t* np = rd_kafka_NewPartitions_new(topic.c_str(), static_cast<size_t>(total), err, sizeof err);
+    rd_kafka_NewPartitions_t* np =
+        rd_kafka_NewPartitions_new(topic.c_str(), static_cast<size_t>(total), err, sizeof err);
     if (np == nullptr) throw kafka_error(RD_KAFKA_RESP_ERR__INVALID_ARG, "partitions of " + topic + ": " + err);
     auto q = queue();
     rd_kafka_CreatePartitions(rk_.get(), &np, 1, options(RD_KAFKA_ADMIN_OP_CREATEPARTITIONS).get(), q.get());
@@ -234,14 +235,13 @@ class rdkafka_admin final : public topic_admin {
     rd_kafka_t* rk = offsets_handle();
     rd_kafka_ListConsumerGroupOffsets_t* req = rd_kafka_ListConsumerGroupOffsets_new(group.c_str(), list.get());
     std::unique_ptr<rd_kafka_queue_t, queue_deleter> q(rd_kafka_queue_new(rk));
-    rd_kafka_ListConsumerGroupOffsets(rk, &req, 1, options(RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS).get(),
-                                      q.get());
+    rd_kafka_ListConsumerGroupOffsets(rk, &req, 1, options(RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS).get(), q.get());
     rd_kafka_ListConsumerGroupOffsets_destroy(req);
     rd_kafka_poll(rk, 0);  // nobody else serves this handle's error callbacks
     event_ptr ev = wait(q.get(), "offsets of group " + group);
     size_t n = 0;
-    const rd_kafka_group_result_t** groups = rd_kafka_ListConsumerGroupOffsets_result_groups(
-        rd_kafka_event_ListConsumerGroupOffsets_result(ev.get()), &n);
+    const rd_kafka_group_result_t** groups =
+        rd_kafka_ListConsumerGroupOffsets_result_groups(rd_kafka_event_ListConsumerGroupOffsets_result(ev.get()), &n);
     std::map<int32_t, int64_t> out;
     for (size_t i = 0; i < n; ++i) {
       if (const rd_kafka_error_t* e = rd_kafka_group_result_error(groups[i])) {
