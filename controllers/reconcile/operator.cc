@@ -29,7 +29,6 @@ constexpr const char* kTopicIndex = "topic";        // products by topic name
 constexpr std::chrono::seconds kReadyBatch{2};
 constexpr std::chrono::seconds kLagSlice{1};
 
-
 std::string str_at(const json& j, std::initializer_list<const char*> path) {
   const json* cur = &j;
   for (const char* k : path) {
