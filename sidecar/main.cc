@@ -14,6 +14,8 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <future>
@@ -41,6 +43,10 @@
 namespace ds = datashare::sidecar;
 
 namespace {
+
+// How long SIGTERM may take before the sidecar exits regardless (see the end of main). Under the
+// kubelet's default grace period of 30 s, with room for the app container stopping first.
+constexpr std::chrono::seconds kStopBudget{6};
 
 constexpr const char* kUsage =
     "usage: datashare-sidecar --config FILE [--check]\n"
@@ -309,12 +315,34 @@ int main(int argc, char** argv) {
 
   int sig = 0;
   sigwait(&signals, &sig);
-  std::cerr << "datashare-sidecar: " << strsignal(sig) << ", stopping" << std::endl;
+  if (exit_code.load() == 3) {
+    std::cerr << "datashare-sidecar: stopping" << std::endl;
+  } else {
+    std::cerr << "datashare-sidecar: " << strsignal(sig) << ", stopping" << std::endl;
+  }
+  // The stop is bounded. Nothing the sidecar acknowledged depends on an orderly stop: the outbox
+  // is fsync'd before a 202, a replica's offsets are in the same write as its data, and both
+  // are shown to survive kill -9 (sidecar/integration crash and publisher-kill tests). So when a
+  // step below hangs (a Kafka call waiting out its timeout on an unreachable broker; librdkafka
+  // 2.0.2 never finishing the destruction of a consumer whose topic was deleted), the sidecar
+  // says which step and exits anyway, well inside the pod's grace period.
+  static std::atomic<const char*> phase{"stopping the replicas"};  // outlives main for the watchdog
+  std::thread([code = exit_code.load()] {
+    std::this_thread::sleep_for(kStopBudget);
+    std::cerr << "datashare-sidecar: still " << phase.load() << " after " << kStopBudget.count()
+              << " s; exiting without waiting (nothing acknowledged is lost)" << std::endl;
+    std::_Exit(code);
+  }).detach();
   stop = true;
   if (refusal_check.joinable()) refusal_check.join();
   for (auto& t : loops) t.join();
+  phase = "answering the last requests";
   for (auto& p : participants) p->stop();
   for (auto& p : publishers) p->stop();  // answers what was queued before the server goes
   server.stop();
+  phase = "closing the stores and Kafka clients";
+  replicas.clear();
+  participants.clear();
+  publishers.clear();
   return exit_code.load();
 }

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -39,6 +40,9 @@ void create_topic(const std::string& bootstrap_servers, const std::string& topic
 // Grows a topic to `total` partitions through Kafka's admin API; throws on failure.
 void add_partitions(const std::string& bootstrap_servers, const std::string& topic, int total);
 
+// Deletes a topic through Kafka's admin API; throws on failure.
+void delete_topic(const std::string& bootstrap_servers, const std::string& topic);
+
 // "products" with fields id (key), name, price and a restricted supplierEmail, as YAML.
 std::string products_yaml(const std::string& ns = "catalog");
 
@@ -59,6 +63,8 @@ class sidecar_process {
   void start();
   void kill(int signal);
   int wait();  // exit status (128 + signal when killed)
+  // The exit status once the process has exited, or nothing when it still runs after `timeout`.
+  std::optional<int> wait_for(std::chrono::milliseconds timeout);
   bool running();
   std::string log() const;  // its stderr so far
   const std::string& config_path() const { return config_path_; }
