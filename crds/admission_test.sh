@@ -23,11 +23,8 @@ suffix="adm-$$-$RANDOM"
 catalog="catalog-$suffix" orders="orders-$suffix" shipping="shipping-$suffix" billing="billing-$suffix"
 namespaces=("$catalog" "$orders" "$shipping" "$billing")
 work=$(mktemp -d)
-passed=0 failed=0 rejected=0
-
-pass() { passed=$((passed + 1)); }
-fail() { failed=$((failed + 1)); printf 'FAIL: %s\n' "$*" >&2; }
-fatal() { printf 'FATAL: %s\n' "$*" >&2; echo "$passed passed, $((failed + 1)) failed"; exit 1; }
+source "$root/hack/lib/testing.sh"  # pass/fail/fatal, check, contains
+rejected=0
 
 cleanup() {
   # Objects first (no finalizers without the operator), so the namespaces are empty even when
@@ -47,15 +44,6 @@ out=$("$kubectl" apply --server-side --force-conflicts -f "$root/crds/" 2>&1) ||
 "$kubectl" wait --for=condition=Established --timeout=60s \
   crd/dataproducts.datashare.io crd/datasharingpolicies.datashare.io >/dev/null 2>&1 || fatal "CRDs not Established"
 pass
-
-check() {  # description, command...: the command must succeed
-  local what=$1; shift
-  if out=$("$@" 2>&1); then pass; else fail "$what: $out"; fi
-}
-contains() {  # description, text, needle; runs of spaces and line breaks compare as one space
-  local text; text=$(tr -s ' \n' '  ' <<<"$2")
-  if [[ "$text" == *"$3"* ]]; then pass; else fail "$1: \"$3\" not in: $2"; fi
-}
 
 names=$("$kubectl" get crd dataproducts.datashare.io datasharingpolicies.datashare.io \
   -o jsonpath='{range .items[*]}{.spec.names.shortNames[0]} {.spec.names.categories[0]} {.spec.scope} {.spec.versions[0].name};{end}')
@@ -273,5 +261,4 @@ if [[ -n "$pruned" && "$pruned" != *syncfields* && "$pruned" != *colour* && "$pr
 else fail "unknown fields not pruned with --validate=false: $pruned"; fi
 
 echo "$rejected of $cases malformed resources rejected at admission with their field path and message"
-echo "$passed passed, $failed failed"
-[[ $failed -eq 0 ]]
+finish

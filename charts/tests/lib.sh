@@ -9,29 +9,8 @@ tests="$root/charts/tests"
 # The version helm renders for offline (the chart's kubeVersion must accept it): the local cluster's.
 kube_version="${KUBE_VERSION#v}"
 
-passed=0 failed=0
-pass() { passed=$((passed + 1)); }
-fail() { failed=$((failed + 1)); printf 'FAIL: %s\n' "$*" >&2; }
-fatal() { printf 'FATAL: %s\n' "$*" >&2; echo "$passed passed, $((failed + 1)) failed"; exit 1; }
-finish() { echo "$passed passed, $failed failed"; (( failed == 0 )); exit $?; }
-
-check() {  # description, command...: the command must succeed
-  local what=$1; shift
-  local out
-  if out=$("$@" 2>&1); then pass; else fail "$what: $out"; fi
-}
-refuse() {  # description, expected message, command...: the command must fail, saying the message
-  local what=$1 needle=$2; shift 2
-  local out
-  if out=$("$@" 2>&1); then fail "$what: accepted"; return; fi
-  if [[ "$out" == *"$needle"* ]]; then pass; else fail "$what: \"$needle\" not in: $out"; fi
-}
-contains() {  # description, text, needle
-  if [[ "$2" == *"$3"* ]]; then pass; else fail "$1: \"$3\" not in output"; fi
-}
-lacks() {  # description, text, needle
-  if [[ "$2" != *"$3"* ]]; then pass; else fail "$1: \"$3\" should not be in output"; fi
-}
+# shellcheck source=../../hack/lib/testing.sh
+source "$root/hack/lib/testing.sh"  # pass/fail/fatal/finish, check, refuse, contains, lacks, until_true
 
 helm="$TOOLS_BIN_DIR/helm"
 [[ -x "$helm" ]] || fatal "helm not found at $helm: run hack/install-deps.sh"

@@ -19,7 +19,6 @@ operator=${1:?usage: operator_rbac_test.sh DATASHARE_OPERATOR}
 kubectl=$(kubectl_bin) || fatal "kubectl not found: run hack/install-deps.sh"
 S=$(mktemp -d)  # state of hack/lib/process.sh: pids, logs, ports handed out
 source "$root/hack/lib/process.sh"
-k() { "$kubectl" "$@"; }
 
 suffix="rbac-$$-$RANDOM"
 ns="ds-$suffix" cat="cat-$suffix" ord="ord-$suffix" bill="bill-$suffix"
@@ -39,17 +38,6 @@ cleanup() {
   rm -rf "$S"
 }
 trap cleanup EXIT
-until_true() {  # seconds command...
-  local deadline=$(( $(date +%s) + $1 )); shift
-  until "$@" >/dev/null 2>&1; do (( $(date +%s) < deadline )) || return 1; sleep 0.5; done
-}
-eventually() {  # description seconds command...
-  local what=$1 seconds=$2; shift 2
-  if until_true "$seconds" "$@"; then pass; else fail "$what (not within ${seconds}s)"; fi
-}
-condition() {  # ns kind name type -> status
-  k -n "$1" get "$2" "$3" -o jsonpath="{.status.conditions[?(@.type==\"$4\")].status}" 2>/dev/null
-}
 
 # 1. The chart, with a Kafka Secret the operator must read through its Role.
 k apply --server-side --force-conflicts -f "$chart/crds/" >/dev/null 2>&1 || fatal "CRDs not applied"
@@ -139,34 +127,8 @@ eventually "leader on the chart's Lease, in the release namespace" 30 bash -c \
   "'$kubectl' -n '$ns' get lease datashare-operator -o jsonpath='{.spec.holderIdentity}' | grep -q ."
 
 # 4. An owner, an event consumer and a sync consumer (which needs a gateway coordinator).
-k apply -f - >/dev/null <<EOF || fatal "workloads not created"
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: product-service, namespace: $cat}
-spec:
-  selector: {matchLabels: {app: product-service}}
-  template:
-    metadata: {labels: {app: product-service}}
-    spec: {containers: [{name: app, image: example.invalid/product:1, ports: [{name: http, containerPort: 8080}]}]}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: order-service, namespace: $ord}
-spec:
-  selector: {matchLabels: {app: order-service}}
-  template:
-    metadata: {labels: {app: order-service}}
-    spec: {containers: [{name: app, image: example.invalid/order:1}]}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: billing-service, namespace: $bill}
-spec:
-  selector: {matchLabels: {app: billing-service}}
-  template:
-    metadata: {labels: {app: billing-service}}
-    spec: {containers: [{name: app, image: example.invalid/billing:1}]}
-EOF
+{ deployment_yaml product-service "$cat" 8080; echo ---; deployment_yaml order-service "$ord"; echo ---
+  deployment_yaml billing-service "$bill"; } | k apply -f - >/dev/null || fatal "workloads not created"
 k apply -f - >/dev/null <<EOF || fatal "DataProduct and policies not created"
 apiVersion: datashare.io/v1alpha1
 kind: DataProduct

@@ -48,11 +48,7 @@ lc up > "$work/cluster-up.log" 2>&1 || { cat "$work/cluster-up.log" >&2; echo "p
 # shellcheck disable=SC1091
 source "$cluster/env"  # KUBECONFIG, DATASHARE_KAFKA_BOOTSTRAP of the private cluster
 source "$cluster/ports"
-k() { "$kubectl" "$@"; }
-until_true() { # seconds command...
-  local deadline=$(( $(date +%s) + $1 )); shift
-  until "$@" >/dev/null 2>&1; do (( $(date +%s) < deadline )) || return 1; sleep 0.5; done
-}
+source "$DATASHARE_SOURCE_DIR/hack/lib/testing.sh"  # until_true, k
 
 # The broker is fresh: no group coordinator yet (no __consumer_offsets). The operator's first lag
 # polls get NOT_COORDINATOR answers, which crashed librdkafka 2.0.2 on a handle without a consumer

@@ -15,21 +15,12 @@ source "$DATASHARE_SOURCE_DIR/hack/lib/process.sh"
 kubectl=$(kubectl_bin) || { echo "kubectl not found: run hack/install-deps.sh" >&2; exit 1; }
 operator=${1:?usage: operator_test.sh DATASHARE_OPERATOR DATASHARE_TEST_PROXY}
 test_proxy=${2:?usage: operator_test.sh DATASHARE_OPERATOR DATASHARE_TEST_PROXY}
-k() { "$kubectl" "$@"; }
 
 base="dsop-$$-$RANDOM"
 P="$base-cat" C="$base-ord" X="$base-x"
 T="$base.products"
 work=$(mktemp -d)
-passed=0 failed=0
-check() { # description command...
-  local what=$1; shift
-  if "$@"; then passed=$((passed + 1)); echo "ok: $what"; else echo "FAIL: $what" >&2; failed=$((failed + 1)); fi
-}
-until_true() { # seconds command...
-  local deadline=$(( $(date +%s) + $1 )); shift
-  until "$@" >/dev/null 2>&1; do (( $(date +%s) < deadline )) || return 1; sleep 0.5; done
-}
+source "$DATASHARE_SOURCE_DIR/hack/lib/testing.sh"  # check, until_true, k, finish
 op_pid=""
 metrics_port=$(free_port)
 health_port=$(free_port)
@@ -255,5 +246,4 @@ k -n "$P" delete dp products --wait=true --timeout=60s >/dev/null
 check "deletionPolicy Retain keeps the topic" topic_exists "$R"
 check "the operator never crashed" kill -0 "$op_pid"
 
-echo "$passed passed, $failed failed"
-(( failed == 0 ))
+finish

@@ -7,15 +7,7 @@ set -euo pipefail
 source "$DATASHARE_SOURCE_DIR/hack/lib/common.sh"
 kubectl=$(kubectl_bin) || { echo "kubectl not found: run hack/install-deps.sh" >&2; exit 1; }
 ns="kcm-test-$$-$RANDOM"
-passed=0 failed=0
-check() { # description command...
-  local what=$1; shift
-  if "$@"; then passed=$((passed + 1)); else echo "FAIL: $what" >&2; failed=$((failed + 1)); fi
-}
-until_true() { # seconds command...
-  local deadline=$(( $(date +%s) + $1 )); shift
-  until "$@" >/dev/null 2>&1; do (( $(date +%s) < deadline )) || return 1; sleep 0.5; done
-}
+source "$DATASHARE_SOURCE_DIR/hack/lib/testing.sh"  # check, until_true, finish
 
 "$kubectl" create namespace "$ns" >/dev/null
 "$kubectl" -n "$ns" create deployment web --image=example.invalid/web:1 >/dev/null
@@ -37,5 +29,4 @@ check "garbage collection removes a dependent of a deleted owner" \
 "$kubectl" delete namespace "$ns" --wait=false >/dev/null
 check "a deleted namespace is emptied and removed" until_true 90 bash -c "! '$kubectl' get namespace $ns"
 
-echo "$passed passed, $failed failed"
-(( failed == 0 ))
+finish

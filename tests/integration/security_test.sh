@@ -30,26 +30,9 @@ source "$root/hack/lib/common.sh"
 S=$(mktemp -d)  # state of hack/lib/process.sh: pids, logs, ports handed out
 source "$root/hack/lib/process.sh"
 kubectl=$(kubectl_bin) || { echo "kubectl not found: run hack/install-deps.sh" >&2; exit 1; }
-k() { "$kubectl" "$@"; }
 for bin in "$operator" "$sidecar"; do [[ -x "$bin" ]] || { echo "no binary at $bin" >&2; exit 1; }; done
 
-passed=0 failed=0
-pass() { passed=$((passed + 1)); }
-fail() { failed=$((failed + 1)); printf 'FAIL: %s\n' "$*" >&2; }
-fatal() { printf 'FATAL: %s\n' "$*" >&2; failed=$((failed + 1)); exit 1; }
-check() {  # description command...: the command must succeed
-  local what=$1; shift
-  local out
-  if out=$("$@" 2>&1); then pass; else fail "$what: ${out:0:400}"; fi
-}
-until_true() {  # seconds command...
-  local deadline=$(( $(date +%s) + $1 )); shift
-  until "$@" >/dev/null 2>&1; do (( $(date +%s) < deadline )) || return 1; sleep 0.5; done
-}
-eventually() {  # description seconds command...
-  local what=$1 seconds=$2; shift 2
-  if until_true "$seconds" "$@"; then pass; else fail "$what (not within ${seconds}s)"; fi
-}
+source "$root/hack/lib/testing.sh"  # pass/fail/fatal, check, until_true, eventually, k, condition
 
 suffix="sec-$$-$RANDOM"
 ns="$suffix" bad_ns="$suffix-bad" topic="$suffix.products"
@@ -119,25 +102,7 @@ kafka_secret "$ns" kafka-client "$password" --from-file=tls.crt="$S/client.crt" 
 kafka_secret "$ns" datashare-kafka "$password" --from-file=tls.crt="$S/client.crt" --from-file=tls.key="$S/client.key" ||
   fatal "sidecar Secret"
 apply_shop() {  # namespace topic
-  k apply -f - >/dev/null <<EOF
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: product-service, namespace: $1}
-spec:
-  selector: {matchLabels: {app: product-service}}
-  template:
-    metadata: {labels: {app: product-service}}
-    spec: {containers: [{name: app, image: example.invalid/product:1}]}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: order-service, namespace: $1}
-spec:
-  selector: {matchLabels: {app: order-service}}
-  template:
-    metadata: {labels: {app: order-service}}
-    spec: {containers: [{name: app, image: example.invalid/order:1}]}
----
+  { deployment_yaml product-service "$1"; echo ---; deployment_yaml order-service "$1"; echo ---; cat; } <<EOF | k apply -f - >/dev/null
 apiVersion: datashare.io/v1alpha1
 kind: DataProduct
 metadata: {name: products, namespace: $1}
@@ -171,10 +136,6 @@ start_operator() {  # name namespace secret
     --health-probe-bind-address="127.0.0.1:$(free_port)" --lag-poll-interval=1s --topic-resync-interval=5s
 }
 start_operator operator "$ns" "$ns/kafka-client"
-condition() {  # namespace kind name type -> status
-  k -n "$1" get "$2" "$3" -o jsonpath="{.status.conditions[?(@.type==\"$4\")].status}" 2>/dev/null
-}
-is_true() { [[ "$(condition "$@")" == True ]]; }
 eventually "the operator created the topic over SASL_SSL (TopicReady)" 90 is_true "$ns" dp products TopicReady
 out=$(kcat -F "$kcat_conf" -b "$bootstrap" -L -t "$topic" -m 15 2>&1)
 [[ "$out" == *"topic \"$topic\" with 1 partitions"* ]] && pass || fail "kcat over SASL_SSL does not see the topic: $out"
