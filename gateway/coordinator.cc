@@ -152,16 +152,42 @@ coordinator::~coordinator() {
   stop();
 }
 
-void coordinator::stop(std::chrono::milliseconds wait) {
+void coordinator::stop() {
+  {
+    std::lock_guard lock(steps_mu_);
+    closed_ = true;
+  }
   {
     std::lock_guard lock(stop_mu_);
     stopping_ = true;
   }
   stop_cv_.notify_all();
   if (retry_thread_.joinable()) retry_thread_.join();
-  auto until = clock::now() + wait;
-  std::unique_lock lock(stop_mu_);
-  stop_cv_.wait_until(lock, until, [this] { return in_flight_.load() == 0; });
+  // No timeout: a step's callback may still run until the count is zero, and every participant
+  // call has a deadline, so this ends as long as the links' threads run.
+  std::unique_lock lock(steps_mu_);
+  while (!steps_cv_.wait_for(lock, std::chrono::seconds(5), [this] { return steps_ == 0; })) {
+    log::warn("gateway: stopping, waiting for transaction steps in flight", {{"steps", std::to_string(steps_)}});
+  }
+}
+
+bool coordinator::begin_first_step() {
+  std::lock_guard lock(steps_mu_);
+  if (closed_) return false;
+  ++steps_;
+  return true;
+}
+
+void coordinator::step_begun() {
+  std::lock_guard lock(steps_mu_);
+  ++steps_;
+}
+
+void coordinator::step_done() {
+  // Under the lock, notify included: stop() cannot see zero (and the coordinator go away) before
+  // this thread has let go of the mutex, the last member it touches.
+  std::lock_guard lock(steps_mu_);
+  if (--steps_ == 0) steps_cv_.notify_all();
 }
 
 void coordinator::maybe_crash(crash_point::where w) {
@@ -243,6 +269,11 @@ void coordinator::update_async(const std::string& key, const std::optional<std::
     done({400, json_error(problem)});
     return;
   }
+  // The first step lasts until the `begin` record's callback has returned.
+  if (!begin_first_step()) {
+    done({503, json_error("the gateway is stopping")});
+    return;
+  }
   auto t = std::make_shared<tx>();
   t->id = new_tx_id();
   t->key = key;
@@ -265,11 +296,12 @@ void coordinator::update_async(const std::string& key, const std::optional<std::
     // Answered outside the lock: a caller may start its next transaction from the callback.
     metrics_.conflict.Increment();
     done({409, json_error("key \"" + key + "\" is being changed by transaction " + holder + ": retry")});
+    step_done();
     return;
   }
   t->done = std::move(done);
-  in_flight_.fetch_add(1);
   log_.append(record_of(*t, 'B'), durability::written, [this, t](std::error_code ec) {
+    step_end end{this};
     if (ec) {
       release(*t);
       conclude_answer(t, {503, json_error("decision log: " + ec.message())});
@@ -325,7 +357,9 @@ void coordinator::send(const std::shared_ptr<tx>& t, const std::shared_ptr<round
     next();
     return;
   }
-  links_[i]->call_async(r->op, t->id, r->body(i), r->deadline, [r, i, next](link_reply reply) {
+  step_begun();
+  links_[i]->call_async(r->op, t->id, r->body(i), r->deadline, [this, r, i, next](link_reply reply) {
+    step_end end{this};
     r->on_reply(i, std::move(reply));
     next();
   });
@@ -368,7 +402,9 @@ void coordinator::prepared(const std::shared_ptr<tx>& t) {
     std::lock_guard lock(mu_);
     t->state = phase::committing;
   }
+  step_begun();
   log_.append(record_of(*t, 'C'), durability::synced, [this, t, abort_all](std::error_code ec) {
+    step_end end{this};
     if (ec) {
       // Not decided after all: the log refuses writes, so nothing more is decided here.
       t->votes[0].answered = false;
@@ -407,10 +443,6 @@ void coordinator::conclude_answer(const std::shared_ptr<tx>& t, update_result re
   t->done = nullptr;
   t->votes.clear();
   done(std::move(result));
-  if (in_flight_.fetch_sub(1) == 1) {
-    std::lock_guard lock(stop_mu_);
-    stop_cv_.notify_all();
-  }
 }
 
 void coordinator::finish_async(const std::shared_ptr<tx>& t, std::function<void(bool)> done) {
@@ -566,6 +598,10 @@ void coordinator::retry_loop() {
     }
     std::vector<std::shared_ptr<tx>> done;
     for (auto& t : due) {
+      {
+        std::lock_guard lock(stop_mu_);
+        if (stopping_) break;  // each finish() may wait for a call's deadline
+      }
       if (finish(t)) {
         release(*t);
         done.push_back(t);

@@ -25,6 +25,14 @@
 // connections), all at once; the last vote decides, the `commit` record's group commit (fsync)
 // sends the commits, and the last acknowledgement answers through the callback. update() is the
 // blocking form (tests, tools). outcome() from any thread; one retry thread of its own.
+//
+// Lifetime: every asynchronous step (a log append with a callback, a participant call) is
+// counted from the moment it is started until its callback has returned; a callback that starts
+// the next step counts it before its own ends, so the count is zero only when no callback can
+// run any more. stop() refuses new transactions, joins the retry thread and waits for the count
+// to reach zero: the answer to the client is not the end of a transaction (the key is released,
+// `end` queued and the round's loop left after it). The links' threads and the log must keep
+// running until stop() returned; the destructor calls it.
 
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
@@ -146,9 +154,10 @@ class coordinator {
   void update_async(const std::string& key, const std::optional<std::string>& body, update_callback done);
   // The same, blocking (not on a link's thread).
   update_result update(const std::string& key, const std::optional<std::string>& body);
-  // Stops the retry thread and waits (up to `wait`) for the transactions in flight to answer:
-  // before the links' I/O threads stop. The destructor calls it.
-  void stop(std::chrono::milliseconds wait = std::chrono::milliseconds(10000));
+  // Refuses new transactions (503), stops the retry thread and waits until no step of any
+  // transaction is outstanding (every call has a deadline, so this ends while the links' I/O
+  // threads and the log run: call it before stopping them). The destructor calls it.
+  void stop();
   std::string outcome(const std::string& tx) const;
   std::size_t in_doubt() const;
 
@@ -197,6 +206,17 @@ class coordinator {
   void release(const tx& t);
   void retry_loop();
   void maybe_crash(crash_point::where w);
+  // The count of outstanding steps (see Lifetime above). begin_first_step() (update_async) is
+  // false once stop() began; step_begun() runs inside a counted step, or on the retry thread or
+  // in recover(), both over before stop() waits, so it never raises a count stop() saw at zero;
+  // step_done() is the last thing a step's callback does (a step_end at the top of its body).
+  bool begin_first_step();
+  void step_begun();
+  void step_done();
+  struct step_end {
+    coordinator* c;
+    ~step_end() { c->step_done(); }
+  };
 
   gateway_config config_;
   std::vector<std::unique_ptr<participant_link>> links_;
@@ -215,7 +235,11 @@ class coordinator {
   std::atomic<std::uint64_t> last_version_{0};
   std::atomic<int> crash_count_{0};
   std::atomic<bool> ready_{false};
-  std::atomic<std::size_t> in_flight_{0};  // update_async calls not answered yet
+
+  std::mutex steps_mu_;  // guards the two below; the last thing a step touches
+  std::condition_variable steps_cv_;
+  std::size_t steps_ = 0;  // outstanding asynchronous steps
+  bool closed_ = false;    // stop() began: no new transaction
 
   std::mutex stop_mu_;
   std::condition_variable stop_cv_;

@@ -270,6 +270,60 @@ TEST_F(coordinator_test, AParticipantDownAtCommitIsRetriedUntilItAnswers) {
   expect_everywhere("p1", R"({"id":"p1","name":"x"})");
 }
 
+// The answer is not the end of a transaction: the `commit` record's callback (on the log's
+// writer thread) sends the commits one after the other, and the last one can be acknowledged,
+// and the client answered, before that callback has left its loop over the participants. Here
+// the last participant's link answers on another thread and only returns from call_async 200 ms
+// later, so the test's stop() and destruction happen inside that window. Before the coordinator
+// counted its outstanding steps, it was freed while the writer thread still used it (ASan:
+// heap-use-after-free in start_round; TSan: a race with operator delete).
+TEST_F(coordinator_test, StopWaitsForTheStepsThatFollowTheAnswer) {
+  start();
+  struct late_return : participant_link {
+    late_return(fake_link& wrapped, std::shared_ptr<std::atomic<bool>> flag) : inner(wrapped), returned(flag) {}
+    link_reply call(const std::string& op, const std::string& tx, const std::string& body,
+                    std::chrono::steady_clock::time_point d) override {
+      return inner.call(op, tx, body, d);
+    }
+    void call_async(const std::string& op, const std::string& tx, std::string body,
+                    std::chrono::steady_clock::time_point d, callback done) override {
+      if (op != "commit") {
+        inner.call_async(op, tx, std::move(body), d, std::move(done));
+        return;
+      }
+      // No member of this link is touched after the answer: the coordinator owns it.
+      auto flag = returned;
+      auto answered = std::make_shared<std::atomic<bool>>(false);
+      inner.call_async(op, tx, std::move(body), d, [answered, done = std::move(done)](link_reply r) {
+        done(std::move(r));
+        answered->store(true);
+      });
+      for (int i = 0; i < 1000 && !answered->load(); ++i) std::this_thread::sleep_for(5ms);
+      std::this_thread::sleep_for(200ms);
+      flag->store(true);
+    }
+    fake_link& inner;
+    std::shared_ptr<std::atomic<bool>> returned;  // set when call_async returns, after the answer
+  };
+  c_.reset();
+  std::vector<std::unique_ptr<participant_link>> links;
+  auto& l2 = *extra_links_.emplace_back(std::make_unique<fake_link>(*parts_[2]));
+  links.push_back(std::make_unique<fake_link>(*parts_[0]));
+  links.push_back(std::make_unique<fake_link>(*parts_[1]));
+  auto returned = std::make_shared<std::atomic<bool>>(false);
+  links.push_back(std::make_unique<late_return>(l2, returned));
+  c_ = std::make_unique<coordinator>(config_, std::move(links), *log_, *metrics_);
+  c_->recover({});
+  auto r = c_->update("p1", R"({"name":"x"})");
+  ASSERT_EQ(r.status, 200u) << r.body;
+  c_->stop();
+  EXPECT_TRUE(returned->load()) << "stop() returned while the commit round still ran";
+  EXPECT_EQ(c_->update("p2", R"({"name":"y"})").status, 503u) << "a stopped coordinator starts nothing";
+  c_.reset();
+  expect_everywhere("p1", R"({"id":"p1","name":"x"})");
+  expect_everywhere("p2", "<absent>");
+}
+
 TEST_F(coordinator_test, RecoveryCommitsWhatWasDecidedAndAbortsTheRest) {
   // What a crash leaves: tx "decided" prepared everywhere and logged committed; tx "undecided"
   // prepared at two participants and only begun in the log.
