@@ -14,6 +14,7 @@
 #include <cstring>
 #include <iostream>
 
+#include "common/flags.h"
 #include "gateway/api.h"
 #include "gateway/config.h"
 #include "gateway/coordinator.h"
@@ -22,36 +23,21 @@
 
 namespace gw = datashare::gateway;
 
-namespace {
-
-constexpr const char* kUsage =
-    "usage: datashare-gateway --config FILE [--check]\n"
-    "  --config FILE  the gateway config (schema version 1, see gateway/README.md)\n"
-    "  --check        validate the config and exit\n";
-
-}  // namespace
-
 int main(int argc, char** argv) {
   std::string config_path;
   bool check_only = false;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "--config" && i + 1 < argc) {
-      config_path = argv[++i];
-    } else if (a.rfind("--config=", 0) == 0) {
-      config_path = a.substr(9);
-    } else if (a == "--check") {
-      check_only = true;
-    } else if (a == "--help" || a == "-h") {
-      std::cout << kUsage;
-      return 0;
-    } else {
-      std::cerr << "datashare-gateway: unknown argument " << a << "\n" << kUsage;
-      return 2;
-    }
+  datashare::flag_set flags("datashare-gateway");
+  flags.add("config", &config_path, "the gateway config file (schema version 1, see gateway/README.md)");
+  flags.add("check", &check_only, "validate the config file and exit");
+  auto problems = flags.parse(argc, argv);
+  if (flags.help_requested()) {
+    std::cout << flags.usage();
+    return 0;
   }
-  if (config_path.empty()) {
-    std::cerr << kUsage;
+  if (problems.empty() && config_path.empty()) problems.push_back("--config: required");
+  if (!problems.empty()) {
+    for (const auto& p : problems) std::cerr << "datashare-gateway: " << p << "\n";
+    std::cerr << flags.usage();
     return 2;
   }
   auto loaded = gw::load_config_file(config_path);
@@ -96,8 +82,7 @@ int main(int argc, char** argv) {
   datashare::sidecar::http::server server(cfg.threads);
   std::vector<std::unique_ptr<gw::participant_link>> links;
   for (const auto& p : cfg.participants)
-    links.push_back(
-        std::make_unique<gw::http_link>(server.context(), *datashare::sidecar::http::parse_origin(p.url)));
+    links.push_back(std::make_unique<gw::http_link>(server.context(), *datashare::sidecar::http::parse_origin(p.url)));
   gw::coordinator coordinator(cfg, std::move(links), *log, metrics, options);
   gw::api api(cfg, coordinator, metrics);
 

@@ -24,6 +24,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/flags.h"
 #include "common/thread_pool.h"
 #include "sidecar/api/router.h"
 #include "sidecar/config/config.h"
@@ -48,11 +49,6 @@ namespace {
 // kubelet's default grace period of 30 s, with room for the app container stopping first.
 constexpr std::chrono::seconds kStopBudget{6};
 
-constexpr const char* kUsage =
-    "usage: datashare-sidecar --config FILE [--check]\n"
-    "  --config FILE  the sidecar config (schema version 1, see sidecar/config/README.md)\n"
-    "  --check        validate the config and exit\n";
-
 std::unique_ptr<ds::store::kv> open_store(const std::string& dir, std::string& error) {
   return ds::store::open_rocksdb(dir, {}, error);
 }
@@ -62,24 +58,18 @@ std::unique_ptr<ds::store::kv> open_store(const std::string& dir, std::string& e
 int main(int argc, char** argv) {
   std::string config_path;
   bool check_only = false;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "--config" && i + 1 < argc) {
-      config_path = argv[++i];
-    } else if (a.rfind("--config=", 0) == 0) {
-      config_path = a.substr(9);
-    } else if (a == "--check") {
-      check_only = true;
-    } else if (a == "--help" || a == "-h") {
-      std::cout << kUsage;
-      return 0;
-    } else {
-      std::cerr << "datashare-sidecar: unknown argument " << a << "\n" << kUsage;
-      return 2;
-    }
+  datashare::flag_set flags("datashare-sidecar");
+  flags.add("config", &config_path, "the sidecar config file (schema version 1, see sidecar/config/README.md)");
+  flags.add("check", &check_only, "validate the config file and exit");
+  auto problems = flags.parse(argc, argv);
+  if (flags.help_requested()) {
+    std::cout << flags.usage();
+    return 0;
   }
-  if (config_path.empty()) {
-    std::cerr << kUsage;
+  if (problems.empty() && config_path.empty()) problems.push_back("--config: required");
+  if (!problems.empty()) {
+    for (const auto& p : problems) std::cerr << "datashare-sidecar: " << p << "\n";
+    std::cerr << flags.usage();
     return 2;
   }
   auto loaded = ds::config::load_config_file(config_path);
