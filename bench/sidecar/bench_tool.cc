@@ -245,7 +245,6 @@ int raw_latency(const args& a) {
     std::vector<ds::kafka::message> batch;
     long seen = 0;
     while (!done.load() || seen < rate * secs) {
-      batch.clear();
       consumer->poll(100ms, 1000, batch);
       std::int64_t now = now_us();
       for (const auto& m : batch) {

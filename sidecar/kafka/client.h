@@ -54,6 +54,8 @@ class consumer {
   // The high watermark last seen in a fetch response, without a request; -1 when unknown.
   virtual std::int64_t cached_high_watermark(const std::string& topic, std::int32_t partition) = 0;
   // Waits up to `timeout` for a first message, then takes what is already there, up to `max`.
+  // `out` is replaced by what was polled; the strings of the messages it held may be reused for
+  // the new ones (no allocations per message in a steady stream).
   // A returned error is informational (the consumer keeps trying); `out` may still hold messages.
   virtual std::error_code poll(std::chrono::milliseconds timeout, std::size_t max, std::vector<message>& out) = 0;
   // Commits offsets to the group, asynchronously; best effort.

@@ -84,6 +84,7 @@ class fake_consumer final : public consumer {
     return static_cast<std::int64_t>(b_.topics_.at(topic).at(static_cast<std::size_t>(partition)).size());
   }
   std::error_code poll(std::chrono::milliseconds, std::size_t max, std::vector<message>& out) override {
+    out.clear();
     if (b_.down()) return make_error(kErrTransport);
     std::lock_guard lock(b_.mu_);
     const auto& parts = b_.topics_.at(topic_);

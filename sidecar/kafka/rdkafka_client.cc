@@ -120,23 +120,43 @@ rd_kafka_conf_t* c_conf(const config::kafka_settings& settings,
   return cc;
 }
 
-message convert(RdKafka::Message& m) {
-  message out;
-  out.topic = m.topic_name();
-  out.partition = m.partition();
-  out.offset = m.offset();
-  if (m.key_pointer() != nullptr) out.key.emplace(static_cast<const char*>(m.key_pointer()), m.key_len());
-  if (m.payload() != nullptr) out.value.emplace(static_cast<const char*>(m.payload()), m.len());
-  out.timestamp_ms = m.timestamp().timestamp;
-  if (RdKafka::Headers* h = m.headers(); h != nullptr) {
-    for (const auto& hd : h->get_all()) {
-      header x;
-      x.name = hd.key();
-      if (hd.value() != nullptr) x.value.emplace(static_cast<const char*>(hd.value()), hd.value_size());
-      out.headers.push_back(std::move(x));
-    }
+void assign_bytes(std::optional<std::string>& to, const void* data, std::size_t size) {
+  if (data == nullptr) {
+    to.reset();
+  } else if (to) {
+    to->assign(static_cast<const char*>(data), size);  // keeps the capacity it had
+  } else {
+    to.emplace(static_cast<const char*>(data), size);
   }
-  return out;
+}
+
+// Fills `out` (a message polled before, whose strings are reused) from a librdkafka message.
+void convert(const rd_kafka_message_t& m, message& out) {
+  const char* topic = rd_kafka_topic_name(m.rkt);
+  if (out.topic != topic) out.topic.assign(topic);
+  out.partition = m.partition;
+  out.offset = m.offset;
+  assign_bytes(out.key, m.key, m.key_len);
+  assign_bytes(out.value, m.payload, m.len);
+  rd_kafka_timestamp_type_t type{};
+  out.timestamp_ms = rd_kafka_message_timestamp(&m, &type);
+  rd_kafka_headers_t* headers = nullptr;
+  std::size_t n = 0;
+  // Not const in librdkafka's signature; it parses the headers into the message on first use.
+  if (rd_kafka_message_headers(const_cast<rd_kafka_message_t*>(&m), &headers) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    n = rd_kafka_header_cnt(headers);
+  }
+  if (out.headers.size() > n) out.headers.resize(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    const char* name = nullptr;
+    const void* value = nullptr;
+    std::size_t size = 0;
+    if (rd_kafka_header_get_all(headers, i, &name, &value, &size) != RD_KAFKA_RESP_ERR_NO_ERROR) continue;
+    if (i == out.headers.size()) out.headers.emplace_back();
+    header& h = out.headers[i];
+    h.name.assign(name);
+    assign_bytes(h.value, value, size);
+  }
 }
 
 class rdkafka_consumer final : public consumer {
@@ -189,18 +209,30 @@ class rdkafka_consumer final : public consumer {
   }
 
   std::error_code poll(std::chrono::milliseconds timeout, std::size_t max, std::vector<message>& out) override {
+    // librdkafka's C interface: the C++ one wraps each message in an object of its own and
+    // copies its topic name and headers into new strings, allocations that cost more than the
+    // rest of the replica's work per event. What `out` held is overwritten in place.
     std::error_code last;
+    std::size_t n = 0;
     int wait = static_cast<int>(timeout.count());
-    while (out.size() < max) {
-      std::unique_ptr<RdKafka::Message> m(c_->consume(wait));
+    rd_kafka_t* rk = c_->c_ptr();
+    while (n < max) {
+      rd_kafka_message_t* m = rd_kafka_consumer_poll(rk, wait);
       wait = 0;
-      if (m->err() == RdKafka::ERR_NO_ERROR) {
-        out.push_back(convert(*m));
+      if (m == nullptr) break;
+      if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        if (n == out.size()) out.emplace_back();
+        convert(*m, out[n++]);
+        rd_kafka_message_destroy(m);
         continue;
       }
-      if (m->err() != RdKafka::ERR__TIMED_OUT && m->err() != RdKafka::ERR__PARTITION_EOF) last = make_error(m->err());
+      if (m->err != RD_KAFKA_RESP_ERR__TIMED_OUT && m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+        last = make_error(m->err);
+      }
+      rd_kafka_message_destroy(m);
       break;
     }
+    out.resize(n);
     return last;
   }
 

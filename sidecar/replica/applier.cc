@@ -1,7 +1,7 @@
 #include "sidecar/replica/applier.h"
 
 #include <nlohmann/json.hpp>
-#include <unordered_map>
+#include <map>
 
 #include "sidecar/event/cloudevents.h"
 #include "sidecar/event/json_scan.h"
@@ -57,16 +57,24 @@ const char* kind_name(event::json_kind k) {
   return "?";
 }
 
-decision poisoned(std::string reason) {
-  decision d;
+void poison_into(decision& d, std::string reason) {
   d.kind = decision::poison;
   d.value = std::move(reason);
-  return d;
 }
 
 }  // namespace
 
 decision applier::decide(const kafka::message& m) const {
+  decision d;
+  decide(m, d);
+  return d;
+}
+
+void applier::decide(const kafka::message& m, decision& d) const {
+  d.version = 0;
+  d.event_time_us = 0;
+  d.value.clear();
+  auto poisoned = [&d](std::string reason) { poison_into(d, std::move(reason)); };
   if (!m.key || m.key->empty()) return poisoned("key missing");
   if (!event::is_valid_utf8(*m.key)) return poisoned("key is not valid UTF-8");
   std::size_t size = m.key->size() + (m.value ? m.value->size() : 0);
@@ -78,7 +86,6 @@ decision applier::decide(const kafka::message& m) const {
   if (!version_header) return poisoned("missing datashare_version header");
   auto version = event::parse_version(*version_header);
   if (!version || *version == 0) return poisoned("datashare_version is not a positive integer");
-  decision d;
   d.version = *version;
   auto time_header = m.header_value(event::kTimeHeader);
   std::optional<std::int64_t> t = time_header ? event::parse_time(*time_header) : std::nullopt;
@@ -89,7 +96,7 @@ decision applier::decide(const kafka::message& m) const {
   if (!m.value) {
     if (type && !typed_deleted) return poisoned("null value (tombstone) but ce_type is " + std::string(*type));
     d.kind = decision::remove;
-    return d;
+    return;
   }
   if (typed_deleted) return poisoned("ce_type is " + std::string(*type) + " but the value is not null");
   // One pass over the value, no document: validate, check the product's field types, project.
@@ -118,9 +125,9 @@ decision applier::decide(const kafka::message& m) const {
     }
     if (f->name == product_.key && member.kind == event::json_kind::string) {
       std::string_view body = member.value.substr(1, member.value.size() - 2);
-      std::string decoded =
-          body.find('\\') == std::string_view::npos ? std::string(body) : event::unescape_json_string(body);
-      if (decoded != *m.key) {
+      bool escaped = body.find('\\') != std::string_view::npos;
+      if (escaped ? event::unescape_json_string(body) != *m.key : body != *m.key) {
+        std::string decoded = escaped ? event::unescape_json_string(body) : std::string(body);
         return poisoned("key field \"" + product_.key + "\" is \"" + decoded + "\" but the message key is \"" + *m.key +
                         "\"");
       }
@@ -146,17 +153,80 @@ decision applier::decide(const kafka::message& m) const {
   }
   d.value.push_back('}');
   d.kind = decision::upsert;
-  return d;
 }
+
+namespace {
+
+// Key → newest version known, for one batch: open addressing over string views into the batch's
+// messages, no allocation per key (a node-based map allocated once per event). Sized for the
+// batch before the first insert, so entries never move.
+class version_table {
+ public:
+  struct slot {
+    std::string_view key;
+    std::uint64_t version = 0;
+    std::uint32_t generation = 0;
+  };
+
+  void reset(std::size_t keys) {
+    std::size_t want = 16;
+    while (want < 2 * keys) want <<= 1;
+    if (++generation_ == 0 || want > slots_.size()) {
+      slots_.assign(std::max(want, slots_.size()), slot{});
+      generation_ = 1;
+    }
+    mask_ = slots_.size() - 1;
+  }
+  // The slot of `key`, added with version 0 when absent (`added` says so).
+  slot& find_or_add(std::string_view key, bool& added) {
+    for (std::size_t i = std::hash<std::string_view>{}(key) & mask_;; i = (i + 1) & mask_) {
+      slot& e = slots_[i];
+      if (e.generation != generation_) {
+        e = {key, 0, generation_};
+        added = true;
+        return e;
+      }
+      if (e.key == key) {
+        added = false;
+        return e;
+      }
+    }
+  }
+
+ private:
+  std::vector<slot> slots_;
+  std::size_t mask_ = 0;
+  std::uint32_t generation_ = 0;
+};
+
+// What prepare() needs per batch, kept per thread so that its buffers serve every batch.
+struct scratch {
+  std::vector<decision> decisions;
+  std::vector<version_table::slot*> slot_of;  // per message: its key's entry (null: replayed or poison)
+  std::vector<char> decided;                  // per message: not replayed
+  version_table versions;
+  std::vector<std::string> lookup;  // data keys whose stored version is read
+  std::vector<version_table::slot*> lookup_slot;
+  std::vector<std::string> values;
+  std::vector<std::error_code> errors;
+  std::string key, record;
+};
+
+}  // namespace
 
 std::error_code applier::prepare(std::span<const kafka::message> messages, const store::kv& kv, std::int64_t now_us,
                                  plan& out) const {
+  thread_local scratch s;
+  out.clear();
   // Pass 1: skip what was applied before (below the stored offset), decide the rest, and gather
   // the keys whose stored version is needed, to read them in one multi_get.
   std::map<std::int32_t, std::int64_t> next_offsets;
-  std::vector<std::optional<decision>> decisions(messages.size());
-  std::unordered_map<std::string_view, std::uint64_t> versions;  // key → newest version known
-  std::vector<std::string> lookup;
+  if (s.decisions.size() < messages.size()) s.decisions.resize(messages.size());
+  s.slot_of.assign(messages.size(), nullptr);
+  s.decided.assign(messages.size(), 0);
+  s.versions.reset(messages.size());
+  s.lookup_slot.clear();
+  std::size_t lookups = 0;
   std::string stored;
   for (std::size_t i = 0; i < messages.size(); ++i) {
     const auto& m = messages[i];
@@ -175,40 +245,51 @@ std::error_code applier::prepare(std::span<const kafka::message> messages, const
       continue;
     }
     pos->second = m.offset + 1;
-    decisions[i] = decide(m);
-    if (decisions[i]->kind != decision::poison && versions.try_emplace(*m.key, 0).second) {
-      lookup.push_back(data_key(*m.key));
+    decision& d = s.decisions[i];
+    decide(m, d);
+    s.decided[i] = 1;
+    if (d.kind == decision::poison) continue;
+    bool added = false;
+    s.slot_of[i] = &s.versions.find_or_add(*m.key, added);
+    if (added) {
+      if (lookups == s.lookup.size()) s.lookup.emplace_back();
+      s.lookup[lookups].assign(1, kDataPrefix);
+      s.lookup[lookups].append(*m.key);
+      ++lookups;
+      s.lookup_slot.push_back(s.slot_of[i]);
     }
   }
-  std::vector<std::string> values;
-  std::vector<std::error_code> errors;
-  kv.multi_get(lookup, values, errors);
-  for (std::size_t i = 0; i < lookup.size(); ++i) {
-    if (errors[i] == store::errc::not_found) continue;
-    if (errors[i]) return errors[i];
-    auto r = decode_record(values[i]);
+  s.lookup.resize(lookups);
+  kv.multi_get(s.lookup, s.values, s.errors);
+  for (std::size_t i = 0; i < lookups; ++i) {
+    if (s.errors[i] == store::errc::not_found) continue;
+    if (s.errors[i]) return s.errors[i];
+    auto r = decode_record(s.values[i]);
     if (!r) return store::errc::corruption;
-    versions[std::string_view(lookup[i]).substr(1)] = r->version;
+    s.lookup_slot[i]->version = r->version;
   }
   // Pass 2, in consumption order: the version check against the store and the batch so far.
   std::uint64_t dlq = 0;
   for (std::size_t i = 0; i < messages.size(); ++i) {
-    if (!decisions[i]) continue;
+    if (s.decided[i] == 0) continue;
     const auto& m = messages[i];
-    decision& d = *decisions[i];
+    decision& d = s.decisions[i];
     out.newest_event_time_us = std::max(out.newest_event_time_us, d.event_time_us);
     if (d.kind == decision::poison) {
       out.poison.emplace_back(&m, std::move(d.value));
       ++dlq;
       continue;
     }
-    std::uint64_t& current = versions.find(*m.key)->second;
+    std::uint64_t& current = s.slot_of[i]->version;
     if (d.version <= current) {
       ++out.stale;
       continue;
     }
     current = d.version;
-    out.batch.put(data_key(*m.key), encode_record(d.version, d.event_time_us, d.kind == decision::remove, d.value));
+    s.key.assign(1, kDataPrefix);
+    s.key.append(*m.key);
+    encode_record(s.record, d.version, d.event_time_us, d.kind == decision::remove, d.value);
+    out.batch.put(s.key, s.record);
     ++out.applied;
     out.propagation_us.push_back(now_us - d.event_time_us);
   }

@@ -39,6 +39,15 @@ struct plan {
   std::uint64_t replayed = 0;                // below the stored offset of their partition: already applied
   std::vector<std::int64_t> propagation_us;  // event time → now, one per applied event
   std::int64_t newest_event_time_us = 0;     // of the events seen (applied, stale or poison)
+
+  // Empties the plan for the next batch, keeping its buffers.
+  void clear() {
+    batch.clear();
+    poison.clear();
+    applied = stale = replayed = 0;
+    propagation_us.clear();
+    newest_event_time_us = 0;
+  }
 };
 
 class applier {
@@ -46,8 +55,11 @@ class applier {
   explicit applier(const config::subscribe_spec& spec);
 
   decision decide(const kafka::message& m) const;
+  // The same, into `d`, reusing the capacity of its value.
+  void decide(const kafka::message& m, decision& d) const;
 
-  // Decides `messages` (in consumption order) against the stored versions and fills `out`.
+  // Decides `messages` (in consumption order) against the stored versions and fills `out`
+  // (cleared first; its buffers are reused, so a caller keeps one plan for every batch).
   // Fails only when the store cannot be read; then nothing must be written.
   std::error_code prepare(std::span<const kafka::message> messages, const store::kv& kv, std::int64_t now_us,
                           plan& out) const;

@@ -99,7 +99,7 @@ TEST_F(applier_test, OffsetsAndCountersAreInTheSameBatchAsTheData) {
       std::vector<kafka::message>{event(7, "a", 1, "{}", 0), event(3, "b", 1, "{}", 2), event(8, "c", 1, "{}", 0)}, kv_,
       0, p));
   std::map<std::string, std::string> ops;
-  for (const auto& op : p.batch.ops()) ops[op.key] = op.value;
+  for (const auto& op : p.batch.ops()) ops[std::string(op.key)] = op.value;
   EXPECT_EQ(decode_u64(ops.at(offset_key(0))), 9u);
   EXPECT_EQ(decode_u64(ops.at(offset_key(2))), 4u);
   EXPECT_EQ(decode_u64(ops.at(std::string(kAppliedCounter))), 3u);

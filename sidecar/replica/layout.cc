@@ -36,13 +36,32 @@ std::optional<std::uint64_t> decode_u64(std::string_view b) {
   return v;
 }
 
-std::string encode_record(std::uint64_t version, std::int64_t event_time_us, bool deleted, std::string_view value) {
-  std::string out;
+namespace {
+
+void append_u64(std::string& out, std::uint64_t v) {
+  char b[8];
+  for (int i = 7; i >= 0; --i) {
+    b[i] = static_cast<char>(v & 0xff);
+    v >>= 8;
+  }
+  out.append(b, sizeof b);
+}
+
+}  // namespace
+
+void encode_record(std::string& out, std::uint64_t version, std::int64_t event_time_us, bool deleted,
+                   std::string_view value) {
+  out.clear();
   out.reserve(17 + value.size());
-  out += encode_u64(version);
-  out += encode_u64(static_cast<std::uint64_t>(event_time_us));
+  append_u64(out, version);
+  append_u64(out, static_cast<std::uint64_t>(event_time_us));
   out.push_back(deleted ? 1 : 0);
   out.append(value);
+}
+
+std::string encode_record(std::uint64_t version, std::int64_t event_time_us, bool deleted, std::string_view value) {
+  std::string out;
+  encode_record(out, version, event_time_us, deleted, value);
   return out;
 }
 

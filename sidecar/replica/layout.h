@@ -38,6 +38,9 @@ struct record {
 };
 
 std::string encode_record(std::uint64_t version, std::int64_t event_time_us, bool deleted, std::string_view value);
+// The same into `out` (replaced), keeping its capacity.
+void encode_record(std::string& out, std::uint64_t version, std::int64_t event_time_us, bool deleted,
+                   std::string_view value);
 std::optional<record> decode_record(std::string_view bytes);
 
 // The next offset to read for every partition the store has applied from.

@@ -141,12 +141,11 @@ bool replica::send_to_dlq(const plan& p) {
 }
 
 void replica::run_once() {
-  batch_.clear();
-  (void)consumer_->poll(options_.poll_timeout, options_.max_batch, batch_);
+  (void)consumer_->poll(options_.poll_timeout, options_.max_batch, batch_);  // replaces batch_, reusing it
   std::int64_t now = now_us();
   std::int64_t newest_applied = 0;
   if (!batch_.empty()) {
-    plan p;
+    plan& p = plan_;
     if (auto ec = applier_.prepare(batch_, *kv_, now, p)) {
       rewind(("store read failed: " + ec.message()).c_str());
       return;

@@ -91,6 +91,7 @@ class replica {
   std::chrono::steady_clock::time_point last_commit_{};
   std::chrono::steady_clock::time_point last_partition_check_{};
   std::vector<kafka::message> batch_;
+  plan plan_;  // reused for every batch, with its buffers
 
   // Read by other threads.
   std::atomic<bool> caught_up_to_start_{false};

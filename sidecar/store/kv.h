@@ -9,6 +9,7 @@
 // nothing, also across a crash for the RocksDB store).
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -29,26 +30,56 @@ enum class errc {
 const std::error_category& store_category();
 std::error_code make_error_code(errc e);
 
-// Puts and deletes applied together by kv::write. Not thread-safe; owned by its builder.
+// Puts and deletes applied together by kv::write. Not thread-safe; owned by its builder. The
+// keys and values are copied into one buffer (no allocation per operation: the replica builds
+// batches of thousands); clear() keeps the buffer for the next batch.
 class write_batch {
  public:
   struct op {
     bool is_delete = false;
-    std::string key;
-    std::string value;
+    std::string_view key;  // points into the batch, valid until it is changed
+    std::string_view value;
   };
 
-  void put(std::string_view key, std::string_view value) {
-    ops_.push_back({false, std::string(key), std::string(value)});
+  void put(std::string_view key, std::string_view value) { add(false, key, value); }
+  void del(std::string_view key) { add(true, key, {}); }
+  void clear() {
+    bytes_.clear();
+    refs_.clear();
   }
-  void del(std::string_view key) { ops_.push_back({true, std::string(key), {}}); }
-  void clear() { ops_.clear(); }
-  bool empty() const { return ops_.empty(); }
-  std::size_t size() const { return ops_.size(); }
-  const std::vector<op>& ops() const { return ops_; }
+  bool empty() const { return refs_.empty(); }
+  std::size_t size() const { return refs_.size(); }
+  // The bytes of every key and value together (to size a store's own batch).
+  std::size_t payload_bytes() const { return bytes_.size(); }
+  op operator[](std::size_t i) const {
+    const ref& r = refs_[i];
+    std::string_view all(bytes_);
+    return {r.is_delete, all.substr(r.offset, r.key_size), all.substr(r.offset + r.key_size, r.value_size)};
+  }
+  // Every operation in order (views into the batch).
+  std::vector<op> ops() const {
+    std::vector<op> out;
+    out.reserve(refs_.size());
+    for (std::size_t i = 0; i < refs_.size(); ++i) out.push_back((*this)[i]);
+    return out;
+  }
 
  private:
-  std::vector<op> ops_;
+  struct ref {
+    std::size_t offset;
+    std::uint32_t key_size;
+    std::uint32_t value_size;
+    bool is_delete;
+  };
+  void add(bool is_delete, std::string_view key, std::string_view value) {
+    refs_.push_back({bytes_.size(), static_cast<std::uint32_t>(key.size()), static_cast<std::uint32_t>(value.size()),
+                     is_delete});
+    bytes_.append(key);
+    bytes_.append(value);
+  }
+
+  std::string bytes_;
+  std::vector<ref> refs_;
 };
 
 using entry = std::pair<std::string, std::string>;

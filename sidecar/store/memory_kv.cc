@@ -27,7 +27,7 @@ std::error_code memory_kv::write(const write_batch& batch, bool sync) {
       auto it = data_.find(op.key);
       if (it != data_.end()) data_.erase(it);
     } else {
-      data_.insert_or_assign(op.key, op.value);
+      data_.insert_or_assign(std::string(op.key), op.value);
     }
   }
   writes_.fetch_add(1);

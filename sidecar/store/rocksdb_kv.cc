@@ -46,21 +46,28 @@ class rocksdb_kv final : public kv {
     std::vector<rocksdb::Status> statuses(keys.size());
     db_->MultiGet(rocksdb::ReadOptions(), db_->DefaultColumnFamily(), keys.size(), slices.data(), pinned.data(),
                   statuses.data());
-    values.assign(keys.size(), {});
+    values.resize(keys.size());  // strings kept from an earlier call are reused
     errors.assign(keys.size(), {});
     for (std::size_t i = 0; i < keys.size(); ++i) {
       errors[i] = to_error(statuses[i]);
-      if (statuses[i].ok()) values[i].assign(pinned[i].data(), pinned[i].size());
+      if (statuses[i].ok()) {
+        values[i].assign(pinned[i].data(), pinned[i].size());
+      } else {
+        values[i].clear();
+      }
     }
   }
 
   std::error_code write(const write_batch& batch, bool sync) override {
-    rocksdb::WriteBatch wb;
-    for (const auto& op : batch.ops()) {
+    // Sized once: the header, and per operation a tag and two length varints at most.
+    rocksdb::WriteBatch wb(12 + batch.payload_bytes() + 11 * batch.size());
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      auto op = batch[i];
+      rocksdb::Slice key(op.key.data(), op.key.size());
       if (op.is_delete) {
-        wb.Delete(op.key);
+        wb.Delete(key);
       } else {
-        wb.Put(op.key, op.value);
+        wb.Put(key, rocksdb::Slice(op.value.data(), op.value.size()));
       }
     }
     rocksdb::WriteOptions wo;
