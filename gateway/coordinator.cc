@@ -281,6 +281,7 @@ void coordinator::update_async(const std::string& key, const std::optional<std::
   t->value = std::move(value);
   t->acked.assign(links_.size(), 0);
   t->started = started;
+  t->live = true;
   std::string holder;
   {
     std::lock_guard lock(mu_);
@@ -458,7 +459,7 @@ void coordinator::finish_async(const std::shared_ptr<tx>& t, std::function<void(
   r->on_reply = [this, t, commit, first_ack](std::size_t i, link_reply reply) {
     if (reply.answered && reply.status == 200) {
       t->acked[i] = 1;
-      if (commit && first_ack->exchange(false)) maybe_crash(crash_point::where::during_commit);
+      if (commit && t->live && first_ack->exchange(false)) maybe_crash(crash_point::where::during_commit);
       return;
     }
     metrics_.participant_errors.at(config_.participants[i].name)->Increment();

@@ -172,6 +172,7 @@ class coordinator {
     phase state = phase::preparing;
     std::vector<std::uint8_t> acked;  // commit/abort acknowledged, per participant (not vector<bool>: set in parallel)
     std::chrono::steady_clock::time_point next_try;
+    bool live = false;  // begun by update_async in this run (not recovered): crash points count these
     // In flight (update_async): set before the first call, read by the last callback.
     std::chrono::steady_clock::time_point started;
     std::vector<link_reply> votes;

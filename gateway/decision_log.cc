@@ -209,9 +209,13 @@ void decision_log::set_snapshot(snapshot_fn fn) {
 }
 
 std::error_code decision_log::compact(const std::vector<log_record>& open) {
-  std::unique_lock lock(mu_);
-  // The writer must be idle: it uses the segment's descriptor outside the lock.
-  done_cv_.wait(lock, [&] { return failed_ || (pending_.empty() && written_ == appended_); });
+  std::lock_guard file(file_mu_);
+  if (auto ec = flush_locked()) return ec;
+  {
+    // The writer may still be syncing the old segment with the descriptor it took.
+    std::unique_lock lock(mu_);
+    done_cv_.wait(lock, [&] { return !syncing_; });
+  }
   std::string error;
   if (auto ec = open_segment(segment_ + 1, open, error)) return ec;
   for (auto n : older_) fs::remove(fs::path(dir_) / segment_name(n));
@@ -219,8 +223,51 @@ std::error_code decision_log::compact(const std::vector<log_record>& open) {
   return {};
 }
 
+std::error_code decision_log::flush_locked() {
+  std::string batch;
+  std::uint64_t upto = 0;
+  {
+    std::lock_guard lock(mu_);
+    if (failed_) {
+      pending_.clear();  // never written now
+      return failed_;
+    }
+    if (pending_.empty()) return {};
+    batch.swap(pending_);
+    upto = appended_;
+  }
+  std::error_code ec;
+  if (!write_all(fd_, batch)) ec = {errno, std::generic_category()};
+  segment_bytes_ += batch.size();
+  {
+    std::lock_guard lock(mu_);
+    if (ec) {
+      failed_ = ec;
+    } else {
+      written_ = upto;
+    }
+  }
+  done_cv_.notify_all();
+  if (ec) queued_cv_.notify_one();  // the writer fails the waiting callbacks
+  return ec;
+}
+
+std::error_code decision_log::append_written(const std::string& frame) {
+  // Holding the file from before the record is queued: this flush writes it, behind everything
+  // queued before it, so the order on disk stays the order of the calls.
+  std::lock_guard file(file_mu_);
+  {
+    std::lock_guard lock(mu_);
+    if (failed_) return failed_;
+    pending_ += frame;
+    ++appended_;
+  }
+  return flush_locked();
+}
+
 std::error_code decision_log::append(const log_record& r, durability d) {
   std::string frame = encode_frame(r);
+  if (d == durability::written) return append_written(frame);
   std::unique_lock lock(mu_);
   if (failed_) return failed_;
   pending_ += frame;
@@ -228,12 +275,16 @@ std::error_code decision_log::append(const log_record& r, durability d) {
   if (d == durability::synced) sync_wanted_ = me;
   queued_cv_.notify_one();
   if (d == durability::queued) return {};
-  done_cv_.wait(lock, [&] { return failed_ || (d == durability::synced ? synced_ >= me : written_ >= me); });
+  done_cv_.wait(lock, [&] { return failed_ || synced_ >= me; });
   return failed_;
 }
 
 void decision_log::append(const log_record& r, durability d, append_callback done) {
   std::string frame = encode_frame(r);
+  if (d == durability::written) {
+    done(append_written(frame));
+    return;
+  }
   std::unique_lock lock(mu_);
   if (failed_) {
     auto ec = failed_;
@@ -250,7 +301,7 @@ void decision_log::append(const log_record& r, durability d, append_callback don
     done({});
     return;
   }
-  waiters_.push_back({me, d == durability::synced, std::move(done)});
+  waiters_.push_back({me, true, std::move(done)});
   lock.unlock();
   queued_cv_.notify_one();
 }
@@ -263,34 +314,46 @@ std::uint64_t decision_log::fsyncs() const {
 void decision_log::write_loop() {
   std::unique_lock lock(mu_);
   for (;;) {
-    queued_cv_.wait(lock, [&] { return stopping_ || !pending_.empty(); });
-    if (pending_.empty()) return;
-    if (snapshot_ && segment_bytes_ > options_.max_segment_bytes) {
-      // No append can enter while the lock is held: the snapshot and the records still pending
-      // (written right after it, into the new segment) together cover every unfinished
-      // transaction.
-      std::string error;
-      if (!open_segment(segment_ + 1, snapshot_(), error)) {
-        for (auto n : older_) fs::remove(fs::path(dir_) / segment_name(n));
-        older_.clear();
-      }
-    }
-    std::string batch;
-    batch.swap(pending_);
-    std::uint64_t upto = appended_;
-    bool sync = sync_wanted_ > synced_;
+    queued_cv_.wait(lock, [&] {
+      return stopping_ || !pending_.empty() || (!failed_ && sync_wanted_ > synced_) || (failed_ && !waiters_.empty());
+    });
+    if (stopping_ && pending_.empty() && (failed_ ? waiters_.empty() : sync_wanted_ <= synced_)) return;
+    bool may_rotate = static_cast<bool>(snapshot_);
     lock.unlock();
+    int fd = -1;
+    std::uint64_t target = 0;
+    bool sync = false;
+    {
+      std::lock_guard file(file_mu_);
+      if (may_rotate && segment_bytes_ > options_.max_segment_bytes) {
+        // No record can be written while the file is held: the snapshot (every transaction begun
+        // and not ended, taken now) and the records written after it into the new segment
+        // together cover every unfinished transaction.
+        std::string error;
+        if (!open_segment(segment_ + 1, snapshot_(), error)) {
+          for (auto n : older_) fs::remove(fs::path(dir_) / segment_name(n));
+          older_.clear();
+        }
+      }
+      (void)flush_locked();
+      fd = fd_;
+      lock.lock();
+      target = written_;
+      sync = !failed_ && sync_wanted_ > synced_;
+      if (sync) syncing_ = true;
+      lock.unlock();
+    }
+    // The fsync runs without the file: records that only need writing (begin) go on meanwhile,
+    // straight from their callers.
     std::error_code ec;
-    if (!write_all(fd_, batch)) ec = {errno, std::generic_category()};
-    if (!ec && sync && options_.fsync && ::fdatasync(fd_) != 0) ec = {errno, std::generic_category()};
+    if (sync && options_.fsync && ::fdatasync(fd) != 0) ec = {errno, std::generic_category()};
     lock.lock();
-    segment_bytes_ += batch.size();
-    if (ec) {
-      failed_ = ec;
-    } else {
-      written_ = upto;
-      if (sync) {
-        synced_ = upto;
+    if (sync) {
+      syncing_ = false;
+      if (ec) {
+        failed_ = ec;
+      } else {
+        synced_ = std::max(synced_, target);
         ++fsyncs_;
       }
     }

@@ -16,8 +16,11 @@
 // coordinator for the records of every unfinished transaction (snapshot), writes them first into
 // a new segment, fsyncs it and deletes the older ones.
 //
-// Threading: append() from any thread; one writer thread of its own, which also runs the
-// callbacks of the non-blocking append().
+// Threading: append() from any thread. A `written` record (begin) is written by its caller
+// (behind whatever was queued before it, under the file's mutex) and its callback runs inside
+// the call: it never waits for an fsync in progress. Everything else goes through one writer
+// thread of its own, which writes, fsyncs without holding the file, and runs the callbacks of
+// the non-blocking synced appends.
 
 #include <condition_variable>
 #include <cstdint>
@@ -68,7 +71,7 @@ class decision_log {
   decision_log& operator=(const decision_log&) = delete;
 
   // Set once before the first append: the records of every unfinished transaction, for rotation.
-  // Called on the writer thread while no append can enter, so it must not append itself.
+  // Called on the writer thread while no record can be written, so it must not append itself.
   void set_snapshot(snapshot_fn fn);
 
   // Starts a new segment holding `open` (the unfinished transactions after recovery) and deletes
@@ -77,9 +80,9 @@ class decision_log {
 
   std::error_code append(const log_record& r, durability d);
 
-  // Non-blocking: `done` runs once the record is written (durability::written) or fsync'd
-  // (synced), with the log's error if it failed; on the writer thread, or inside the call when
-  // the log had already failed. `done` must not call the blocking append() (the writer would
+  // Non-blocking: `done` runs once the record is written (durability::written: inside the call,
+  // on the caller's thread) or fsync'd (synced: on the writer thread, or inside the call when the
+  // log had already failed), with the log's error if it failed. `done` must not call the blocking append() (the writer would
   // wait for itself); queued appends and further non-blocking ones are fine.
   using append_callback = std::function<void(std::error_code)>;
   void append(const log_record& r, durability d, append_callback done);
@@ -90,6 +93,9 @@ class decision_log {
   decision_log(std::string dir, log_options options);
   std::error_code open_segment(std::uint64_t number, const std::vector<log_record>& first, std::string& error);
   void write_loop();
+  // With file_mu_ held: writes everything queued, in order.
+  std::error_code flush_locked();
+  std::error_code append_written(const std::string& frame);
 
   std::string dir_;
   log_options options_;
@@ -112,7 +118,11 @@ class decision_log {
   std::vector<waiter> waiters_;  // non-blocking appends not yet written/fsync'd, in order
   std::error_code failed_;       // sticky: a log that cannot be written decides nothing more
   bool stopping_ = false;
+  bool syncing_ = false;  // the writer is in fdatasync, outside both mutexes
 
+  // Serializes writes to the segment and segment switches; taken before mu_. Guards the four
+  // below (the writer reads fd_ under it and syncs that descriptor without it).
+  std::mutex file_mu_;
   int fd_ = -1;
   std::uint64_t segment_ = 0;
   std::uint64_t segment_bytes_ = 0;

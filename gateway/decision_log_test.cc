@@ -8,6 +8,8 @@
 #include <mutex>
 #include <filesystem>
 #include <fstream>
+#include <future>
+#include <map>
 #include <thread>
 
 namespace datashare::gateway {
@@ -165,6 +167,86 @@ TEST_F(decision_log_test, NonBlockingAppendsCallBackOnceDurableAndShareFsyncs) {
   read.clear();
   ASSERT_TRUE(decision_log::open(dir_.string(), read, error)) << error;
   EXPECT_EQ(read.size(), 2u * kCommits);
+}
+
+// Written records go to the file from their callers' threads while the writer thread writes and
+// fsyncs the others: each thread's records must still come back in the order it appended them,
+// with small segments so rotations happen in the middle of it.
+TEST_F(decision_log_test, WrittenAndSyncedRecordsFromManyThreadsKeepEachThreadsOrder) {
+  std::vector<log_record> none;
+  std::string error;
+  log_options o;
+  o.max_segment_bytes = 4000;
+  std::mutex open_mu;
+  std::map<std::string, bool> open;  // begun, not ended (true: commit appended): what a rotation carries over
+  {
+    auto log = decision_log::open(dir_.string(), none, error, o);
+    ASSERT_TRUE(log) << error;
+    log->set_snapshot([&] {
+      std::lock_guard lock(open_mu);
+      std::vector<log_record> out;
+      for (const auto& [tx, committing] : open) {
+        out.push_back(rec('B', tx));
+        if (committing) out.push_back(rec('C', tx));
+      }
+      return out;
+    });
+    constexpr int kThreads = 6, kEach = 30;
+    std::atomic<int> failures{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&, t] {
+        for (int i = 0; i < kEach; ++i) {
+          std::string tx = "t" + std::to_string(t) + "-" + std::to_string(i);
+          {
+            std::lock_guard lock(open_mu);
+            open[tx] = false;
+          }
+          std::promise<std::error_code> written, synced;
+          log->append(rec('B', tx), durability::written, [&](std::error_code ec) { written.set_value(ec); });
+          if (written.get_future().get()) failures.fetch_add(1);
+          {
+            std::lock_guard lock(open_mu);
+            open[tx] = true;  // as the coordinator's state, before the record
+          }
+          log->append(rec('C', tx), durability::synced, [&](std::error_code ec) { synced.set_value(ec); });
+          if (synced.get_future().get()) failures.fetch_add(1);
+          if (i % 2 == 0) {  // every other one ends; the rest stay open
+            {
+              std::lock_guard lock(open_mu);
+              open.erase(tx);
+            }
+            if (log->append(rec('E', tx), durability::queued)) failures.fetch_add(1);
+          }
+        }
+      });
+    }
+    for (auto& th : threads) th.join();
+    EXPECT_EQ(failures.load(), 0);
+  }
+  std::vector<log_record> back;
+  auto log = decision_log::open(dir_.string(), back, error, o);
+  ASSERT_TRUE(log) << error;
+  EXPECT_GE(segments().size(), 1u);
+  std::map<std::string, std::string> seen;  // tx → its record types, in file order
+  for (const auto& r : back) seen[r.tx].push_back(r.type);
+  for (const auto& [tx, committing] : open) {
+    ASSERT_TRUE(seen.count(tx)) << tx << " is unfinished and must survive every rotation";
+    const auto& types = seen[tx];
+    EXPECT_EQ(types.find('E'), std::string::npos) << tx;
+    auto c = types.rfind('C');
+    ASSERT_NE(c, std::string::npos) << tx << ": " << types;
+    EXPECT_LT(types.find('B'), c) << tx << ": " << types;
+  }
+  for (const auto& [tx, types] : seen) {
+    auto b = types.find('B'), c = types.find('C'), e = types.find('E');
+    if (b != std::string::npos && c != std::string::npos) {
+      EXPECT_LT(b, c) << tx << ": " << types;
+    }
+    if (c != std::string::npos && e != std::string::npos) {
+      EXPECT_LT(c, e) << tx << ": " << types;
+    }
+  }
 }
 
 TEST_F(decision_log_test, RotationKeepsOnlyWhatIsUnfinished) {
