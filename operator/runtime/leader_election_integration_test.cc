@@ -69,11 +69,15 @@ class LeaderElectionIntegrationTest : public ::testing::Test {
 
   // Short durations keep the test quick; the retry period must stay well above the API
   // server's latency.
-  std::unique_ptr<probe_process> start(const std::string& lease, const std::string& identity,
-                                       const std::string& duration = "3s", const std::string& deadline = "2s") {
-    return std::make_unique<probe_process>(std::vector<std::string>{
-        "--kubeconfig=" + kubeconfig_, "--namespace=" + ns_, "--name=" + lease, "--identity=" + identity,
-        "--lease-duration=" + duration, "--renew-deadline=" + deadline, "--retry-period=500ms"});
+  std::unique_ptr<probe_process> start(const std::string& lease, const std::string& identity, int duration_s = 3,
+                                       int deadline_s = 2) {
+    // Stretched by DATASHARE_TEST_TIME_SCALE for the slower ThreadSanitizer build, like the bounds below.
+    const int k = datashare::testing::time_scale();
+    return std::make_unique<probe_process>(
+        std::vector<std::string>{"--kubeconfig=" + kubeconfig_, "--namespace=" + ns_, "--name=" + lease,
+                                 "--identity=" + identity, "--lease-duration=" + std::to_string(duration_s * k) + "s",
+                                 "--renew-deadline=" + std::to_string(deadline_s * k) + "s",
+                                 "--retry-period=" + std::to_string(500 * k) + "ms"});
   }
 
   kube::json lease_spec(const std::string& lease) { return client_->get(kube::resources::leases, ns_, lease)["spec"]; }
@@ -106,12 +110,12 @@ TEST_F(LeaderElectionIntegrationTest, OfTwoCandidatesExactlyOneLeads) {
 
   // For two lease durations the follower sees the leader and never leads itself.
   EXPECT_TRUE(follower.wait_line("new-leader " + leader_id, 10s)) << follower.output();
-  std::this_thread::sleep_for(6s);
+  std::this_thread::sleep_for(6s * datashare::testing::time_scale());
   EXPECT_FALSE(follower.has_line("leading")) << follower.output();
   EXPECT_FALSE(leader.has_line("stopped")) << leader.output();
   const kube::json spec = lease_spec(lease);
   EXPECT_EQ(spec["holderIdentity"], leader_id);
-  EXPECT_EQ(spec["leaseDurationSeconds"], 3);
+  EXPECT_EQ(spec["leaseDurationSeconds"], 3 * datashare::testing::time_scale());
   EXPECT_EQ(spec["leaseTransitions"], 0);
 
   a->send(SIGTERM);
@@ -140,8 +144,9 @@ TEST_F(LeaderElectionIntegrationTest, KillingTheLeaderHandsTheLeaseOverWithinThe
   // renewal, and takes over on its first attempt after that: at most 3 + 1.1 + 1.1 s, plus
   // a little for two processes under sanitizers. And never before the lease could expire: a's
   // last renewal was at most one retry period before the kill.
-  EXPECT_LE(took, 3.0 + 2 * 1.1 + 1.0) << b->output();
-  EXPECT_GE(took, 3.0 - 0.5 - 0.3) << b->output();
+  const double k = datashare::testing::time_scale();
+  EXPECT_LE(took, (3.0 + 2 * 1.1) * k + 1.0) << b->output();
+  EXPECT_GE(took, (3.0 - 0.5) * k - 0.3) << b->output();
   std::cout << "hand-over after kill -9: " << took << " s (lease duration 3 s)\n";
 
   const kube::json spec = lease_spec(lease);
@@ -154,9 +159,9 @@ TEST_F(LeaderElectionIntegrationTest, KillingTheLeaderHandsTheLeaseOverWithinThe
 TEST_F(LeaderElectionIntegrationTest, SigtermReleasesTheLeaseAndTheOtherTakesOverAtOnce) {
   const std::string lease = unique("release");
   // A long lease: a successor that had to wait for it to expire would take 10 s or more.
-  auto a = start(lease, "a", "10s", "7s");
+  auto a = start(lease, "a", 10, 7);
   ASSERT_TRUE(a->wait_line("leading", 30s)) << a->output();
-  auto b = start(lease, "b", "10s", "7s");
+  auto b = start(lease, "b", 10, 7);
   ASSERT_TRUE(b->wait_line("new-leader a", 30s)) << b->output();
 
   // Watch the lease to see the release itself, however briefly it lasts. The watch ends by
@@ -201,7 +206,7 @@ TEST_F(LeaderElectionIntegrationTest, SigtermReleasesTheLeaseAndTheOtherTakesOve
   ASSERT_TRUE(led) << b->output();
   const double took = seconds(*led - terminated);
   // The release is a change b sees on its next attempt (every 0.5–1.1 s).
-  EXPECT_LT(took, 4.0) << b->output();
+  EXPECT_LT(took, 4.0 * datashare::testing::time_scale()) << b->output();
   std::cout << "hand-over after SIGTERM: " << took << " s (lease duration 10 s)\n";
 
   const kube::json spec = lease_spec(lease);

@@ -32,4 +32,10 @@ std::string require_env(const std::string& name) {
   return v;
 }
 
+int time_scale() {
+  const char* v = std::getenv("DATASHARE_TEST_TIME_SCALE");
+  int n = v != nullptr ? std::atoi(v) : 1;
+  return n > 0 ? n : 1;
+}
+
 }  // namespace datashare::testing

@@ -20,4 +20,10 @@ void load_cluster_env();
 // and how to provide it when it is unset, which fails the calling test.
 std::string require_env(const std::string& name);
 
+// DATASHARE_TEST_TIME_SCALE (default 1): what the timings of a time-bound scenario (lease
+// durations, hand-over bounds) are multiplied by. The ThreadSanitizer build of the suites runs
+// several times slower, and there a leader that cannot renew within its deadline rightly steps
+// down; tests/sanitizers/CMakeLists.txt sets 3 for it.
+int time_scale();
+
 }  // namespace datashare::testing
