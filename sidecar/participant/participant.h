@@ -3,9 +3,9 @@
 // for one product (protocol.h has the wire contract).
 //
 // Role owner: prepare reads the owner's current value (kept for compensation), records the
-// transaction as `preparing` (fsync), applies the change through the owner's writePath and
-// records it `prepared` (fsync) before voting yes. Abort puts the previous value back (or deletes
-// the key it did not have). Commit publishes the committed value through the product's publisher
+// transaction as `preparing` with both values (fsync), applies the change through the owner's
+// writePath and records it `prepared` (no fsync: the durable `preparing` record is enough) before
+// voting yes. Abort puts the previous value back (or deletes the key it did not have). Commit publishes the committed value through the product's publisher
 // (durable in the outbox before it answers) with the transaction's version.
 // Role copy: prepare stages the value projected to the policy's fields in the transaction record
 // (fsync); commit writes it to the copy, in the replica's layout, in the same batch as the
@@ -14,8 +14,10 @@
 // Both roles lock the key from prepare to commit/abort: a prepare of another transaction on a
 // locked key votes no (409). A transaction prepared for longer than lockTimeout asks the
 // coordinator for the outcome, then its peers (cooperative termination), until one knows; a
-// `preparing` owner transaction found at start (a crash in the middle of prepare) is compensated
-// and aborted. Finished records are kept for `retention` so repeated calls get the same answer,
+// `preparing` owner transaction found at start asks the same way at once (it may have voted yes
+// before a crash of the machine took its `prepared` record): aborted compensates the owner,
+// committed applies the change to the owner again before publishing. One that voted no in this
+// run and could not compensate keeps compensating without asking. Finished records are kept for `retention` so repeated calls get the same answer,
 // then dropped through a time index kept beside them in the store (nothing per record in memory).
 //
 // Threading: prepare/commit/abort/query from any thread (blocking: owner calls, fsync; a copy's
@@ -33,6 +35,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <system_error>
 #include <thread>
@@ -151,6 +154,7 @@ class participant {
   std::error_code persist(const std::string& tx, const tx_record& r, bool sync, store::write_batch* batch = nullptr,
                           tx_entry* e = nullptr);
   void finished(const std::string& tx, const tx_record& r);
+  bool voted_no(const std::string& tx) const;
   reply vote_no(unsigned status, const std::string& reason);
   // The answer, or nullopt when `done` was taken to answer later.
   std::optional<reply> prepare_locked(const std::string& tx, const prepare_request& req,
@@ -174,6 +178,7 @@ class participant {
   std::map<std::string, std::weak_ptr<tx_entry>> live_;  // entries in use
   std::map<std::string, std::string> locks_;             // key → transaction holding it
   std::map<std::string, overdue> open_;                  // prepared (or preparing) transactions
+  std::set<std::string> voted_no_;  // owner: voted no in this run, still `preparing` (compensation pending)
 
   std::mutex stop_mu_;
   std::condition_variable stop_cv_;

@@ -285,9 +285,9 @@ TEST_F(participant_test, PreparedStateSurvivesARestart) {
   EXPECT_EQ(copy_value(*p, "k"), R"({"id":"k","name":"a"})");
 }
 
-TEST_F(participant_test, AHalfPreparedOwnerChangeIsCompensatedAfterARestart) {
-  owner_->data["k"] = R"({"id":"k","name":"old"})";
-  // A crash between the owner's PUT and the `prepared` record: the record says `preparing`.
+// What a restart finds when the machine went down between the owner's PUT and the yes vote, or
+// after the yes vote (the `prepared` record is not fsync'd): `preparing`, with both values.
+tx_record preparing_record() {
   tx_record r;
   r.state = tx_state::preparing;
   r.key = "k";
@@ -295,12 +295,59 @@ TEST_F(participant_test, AHalfPreparedOwnerChangeIsCompensatedAfterARestart) {
   r.value = R"({"id":"k","name":"new"})";
   r.had_previous = true;
   r.previous = R"({"id":"k","name":"old"})";
+  return r;
+}
+
+TEST_F(participant_test, AHalfPreparedOwnerChangeAsksAndIsCompensatedWhenAborted) {
+  owner_->data["k"] = R"({"id":"k","name":"new"})";
   store::write_batch b;
-  b.put("ttx1", encode_record(r));
+  b.put("ttx1", encode_record(preparing_record()));
   ASSERT_FALSE(kv_->write(b, true));
-  owner_->data["k"] = r.value;
   auto p = make(config::participant_role::owner);
+  // It may have voted yes: nobody to ask yet, so it holds the key and changes nothing.
   p->resolve_overdue();
+  EXPECT_EQ(p->locked_keys(), 1u);
+  EXPECT_EQ(owner_value("k"), R"({"id":"k","name":"new"})");
+  EXPECT_GE(outcomes_->asked.load(), 1);
+  {
+    std::lock_guard lock(outcomes_->mu);
+    outcomes_->coordinator = "aborted";
+  }
+  p->resolve_overdue();
+  EXPECT_EQ(owner_value("k"), R"({"id":"k","name":"old"})");
+  EXPECT_EQ(p->locked_keys(), 0u);
+  EXPECT_THAT(p->query("tx1").body, HasSubstr("aborted"));
+  EXPECT_TRUE(published_.empty());
+}
+
+TEST_F(participant_test, AHalfPreparedOwnerChangeThatWasCommittedIsAppliedAgain) {
+  owner_->data["k"] = R"({"id":"k","name":"old"})";  // the PUT did not reach the owner, or was lost there
+  store::write_batch b;
+  b.put("ttx1", encode_record(preparing_record()));
+  ASSERT_FALSE(kv_->write(b, true));
+  auto p = make(config::participant_role::owner);
+  {
+    std::lock_guard lock(outcomes_->mu);
+    outcomes_->coordinator = "committed";
+  }
+  p->resolve_overdue();
+  EXPECT_EQ(owner_value("k"), R"({"id":"k","name":"new"})");
+  EXPECT_EQ(p->locked_keys(), 0u);
+  ASSERT_EQ(published_.size(), 1u);
+  EXPECT_EQ(published_[0].version, 3u);
+  EXPECT_THAT(p->query("tx1").body, HasSubstr("committed"));
+}
+
+TEST_F(participant_test, AnOwnerThatVotedNoAndCouldNotCompensateKeepsCompensatingWithoutAsking) {
+  owner_->data["k"] = R"({"id":"k","name":"old"})";
+  owner_->fail_puts = 2;  // the change, then the compensation
+  auto p = make(config::participant_role::owner);
+  auto r = p->prepare("tx1", put("k", R"({"id":"k","name":"new"})", 5));
+  EXPECT_EQ(r.status, 503u);
+  EXPECT_THAT(r.body, HasSubstr("compensation pending"));
+  // (The background thread may compensate from here on, at its next tick.)
+  EXPECT_EQ(p->commit("tx1").status, 409u) << "a no vote is never committed";
+  p->resolve_overdue();  // the coordinator cannot be reached (""): it compensates on its own
   EXPECT_EQ(owner_value("k"), R"({"id":"k","name":"old"})");
   EXPECT_EQ(p->locked_keys(), 0u);
   EXPECT_THAT(p->query("tx1").body, HasSubstr("aborted"));
