@@ -100,8 +100,9 @@ int main(int argc, char** argv) {
   // with it, after the proxies (they hold no reference that their destruction uses).
   ds::http::server server(cfg.listen.threads);
 
-  // Sync and hybrid policies: one proxy each. Their owner calls and retry timers run on the
-  // server's I/O threads: a cache miss then costs no thread hand-off on the way out or back.
+  // Sync and hybrid policies: one proxy each. Their owner calls and retry timers run on the I/O
+  // thread of the connection that asked: a cache miss then costs no thread hand-off on the way
+  // out or back.
   auto& proxy_io = server.context();
   std::vector<std::unique_ptr<ds::proxy::sync_proxy>> proxies;
   for (const auto& s : cfg.subscribe) {
@@ -111,7 +112,9 @@ int main(int argc, char** argv) {
         std::make_unique<ds::proxy::http_owner_client>(proxy_io, origin->host, origin->port, s.sync.max_in_flight);
     ds::proxy::proxy_env env;
     env.schedule = [&proxy_io](std::chrono::milliseconds delay, std::function<void()> fn) {
-      auto timer = std::make_shared<boost::asio::steady_timer>(proxy_io, delay);
+      // On the calling I/O thread, as its owner calls are (http_owner_client).
+      auto* here = ds::http::server::current_context();
+      auto timer = std::make_shared<boost::asio::steady_timer>(here != nullptr ? *here : proxy_io, delay);
       timer->async_wait([timer, fn = std::move(fn)](boost::system::error_code ec) {
         if (!ec) fn();
       });

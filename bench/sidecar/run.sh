@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The sidecar's benchmarks, each beside its anchor in the same run (docs/benchmarks.md):
 #   P1 replica apply rate into RocksDB vs kcat merely consuming the same 1M-event topic
-#   P2 GET throughput/p99 via the sidecar (wrk) vs redis-benchmark GET, same keys, same connections
+#   P2 GET throughput via the sidecar (wrk) vs redis-benchmark GET, same keys, same connections;
+#      latency open loop below saturation (datashare-read-bench), sidecar and Redis alternating
 #   P3 publish → applied latency at 1,000 events/s vs raw librdkafka produce → consume
 #   P7 sidecar RSS idle, and with 1M replicated entities of ~200 bytes
 #
@@ -14,7 +15,8 @@ build="${1:-$root/build/release}"
 bin="$build/bin"
 sidecar="$bin/datashare-sidecar"
 tool="$bin/datashare-sidecar-bench"
-[[ -x "$sidecar" && -x "$tool" ]] || { echo "build first: $sidecar, $tool" >&2; exit 1; }
+[[ -x "$sidecar" && -x "$tool" && -x "$bin/datashare-read-bench" ]] ||
+  { echo "build first: $sidecar, $tool, $bin/datashare-read-bench" >&2; exit 1; }
 if [[ -z "${DATASHARE_KAFKA_BOOTSTRAP:-}" ]]; then
   # shellcheck disable=SC1090
   source <("$root/hack/local-cluster.sh" env)
@@ -126,7 +128,14 @@ echo "$redis_csv"
 redis_rps=$(tail -1 <<<"$redis_csv" | awk -F'","' '{printf "%d", $2}')
 redis_p99=$(tail -1 <<<"$redis_csv" | awk -F'","' '{print $7}')
 ratio=$(awk -v a="$wrk_rps" -v b="$redis_rps" 'BEGIN {printf "%.2f", a/b}')
-want P2 && summary+=("P2 local read via sidecar (GET, loopback HTTP, $CONNS connections, ${SIDECAR_THREADS:-2} I/O threads): $wrk_rps req/s p99 $wrk_p99 vs redis-benchmark GET $redis_rps req/s p99 ${redis_p99} ms = ${ratio}x (bar >= 1.0x, p99 <= 250us); CPU per request ${wrk_cpu_us} us vs redis ${redis_cpu_us} us, load average $(cut -d' ' -f1 /proc/loadavg)${non2xx:+ [non-2xx: $non2xx]} [bench/sidecar/run.sh: wrk -t1 -c$CONNS -d${DUR}s --latency vs redis-benchmark -t get -c $CONNS -r $EVENTS]")
+# Latency below saturation: open loop at RATE req/s (both streams together), the sidecar's GETs
+# and Redis' GETs alternating (datashare-read-bench), the p99 bar's measure.
+RATE=${RATE:-2000}
+lat=$("$bin/datashare-read-bench" --http "$port" --redis "$rport" --keys "$EVENTS" --rate "$RATE" --seconds "$DUR")
+echo "$lat"
+pick() { awk -v row="$1" -v q="$2" '$1==row { for (i=1;i<=NF;i++) if ($i==q) print $(i+1) }' <<<"$lat"; }
+ol="open loop $RATE req/s: sidecar p50 $(pick sidecar p50) us p99 $(pick sidecar p99) us vs redis p50 $(pick redis p50) us p99 $(pick redis p99) us"
+want P2 && summary+=("P2 local read via sidecar (GET, loopback HTTP, $CONNS connections, ${SIDECAR_THREADS:-2} I/O threads): $wrk_rps req/s p99 $wrk_p99 vs redis-benchmark GET $redis_rps req/s p99 ${redis_p99} ms = ${ratio}x (bar >= 1.0x, p99 <= 250us); CPU per request ${wrk_cpu_us} us vs redis ${redis_cpu_us} us; $ol; load average $(cut -d' ' -f1 /proc/loadavg)${non2xx:+ [non-2xx: $non2xx]} [bench/sidecar/run.sh: wrk -t1 -c$CONNS -d${DUR}s --latency vs redis-benchmark -t get -c $CONNS -r $EVENTS; datashare-read-bench --rate $RATE]")
 
 kill "$rp"; wait "$rp" 2>/dev/null || true
 fi

@@ -3,6 +3,8 @@
 #include <charconv>
 #include <nlohmann/json.hpp>
 
+#include "sidecar/replica/layout.h"
+
 namespace datashare::sidecar::api {
 namespace bhttp = boost::beast::http;
 
@@ -349,17 +351,38 @@ http::response router::read(const store::kv& kv, const std::string& staleness_ms
                             std::string_view key_raw, std::string_view query) const {
   http::response out;
   if (!key_raw.empty()) {
-    auto key = percent_decode(key_raw);
-    if (!key) return json_error(400, "malformed percent-encoding in the key");
-    replica::item it;
-    auto ec = replica::lookup(kv, *key, it);
+    // The hot path of P2: no copy of the key unless it is percent-encoded, and the stored record
+    // becomes the body in place (its header cut off) instead of being copied twice.
+    std::optional<std::string> decoded;
+    std::string_view key = key_raw;
+    if (key_raw.find('%') != std::string_view::npos) {
+      decoded = percent_decode(key_raw);
+      if (!decoded) return json_error(400, "malformed percent-encoding in the key");
+      key = *decoded;
+    }
+    out.headers.reserve(2);
+    std::string bytes;
+    auto ec = kv.get(replica::data_key(key), bytes);
+    std::optional<replica::record> rec;
+    if (!ec) {
+      rec = replica::decode_record(bytes);
+      if (!rec) {
+        ec = store::errc::corruption;
+      } else if (rec->deleted) {
+        ec = store::errc::not_found;
+      }
+    }
     if (ec == store::errc::not_found) {
       out = json_error(404, "no such key in " + std::string(product));
     } else if (ec) {
       out = json_error(500, "store read failed: " + ec.message());
     } else {
-      out.body = std::move(it.value);
-      out.headers.emplace_back("Datashare-Version", std::to_string(it.version));
+      const auto at = static_cast<std::size_t>(rec->value.data() - bytes.data());
+      const auto size = rec->value.size();
+      out.headers.emplace_back("Datashare-Version", std::to_string(rec->version));
+      bytes.erase(0, at);
+      bytes.resize(size);
+      out.body = std::move(bytes);
     }
     out.headers.emplace_back("Datashare-Staleness-Ms", staleness_ms);
     return out;

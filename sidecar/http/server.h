@@ -20,6 +20,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <thread>
 #include <utility>
@@ -29,11 +30,13 @@ namespace datashare::sidecar::http {
 
 using request = boost::beast::http::request<boost::beast::http::string_body>;
 
+// Content type and header names are string literals (static storage): a GET's answer then
+// allocates only its body and header values.
 struct response {
   unsigned status = 200;
   std::string body;
-  std::string content_type = "application/json";
-  std::vector<std::pair<std::string, std::string>> headers;
+  std::string_view content_type = "application/json";
+  std::vector<std::pair<std::string_view, std::string>> headers;
 };
 
 class session;
@@ -77,6 +80,12 @@ class server {
   // hand-off (the sync proxy's owner calls). Handlers queued there at stop() are destroyed with
   // the server.
   boost::asio::io_context& context() { return *contexts_.front(); }
+
+  // The io_context of the I/O thread this is called on (any server's), or nullptr off the I/O
+  // threads. Work started from a handler on it stays on the connection's thread: the sync
+  // proxy's owner calls (an owner call on the first thread for a connection of the second cost
+  // two cross-thread wake-ups per proxied read, P4).
+  static boost::asio::io_context* current_context();
 
  private:
   class listener;

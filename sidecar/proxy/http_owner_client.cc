@@ -7,6 +7,8 @@
 #include <boost/beast/http.hpp>
 #include <optional>
 
+#include "sidecar/http/server.h"
+
 namespace datashare::sidecar::proxy {
 
 namespace net = boost::asio;
@@ -20,8 +22,8 @@ constexpr std::uint64_t kMaxResponseBytes = 8 << 20;
 
 class http_owner_client::connection : public std::enable_shared_from_this<connection> {
  public:
-  explicit connection(http_owner_client& client)
-      : client_(client), stream_(net::make_strand(client.ioc_)), resolver_(stream_.get_executor()) {}
+  connection(http_owner_client& client, net::io_context& ioc)
+      : client_(client), ioc_(ioc), stream_(net::make_strand(ioc)), resolver_(stream_.get_executor()) {}
 
   // Everything happens on the connection's strand, including taking the request's parameters:
   // a pooled connection may be handed to a new request while its last handler still runs.
@@ -108,7 +110,7 @@ class http_owner_client::connection : public std::enable_shared_from_this<connec
          ec == net::error::broken_pipe)) {
       // The owner closed this idle keep-alive connection: once more, on a fresh one.
       close();
-      auto fresh = std::make_shared<connection>(client_);
+      auto fresh = std::make_shared<connection>(client_, ioc_);
       fresh->run(std::move(target_), deadline_, std::move(done_), false);
       return;
     }
@@ -125,7 +127,7 @@ class http_owner_client::connection : public std::enable_shared_from_this<connec
     auto done = std::move(done_);
     stream_.expires_never();
     if (keep) {
-      client_.give_back(shared_from_this());
+      client_.give_back(ioc_, shared_from_this());
     } else {
       close();
     }
@@ -146,6 +148,7 @@ class http_owner_client::connection : public std::enable_shared_from_this<connec
   }
 
   http_owner_client& client_;
+  net::io_context& ioc_;
   beast::tcp_stream stream_;
   tcp::resolver resolver_;
   beast::flat_buffer buffer_;
@@ -167,25 +170,36 @@ http_owner_client::http_owner_client(net::io_context& ioc, std::string host, std
 
 http_owner_client::~http_owner_client() = default;
 
-std::shared_ptr<http_owner_client::connection> http_owner_client::take() {
+std::shared_ptr<http_owner_client::connection> http_owner_client::take(net::io_context& ioc) {
   std::lock_guard lock(mu_);
-  if (idle_.empty()) return nullptr;
-  auto c = std::move(idle_.back());
-  idle_.pop_back();
-  return c;
+  for (auto& [where, pool] : idle_) {
+    if (where != &ioc || pool.empty()) continue;
+    auto c = std::move(pool.back());
+    pool.pop_back();
+    return c;
+  }
+  return nullptr;
 }
 
-void http_owner_client::give_back(std::shared_ptr<connection> c) {
+void http_owner_client::give_back(net::io_context& ioc, std::shared_ptr<connection> c) {
+  if (max_idle_ == 0) return;
   std::lock_guard lock(mu_);
-  if (idle_.size() < max_idle_) idle_.push_back(std::move(c));
+  for (auto& [where, pool] : idle_) {
+    if (where != &ioc) continue;
+    if (pool.size() < max_idle_) pool.push_back(std::move(c));
+    return;
+  }
+  idle_.emplace_back(&ioc, std::vector<std::shared_ptr<connection>>{std::move(c)});
 }
 
 void http_owner_client::get(const std::string& target, time_point deadline, callback done) {
-  if (auto c = take()) {
+  net::io_context* here = http::server::current_context();
+  net::io_context& ioc = here != nullptr ? *here : ioc_;
+  if (auto c = take(ioc)) {
     c->run(target, deadline, std::move(done), true);
     return;
   }
-  std::make_shared<connection>(*this)->run(target, deadline, std::move(done), false);
+  std::make_shared<connection>(*this, ioc)->run(target, deadline, std::move(done), false);
 }
 
 }  // namespace datashare::sidecar::proxy

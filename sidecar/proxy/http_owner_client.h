@@ -5,15 +5,18 @@
 // fails on a reused connection before any response byte (the owner closed an idle connection)
 // is sent once more on a new one. Deadlines are tcp_stream timers.
 //
-// Threading: the I/O runs on the given io_context's threads; each connection has its own strand.
-// get() may be called from any thread. The client must outlive its pending requests (the
-// io_context is stopped and joined before it goes).
+// Threading: a call made on an HTTP server I/O thread (http::server::current_context()) runs on
+// that thread's io_context, with connections pooled per io_context, so a proxied read never
+// leaves its connection's thread; a call from any other thread runs on the given io_context. Each
+// connection has its own strand. get() may be called from any thread. The client must outlive
+// its pending requests (the io_contexts are stopped and joined before it goes).
 
 #include <boost/asio/io_context.hpp>
 #include <cstdint>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "sidecar/proxy/owner_client.h"
@@ -31,16 +34,17 @@ class http_owner_client : public owner_client {
 
  private:
   friend class connection;
-  std::shared_ptr<connection> take();
-  void give_back(std::shared_ptr<connection> c);
+  std::shared_ptr<connection> take(boost::asio::io_context& ioc);
+  void give_back(boost::asio::io_context& ioc, std::shared_ptr<connection> c);
 
   boost::asio::io_context& ioc_;
   std::string host_;
   std::string port_;
   std::string host_header_;
   std::size_t max_idle_;
-  std::mutex mu_;
-  std::vector<std::shared_ptr<connection>> idle_;
+  std::mutex mu_;  // guards idle_
+  // Idle keep-alive connections by the io_context they run on (a handful: one per I/O thread).
+  std::vector<std::pair<boost::asio::io_context*, std::vector<std::shared_ptr<connection>>>> idle_;
 };
 
 }  // namespace datashare::sidecar::proxy
