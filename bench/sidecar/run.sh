@@ -130,7 +130,7 @@ redis_p99=$(tail -1 <<<"$redis_csv" | awk -F'","' '{print $7}')
 ratio=$(awk -v a="$wrk_rps" -v b="$redis_rps" 'BEGIN {printf "%.2f", a/b}')
 # Latency below saturation: open loop at RATE req/s (both streams together), the sidecar's GETs
 # and Redis' GETs alternating (datashare-read-bench), the p99 bar's measure.
-RATE=${RATE:-2000}
+RATE=${RATE:-500}
 lat=$("$bin/datashare-read-bench" --http "$port" --redis "$rport" --keys "$EVENTS" --rate "$RATE" --seconds "$DUR")
 echo "$lat"
 pick() { awk -v row="$1" -v q="$2" '$1==row { for (i=1;i<=NF;i++) if ($i==q) print $(i+1) }' <<<"$lat"; }
