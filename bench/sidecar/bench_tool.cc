@@ -1,7 +1,7 @@
 // datashare-sidecar-bench: the measuring side of bench/sidecar/run.sh (P1, P2, P3, P7).
 //
 //   produce         --bootstrap B --topic T --events N --keys K --value-bytes V [--partitions P]
-//   apply           --bootstrap B --topic T --dir D [--sync]        replica apply rate, in process
+//   apply           --bootstrap B --topic T --dir D [--sync] [--no-pipeline]   replica apply rate, in process
 //   raw-latency     --bootstrap B --topic T --rate R --seconds S    librdkafka produce→consume
 //   publish-latency --port P --metrics-port M --rate R --seconds S  sidecar PUT → replica applied
 //   redis-load      --events N --keys K --value-bytes V             RESP SETs of the same data, to stdout
@@ -150,6 +150,7 @@ int apply(const args& a) {
   ds::metrics::registry m;
   ds::replica::replica_options o;
   o.sync_writes = a.flag("--sync");
+  o.pipeline = !a.flag("--no-pipeline");
   ds::replica::replica r(s, std::move(kv), *f, m.replica("products", "bench"), o);
   if (r.start(error)) {
     std::cerr << error << "\n";
@@ -159,9 +160,9 @@ int apply(const args& a) {
   while (!r.status().caught_up_to_start && seconds_since(start) < 600) r.run_once();
   double secs = seconds_since(start);
   auto st = r.status();
-  std::printf("applied %llu events in %.2f s = %.0f events/s (rocksdb, offsets in the batch%s)\n",
+  std::printf("applied %llu events in %.2f s = %.0f events/s (rocksdb, offsets in the batch%s%s)\n",
               static_cast<unsigned long long>(st.applied_total), secs, static_cast<double>(st.applied_total) / secs,
-              o.sync_writes ? ", fsync per batch" : "");
+              o.sync_writes ? ", fsync per batch" : "", o.pipeline ? "" : ", not pipelined");
   return st.caught_up_to_start ? 0 : 1;
 }
 

@@ -155,49 +155,43 @@ void applier::decide(const kafka::message& m, decision& d) const {
   d.kind = decision::upsert;
 }
 
+void version_table::reset(std::size_t keys) {
+  std::size_t want = 16;
+  while (want < 2 * keys) want <<= 1;
+  if (++generation_ == 0 || want > slots_.size()) {
+    slots_.assign(std::max(want, slots_.size()), slot{});
+    generation_ = 1;
+  }
+  mask_ = slots_.size() - 1;
+  size_ = 0;
+}
+
+version_table::slot& version_table::find_or_add(std::string_view key, bool& added) {
+  for (std::size_t i = std::hash<std::string_view>{}(key) & mask_;; i = (i + 1) & mask_) {
+    slot& e = slots_[i];
+    if (e.generation != generation_) {
+      e = {key, 0, generation_};
+      added = true;
+      ++size_;
+      return e;
+    }
+    if (e.key == key) {
+      added = false;
+      return e;
+    }
+  }
+}
+
+std::uint64_t version_table::find(std::string_view key) const {
+  if (size_ == 0) return 0;
+  for (std::size_t i = std::hash<std::string_view>{}(key) & mask_;; i = (i + 1) & mask_) {
+    const slot& e = slots_[i];
+    if (e.generation != generation_) return 0;
+    if (e.key == key) return e.version;
+  }
+}
+
 namespace {
-
-// Key → newest version known, for one batch: open addressing over string views into the batch's
-// messages, no allocation per key (a node-based map allocated once per event). Sized for the
-// batch before the first insert, so entries never move.
-class version_table {
- public:
-  struct slot {
-    std::string_view key;
-    std::uint64_t version = 0;
-    std::uint32_t generation = 0;
-  };
-
-  void reset(std::size_t keys) {
-    std::size_t want = 16;
-    while (want < 2 * keys) want <<= 1;
-    if (++generation_ == 0 || want > slots_.size()) {
-      slots_.assign(std::max(want, slots_.size()), slot{});
-      generation_ = 1;
-    }
-    mask_ = slots_.size() - 1;
-  }
-  // The slot of `key`, added with version 0 when absent (`added` says so).
-  slot& find_or_add(std::string_view key, bool& added) {
-    for (std::size_t i = std::hash<std::string_view>{}(key) & mask_;; i = (i + 1) & mask_) {
-      slot& e = slots_[i];
-      if (e.generation != generation_) {
-        e = {key, 0, generation_};
-        added = true;
-        return e;
-      }
-      if (e.key == key) {
-        added = false;
-        return e;
-      }
-    }
-  }
-
- private:
-  std::vector<slot> slots_;
-  std::size_t mask_ = 0;
-  std::uint32_t generation_ = 0;
-};
 
 // What prepare() needs per batch, kept per thread so that its buffers serve every batch.
 struct scratch {
@@ -215,7 +209,7 @@ struct scratch {
 }  // namespace
 
 std::error_code applier::prepare(std::span<const kafka::message> messages, const store::kv& kv, std::int64_t now_us,
-                                 plan& out) const {
+                                 plan& out, const plan* in_flight, const totals* before) const {
   thread_local scratch s;
   out.clear();
   // Pass 1: skip what was applied before (below the stored offset), decide the rest, and gather
@@ -268,6 +262,14 @@ std::error_code applier::prepare(std::span<const kafka::message> messages, const
     if (!r) return store::errc::corruption;
     s.lookup_slot[i]->version = r->version;
   }
+  if (in_flight != nullptr && !in_flight->written.empty()) {
+    // Written by the batch in flight, whether or not the store shows it yet: versions only grow,
+    // so the larger of the two is the stored one.
+    for (std::size_t i = 0; i < lookups; ++i) {
+      auto v = in_flight->written.find(std::string_view(s.lookup[i]).substr(1));
+      s.lookup_slot[i]->version = std::max(s.lookup_slot[i]->version, v);
+    }
+  }
   // Pass 2, in consumption order: the version check against the store and the batch so far.
   std::uint64_t dlq = 0;
   for (std::size_t i = 0; i < messages.size(); ++i) {
@@ -296,9 +298,21 @@ std::error_code applier::prepare(std::span<const kafka::message> messages, const
   for (const auto& [partition, offset] : next_offsets) {
     out.batch.put(offset_key(partition), encode_u64(static_cast<std::uint64_t>(offset)));
   }
-  if (out.applied != 0) out.batch.put(kAppliedCounter, encode_u64(load_counter(kv, kAppliedCounter) + out.applied));
-  if (out.stale != 0) out.batch.put(kStaleCounter, encode_u64(load_counter(kv, kStaleCounter) + out.stale));
-  if (dlq != 0) out.batch.put(kDlqCounter, encode_u64(load_counter(kv, kDlqCounter) + dlq));
+  totals base = before != nullptr
+                    ? *before
+                    : totals{load_counter(kv, kAppliedCounter), load_counter(kv, kStaleCounter), load_counter(kv, kDlqCounter)};
+  if (out.applied != 0) out.batch.put(kAppliedCounter, encode_u64(base.applied + out.applied));
+  if (out.stale != 0) out.batch.put(kStaleCounter, encode_u64(base.stale + out.stale));
+  if (dlq != 0) out.batch.put(kDlqCounter, encode_u64(base.dlq + dlq));
+  // The versions this batch writes, for the next batch to see while this one is written. The
+  // batch's bytes are complete, so views into them stay valid until the plan is cleared.
+  out.written.reset(out.applied);
+  for (std::size_t i = 0; i < out.batch.size(); ++i) {
+    auto op = out.batch[i];
+    if (op.key.empty() || op.key[0] != kDataPrefix) continue;
+    bool added = false;
+    out.written.find_or_add(op.key.substr(1), added).version = decode_u64(op.value.substr(0, 8)).value_or(0);
+  }
   return {};
 }
 

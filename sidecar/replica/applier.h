@@ -31,6 +31,38 @@ struct decision {
   std::string value;  // upsert: the projected JSON; poison: the reason
 };
 
+// Key → version, for one batch: open addressing over string views (into the batch's messages or
+// a plan's write batch), no allocation per key. reset() sizes it for a number of keys; entries do
+// not move until the next reset().
+class version_table {
+ public:
+  struct slot {
+    std::string_view key;
+    std::uint64_t version = 0;
+    std::uint32_t generation = 0;
+  };
+
+  void reset(std::size_t keys);
+  // The slot of `key`, added with version 0 when absent (`added` says so).
+  slot& find_or_add(std::string_view key, bool& added);
+  // The version recorded for `key`, 0 when absent.
+  std::uint64_t find(std::string_view key) const;
+  bool empty() const { return size_ == 0; }
+
+ private:
+  std::vector<slot> slots_;
+  std::size_t mask_ = 0;
+  std::size_t size_ = 0;
+  std::uint32_t generation_ = 0;
+};
+
+// The persistent counters (applied, stale, dead-lettered) before a batch.
+struct totals {
+  std::uint64_t applied = 0;
+  std::uint64_t stale = 0;
+  std::uint64_t dlq = 0;
+};
+
 struct plan {
   store::write_batch batch;
   std::vector<std::pair<const kafka::message*, std::string>> poison;  // message, reason
@@ -39,6 +71,7 @@ struct plan {
   std::uint64_t replayed = 0;                // below the stored offset of their partition: already applied
   std::vector<std::int64_t> propagation_us;  // event time → now, one per applied event
   std::int64_t newest_event_time_us = 0;     // of the events seen (applied, stale or poison)
+  version_table written;                     // data key (without prefix) → version, views into `batch`
 
   // Empties the plan for the next batch, keeping its buffers.
   void clear() {
@@ -47,6 +80,7 @@ struct plan {
     applied = stale = replayed = 0;
     propagation_us.clear();
     newest_event_time_us = 0;
+    written.reset(0);
   }
 };
 
@@ -61,8 +95,12 @@ class applier {
   // Decides `messages` (in consumption order) against the stored versions and fills `out`
   // (cleared first; its buffers are reused, so a caller keeps one plan for every batch).
   // Fails only when the store cannot be read; then nothing must be written.
+  //
+  // Pipelining: `in_flight` is the plan of the previous batch while it is still being written
+  // (the store may or may not show it yet): its versions count as stored. `before` then gives the
+  // counters including it (otherwise they are read from the store).
   std::error_code prepare(std::span<const kafka::message> messages, const store::kv& kv, std::int64_t now_us,
-                          plan& out) const;
+                          plan& out, const plan* in_flight = nullptr, const totals* before = nullptr) const;
 
  private:
   config::product_schema product_;

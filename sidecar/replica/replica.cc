@@ -20,6 +20,33 @@ replica::replica(config::subscribe_spec spec, std::unique_ptr<store::kv> kv, kaf
                  metrics::replica_probe probe, replica_options options)
     : spec_(std::move(spec)), kv_(std::move(kv)), kafka_(kafka), probe_(probe), options_(options), applier_(spec_) {}
 
+replica::~replica() {
+  std::int64_t newest = 0;
+  (void)finish(newest);
+  {
+    std::lock_guard lock(writer_mu_);
+    writer_stop_ = true;
+  }
+  writer_cv_.notify_all();
+  if (writer_.joinable()) writer_.join();
+}
+
+void replica::writer_loop() {
+  std::unique_lock lock(writer_mu_);
+  for (;;) {
+    writer_cv_.wait(lock, [this] { return writer_stop_ || writer_job_ != nullptr; });
+    if (writer_job_ == nullptr) return;
+    const store::write_batch* job = writer_job_;
+    lock.unlock();
+    auto ec = kv_->write(*job, options_.sync_writes);
+    lock.lock();
+    writer_job_ = nullptr;
+    writer_result_ = ec;
+    writer_done_ = true;
+    writer_cv_.notify_all();
+  }
+}
+
 std::error_code replica::start(std::string& error) {
   consumer_ = kafka_.make_consumer(spec_.group, error);
   if (!consumer_) return kafka::make_error(-1);  // RD_KAFKA_RESP_ERR__FAIL
@@ -66,6 +93,10 @@ std::error_code replica::start(std::string& error) {
 }
 
 void replica::rewind(const char* why) {
+  // A write still in flight is waited for: the stored offsets are then exact (its own failure
+  // leaves them where they were, which is what a rewind wants).
+  std::int64_t newest = 0;
+  (void)finish(newest);
   std::cerr << "datashare-sidecar: policy " << spec_.policy << ": " << why << "; rewinding to the stored offsets\n";
   std::this_thread::sleep_for(options_.retry_backoff);
   (void)assign_stored();
@@ -79,6 +110,11 @@ std::error_code replica::assign_stored() {
 }
 
 void replica::check_partitions() {
+  std::int64_t newest = 0;
+  if (auto ec = finish(newest)) {  // the positions must be the stored ones before reassigning
+    rewind(("store write failed: " + ec.message()).c_str());
+    return;
+  }
   std::vector<std::int32_t> now;
   // A failed look (broker unreachable) is retried at the next interval; the stream goes on. The
   // wait is short: this thread also applies, and stops.
@@ -141,12 +177,28 @@ bool replica::send_to_dlq(const plan& p) {
 }
 
 void replica::run_once() {
-  (void)consumer_->poll(options_.poll_timeout, options_.max_batch, batch_);  // replaces batch_, reusing it
+  const int i = current_;
+  auto& batch = batches_[i];
+  (void)consumer_->poll(options_.poll_timeout, options_.max_batch, batch);  // replaces batch, reusing it
   std::int64_t now = now_us();
   std::int64_t newest_applied = 0;
-  if (!batch_.empty()) {
-    plan& p = plan_;
-    if (auto ec = applier_.prepare(batch_, *kv_, now, p)) {
+  if (batch.empty()) {
+    if (auto ec = finish(newest_applied)) {
+      rewind(("store write failed: " + ec.message()).c_str());
+      return;
+    }
+  } else {
+    plan& p = plans_[i];
+    // The counters before this batch: the stored ones plus the batch in flight.
+    totals before{applied_total_.load(), stale_total_.load(), dlq_total_.load()};
+    const plan* other = nullptr;
+    if (in_flight_ >= 0) {
+      other = &plans_[in_flight_];
+      before.applied += other->applied;
+      before.stale += other->stale;
+      before.dlq += other->poison.size();
+    }
+    if (auto ec = applier_.prepare(batch, *kv_, now, p, other, &before)) {
       rewind(("store read failed: " + ec.message()).c_str());
       return;
     }
@@ -154,22 +206,21 @@ void replica::run_once() {
       rewind("the dead-letter topic did not take the poison events");
       return;
     }
-    if (auto ec = kv_->write(p.batch, options_.sync_writes)) {
+    // Writes stay in order: the previous batch is on disk before this one is written.
+    if (auto ec = finish(newest_applied)) {
       rewind(("store write failed: " + ec.message()).c_str());
       return;
     }
-    for (const auto& m : batch_) {
-      auto& pos = positions_[m.partition];
-      pos = std::max(pos, m.offset + 1);
+    if (options_.pipeline && batch.size() >= options_.max_batch) {
+      submit(i);  // written while the next batch is polled and decided
+      current_ ^= 1;
+    } else {
+      submit(i);
+      if (auto ec = finish(newest_applied)) {
+        rewind(("store write failed: " + ec.message()).c_str());
+        return;
+      }
     }
-    probe_.applied->Increment(static_cast<double>(p.applied));
-    probe_.skipped_stale->Increment(static_cast<double>(p.stale));
-    probe_.dlq->Increment(static_cast<double>(p.poison.size()));
-    for (auto us : p.propagation_us) probe_.propagation->Observe(static_cast<double>(us) / 1e6);
-    applied_total_ += p.applied;
-    stale_total_ += p.stale;
-    dlq_total_ += p.poison.size();
-    newest_applied = p.newest_event_time_us;
   }
   update_status(now, newest_applied);
   auto steady = std::chrono::steady_clock::now();
@@ -185,6 +236,53 @@ void replica::run_once() {
     }
     if (!offsets.empty()) consumer_->commit(spec_.topic, offsets);
   }
+}
+
+void replica::submit(int i) {
+  in_flight_ = i;
+  if (!options_.pipeline || batches_[i].size() < options_.max_batch) {
+    // Written here: a batch smaller than max_batch means the stream is not saturated, and a
+    // hand-off to the writer thread would only add latency.
+    auto ec = kv_->write(plans_[i].batch, options_.sync_writes);
+    std::lock_guard lock(writer_mu_);
+    writer_result_ = ec;
+    writer_done_ = true;
+    return;
+  }
+  if (!writer_.joinable()) writer_ = std::thread([this] { writer_loop(); });
+  {
+    std::lock_guard lock(writer_mu_);
+    writer_done_ = false;
+    writer_job_ = &plans_[i].batch;
+  }
+  writer_cv_.notify_all();
+}
+
+std::error_code replica::finish(std::int64_t& newest_applied_us) {
+  if (in_flight_ < 0) return {};
+  const int i = in_flight_;
+  in_flight_ = -1;
+  std::error_code ec;
+  {
+    std::unique_lock lock(writer_mu_);
+    writer_cv_.wait(lock, [this] { return writer_done_; });
+    ec = writer_result_;
+  }
+  if (ec) return ec;
+  const plan& p = plans_[i];
+  for (const auto& m : batches_[i]) {
+    auto& pos = positions_[m.partition];
+    pos = std::max(pos, m.offset + 1);
+  }
+  probe_.applied->Increment(static_cast<double>(p.applied));
+  probe_.skipped_stale->Increment(static_cast<double>(p.stale));
+  probe_.dlq->Increment(static_cast<double>(p.poison.size()));
+  for (auto us : p.propagation_us) probe_.propagation->Observe(static_cast<double>(us) / 1e6);
+  applied_total_ += p.applied;
+  stale_total_ += p.stale;
+  dlq_total_ += p.poison.size();
+  newest_applied_us = std::max(newest_applied_us, p.newest_event_time_us);
+  return {};
 }
 
 void replica::update_status(std::int64_t now, std::int64_t newest_applied_us) {

@@ -15,10 +15,13 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "sidecar/config/config.h"
 #include "sidecar/kafka/client.h"
@@ -38,6 +41,9 @@ struct replica_options {
   // read from the beginning without a restart.
   std::chrono::milliseconds partition_check_interval{5000};
   bool sync_writes = false;  // see README: offsets travel with the data, a crash rewinds both
+  // A full batch (max_batch events) is written on a thread of its own while the next one is
+  // polled and decided; a smaller batch is written before run_once() returns.
+  bool pipeline = true;
 };
 
 struct replica_status {
@@ -54,6 +60,9 @@ class replica {
  public:
   replica(config::subscribe_spec spec, std::unique_ptr<store::kv> kv, kafka::client_factory& kafka,
           metrics::replica_probe probe, replica_options options = {});
+  ~replica();
+  replica(const replica&) = delete;
+  replica& operator=(const replica&) = delete;
 
   // Connects and assigns; errors name what failed (missing topic, store unreadable, ...).
   std::error_code start(std::string& error);
@@ -73,6 +82,12 @@ class replica {
   void check_partitions();
   bool send_to_dlq(const plan& p);
   void update_status(std::int64_t now_us, std::int64_t newest_applied_us);
+  // The pipelined write: submit() hands plans_[i] to the writer thread; finish() waits for it and
+  // accounts for it (positions, counters, metrics). finish() returns the write's error, after
+  // which the caller rewinds; without a write in flight it returns no error.
+  void submit(int i);
+  std::error_code finish(std::int64_t& newest_applied_us);
+  void writer_loop();
 
   config::subscribe_spec spec_;
   std::unique_ptr<store::kv> kv_;
@@ -90,8 +105,21 @@ class replica {
   std::map<std::int32_t, std::int64_t> start_high_;  // high watermarks seen at start
   std::chrono::steady_clock::time_point last_commit_{};
   std::chrono::steady_clock::time_point last_partition_check_{};
-  std::vector<kafka::message> batch_;
-  plan plan_;  // reused for every batch, with its buffers
+  // Two batches and their plans, reused with their buffers: one polled and decided while the
+  // other is written (pipeline).
+  std::vector<kafka::message> batches_[2];
+  plan plans_[2];
+  int current_ = 0;
+  int in_flight_ = -1;  // the index being written, or -1
+  totals submitted_;    // the counters with every submitted batch
+
+  std::thread writer_;
+  std::mutex writer_mu_;
+  std::condition_variable writer_cv_;
+  const store::write_batch* writer_job_ = nullptr;
+  bool writer_done_ = false;
+  bool writer_stop_ = false;
+  std::error_code writer_result_;
 
   // Read by other threads.
   std::atomic<bool> caught_up_to_start_{false};

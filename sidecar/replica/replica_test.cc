@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <thread>
+
 #include "sidecar/kafka/fake_broker.h"
 #include "sidecar/replica/layout.h"
 #include "sidecar/store/memory_kv.h"
@@ -12,9 +14,13 @@ namespace {
 // Lets a test keep the store across replica lifetimes (a restart keeps the disk).
 class shared_kv final : public store::kv {
  public:
-  explicit shared_kv(store::memory_kv& target) : kv_(target) {}
+  explicit shared_kv(store::memory_kv& target, std::chrono::milliseconds write_delay = {})
+      : kv_(target), write_delay_(write_delay) {}
   std::error_code get(std::string_view k, std::string& v) const override { return kv_.get(k, v); }
-  std::error_code write(const store::write_batch& b, bool sync) override { return kv_.write(b, sync); }
+  std::error_code write(const store::write_batch& b, bool sync) override {
+    std::this_thread::sleep_for(write_delay_);  // a slow disk: the next batch is decided meanwhile
+    return kv_.write(b, sync);
+  }
   std::error_code scan(std::string_view b, std::string_view e, std::size_t l,
                        std::vector<store::entry>& o) const override {
     return kv_.scan(b, e, l, o);
@@ -22,6 +28,7 @@ class shared_kv final : public store::kv {
 
  private:
   store::memory_kv& kv_;
+  std::chrono::milliseconds write_delay_;
 };
 
 config::subscribe_spec spec() {
@@ -58,13 +65,14 @@ class replica_test : public ::testing::Test {
     }
   }
 
-  std::unique_ptr<replica> make(std::chrono::milliseconds partition_check = std::chrono::minutes(10)) {
+  std::unique_ptr<replica> make(std::chrono::milliseconds partition_check = std::chrono::minutes(10),
+                                std::chrono::milliseconds write_delay = {}) {
     replica_options o;
     o.partition_check_interval = partition_check;
     o.poll_timeout = std::chrono::milliseconds(0);
     o.retry_backoff = std::chrono::milliseconds(0);
     o.max_batch = 7;  // several batches per test
-    auto r = std::make_unique<replica>(spec(), std::make_unique<shared_kv>(kv_), *factory_,
+    auto r = std::make_unique<replica>(spec(), std::make_unique<shared_kv>(kv_, write_delay), *factory_,
                                        metrics_.replica("products", "p"), o);
     std::string error;
     EXPECT_FALSE(r->start(error)) << error;
@@ -201,6 +209,22 @@ TEST_F(replica_test, StaleDuplicatesAreCountedNotApplied) {
   drain(*r);
   EXPECT_EQ(value_of("a"), R"({"name":"five"})");
   EXPECT_EQ(r->status().stale_total, 2u);
+}
+
+TEST_F(replica_test, ABatchDecidedWhileThePreviousOneIsWrittenSeesItsVersions) {
+  // Seven events fill a batch (max_batch 7): it is written on the writer thread, slowly, while
+  // the next batch is decided. Version 3 must be stale against the 7 still being written.
+  for (std::uint64_t v = 1; v <= 7; ++v) publish("a", v, R"({"name":"v)" + std::to_string(v) + R"("})");
+  publish("a", 3, R"({"name":"old"})");
+  publish("a", 8, R"({"name":"v8"})");
+  auto r = make(std::chrono::minutes(10), std::chrono::milliseconds(200));
+  drain(*r, 5);
+  EXPECT_EQ(value_of("a"), R"({"name":"v8"})");
+  EXPECT_EQ(r->status().stale_total, 1u);
+  EXPECT_EQ(r->status().applied_total, 8u);
+  // The persisted counters count the batch that was in flight exactly once.
+  EXPECT_EQ(load_counter(kv_, kAppliedCounter), 8u);
+  EXPECT_EQ(load_counter(kv_, kStaleCounter), 1u);
 }
 
 TEST_F(replica_test, ScanPagesSkipTombstones) {
