@@ -32,6 +32,7 @@
 #include "sidecar/kafka/rdkafka_client.h"
 #include "sidecar/metrics/metrics.h"
 #include "sidecar/participant/http_links.h"
+#include "common/memory.h"
 #include "sidecar/participant/participant.h"
 #include "sidecar/participant/service.h"
 #include "sidecar/proxy/http_owner_client.h"
@@ -49,8 +50,12 @@ namespace {
 // kubelet's default grace period of 30 s, with room for the app container stopping first.
 constexpr std::chrono::seconds kStopBudget{6};
 
-std::unique_ptr<ds::store::kv> open_store(const std::string& dir, std::string& error) {
-  return ds::store::open_rocksdb(dir, {}, error);
+// `lookups_of_absent_keys`: the replica's version checks (a memtable bloom filter pays there;
+// elsewhere it would only hold 0.8 MiB per store, P7).
+std::unique_ptr<ds::store::kv> open_store(const std::string& dir, bool lookups_of_absent_keys, std::string& error) {
+  ds::store::rocksdb_options o;
+  o.memtable_bloom = lookups_of_absent_keys;
+  return ds::store::open_rocksdb(dir, o, error);
 }
 
 }  // namespace
@@ -134,7 +139,7 @@ int main(int argc, char** argv) {
       kv = std::make_unique<ds::store::memory_kv>();
     } else {
       std::string error;
-      kv = open_store((std::filesystem::path(cfg.data_dir) / "replica" / s.policy).string(), error);
+      kv = open_store((std::filesystem::path(cfg.data_dir) / "replica" / s.policy).string(), true, error);
       if (!kv) {
         std::cerr << "datashare-sidecar: policy " << s.policy << ": " << error << "\n";
         return 1;
@@ -147,7 +152,7 @@ int main(int argc, char** argv) {
   std::vector<std::unique_ptr<ds::publisher::publisher>> publishers;
   for (const auto& p : cfg.publish) {
     std::string error;
-    auto kv = open_store((std::filesystem::path(cfg.data_dir) / "outbox" / p.product.name).string(), error);
+    auto kv = open_store((std::filesystem::path(cfg.data_dir) / "outbox" / p.product.name).string(), false, error);
     if (!kv) {
       std::cerr << "datashare-sidecar: product " << p.product.name << ": " << error << "\n";
       return 1;
@@ -164,7 +169,7 @@ int main(int argc, char** argv) {
   std::vector<std::unique_ptr<ds::participant::participant>> participants;
   for (const auto& p : cfg.participate) {
     std::string error;
-    auto kv = open_store((std::filesystem::path(cfg.data_dir) / "participant" / p.product).string(), error);
+    auto kv = open_store((std::filesystem::path(cfg.data_dir) / "participant" / p.product).string(), false, error);
     if (!kv) {
       std::cerr << "datashare-sidecar: participant " << p.product << ": " << error << "\n";
       return 1;
@@ -290,6 +295,24 @@ int main(int argc, char** argv) {
     });
   }
 
+  // Once start-up is over (every replica caught up to the marks seen at its start, or 30 s), the
+  // code pages only start-up ran leave the resident set (common/memory.h; P7 in
+  // docs/benchmarks.md). Code that runs later is mapped again by minor faults.
+  std::thread settle([&stop, &replicas] {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    auto started = [&replicas] {
+      return std::all_of(replicas.begin(), replicas.end(),
+                         [](const auto& r) { return r->status().caught_up_to_start; });
+    };
+    while (!stop.load() && !started() && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    for (int i = 0; i < 10 && !stop.load(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (stop.load()) return;
+    std::size_t released = datashare::release_code_pages();
+    std::cerr << "datashare-sidecar: start-up done; " << released / 1024 << " KiB of start-up code pages unmapped\n";
+  });
+
   // With TLS or SASL, a broker that keeps refusing the credentials (or the handshake) stops the
   // sidecar with status 3 and the broker's reason: the credentials are read at start, so only a
   // restart with fixed ones (the Secret the pod mounts) can help; retrying would only hide it.
@@ -328,6 +351,7 @@ int main(int argc, char** argv) {
   }).detach();
   stop = true;
   if (refusal_check.joinable()) refusal_check.join();
+  settle.join();
   for (auto& t : loops) t.join();
   phase = "answering the last requests";
   for (auto& p : participants) p->stop();

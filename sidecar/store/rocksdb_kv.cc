@@ -120,8 +120,10 @@ std::unique_ptr<kv> open_rocksdb(const std::string& dir, const rocksdb_options& 
   o.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
   // A bloom filter over the memtable's whole keys: the replica looks up the stored version of
   // every event, and during a bootstrap nearly all of those keys are new.
-  o.memtable_whole_key_filtering = true;
-  o.memtable_prefix_bloom_size_ratio = 0.05;
+  if (options.memtable_bloom) {
+    o.memtable_whole_key_filtering = true;
+    o.memtable_prefix_bloom_size_ratio = 0.05;
+  }
   // Reads of a random key mostly miss the small block cache; uncompressed blocks then come
   // straight from the page cache instead of through snappy on every GET. Values are small JSON
   // documents: the disk cost is modest, and the sidecar's memory is what P7 bounds.

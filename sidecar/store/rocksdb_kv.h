@@ -14,6 +14,10 @@ namespace datashare::sidecar::store {
 struct rocksdb_options {
   std::size_t write_buffer_bytes = 16 << 20;
   int max_open_files = 128;
+  // A bloom filter over the memtable's keys: for stores that look up many keys they do not hold
+  // (the replica's version checks during a bootstrap). It costs write_buffer_bytes / 20 of
+  // memory per memtable, zeroed (resident) as soon as the store opens.
+  bool memtable_bloom = true;
 };
 
 // Opens (creating if missing) the database in `dir`. On failure returns null and sets `error`
