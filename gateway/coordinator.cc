@@ -38,24 +38,36 @@ std::string reason_of(const link_reply& r) {
 
 }  // namespace
 
-void http_link::call_async(const std::string& op, const std::string& tx, std::string body,
-                           clock::time_point deadline, callback done) {
+http_link::http_link(const std::vector<boost::asio::io_context*>& contexts, const sidecar::http::origin& where) {
+  for (auto* ioc : contexts) clients_.push_back(std::make_unique<sidecar::http::async_client>(*ioc, where));
+}
+
+sidecar::http::async_client& http_link::pick() {
+  for (auto& c : clients_) {
+    if (c->context().get_executor().running_in_this_thread()) return *c;
+  }
+  return *clients_[next_.fetch_add(1, std::memory_order_relaxed) % clients_.size()];
+}
+
+void http_link::call_async(const std::string& op, const std::string& tx, std::string body, clock::time_point deadline,
+                           callback done) {
   std::string target;
   target.reserve(16 + tx.size() + op.size());
   target.append("/v1/tx/").append(tx).append("/").append(op);
-  client_.call(bhttp::verb::post, std::move(target), std::move(body), deadline,
-               [this, done = std::move(done)](std::error_code ec, sidecar::http::client_reply r) {
-                 link_reply out;
-                 if (ec) {
-                   out.timed_out = ec == std::errc::timed_out;
-                   out.error = "http://" + client_.where().host + ":" + client_.where().port + ": " + ec.message();
-                 } else {
-                   out.answered = true;
-                   out.status = r.status;
-                   out.body = std::move(r.body);
-                 }
-                 done(std::move(out));
-               });
+  auto& client = pick();
+  client.call(bhttp::verb::post, std::move(target), std::move(body), deadline,
+              [&client, done = std::move(done)](std::error_code ec, sidecar::http::client_reply r) {
+                link_reply out;
+                if (ec) {
+                  out.timed_out = ec == std::errc::timed_out;
+                  out.error = "http://" + client.where().host + ":" + client.where().port + ": " + ec.message();
+                } else {
+                  out.answered = true;
+                  out.status = r.status;
+                  out.body = std::move(r.body);
+                }
+                done(std::move(out));
+              });
 }
 
 link_reply http_link::call(const std::string& op, const std::string& tx, const std::string& body,
@@ -260,8 +272,7 @@ update_result coordinator::update(const std::string& key, const std::optional<st
   return f.get();
 }
 
-void coordinator::update_async(const std::string& key, const std::optional<std::string>& body,
-                               update_callback done) {
+void coordinator::update_async(const std::string& key, const std::optional<std::string>& body, update_callback done) {
   auto started = clock::now();
   std::string value;
   if (auto problem = check(key, body, value); !problem.empty()) {
@@ -467,9 +478,9 @@ void coordinator::finish_async(const std::shared_ptr<tx>& t, std::function<void(
       // The participant holds the other outcome or never prepared: nothing to retry. Never
       // expected from a participant that keeps its records; said loudly.
       log::error("gateway: participant contradicts the decision", {{"participant", config_.participants[i].name},
-                                                                    {"tx", t->id},
-                                                                    {"op", commit ? "commit" : "abort"},
-                                                                    {"answer", reply.body}});
+                                                                   {"tx", t->id},
+                                                                   {"op", commit ? "commit" : "abort"},
+                                                                   {"answer", reply.body}});
       t->acked[i] = 1;
     }
   };

@@ -40,9 +40,11 @@
 #include <prometheus/registry.h>
 
 #include <atomic>
+#include <boost/asio/io_context.hpp>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -52,9 +54,6 @@
 #include <thread>
 #include <unordered_map>
 #include <vector>
-
-#include <boost/asio/io_context.hpp>
-#include <functional>
 
 #include "gateway/config.h"
 #include "gateway/decision_log.h"
@@ -85,18 +84,23 @@ class participant_link {
   }
 };
 
-// Over HTTP, on `ioc`'s threads (the gateway's I/O threads), without blocking any of them.
+// Over HTTP, on the gateway's I/O threads, without blocking any of them: one client (and pool
+// of keep-alive connections) per I/O thread's io_context. A call made on an I/O thread (the
+// prepares, sent from the thread that read the request) stays on it, with no hand-off between
+// threads; one made elsewhere (the commits, from the log's writer) takes the threads in turn.
 class http_link : public participant_link {
  public:
-  http_link(boost::asio::io_context& ioc, sidecar::http::origin where) : client_(ioc, std::move(where)) {}
-  // Must not run on `ioc`'s threads (it waits for them).
+  http_link(const std::vector<boost::asio::io_context*>& contexts, const sidecar::http::origin& where);
+  // Must not run on the I/O threads (it waits for them).
   link_reply call(const std::string& op, const std::string& tx, const std::string& body,
                   std::chrono::steady_clock::time_point deadline) override;
   void call_async(const std::string& op, const std::string& tx, std::string body,
                   std::chrono::steady_clock::time_point deadline, callback done) override;
 
  private:
-  sidecar::http::async_client client_;
+  sidecar::http::async_client& pick();
+  std::vector<std::unique_ptr<sidecar::http::async_client>> clients_;
+  std::atomic<std::size_t> next_{0};
 };
 
 struct gateway_metrics {

@@ -40,6 +40,7 @@ class async_client {
             std::chrono::steady_clock::time_point deadline, callback done);
 
   const origin& where() const { return origin_; }
+  boost::asio::io_context& context() const { return ioc_; }
 
   class connection;
 

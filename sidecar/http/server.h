@@ -80,6 +80,12 @@ class server {
   // hand-off (the sync proxy's owner calls). Handlers queued there at stop() are destroyed with
   // the server.
   boost::asio::io_context& context() { return *contexts_.front(); }
+  // Every I/O thread's context, in order (a client per thread: the gateway's participant calls).
+  std::vector<boost::asio::io_context*> contexts() const {
+    std::vector<boost::asio::io_context*> out;
+    for (const auto& c : contexts_) out.push_back(c.get());
+    return out;
+  }
 
   // The io_context of the I/O thread this is called on (any server's), or nullptr off the I/O
   // threads. Work started from a handler on it stays on the connection's thread: the sync
