@@ -1,7 +1,7 @@
 #include "sidecar/replica/applier.h"
 
-#include <nlohmann/json.hpp>
 #include <map>
+#include <nlohmann/json.hpp>
 
 #include "sidecar/event/cloudevents.h"
 #include "sidecar/event/json_scan.h"
@@ -167,7 +167,8 @@ void version_table::reset(std::size_t keys) {
 }
 
 version_table::slot& version_table::find_or_add(std::string_view key, bool& added) {
-  for (std::size_t i = std::hash<std::string_view>{}(key) & mask_;; i = (i + 1) & mask_) {
+  const std::size_t hash = std::hash<std::string_view>{}(key);
+  for (std::size_t i = hash & mask_;; i = (i + 1) & mask_) {
     slot& e = slots_[i];
     if (e.generation != generation_) {
       e = {key, 0, generation_};
@@ -184,7 +185,8 @@ version_table::slot& version_table::find_or_add(std::string_view key, bool& adde
 
 std::uint64_t version_table::find(std::string_view key) const {
   if (size_ == 0) return 0;
-  for (std::size_t i = std::hash<std::string_view>{}(key) & mask_;; i = (i + 1) & mask_) {
+  const std::size_t hash = std::hash<std::string_view>{}(key);
+  for (std::size_t i = hash & mask_;; i = (i + 1) & mask_) {
     const slot& e = slots_[i];
     if (e.generation != generation_) return 0;
     if (e.key == key) return e.version;
@@ -298,9 +300,9 @@ std::error_code applier::prepare(std::span<const kafka::message> messages, const
   for (const auto& [partition, offset] : next_offsets) {
     out.batch.put(offset_key(partition), encode_u64(static_cast<std::uint64_t>(offset)));
   }
-  totals base = before != nullptr
-                    ? *before
-                    : totals{load_counter(kv, kAppliedCounter), load_counter(kv, kStaleCounter), load_counter(kv, kDlqCounter)};
+  totals base = before != nullptr ? *before
+                                  : totals{load_counter(kv, kAppliedCounter), load_counter(kv, kStaleCounter),
+                                           load_counter(kv, kDlqCounter)};
   if (out.applied != 0) out.batch.put(kAppliedCounter, encode_u64(base.applied + out.applied));
   if (out.stale != 0) out.batch.put(kStaleCounter, encode_u64(base.stale + out.stale));
   if (dlq != 0) out.batch.put(kDlqCounter, encode_u64(base.dlq + dlq));

@@ -99,8 +99,8 @@ class applier {
   // Pipelining: `in_flight` is the plan of the previous batch while it is still being written
   // (the store may or may not show it yet): its versions count as stored. `before` then gives the
   // counters including it (otherwise they are read from the store).
-  std::error_code prepare(std::span<const kafka::message> messages, const store::kv& kv, std::int64_t now_us,
-                          plan& out, const plan* in_flight = nullptr, const totals* before = nullptr) const;
+  std::error_code prepare(std::span<const kafka::message> messages, const store::kv& kv, std::int64_t now_us, plan& out,
+                          const plan* in_flight = nullptr, const totals* before = nullptr) const;
 
  private:
   config::product_schema product_;

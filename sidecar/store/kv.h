@@ -72,8 +72,8 @@ class write_batch {
     bool is_delete;
   };
   void add(bool is_delete, std::string_view key, std::string_view value) {
-    refs_.push_back({bytes_.size(), static_cast<std::uint32_t>(key.size()), static_cast<std::uint32_t>(value.size()),
-                     is_delete});
+    refs_.push_back(
+        {bytes_.size(), static_cast<std::uint32_t>(key.size()), static_cast<std::uint32_t>(value.size()), is_delete});
     bytes_.append(key);
     bytes_.append(value);
   }
