@@ -82,8 +82,9 @@ class decision_log {
 
   // Non-blocking: `done` runs once the record is written (durability::written: inside the call,
   // on the caller's thread) or fsync'd (synced: on the writer thread, or inside the call when the
-  // log had already failed), with the log's error if it failed. `done` must not call the blocking append() (the writer would
-  // wait for itself); queued appends and further non-blocking ones are fine.
+  // log had already failed), with the log's error if it failed. `done` must not call the
+  // blocking append() (the writer would wait for itself); queued appends and further non-blocking
+  // ones are fine.
   using append_callback = std::function<void(std::error_code)>;
   void append(const log_record& r, durability d, append_callback done);
 

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "common/flags.h"
+#include "common/memory.h"
 #include "common/thread_pool.h"
 #include "sidecar/api/router.h"
 #include "sidecar/config/config.h"
@@ -32,7 +33,6 @@
 #include "sidecar/kafka/rdkafka_client.h"
 #include "sidecar/metrics/metrics.h"
 #include "sidecar/participant/http_links.h"
-#include "common/memory.h"
 #include "sidecar/participant/participant.h"
 #include "sidecar/participant/service.h"
 #include "sidecar/proxy/http_owner_client.h"

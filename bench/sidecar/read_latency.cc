@@ -142,8 +142,8 @@ int main(int argc, char** argv) {
     }
     const double us = std::chrono::duration<double, std::micro>(steady::now() - due).count();
     if (!ok) {
-      std::cerr << "datashare-read-bench: " << (via_http ? "sidecar answered " + std::to_string(status) : "redis missed")
-                << " for " << key << "\n";
+      std::cerr << "datashare-read-bench: "
+                << (via_http ? "sidecar answered " + std::to_string(status) : "redis missed") << " for " << key << "\n";
       return 1;
     }
     if (i >= skip) (via_http ? h_us : r_us).push_back(us);

@@ -33,8 +33,7 @@ class async_client::connection : public std::enable_shared_from_this<connection>
   void run(bhttp::verb method, std::string target, std::string body, std::chrono::steady_clock::time_point deadline,
            callback done, bool reused) {
     net::dispatch(stream_.get_executor(), [self = shared_from_this(), method, target = std::move(target),
-                                           body = std::move(body), deadline, done = std::move(done),
-                                           reused]() mutable {
+                                           body = std::move(body), deadline, done = std::move(done), reused]() mutable {
       self->req_ = {};
       self->req_.method(method);
       self->req_.target(target);
@@ -111,8 +110,7 @@ class async_client::connection : public std::enable_shared_from_this<connection>
       // The peer closed this idle keep-alive connection: once more, on a fresh one.
       close();
       auto fresh = std::make_shared<connection>(client_);
-      fresh->run(req_.method(), std::string(req_.target()), std::move(req_.body()), deadline_, std::move(done_),
-                 false);
+      fresh->run(req_.method(), std::string(req_.target()), std::move(req_.body()), deadline_, std::move(done_), false);
       return;
     }
     fail(ec);

@@ -1,13 +1,13 @@
 #include "sidecar/http/server.h"
 
 #include <algorithm>
-#include <chrono>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
+#include <chrono>
 #include <iostream>
 #include <optional>
 

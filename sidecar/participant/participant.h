@@ -5,8 +5,9 @@
 // Role owner: prepare reads the owner's current value (kept for compensation), records the
 // transaction as `preparing` with both values (fsync), applies the change through the owner's
 // writePath and records it `prepared` (no fsync: the durable `preparing` record is enough) before
-// voting yes. Abort puts the previous value back (or deletes the key it did not have). Commit publishes the committed value through the product's publisher
-// (durable in the outbox before it answers) with the transaction's version.
+// voting yes. Abort puts the previous value back (or deletes the key it did not have). Commit
+// publishes the committed value through the product's publisher (durable in the outbox before it
+// answers) with the transaction's version.
 // Role copy: prepare stages the value projected to the policy's fields in the transaction record
 // (fsync); commit writes it to the copy, in the replica's layout, in the same batch as the
 // `committed` record. Readers of the copy read data records only, so they never see a staged value.
@@ -17,8 +18,9 @@
 // `preparing` owner transaction found at start asks the same way at once (it may have voted yes
 // before a crash of the machine took its `prepared` record): aborted compensates the owner,
 // committed applies the change to the owner again before publishing. One that voted no in this
-// run and could not compensate keeps compensating without asking. Finished records are kept for `retention` so repeated calls get the same answer,
-// then dropped through a time index kept beside them in the store (nothing per record in memory).
+// run and could not compensate keeps compensating without asking. Finished records are kept for
+// `retention` so repeated calls get the same answer, then dropped through a time index kept beside
+// them in the store (nothing per record in memory).
 //
 // Threading: prepare/commit/abort/query from any thread (blocking: owner calls, fsync; a copy's
 // prepare_async does not block); calls on one transaction are serialized (a prepare's until its
