@@ -1,6 +1,7 @@
 #include "common/flags.h"
 
 #include <cctype>
+#include <iostream>
 #include <sstream>
 
 namespace datashare {
@@ -123,6 +124,17 @@ std::vector<std::string> flag_set::parse(int argc, const char* const* argv) {
     if (std::string err = it->second.set(value); !err.empty()) problems.push_back("--" + name + ": " + err);
   }
   return problems;
+}
+
+std::optional<int> flag_set::exit_code(const std::vector<std::string>& problems) const {
+  if (help_) {
+    std::cout << usage();
+    return 0;
+  }
+  if (problems.empty()) return std::nullopt;
+  for (const auto& p : problems) std::cerr << program_ << ": " << p << "\n";
+  std::cerr << usage();
+  return 2;
 }
 
 std::string flag_set::usage() const {

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,11 @@ class flag_set {
   std::vector<std::string> parse(int argc, const char* const* argv);
   bool help_requested() const { return help_; }
   std::string usage() const;
+
+  // How a main ends its flag handling: after --help, the usage on stdout and 0; with problems
+  // (parse()'s and the program's own checks), each as "<program>: <problem>" and the usage on
+  // stderr, and 2; otherwise nothing, and the program goes on.
+  std::optional<int> exit_code(const std::vector<std::string>& problems) const;
 
  private:
   struct flag {

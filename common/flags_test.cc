@@ -55,5 +55,30 @@ TEST(Flags, GoDurations) {
   EXPECT_FALSE(parse_duration("10d", d));
 }
 
+TEST(FlagSetTest, ExitCodeEndsAMainsFlagHandling) {
+  std::string config;
+  flag_set f("prog");
+  f.add("config", &config, "the config file");
+
+  const char* ok[] = {"prog", "--config=a.yaml"};
+  EXPECT_TRUE(f.parse(2, ok).empty());
+  EXPECT_EQ(f.exit_code({}), std::nullopt);
+
+  const char* bad[] = {"prog", "--nope"};
+  auto problems = f.parse(2, bad);
+  problems.push_back("--config: required");
+  ::testing::internal::CaptureStderr();
+  EXPECT_EQ(f.exit_code(problems), 2);
+  std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_THAT(err, HasSubstr("prog: --nope: unknown flag\nprog: --config: required\n"));
+  EXPECT_THAT(err, HasSubstr("usage: prog"));
+
+  const char* help[] = {"prog", "--help", "--nope"};
+  problems = f.parse(3, help);
+  ::testing::internal::CaptureStdout();
+  EXPECT_EQ(f.exit_code(problems), 0);  // help wins over the problems
+  EXPECT_THAT(::testing::internal::GetCapturedStdout(), HasSubstr("--config value"));
+}
+
 }  // namespace
 }  // namespace datashare

@@ -94,20 +94,13 @@ int main(int argc, char** argv) {
   set.add("topic-resync-interval", &options.topic_resync, "how often topics are compared with their spec (drift)");
   set.add("workers", &options.workers, "concurrent reconciles per controller");
   auto problems = set.parse(argc, argv);
-  if (set.help_requested()) {
-    std::cout << set.usage();
-    return 0;
-  }
   auto more = flags.validate();
   problems.insert(problems.end(), more.begin(), more.end());
   if (kafka_bootstrap.empty()) problems.emplace_back("--kafka-bootstrap is required");
   if (options.workers < 1 || options.workers > 64) problems.emplace_back("--workers: must be between 1 and 64");
   if (options.lag_interval < std::chrono::seconds(1)) problems.emplace_back("--lag-poll-interval: at least 1s");
   if (options.topic_resync < std::chrono::seconds(1)) problems.emplace_back("--topic-resync-interval: at least 1s");
-  if (!problems.empty()) {
-    for (const auto& p : problems) std::cerr << "datashare-operator: " << p << "\n";
-    return 2;
-  }
+  if (auto code = set.exit_code(problems)) return *code;
   options.sidecar.kafka_bootstrap = kafka_bootstrap;
 
   try {

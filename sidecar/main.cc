@@ -67,16 +67,8 @@ int main(int argc, char** argv) {
   flags.add("config", &config_path, "the sidecar config file (schema version 1, see sidecar/config/README.md)");
   flags.add("check", &check_only, "validate the config file and exit");
   auto problems = flags.parse(argc, argv);
-  if (flags.help_requested()) {
-    std::cout << flags.usage();
-    return 0;
-  }
   if (problems.empty() && config_path.empty()) problems.push_back("--config: required");
-  if (!problems.empty()) {
-    for (const auto& p : problems) std::cerr << "datashare-sidecar: " << p << "\n";
-    std::cerr << flags.usage();
-    return 2;
-  }
+  if (auto code = flags.exit_code(problems)) return *code;
   auto loaded = ds::config::load_config_file(config_path);
   if (!loaded.config) {
     std::cerr << "datashare-sidecar: " << config_path << " is not a valid sidecar config (schema version "

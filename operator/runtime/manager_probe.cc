@@ -35,14 +35,7 @@ int main(int argc, char** argv) {
   auto problems = set.parse(argc, argv);
   auto more = flags.validate();
   problems.insert(problems.end(), more.begin(), more.end());
-  if (set.help_requested()) {
-    std::cout << set.usage();
-    return 0;
-  }
-  if (!problems.empty()) {
-    for (const auto& p : problems) std::cerr << "manager_probe: " << p << "\n";
-    return 2;
-  }
+  if (auto code = set.exit_code(problems)) return *code;
   try {
     runtime::manager_setup s = runtime::setup_manager(flags);
     auto& inf = s.mgr->add_informer(std::make_unique<runtime::informer>(
