@@ -424,6 +424,10 @@ void coordinator::prepared(const std::shared_ptr<tx>& t) {
       abort_all(0, 503);
       return;
     }
+    {
+      std::lock_guard lock(mu_);
+      t->decided = true;
+    }
     maybe_crash(crash_point::where::after_decision);
     finish_async(t, [this, t](bool all) {
       metrics_.committed.Increment();
@@ -507,7 +511,7 @@ void coordinator::release(const tx& t) {
     active_.erase(t.id);
     auto k = keys_.find(t.key);
     if (k != keys_.end() && k->second == t.id) keys_.erase(k);
-    auto now = clock::now();
+    auto now = options_.now ? options_.now() : clock::now();
     if (t.state == phase::committing) {
       committed_[t.id] = now;
       committed_order_.emplace_back(now, t.id);
@@ -527,7 +531,8 @@ std::string coordinator::outcome(const std::string& id) const {
       case phase::preparing:
         return "pending";
       case phase::committing:
-        return "committed";
+        // Not before the decision is on disk: a crash before the fsync aborts it at recovery.
+        return it->second->decided ? "committed" : "pending";
       case phase::aborting:
         return "aborted";
     }
@@ -558,7 +563,10 @@ void coordinator::recover(const std::vector<log_record>& records) {
       t->value = r.value;
       t->acked.assign(links_.size(), 0);
     }
-    if (r.type == 'C') t->state = phase::committing;
+    if (r.type == 'C') {
+      t->state = phase::committing;
+      t->decided = true;
+    }
     max_version = std::max(max_version, r.version);
   }
   if (max_version > last_version_.load()) last_version_ = max_version;

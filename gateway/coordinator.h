@@ -131,7 +131,11 @@ struct coordinator_options {
   crash_point crash;
   std::chrono::milliseconds retry_backoff{500};
   std::chrono::milliseconds commit_call_timeout{5000};
-  std::chrono::minutes remember_committed{10};  // for outcome() queries of finished transactions
+  // How long outcome() still answers "committed" for a transaction every participant has
+  // acknowledged (it is forgotten then: bounded memory). One some participant has not
+  // acknowledged is never forgotten: it stays in the retry queue and in the log until it is.
+  std::chrono::minutes remember_committed{10};
+  std::function<std::chrono::steady_clock::time_point()> now;  // tests: a manual clock for the above
 };
 
 struct update_result {
@@ -162,6 +166,9 @@ class coordinator {
   // transaction is outstanding (every call has a deadline, so this ends while the links' I/O
   // threads and the log run: call it before stopping them). The destructor calls it.
   void stop();
+  // The participants' question (cooperative termination): "committed" once the commit record is
+  // on disk and until every participant acknowledged the commit (and remember_committed after);
+  // "pending" while preparing or while the commit record is being written; "aborted" otherwise.
   std::string outcome(const std::string& tx) const;
   std::size_t in_doubt() const;
 
@@ -174,6 +181,7 @@ class coordinator {
     std::uint64_t version = 0;
     std::string value;
     phase state = phase::preparing;
+    bool decided = false;             // committing, and the `commit` record is on disk (outcome() says committed)
     std::vector<std::uint8_t> acked;  // commit/abort acknowledged, per participant (not vector<bool>: set in parallel)
     std::chrono::steady_clock::time_point next_try;
     bool live = false;  // begun by update_async in this run (not recovered): crash points count these

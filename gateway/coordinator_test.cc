@@ -4,7 +4,9 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <condition_variable>
 #include <filesystem>
+#include <future>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -143,14 +145,17 @@ class coordinator_test : public ::testing::Test {
     log_.reset();
     std::vector<log_record> records;
     std::string error;
-    log_ = decision_log::open(dir_.string(), records, error);
+    log_ = decision_log::open(dir_.string(), records, error, log_options_);
     ASSERT_TRUE(log_) << error;
     records.insert(records.end(), extra.begin(), extra.end());
     std::vector<std::unique_ptr<participant_link>> links;
-    for (auto& p : parts_) links.push_back(std::make_unique<fake_link>(*p));
+    for (std::size_t i = 0; i < parts_.size(); ++i) {
+      links.push_back(link_for_ ? link_for_(i) : std::make_unique<fake_link>(*parts_[i]));
+    }
     coordinator_options o;
     o.retry_backoff = 20ms;
     o.commit_call_timeout = 500ms;
+    o.now = now_;
     c_ = std::make_unique<coordinator>(config_, std::move(links), *log_, *metrics_, o);
     c_->recover(records);
     ASSERT_TRUE(c_->ready());
@@ -166,6 +171,9 @@ class coordinator_test : public ::testing::Test {
   std::vector<std::unique_ptr<fake_participant>> parts_;
   std::vector<std::unique_ptr<fake_link>> extra_links_;  // links a test wraps; they outlive c_
   std::unique_ptr<gateway_metrics> metrics_;
+  log_options log_options_;                                                 // start() opens the log with them
+  std::function<std::unique_ptr<participant_link>(std::size_t)> link_for_;  // start(): else a fake_link
+  std::function<std::chrono::steady_clock::time_point()> now_;              // start(): the coordinator's clock
   std::unique_ptr<decision_log> log_;
   std::unique_ptr<coordinator> c_;
 };
@@ -351,6 +359,124 @@ TEST_F(coordinator_test, RecoveryCommitsWhatWasDecidedAndAbortsTheRest) {
   // Recovery compacted the log: a second restart has nothing left to do.
   start();
   EXPECT_EQ(c_->in_doubt(), 0u);
+}
+
+// The id of the transaction a participant holds a record of (its only one).
+std::string only_tx(const fake_participant& f) {
+  std::vector<sidecar::store::entry> records;
+  EXPECT_FALSE(f.p->store().scan("t", "u", 10, records));
+  EXPECT_EQ(records.size(), 1u);
+  return records.empty() ? "" : records[0].first.substr(1);
+}
+
+// A participant asking for the outcome while the commit record is written but not yet on disk
+// must not hear "committed": a crash before the fsync aborts the transaction at recovery (begin
+// without commit), and it would have committed alone. Until 2026-12-03 outcome() said committed
+// from the moment the last yes vote arrived.
+TEST_F(coordinator_test, TheOutcomeIsCommittedOnlyOnceTheDecisionIsOnDisk) {
+  struct gate {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool armed = false, holding = false, open = false;
+  };
+  auto g = std::make_shared<gate>();
+  log_options_.before_sync = [g] {
+    std::unique_lock lock(g->mu);
+    if (!g->armed) return;
+    g->holding = true;
+    g->cv.notify_all();
+    g->cv.wait(lock, [&] { return g->open; });
+  };
+  start();
+  {
+    std::lock_guard lock(g->mu);
+    g->armed = true;
+  }
+  std::promise<update_result> answer;
+  c_->update_async("p1", R"({"name":"x"})", [&answer](update_result r) { answer.set_value(std::move(r)); });
+  {
+    std::unique_lock lock(g->mu);
+    ASSERT_TRUE(g->cv.wait_for(lock, 60s, [&] { return g->holding; })) << "the commit record was never synced";
+  }
+  std::string tx = only_tx(*parts_[1]);
+  EXPECT_EQ(c_->outcome(tx), "pending") << "committed before the decision is on disk";
+  {
+    std::lock_guard lock(g->mu);
+    g->open = true;
+    g->armed = false;
+  }
+  g->cv.notify_all();
+  auto r = answer.get_future().get();
+  ASSERT_EQ(r.status, 200u) << r.body;
+  EXPECT_EQ(c_->outcome(tx), "committed");
+}
+
+// The coordinator forgets a committed transaction (answers "aborted", presumed abort) only once
+// every participant has acknowledged its commit (and remember_committed has passed): one that
+// never acknowledges, for longer than that and across a restart, keeps hearing "committed" and
+// keeps being sent the commit.
+TEST_F(coordinator_test, ACommitNotAcknowledgedIsNeverForgotten) {
+  auto offset = std::make_shared<std::atomic<std::int64_t>>(0);  // minutes added to the real clock
+  now_ = [offset] { return std::chrono::steady_clock::now() + std::chrono::minutes(offset->load()); };
+  // The third participant prepares every transaction but acknowledges no commit of the first one
+  // while `mute` is set (it answers 503, as a participant whose disk fails would).
+  auto mute = std::make_shared<std::atomic<bool>>(true);
+  auto first = std::make_shared<std::string>();
+  auto first_mu = std::make_shared<std::mutex>();
+  struct muted : participant_link {
+    fake_link inner;
+    std::shared_ptr<std::atomic<bool>> mute;
+    std::shared_ptr<std::string> first;
+    std::shared_ptr<std::mutex> mu;
+    muted(fake_participant& f, std::shared_ptr<std::atomic<bool>> m, std::shared_ptr<std::string> fst,
+          std::shared_ptr<std::mutex> fmu)
+        : inner(f), mute(std::move(m)), first(std::move(fst)), mu(std::move(fmu)) {}
+    link_reply call(const std::string& op, const std::string& tx, const std::string& body,
+                    std::chrono::steady_clock::time_point d) override {
+      {
+        std::lock_guard lock(*mu);
+        if (first->empty()) *first = tx;
+        if (op == "commit" && tx == *first && mute->load()) {
+          link_reply out;
+          out.answered = true;
+          out.status = 503;
+          out.body = R"({"error":"participant store: sync failed"})";
+          return out;
+        }
+      }
+      return inner.call(op, tx, body, d);
+    }
+  };
+  link_for_ = [&](std::size_t i) -> std::unique_ptr<participant_link> {
+    if (i == 2) return std::make_unique<muted>(*parts_[2], mute, first, first_mu);
+    return std::make_unique<fake_link>(*parts_[i]);
+  };
+  start();
+  auto r = c_->update("p1", R"({"name":"x"})");
+  ASSERT_EQ(r.status, 200u) << r.body;
+  EXPECT_THAT(r.body, HasSubstr("pending"));
+  std::string tx = only_tx(*parts_[2]);
+  ASSERT_EQ(tx, *first);
+  // Past the old expiry; another transaction ends (each one's end sweeps what may be forgotten).
+  offset->store(11);
+  ASSERT_EQ(c_->update("p2", R"({"name":"y"})").status, 200u);
+  EXPECT_EQ(c_->outcome(tx), "committed");
+  // And after a restart, from the log.
+  start();
+  offset->store(30);
+  ASSERT_EQ(c_->update("p3", R"({"name":"z"})").status, 200u);
+  EXPECT_EQ(c_->outcome(tx), "committed");
+  EXPECT_EQ(c_->in_doubt(), 1u);
+  // The participant acknowledges: the transaction ends, is remembered for remember_committed,
+  // then forgotten.
+  mute->store(false);
+  for (int i = 0; i < 3000 && c_->in_doubt() != 0; ++i) std::this_thread::sleep_for(10ms);
+  ASSERT_EQ(c_->in_doubt(), 0u);
+  expect_everywhere("p1", R"({"id":"p1","name":"x"})");
+  EXPECT_EQ(c_->outcome(tx), "committed");
+  offset->store(45);
+  ASSERT_EQ(c_->update("p4", R"({"name":"w"})").status, 200u);
+  EXPECT_EQ(c_->outcome(tx), "aborted") << "a fully acknowledged transaction is forgotten (bounded memory)";
 }
 
 TEST_F(coordinator_test, ConcurrentWritersOfFewKeysEndInOneSerialOrder) {

@@ -346,6 +346,7 @@ void decision_log::write_loop() {
     // The fsync runs without the file: records that only need writing (begin) go on meanwhile,
     // straight from their callers.
     std::error_code ec;
+    if (sync && options_.before_sync) options_.before_sync();
     if (sync && options_.fsync && ::fdatasync(fd) != 0) ec = {errno, std::generic_category()};
     lock.lock();
     if (sync) {

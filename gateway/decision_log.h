@@ -56,6 +56,9 @@ std::string encode_frame(const log_record& r);
 struct log_options {
   std::uint64_t max_segment_bytes = 64 << 20;
   bool fsync = true;  // off only in benchmarks that say so
+  // Tests: runs on the writer thread before each fsync of appended records (a test holds it to
+  // look at what is decided while a commit record is written but not yet on disk).
+  std::function<void()> before_sync;
 };
 
 class decision_log {

@@ -197,13 +197,17 @@ std::error_code participant::persist(const std::string& tx, const tx_record& r, 
                                      tx_entry* e) {
   store::write_batch own;
   store::write_batch& b = batch != nullptr ? *batch : own;
-  b.put(tx_key(tx), encode_record(r));
-  if (r.state == tx_state::committed || r.state == tx_state::aborted) b.put(gc_key(r.since_us, tx), "");
+  add_record(b, tx, r);
   if (e != nullptr && e->writes_queued > 0) {
     writer_->write(std::move(b), [](std::error_code) {});
     return {};
   }
   return kv_->write(b, sync);
+}
+
+void participant::add_record(store::write_batch& b, const std::string& tx, const tx_record& r) const {
+  b.put(tx_key(tx), encode_record(r));
+  if (r.state == tx_state::committed || r.state == tx_state::aborted) b.put(gc_key(r.since_us, tx), "");
 }
 
 bool participant::voted_no(const std::string& tx) const {
@@ -404,20 +408,40 @@ std::string participant::compensate(const tx_record& r) {
   return "";
 }
 
-reply participant::commit(const std::string& tx) {
+void participant::commit_async(const std::string& tx, std::function<void(reply)> done) {
   auto e = entry(tx);
-  std::lock_guard tx_lock(e->mu);
-  load(tx, *e);
-  if (!e->loaded) return error_reply(503, "participant store unreadable");
-  return do_commit(tx, *e);
+  std::optional<reply> r;
+  {
+    std::lock_guard tx_lock(e->mu);
+    load(tx, *e);
+    r = e->loaded ? do_commit(tx, e, &done) : error_reply(503, "participant store unreadable");
+  }
+  if (r) done(std::move(*r));
 }
 
-reply participant::do_commit(const std::string& tx, tx_entry& e) {
+reply participant::commit(const std::string& tx) {
+  std::promise<reply> p;
+  auto f = p.get_future();
+  commit_async(tx, [&p](reply r) { p.set_value(std::move(r)); });
+  return f.get();
+}
+
+std::optional<reply> participant::do_commit(const std::string& tx, const std::shared_ptr<tx_entry>& ep,
+                                            std::function<void(reply)>* done) {
+  tx_entry& e = *ep;
   if (!e.rec) return error_reply(409, "transaction " + tx + " was never prepared here");
   tx_record r = *e.rec;
   switch (r.state) {
     case tx_state::committed:
-      return {200, state_body(r.state)};
+      if (done != nullptr) {
+        // A repeated commit: after the group holding the first one's record (it may still be
+        // queued), never an acknowledgement before that record is durable.
+        writer_->write({}, [body = state_body(r.state), done = std::move(*done)](std::error_code ec) {
+          done(ec ? error_reply(503, "participant store: sync failed") : reply{200, body});
+        });
+        return std::nullopt;
+      }
+      return reply{200, state_body(r.state)};
     case tx_state::aborted:
       return error_reply(409, "transaction " + tx + " is aborted here", r.state);
     case tx_state::preparing:
@@ -446,12 +470,42 @@ reply participant::do_commit(const std::string& tx, tx_entry& e) {
   } else {
     batch.put(replica::data_key(r.key), replica::encode_record(r.version, r.since_us, r.deleted, r.value));
   }
-  // Not fsync'd: lost only with the machine, and then the transaction is `prepared` again and
-  // asks the coordinator, which answers committed.
-  if (auto ec = persist(tx, r, false, &batch, &e)) return error_reply(503, "participant store: " + ec.message());
+  if (done == nullptr) {
+    // The background thread (an overdue transaction told committed): answers no one, synced here.
+    if (auto ec = persist(tx, r, true, &batch, &e)) return error_reply(503, "participant store: " + ec.message());
+    e.rec = r;
+    finished(tx, r);
+    return reply{200, state_body(r.state)};
+  }
+  // fsync'd before the acknowledgement, group-committed with the other commits and prepares.
+  // Held committed in memory at once (the key is free for the next transaction, whose records
+  // go behind this one in the writer's queue); the acknowledgement waits for the disk.
+  add_record(batch, tx, r);
   e.rec = r;
+  ++e.writes_queued;
   finished(tx, r);
-  return {200, state_body(r.state)};
+  writer_->write(std::move(batch), [this, tx, ep, key = r.key, done = std::move(*done)](std::error_code ec) {
+    {
+      std::lock_guard entry_lock(ep->mu);
+      --ep->writes_queued;
+      if (ec) {
+        // Not on disk: what the store holds (prepared) is read again by the next call, and the
+        // key stays locked for it; the coordinator retries the commit.
+        ep->loaded = false;
+        ep->rec.reset();
+        std::lock_guard lock(mu_);
+        locks_.emplace(key, tx);
+        open_[tx] = {std::chrono::steady_clock::now() + spec_.lock_timeout};
+      }
+    }
+    if (ec) {
+      log::error("participant: the committed record could not be written", {{"tx", tx}, {"error", ec.message()}});
+      done(error_reply(503, "participant store: " + ec.message()));
+      return;
+    }
+    done({200, state_body(tx_state::committed)});
+  });
+  return std::nullopt;
 }
 
 reply participant::abort(const std::string& tx) {
@@ -558,7 +612,7 @@ void participant::resolve_overdue() {
       }
     }
     if (outcome == "committed" || outcome == "aborted") {
-      auto r = outcome == "committed" ? do_commit(tx, *e) : do_abort(tx, *e);
+      auto r = outcome == "committed" ? do_commit(tx, e, nullptr).value_or(reply{}) : do_abort(tx, *e);
       log::info("participant: resolved an overdue transaction",
                 {{"product", spec_.product}, {"tx", tx}, {"outcome", outcome}, {"status", std::to_string(r.status)}});
     }

@@ -11,6 +11,9 @@
 // Role copy: prepare stages the value projected to the policy's fields in the transaction record
 // (fsync); commit writes it to the copy, in the replica's layout, in the same batch as the
 // `committed` record. Readers of the copy read data records only, so they never see a staged value.
+// Both roles acknowledge a commit only once the `committed` record is fsync'd (group commit): the
+// coordinator forgets a transaction every participant acknowledged, so an acknowledged commit
+// whose record a machine crash took would come back `prepared` and be told "aborted".
 //
 // Both roles lock the key from prepare to commit/abort: a prepare of another transaction on a
 // locked key votes no (409). A transaction prepared for longer than lockTimeout asks the
@@ -126,7 +129,13 @@ class participant {
   // on the owner's API before it hands its record over.
   void prepare_async(const std::string& tx, const prepare_request& req, std::function<void(reply)> done);
   reply prepare(const std::string& tx, const prepare_request& req);  // blocking form
-  reply commit(const std::string& tx);
+  // Answers through `done`, once: an acknowledgement (200) only once the `committed` record is
+  // on stable storage (group commit through the same writer as the prepares), on the writer's
+  // thread; a refusal at once. The coordinator forgets a transaction once every participant has
+  // acknowledged its commit, so an acknowledged commit must survive a crash of the machine. A
+  // copy's commit never blocks (I/O thread); an owner's blocks on the publisher first.
+  void commit_async(const std::string& tx, std::function<void(reply)> done);
+  reply commit(const std::string& tx);  // blocking form
   reply abort(const std::string& tx);
   reply query(const std::string& tx);
 
@@ -162,7 +171,12 @@ class participant {
   std::optional<reply> prepare_locked(const std::string& tx, const prepare_request& req,
                                       std::function<void(reply)>& done);
   std::string compensate(const tx_record& r);  // owner: "" when the previous value is back
-  reply do_commit(const std::string& tx, tx_entry& e);
+  // With `done`: the record goes through the group writer and `done` answers once it is
+  // durable (nullopt returned, `done` taken), or the refusal is returned. Without (the background
+  // thread, which answers no one): written with sync before it returns.
+  std::optional<reply> do_commit(const std::string& tx, const std::shared_ptr<tx_entry>& ep,
+                                 std::function<void(reply)>* done);
+  void add_record(store::write_batch& b, const std::string& tx, const tx_record& r) const;
   reply do_abort(const std::string& tx, tx_entry& e);
   std::string project(const std::string& value) const;
 

@@ -102,11 +102,18 @@ void service::handle(const http::request& req, const http::responder& respond) c
   }
   bool commit = path->op == "commit";
   auto run = [p, id = path->id, commit, respond] {
-    auto r = commit ? p->commit(id) : p->abort(id);
+    if (commit) {
+      // Acknowledged once the `committed` record is fsync'd (group commit), from the writer's
+      // thread.
+      p->commit_async(id, [respond](reply r) { respond({r.status, std::move(r.body)}); });
+      return;
+    }
+    auto r = p->abort(id);
     respond({r.status, std::move(r.body)});
   };
   if (p->spec().role == config::participant_role::copy) {
-    // A copy's commit or abort is one store write without fsync: cheaper here than a hand-off.
+    // A copy's commit queues its record to the group writer and its abort is one store write
+    // without fsync: neither blocks, cheaper here than a hand-off.
     run();
   } else {
     pool_.post(std::move(run));
