@@ -1,8 +1,10 @@
 #include "operator/kube/client.h"
 
+#include <chrono>
 #include <random>
 #include <thread>
 
+#include "common/log.h"
 #include "operator/kube/json_access.h"
 
 namespace datashare::kube {
@@ -54,8 +56,18 @@ json client::call(http_request request, bool idempotent) {
   for (int attempt = 1;; ++attempt) {
     std::optional<api_error> failure;
     try {
+      const auto sent = std::chrono::steady_clock::now();
       http_response resp = transport_->send(request);
       if (options_.on_request) options_.on_request(request.method, resp.status);
+      if (log::enabled(log::level::debug)) {
+        // One line per request, as client-go logs them at -v=6: what an operator costs the API server.
+        const auto us =
+            std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - sent).count();
+        log::debug("api request", {{"verb", request.method},
+                                   {"target", request.target},
+                                   {"status", std::to_string(resp.status)},
+                                   {"ms", std::to_string(us / 1000) + "." + std::to_string(us % 1000 / 100)}});
+      }
       if (resp.status >= 200 && resp.status < 300) {
         if (resp.body.empty()) return json::object();
         if (nested_deeper_than(resp.body, kMaxJsonDepth)) {
