@@ -1,6 +1,8 @@
 #include "operator/runtime/store.h"
 
+#include <algorithm>
 #include <mutex>
+#include <vector>
 
 #include "operator/kube/json_access.h"
 
@@ -159,16 +161,25 @@ void store::apply(watcher_event&& event, const std::function<void(const store_ch
       }
       const entry_map& old_view = building_;  // the writer alone mutates: reading needs no lock
       if (on_change) {
-        for (const auto& [key, old] : old_view) {
-          auto it = objects_.find(key);
+        // In key order, as the server lists them (the maps' order is a hash's): a controller
+        // then meets the objects of one namespace, and names that sort together (the policies
+        // of one product, say), together, and its status writes for a group coalesce.
+        std::vector<const std::string*> keys;
+        keys.reserve(objects_.size() + old_view.size());
+        for (const auto& [key, old] : old_view)
+          if (!objects_.contains(key)) keys.push_back(&key);
+        for (const auto& [key, now] : objects_) keys.push_back(&key);
+        std::sort(keys.begin(), keys.end(), [](const std::string* a, const std::string* b) { return *a < *b; });
+        for (const std::string* key : keys) {
+          auto was = old_view.find(*key);
+          auto it = objects_.find(*key);
           if (it == objects_.end()) {
-            on_change({unpack(old), nullptr});
-          } else if (old.resource_version != it->second.resource_version) {
-            on_change({unpack(old), unpack(it->second)});
+            on_change({unpack(was->second), nullptr});
+          } else if (was == old_view.end()) {
+            on_change({nullptr, unpack(it->second)});
+          } else if (was->second.resource_version != it->second.resource_version) {
+            on_change({unpack(was->second), unpack(it->second)});
           }
-        }
-        for (const auto& [key, now] : objects_) {
-          if (!old_view.contains(key)) on_change({nullptr, unpack(now)});
         }
       }
       building_.clear();

@@ -268,6 +268,40 @@ TEST(StoreTest, IndexesByNamespaceOwnerAndCustomFunctions) {
   EXPECT_EQ(s.get("a/1"), nullptr);
 }
 
+TEST(StoreTest, AListIsReportedInKeyOrder) {
+  store s;
+  auto obj = [](const std::string& ns, const std::string& name, const std::string& rv) {
+    return json{{"metadata", {{"namespace", ns}, {"name", name}, {"resourceVersion", rv}}}};
+  };
+  std::vector<std::string> seen;
+  auto record = [&](const store_change& c) {
+    const json& o = c.now ? *c.now : *c.old;
+    seen.push_back(std::string(c.old && c.now ? "update " : c.now ? "add " : "delete ") + kube::object_key(o));
+  };
+  // Enough keys that a hash map's order is not the sorted one by chance.
+  s.apply({watcher_event_type::init_begin, {}});
+  for (int i = 0; i < 50; ++i) s.apply({watcher_event_type::init_apply, obj("b", "p" + std::to_string(i), "1")});
+  s.apply({watcher_event_type::init_apply, obj("a", "z", "1")});
+  s.apply({watcher_event_type::init_done, {}}, record);
+  ASSERT_EQ(seen.size(), 51u);
+  EXPECT_EQ(seen.front(), "add a/z");
+  EXPECT_TRUE(std::is_sorted(seen.begin(), seen.end())) << seen[1] << " ... " << seen.back();
+
+  // A re-list: updates, adds and deletes interleave in key order too.
+  seen.clear();
+  s.apply({watcher_event_type::init_begin, {}});
+  s.apply({watcher_event_type::init_apply, obj("a", "z", "2")});
+  s.apply({watcher_event_type::init_apply, obj("b", "p1", "1")});
+  s.apply({watcher_event_type::init_apply, obj("c", "new", "1")});
+  s.apply({watcher_event_type::init_done, {}}, record);
+  std::vector<std::string> keys;
+  for (const auto& line : seen) keys.push_back(line.substr(line.find(' ') + 1));
+  EXPECT_TRUE(std::is_sorted(keys.begin(), keys.end()));
+  EXPECT_EQ(seen.front(), "update a/z");
+  EXPECT_EQ(seen.back(), "add c/new");
+  EXPECT_EQ(std::count_if(seen.begin(), seen.end(), [](const std::string& l) { return l.starts_with("delete "); }), 49);
+}
+
 TEST(StoreTest, KeysAndVersionsWithoutUnpacking) {
   store s;
   s.add_index("by-app", [](const json& o) { return std::vector<std::string>{o["metadata"]["labels"]["app"]}; });
