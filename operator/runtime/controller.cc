@@ -110,6 +110,26 @@ bool changed_outside_status(const kube::json& old, const kube::json& now) {
   return differs(om, nm, {"resourceVersion", "managedFields"});
 }
 
+bool spec_or_deletion_changed(const kube::json& old, const kube::json& now) {
+  if (!old.is_object() || !now.is_object()) return old != now;
+  auto deleting = [](const kube::json& o) {
+    auto m = o.find("metadata");
+    return m != o.end() && m->is_object() && m->contains("deletionTimestamp");
+  };
+  if (deleting(old) != deleting(now)) return true;
+  auto os = old.find("spec");
+  auto ns = now.find("spec");
+  if (os != old.end() || ns != now.end()) return os == old.end() || ns == now.end() || *os != *ns;
+  for (const auto& [k, v] : old.items()) {
+    if (k == "metadata" || k == "status") continue;
+    auto it = now.find(k);
+    if (it == now.end() || *it != v) return true;
+  }
+  for (const auto& [k, v] : now.items())
+    if (k != "metadata" && k != "status" && !old.contains(k)) return true;
+  return false;
+}
+
 void controller::watch_for(informer& primary, update_filter filter) {
   primary.add_handler({.on_add = [this](const object_ptr& o) { enqueue(kube::object_key(*o)); },
                        .on_update =

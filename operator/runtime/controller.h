@@ -57,6 +57,11 @@ using update_filter = std::function<bool(const kube::json& old, const kube::json
 // delivering an unchanged object is filtered too; controllers that need periodic work requeue.
 bool changed_outside_status(const kube::json& old, const kube::json& now);
 
+// True when the spec differs or the object started (or stopped) being deleted: for watchers that
+// read only those (finalizer, label or status writes of the object's own controller then wake
+// nobody). Objects without a spec compare whole, minus metadata and status.
+bool spec_or_deletion_changed(const kube::json& old, const kube::json& now);
+
 struct controller_options {
   std::string name;  // metrics label and log field
   int workers = 1;
