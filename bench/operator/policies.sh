@@ -10,7 +10,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 source "$root/hack/lib/common.sh"
-operator="$root/build/release/bin/datashare-operator"
+operator="${DATASHARE_OPERATOR:-$root/build/release/bin/datashare-operator}"
 [[ -x "$operator" ]] || die "$operator not built: make build PRESET=release"
 if [[ -z "${KUBECONFIG:-}" || -z "${DATASHARE_KAFKA_BOOTSTRAP:-}" ]]; then
   "$root/hack/local-cluster.sh" up >/dev/null
@@ -31,7 +31,8 @@ cleanup() {
   "$kc" delete namespace "$C" "$P" --wait=false >/dev/null 2>&1 || true
   # The operator removes its finalizers (and the Delete-policy topics) before it stops.
   for _ in $(seq 1 900); do
-    "$kc" get namespace "$P" "$C" >/dev/null 2>&1 || break
+    # Both must be gone: `get namespace A B` fails as soon as one of them is.
+    "$kc" get namespace "$P" >/dev/null 2>&1 || "$kc" get namespace "$C" >/dev/null 2>&1 || break
     sleep 1
   done
   [[ -n "$op_pid" ]] && kill "$op_pid" 2>/dev/null && wait "$op_pid" 2>/dev/null || true
@@ -108,6 +109,8 @@ ready=$(date +%s.%N)
 sleep 15  # at rest
 rss_kib=$(awk '/VmRSS/ {print $2}' "/proc/$op_pid/status")
 m=$(curl -sf "http://127.0.0.1:$metrics_port/metrics")
+[[ -z "${P6_METRICS_OUT:-}" ]] || printf '%s\n' "$m" > "$P6_METRICS_OUT"
+[[ -z "${P6_LOG_OUT:-}" ]] || cp "$work/operator.log" "$P6_LOG_OUT"
 reconciles=$(awk '/^controller_runtime_reconcile_total\{controller="(dataproduct|datasharingpolicy)"/ {s += $NF} END {print s}' <<<"$m")
 requests=$(awk '/^rest_client_requests_total/ {s += $NF} END {print s}' <<<"$m")
 awk -v s="$start" -v a="$applied" -v o="$op_start" -v r="$ready" -v rss="$rss_kib" -v rec="$reconciles" -v req="$requests" \

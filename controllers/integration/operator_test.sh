@@ -140,6 +140,10 @@ cm() { k -n "$C" get configmap datashare-sidecar-order-service -o jsonpath='{.da
 check "the ConfigMap holds the policy's sidecar config" bash -c "c=\$('$kubectl' -n $C get configmap datashare-sidecar-order-service -o jsonpath='{.data.sidecar\.yaml}'); grep -q 'policy: orders' <<<\"\$c\" && grep -q 'mode: event' <<<\"\$c\" && grep -q 'topic: $T' <<<\"\$c\""
 hash1=$(k -n "$C" get deploy order-service -o jsonpath='{.spec.template.metadata.annotations.datashare\.io/config-hash}')
 check "the pod template carries the config hash of the status" bash -c "[[ -n '$hash1' && \$('$kubectl' -n $C get dsp orders -o jsonpath='{.status.sidecar.configHash}') == '$hash1' ]]"
+configured() { k -n "$C" get events.events.k8s.io -o jsonpath='{range .items[*]}{.reason} {.regarding.kind}/{.regarding.name}{"\n"}{end}' | grep '^SidecarConfigured ' || true; }
+injection_told() { configured | grep -qx 'SidecarConfigured Deployment/order-service'; }
+check "the first injection is told as an event on the Deployment" until_true 30 injection_told
+lacks "... and not once more per policy" "$(configured)" DataSharingPolicy
 check "the lag is measured into the status" until_true 30 bash -c "[[ -n \$('$kubectl' -n $C get dsp orders -o jsonpath='{.status.lag.observedAt}') ]]"
 check "lag metrics are exported" until_true 30 bash -c "curl -sf http://127.0.0.1:$metrics_port/metrics | grep -q 'datashare_policy_lag_events{namespace=\"$C\",policy=\"orders\"'"
 for i in 1 2 3; do echo "k$i:{\"id\":\"k$i\",\"name\":\"n$i\"}"; done | kcat -P -b "$DATASHARE_KAFKA_BOOTSTRAP" -t "$T" -K: 2>/dev/null

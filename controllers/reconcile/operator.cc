@@ -154,8 +154,12 @@ void datashare_operator::register_with(runtime::manager& mgr) {
   const runtime::update_filter spec_changed = runtime::changed_outside_status;
   pc.watch_for(*products_, spec_changed);
   // A policy changes its product's consumers and gateway.
+  // What a product or a policy reads of its related objects is their spec and whether they are
+  // being deleted: their finalizer and status writes wake nobody else (at start-up each policy's
+  // finalizer would otherwise rewrite its product's status once per policy).
+  const runtime::update_filter spec_or_deletion = runtime::spec_or_deletion_changed;
   pc.watch_mapped(
-      *policies_, [](const json& o) { return std::vector<std::string>{product_key_of(o)}; }, spec_changed);
+      *policies_, [](const json& o) { return std::vector<std::string>{product_key_of(o)}; }, spec_or_deletion);
   // Except its Ready condition, which the product lists among its consumers: those flips come in
   // bursts (every policy of a product at start-up), so the product is rewritten at most once per
   // kReadyBatch for them rather than once per policy.
@@ -185,8 +189,8 @@ void datashare_operator::register_with(runtime::manager& mgr) {
       return keys;
     };
   };
-  pc.watch_mapped(*deployments_, owners_of("Deployment"), spec_changed);
-  pc.watch_mapped(*statefulsets_, owners_of("StatefulSet"), spec_changed);
+  pc.watch_mapped(*deployments_, owners_of("Deployment"), spec_or_deletion);
+  pc.watch_mapped(*statefulsets_, owners_of("StatefulSet"), spec_or_deletion);
   pc.watch_owned(*deployments_, "DataProduct", true, spec_changed);  // gateway Deployments
   pc.watch_owned(*config_maps_, "DataProduct", false, spec_changed);
 
@@ -199,9 +203,9 @@ void datashare_operator::register_with(runtime::manager& mgr) {
           keys.push_back(kube::object_key(*p));
         return keys;
       },
-      spec_changed);
-  sc.watch_mapped(*deployments_, consumers_of("Deployment"), spec_changed);
-  sc.watch_mapped(*statefulsets_, consumers_of("StatefulSet"), spec_changed);
+      spec_or_deletion);
+  sc.watch_mapped(*deployments_, consumers_of("Deployment"), spec_or_deletion);
+  sc.watch_mapped(*statefulsets_, consumers_of("StatefulSet"), spec_or_deletion);
   sc.watch_owned(*config_maps_, "DataSharingPolicy", false, spec_changed);
 
   lc.queue().add("lag");
@@ -403,6 +407,11 @@ workload_result datashare_operator::sync_workload(const workload_id& w) {
     client_.apply(kind, sidecar_apply_intent(plan, result.hash, options_.sidecar),
                   {.field_manager = kFieldManager, .force = true});
     log::info("sidecar injected", {{"workload", w.key()}, {"hash", result.hash}});
+    // One event where the rollout happens, not one per policy sharing the sidecar (at start-up
+    // that was an API write per policy for the same news).
+    events_.record(runtime::reference_to(*workload, kind), runtime::event_type::normal, "SidecarConfigured", "Inject",
+                   "pods roll to sidecar config " + result.hash + " (" + std::to_string(plan.publishes.size()) +
+                       " published, " + std::to_string(plan.subscribes.size()) + " subscribed)");
   }
   if (participates) {
     json selector = (*workload)["spec"]["selector"].value("matchLabels", json::object());
@@ -762,8 +771,11 @@ runtime::reconcile_result datashare_operator::reconcile_policy(const runtime::re
   } else {
     set("SidecarInjected", true, "Injected",
         "sidecar in " + consumer.kind + " " + consumer.name + " with config " + w.config_map + " (" + w.hash + ")");
-    if (obj.value("status", json::object()).value("sidecar", json::object()).value("configHash", "") != w.hash &&
-        !w.hash.empty()) {
+    // A change of an injected sidecar's config is told on the policy too; its first
+    // injection is told on the workload only (and by the Ready condition).
+    const std::string previous_hash =
+        obj.value("status", json::object()).value("sidecar", json::object()).value("configHash", "");
+    if (previous_hash != w.hash && !previous_hash.empty() && !w.hash.empty()) {
       events_.record(ref, runtime::event_type::normal, "SidecarConfigured", "Inject",
                      consumer.kind + " " + consumer.name + " rolls to sidecar config " + w.hash);
     }
