@@ -190,6 +190,37 @@ TEST(ControllerTest, ChangedOutsideStatusIgnoresStatusAndServerBookkeeping) {
   EXPECT_TRUE(changed_outside_status(data, base));
 }
 
+TEST(ControllerTest, SpecOrDeletionChangedIgnoresMetadataWritesButNotDeletion) {
+  json base = {{"apiVersion", "v1"},
+               {"kind", "Widget"},
+               {"metadata", {{"name", "w"}, {"resourceVersion", "1"}, {"generation", 1}}},
+               {"spec", {{"size", 1}}},
+               {"status", {{"ready", false}}}};
+  EXPECT_FALSE(spec_or_deletion_changed(base, base));
+  json finalized = base;
+  finalized["metadata"]["finalizers"] = json::array({"datashare.io/finalizer"});
+  finalized["metadata"]["resourceVersion"] = "2";
+  finalized["status"]["ready"] = true;
+  EXPECT_FALSE(spec_or_deletion_changed(base, finalized)) << "a finalizer and a status write";
+  json spec = base;
+  spec["spec"]["size"] = 2;
+  EXPECT_TRUE(spec_or_deletion_changed(base, spec));
+  json no_spec = base;
+  no_spec.erase("spec");
+  EXPECT_TRUE(spec_or_deletion_changed(base, no_spec));
+  EXPECT_TRUE(spec_or_deletion_changed(no_spec, base));
+  json deleting = finalized;
+  deleting["metadata"]["deletionTimestamp"] = "2026-12-03T00:00:00Z";
+  EXPECT_TRUE(spec_or_deletion_changed(finalized, deleting));
+  json data = no_spec;  // a kind without spec: a ConfigMap's data
+  data["data"] = {{"k", "v"}};
+  EXPECT_TRUE(spec_or_deletion_changed(no_spec, data));
+  EXPECT_TRUE(spec_or_deletion_changed(data, no_spec));
+  json relabeled = data;
+  relabeled["metadata"]["labels"] = {{"a", "b"}};
+  EXPECT_FALSE(spec_or_deletion_changed(data, relabeled));
+}
+
 TEST(ControllerTest, AnUpdateFilterDropsStatusOnlyUpdatesButNotOthers) {
   auto transport = std::make_shared<kube::testing::fake_transport>();
   kube::client client(transport, {.sleep = [](std::chrono::milliseconds) {}});
