@@ -34,7 +34,9 @@ sidecar::config::product_schema products() {
 class no_outcomes : public sp::outcome_api {
  public:
   std::string ask_coordinator(const std::string&) override { return ""; }
-  std::string ask_peer(const std::string&, const std::string&, const std::string&) override { return ""; }
+  std::string ask_peer(const std::string&, const std::string&, const std::string&, std::uint64_t) override {
+    return "";
+  }
 };
 
 // A real participant (copy role, in-memory store) behind an in-process link with fault injection.

@@ -101,8 +101,11 @@ std::string http_outcomes::ask_coordinator(const std::string& tx) {
   return ask(coordinator_url_, "/v1/tx/" + tx, "outcome");
 }
 
-std::string http_outcomes::ask_peer(const std::string& url, const std::string& product, const std::string& tx) {
-  return ask(url, "/v1/tx/" + tx + "?product=" + url::percent_encode_segment(product), "state");
+std::string http_outcomes::ask_peer(const std::string& url, const std::string& product, const std::string& tx,
+                                    std::uint64_t version) {
+  return ask(
+      url, "/v1/tx/" + tx + "?product=" + url::percent_encode_segment(product) + "&version=" + std::to_string(version),
+      "state");
 }
 
 }  // namespace datashare::sidecar::participant

@@ -34,7 +34,8 @@ class http_outcomes : public outcome_api {
  public:
   http_outcomes(std::string coordinator_url, std::chrono::milliseconds timeout);
   std::string ask_coordinator(const std::string& tx) override;
-  std::string ask_peer(const std::string& url, const std::string& product, const std::string& tx) override;
+  std::string ask_peer(const std::string& url, const std::string& product, const std::string& tx,
+                       std::uint64_t version) override;
 
  private:
   std::string ask(const std::string& url, const std::string& target, const char* member);

@@ -539,12 +539,17 @@ reply participant::do_abort(const std::string& tx, tx_entry& e) {
   return {200, state_body(r.state)};
 }
 
-reply participant::query(const std::string& tx) {
+reply participant::query(const std::string& tx, std::uint64_t version) {
   auto e = entry(tx);
   std::lock_guard tx_lock(e->mu);
   load(tx, *e);
   if (!e->loaded) return error_reply(503, "participant store unreadable");
-  if (!e->rec) return do_abort(tx, *e);  // it can no longer vote yes: aborted
+  if (!e->rec) {
+    auto age_us = now_us() - static_cast<std::int64_t>(version);
+    auto window_us = std::chrono::duration_cast<std::chrono::microseconds>(options_.retention).count() / 2;
+    if (version != 0 && age_us < window_us) return do_abort(tx, *e);  // it can no longer vote yes: aborted
+    return {200, R"({"state":"unknown"})"};
+  }
   tx_state s = e->rec->state == tx_state::preparing ? tx_state::prepared : e->rec->state;
   return {200, state_body(s)};
 }
@@ -604,7 +609,7 @@ void participant::resolve_overdue() {
     if (outcome != "committed" && outcome != "aborted") {
       // The coordinator is away or still deciding: a peer that committed or aborted knows.
       for (const auto& peer : e->rec->peers) {
-        std::string s = outcomes_->ask_peer(peer, spec_.product, tx);
+        std::string s = outcomes_->ask_peer(peer, spec_.product, tx, e->rec->version);
         if (s == "committed" || s == "aborted") {
           outcome = s;
           break;

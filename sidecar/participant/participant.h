@@ -88,8 +88,10 @@ class outcome_api {
   virtual ~outcome_api() = default;
   // "committed" | "aborted" | "pending", or "" when the coordinator cannot be reached.
   virtual std::string ask_coordinator(const std::string& tx) = 0;
-  // "prepared" | "committed" | "aborted", or "" when the peer cannot be reached.
-  virtual std::string ask_peer(const std::string& url, const std::string& product, const std::string& tx) = 0;
+  // "prepared" | "committed" | "aborted" | "unknown" (the peer holds no record and cannot tell
+  // whether it dropped one), or "" when the peer cannot be reached. `version`: the transaction's.
+  virtual std::string ask_peer(const std::string& url, const std::string& product, const std::string& tx,
+                               std::uint64_t version) = 0;
 };
 
 // Owner role: publishes the committed value (nullopt: deleted) with `version`, returning once it
@@ -137,7 +139,13 @@ class participant {
   void commit_async(const std::string& tx, std::function<void(reply)> done);
   reply commit(const std::string& tx);  // blocking form
   reply abort(const std::string& tx);
-  reply query(const std::string& tx);
+  // A peer's question. A transaction without a record here is aborted on the spot (it can no
+  // longer vote yes), but only while `version` (the coordinator's wall-time µs) is recent enough
+  // that no record of it can have been dropped yet (half the retention: the rest covers clocks
+  // apart); otherwise, and without a version, "unknown": this participant may have committed it
+  // and dropped the record, and an abort answered then would undo a committed transaction at
+  // the asking peer.
+  reply query(const std::string& tx, std::uint64_t version);
 
   // One round of the background work (overdue transactions, old records); start() runs it
   // every tick, tests call it directly.

@@ -140,7 +140,7 @@ class fake_outcomes : public outcome_api {
     ++s_->asked;
     return s_->coordinator;
   }
-  std::string ask_peer(const std::string& url, const std::string&, const std::string&) override {
+  std::string ask_peer(const std::string& url, const std::string&, const std::string&, std::uint64_t) override {
     std::lock_guard lock(s_->mu);
     return s_->peers[url];
   }
@@ -148,6 +148,12 @@ class fake_outcomes : public outcome_api {
  private:
   std::shared_ptr<fake_outcomes_state> s_;
 };
+
+std::uint64_t wall_us(std::chrono::minutes ago = std::chrono::minutes(0)) {
+  return static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>((std::chrono::system_clock::now() - ago).time_since_epoch())
+          .count());
+}
 
 config::product_schema products() {
   return {"products",
@@ -242,7 +248,7 @@ TEST_F(participant_test, OwnerAppliesAtPrepareAndPublishesAtCommit) {
   EXPECT_EQ(p->prepare("tx1", put("k", R"({"id":"k"})", 77)).status, 200u);
   EXPECT_EQ(p->abort("tx1").status, 409u);
   EXPECT_EQ(published_.size(), 1u);
-  EXPECT_THAT(p->query("tx1").body, HasSubstr("committed"));
+  EXPECT_THAT(p->query("tx1", 0).body, HasSubstr("committed"));
 }
 
 TEST_F(participant_test, OwnerAbortPutsThePreviousValueBack) {
@@ -271,7 +277,7 @@ TEST_F(participant_test, OwnerThatRefusesTheChangeGetsANoVoteAndIsRestored) {
   EXPECT_THAT(r.body, HasSubstr("PUT answered 500"));
   EXPECT_EQ(owner_value("k"), R"({"id":"k","name":"old"})");
   EXPECT_EQ(p->locked_keys(), 0u);
-  EXPECT_THAT(p->query("tx1").body, HasSubstr("aborted"));
+  EXPECT_THAT(p->query("tx1", 0).body, HasSubstr("aborted"));
 }
 
 TEST_F(participant_test, AKeyIsHeldByOneTransactionAtATime) {
@@ -320,7 +326,7 @@ TEST_F(participant_test, AnAbortBeforeThePrepareMakesItVoteNo) {
   ASSERT_EQ(p->abort("late").status, 200u);
   EXPECT_EQ(p->prepare("late", put("k", R"({"id":"k"})", 1)).status, 409u);
   // Asking about a transaction never prepared aborts it here too (cooperative termination).
-  EXPECT_THAT(p->query("never").body, HasSubstr("aborted"));
+  EXPECT_THAT(p->query("never", wall_us()).body, HasSubstr("aborted"));
   EXPECT_EQ(p->prepare("never", put("k", R"({"id":"k"})", 1)).status, 409u);
   EXPECT_EQ(p->locked_keys(), 0u);
 }
@@ -368,7 +374,7 @@ TEST_F(participant_test, AHalfPreparedOwnerChangeAsksAndIsCompensatedWhenAborted
   p->resolve_overdue();
   EXPECT_EQ(owner_value("k"), R"({"id":"k","name":"old"})");
   EXPECT_EQ(p->locked_keys(), 0u);
-  EXPECT_THAT(p->query("tx1").body, HasSubstr("aborted"));
+  EXPECT_THAT(p->query("tx1", 0).body, HasSubstr("aborted"));
   EXPECT_TRUE(published_.empty());
 }
 
@@ -387,7 +393,7 @@ TEST_F(participant_test, AHalfPreparedOwnerChangeThatWasCommittedIsAppliedAgain)
   EXPECT_EQ(p->locked_keys(), 0u);
   ASSERT_EQ(published_.size(), 1u);
   EXPECT_EQ(published_[0].version, 3u);
-  EXPECT_THAT(p->query("tx1").body, HasSubstr("committed"));
+  EXPECT_THAT(p->query("tx1", 0).body, HasSubstr("committed"));
 }
 
 TEST_F(participant_test, AnOwnerThatVotedNoAndCouldNotCompensateKeepsCompensatingWithoutAsking) {
@@ -402,7 +408,7 @@ TEST_F(participant_test, AnOwnerThatVotedNoAndCouldNotCompensateKeepsCompensatin
   p->resolve_overdue();  // the coordinator cannot be reached (""): it compensates on its own
   EXPECT_EQ(owner_value("k"), R"({"id":"k","name":"old"})");
   EXPECT_EQ(p->locked_keys(), 0u);
-  EXPECT_THAT(p->query("tx1").body, HasSubstr("aborted"));
+  EXPECT_THAT(p->query("tx1", 0).body, HasSubstr("aborted"));
 }
 
 TEST_F(participant_test, AnOverdueTransactionAsksTheCoordinator) {
@@ -442,7 +448,7 @@ TEST_F(participant_test, WithoutTheCoordinatorAPeerThatKnowsDecides) {
   p->resolve_overdue();
   EXPECT_EQ(p->locked_keys(), 0u);
   EXPECT_EQ(copy_value(*p, "k"), "<absent>");
-  EXPECT_THAT(p->query("tx1").body, HasSubstr("aborted"));
+  EXPECT_THAT(p->query("tx1", 0).body, HasSubstr("aborted"));
 }
 
 TEST_F(participant_test, AFailedPublishLeavesTheCommitToBeRetried) {
@@ -508,9 +514,9 @@ TEST_F(participant_test, AnAcknowledgedCommitSurvivesACrashOfTheMachine) {
     outcomes_->coordinator = "aborted";  // what a coordinator that forgot it answers
     auto p = make(role);
     EXPECT_EQ(p->locked_keys(), 0u);
-    EXPECT_THAT(p->query("tx1").body, HasSubstr("committed"));
+    EXPECT_THAT(p->query("tx1", 0).body, HasSubstr("committed"));
     p->resolve_overdue();
-    EXPECT_THAT(p->query("tx1").body, HasSubstr("committed"));
+    EXPECT_THAT(p->query("tx1", 0).body, HasSubstr("committed"));
     if (role == config::participant_role::copy) {
       EXPECT_EQ(copy_value(*p, "k"), R"({"id":"k","name":"new"})");
     } else {
@@ -544,6 +550,38 @@ TEST_F(participant_test, ACommitIsAcknowledgedAfterItsRecordIsSynced) {
     again.set_value(kv_->synced_writes());
   });
   EXPECT_GT(again.get_future().get(), synced_before);
+}
+
+// A peer asked about a transaction it holds no record of aborts it on the spot only while no
+// record of it can have been dropped yet: once finished records are dropped (retention), "no
+// record" may mean "committed here long ago", and an "aborted" would make the asking peer undo a
+// committed transaction (it asks peers when the coordinator is away). Until 2026-12-03 every
+// unknown transaction was answered aborted.
+TEST_F(participant_test, APeerThatMayHaveDroppedTheRecordAnswersUnknown) {
+  {
+    auto p = make(config::participant_role::copy);  // retention 5 minutes
+    EXPECT_THAT(p->query("recent", wall_us()).body, HasSubstr("aborted"));
+    EXPECT_EQ(p->prepare("recent", put("k", R"({"id":"k"})", wall_us())).status, 409u) << "a no vote is final";
+    EXPECT_THAT(p->query("old", wall_us(std::chrono::minutes(4))).body, HasSubstr("unknown"));
+    EXPECT_THAT(p->query("noversion", 0).body, HasSubstr("unknown"));
+    EXPECT_EQ(p->prepare("old", put("k", R"({"id":"k"})", 7)).status, 200u) << "unknown records nothing";
+  }
+  // Committed here, then the record dropped: a late question is not answered aborted.
+  config::participate_spec spec;
+  spec.product = "products";
+  spec.role = config::participant_role::copy;
+  participant_options o;
+  o.retention = 0ms;
+  participant p(spec, products(), {"id"}, std::make_unique<store::memory_kv>(), nullptr, nullptr,
+                std::make_unique<fake_outcomes>(outcomes_), o);
+  auto version = wall_us(std::chrono::minutes(6));
+  ASSERT_EQ(p.prepare("tx1", put("k2", R"({"id":"k2"})", version)).status, 200u);
+  ASSERT_EQ(p.commit("tx1").status, 200u);
+  std::this_thread::sleep_for(2ms);
+  p.resolve_overdue();
+  auto r = p.query("tx1", version);
+  EXPECT_EQ(r.status, 200u);
+  EXPECT_THAT(r.body, HasSubstr("unknown"));
 }
 
 }  // namespace

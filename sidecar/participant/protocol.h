@@ -10,9 +10,12 @@
 //   POST /v1/tx/<id>/commit   {"product"}   200 {"state":"committed"}; 409 when the transaction is
 //                                           aborted or unknown; 503: try again
 //   POST /v1/tx/<id>/abort    {"product"}   200 {"state":"aborted"}; 409 when committed; 503: again
-//   GET  /v1/tx/<id>?product=p              200 {"state":"prepared"|"committed"|"aborted"}; a
-//        transaction it never prepared is aborted on the spot (it can no longer vote yes), which is
-//        what makes asking a peer safe (cooperative termination).
+//   GET  /v1/tx/<id>?product=p&version=v    200 {"state":"prepared"|"committed"|"aborted"|"unknown"};
+//        a transaction it holds no record of is aborted on the spot (it can no longer vote yes),
+//        which is what makes asking a peer safe (cooperative termination), but only while the
+//        transaction's version (the coordinator's wall-time µs) is younger than half the record
+//        retention: an older one may have been committed here and its record dropped, so the
+//        answer is "unknown" (and without a version too).
 // and on the coordinator:
 //   GET  /v1/tx/<id>                        200 {"outcome":"committed"|"aborted"|"pending"};
 //                                           503 while it recovers its log. Unknown: aborted

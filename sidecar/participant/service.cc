@@ -1,5 +1,6 @@
 #include "sidecar/participant/service.h"
 
+#include <charconv>
 #include <nlohmann/json.hpp>
 
 namespace datashare::sidecar::participant {
@@ -14,12 +15,12 @@ http::response error(unsigned status, const std::string& message) {
   return r;
 }
 
-std::string query_product(std::string_view query) {
-  constexpr std::string_view kName = "product=";
+// The value of `name` ("product=", "version=") in a query string, or "".
+std::string query_param(std::string_view query, std::string_view name) {
   while (!query.empty()) {
     auto amp = query.find('&');
     auto pair = query.substr(0, amp);
-    if (pair.substr(0, kName.size()) == kName) return std::string(pair.substr(kName.size()));
+    if (pair.substr(0, name.size()) == name) return std::string(pair.substr(name.size()));
     if (amp == std::string_view::npos) break;
     query.remove_prefix(amp + 1);
   }
@@ -51,14 +52,19 @@ void service::handle(const http::request& req, const http::responder& respond) c
       respond(error(405, "GET /v1/tx/<id>?product=<name>"));
       return;
     }
-    std::string product = qpos == std::string_view::npos ? "" : query_product(target.substr(qpos + 1));
+    std::string_view query = qpos == std::string_view::npos ? std::string_view() : target.substr(qpos + 1);
+    std::string product = query_param(query, "product=");
+    std::uint64_t version = 0;  // absent or malformed: 0, answered "unknown" when there is no record
+    if (auto v = query_param(query, "version="); !v.empty()) {
+      std::from_chars(v.data(), v.data() + v.size(), version);
+    }
     participant* p = find(product);
     if (p == nullptr) {
       respond(error(404, "no participant for product \"" + product + "\" here"));
       return;
     }
-    pool_.post([p, id = path->id, respond] {
-      auto r = p->query(id);
+    pool_.post([p, id = path->id, version, respond] {
+      auto r = p->query(id, version);
       respond({r.status, std::move(r.body)});
     });
     return;
