@@ -185,15 +185,18 @@ int main(int argc, char** argv) {
       }
       owner = std::make_unique<ds::participant::http_owner>(*where, p.owner_write_path, call_timeout);
       publish = [pub](const std::string& key, const std::optional<std::string>& value, std::uint64_t version,
-                      std::string& err) -> std::error_code {
-        std::promise<ds::publisher::publish_result> done;
-        auto answer = done.get_future();
+                      ds::participant::publish_callback done) {
         pub->submit(
-            key, value, [&done](ds::publisher::publish_result r) { done.set_value(std::move(r)); }, version);
-        auto r = answer.get();
-        if (r.status == 202) return {};
-        err = "outbox answered " + std::to_string(r.status) + " " + r.body;
-        return std::make_error_code(std::errc::resource_unavailable_try_again);
+            key, value,
+            [done = std::move(done)](ds::publisher::publish_result r) {
+              if (r.status == 202) {
+                done({}, "");
+              } else {
+                done(std::make_error_code(std::errc::resource_unavailable_try_again),
+                     "outbox answered " + std::to_string(r.status) + " " + r.body);
+              }
+            },
+            version);
       };
     } else {
       for (const auto& s : cfg.subscribe) {

@@ -61,6 +61,7 @@ std::string encode_record(const tx_record& r) {
   nlohmann::json j{{"state", to_string(r.state)}, {"key", r.key},     {"deleted", r.deleted},
                    {"version", r.version},        {"value", r.value}, {"hadPrevious", r.had_previous},
                    {"previous", r.previous},      {"peers", r.peers}, {"since", r.since_us}};
+  if (!r.published) j["published"] = false;
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
@@ -89,6 +90,7 @@ std::optional<tx_record> decode_record(std::string_view bytes) {
     r.previous = j.at("previous").get<std::string>();
     r.peers = j.at("peers").get<std::vector<std::string>>();
     r.since_us = j.at("since").get<std::int64_t>();
+    if (auto it = j.find("published"); it != j.end() && it->is_boolean()) r.published = it->get<bool>();
     return r;
   } catch (const nlohmann::json::exception&) {
     return std::nullopt;
@@ -137,6 +139,10 @@ std::error_code participant::start(std::string& error) {
         locks_[r->key] = tx;
         open_[tx] = {std::chrono::steady_clock::now() +
                      (r->state == tx_state::preparing ? std::chrono::milliseconds(0) : spec_.lock_timeout)};
+      } else if (r->state == tx_state::committed && !r->published) {
+        // Committed, its publish not known to be in the outbox: published again at once.
+        locks_[r->key] = tx;
+        open_[tx] = {std::chrono::steady_clock::now()};
       }
     }
     if (page.size() < 1000) break;
@@ -161,6 +167,10 @@ void participant::stop() {
   }
   stop_cv_.notify_all();
   if (worker_.joinable()) worker_.join();
+  std::unique_lock lock(flight_mu_);
+  if (!flight_cv_.wait_for(lock, std::chrono::seconds(30), [this] { return in_flight_ == 0; })) {
+    log::error("participant: stopping with owner commits still in flight", {{"product", spec_.product}});
+  }
 }
 
 std::size_t participant::locked_keys() const {
@@ -433,6 +443,19 @@ std::optional<reply> participant::do_commit(const std::string& tx, const std::sh
   tx_record r = *e.rec;
   switch (r.state) {
     case tx_state::committed:
+      if (e.committing) return error_reply(503, "transaction " + tx + " is being committed here: try again");
+      if (!r.published) {
+        // Owner: committed on disk, the publish refused or lost with a crash: published again
+        // (same version) before the acknowledgement. The mark is not synced: lost, the value is
+        // published once more, which its version makes harmless.
+        std::string error;
+        if (auto ec = publish_blocking(r, error)) return error_reply(503, "publishing: " + error);
+        r.published = true;
+        (void)persist(tx, r, false, nullptr, &e);
+        e.rec = r;
+        finished(tx, r);
+        return reply{200, state_body(r.state)};
+      }
       if (done != nullptr) {
         // A repeated commit: after the group holding the first one's record (it may still be
         // queued), never an acknowledgement before that record is durable.
@@ -463,10 +486,12 @@ std::optional<reply> participant::do_commit(const std::string& tx, const std::sh
   r.since_us = now_us();
   store::write_batch batch;
   if (spec_.role == config::participant_role::owner) {
+    if (done != nullptr) {
+      commit_owner_async(tx, ep, std::move(r), std::move(*done));
+      return std::nullopt;
+    }
     std::string error;
-    std::optional<std::string> value;
-    if (!r.deleted) value = r.value;
-    if (auto ec = publish_(r.key, value, r.version, error)) return error_reply(503, "publishing: " + error);
+    if (auto ec = publish_blocking(r, error)) return error_reply(503, "publishing: " + error);
   } else {
     batch.put(replica::data_key(r.key), replica::encode_record(r.version, r.since_us, r.deleted, r.value));
   }
@@ -506,6 +531,93 @@ std::optional<reply> participant::do_commit(const std::string& tx, const std::sh
     done({200, state_body(tx_state::committed)});
   });
   return std::nullopt;
+}
+
+std::error_code participant::publish_blocking(const tx_record& r, std::string& error) {
+  std::promise<std::pair<std::error_code, std::string>> p;
+  auto f = p.get_future();
+  std::optional<std::string> value;
+  if (!r.deleted) value = r.value;
+  publish_(r.key, value, r.version, [&p](std::error_code ec, std::string err) { p.set_value({ec, std::move(err)}); });
+  auto [ec, err] = f.get();
+  error = std::move(err);
+  return ec;
+}
+
+void participant::commit_owner_async(const std::string& tx, const std::shared_ptr<tx_entry>& ep, tx_record r,
+                                     std::function<void(reply)> done) {
+  // The publish (the outbox's fsync) and the `committed` record (the group writer's fsync) at
+  // once: one fsync's wait on the commit's path instead of two. The record says `published`
+  // false until both are durable, so a crash in between publishes again at start.
+  struct join {
+    std::atomic<int> left{2};
+    std::error_code store_ec, publish_ec;
+    std::string publish_error;
+    std::function<void(reply)> done;
+  };
+  auto j = std::make_shared<join>();
+  j->done = std::move(done);
+  {
+    std::lock_guard lock(flight_mu_);
+    ++in_flight_;
+  }
+  r.published = false;
+  store::write_batch batch;
+  add_record(batch, tx, r);
+  ep->rec = r;
+  ep->committing = true;
+  ++ep->writes_queued;
+  auto both_done = [this, tx, ep, j] {
+    reply answer;
+    {
+      std::lock_guard entry_lock(ep->mu);
+      --ep->writes_queued;
+      ep->committing = false;
+      if (j->store_ec) {
+        // Not on disk: what the store holds (prepared) is read again by the next call, the key
+        // stays locked; the coordinator retries the commit (published once more, same version).
+        ep->loaded = false;
+        ep->rec.reset();
+        std::lock_guard lock(mu_);
+        open_[tx] = {std::chrono::steady_clock::now() + spec_.lock_timeout};
+        answer = error_reply(503, "participant store: " + j->store_ec.message());
+      } else if (j->publish_ec) {
+        // Committed on disk, not in the outbox: the key stays locked; the retried commit or the
+        // background thread publishes again.
+        std::lock_guard lock(mu_);
+        open_[tx] = {std::chrono::steady_clock::now() + options_.ask_backoff};
+        answer = error_reply(503, "publishing: " + j->publish_error);
+      } else {
+        tx_record fin = *ep->rec;
+        fin.published = true;
+        (void)persist(tx, fin, false, nullptr, ep.get());
+        ep->rec = fin;
+        finished(tx, fin);
+        answer = {200, state_body(tx_state::committed)};
+      }
+    }
+    if (j->store_ec) {
+      log::error("participant: the committed record could not be written",
+                 {{"tx", tx}, {"error", j->store_ec.message()}});
+    }
+    j->done(std::move(answer));
+    // Last: stop() may return (and the participant go) once this is zero.
+    std::lock_guard lock(flight_mu_);
+    if (--in_flight_ == 0) flight_cv_.notify_all();
+  };
+  // The publish first: its callback may run inside the call (the caller holds the entry), and
+  // then it is not the last one; the record's always runs on the writer's thread.
+  std::optional<std::string> value;
+  if (!r.deleted) value = r.value;
+  publish_(r.key, value, r.version, [j, both_done](std::error_code ec, std::string error) {
+    j->publish_ec = ec;
+    j->publish_error = std::move(error);
+    if (j->left.fetch_sub(1) == 1) both_done();
+  });
+  writer_->write(std::move(batch), [j, both_done](std::error_code ec) {
+    j->store_ec = ec;
+    if (j->left.fetch_sub(1) == 1) both_done();
+  });
 }
 
 reply participant::abort(const std::string& tx) {
@@ -600,6 +712,14 @@ void participant::resolve_overdue() {
       // This participant voted no and its compensation failed: it keeps compensating.
       auto r = do_abort(tx, *e);
       if (r.status != 200) log::warn("participant: compensation pending", {{"tx", tx}, {"detail", r.body}});
+      continue;
+    }
+    if (e->rec->state == tx_state::committed && !e->rec->published) {
+      // Owner: committed, its publish refused or lost with a crash: published again.
+      if (e->committing) continue;
+      auto r = do_commit(tx, e, nullptr).value_or(reply{});
+      if (r.status != 200)
+        log::warn("participant: publishing a committed change again", {{"tx", tx}, {"detail", r.body}});
       continue;
     }
     // A `preparing` record found at start may have voted yes (its `prepared` record is not

@@ -6,8 +6,9 @@
 // transaction as `preparing` with both values (fsync), applies the change through the owner's
 // writePath and records it `prepared` (no fsync: the durable `preparing` record is enough) before
 // voting yes. Abort puts the previous value back (or deletes the key it did not have). Commit
-// publishes the committed value through the product's publisher (durable in the outbox before it
-// answers) with the transaction's version.
+// publishes the committed value through the product's publisher with the transaction's version,
+// while its `committed` record is written (both durable before it answers; the record says
+// `published` false until the outbox has it, and one found so is published again).
 // Role copy: prepare stages the value projected to the policy's fields in the transaction record
 // (fsync); commit writes it to the copy, in the replica's layout, in the same batch as the
 // `committed` record. Readers of the copy read data records only, so they never see a staged value.
@@ -67,6 +68,10 @@ struct tx_record {
   std::string previous;  // owner: the owner's value before the change
   std::vector<std::string> peers;
   std::int64_t since_us = 0;  // wall time of the last change of state
+  // Owner, committed: the value is in the publisher's outbox. The `committed` record is synced
+  // while the outbox writes it (both fsyncs at once); one found without the mark at start, or
+  // after a refused publish, is published again (same version) before the commit is acknowledged.
+  bool published = true;
 };
 
 std::string encode_record(const tx_record& r);
@@ -94,10 +99,12 @@ class outcome_api {
                                std::uint64_t version) = 0;
 };
 
-// Owner role: publishes the committed value (nullopt: deleted) with `version`, returning once it
-// is durable in the outbox; an error with a message otherwise.
-using publish_fn = std::function<std::error_code(const std::string& key, const std::optional<std::string>& value,
-                                                 std::uint64_t version, std::string& error)>;
+// Owner role: publishes the committed value (nullopt: deleted) with `version`; `done` runs once,
+// from any thread (the publisher's), when it is durable in the outbox (no error) or refused (an
+// error with a message). It must not wait for the participant.
+using publish_callback = std::function<void(std::error_code, std::string error)>;
+using publish_fn = std::function<void(const std::string& key, const std::optional<std::string>& value,
+                                      std::uint64_t version, publish_callback done)>;
 
 struct reply {
   unsigned status = 200;
@@ -161,6 +168,7 @@ class participant {
     bool loaded = false;           // record read from the store
     std::optional<tx_record> rec;  // nullopt: unknown here
     int writes_queued = 0;         // records handed to the group writer, not written yet
+    bool committing = false;       // owner: a commit's publish and record are in flight
   };
   struct overdue {
     std::chrono::steady_clock::time_point next_look;
@@ -179,6 +187,10 @@ class participant {
   std::optional<reply> prepare_locked(const std::string& tx, const prepare_request& req,
                                       std::function<void(reply)>& done);
   std::string compensate(const tx_record& r);  // owner: "" when the previous value is back
+  std::error_code publish_blocking(const tx_record& r, std::string& error);
+  // Owner: the publish and the `committed` record at once; `done` once both are durable.
+  void commit_owner_async(const std::string& tx, const std::shared_ptr<tx_entry>& ep, tx_record r,
+                          std::function<void(reply)> done);
   // With `done`: the record goes through the group writer and `done` answers once it is
   // durable (nullopt returned, `done` taken), or the refusal is returned. Without (the background
   // thread, which answers no one): written with sync before it returns.
@@ -208,6 +220,12 @@ class participant {
   std::condition_variable stop_cv_;
   bool stopping_ = false;
   std::thread worker_;
+
+  // Owner commits whose publish or record is in flight: stop() waits for them (the publisher's
+  // callback would otherwise run into a participant that is gone).
+  std::mutex flight_mu_;
+  std::condition_variable flight_cv_;
+  int in_flight_ = 0;
 };
 
 }  // namespace datashare::sidecar::participant
