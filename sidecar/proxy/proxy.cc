@@ -1,9 +1,11 @@
 #include "sidecar/proxy/proxy.h"
 
 #include <cmath>
+#include <cstdlib>
 #include <nlohmann/json.hpp>
 
 #include "common/url.h"
+#include "sidecar/event/json_scan.h"
 
 namespace datashare::sidecar::proxy {
 
@@ -36,24 +38,49 @@ struct sync_proxy::fetch {
 
 namespace {
 
-bool has_type(const nlohmann::json& v, config::field_type t) {
+// The owner's value against the product's type. More lenient than the replica for integers: an
+// owner serialising 2 as 2.0 (a float in its language) still answers an integer field.
+bool has_type(const event::json_member& m, config::field_type t) {
   using config::field_type;
+  using event::json_kind;
   switch (t) {
     case field_type::string:
-      return v.is_string();
+      return m.kind == json_kind::string;
     case field_type::number:
-      return v.is_number();
-    case field_type::integer:
-      return v.is_number_integer() ||
-             (v.is_number_float() && std::isfinite(v.get<double>()) && std::trunc(v.get<double>()) == v.get<double>());
+      return m.kind == json_kind::number || m.kind == json_kind::integer;
+    case field_type::integer: {
+      if (m.kind == json_kind::integer) return true;
+      if (m.kind != json_kind::number) return false;
+      const std::string text(m.value);
+      const double v = std::strtod(text.c_str(), nullptr);
+      return std::isfinite(v) && std::trunc(v) == v;
+    }
     case field_type::boolean:
-      return v.is_boolean();
+      return m.kind == json_kind::boolean;
     case field_type::object:
-      return v.is_object();
+      return m.kind == json_kind::object;
     case field_type::array:
-      return v.is_array();
+      return m.kind == json_kind::array;
   }
   return false;
+}
+
+void append_json_string(std::string& out, std::string_view s) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  out.push_back('"');
+  for (char c : s) {
+    if (c == '"' || c == '\\') {
+      out.push_back('\\');
+      out.push_back(c);
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      out += "\\u00";
+      out.push_back(kHex[(c >> 4) & 0xf]);
+      out.push_back(kHex[c & 0xf]);
+    } else {
+      out.push_back(c);
+    }
+  }
+  out.push_back('"');
 }
 
 double seconds_since(std::chrono::steady_clock::time_point start, std::chrono::steady_clock::time_point now) {
@@ -64,27 +91,40 @@ double seconds_since(std::chrono::steady_clock::time_point start, std::chrono::s
 
 bool sync_proxy::project(std::string_view body, const config::product_schema& product,
                          const std::vector<std::string>& fields, std::string& out, std::string& error) {
-  auto doc = nlohmann::json::parse(body, nullptr, false);
-  if (doc.is_discarded()) {
-    error = "the owner's answer is not JSON";
-    return false;
+  // One pass over the owner's text, no document: validate it, then copy the fields' values as
+  // they are (a proxied read is on the owner's latency path: no parse tree, no re-serialising).
+  thread_local std::vector<event::json_member> members;
+  members.clear();
+  switch (event::scan_json_object(body, members)) {
+    case event::json_scan_result::invalid:
+      error = "the owner's answer is not JSON";
+      return false;
+    case event::json_scan_result::not_an_object:
+      error = "the owner's answer is not a JSON object";
+      return false;
+    case event::json_scan_result::object:
+      break;
   }
-  if (!doc.is_object()) {
-    error = "the owner's answer is not a JSON object";
-    return false;
-  }
-  nlohmann::json projected = nlohmann::json::object();
+  out.clear();
+  out.reserve(body.size() + 2);
+  out.push_back('{');
   for (const auto& name : fields) {
-    auto it = doc.find(name);
-    if (it == doc.end() || it->is_null()) continue;
+    const event::json_member* found = nullptr;  // the last one of a repeated name, as parsers do
+    for (const auto& m : members) {
+      if (m.name_has_escapes ? event::unescape_json_string(m.name) == name : m.name == name) found = &m;
+    }
+    if (found == nullptr || found->kind == event::json_kind::null) continue;
     const config::field* f = product.find(name);
-    if (f != nullptr && !has_type(*it, f->type)) {
+    if (f != nullptr && !has_type(*found, f->type)) {
       error = "field \"" + name + "\" of the owner's answer is not of type " + std::string(config::to_string(f->type));
       return false;
     }
-    projected[name] = std::move(*it);
+    if (out.size() > 1) out.push_back(',');
+    append_json_string(out, name);
+    out.push_back(':');
+    out.append(found->value);
   }
-  out = projected.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  out.push_back('}');
   return true;
 }
 

@@ -366,5 +366,30 @@ TEST(SyncProxyProjection, KeepsOnlyTheFieldsAsked) {
   EXPECT_NE(error.find("type string"), std::string::npos);
 }
 
+TEST(SyncProxyProjection, CopiesValuesAsTheOwnerWroteThemInThePolicysOrder) {
+  auto spec = products_policy();
+  std::string out, error;
+  // The policy's order, not the owner's; the last of a repeated name; an escaped name; null
+  // and absent fields left out; nested values and number spellings kept as written.
+  ASSERT_TRUE(sync_proxy::project(R"( {"price" : 1.50, "stock":2.0, "id":"a","id":"b\u00e9", "n\u0061me":"Lamp", "extra":{"x": [1, 2]}, "secret":null} )",
+                                  spec.product, {"id", "name", "extra", "price", "stock", "secret", "missing"}, out, error))
+      << error;
+  EXPECT_EQ(out, R"({"id":"b\u00e9","name":"Lamp","extra":{"x": [1, 2]},"price":1.50,"stock":2.0})");
+  EXPECT_TRUE(nlohmann::json::accept(out));
+}
+
+TEST(SyncProxyProjection, RefusesWhatIsNotAJsonObjectOrHasAWrongType) {
+  auto spec = products_policy();
+  std::string out, error;
+  EXPECT_FALSE(sync_proxy::project(R"({"id":"a",})", spec.product, {"id"}, out, error));
+  EXPECT_EQ(error, "the owner's answer is not JSON");
+  EXPECT_FALSE(sync_proxy::project("[1]", spec.product, {"id"}, out, error));
+  EXPECT_EQ(error, "the owner's answer is not a JSON object");
+  EXPECT_FALSE(sync_proxy::project("{\"id\":\"\xff\"}", spec.product, {"id"}, out, error)) << "invalid UTF-8";
+  EXPECT_FALSE(sync_proxy::project(R"({"stock":2.5})", spec.product, {"stock"}, out, error));
+  EXPECT_NE(error.find("\"stock\""), std::string::npos);
+  EXPECT_FALSE(sync_proxy::project(R"({"price":"1"})", spec.product, {"price"}, out, error));
+}
+
 }  // namespace
 }  // namespace datashare::sidecar::proxy
