@@ -1,8 +1,9 @@
 #include "sidecar/proxy/http_owner_client.h"
 
-#include <boost/asio/dispatch.hpp>
+#include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/strand.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <optional>
@@ -20,113 +21,206 @@ namespace {
 constexpr std::uint64_t kMaxResponseBytes = 8 << 20;
 }
 
+// One keep-alive connection, driven by hand like the server's sessions: the request is sent
+// with one non-blocking send in the caller's turn, the answer read with non-blocking reads when
+// the socket is readable and fed to Beast's parser. Its io_context is run by one thread (an HTTP
+// server I/O thread, or the client's own context), so no strand is needed; a call generation
+// keeps a late deadline or wake-up of one request away from the next on the same connection.
 class http_owner_client::connection : public std::enable_shared_from_this<connection> {
  public:
   connection(http_owner_client& client, net::io_context& ioc)
-      : client_(client), ioc_(ioc), stream_(net::make_strand(ioc)), resolver_(stream_.get_executor()) {}
+      : client_(client), ioc_(ioc), socket_(ioc.get_executor()), timer_(ioc.get_executor()) {}
 
-  // Everything happens on the connection's strand, including taking the request's parameters:
-  // a pooled connection may be handed to a new request while its last handler still runs.
+  // Everything happens on the connection's io_context, including taking the request's
+  // parameters: get() may be called from any thread.
   void run(std::string target, time_point deadline, callback done, bool reused) {
-    net::dispatch(stream_.get_executor(), [self = shared_from_this(), target = std::move(target), deadline,
-                                           done = std::move(done), reused]() mutable {
-      self->target_ = std::move(target);
-      self->deadline_ = deadline;
-      self->done_ = std::move(done);
-      self->reused_ = reused;
-      self->start();
-    });
+    if (ioc_.get_executor().running_in_this_thread()) {
+      begin(std::move(target), deadline, std::move(done), reused);
+      return;
+    }
+    net::post(ioc_, [self = shared_from_this(), target = std::move(target), deadline, done = std::move(done),
+                     reused]() mutable { self->begin(std::move(target), deadline, std::move(done), reused); });
   }
 
  private:
-  void start() {
-    stream_.expires_at(deadline_);
+  using socket_type = net::basic_stream_socket<tcp, net::io_context::executor_type>;
+  using timer_type = net::basic_waitable_timer<std::chrono::steady_clock, net::wait_traits<std::chrono::steady_clock>,
+                                               net::io_context::executor_type>;
+
+  void begin(std::string target, time_point deadline, callback done, bool reused) {
+    target_ = std::move(target);
+    deadline_ = deadline;
+    done_ = std::move(done);
+    reused_ = reused;
+    bytes_read_ = 0;
+    const std::uint64_t call = ++call_;
+    timer_.expires_at(deadline_);
+    timer_.async_wait([self = shared_from_this(), call](boost::system::error_code ec) {
+      if (!ec && call == self->call_ && self->done_) self->expire();
+    });
     if (connected_) {
       write();
       return;
     }
-    resolver_.async_resolve(
-        client_.host_, client_.port_,
-        [self = shared_from_this()](beast::error_code ec, const tcp::resolver::results_type& results) {
-          if (ec) {
-            self->fail(fetch_result::kind::connect_error, "resolve " + self->client_.host_ + ": " + ec.message());
-            return;
-          }
-          self->connect(results);
-        });
+    auto resolver = std::make_shared<tcp::resolver>(ioc_);
+    resolver->async_resolve(client_.host_, client_.port_,
+                            [self = shared_from_this(), call, resolver](boost::system::error_code ec,
+                                                                        const tcp::resolver::results_type& results) {
+                              if (call != self->call_ || !self->done_) return;
+                              if (ec) {
+                                self->fail(fetch_result::kind::connect_error,
+                                           "resolve " + self->client_.host_ + ": " + ec.message());
+                                return;
+                              }
+                              self->connect(results);
+                            });
   }
 
   void connect(const tcp::resolver::results_type& results) {
-    stream_.async_connect(results, [self = shared_from_this()](beast::error_code ec, const tcp::endpoint&) {
-      if (ec) {
-        self->fail(ec == beast::error::timeout ? fetch_result::kind::timeout : fetch_result::kind::connect_error,
-                   "connect " + self->client_.host_ + ":" + self->client_.port_ + ": " + ec.message());
-        return;
-      }
-      beast::error_code ignored;
-      self->stream_.socket().set_option(tcp::no_delay(true), ignored);
-      self->connected_ = true;
-      self->write();
-    });
+    const std::uint64_t call = call_;
+    net::async_connect(
+        socket_, results, [self = shared_from_this(), call](boost::system::error_code ec, const tcp::endpoint&) {
+          if (call != self->call_ || !self->done_) return;
+          if (ec) {
+            self->fail(fetch_result::kind::connect_error,
+                       "connect " + self->client_.host_ + ":" + self->client_.port_ + ": " + ec.message());
+            return;
+          }
+          boost::system::error_code ignored;
+          self->socket_.set_option(tcp::no_delay(true), ignored);
+          self->socket_.non_blocking(true, ignored);
+          self->connected_ = true;
+          self->write();
+        });
   }
 
   void write() {
-    req_ = {};
-    req_.method(bhttp::verb::get);
-    req_.target(target_);
-    req_.version(11);
-    req_.set(bhttp::field::host, client_.host_header_);
-    req_.set(bhttp::field::accept, "application/json");
-    req_.keep_alive(true);
-    bhttp::async_write(stream_, req_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
-      if (ec) {
-        self->broken(ec, "write");
-        return;
-      }
-      self->read();
-    });
+    request_.clear();
+    request_ += "GET ";
+    request_ += target_;
+    request_ += " HTTP/1.1\r\nHost: ";
+    request_ += client_.host_header_;
+    request_ += "\r\nAccept: application/json\r\n\r\n";
+    written_ = 0;
+    send();
   }
 
-  void read() {
-    buffer_.consume(buffer_.size());
+  void send() {
+    boost::system::error_code ec;
+    while (written_ < request_.size()) {
+      const std::size_t n = socket_.send(net::buffer(request_.data() + written_, request_.size() - written_), 0, ec);
+      if (ec == net::error::would_block || ec == net::error::try_again) {
+        const std::uint64_t call = call_;
+        socket_.async_wait(tcp::socket::wait_write, [self = shared_from_this(), call](boost::system::error_code e) {
+          if (call != self->call_ || !self->done_) return;
+          if (e) {
+            self->broken(e, "write");
+            return;
+          }
+          self->send();
+        });
+        return;
+      }
+      if (ec) {
+        broken(ec, "write");
+        return;
+      }
+      written_ += n;
+    }
     parser_.emplace();
     parser_->body_limit(kMaxResponseBytes);
-    bhttp::async_read(stream_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+    parser_->eager(true);
+    buffer_.clear();
+    wait_readable();
+  }
+
+  void wait_readable() {
+    const std::uint64_t call = call_;
+    socket_.async_wait(tcp::socket::wait_read, [self = shared_from_this(), call](boost::system::error_code ec) {
+      if (call != self->call_ || !self->done_) return;
       if (ec) {
-        self->broken(ec, "read", n);
+        self->broken(ec, "read");
         return;
       }
-      self->succeed();
+      self->on_readable();
     });
   }
 
-  void broken(beast::error_code ec, const char* op, std::size_t bytes_read = 0) {
-    if (ec == beast::error::timeout) {
-      fail(fetch_result::kind::timeout, "no response before the deadline");
-      return;
+  void on_readable() {
+    for (;;) {
+      boost::system::error_code ec;
+      auto space = buffer_.prepare(kReadChunk);
+      const std::size_t n = socket_.read_some(space, ec);
+      if (ec == net::error::would_block || ec == net::error::try_again) {
+        wait_readable();
+        return;
+      }
+      if (ec == net::error::eof) {
+        // A response without a length ends with the connection.
+        if (parser_->got_some()) {
+          boost::system::error_code end;
+          parser_->put_eof(end);
+          if (!end && parser_->is_done()) {
+            connected_ = false;
+            succeed(false);
+            return;
+          }
+        }
+        broken(ec, "read");
+        return;
+      }
+      if (ec) {
+        broken(ec, "read");
+        return;
+      }
+      buffer_.commit(n);
+      bytes_read_ += n;
+      while (buffer_.size() > 0 && !parser_->is_done()) {
+        boost::system::error_code perr;
+        const std::size_t used = parser_->put(buffer_.data(), perr);
+        buffer_.consume(used);
+        if (perr == bhttp::error::need_more) break;
+        if (perr) {
+          fail(fetch_result::kind::io_error, std::string("read: ") + perr.message());
+          return;
+        }
+        if (used == 0) break;
+      }
+      if (parser_->is_done()) {
+        succeed(parser_->get().keep_alive());
+        return;
+      }
     }
-    if (reused_ && bytes_read == 0 &&
-        (ec == bhttp::error::end_of_stream || ec == net::error::eof || ec == net::error::connection_reset ||
-         ec == net::error::broken_pipe)) {
+  }
+
+  // The deadline passed with the request still out: the connection is of no further use (its
+  // answer may still come), so it is closed rather than pooled.
+  void expire() { fail(fetch_result::kind::timeout, "no response before the deadline"); }
+
+  void broken(boost::system::error_code ec, const char* op) {
+    if (reused_ && bytes_read_ == 0 &&
+        (ec == net::error::eof || ec == net::error::connection_reset || ec == net::error::broken_pipe)) {
       // The owner closed this idle keep-alive connection: once more, on a fresh one.
       close();
       auto fresh = std::make_shared<connection>(client_, ioc_);
-      fresh->run(std::move(target_), deadline_, std::move(done_), false);
+      auto done = std::move(done_);
+      ++call_;
+      fresh->begin(std::move(target_), deadline_, std::move(done), false);
       return;
     }
     fail(fetch_result::kind::io_error, std::string(op) + ": " + ec.message());
   }
 
-  void succeed() {
+  void succeed(bool keep) {
     auto& res = parser_->get();
     fetch_result r;
     r.status = res.result_int();
     r.body = std::move(res.body());
-    const bool keep = res.keep_alive();
     parser_.reset();
     auto done = std::move(done_);
-    stream_.expires_never();
-    if (keep) {
+    ++call_;  // a deadline still queued for this request finds nothing to do
+    timer_.cancel();
+    if (keep && connected_) {
       client_.give_back(ioc_, shared_from_this());
     } else {
       close();
@@ -137,26 +231,33 @@ class http_owner_client::connection : public std::enable_shared_from_this<connec
   void fail(fetch_result::kind k, std::string detail) {
     close();
     auto done = std::move(done_);
+    ++call_;
+    timer_.cancel();
     done(fetch_result{.outcome = k, .status = 0, .body = {}, .detail = std::move(detail)});
   }
 
   void close() {
     connected_ = false;
-    beast::error_code ignored;
-    stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
-    stream_.socket().close(ignored);
+    boost::system::error_code ignored;
+    socket_.shutdown(tcp::socket::shutdown_both, ignored);
+    socket_.close(ignored);
   }
+
+  static constexpr std::size_t kReadChunk = 8192;
 
   http_owner_client& client_;
   net::io_context& ioc_;
-  beast::tcp_stream stream_;
-  tcp::resolver resolver_;
+  socket_type socket_;
+  timer_type timer_;
   beast::flat_buffer buffer_;
-  bhttp::request<bhttp::empty_body> req_;
+  std::string request_;
+  std::size_t written_ = 0;
   std::optional<bhttp::response_parser<bhttp::string_body>> parser_;
   std::string target_;
   time_point deadline_{};
   callback done_;
+  std::uint64_t call_ = 0;  // the request in hand; handlers of an earlier one return at once
+  std::size_t bytes_read_ = 0;
   bool reused_ = false;
   bool connected_ = false;
 };

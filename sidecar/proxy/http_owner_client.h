@@ -1,15 +1,17 @@
 #pragma once
-// owner_client on Boost.Beast: HTTP/1.1 GETs to one origin over a pool of keep-alive
-// connections. A connection is taken from the pool (or opened: resolve, connect, TCP_NODELAY),
-// used for one request, and given back when the response allows keep-alive. A request that
-// fails on a reused connection before any response byte (the owner closed an idle connection)
-// is sent once more on a new one. Deadlines are tcp_stream timers.
+// owner_client on Boost.Asio and Beast's parser: HTTP/1.1 GETs to one origin over a pool of
+// keep-alive connections. A connection is taken from the pool (or opened: resolve, connect,
+// TCP_NODELAY), used for one request, and given back when the response allows keep-alive. A
+// request that fails on a reused connection before any response byte (the owner closed an idle
+// connection) is sent once more on a new one. One deadline timer per request covers resolve,
+// connect, send and the whole answer; past it the connection is closed, not pooled.
 //
 // Threading: a call made on an HTTP server I/O thread (http::server::current_context()) runs on
 // that thread's io_context, with connections pooled per io_context, so a proxied read never
-// leaves its connection's thread; a call from any other thread runs on the given io_context. Each
-// connection has its own strand. get() may be called from any thread. The client must outlive
-// its pending requests (the io_contexts are stopped and joined before it goes).
+// leaves its connection's thread; a call from any other thread runs on the given io_context.
+// Each io_context used must be run by one thread (the server's are): connections have no strand.
+// get() may be called from any thread. The client must outlive its pending requests (the
+// io_contexts are stopped and joined before it goes).
 
 #include <boost/asio/io_context.hpp>
 #include <cstdint>

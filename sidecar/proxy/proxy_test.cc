@@ -371,8 +371,9 @@ TEST(SyncProxyProjection, CopiesValuesAsTheOwnerWroteThemInThePolicysOrder) {
   std::string out, error;
   // The policy's order, not the owner's; the last of a repeated name; an escaped name; null
   // and absent fields left out; nested values and number spellings kept as written.
-  ASSERT_TRUE(sync_proxy::project(R"( {"price" : 1.50, "stock":2.0, "id":"a","id":"b\u00e9", "n\u0061me":"Lamp", "extra":{"x": [1, 2]}, "secret":null} )",
-                                  spec.product, {"id", "name", "extra", "price", "stock", "secret", "missing"}, out, error))
+  ASSERT_TRUE(sync_proxy::project(
+      R"( {"price" : 1.50, "stock":2.0, "id":"a","id":"b\u00e9", "n\u0061me":"Lamp", "extra":{"x": [1, 2]}, "secret":null} )",
+      spec.product, {"id", "name", "extra", "price", "stock", "secret", "missing"}, out, error))
       << error;
   EXPECT_EQ(out, R"({"id":"b\u00e9","name":"Lamp","extra":{"x": [1, 2]},"price":1.50,"stock":2.0})");
   EXPECT_TRUE(nlohmann::json::accept(out));
