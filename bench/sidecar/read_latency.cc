@@ -10,62 +10,24 @@
 // machine at the same moments; each stream runs at R/2. Keys are random among
 // key:000000000000 .. key:(N-1) (redis-benchmark's -r format, the keys bench/sidecar/run.sh
 // loads into both). Prints p50/p90/p99/p99.9 of both; exits 1 on a miss or an error.
-#include <algorithm>
-#include <boost/asio/connect.hpp>
-#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/read_until.hpp>
 #include <boost/asio/write.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
-#include <chrono>
 #include <cstdio>
 #include <iostream>
 #include <random>
 #include <string>
-#include <thread>
-#include <vector>
 
+#include "bench/common/open_loop.h"
 #include "common/flags.h"
-
-namespace net = boost::asio;
-namespace beast = boost::beast;
-namespace bhttp = boost::beast::http;
-using tcp = net::ip::tcp;
-using steady = std::chrono::steady_clock;
 
 namespace {
 
-tcp::socket connect(net::io_context& ioc, int port) {
-  tcp::socket s(ioc);
-  s.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), static_cast<std::uint16_t>(port)));
-  s.set_option(tcp::no_delay(true));
-  return s;
-}
+namespace net = boost::asio;
 
-class http_conn {
+class redis_connection {
  public:
-  explicit http_conn(int port) : socket_(connect(ioc_, port)) {}
-  // The status; the body must not be empty when it is 200.
-  unsigned get(const std::string& target) {
-    bhttp::request<bhttp::empty_body> req{bhttp::verb::get, target, 11};
-    req.set(bhttp::field::host, "127.0.0.1");
-    req.keep_alive(true);
-    bhttp::write(socket_, req);
-    bhttp::response<bhttp::string_body> res;
-    bhttp::read(socket_, buffer_, res);
-    return res.result_int() == 200 && res.body().empty() ? 0 : res.result_int();
-  }
-
- private:
-  net::io_context ioc_;
-  tcp::socket socket_;
-  beast::flat_buffer buffer_;
-};
-
-class redis_conn {
- public:
-  explicit redis_conn(int port) : socket_(connect(ioc_, port)) {}
+  explicit redis_connection(std::uint16_t port) : socket_(datashare::bench::connect_loopback(ioc_, port)) {}
   // Whether GET found the key (a bulk string reply).
   bool get(const std::string& key) {
     std::string cmd = "*2\r\n$3\r\nGET\r\n$" + std::to_string(key.size()) + "\r\n" + key + "\r\n";
@@ -83,78 +45,56 @@ class redis_conn {
 
  private:
   net::io_context ioc_;
-  tcp::socket socket_;
+  net::ip::tcp::socket socket_;
   std::string in_;
 };
-
-double quantile_us(std::vector<double>& v, double q) {
-  if (v.empty()) return 0;
-  const auto k = static_cast<std::size_t>(q * static_cast<double>(v.size() - 1));
-  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k), v.end());
-  return v[k];
-}
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  int http_port = 0, redis_port = 0, keys = 1000000, rate = 2000, seconds = 10, warmup = 2;
+  namespace bench = datashare::bench;
+  int http_port = 0, redis_port = 0, keys = 1000000;
   std::string path = "/v1/data/products/";
+  bench::open_loop_options loop{.rate = 2000};
   datashare::flag_set flags("datashare-read-bench");
   flags.add("http", &http_port, "port of the sidecar's data API");
   flags.add("path", &path, "path prefix of a read, the key appended");
   flags.add("redis", &redis_port, "port of redis-server holding the same keys");
   flags.add("keys", &keys, "distinct keys, key:000000000000 .. key:(N-1)");
-  flags.add("rate", &rate, "requests per second, both streams together");
-  flags.add("seconds", &seconds, "measured duration");
-  flags.add("warmup", &warmup, "seconds run first and not counted");
+  bench::add_flags(flags, loop);
   auto problems = flags.parse(argc, argv);
-  if (http_port <= 0 || redis_port <= 0) problems.push_back("--http and --redis are required");
-  if (rate <= 0 || seconds <= 0 || keys <= 0 || warmup < 0) problems.push_back("--rate, --seconds, --keys must be > 0");
-  if (!problems.empty() || flags.help_requested()) {
-    for (const auto& p : problems) std::cerr << "datashare-read-bench: " << p << "\n";
-    std::cerr << flags.usage();
-    return flags.help_requested() ? 0 : 2;
-  }
-  http_conn http(http_port);
-  redis_conn redis(redis_port);
+  if (http_port <= 0 || redis_port <= 0) problems.emplace_back("--http and --redis are required");
+  if (keys <= 0) problems.emplace_back("--keys must be > 0");
+  bench::check(loop, problems);
+  if (auto code = flags.exit_code(problems)) return *code;
+
+  bench::http_connection http(static_cast<std::uint16_t>(http_port));
+  redis_connection redis(static_cast<std::uint16_t>(redis_port));
   std::mt19937_64 rng(42);
   std::uniform_int_distribution<int> pick(0, keys - 1);
-  const auto interval = std::chrono::nanoseconds(1'000'000'000LL / rate);
-  const long long total = static_cast<long long>(rate) * (seconds + warmup);
-  const long long skip = static_cast<long long>(rate) * warmup;
-  std::vector<double> h_us, r_us;
-  h_us.reserve(static_cast<std::size_t>(total / 2 + 1));
-  r_us.reserve(static_cast<std::size_t>(total / 2 + 1));
-  char key[32];
-  const auto start = steady::now();
-  for (long long i = 0; i < total; ++i) {
-    const auto due = start + interval * i;
-    std::this_thread::sleep_until(due);
+  auto random_key = [&] {
+    char key[32];
     std::snprintf(key, sizeof key, "key:%012d", pick(rng));
-    const bool via_http = (i % 2) == 0;
-    bool ok = false;
-    unsigned status = 0;
-    if (via_http) {
-      status = http.get(path + key);
-      ok = status == 200;
-    } else {
-      ok = redis.get(key);
-    }
-    const double us = std::chrono::duration<double, std::micro>(steady::now() - due).count();
-    if (!ok) {
-      std::cerr << "datashare-read-bench: "
-                << (via_http ? "sidecar answered " + std::to_string(status) : "redis missed") << " for " << key << "\n";
-      return 1;
-    }
-    if (i >= skip) (via_http ? h_us : r_us).push_back(us);
+    return std::string(key);
+  };
+  auto run = bench::run_alternating(
+      loop,
+      [&](long long) -> std::string {
+        const std::string key = random_key();
+        std::size_t bytes = 0;
+        const unsigned status = http.get(path + key, &bytes);
+        if (status == 200 && bytes > 0) return "";
+        return "sidecar answered " + std::to_string(status) + (status == 200 ? " (empty)" : "") + " for " + key;
+      },
+      [&](long long) -> std::string {
+        const std::string key = random_key();
+        return redis.get(key) ? "" : "redis missed " + key;
+      });
+  if (!run.error.empty()) {
+    std::cerr << "datashare-read-bench: " << run.error << "\n";
+    return 1;
   }
-  const double qs[] = {0.5, 0.9, 0.99, 0.999};
-  double h[4], r[4];
-  for (int i = 0; i < 4; ++i) {
-    h[i] = quantile_us(h_us, qs[i]);
-    r[i] = quantile_us(r_us, qs[i]);
-  }
-  std::printf("sidecar n=%zu p50 %.1f us p90 %.1f us p99 %.1f us p99.9 %.1f us\n", h_us.size(), h[0], h[1], h[2], h[3]);
-  std::printf("redis   n=%zu p50 %.1f us p90 %.1f us p99 %.1f us p99.9 %.1f us\n", r_us.size(), r[0], r[1], r[2], r[3]);
+  bench::print("sidecar", run.first_us.size(), bench::quantiles_of(run.first_us));
+  bench::print("redis", run.second_us.size(), bench::quantiles_of(run.second_us));
   return 0;
 }
