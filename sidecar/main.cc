@@ -50,11 +50,15 @@ namespace {
 // kubelet's default grace period of 30 s, with room for the app container stopping first.
 constexpr std::chrono::seconds kStopBudget{6};
 
-// `lookups_of_absent_keys`: the replica's version checks (a memtable bloom filter pays there;
-// elsewhere it would only hold 0.8 MiB per store, P7).
-std::unique_ptr<ds::store::kv> open_store(const std::string& dir, bool lookups_of_absent_keys, std::string& error) {
+// `replica`: the store of a replica, which looks up the versions of keys it does not hold (a
+// memtable bloom filter pays there; elsewhere it would only hold 0.8 MiB per store, P7) and needs
+// no write-ahead log (its log is the topic: a crash rolls it back to its last flush, offsets
+// included, and the replica reads the rest again; sidecar/replica/README.md). The outbox and the
+// participant's store keep theirs: what they hold exists nowhere else.
+std::unique_ptr<ds::store::kv> open_store(const std::string& dir, bool replica, std::string& error) {
   ds::store::rocksdb_options o;
-  o.memtable_bloom = lookups_of_absent_keys;
+  o.memtable_bloom = replica;
+  o.wal = !replica;
   return ds::store::open_rocksdb(dir, o, error);
 }
 

@@ -1,7 +1,7 @@
 // datashare-sidecar-bench: the measuring side of bench/sidecar/run.sh (P1, P2, P3, P7).
 //
 //   produce         --bootstrap B --topic T --events N --keys K --value-bytes V [--partitions P]
-//   apply           --bootstrap B --topic T --dir D [--sync] [--no-pipeline]   replica apply rate, in process
+//   apply           --bootstrap B --topic T --dir D [--sync] [--no-pipeline] [--wal] replica apply rate, in process
 //   raw-latency     --bootstrap B --topic T --rate R --seconds S    librdkafka produce→consume
 //   publish-latency --port P --metrics-port M --rate R --seconds S  sidecar PUT → replica applied
 //   redis-load      --events N --keys K --value-bytes V             RESP SETs of the same data, to stdout
@@ -136,7 +136,9 @@ int produce(const args& a) {
 int apply(const args& a) {
   auto f = factory(a.get("--bootstrap"));
   std::string error;
-  auto kv = ds::store::open_rocksdb(a.get("--dir"), {}, error);
+  ds::store::rocksdb_options so;  // as the sidecar opens a replica's store (sidecar/main.cc)
+  so.wal = a.flag("--wal");
+  auto kv = ds::store::open_rocksdb(a.get("--dir"), so, error);
   if (!kv) {
     std::cerr << error << "\n";
     return 1;
@@ -156,13 +158,24 @@ int apply(const args& a) {
     std::cerr << error << "\n";
     return 1;
   }
+  // The process's CPU (every thread: the loop, the writer, librdkafka's, RocksDB's flushes and
+  // compactions while they run): steadier than the rate when other work holds the cores.
+  auto process_cpu_s = [] {
+    timespec ts{};
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
+  };
+  double cpu0 = process_cpu_s();
   auto start = std::chrono::steady_clock::now();
   while (!r.status().caught_up_to_start && seconds_since(start) < 600) r.run_once();
   double secs = seconds_since(start);
+  double cpu = process_cpu_s() - cpu0;
   auto st = r.status();
-  std::printf("applied %llu events in %.2f s = %.0f events/s (rocksdb, offsets in the batch%s%s)\n",
+  double n = static_cast<double>(std::max<std::uint64_t>(st.applied_total, 1));
+  std::printf("applied %llu events in %.2f s = %.0f events/s, CPU %.2f us/event (rocksdb, offsets in the batch%s%s%s)\n",
               static_cast<unsigned long long>(st.applied_total), secs, static_cast<double>(st.applied_total) / secs,
-              o.sync_writes ? ", fsync per batch" : "", o.pipeline ? "" : ", not pipelined");
+              cpu * 1e6 / n, so.wal ? ", WAL" : ", no WAL", o.sync_writes ? ", fsync per batch" : "",
+              o.pipeline ? "" : ", not pipelined");
   return st.caught_up_to_start ? 0 : 1;
 }
 

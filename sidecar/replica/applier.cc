@@ -211,7 +211,8 @@ struct scratch {
 }  // namespace
 
 std::error_code applier::prepare(std::span<const kafka::message> messages, const store::kv& kv, std::int64_t now_us,
-                                 plan& out, const plan* in_flight, const totals* before) const {
+                                 plan& out, const plan* in_flight, const totals* before,
+                                 const written_keys* fresh) const {
   thread_local scratch s;
   out.clear();
   // Pass 1: skip what was applied before (below the stored offset), decide the rest, and gather
@@ -247,7 +248,7 @@ std::error_code applier::prepare(std::span<const kafka::message> messages, const
     if (d.kind == decision::poison) continue;
     bool added = false;
     s.slot_of[i] = &s.versions.find_or_add(*m.key, added);
-    if (added) {
+    if (added && (fresh == nullptr || fresh->may_contain(*m.key))) {
       if (lookups == s.lookup.size()) s.lookup.emplace_back();
       s.lookup[lookups].assign(1, kDataPrefix);
       s.lookup[lookups].append(*m.key);
@@ -256,7 +257,7 @@ std::error_code applier::prepare(std::span<const kafka::message> messages, const
     }
   }
   s.lookup.resize(lookups);
-  kv.multi_get(s.lookup, s.values, s.errors);
+  if (lookups != 0) kv.multi_get(s.lookup, s.values, s.errors);
   for (std::size_t i = 0; i < lookups; ++i) {
     if (s.errors[i] == store::errc::not_found) continue;
     if (s.errors[i]) return s.errors[i];

@@ -20,6 +20,7 @@
 
 #include "sidecar/config/config.h"
 #include "sidecar/kafka/message.h"
+#include "sidecar/replica/written_keys.h"
 #include "sidecar/store/kv.h"
 
 namespace datashare::sidecar::replica {
@@ -99,8 +100,13 @@ class applier {
   // Pipelining: `in_flight` is the plan of the previous batch while it is still being written
   // (the store may or may not show it yet): its versions count as stored. `before` then gives the
   // counters including it (otherwise they are read from the store).
+  //
+  // `fresh`: the store held no data record when this run started, and every key written since
+  // (in flight included) was added to it. A key it has never seen cannot have a stored version,
+  // so its lookup is skipped (a bootstrap's keys are nearly all new).
   std::error_code prepare(std::span<const kafka::message> messages, const store::kv& kv, std::int64_t now_us, plan& out,
-                          const plan* in_flight = nullptr, const totals* before = nullptr) const;
+                          const plan* in_flight = nullptr, const totals* before = nullptr,
+                          const written_keys* fresh = nullptr) const;
 
  private:
   config::product_schema product_;

@@ -74,7 +74,20 @@ std::error_code replica::start(std::string& error) {
     error = "assign " + spec_.topic + ": " + ec.message();
     return ec;
   }
-  last_partition_check_ = std::chrono::steady_clock::now();
+  // No data record at all: no key has a stored version until this run writes one.
+  std::vector<store::entry> any;
+  const char data_begin[] = {kDataPrefix}, data_end[] = {static_cast<char>(kDataPrefix + 1)};
+  if (auto ec = kv_->scan({data_begin, 1}, {data_end, 1}, 1, any)) {
+    error = "cannot read the store: " + ec.message();
+    return ec;
+  }
+  fresh_.reset();
+  if (any.empty()) {
+    std::size_t events = 0;  // at most as many keys as events below the high watermarks
+    for (const auto& [p, high] : start_high_) events += static_cast<std::size_t>(std::max<std::int64_t>(high, 0));
+    fresh_ = std::make_unique<written_keys>(events);
+  }
+  last_partition_check_ = last_flush_ = std::chrono::steady_clock::now();
   // The dead-letter topic: nobody else may have created it. A failure here is not fatal (the
   // operator or an administrator may create it; poison events then wait for it).
   if (auto admin = kafka_.make_admin(error)) {
@@ -198,9 +211,17 @@ void replica::run_once() {
       before.stale += other->stale;
       before.dlq += other->poison.size();
     }
-    if (auto ec = applier_.prepare(batch, *kv_, now, p, other, &before)) {
+    if (auto ec = applier_.prepare(batch, *kv_, now, p, other, &before, fresh_.get())) {
       rewind(("store read failed: " + ec.message()).c_str());
       return;
+    }
+    if (fresh_) {
+      // Before anything of it is written: a key may be in the filter and not in the store (a
+      // failed write), never the other way round.
+      for (std::size_t k = 0; k < p.batch.size(); ++k) {
+        auto op = p.batch[k];
+        if (!op.key.empty() && op.key[0] == kDataPrefix) fresh_->add(op.key.substr(1));
+      }
     }
     if (!p.poison.empty() && !send_to_dlq(p)) {
       rewind("the dead-letter topic did not take the poison events");
@@ -223,10 +244,19 @@ void replica::run_once() {
     }
   }
   update_status(now, newest_applied);
+  if (fresh_ && caught_up_to_start_.load()) fresh_.reset();  // the bootstrap is over
   auto steady = std::chrono::steady_clock::now();
   if (steady - last_partition_check_ >= options_.partition_check_interval) {
     last_partition_check_ = steady;
     check_partitions();
+  }
+  if (!batch.empty()) unflushed_ = true;
+  if (unflushed_ && steady - last_flush_ >= options_.store_flush_interval) {
+    last_flush_ = steady;
+    unflushed_ = false;
+    if (auto ec = kv_->flush(false)) {
+      std::cerr << "datashare-sidecar: policy " << spec_.policy << ": store flush: " << ec.message() << "\n";
+    }
   }
   if (steady - last_commit_ >= options_.commit_interval) {
     last_commit_ = steady;

@@ -41,6 +41,10 @@ struct replica_options {
   // read from the beginning without a restart.
   std::chrono::milliseconds partition_check_interval{5000};
   bool sync_writes = false;  // see README: offsets travel with the data, a crash rewinds both
+  // A store without a write-ahead log (the sidecar's RocksDB replica store) is flushed at least
+  // this often while events are applied: the bound on what a crash rolls back (README). Each
+  // flush makes a small table file, compacted later; a flush starts, the loop does not wait.
+  std::chrono::milliseconds store_flush_interval{30000};
   // A full batch (max_batch events) is written on a thread of its own while the next one is
   // polled and decided; a smaller batch is written before run_once() returns.
   bool pipeline = true;
@@ -105,6 +109,8 @@ class replica {
   std::map<std::int32_t, std::int64_t> start_high_;  // high watermarks seen at start
   std::chrono::steady_clock::time_point last_commit_{};
   std::chrono::steady_clock::time_point last_partition_check_{};
+  std::chrono::steady_clock::time_point last_flush_{};
+  bool unflushed_ = false;  // written since the last flush
   // Two batches and their plans, reused with their buffers: one polled and decided while the
   // other is written (pipeline).
   std::vector<kafka::message> batches_[2];
@@ -112,6 +118,10 @@ class replica {
   int current_ = 0;
   int in_flight_ = -1;  // the index being written, or -1
   totals submitted_;    // the counters with every submitted batch
+  // While a replica that started on an empty store bootstraps: every key it has written (or is
+  // writing), so that the version lookup of a key never written is skipped (applier::prepare).
+  // Dropped once caught up to the start's high watermarks.
+  std::unique_ptr<written_keys> fresh_;
 
   std::thread writer_;
   std::mutex writer_mu_;

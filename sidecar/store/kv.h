@@ -93,7 +93,8 @@ class kv {
 
   // Applies the batch atomically. `sync`: the write is on stable storage (fsync) before it
   // returns; without it a process crash still loses nothing that returned, a machine crash may
-  // lose a suffix of whole batches.
+  // lose a suffix of whole batches. A store without a write-ahead log (rocksdb_options::wal off)
+  // loses the suffix since its last flush on any crash, process or machine: whole batches again.
   virtual std::error_code write(const write_batch& batch, bool sync) = 0;
 
   // Looks up several keys at once (one pass through memtables and files for the whole set, where
@@ -104,6 +105,14 @@ class kv {
     values.assign(keys.size(), {});
     errors.assign(keys.size(), {});
     for (std::size_t i = 0; i < keys.size(); ++i) errors[i] = get(keys[i], values[i]);
+  }
+
+  // Makes every write that returned durable without a log (a store opened without one, see
+  // rocksdb_options::wal): `wait` returns once it is on stable storage, otherwise it only starts.
+  // A store that logs its writes has nothing to do.
+  virtual std::error_code flush(bool wait) {
+    (void)wait;
+    return {};
   }
 
   // Up to `limit` entries with begin <= key < end (an empty `end`: no upper bound), in key order.

@@ -28,7 +28,7 @@ std::shared_ptr<rocksdb::Cache> shared_block_cache() {
 
 class rocksdb_kv final : public kv {
  public:
-  explicit rocksdb_kv(std::unique_ptr<rocksdb::DB> db) : db_(std::move(db)) {
+  rocksdb_kv(std::unique_ptr<rocksdb::DB> db, bool wal) : db_(std::move(db)), wal_(wal) {
     // Point reads (the read API's GETs, a third of its CPU): the table files are mmap'd and
     // uncompressed, so a block that is not in the block cache is used in place. Copying it into
     // the cache (a 4 KiB allocation, a copy, the cache's lock and an eviction) paid off only for
@@ -38,6 +38,14 @@ class rocksdb_kv final : public kv {
     point_read_.fill_cache = false;
     point_read_.verify_checksums = false;
   }
+
+  ~rocksdb_kv() override {
+    // Without a log the memtable is the only copy of the last writes: a clean stop keeps them.
+    if (!wal_) (void)flush(true);
+  }
+
+  rocksdb_kv(const rocksdb_kv&) = delete;
+  rocksdb_kv& operator=(const rocksdb_kv&) = delete;
 
   std::error_code get(std::string_view key, std::string& value) const override {
     rocksdb::PinnableSlice slice;
@@ -79,8 +87,18 @@ class rocksdb_kv final : public kv {
       }
     }
     rocksdb::WriteOptions wo;
-    wo.sync = sync;
-    return to_error(db_->Write(wo, &wb));
+    wo.disableWAL = !wal_;
+    wo.sync = sync && wal_;
+    if (auto ec = to_error(db_->Write(wo, &wb)); ec || wal_ || !sync) return ec;
+    return flush(true);  // no log to sync: the memtable goes to a table file
+  }
+
+  std::error_code flush(bool wait) override {
+    if (wal_) return {};
+    rocksdb::FlushOptions fo;
+    fo.wait = wait;
+    fo.allow_write_stall = true;  // a start, not a wait for room
+    return to_error(db_->Flush(fo));
   }
 
   std::error_code scan(std::string_view begin, std::string_view end, std::size_t limit,
@@ -97,6 +115,7 @@ class rocksdb_kv final : public kv {
 
  private:
   std::unique_ptr<rocksdb::DB> db_;
+  bool wal_;
   rocksdb::ReadOptions point_read_;
 };
 
@@ -148,7 +167,7 @@ std::unique_ptr<kv> open_rocksdb(const std::string& dir, const rocksdb_options& 
     error = "cannot open rocksdb in " + dir + ": " + s.ToString();
     return nullptr;
   }
-  return std::make_unique<rocksdb_kv>(std::unique_ptr<rocksdb::DB>(raw));
+  return std::make_unique<rocksdb_kv>(std::unique_ptr<rocksdb::DB>(raw), options.wal);
 }
 
 }  // namespace datashare::sidecar::store

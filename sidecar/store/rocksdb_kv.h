@@ -18,6 +18,12 @@ struct rocksdb_options {
   // (the replica's version checks during a bootstrap). It costs write_buffer_bytes / 20 of
   // memory per memtable, zeroed (resident) as soon as the store opens.
   bool memtable_bloom = true;
+  // The write-ahead log. Off, a write lives in the memtable until a flush (by size, or
+  // kv::flush) writes it to a table file: any crash, kill -9 included, rolls the store back to
+  // its last flush, always a prefix of whole batches (one column family). For a store that can be
+  // rebuilt from elsewhere: the replica's, whose log is the Kafka topic (sidecar/replica/README.md).
+  // Closing the store flushes it.
+  bool wal = true;
 };
 
 // Opens (creating if missing) the database in `dir`. On failure returns null and sets `error`

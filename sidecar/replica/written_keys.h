@@ -1,0 +1,42 @@
+#pragma once
+// The keys a replica may have written since it started, as a bloom filter: no false negatives,
+// so "not written" is an exact answer, and "maybe" sends the caller to the store.
+//
+// What it is for: a replica that starts on an empty store (first start, a lost volume) cannot
+// find a stored version for a key it has not written in this run, so during its bootstrap (the
+// whole topic from the beginning: nearly every key new) the store lookup of such a key is skipped.
+// A false positive only costs that lookup. Blocked: the bits of a key sit in one 64-byte block, a
+// single cache miss per key. Sized for a number of keys at ~10 bits each (about 1 % false
+// positives), capped at kMaxBytes; beyond its size it only answers "maybe" more often.
+//
+// Not thread-safe (the replica's loop thread owns it).
+
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+#include <vector>
+
+namespace datashare::sidecar::replica {
+
+class written_keys {
+ public:
+  static constexpr std::size_t kMaxBytes = 8 << 20;
+
+  // Empty, sized for `keys` keys (at least one block).
+  explicit written_keys(std::size_t keys);
+
+  void add(std::string_view key);
+  // False only for a key that was never added.
+  bool may_contain(std::string_view key) const;
+  std::size_t bytes() const { return blocks_.size() * sizeof(block); }
+
+ private:
+  struct alignas(64) block {
+    std::uint64_t words[8];
+  };
+  std::size_t block_of(std::uint64_t hash) const;
+
+  std::vector<block> blocks_;
+};
+
+}  // namespace datashare::sidecar::replica

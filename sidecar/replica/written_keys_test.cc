@@ -1,0 +1,37 @@
+#include "sidecar/replica/written_keys.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace datashare::sidecar::replica {
+namespace {
+
+std::string key(int i) { return "key:" + std::to_string(i); }
+
+TEST(WrittenKeysTest, NeverForgetsAKeyAndRarelyClaimsOneItNeverSaw) {
+  written_keys w(10000);
+  for (int i = 0; i < 10000; ++i) w.add(key(i));
+  for (int i = 0; i < 10000; ++i) ASSERT_TRUE(w.may_contain(key(i))) << key(i);
+  int false_positives = 0;
+  for (int i = 10000; i < 110000; ++i) false_positives += w.may_contain(key(i)) ? 1 : 0;
+  EXPECT_LT(false_positives, 3000);  // ~1 % expected of 100,000
+  EXPECT_FALSE(written_keys(10).may_contain("never"));
+}
+
+TEST(WrittenKeysTest, OverfilledItStillHasNoFalseNegatives) {
+  written_keys w(10);  // one block, far more keys
+  for (int i = 0; i < 5000; ++i) w.add(key(i));
+  for (int i = 0; i < 5000; ++i) ASSERT_TRUE(w.may_contain(key(i))) << key(i);
+  EXPECT_EQ(w.bytes(), 64u);
+}
+
+TEST(WrittenKeysTest, SizeIsCapped) {
+  written_keys w(std::size_t{1} << 40);
+  EXPECT_EQ(w.bytes(), written_keys::kMaxBytes);
+  w.add("a");
+  EXPECT_TRUE(w.may_contain("a"));
+}
+
+}  // namespace
+}  // namespace datashare::sidecar::replica
