@@ -694,7 +694,9 @@ void participant::resolve_overdue() {
     load(tx, *e);
     store::write_batch b;
     b.del(index);
-    if (e->rec && (e->rec->state == tx_state::committed || e->rec->state == tx_state::aborted) &&
+    // A committed owner record not yet published stays (its index goes; publishing it writes
+    // the index again): dropped, its event would never be published.
+    if (e->rec && (e->rec->state == tx_state::committed || e->rec->state == tx_state::aborted) && e->rec->published &&
         gc_key(e->rec->since_us, tx) == index) {
       b.del(tx_key(tx));
     }

@@ -182,6 +182,7 @@ class participant_test : public ::testing::Test {
     spec.lock_timeout = lock_timeout;
     participant_options o;
     o.ask_backoff = std::chrono::milliseconds(0);
+    if (retention_) o.retention = *retention_;
     auto p = std::make_unique<participant>(
         spec, products(),
         role == config::participant_role::copy ? std::vector<std::string>{"id", "name"} : std::vector<std::string>{},
@@ -190,11 +191,12 @@ class participant_test : public ::testing::Test {
         std::make_unique<fake_owner>(owner_),
         [this](const std::string& key, const std::optional<std::string>& value, std::uint64_t version,
                publish_callback done) {
-          {
+          bool fail = fail_publish_.load();
+          if (!fail) {
             std::lock_guard lock(mu_);
-            if (!fail_publish_) published_.push_back({key, value, version});
+            published_.push_back({key, value, version});
           }
-          if (fail_publish_) {
+          if (fail) {
             done(std::make_error_code(std::errc::no_buffer_space), "outbox full");
           } else {
             done({}, "");
@@ -224,11 +226,12 @@ class participant_test : public ::testing::Test {
   }
 
   std::shared_ptr<store::memory_kv> kv_ = std::make_shared<store::memory_kv>();
-  std::shared_ptr<machine> machine_;  // set: make() uses a store that a test can crash
+  std::shared_ptr<machine> machine_;                    // set: make() uses a store that a test can crash
+  std::optional<std::chrono::milliseconds> retention_;  // set: make() uses it
   std::shared_ptr<fake_owner_state> owner_ = std::make_shared<fake_owner_state>();
   std::shared_ptr<fake_outcomes_state> outcomes_ = std::make_shared<fake_outcomes_state>();
   std::mutex mu_;
-  bool fail_publish_ = false;
+  std::atomic<bool> fail_publish_{false};
   std::vector<published> published_;
 };
 
@@ -603,7 +606,7 @@ TEST_F(participant_test, AnOwnerCommitWhosePublishFailedIsPublishedAgainAfterARe
   }
   machine_->crash();
   fail_publish_ = false;
-  outcomes_->coordinator = "aborted";  // never asked: the record says committed
+  outcomes_->coordinator = "aborted";              // never asked: the record says committed
   auto p = make(config::participant_role::owner);  // its background thread may publish first
   p->resolve_overdue();
   ASSERT_EQ(published_.size(), 1u);
@@ -615,6 +618,32 @@ TEST_F(participant_test, AnOwnerCommitWhosePublishFailedIsPublishedAgainAfterARe
   EXPECT_EQ(p->commit("tx1").status, 200u);
   EXPECT_EQ(published_.size(), 1u);
   outcomes_->coordinator = "";
+}
+
+// A committed owner record whose publish keeps failing is not dropped with the finished ones:
+// its event would never be published (and its key stay held in memory).
+TEST_F(participant_test, AnUnpublishedCommitOutlivesRetentionUntilItIsPublished) {
+  retention_ = 0ms;
+  auto p = make(config::participant_role::owner);
+  ASSERT_EQ(p->prepare("tx1", put("k", R"({"id":"k"})", 4)).status, 200u);
+  fail_publish_ = true;
+  EXPECT_EQ(p->commit("tx1").status, 503u);
+  std::this_thread::sleep_for(2ms);
+  p->resolve_overdue();
+  std::string v;
+  ASSERT_EQ(kv_->get("ttx1", v), std::error_code()) << "dropped before it was published";
+  EXPECT_THAT(v, HasSubstr("committed"));
+  fail_publish_ = false;
+  p->resolve_overdue();  // publishes it (the background thread may have done so already)
+  EXPECT_EQ(p->locked_keys(), 0u);
+  EXPECT_EQ(p->commit("tx1").status, 200u);
+  {
+    std::lock_guard lock(mu_);
+    EXPECT_EQ(published_.size(), 1u);
+  }
+  std::this_thread::sleep_for(2ms);
+  p->resolve_overdue();
+  EXPECT_EQ(kv_->get("ttx1", v), store::errc::not_found) << "published, it goes like any finished record";
 }
 
 }  // namespace
