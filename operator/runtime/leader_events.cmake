@@ -23,6 +23,9 @@ datashare_cc_binary(NAME leader_election_probe SRCS leader_election_probe.cc DEP
 datashare_cc_test(NAME runtime_leader_election_integration_test SRCS leader_election_integration_test.cc
   LABELS integration DEPS datashare::runtime_leader datashare::test_support)
 add_dependencies(runtime_leader_election_integration_test leader_election_probe)
+if(NOT DATASHARE_SANITIZE STREQUAL "thread")  # as runtime_manager_integration_test
+  set_property(TEST runtime_leader_election_integration_test APPEND PROPERTY ENVIRONMENT DATASHARE_TEST_TIME_SCALE=2)
+endif()
 
 # Events recorder (events.k8s.io/v1), repeats folded into series.
 datashare_cc_library(NAME runtime_events

@@ -88,7 +88,8 @@ TEST_F(ManagerIntegrationTest, OnlyTheLeaderReconcilesAndTheLeaseMovesOnCrashAnd
   auto b_health = b->line_after("health-port ", 30s);
   ASSERT_TRUE(b_health) << b->output();
   // B syncs its caches (ready) but does not lead, so it does not reconcile.
-  for (int i = 0; i < 100 && http_get(*b_health, "/readyz").first != 200; ++i) std::this_thread::sleep_for(100ms);
+  for (int i = 0; i < 100 * time_scale() && http_get(*b_health, "/readyz").first != 200; ++i)
+    std::this_thread::sleep_for(100ms);
   EXPECT_EQ(http_get(*b_health, "/readyz").first, 200);
   create_config_map("second");
   ASSERT_TRUE(a->wait_line("reconciled " + ns_ + "/second", 30s));

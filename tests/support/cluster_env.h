@@ -23,7 +23,8 @@ std::string require_env(const std::string& name);
 // DATASHARE_TEST_TIME_SCALE (default 1): what the timings of a time-bound scenario (lease
 // durations, hand-over bounds) are multiplied by. The ThreadSanitizer build of the suites runs
 // several times slower, and there a leader that cannot renew within its deadline rightly steps
-// down; the `tsan` test preset (`make test-tsan`) sets 3.
+// down; the `tsan` test preset (`make test-tsan`) sets 3, and the lease scenarios of `make test`
+// (ASan) run with 2.
 int time_scale();
 
 }  // namespace datashare::testing
