@@ -1,7 +1,8 @@
 // datashare-sidecar-bench: the measuring side of bench/sidecar/run.sh (P1, P2, P3, P7).
 //
 //   produce         --bootstrap B --topic T --events N --keys K --value-bytes V [--partitions P]
-//   apply           --bootstrap B --topic T --dir D [--sync] [--no-pipeline] [--wal] replica apply rate, in process
+//   apply           --bootstrap B --topic T --dir D [--sync] [--no-pipeline] [--wal] [--max-batch N]
+//                   replica apply rate, in process
 //   raw-latency     --bootstrap B --topic T --rate R --seconds S    librdkafka produce→consume
 //   publish-latency --port P --metrics-port M --rate R --seconds S  sidecar PUT → replica applied
 //   redis-load      --events N --keys K --value-bytes V             RESP SETs of the same data, to stdout
@@ -153,6 +154,7 @@ int apply(const args& a) {
   ds::replica::replica_options o;
   o.sync_writes = a.flag("--sync");
   o.pipeline = !a.flag("--no-pipeline");
+  o.max_batch = static_cast<std::size_t>(a.num("--max-batch", static_cast<long>(o.max_batch)));
   ds::replica::replica r(s, std::move(kv), *f, m.replica("products", "bench"), o);
   if (r.start(error)) {
     std::cerr << error << "\n";

@@ -43,8 +43,9 @@ struct replica_options {
   bool sync_writes = false;  // see README: offsets travel with the data, a crash rewinds both
   // A store without a write-ahead log (the sidecar's RocksDB replica store) is flushed at least
   // this often while events are applied: the bound on what a crash rolls back (README). Each
-  // flush makes a small table file, compacted later; a flush starts, the loop does not wait.
-  std::chrono::milliseconds store_flush_interval{30000};
+  // flush makes a table file, compacted later (shorter: more compactions of a slow stream's small
+  // files); a flush starts, the loop does not wait.
+  std::chrono::milliseconds store_flush_interval{60000};
   // A full batch (max_batch events) is written on a thread of its own while the next one is
   // polled and decided; a smaller batch is written before run_once() returns.
   bool pipeline = true;
