@@ -419,11 +419,12 @@ class rdkafka_factory final : public client_factory {
 
   std::unique_ptr<producer> make_producer(bool idempotent, delivery_callback on_delivery, std::string& error) override {
     conf_builder c;
-    if (!apply_settings(c, settings_, error)) return nullptr;
+    // linger.ms is a default the file's kafka.properties may change; acks and idempotence are
+    // the outbox's contract and set after them.
+    if (!c.set("linger.ms", "1", error) || !apply_settings(c, settings_, error)) return nullptr;
     auto bridge = std::make_unique<delivery_bridge>(std::move(on_delivery));
     std::string err;
-    if (!c.set("acks", "all", error) || !c.set("enable.idempotence", idempotent ? "true" : "false", error) ||
-        !c.set("linger.ms", "1", error)) {
+    if (!c.set("acks", "all", error) || !c.set("enable.idempotence", idempotent ? "true" : "false", error)) {
       return nullptr;
     }
     if (c.get()->set("dr_cb", static_cast<RdKafka::DeliveryReportCb*>(bridge.get()), err) != RdKafka::Conf::CONF_OK) {
