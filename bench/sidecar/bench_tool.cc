@@ -174,10 +174,11 @@ int apply(const args& a) {
   double cpu = process_cpu_s() - cpu0;
   auto st = r.status();
   double n = static_cast<double>(std::max<std::uint64_t>(st.applied_total, 1));
-  std::printf("applied %llu events in %.2f s = %.0f events/s, CPU %.2f us/event (rocksdb, offsets in the batch%s%s%s)\n",
-              static_cast<unsigned long long>(st.applied_total), secs, static_cast<double>(st.applied_total) / secs,
-              cpu * 1e6 / n, so.wal ? ", WAL" : ", no WAL", o.sync_writes ? ", fsync per batch" : "",
-              o.pipeline ? "" : ", not pipelined");
+  std::printf(
+      "applied %llu events in %.2f s = %.0f events/s, CPU %.2f us/event (rocksdb, offsets in the batch%s%s%s)\n",
+      static_cast<unsigned long long>(st.applied_total), secs, static_cast<double>(st.applied_total) / secs,
+      cpu * 1e6 / n, so.wal ? ", WAL" : ", no WAL", o.sync_writes ? ", fsync per batch" : "",
+      o.pipeline ? "" : ", not pipelined");
   return st.caught_up_to_start ? 0 : 1;
 }
 

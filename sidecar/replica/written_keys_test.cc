@@ -7,7 +7,9 @@
 namespace datashare::sidecar::replica {
 namespace {
 
-std::string key(int i) { return "key:" + std::to_string(i); }
+std::string key(int i) {
+  return "key:" + std::to_string(i);
+}
 
 TEST(WrittenKeysTest, NeverForgetsAKeyAndRarelyClaimsOneItNeverSaw) {
   written_keys w(10000);
