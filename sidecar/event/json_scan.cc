@@ -1,6 +1,7 @@
 #include "sidecar/event/json_scan.h"
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 
 #include "sidecar/event/schema.h"
 
@@ -289,6 +290,18 @@ std::string unescape_json_string(std::string_view b) {
     }
   }
   return out;
+}
+
+const json_member* last_member(const std::vector<json_member>& members, std::string_view name) {
+  const json_member* found = nullptr;
+  for (const auto& m : members) {
+    if (m.name_has_escapes ? unescape_json_string(m.name) == name : m.name == name) found = &m;
+  }
+  return found;
+}
+
+std::string quote_json_string(std::string_view s) {
+  return nlohmann::json(std::string(s)).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 }  // namespace datashare::sidecar::event

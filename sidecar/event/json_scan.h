@@ -31,4 +31,12 @@ json_scan_result scan_json_object(std::string_view text, std::vector<json_member
 // Decodes the characters of a string literal (between its quotes, already validated).
 std::string unescape_json_string(std::string_view body);
 
+// The last member called `name` (escaped names compared decoded), or null: a repeated name counts
+// with its last value, as JSON parsers have it.
+const json_member* last_member(const std::vector<json_member>& members, std::string_view name);
+
+// `s` as a JSON string literal, quotes included, as nlohmann::json writes it (invalid UTF-8
+// replaced by U+FFFD): for the names of a projection.
+std::string quote_json_string(std::string_view s);
+
 }  // namespace datashare::sidecar::event

@@ -74,6 +74,20 @@ TEST(JsonScanTest, Unescape) {
 
 // The scanner agrees with nlohmann::json on what is valid JSON, over random mutations of
 // realistic events (bytes replaced, inserted, removed).
+TEST(JsonScanTest, LastMemberAndQuotedNames) {
+  std::vector<json_member> members;
+  ASSERT_EQ(scan_json_object(R"({"a":1,"b":2,"\u0061":3,"c":null})", members), json_scan_result::object);
+  const json_member* a = last_member(members, "a");
+  ASSERT_NE(a, nullptr);
+  EXPECT_EQ(a->value, "3") << "the last of a repeated name, escaped or not";
+  ASSERT_NE(last_member(members, "c"), nullptr);
+  EXPECT_EQ(last_member(members, "c")->kind, json_kind::null);
+  EXPECT_EQ(last_member(members, "d"), nullptr);
+  EXPECT_EQ(quote_json_string("price"), "\"price\"");
+  EXPECT_EQ(quote_json_string("a\"b\\c\n\x01"), R"("a\"b\\c\n\u0001")");
+  EXPECT_EQ(quote_json_string("caf\xc3\xa9 \xff"), "\"caf\xc3\xa9 \xef\xbf\xbd\"") << "UTF-8 kept, invalid replaced";
+}
+
 TEST(JsonScanTest, AgreesWithNlohmannOnMutatedInputs) {
   const std::vector<std::string> seeds = {
       R"({"id":"sku-1","name":"Lamp \u00e9","price":12.5,"tags":["a","b"],"dims":{"w":1,"h":2e-3},"ok":true,"x":null})",

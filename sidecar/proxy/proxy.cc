@@ -65,24 +65,6 @@ bool has_type(const event::json_member& m, config::field_type t) {
   return false;
 }
 
-void append_json_string(std::string& out, std::string_view s) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  out.push_back('"');
-  for (char c : s) {
-    if (c == '"' || c == '\\') {
-      out.push_back('\\');
-      out.push_back(c);
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      out += "\\u00";
-      out.push_back(kHex[(c >> 4) & 0xf]);
-      out.push_back(kHex[c & 0xf]);
-    } else {
-      out.push_back(c);
-    }
-  }
-  out.push_back('"');
-}
-
 double seconds_since(std::chrono::steady_clock::time_point start, std::chrono::steady_clock::time_point now) {
   return std::chrono::duration<double>(now - start).count();
 }
@@ -109,10 +91,7 @@ bool sync_proxy::project(std::string_view body, const config::product_schema& pr
   out.reserve(body.size() + 2);
   out.push_back('{');
   for (const auto& name : fields) {
-    const event::json_member* found = nullptr;  // the last one of a repeated name, as parsers do
-    for (const auto& m : members) {
-      if (m.name_has_escapes ? event::unescape_json_string(m.name) == name : m.name == name) found = &m;
-    }
+    const event::json_member* found = event::last_member(members, name);
     if (found == nullptr || found->kind == event::json_kind::null) continue;
     const config::field* f = product.find(name);
     if (f != nullptr && !has_type(*found, f->type)) {
@@ -120,7 +99,7 @@ bool sync_proxy::project(std::string_view body, const config::product_schema& pr
       return false;
     }
     if (out.size() > 1) out.push_back(',');
-    append_json_string(out, name);
+    out += event::quote_json_string(name);
     out.push_back(':');
     out.append(found->value);
   }

@@ -1,7 +1,6 @@
 #include "sidecar/replica/applier.h"
 
 #include <map>
-#include <nlohmann/json.hpp>
 
 #include "sidecar/event/cloudevents.h"
 #include "sidecar/event/json_scan.h"
@@ -12,8 +11,7 @@ namespace datashare::sidecar::replica {
 
 applier::applier(const config::subscribe_spec& spec)
     : product_(spec.product), fields_(spec.fields), max_event_bytes_(spec.max_event_bytes) {
-  for (const auto& f : fields_)
-    quoted_fields_.push_back(nlohmann::json(f).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  for (const auto& f : fields_) quoted_fields_.push_back(event::quote_json_string(f));
 }
 
 namespace {
@@ -138,13 +136,7 @@ void applier::decide(const kafka::message& m, decision& d) const {
   d.value.reserve(m.value->size());
   d.value.push_back('{');
   for (std::size_t i = 0; i < fields_.size(); ++i) {
-    const event::json_member* found = nullptr;
-    for (const auto& member : members) {
-      if (member.name_has_escapes ? event::unescape_json_string(member.name) == fields_[i]
-                                  : member.name == fields_[i]) {
-        found = &member;
-      }
-    }
+    const event::json_member* found = event::last_member(members, fields_[i]);
     if (found == nullptr) continue;
     if (d.value.size() > 1) d.value.push_back(',');
     d.value += quoted_fields_[i];
