@@ -110,15 +110,7 @@ class http_owner_client::connection : public std::enable_shared_from_this<connec
     while (written_ < request_.size()) {
       const std::size_t n = socket_.send(net::buffer(request_.data() + written_, request_.size() - written_), 0, ec);
       if (ec == net::error::would_block || ec == net::error::try_again) {
-        const std::uint64_t call = call_;
-        socket_.async_wait(tcp::socket::wait_write, [self = shared_from_this(), call](boost::system::error_code e) {
-          if (call != self->call_ || !self->done_) return;
-          if (e) {
-            self->broken(e, "write");
-            return;
-          }
-          self->send();
-        });
+        await(tcp::socket::wait_write, "write", &connection::send);
         return;
       }
       if (ec) {
@@ -134,15 +126,19 @@ class http_owner_client::connection : public std::enable_shared_from_this<connec
     wait_readable();
   }
 
-  void wait_readable() {
+  void wait_readable() { await(tcp::socket::wait_read, "read", &connection::on_readable); }
+
+  // Once the socket is ready for `what`, `next` goes on with this request (unless it ended
+  // meanwhile: a deadline, or the connection handed to the next request).
+  void await(tcp::socket::wait_type what, const char* op, void (connection::*next)()) {
     const std::uint64_t call = call_;
-    socket_.async_wait(tcp::socket::wait_read, [self = shared_from_this(), call](boost::system::error_code ec) {
+    socket_.async_wait(what, [self = shared_from_this(), call, op, next](boost::system::error_code ec) {
       if (call != self->call_ || !self->done_) return;
       if (ec) {
-        self->broken(ec, "read");
+        self->broken(ec, op);
         return;
       }
-      self->on_readable();
+      ((*self).*next)();
     });
   }
 
