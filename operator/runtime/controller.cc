@@ -82,32 +82,38 @@ controller::~controller() {
   stop(std::chrono::seconds(0));
 }
 
+namespace {
+
+// Whether two objects differ in a member other than the `ignored` ones.
+bool differs_outside(const kube::json& a, const kube::json& b, std::initializer_list<const char*> ignored) {
+  auto skip = [&](const std::string& k) {
+    for (const char* i : ignored)
+      if (k == i) return true;
+    return false;
+  };
+  std::size_t counted_a = 0;
+  for (const auto& [k, v] : a.items()) {
+    if (skip(k)) continue;
+    ++counted_a;
+    auto it = b.find(k);
+    if (it == b.end() || *it != v) return true;
+  }
+  std::size_t counted_b = 0;
+  for (const auto& [k, v] : b.items())
+    if (!skip(k)) ++counted_b;
+  return counted_a != counted_b;
+}
+
+}  // namespace
+
 bool changed_outside_status(const kube::json& old, const kube::json& now) {
   if (!old.is_object() || !now.is_object()) return old != now;
-  auto differs = [](const kube::json& a, const kube::json& b, std::initializer_list<const char*> ignored) {
-    auto skip = [&](const std::string& k) {
-      for (const char* i : ignored)
-        if (k == i) return true;
-      return false;
-    };
-    std::size_t counted_a = 0;
-    for (const auto& [k, v] : a.items()) {
-      if (skip(k)) continue;
-      ++counted_a;
-      auto it = b.find(k);
-      if (it == b.end() || *it != v) return true;
-    }
-    std::size_t counted_b = 0;
-    for (const auto& [k, v] : b.items())
-      if (!skip(k)) ++counted_b;
-    return counted_a != counted_b;
-  };
-  if (differs(old, now, {"status", "metadata"})) return true;
+  if (differs_outside(old, now, {"status", "metadata"})) return true;
   static const kube::json empty = kube::json::object();
   const auto& om = old.contains("metadata") ? old["metadata"] : empty;
   const auto& nm = now.contains("metadata") ? now["metadata"] : empty;
   if (!om.is_object() || !nm.is_object()) return om != nm;
-  return differs(om, nm, {"resourceVersion", "managedFields"});
+  return differs_outside(om, nm, {"resourceVersion", "managedFields"});
 }
 
 bool spec_or_deletion_changed(const kube::json& old, const kube::json& now) {
@@ -120,14 +126,7 @@ bool spec_or_deletion_changed(const kube::json& old, const kube::json& now) {
   auto os = old.find("spec");
   auto ns = now.find("spec");
   if (os != old.end() || ns != now.end()) return os == old.end() || ns == now.end() || *os != *ns;
-  for (const auto& [k, v] : old.items()) {
-    if (k == "metadata" || k == "status") continue;
-    auto it = now.find(k);
-    if (it == now.end() || *it != v) return true;
-  }
-  for (const auto& [k, v] : now.items())
-    if (k != "metadata" && k != "status" && !old.contains(k)) return true;
-  return false;
+  return differs_outside(old, now, {"status", "metadata"});
 }
 
 void controller::watch_for(informer& primary, update_filter filter) {
