@@ -25,6 +25,8 @@ std::string json_error(const std::string& message, const std::string& participan
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
+constexpr std::size_t kMaxBatchBytes = 256 << 10;
+
 std::string reason_of(const link_reply& r) {
   if (!r.answered) return r.error;
   auto j = nlohmann::json::parse(r.body, nullptr, false);
@@ -38,36 +40,150 @@ std::string reason_of(const link_reply& r) {
 
 }  // namespace
 
-http_link::http_link(const std::vector<boost::asio::io_context*>& contexts, const sidecar::http::origin& where) {
-  for (auto* ioc : contexts) clients_.push_back(std::make_unique<sidecar::http::async_client>(*ioc, where));
+http_link::http_link(const std::vector<boost::asio::io_context*>& contexts, const sidecar::http::origin& where,
+                     std::size_t max_in_flight)
+    : max_in_flight_(std::max<std::size_t>(1, max_in_flight)) {
+  for (auto* ioc : contexts) {
+    auto l = std::make_unique<lane>();
+    l->client = std::make_unique<sidecar::http::async_client>(*ioc, where);
+    lanes_.push_back(std::move(l));
+  }
 }
 
-sidecar::http::async_client& http_link::pick() {
-  for (auto& c : clients_) {
-    if (c->context().get_executor().running_in_this_thread()) return *c;
+http_link::lane& http_link::pick() {
+  for (auto& l : lanes_) {
+    if (l->client->context().get_executor().running_in_this_thread()) return *l;
   }
-  return *clients_[next_.fetch_add(1, std::memory_order_relaxed) % clients_.size()];
+  return *lanes_[next_.fetch_add(1, std::memory_order_relaxed) % lanes_.size()];
+}
+
+std::string http_link::describe(const std::string& what) const {
+  const auto& w = lanes_.front()->client->where();
+  return "http://" + w.host + ":" + w.port + ": " + what;
 }
 
 void http_link::call_async(const std::string& op, const std::string& tx, std::string body, clock::time_point deadline,
                            callback done) {
+  queued q{op, tx, std::move(body), deadline, std::move(done)};
+  if (!batches_.load(std::memory_order_relaxed)) {
+    send_one(pick(), std::move(q), false);
+    return;
+  }
+  auto& l = pick();
+  {
+    std::lock_guard lock(l.mu);
+    if (l.in_flight >= max_in_flight_) {
+      l.waiting.push_back(std::move(q));
+      return;
+    }
+    ++l.in_flight;
+  }
+  send_one(l, std::move(q), true);
+}
+
+void http_link::next(lane& l) {
+  std::vector<queued> batch;
+  {
+    std::lock_guard lock(l.mu);
+    if (l.waiting.empty()) {
+      --l.in_flight;
+      return;
+    }
+    // Up to kMaxBatch messages and about kMaxBatchBytes (the participant's request limit is 1
+    // MiB); one larger message goes alone.
+    std::size_t n = 0, bytes = 0;
+    while (n < l.waiting.size() && n < sidecar::participant::kMaxBatch) {
+      bytes += l.waiting[n].body.size() + 100;
+      if (n > 0 && bytes > kMaxBatchBytes) break;
+      ++n;
+    }
+    if (n == l.waiting.size()) {
+      batch.swap(l.waiting);
+    } else {
+      auto end = l.waiting.begin() + static_cast<std::ptrdiff_t>(n);
+      batch.assign(std::make_move_iterator(l.waiting.begin()), std::make_move_iterator(end));
+      l.waiting.erase(l.waiting.begin(), end);
+    }
+  }
+  if (batch.size() == 1) {
+    send_one(l, std::move(batch.front()), true);
+  } else {
+    send_batch(l, std::move(batch));
+  }
+}
+
+void http_link::send_one(lane& l, queued q, bool counted) {
   std::string target;
-  target.reserve(16 + tx.size() + op.size());
-  target.append("/v1/tx/").append(tx).append("/").append(op);
-  auto& client = pick();
-  client.call(bhttp::verb::post, std::move(target), std::move(body), deadline,
-              [&client, done = std::move(done)](std::error_code ec, sidecar::http::client_reply r) {
-                link_reply out;
-                if (ec) {
-                  out.timed_out = ec == std::errc::timed_out;
-                  out.error = "http://" + client.where().host + ":" + client.where().port + ": " + ec.message();
-                } else {
-                  out.answered = true;
-                  out.status = r.status;
-                  out.body = std::move(r.body);
-                }
-                done(std::move(out));
-              });
+  target.reserve(16 + q.tx.size() + q.op.size());
+  target.append("/v1/tx/").append(q.tx).append("/").append(q.op);
+  l.client->call(bhttp::verb::post, std::move(target), std::move(q.body), q.deadline,
+                 [this, &l, counted, done = std::move(q.done)](std::error_code ec, sidecar::http::client_reply r) {
+                   // The next request goes out before this answer is handled.
+                   if (counted) next(l);
+                   link_reply out;
+                   if (ec) {
+                     out.timed_out = ec == std::errc::timed_out;
+                     out.error = describe(ec.message());
+                   } else {
+                     out.answered = true;
+                     out.status = r.status;
+                     out.body = std::move(r.body);
+                   }
+                   done(std::move(out));
+                 });
+}
+
+void http_link::send_batch(lane& l, std::vector<queued> batch) {
+  std::string body;
+  std::size_t size = 0;
+  auto deadline = batch.front().deadline;
+  for (const auto& q : batch) {
+    size += q.op.size() + q.tx.size() + q.body.size() + 16;
+    deadline = std::min(deadline, q.deadline);  // the earliest: no call waits past its own
+  }
+  body.reserve(size);
+  for (const auto& q : batch) sidecar::participant::append_batch_message(body, q.op, q.tx, q.body);
+  auto shared = std::make_shared<std::vector<queued>>(std::move(batch));
+  l.client->call(
+      bhttp::verb::post, "/v1/batch", std::move(body), deadline,
+      [this, &l, shared](std::error_code ec, sidecar::http::client_reply r) {
+        if (!ec && (r.status == 404 || r.status == 405)) {
+          // A participant without POST /v1/batch: these calls and every later one go alone.
+          if (batches_.exchange(false)) {
+            log::warn("gateway: participant does not take batches; calling it one message at a time",
+                      {{"participant", describe("POST /v1/batch answered " + std::to_string(r.status))}});
+          }
+          next(l);
+          for (auto& q : *shared) send_one(l, std::move(q), false);
+          return;
+        }
+        next(l);
+        std::vector<sidecar::participant::batch_answer> answers;
+        std::string problem;
+        if (ec) {
+          problem = describe(ec.message());
+        } else if (r.status != 200) {
+          problem = describe("POST /v1/batch answered " + std::to_string(r.status) + ": " + r.body.substr(0, 200));
+        } else if (auto bad = sidecar::participant::decode_batch_answers(r.body, answers); !bad.empty()) {
+          problem = describe("POST /v1/batch: " + bad);
+        } else if (answers.size() != shared->size()) {
+          problem = describe("POST /v1/batch: " + std::to_string(answers.size()) + " answers to " +
+                             std::to_string(shared->size()) + " messages");
+        }
+        for (std::size_t i = 0; i < shared->size(); ++i) {
+          link_reply out;
+          if (!problem.empty()) {
+            out.timed_out = ec == std::errc::timed_out;
+            out.error = problem;
+          } else {
+            out.answered = true;
+            out.status = answers[i].status;
+            out.body = std::move(answers[i].body);
+          }
+          auto done = std::move((*shared)[i].done);
+          done(std::move(out));
+        }
+      });
 }
 
 link_reply http_link::call(const std::string& op, const std::string& tx, const std::string& body,

@@ -84,13 +84,22 @@ class participant_link {
   }
 };
 
-// Over HTTP, on the gateway's I/O threads, without blocking any of them: one client (and pool
-// of keep-alive connections) per I/O thread's io_context. A call made on an I/O thread (the
-// prepares, sent from the thread that read the request) stays on it, with no hand-off between
-// threads; one made elsewhere (the commits, from the log's writer) takes the threads in turn.
+// Over HTTP, on the gateway's I/O threads, without blocking any of them: one lane per I/O
+// thread's io_context, each a client with its pool of keep-alive connections. A call made on an
+// I/O thread (the prepares, sent from the thread that read the request) stays on it, with no
+// hand-off between threads; one made elsewhere (the commits, from the log's writer) takes the
+// lanes in turn.
+//
+// Natural batching: a lane sends a call at once while fewer than `max_in_flight` requests of
+// its own are outstanding; calls made meanwhile queue, and when a request is answered, all the
+// queued ones (up to protocol.h's kMaxBatch) go as one `POST /v1/batch`, answered with one reply
+// per message. So at low load every call goes alone and at once, on its own endpoint, and under
+// load one exchange (and one wake-up at each end) serves many transactions. A participant that
+// answers the batch with 404 or 405 (an older release) gets single calls from then on.
 class http_link : public participant_link {
  public:
-  http_link(const std::vector<boost::asio::io_context*>& contexts, const sidecar::http::origin& where);
+  http_link(const std::vector<boost::asio::io_context*>& contexts, const sidecar::http::origin& where,
+            std::size_t max_in_flight = 1);
   // Must not run on the I/O threads (it waits for them).
   link_reply call(const std::string& op, const std::string& tx, const std::string& body,
                   std::chrono::steady_clock::time_point deadline) override;
@@ -98,8 +107,28 @@ class http_link : public participant_link {
                   std::chrono::steady_clock::time_point deadline, callback done) override;
 
  private:
-  sidecar::http::async_client& pick();
-  std::vector<std::unique_ptr<sidecar::http::async_client>> clients_;
+  struct queued {
+    std::string op;
+    std::string tx;
+    std::string body;
+    std::chrono::steady_clock::time_point deadline;
+    callback done;
+  };
+  struct lane {
+    std::unique_ptr<sidecar::http::async_client> client;
+    std::mutex mu;  // guards the two below
+    std::size_t in_flight = 0;
+    std::vector<queued> waiting;
+  };
+  lane& pick();
+  void send_one(lane& l, queued q, bool counted);
+  void send_batch(lane& l, std::vector<queued> batch);
+  // A request of `l` was answered: sends what queued meanwhile, or frees its slot.
+  void next(lane& l);
+  std::string describe(const std::string& what) const;
+  std::vector<std::unique_ptr<lane>> lanes_;
+  std::size_t max_in_flight_;
+  std::atomic<bool> batches_{true};  // false once the participant refused POST /v1/batch
   std::atomic<std::size_t> next_{0};
 };
 

@@ -10,7 +10,11 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include <boost/asio/executor_work_guard.hpp>
+
 #include "common/thread_pool.h"
+#include "sidecar/http/server.h"
+#include "sidecar/participant/protocol.h"
 #include "sidecar/participant/participant.h"
 #include "sidecar/replica/replica.h"
 #include "sidecar/store/memory_kv.h"
@@ -512,6 +516,151 @@ TEST_F(coordinator_test, ConcurrentWritersOfFewKeysEndInOneSerialOrder) {
   for (const auto& [key, v] : last) {
     expect_everywhere(key, R"({"id":")" + key + R"(","name":")" + v.second + R"("})");
   }
+}
+
+// http_link against a real HTTP server: a call goes alone while nothing is in flight on the lane;
+// what queues behind it goes as one POST /v1/batch, each caller getting its own answer.
+class http_link_test : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_FALSE(server_.listen(
+        "127.0.0.1", 0,
+        [this](const sidecar::http::request& req, const sidecar::http::responder& respond) {
+          std::string target(req.target());
+          std::unique_lock lock(mu_);
+          seen_.push_back(target + " " + req.body());
+          if (target == "/v1/batch") {
+            if (refuse_batches_) {
+              respond({404, "{}"});
+              return;
+            }
+            std::vector<sp::batch_message> messages;
+            EXPECT_EQ(sp::decode_batch(req.body(), messages), "");
+            std::string body;
+            for (const auto& m : messages) sp::append_batch_answer(body, 200, "batched " + m.op + " " + m.tx);
+            respond({200, std::move(body)});
+            return;
+          }
+          if (target == "/v1/tx/t0/prepare" && hold_first_) {
+            parked_.push_back(respond);
+            cv_.notify_all();
+            return;
+          }
+          respond({target == "/v1/tx/t5/abort" ? 409u : 200u, "single " + target});
+        },
+        port_));
+    server_.start();
+    thread_ = std::thread([this] { ioc_.run(); });
+  }
+  void TearDown() override {
+    release();
+    server_.stop();
+    work_.reset();
+    ioc_.stop();
+    thread_.join();
+  }
+  void release() {
+    std::lock_guard lock(mu_);
+    for (auto& r : parked_) r({200, "single /v1/tx/t0/prepare"});
+    parked_.clear();
+  }
+  std::vector<std::string> seen() {
+    std::lock_guard lock(mu_);
+    return seen_;
+  }
+
+  boost::asio::io_context ioc_;
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_{ioc_.get_executor()};
+  std::thread thread_;
+  sidecar::http::server server_{1};
+  std::uint16_t port_ = 0;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool hold_first_ = true;
+  bool refuse_batches_ = false;
+  std::vector<sidecar::http::responder> parked_;
+  std::vector<std::string> seen_;
+};
+
+TEST_F(http_link_test, CallsQueuedBehindAnInFlightOneGoAsOneBatch) {
+  http_link link({&ioc_}, {"127.0.0.1", std::to_string(port_)});
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  std::vector<std::promise<link_reply>> replies(6);
+  link.call_async("prepare", "t0", "{}", deadline, [&](link_reply r) { replies[0].set_value(std::move(r)); });
+  {
+    std::unique_lock lock(mu_);
+    ASSERT_TRUE(cv_.wait_for(lock, 10s, [this] { return !parked_.empty(); }));
+  }
+  const char* ops[] = {"prepare", "commit", "abort", "prepare", "abort"};
+  for (int i = 1; i <= 5; ++i) {
+    link.call_async(ops[i - 1], "t" + std::to_string(i), "body" + std::to_string(i), deadline,
+                    [&, i](link_reply r) { replies[i].set_value(std::move(r)); });
+  }
+  // Nothing more reaches the participant while the first call is in flight.
+  EXPECT_EQ(seen().size(), 1u);
+  release();
+  auto first = replies[0].get_future().get();
+  ASSERT_TRUE(first.answered) << first.error;
+  EXPECT_EQ(first.body, "single /v1/tx/t0/prepare");
+  for (int i = 1; i <= 5; ++i) {
+    auto r = replies[i].get_future().get();
+    ASSERT_TRUE(r.answered) << r.error;
+    EXPECT_EQ(r.status, 200u);
+    EXPECT_EQ(r.body, std::string("batched ") + ops[i - 1] + " t" + std::to_string(i));
+  }
+  auto all = seen();
+  ASSERT_EQ(all.size(), 2u);
+  std::vector<sp::batch_message> batch;
+  ASSERT_EQ(all[1].rfind("/v1/batch ", 0), 0u) << all[1];
+  ASSERT_EQ(sp::decode_batch(all[1].substr(10), batch), "");
+  ASSERT_EQ(batch.size(), 5u);
+  EXPECT_EQ(batch[2].op, "abort");
+  EXPECT_EQ(batch[2].tx, "t3");
+  EXPECT_EQ(batch[2].body, "body3");
+  // Quiet again: the next call goes alone, at once.
+  auto r = link.call("commit", "t6", "{}", std::chrono::steady_clock::now() + 10s);
+  EXPECT_EQ(r.body, "single /v1/tx/t6/commit");
+}
+
+TEST_F(http_link_test, AParticipantWithoutBatchesGetsSingleCalls) {
+  {
+    std::lock_guard lock(mu_);
+    refuse_batches_ = true;
+  }
+  http_link link({&ioc_}, {"127.0.0.1", std::to_string(port_)});
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  std::vector<std::promise<link_reply>> replies(6);
+  link.call_async("prepare", "t0", "{}", deadline, [&](link_reply r) { replies[0].set_value(std::move(r)); });
+  {
+    std::unique_lock lock(mu_);
+    ASSERT_TRUE(cv_.wait_for(lock, 10s, [this] { return !parked_.empty(); }));
+  }
+  for (int i = 1; i <= 5; ++i) {
+    link.call_async(i == 5 ? "abort" : "commit", "t" + std::to_string(i), "", deadline,
+                    [&, i](link_reply r) { replies[i].set_value(std::move(r)); });
+  }
+  release();
+  for (int i = 0; i <= 5; ++i) {
+    auto r = replies[i].get_future().get();
+    ASSERT_TRUE(r.answered) << r.error;
+    EXPECT_EQ(r.status, i == 5 ? 409u : 200u);
+    EXPECT_EQ(r.body, "single /v1/tx/t" + std::to_string(i) + (i == 0 ? "/prepare" : i == 5 ? "/abort" : "/commit"));
+  }
+  // From then on no batch is tried: a burst goes as single calls.
+  {
+    std::lock_guard lock(mu_);
+    hold_first_ = false;
+  }
+  std::vector<std::future<link_reply>> more;
+  for (int i = 7; i < 12; ++i) {
+    auto p = std::make_shared<std::promise<link_reply>>();
+    more.push_back(p->get_future());
+    link.call_async("commit", "t" + std::to_string(i), "", deadline, [p](link_reply r) { p->set_value(std::move(r)); });
+  }
+  for (auto& f : more) EXPECT_EQ(f.get().status, 200u);
+  int batches = 0;
+  for (const auto& s : seen()) batches += s.rfind("/v1/batch", 0) == 0 ? 1 : 0;
+  EXPECT_EQ(batches, 1);
 }
 
 TEST(CrashPointTest, Parses) {

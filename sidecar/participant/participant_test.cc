@@ -8,6 +8,8 @@
 #include <map>
 #include <mutex>
 
+#include "common/thread_pool.h"
+#include "sidecar/participant/service.h"
 #include "sidecar/replica/layout.h"
 #include "sidecar/replica/replica.h"
 #include "sidecar/store/memory_kv.h"
@@ -644,6 +646,73 @@ TEST_F(participant_test, AnUnpublishedCommitOutlivesRetentionUntilItIsPublished)
   std::this_thread::sleep_for(2ms);
   p->resolve_overdue();
   EXPECT_EQ(kv_->get("ttx1", v), store::errc::not_found) << "published, it goes like any finished record";
+}
+
+}  // namespace
+}  // namespace datashare::sidecar::participant
+
+namespace datashare::sidecar::participant {
+namespace {
+
+http::response ask(const service& s, boost::beast::http::verb method, const std::string& target, std::string body) {
+  http::request req{method, target, 11};
+  req.body() = std::move(body);
+  req.prepare_payload();
+  std::promise<http::response> p;
+  s.handle(req, http::responder([&p](http::response r) { p.set_value(std::move(r)); }));
+  return p.get_future().get();
+}
+
+// POST /v1/batch: every message does what its single call does, answered in order in one reply.
+TEST_F(participant_test, ABatchAnswersEachMessageAsItsSingleCallWould) {
+  owner_->data["o"] = R"({"id":"o","name":"old"})";
+  auto copy = make(config::participant_role::copy);
+  thread_pool pool(2);
+  service s({copy.get()}, pool);
+  using bhttp_verb = boost::beast::http::verb;
+  // One prepared alone first: the batch then holds a conflict with it.
+  ASSERT_EQ(ask(s, bhttp_verb::post, "/v1/tx/t0/prepare", encode_prepare(put("held", R"({"id":"held"})", 5))).status,
+            200u);
+  std::string body;
+  append_batch_message(body, "prepare", "t1", encode_prepare(put("a", R"({"id":"a","name":"x"})", 10)));
+  append_batch_message(body, "prepare", "t2", encode_prepare(put("b", R"({"id":"b","name":"y"})", 11)));
+  append_batch_message(body, "prepare", "t3", encode_prepare(put("held", R"({"id":"held"})", 12)));
+  append_batch_message(body, "commit", "t0", encode_product("products"));
+  append_batch_message(body, "prepare", "t4", "not json");
+  append_batch_message(body, "abort", "t9", encode_product("other"));
+  auto r = ask(s, bhttp_verb::post, "/v1/batch", body);
+  ASSERT_EQ(r.status, 200u) << r.body;
+  std::vector<batch_answer> answers;
+  ASSERT_EQ(decode_batch_answers(r.body, answers), "");
+  ASSERT_EQ(answers.size(), 6u);
+  EXPECT_EQ(answers[0].status, 200u) << answers[0].body;
+  EXPECT_EQ(answers[1].status, 200u) << answers[1].body;
+  EXPECT_EQ(answers[2].status, 409u) << answers[2].body;  // t0 held the key when t3 asked
+  EXPECT_EQ(answers[3].status, 200u) << answers[3].body;
+  EXPECT_THAT(answers[3].body, HasSubstr("committed"));
+  EXPECT_EQ(answers[4].status, 400u);
+  EXPECT_EQ(answers[5].status, 400u);
+  EXPECT_EQ(copy_value(*copy, "held"), R"({"id":"held"})");
+  EXPECT_EQ(copy_value(*copy, "a"), "<absent>");  // prepared, not committed
+  // The next batch commits one and aborts the other; repeated messages answer the same again.
+  body.clear();
+  append_batch_message(body, "commit", "t1", encode_product("products"));
+  append_batch_message(body, "abort", "t2", encode_product("products"));
+  append_batch_message(body, "commit", "t1", encode_product("products"));
+  r = ask(s, bhttp_verb::post, "/v1/batch", body);
+  ASSERT_EQ(r.status, 200u) << r.body;
+  ASSERT_EQ(decode_batch_answers(r.body, answers), "");
+  ASSERT_EQ(answers.size(), 3u);
+  EXPECT_EQ(answers[0].status, 200u);
+  EXPECT_EQ(answers[1].status, 200u);
+  EXPECT_EQ(answers[2].status, 200u);
+  EXPECT_EQ(copy_value(*copy, "a"), R"({"id":"a","name":"x"})");
+  EXPECT_EQ(copy_value(*copy, "b"), "<absent>");
+  EXPECT_EQ(copy->locked_keys(), 0u);
+  // Broken framing: 400, nothing done; GET is not a batch.
+  EXPECT_EQ(ask(s, bhttp_verb::post, "/v1/batch", "prepare t5 999\n{}\n").status, 400u);
+  EXPECT_EQ(ask(s, bhttp_verb::get, "/v1/batch", "").status, 405u);
+  EXPECT_EQ(copy->locked_keys(), 0u);
 }
 
 }  // namespace

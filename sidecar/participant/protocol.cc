@@ -1,5 +1,6 @@
 #include "sidecar/participant/protocol.h"
 
+#include <charconv>
 #include <nlohmann/json.hpp>
 
 namespace datashare::sidecar::participant {
@@ -77,6 +78,75 @@ std::string read_member(std::string_view body, const char* member) {
   auto it = j.find(member);
   if (it == j.end() || !it->is_string()) return "";
   return it->get<std::string>();
+}
+
+namespace {
+
+// One frame's header: `<a> <b> <length>\n` (two words) or `<a> <length>\n` (one word), then
+// the body and a newline. Advances `in` past the frame.
+bool next_frame(std::string_view& in, std::string_view* words, int n, std::string_view& body) {
+  auto eol = in.find('\n');
+  if (eol == std::string_view::npos || eol > 200) return false;
+  std::string_view head = in.substr(0, eol);
+  for (int i = 0; i < n; ++i) {
+    auto sp = head.find(' ');
+    if (sp == std::string_view::npos || sp == 0) return false;
+    words[i] = head.substr(0, sp);
+    head.remove_prefix(sp + 1);
+  }
+  std::size_t len = 0;
+  auto [ptr, ec] = std::from_chars(head.data(), head.data() + head.size(), len);
+  if (ec != std::errc() || ptr != head.data() + head.size() || head.empty()) return false;
+  in.remove_prefix(eol + 1);
+  if (in.size() < len + 1 || in[len] != '\n') return false;
+  body = in.substr(0, len);
+  in.remove_prefix(len + 1);
+  return true;
+}
+
+void append_frame_end(std::string& to, std::string_view body) {
+  to.append(std::to_string(body.size())).append(1, '\n').append(body).append(1, '\n');
+}
+
+}  // namespace
+
+void append_batch_message(std::string& to, std::string_view op, std::string_view tx, std::string_view body) {
+  to.append(op).append(1, ' ').append(tx).append(1, ' ');
+  append_frame_end(to, body);
+}
+
+std::string decode_batch(std::string_view body, std::vector<batch_message>& out) {
+  out.clear();
+  while (!body.empty()) {
+    std::string_view words[2], b;
+    if (!next_frame(body, words, 2, b)) return "message " + std::to_string(out.size() + 1) + ": broken framing";
+    if (words[0] != "prepare" && words[0] != "commit" && words[0] != "abort")
+      return "message " + std::to_string(out.size() + 1) + ": op must be prepare, commit or abort";
+    if (!is_valid_tx_id(words[1])) return "message " + std::to_string(out.size() + 1) + ": invalid transaction id";
+    if (out.size() == kMaxBatch) return "more than " + std::to_string(kMaxBatch) + " messages";
+    out.push_back({std::string(words[0]), std::string(words[1]), std::string(b)});
+  }
+  if (out.empty()) return "no message";
+  return "";
+}
+
+void append_batch_answer(std::string& to, unsigned status, std::string_view body) {
+  to.append(std::to_string(status)).append(1, ' ');
+  append_frame_end(to, body);
+}
+
+std::string decode_batch_answers(std::string_view body, std::vector<batch_answer>& out) {
+  out.clear();
+  while (!body.empty()) {
+    std::string_view word, b;
+    if (!next_frame(body, &word, 1, b)) return "answer " + std::to_string(out.size() + 1) + ": broken framing";
+    unsigned status = 0;
+    auto [ptr, ec] = std::from_chars(word.data(), word.data() + word.size(), status);
+    if (ec != std::errc() || ptr != word.data() + word.size() || status < 100 || status > 599)
+      return "answer " + std::to_string(out.size() + 1) + ": bad status";
+    out.push_back({status, std::string(b)});
+  }
+  return "";
 }
 
 std::optional<tx_path> parse_tx_path(std::string_view path) {

@@ -16,6 +16,13 @@
 //        transaction's version (the coordinator's wall-time µs) is younger than half the record
 //        retention: an older one may have been committed here and its record dropped, so the
 //        answer is "unknown" (and without a version too).
+//   POST /v1/batch            N of the three POSTs above in one exchange (the gateway sends one
+//                             when calls queue behind an in-flight one on the same link), framed
+//                             as text, each message `<op> <id> <length>\n<body>\n` (op prepare,
+//                             commit or abort; body the single call's, length its bytes):
+//        200 `<status> <length>\n<body>\n` per message, in the request's order, each exactly
+//            what the single call would have answered; sent once every message is answered.
+//        400 {"error"} when the framing is broken (nothing was done).
 // and on the coordinator:
 //   GET  /v1/tx/<id>                        200 {"outcome":"committed"|"aborted"|"pending"};
 //                                           503 while it recovers its log. Unknown: aborted
@@ -52,6 +59,23 @@ std::optional<std::string> decode_product(std::string_view body);
 
 // The "state" (participants) or "outcome" (coordinator) member of an answer, or "" when absent.
 std::string read_member(std::string_view body, const char* member);
+
+// POST /v1/batch (above). At most kMaxBatch messages.
+constexpr std::size_t kMaxBatch = 512;
+struct batch_message {
+  std::string op;  // prepare | commit | abort
+  std::string tx;
+  std::string body;
+};
+struct batch_answer {
+  unsigned status = 0;
+  std::string body;
+};
+void append_batch_message(std::string& to, std::string_view op, std::string_view tx, std::string_view body);
+// "" and `out` filled, or what is wrong (an op outside the three, an invalid id, a bad length).
+std::string decode_batch(std::string_view body, std::vector<batch_message>& out);
+void append_batch_answer(std::string& to, unsigned status, std::string_view body);
+std::string decode_batch_answers(std::string_view body, std::vector<batch_answer>& out);
 
 // "/v1/tx/<id>/<op>" → {id, op}; "/v1/tx/<id>" → {id, ""}. nullopt for any other path.
 struct tx_path {

@@ -21,6 +21,53 @@ TEST(TxProtocolTest, PrepareRoundTrips) {
   EXPECT_EQ(back.value, "");
 }
 
+TEST(TxProtocolTest, BatchesRoundTripInOrder) {
+  std::string body;
+  append_batch_message(body, "prepare", "tx-1", "{\"a\":\"line\\nbreak\"}\n");
+  append_batch_message(body, "commit", "tx_2", R"({"product":"p"})");
+  append_batch_message(body, "abort", "3", "");
+  std::vector<batch_message> back;
+  ASSERT_EQ(decode_batch(body, back), "");
+  ASSERT_EQ(back.size(), 3u);
+  EXPECT_EQ(back[0].op, "prepare");
+  EXPECT_EQ(back[0].tx, "tx-1");
+  EXPECT_EQ(back[0].body, "{\"a\":\"line\\nbreak\"}\n");
+  EXPECT_EQ(back[1].op, "commit");
+  EXPECT_EQ(back[1].body, R"({"product":"p"})");
+  EXPECT_EQ(back[2].tx, "3");
+  EXPECT_EQ(back[2].body, "");
+
+  std::string answers;
+  append_batch_answer(answers, 200, R"({"vote":"yes"})");
+  append_batch_answer(answers, 409, "x\ny");
+  std::vector<batch_answer> got;
+  ASSERT_EQ(decode_batch_answers(answers, got), "");
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].status, 200u);
+  EXPECT_EQ(got[0].body, R"({"vote":"yes"})");
+  EXPECT_EQ(got[1].status, 409u);
+  EXPECT_EQ(got[1].body, "x\ny");
+}
+
+TEST(TxProtocolTest, BrokenBatchesAreRefused) {
+  std::vector<batch_message> out;
+  EXPECT_EQ(decode_batch("", out), "no message");
+  EXPECT_EQ(decode_batch("prepare tx 5\nabc\n", out), "message 1: broken framing");      // too short
+  EXPECT_EQ(decode_batch("prepare tx 2\nabc\n", out), "message 1: broken framing");      // no newline after
+  EXPECT_EQ(decode_batch("prepare tx -1\n\n", out), "message 1: broken framing");        // bad length
+  EXPECT_EQ(decode_batch("prepare tx\n\n", out), "message 1: broken framing");           // no length
+  EXPECT_EQ(decode_batch("update tx 0\n\n", out), "message 1: op must be prepare, commit or abort");
+  EXPECT_EQ(decode_batch("abort tx 0\n\nabort a/b 0\n\n", out), "message 2: invalid transaction id");
+  std::string many;
+  for (std::size_t i = 0; i <= kMaxBatch; ++i) append_batch_message(many, "abort", "t", "");
+  EXPECT_EQ(decode_batch(many, out), "more than " + std::to_string(kMaxBatch) + " messages");
+  std::vector<batch_answer> answers;
+  EXPECT_EQ(decode_batch_answers("200 3\nab\n", answers), "answer 1: broken framing");
+  EXPECT_EQ(decode_batch_answers("2000 0\n\n", answers), "answer 1: bad status");
+  EXPECT_EQ(decode_batch_answers("", answers), "");
+  EXPECT_TRUE(answers.empty());
+}
+
 TEST(TxProtocolTest, MalformedPreparesAreNamed) {
   prepare_request out;
   EXPECT_EQ(decode_prepare("nope", out), "the body must be a JSON object");

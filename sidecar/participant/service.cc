@@ -1,5 +1,6 @@
 #include "sidecar/participant/service.h"
 
+#include <atomic>
 #include <charconv>
 #include <nlohmann/json.hpp>
 
@@ -8,11 +9,13 @@ namespace bhttp = boost::beast::http;
 
 namespace {
 
+reply error_reply(unsigned status, const std::string& message) {
+  return {status, nlohmann::json{{"error", message}}.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)};
+}
+
 http::response error(unsigned status, const std::string& message) {
-  http::response r;
-  r.status = status;
-  r.body = nlohmann::json{{"error", message}}.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-  return r;
+  auto r = error_reply(status, message);
+  return {r.status, std::move(r.body)};
 }
 
 // The value of `name` ("product=", "version=") in a query string, or "".
@@ -35,18 +38,19 @@ service::service(const std::vector<participant*>& participants, thread_pool& poo
 
 void service::handle(const http::request& req, const http::responder& respond) const {
   std::string_view target(req.target().data(), req.target().size());
+  if (target == "/v1/batch") {
+    batch(req, respond);
+    return;
+  }
   auto qpos = target.find('?');
   auto path = parse_tx_path(target.substr(0, qpos));
   if (!path) {
     respond(error(404,
-                  "no such path: the participant API is /v1/tx/<id>/{prepare,commit,abort} and GET /v1/tx/<id> "
+                  "no such path: the participant API is /v1/tx/<id>/{prepare,commit,abort}, GET /v1/tx/<id> and "
+                  "POST /v1/batch "
                   "(ids: 1 to 64 of A-Z a-z 0-9 - _)"));
     return;
   }
-  auto find = [this](std::string_view product) -> participant* {
-    auto it = by_product_.find(product);
-    return it == by_product_.end() ? nullptr : it->second;
-  };
   if (path->op.empty()) {
     if (req.method() != bhttp::verb::get) {
       respond(error(405, "GET /v1/tx/<id>?product=<name>"));
@@ -58,7 +62,8 @@ void service::handle(const http::request& req, const http::responder& respond) c
     if (auto v = query_param(query, "version="); !v.empty()) {
       std::from_chars(v.data(), v.data() + v.size(), version);
     }
-    participant* p = find(product);
+    auto it = by_product_.find(product);
+    participant* p = it == by_product_.end() ? nullptr : it->second;
     if (p == nullptr) {
       respond(error(404, "no participant for product \"" + product + "\" here"));
       return;
@@ -73,56 +78,97 @@ void service::handle(const http::request& req, const http::responder& respond) c
     respond(error(405, "POST /v1/tx/<id>/{prepare,commit,abort}"));
     return;
   }
-  if (path->op == "prepare") {
+  run(path->op, path->id, req.body(), [respond](reply r) { respond({r.status, std::move(r.body)}); });
+}
+
+void service::batch(const http::request& req, const http::responder& respond) const {
+  if (req.method() != bhttp::verb::post) {
+    respond(error(405, "POST /v1/batch"));
+    return;
+  }
+  std::vector<batch_message> messages;
+  if (auto problem = decode_batch(req.body(), messages); !problem.empty()) {
+    respond(error(400, "batch: " + problem));
+    return;
+  }
+  // Each message runs as its single call would; the answer goes back once the last one is in
+  // (answers come from the I/O, pool and group writer threads: the count orders their slots).
+  struct state {
+    state(std::size_t n, http::responder r) : answers(n), left(n), respond(std::move(r)) {}
+    std::vector<reply> answers;
+    std::atomic<std::size_t> left;
+    http::responder respond;
+  };
+  auto st = std::make_shared<state>(messages.size(), respond);
+  for (std::size_t i = 0; i < messages.size(); ++i) {
+    auto& m = messages[i];
+    run(m.op, m.tx, m.body, [st, i](reply r) {
+      st->answers[i] = std::move(r);
+      if (st->left.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+      std::string body;
+      std::size_t size = 0;
+      for (const auto& a : st->answers) size += a.body.size() + 16;
+      body.reserve(size);
+      for (const auto& a : st->answers) append_batch_answer(body, a.status, a.body);
+      st->respond({200, std::move(body)});
+    });
+  }
+}
+
+void service::run(const std::string& op, const std::string& id, std::string_view body,
+                  std::function<void(reply)> answer) const {
+  auto find = [this](std::string_view product) -> participant* {
+    auto it = by_product_.find(product);
+    return it == by_product_.end() ? nullptr : it->second;
+  };
+  if (op == "prepare") {
     prepare_request pr;
-    if (auto problem = decode_prepare(req.body(), pr); !problem.empty()) {
-      respond(error(400, problem));
+    if (auto problem = decode_prepare(body, pr); !problem.empty()) {
+      answer(error_reply(400, problem));
       return;
     }
     participant* p = find(pr.product);
     if (p == nullptr) {
-      respond(error(400, "no participant for product \"" + pr.product + "\" here"));
+      answer(error_reply(400, "no participant for product \"" + pr.product + "\" here"));
       return;
     }
-    auto answer = [respond](reply r) { respond({r.status, std::move(r.body)}); };
     if (p->spec().role == config::participant_role::copy) {
       // A copy's prepare is a store write whose fsync is group-committed: answered from the
       // group writer's thread, without a hand-off to the pool.
-      p->prepare_async(path->id, pr, std::move(answer));
+      p->prepare_async(id, pr, std::move(answer));
     } else {
-      pool_.post([p, id = path->id, pr = std::move(pr), answer = std::move(answer)]() mutable {
+      pool_.post([p, id, pr = std::move(pr), answer = std::move(answer)]() mutable {
         p->prepare_async(id, pr, std::move(answer));
       });
     }
     return;
   }
-  if (path->op != "commit" && path->op != "abort") {
-    respond(error(404, "unknown operation \"" + path->op + "\": prepare, commit or abort"));
+  if (op != "commit" && op != "abort") {
+    answer(error_reply(404, "unknown operation \"" + op + "\": prepare, commit or abort"));
     return;
   }
-  auto product = decode_product(req.body());
+  auto product = decode_product(body);
   participant* p = product ? find(*product) : nullptr;
   if (p == nullptr) {
-    respond(error(400, "the body must be {\"product\": <a product this sidecar participates in>}"));
+    answer(error_reply(400, "the body must be {\"product\": <a product this sidecar participates in>}"));
     return;
   }
-  bool commit = path->op == "commit";
-  auto run = [p, id = path->id, commit, respond] {
+  bool commit = op == "commit";
+  auto work = [p, id, commit, answer = std::move(answer)]() mutable {
     if (commit) {
       // Acknowledged once the `committed` record is fsync'd (group commit), from the writer's
       // thread.
-      p->commit_async(id, [respond](reply r) { respond({r.status, std::move(r.body)}); });
+      p->commit_async(id, std::move(answer));
       return;
     }
-    auto r = p->abort(id);
-    respond({r.status, std::move(r.body)});
+    answer(p->abort(id));
   };
   if (p->spec().role == config::participant_role::copy) {
     // A copy's commit queues its record to the group writer and its abort is one store write
     // without fsync: neither blocks, cheaper here than a hand-off.
-    run();
+    work();
   } else {
-    pool_.post(std::move(run));
+    pool_.post(std::move(work));
   }
 }
 

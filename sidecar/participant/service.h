@@ -6,9 +6,13 @@
 // owner's run on a thread pool, since they block (owner calls, the outbox's fsync). The answer
 // goes back through the responder.
 //
+// POST /v1/batch carries many of the POSTs at once (protocol.h): each message runs exactly as
+// its single call, and the one answer goes back when the last message is answered.
+//
 // Threading: handle() from the HTTP I/O threads; the participants and the pool must outlive the
 // server.
 
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -25,6 +29,10 @@ class service {
   void handle(const http::request& req, const http::responder& respond) const;
 
  private:
+  void batch(const http::request& req, const http::responder& respond) const;
+  // One POST (prepare, commit, abort) of transaction `id`, answered through `answer`, once.
+  void run(const std::string& op, const std::string& id, std::string_view body,
+           std::function<void(reply)> answer) const;
   std::map<std::string, participant*, std::less<>> by_product_;
   thread_pool& pool_;
 };
