@@ -4,18 +4,17 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <boost/asio/executor_work_guard.hpp>
 #include <condition_variable>
 #include <filesystem>
 #include <future>
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include <boost/asio/executor_work_guard.hpp>
-
 #include "common/thread_pool.h"
 #include "sidecar/http/server.h"
-#include "sidecar/participant/protocol.h"
 #include "sidecar/participant/participant.h"
+#include "sidecar/participant/protocol.h"
 #include "sidecar/replica/replica.h"
 #include "sidecar/store/memory_kv.h"
 

@@ -52,10 +52,10 @@ TEST(TxProtocolTest, BatchesRoundTripInOrder) {
 TEST(TxProtocolTest, BrokenBatchesAreRefused) {
   std::vector<batch_message> out;
   EXPECT_EQ(decode_batch("", out), "no message");
-  EXPECT_EQ(decode_batch("prepare tx 5\nabc\n", out), "message 1: broken framing");      // too short
-  EXPECT_EQ(decode_batch("prepare tx 2\nabc\n", out), "message 1: broken framing");      // no newline after
-  EXPECT_EQ(decode_batch("prepare tx -1\n\n", out), "message 1: broken framing");        // bad length
-  EXPECT_EQ(decode_batch("prepare tx\n\n", out), "message 1: broken framing");           // no length
+  EXPECT_EQ(decode_batch("prepare tx 5\nabc\n", out), "message 1: broken framing");  // too short
+  EXPECT_EQ(decode_batch("prepare tx 2\nabc\n", out), "message 1: broken framing");  // no newline after
+  EXPECT_EQ(decode_batch("prepare tx -1\n\n", out), "message 1: broken framing");    // bad length
+  EXPECT_EQ(decode_batch("prepare tx\n\n", out), "message 1: broken framing");       // no length
   EXPECT_EQ(decode_batch("update tx 0\n\n", out), "message 1: op must be prepare, commit or abort");
   EXPECT_EQ(decode_batch("abort tx 0\n\nabort a/b 0\n\n", out), "message 2: invalid transaction id");
   std::string many;
