@@ -24,7 +24,12 @@ void api::handle_admin(const sidecar::http::request& req, const sidecar::http::r
   std::string_view target(req.target().data(), req.target().size());
   std::string_view path = target.substr(0, target.find('?'));
   if (path == "/healthz") {
-    respond({200, R"({"status":"ok"})", "application/json", {}});
+    if (auto ec = coordinator_.log_failure()) {
+      // Restart me: only recovery can decide a transaction whose commit record failed.
+      respond({503, nlohmann::json{{"status", "decision log failed: " + ec.message()}}.dump(), "application/json", {}});
+    } else {
+      respond({200, R"({"status":"ok"})", "application/json", {}});
+    }
   } else if (path == "/readyz") {
     bool ready = coordinator_.ready();
     nlohmann::json j{{"ready", ready}, {"inDoubt", coordinator_.in_doubt()}};

@@ -531,13 +531,23 @@ void coordinator::prepared(const std::shared_ptr<tx>& t) {
     t->state = phase::committing;
   }
   step_begun();
-  log_.append(record_of(*t, 'C'), durability::synced, [this, t, abort_all](std::error_code ec) {
+  log_.append(record_of(*t, 'C'), durability::synced, [this, t](std::error_code ec) {
     step_end end{this};
     if (ec) {
-      // Not decided after all: the log refuses writes, so nothing more is decided here.
-      t->votes[0].answered = false;
-      t->votes[0].error = "decision log: " + ec.message();
-      abort_all(0, 503);
+      // The outcome is unknown here: the record may be on disk all the same (written before a
+      // failed fdatasync, or carried, fsync'd, into a new segment by a rotation, whose snapshot
+      // holds the `commit` of every transaction past its votes). Aborting would contradict a
+      // restart that finds it. So nothing is sent: the participants stay prepared (they hear
+      // `pending` and wait), the key stays taken, and the log's failure fails /healthz, so the
+      // gateway is restarted and its recovery decides from what the disk holds.
+      log::error("gateway: the commit record could not be made durable; transaction in doubt until restart",
+                 {{"tx", t->id}, {"error", ec.message()}});
+      metrics_.aborted.Increment();
+      metrics_.duration.Observe(std::chrono::duration<double>(clock::now() - t->started).count());
+      nlohmann::json j{{"error", "decision log: " + ec.message() +
+                                     "; the outcome is decided when the gateway restarts (retry then)"},
+                       {"tx", t->id}};
+      conclude_answer(t, {503, j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)});
       return;
     }
     {

@@ -184,6 +184,10 @@ class coordinator {
   // Finishes what the log holds, compacts it, starts the retry thread; ready() afterwards.
   void recover(const std::vector<log_record>& records);
   bool ready() const { return ready_.load(); }
+  // Healthy while the decision log works. A failed log decides nothing more, and a transaction
+  // whose commit record it failed on stays in doubt until a restart reads the disk: /healthz
+  // fails so that the gateway is restarted.
+  std::error_code log_failure() const { return log_.failed(); }
 
   // `body`: the JSON entity for PUT; nullopt for DELETE. `done` runs once with the answer: on
   // the calling thread for a bad request or a conflict, else on a link's or the log's thread.

@@ -517,6 +517,39 @@ TEST_F(coordinator_test, ConcurrentWritersOfFewKeysEndInOneSerialOrder) {
   }
 }
 
+// A commit record whose fsync fails may be on disk all the same (written before the failed
+// fdatasync, or carried by a rotation's snapshot into a new, fsync'd segment). The coordinator
+// must not abort then: until 2026-12-03 it aborted everywhere (an owner compensated), and the
+// restart found the record and re-drove a commit the participants had already aborted. Now the
+// transaction stays in doubt (participants prepared, `pending`, /healthz failing) and the
+// restart decides from the disk.
+TEST_F(coordinator_test, ACommitRecordWhoseFsyncFailedIsInDoubtUntilTheRestartDecides) {
+  auto fail = std::make_shared<std::atomic<bool>>(true);
+  log_options_.sync_fault = [fail]() -> std::error_code {
+    if (fail->load()) return std::make_error_code(std::errc::io_error);
+    return {};
+  };
+  start();
+  auto r = c_->update("k", R"({"name":"new"})");
+  EXPECT_EQ(r.status, 503u) << r.body;
+  EXPECT_THAT(r.body, HasSubstr("decision log"));
+  EXPECT_TRUE(c_->log_failure());
+  // Nothing was sent after the votes: every participant holds the key prepared, nobody aborted.
+  for (auto& p : parts_) {
+    EXPECT_EQ(p->p->locked_keys(), 1u) << p->name;
+    EXPECT_EQ(p->value("k"), "<absent>") << p->name;
+  }
+  // The key stays taken; the coordinator answers `pending` to the participants' questions.
+  EXPECT_EQ(c_->outcome(nlohmann::json::parse(r.body)["tx"].get<std::string>()), "pending");
+  EXPECT_EQ(c_->update("k", R"({"name":"other"})").status, 409u);
+  // The restart reads the commit record (it reached the segment) and commits everywhere.
+  fail->store(false);
+  start();
+  EXPECT_FALSE(c_->log_failure());
+  expect_everywhere("k", R"({"id":"k","name":"new"})");
+  ASSERT_EQ(c_->update("k", R"({"name":"after"})").status, 200u);
+}
+
 // http_link against a real HTTP server: a call goes alone while nothing is in flight on the lane;
 // what queues behind it goes as one POST /v1/batch, each caller getting its own answer.
 class http_link_test : public ::testing::Test {

@@ -306,6 +306,11 @@ void decision_log::append(const log_record& r, durability d, append_callback don
   queued_cv_.notify_one();
 }
 
+std::error_code decision_log::failed() const {
+  std::lock_guard lock(mu_);
+  return failed_;
+}
+
 std::uint64_t decision_log::fsyncs() const {
   std::lock_guard lock(mu_);
   return fsyncs_;
@@ -347,7 +352,11 @@ void decision_log::write_loop() {
     // straight from their callers.
     std::error_code ec;
     if (sync && options_.before_sync) options_.before_sync();
-    if (sync && options_.fsync && ::fdatasync(fd) != 0) ec = {errno, std::generic_category()};
+    if (sync && options_.sync_fault) {
+      ec = options_.sync_fault();
+    } else if (sync && options_.fsync && ::fdatasync(fd) != 0) {
+      ec = {errno, std::generic_category()};
+    }
     lock.lock();
     if (sync) {
       syncing_ = false;

@@ -14,7 +14,12 @@
 //
 // Segments are rotated: when the current one passes max_segment_bytes, the writer asks the
 // coordinator for the records of every unfinished transaction (snapshot), writes them first into
-// a new segment, fsyncs it and deletes the older ones.
+// a new segment, fsyncs it and deletes the older ones. The snapshot carries the `commit` of a
+// transaction whose commit record is queued or written but not yet fsync'd: it may have been
+// written into the old segment (by a `begin`'s caller) and would be lost with it. So a commit
+// record can reach stable storage through the snapshot even when its own append then fails;
+// the coordinator therefore treats a failed commit append as in doubt, never as an abort
+// (gateway/README.md).
 //
 // Threading: append() from any thread. A `written` record (begin) is written by its caller
 // (behind whatever was queued before it, under the file's mutex) and its callback runs inside
@@ -59,6 +64,9 @@ struct log_options {
   // Tests: runs on the writer thread before each fsync of appended records (a test holds it to
   // look at what is decided while a commit record is written but not yet on disk).
   std::function<void()> before_sync;
+  // Tests: runs on the writer thread instead of each fsync of appended records; an error fails
+  // that fsync (and the log) as a failed fdatasync would, after the records were written.
+  std::function<std::error_code()> sync_fault;
 };
 
 class decision_log {
@@ -92,6 +100,9 @@ class decision_log {
   void append(const log_record& r, durability d, append_callback done);
 
   std::uint64_t fsyncs() const;
+  // The sticky error of a log that could not write or fsync (then it decides nothing more), or
+  // none.
+  std::error_code failed() const;
 
  private:
   decision_log(std::string dir, log_options options);
