@@ -71,6 +71,22 @@ TEST_F(ClientTest, MapsStatusObjectsToErrorCodes) {
   EXPECT_EQ(error_from_response(502, "<html>", "GET /x").code(), errc::server_error);
 }
 
+TEST(ErrorTest, NamespaceTerminatingIsTheForbiddenWithThatCause) {
+  // The Status body a kube-apiserver sends for a create in a namespace being deleted.
+  const std::string terminating =
+      R"({"kind":"Status","apiVersion":"v1","status":"Failure","message":"configmaps \"x\" is forbidden: )"
+      R"(unable to create new content in namespace a because it is being terminated","reason":"Forbidden",)"
+      R"("details":{"name":"x","kind":"configmaps","causes":[{"reason":"NamespaceTerminating",)"
+      R"("message":"namespace a is being terminated","field":"metadata.namespace"}]},"code":403})";
+  EXPECT_TRUE(is_namespace_terminating(error_from_response(403, terminating, "POST /x")));
+  // An RBAC refusal is a 403 too, without that cause.
+  const std::string rbac =
+      R"({"kind":"Status","status":"Failure","message":"configmaps is forbidden: User \"u\" cannot create )"
+      R"(resource \"configmaps\"","reason":"Forbidden","details":{"kind":"configmaps"},"code":403})";
+  EXPECT_FALSE(is_namespace_terminating(error_from_response(403, rbac, "POST /x")));
+  EXPECT_FALSE(is_namespace_terminating(error_from_response(403, "forbidden", "POST /x")));
+}
+
 TEST_F(ClientTest, InvalidCarriesTheFieldCauses) {
   transport_->push({422, kInvalidStatus});
   try {

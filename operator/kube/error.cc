@@ -119,6 +119,14 @@ api_error::api_error(errc code, int http_status, std::string reason, std::string
       causes_(std::move(causes)),
       retry_after_(retry_after) {}
 
+bool is_namespace_terminating(const api_error& e) {
+  if (e.code() != errc::forbidden) return false;
+  for (const auto& c : e.causes()) {
+    if (c.reason == "NamespaceTerminating") return true;
+  }
+  return false;
+}
+
 bool api_error::retryable() const {
   switch (code_) {
     case errc::too_many_requests:

@@ -79,6 +79,9 @@ inline bool is_already_exists(const api_error& e) {
 inline bool is_gone(const api_error& e) {
   return e.code() == errc::gone;
 }
+// A create refused because its namespace is being deleted (403 with the NamespaceTerminating
+// cause). Nothing is wrong with the request: the namespace and what is in it are going away.
+bool is_namespace_terminating(const api_error& e);
 
 }  // namespace datashare::kube
 

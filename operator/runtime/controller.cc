@@ -3,6 +3,7 @@
 #include <prometheus/gauge.h>
 
 #include "common/log.h"
+#include "operator/kube/error.h"
 #include "operator/kube/json_access.h"
 #include "operator/runtime/prometheus_queue_metrics.h"
 
@@ -218,12 +219,21 @@ void controller::process(const std::string& key) {
     }
   } catch (const std::exception& e) {
     queue_->add_rate_limited(key);
-    result = "error";
-    log::error("reconcile failed", {{"controller", options_.name},
-                                    {"namespace", req.ns},
-                                    {"name", req.name},
-                                    {"error", e.what()},
-                                    {"retries", std::to_string(queue_->num_requeues(key))}});
+    const auto* api = dynamic_cast<const kube::api_error*>(&e);
+    if (api != nullptr && kube::is_namespace_terminating(*api)) {
+      // Not a failure of the reconcile: the namespace is being deleted and nothing new may be
+      // created there. The retry finds the object gone or being deleted (its finalizer path).
+      result = "requeue";
+      log::info("namespace is being deleted: retried later",
+                {{"controller", options_.name}, {"namespace", req.ns}, {"name", req.name}, {"error", e.what()}});
+    } else {
+      result = "error";
+      log::error("reconcile failed", {{"controller", options_.name},
+                                      {"namespace", req.ns},
+                                      {"name", req.name},
+                                      {"error", e.what()},
+                                      {"retries", std::to_string(queue_->num_requeues(key))}});
+    }
   }
   const double seconds = std::chrono::duration<double>(c.now() - started).count();
   if (active) active->Decrement();

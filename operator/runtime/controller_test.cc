@@ -7,6 +7,7 @@
 #include <atomic>
 #include <set>
 
+#include "operator/kube/error.h"
 #include "operator/kube/fake_transport.h"
 #include "tests/support/eventually.h"
 
@@ -67,6 +68,37 @@ TEST(ControllerTest, MapsEachOutcomeToOneQueueOperationAndOneMetric) {
   std::lock_guard l(mu);
   EXPECT_EQ(std::count(seen.begin(), seen.end(), "ns/periodic"), 2);
   EXPECT_EQ(std::count(seen.begin(), seen.end(), "ns/ok"), 1) << "success forgets the key";
+}
+
+TEST(ControllerTest, ANamespaceBeingDeletedIsRetriedWithoutCountingAnError) {
+  manual_clock clock;
+  prometheus::Registry registry;
+  std::atomic<int> calls{0};
+  const auto terminating = kube::error_from_response(
+      403,
+      R"({"kind":"Status","status":"Failure","reason":"Forbidden","message":"unable to create new content in )"
+      R"(namespace gone because it is being terminated","details":{"causes":[{"reason":"NamespaceTerminating"}]},)"
+      R"("code":403})",
+      "POST /api/v1/namespaces/gone/configmaps");
+  const auto rbac = kube::error_from_response(
+      403, R"({"kind":"Status","reason":"Forbidden","message":"User \"u\" cannot create","code":403})", "POST /x");
+  controller c({.name = "widgets", .workers = 1, .time_source = &clock, .registry = &registry},
+               [&](const request& r) -> reconcile_result {
+                 ++calls;
+                 if (r.ns == "gone") throw terminating;
+                 throw rbac;
+               });
+  c.start();
+  c.queue().add("gone/a");
+  ASSERT_TRUE(eventually([&] { return counter(registry, "controller_runtime_reconcile_total", "requeue") == 1; }));
+  EXPECT_LE(counter(registry, "controller_runtime_reconcile_errors_total"), 0) << "no error was counted";
+  // Retried with the backoff all the same.
+  clock.advance(std::chrono::milliseconds(5));
+  ASSERT_TRUE(eventually([&] { return calls == 2; }));
+  // Any other refusal is an error.
+  c.queue().add("ns/b");
+  ASSERT_TRUE(eventually([&] { return counter(registry, "controller_runtime_reconcile_errors_total") == 1; }));
+  EXPECT_TRUE(c.stop(std::chrono::seconds(10)));
 }
 
 TEST(ControllerTest, NeverReconcilesOneKeyTwiceAtOnce) {

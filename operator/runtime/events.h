@@ -77,7 +77,7 @@ class event_recorder {
     uint64_t created = 0;  // Events created
     uint64_t patched = 0;  // repeats folded into a series
     uint64_t failed = 0;   // writes the API server refused or that did not arrive
-    uint64_t dropped = 0;  // events not written because the queue was full or at shutdown
+    uint64_t dropped = 0;  // not written: the queue was full, shutdown, or the namespace is being deleted
   };
 
   // Throws std::invalid_argument when reporting_controller or reporting_instance is empty.

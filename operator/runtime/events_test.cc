@@ -244,6 +244,21 @@ TEST_F(EventsTest, AFailedWriteIsReportedDroppedAndNeverThrown) {
   EXPECT_EQ(body(4)["series"]["count"], 3);
 }
 
+TEST_F(EventsTest, AnEventInANamespaceBeingDeletedIsDroppedQuietly) {
+  auto events = recorder();
+  transport_->push({403, kube::json({{"kind", "Status"},
+                                     {"reason", "Forbidden"},
+                                     {"code", 403},
+                                     {"details", {{"causes", {{{"reason", "NamespaceTerminating"}}}}}}})
+                             .dump()});
+  events->record(kConfigMap, event_type::normal, "Synced", "Sync", "n");
+  ASSERT_TRUE(events->flush(kRealTimeout));
+  EXPECT_EQ(request(0), std::string("POST ") + kEvents);
+  EXPECT_TRUE(errors().empty()) << errors().front();
+  EXPECT_EQ(events->stats().failed, 0u);
+  EXPECT_EQ(events->stats().dropped, 1u);
+}
+
 TEST_F(EventsTest, TheQueueIsBoundedAndOverflowIsDropped) {
   auto gate = std::make_shared<gated_transport>(transport_);
   auto events = recorder({.max_pending = 2}, gate);
