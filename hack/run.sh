@@ -76,6 +76,10 @@ seen() {  # SERVICE MODE
     "${SHOP_SEEN[$1.product]}" "${SHOP_SEEN[$1.before]}"
 }
 p() { shop_url "$1"; }
+lag_lines=$(policy_lag)
+# The chart's dashboard as a picture of this run (no Grafana here); a failed query is told, not fatal.
+python3 "$DATASHARE_ROOT/hack/render-dashboard.py" --prometheus "$(p prometheus)" --out "$S/dashboard.svg" \
+  --minutes 2 >/dev/null || log "the dashboard could not be drawn completely (hack/render-dashboard.py)"
 
 cat <<MSG
 
@@ -110,7 +114,7 @@ $(seen billing-service "billing sync+gateway")
 
 The operator's lag of the copies kept from the topic (consumer-group offsets; Prometheus,
 datashare_policy_lag_events and _seconds):
-$(policy_lag)
+$lag_lines
 
 Where to look:
   export KUBECONFIG=$KUBECONFIG
@@ -122,6 +126,8 @@ Where to look:
   gateway     $(p gateway.admin)/metrics
   orders      curl $(p order-service.app)/orders
   rename      curl -X PUT $(p product-service.app)/catalog/products/p-1 -d '{"name":"Espresso cup","price":4.5,"weightGrams":180}'
+  dashboard   $S/dashboard.svg   (the chart's Grafana dashboard drawn from this Prometheus; again with
+              python3 hack/render-dashboard.py --prometheus $(p prometheus) --out FILE.svg)
   logs        $S/logs
 MSG
 if [[ "${DATASHARE_RUN_ONCE:-}" == 1 ]]; then

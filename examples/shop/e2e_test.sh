@@ -4,7 +4,8 @@
 # as local processes from the config the operator rendered, a real Prometheus scraping them.
 # Checks: each order shows the old name before and the new one after the rename, in event,
 # hybrid and sync+gateway mode (the gateway's copy at once); the lag series are in Prometheus,
-# finite, never negative, and at 0 once the copies converged; every process exits on SIGTERM.
+# finite, never negative, and at 0 once the copies converged; the chart's dashboard, drawn from
+# that Prometheus, has data in its panels; every process exits on SIGTERM.
 # Usage: e2e_test.sh BIN_DIR (holding datashare-operator, -sidecar, -gateway, -shop-products, -shop-orders)
 set -euo pipefail
 [[ -n "${DATASHARE_ENV_FILE:-}" && -f "$DATASHARE_ENV_FILE" ]] && source "$DATASHARE_ENV_FILE"
@@ -111,6 +112,24 @@ eventually "sidecars: each copy measured the propagation of 3 events" \
 eventually "gateway: 3 committed transactions" \
   bash -c "[[ \"\$(curl -sf -G --data-urlencode 'query=datashare_gateway_transactions_total{outcome=\"committed\"}' \
     '$(shop_url prometheus)/api/v1/query' | jq -r '.data.result[0].value[1]')\" == 3 ]]"
+
+# The chart's Grafana dashboard, drawn from this Prometheus by hack/render-dashboard.py (what
+# `make run` and docs/dashboard.svg use): every panel's query answers, and the panels this run
+# feeds have series. Its stdout: series, points, type and title per panel.
+panels=$(python3 "$DATASHARE_ROOT/hack/render-dashboard.py" --prometheus "$(shop_url prometheus)" \
+  --out "$S/dashboard.svg" --minutes 2) && pass || fail "a dashboard query failed (render-dashboard.py)"
+series_of() { awk -F'\t' -v t="$1" '$4 == t { print $1 }' <<<"$panels"; }
+at_least() {  # title n
+  local n; n=$(series_of "$1")
+  [[ -n "$n" && "$n" -ge "$2" ]] && pass || fail "dashboard panel \"$1\": ${n:-no} series, want >= $2"
+}
+at_least "Policies" 1
+at_least "Lag per policy (seconds) against its budget" 4
+at_least "Propagation latency, owner write to applied copy" 1
+at_least "Replica applies per second" 2
+at_least "Gateway transactions by outcome" 1
+at_least "Sharing graph: owner -> consumer, by mode" 3
+grep -q '<polyline' "$S/dashboard.svg" && pass || fail "the rendered dashboard has no line drawn"
 
 phase "Prometheus checked"
 # 3. Taking it down: every process but the operator stopped by SIGTERM (their ports closed), then
