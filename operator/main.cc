@@ -15,6 +15,7 @@
 #include "controllers/kafka/topic_admin.h"
 #include "controllers/reconcile/operator.h"
 #include "operator/kube/error.h"
+#include "operator/kube/label_selector.h"
 #include "operator/runtime/events.h"
 #include "operator/runtime/manager_flags.h"
 
@@ -90,6 +91,9 @@ int main(int argc, char** argv) {
   set.add("sidecar-memory-request", &options.sidecar.memory_request, "memory request of each injected sidecar");
   set.add("sidecar-memory-limit", &options.sidecar.memory_limit, "memory limit of each injected sidecar");
   set.add("watch-namespace", &options.watch_namespace, "only this namespace (default: all namespaces)");
+  set.add("resource-selector", &options.resource_selector,
+          "label selector of the DataProducts and DataSharingPolicies to serve, e.g. datashare.io/shard=a; "
+          "empty: all (a product and its policies must match alike)");
   set.add("lag-poll-interval", &options.lag_interval, "how often consumer-group lag is measured");
   set.add("topic-resync-interval", &options.topic_resync, "how often topics are compared with their spec (drift)");
   set.add("workers", &options.workers, "concurrent reconciles per controller");
@@ -98,6 +102,8 @@ int main(int argc, char** argv) {
   problems.insert(problems.end(), more.begin(), more.end());
   if (kafka_bootstrap.empty()) problems.emplace_back("--kafka-bootstrap is required");
   if (options.workers < 1 || options.workers > 64) problems.emplace_back("--workers: must be between 1 and 64");
+  if (auto problem = kube::label_selector_problem(options.resource_selector))
+    problems.emplace_back("--resource-selector: " + *problem);
   if (options.lag_interval < std::chrono::seconds(1)) problems.emplace_back("--lag-poll-interval: at least 1s");
   if (options.topic_resync < std::chrono::seconds(1)) problems.emplace_back("--topic-resync-interval: at least 1s");
   if (auto code = set.exit_code(problems)) return *code;
@@ -120,7 +126,8 @@ int main(int argc, char** argv) {
     log::info("datashare-operator starting",
               {{"kafka", kafka_bootstrap},
                {"sidecar_image", options.sidecar.image},
-               {"namespace", options.watch_namespace.empty() ? "(all)" : options.watch_namespace}});
+               {"namespace", options.watch_namespace.empty() ? "(all)" : options.watch_namespace},
+               {"resources", options.resource_selector.empty() ? "(all)" : options.resource_selector}});
     int code = s.mgr->run();
     g_manager = nullptr;
     events.flush(std::chrono::seconds(2));

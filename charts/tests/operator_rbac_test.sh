@@ -44,7 +44,8 @@ k apply --server-side --force-conflicts -f "$chart/crds/" >/dev/null 2>&1 || fat
 for n in "$ns" "$cat" "$ord" "$bill"; do k create namespace "$n" >/dev/null || fatal "namespace $n"; done
 k -n "$ns" create secret generic kafka-client --from-literal=protocol=PLAINTEXT >/dev/null || fatal "secret"
 out=$("$helm" install "$release" "$chart" -n "$ns" --set kafka.bootstrap="$DATASHARE_KAFKA_BOOTSTRAP" \
-  --set kafka.securitySecret.name=kafka-client --set operator.lagPollInterval=1s 2>&1) || fatal "helm install: $out"
+  --set kafka.securitySecret.name=kafka-client --set operator.lagPollInterval=1s \
+  --set-string operator.resourceSelector="datashare.io/test-run=$suffix" 2>&1) || fatal "helm install: $out"
 
 # 2. The operator's credentials: a token of the chart's ServiceAccount, nothing else.
 token=$(k -n "$ns" create token "$release" --duration=1h 2>&1) || fatal "no token for the ServiceAccount: $token"
@@ -132,7 +133,7 @@ eventually "leader on the chart's Lease, in the release namespace" 30 bash -c \
 k apply -f - >/dev/null <<EOF || fatal "DataProduct and policies not created"
 apiVersion: datashare.io/v1alpha1
 kind: DataProduct
-metadata: {name: products, namespace: $cat}
+metadata: {name: products, namespace: $cat, labels: {datashare.io/test-run: $suffix}}
 spec:
   owner:
     workload: {kind: Deployment, name: product-service}
@@ -147,7 +148,7 @@ spec:
 ---
 apiVersion: datashare.io/v1alpha1
 kind: DataSharingPolicy
-metadata: {name: order-products, namespace: $ord}
+metadata: {name: order-products, namespace: $ord, labels: {datashare.io/test-run: $suffix}}
 spec:
   product: {name: products, namespace: $cat}
   consumer: {workload: {name: order-service}}
@@ -157,7 +158,7 @@ spec:
 ---
 apiVersion: datashare.io/v1alpha1
 kind: DataSharingPolicy
-metadata: {name: billing-products, namespace: $bill}
+metadata: {name: billing-products, namespace: $bill, labels: {datashare.io/test-run: $suffix}}
 spec:
   product: {name: products, namespace: $cat}
   consumer: {workload: {name: billing-service}}

@@ -83,12 +83,14 @@ for rule in \
   contains "RBAC rule ${rule%%$'\n'*} ${rule#*resources: }" "$default" "$rule"
 done
 lacks "no Secret access without a Kafka secret" "$default" "resources: [secrets]"
+lacks "every product and policy served by default (no --resource-selector)" "$default" "--resource-selector"
 
 # 5. Custom values: every one reaches the objects.
 custom=$(render -f "$work/custom.yaml" 2>&1) || fatal "custom render failed: $custom"
 for needle in "name: ds-custom" "replicas: 2" "--leader-election-id=datashare-custom" "--zap-log-level=debug" \
   "--log-format=json" "--kafka-bootstrap=kafka-0.kafka:9093,kafka-1.kafka:9093" \
   "--kafka-security-secret=kafka/kafka-client" "--watch-namespace=team-a" "--lag-poll-interval=2s" \
+  '- "--resource-selector=datashare.io/shard in (a, b),!legacy"' \
   '- "--zap-stacktrace-level=error"' \
   'image: "registry.example.com/platform/datashare-operator@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"' \
   "imagePullPolicy: Always" "--sidecar-image=registry.example.com/platform/datashare-sidecar:0.1.0-rc1" \

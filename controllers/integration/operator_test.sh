@@ -27,7 +27,8 @@ health_port=$(free_port)
 start_operator() {
   "$operator" --kafka-bootstrap "$DATASHARE_KAFKA_BOOTSTRAP" --metrics-bind-address "127.0.0.1:$metrics_port" \
     --health-probe-bind-address "127.0.0.1:$health_port" --topic-resync-interval 2s --lag-poll-interval 1s \
-    --sidecar-image registry.test/datashare-sidecar:1 >> "$work/operator.log" 2>&1 &
+    --sidecar-image registry.test/datashare-sidecar:1 --resource-selector "datashare.io/test-run=$base" \
+    >> "$work/operator.log" 2>&1 &
   op_pid=$!
   until_true 30 curl -sf "http://127.0.0.1:$health_port/readyz" || { echo "operator not ready" >&2; tail -20 "$work/operator.log" >&2; exit 1; }
 }
@@ -77,7 +78,7 @@ product() { # name topic deletionPolicy partitions
   cat <<YAML
 apiVersion: datashare.io/v1alpha1
 kind: DataProduct
-metadata: {name: $1, namespace: $P}
+metadata: {name: $1, namespace: $P, labels: {datashare.io/test-run: $base}}
 spec:
   owner:
     workload: {name: product-service}
@@ -96,7 +97,7 @@ policy() { # ns name workload mode fields syncFields
   cat <<YAML
 apiVersion: datashare.io/v1alpha1
 kind: DataSharingPolicy
-metadata: {name: $2, namespace: $1}
+metadata: {name: $2, namespace: $1, labels: {datashare.io/test-run: $base}}
 spec:
   product: {name: products, namespace: $P}
   consumer: {workload: {name: $3}}
@@ -167,8 +168,13 @@ policy "$C" typo order-service event "[id, nmae]" "[]" | k apply -f - >/dev/null
 check "an unknown field is refused by condition" until_true 60 has_condition dsp "$C" typo ProductResolved False UnknownField
 check "the bad policies do not change the sidecar config" bash -c "! '$kubectl' -n $C get configmap datashare-sidecar-order-service -o jsonpath='{.data.sidecar\.yaml}' | grep -q 'policy: leaky'"
 
+# This run's operator serves the products and policies labelled for it (--resource-selector):
+# one labelled for another operator is not its to touch, though it comes first.
+policy "$C" foreign order-service event "[id]" "[]" | sed "s/test-run: $base/test-run: other-$base/" | k apply -f - >/dev/null
 policy "$C" late late-service event "[id]" "[]" | k apply -f - >/dev/null
 check "a missing workload is a condition" until_true 60 has_condition dsp "$C" late SidecarInjected False WorkloadNotFound
+check "a policy outside --resource-selector is left alone (no finalizer, no status)" \
+  bash -c "[[ -z \$('$kubectl' -n $C get dsp foreign -o jsonpath='{.metadata.finalizers}{.status}') ]]"
 k -n "$C" create deployment late-service --image=registry.test/late:1 >/dev/null
 check "... and the sidecar arrives with the workload" until_true 60 has_sidecar "$C" late-service
 

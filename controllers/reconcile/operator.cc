@@ -122,12 +122,12 @@ void datashare_operator::register_with(runtime::manager& mgr) {
                                             log::warn("watch failed", {{"what", what}, {"error", e.what()}});
                                           }});
   };
-  auto products = informer_for(kinds::data_products);
+  auto products = informer_for(kinds::data_products, options_.resource_selector);
   products->cache().add_index(kOwnerIndex, [](const json& o) { return std::vector<std::string>{owner_of(o).key()}; });
   products->cache().add_index(kTopicIndex, [](const json& o) {
     return std::vector<std::string>{str_at(o, {"spec", "topic", "name"})};
   });
-  auto policies = informer_for(kinds::data_sharing_policies);
+  auto policies = informer_for(kinds::data_sharing_policies, options_.resource_selector);
   policies->cache().add_index(kProductIndex, [](const json& o) { return std::vector<std::string>{product_key_of(o)}; });
   policies->cache().add_index(kConsumerIndex,
                               [](const json& o) { return std::vector<std::string>{consumer_of(o).key()}; });

@@ -46,7 +46,11 @@ inline constexpr const char* kFinalizer = "datashare.io/finalizer";
 
 struct operator_options {
   sidecar_settings sidecar;
-  std::string watch_namespace;                    // "" = all
+  std::string watch_namespace;  // "" = all
+  // Label selector of the DataProducts and DataSharingPolicies this operator serves ("" = all):
+  // several operators can share a cluster, each with its own set (a product and its policies
+  // must then be selected by the same one).
+  std::string resource_selector;
   std::chrono::milliseconds topic_resync{60000};  // drift is found by looking: Kafka has no watch
   std::chrono::milliseconds lag_interval{10000};
   int workers = 4;

@@ -9,7 +9,9 @@
 #   S            state directory (pids/, logs/, config/, data/ inside)
 #   BIN          directory holding datashare-operator, -sidecar, -gateway, -shop-products, -shop-orders
 #   KC           kubectl
-#   SHOP_SUFFIX  "" or e.g. "-e2e123": appended to the namespaces and the topic, so runs do not meet
+#   SHOP_SUFFIX  "" or e.g. "-e2e123": appended to the namespaces and the topic, so runs do not meet;
+#                with one, the products and policies carry datashare.io/test-run=e2e123 and the
+#                operator serves only those (--resource-selector)
 # with KUBECONFIG and DATASHARE_KAFKA_BOOTSTRAP exported.
 
 SHOP_WORKLOADS=(catalog/product-service orders/order-service shipping/shipping-service billing/billing-service)
@@ -25,7 +27,17 @@ shop_examples() {
   local sfx=${1:-} f
   for f in "$DATASHARE_ROOT"/examples/*.yaml; do echo "---"; cat "$f"; done |
     sed -E -e "s/catalog\.products\.v1/catalog$sfx.products.v1/g" \
-      -e "s/(^|[^-a-zA-Z0-9.])(catalog|orders|shipping|billing)([^-a-zA-Z0-9.]|$)/\1\2$sfx\3/g"
+      -e "s/(^|[^-a-zA-Z0-9.])(catalog|orders|shipping|billing)([^-a-zA-Z0-9.]|$)/\1\2$sfx\3/g" |
+    if [[ -n "$sfx" ]]; then
+      # A run with a suffix (a test) labels its products and policies, and its operator serves
+      # those only (--resource-selector): other tests' operators on the shared cluster leave it be.
+      awk -v label="datashare.io/test-run: ${sfx#-}" '
+        /^kind: (DataProduct|DataSharingPolicy)$/ { ours = 1 }
+        { print }
+        ours && /^metadata:$/ { print "  labels: {" label "}"; ours = 0 }'
+    else
+      cat
+    fi
 }
 
 shop_start() {  # NAME COMMAND...: `start` that remembers the name for shop_stop_all
@@ -39,7 +51,7 @@ shop_start_operator() {
   shop_start operator "$BIN/datashare-operator" --kafka-bootstrap "$DATASHARE_KAFKA_BOOTSTRAP" \
     --metrics-bind-address "127.0.0.1:${SHOP_PORT[operator.metrics]}" \
     --health-probe-bind-address "127.0.0.1:${SHOP_PORT[operator.health]}" --lag-poll-interval 1s \
-    --graceful-shutdown-timeout 5s
+    --graceful-shutdown-timeout 5s ${SHOP_SUFFIX:+--resource-selector datashare.io/test-run=${SHOP_SUFFIX#-}}
   wait_for operator 60 curl -sf "$(shop_url operator.health)/readyz"
 }
 
