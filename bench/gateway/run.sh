@@ -127,12 +127,25 @@ non2xx() { local n; n=$(awk '/Non-2xx/ {print $NF}' "$1"); echo "${n:-0}"; }
 
 echo "== P5 anchor: plain PUTs straight to the owner service" >&2
 run_wrk owner "$owner" "/products/"
+# CPU of each process of the topology (user + system clock ticks, /proc/PID/stat), before and
+# after the gateway's run: CPU per committed transaction, whatever else the machine runs.
+cpu_ticks() { for p in "${pids[@]}"; do awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0; done; }
+names=(owner-service owner-sidecar copy1-sidecar copy2-sidecar gateway)
 echo "== P5: PUTs through the gateway (3 participants, fsync on)" >&2
+mapfile -t cpu_before < <(cpu_ticks)
 run_wrk gateway "$coordinator" "/v1/data/products/"
+mapfile -t cpu_after < <(cpu_ticks)
 curl -fsS "http://127.0.0.1:$gw_admin/metrics" | grep -E '^datashare_gateway_(transactions_total|in_doubt)' >&2 || true
 
 g_rate=$(ok_rate "$WORK/gateway.wrk"); o_rate=$(ok_rate "$WORK/owner.wrk")
 g50=$(pct_ms "$WORK/gateway.wrk" 50%); g99=$(pct_ms "$WORK/gateway.wrk" 99%)
 o50=$(pct_ms "$WORK/owner.wrk" 50%); o99=$(pct_ms "$WORK/owner.wrk" 99%)
 ratio=$(awk -v a="$g_rate" 'BEGIN {printf "%.2f", a / 1709}')
+g_total=$(awk '/requests in/ {print $1}' "$WORK/gateway.wrk"); g_ok=$(( g_total - $(non2xx "$WORK/gateway.wrk") ))
+hz=$(getconf CLK_TCK); cpu_line=""; cpu_sum=0
+for i in "${!names[@]}"; do
+  d=$(( ${cpu_after[$i]:-0} - ${cpu_before[$i]:-0} )); cpu_sum=$(( cpu_sum + d ))
+  cpu_line+="${names[$i]} $(awk -v d="$d" -v hz="$hz" -v n="$g_ok" 'BEGIN {printf "%.3f", n ? d * 1000 / hz / n : 0}'), "
+done
+echo "P5 CPU per committed transaction (ms; wrk, Kafka and the rest of the machine not counted): ${cpu_line}total $(awk -v d="$cpu_sum" -v hz="$hz" -v n="$g_ok" 'BEGIN {printf "%.3f", n ? d * 1000 / hz / n : 0}')" >&2
 echo "P5 gateway, 3 participants, fsync on: $g_rate committed tx/s, p50 $g50 ms, p99 $g99 ms ($(non2xx "$WORK/gateway.wrk") not committed) vs Seata's published 1,709 TPS at 13.86 ms avg (same run, plain PUTs to the owner: $o_rate req/s, p50 $o50 ms, p99 $o99 ms) = ${ratio}x (bar >= 2,000 tx/s, p99 <= 25 ms) [bench/gateway/run.sh: wrk -t2 -c$CONNECTIONS -d$DURATION]"
