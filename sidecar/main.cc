@@ -286,7 +286,7 @@ int main(int argc, char** argv) {
       // The topic may not exist yet (the operator creates it): keep trying, not ready meanwhile.
       std::string error;
       while (!stop.load()) {
-        if (!rep->start(error)) break;
+        if (!rep->start(error, &stop) || stop.load()) break;
         std::cerr << "datashare-sidecar: policy " << rep->spec().policy << ": " << error << "; retrying in 2 s\n";
         for (int i = 0; i < 20 && !stop.load(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
       }

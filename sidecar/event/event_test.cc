@@ -1,5 +1,8 @@
 #include <gtest/gtest.h>
 
+#include <cstdio>
+#include <ctime>
+
 #include "sidecar/event/cloudevents.h"
 #include "sidecar/event/schema.h"
 
@@ -32,6 +35,34 @@ TEST(CloudEventsTest, TimeRoundTripsWithMicroseconds) {
                           "2020-01-01T00:00:00Zjunk", "2020-01-01T00:00:00+0100", "yyyy-01-01T00:00:00Z"}) {
     EXPECT_FALSE(parse_time(bad)) << bad;
   }
+}
+
+// parse_time counts days itself: it must agree with the C library's timegm() on every calendar
+// corner (leap years of each rule, the first and last day of each month, a leap second, a day
+// past the month's end, which both carry into the next month).
+TEST(CloudEventsTest, TimeAgreesWithTimegm) {
+  int checked = 0;
+  for (int year : {1970, 1999, 2000, 2001, 2023, 2024, 2026, 2100, 2400, 9999}) {
+    for (int mon = 1; mon <= 12; ++mon) {
+      for (int day : {1, 15, 28, 29, 30, 31}) {
+        for (int sec : {0, 59, 60}) {
+          char text[40];
+          std::snprintf(text, sizeof text, "%04d-%02d-%02dT23:58:%02d.25-02:30", year, mon, day, sec);
+          std::tm tm{};
+          tm.tm_year = year - 1900;
+          tm.tm_mon = mon - 1;
+          tm.tm_mday = day;
+          tm.tm_hour = 23;
+          tm.tm_min = 58;
+          tm.tm_sec = sec;
+          std::int64_t want = (static_cast<std::int64_t>(timegm(&tm)) + 9000) * 1'000'000 + 250'000;
+          EXPECT_EQ(parse_time(text), want) << text;
+          ++checked;
+        }
+      }
+    }
+  }
+  EXPECT_EQ(checked, 10 * 12 * 6 * 3);
 }
 
 TEST(CloudEventsTest, Versions) {

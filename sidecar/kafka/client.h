@@ -29,6 +29,7 @@ inline constexpr int kErrQueueFull = -184;         // RD_KAFKA_RESP_ERR__QUEUE_F
 inline constexpr int kErrTimedOut = -185;          // RD_KAFKA_RESP_ERR__TIMED_OUT
 inline constexpr int kErrMsgTimedOut = -192;       // RD_KAFKA_RESP_ERR__MSG_TIMED_OUT
 inline constexpr int kErrTransport = -195;         // RD_KAFKA_RESP_ERR__TRANSPORT
+inline constexpr int kErrInterrupted = -163;       // RD_KAFKA_RESP_ERR__INTR (a start given up on stop)
 inline constexpr int kErrUnknownTopic = 3;         // RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART
 inline constexpr int kErrTopicAlreadyExists = 36;  // RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS
 

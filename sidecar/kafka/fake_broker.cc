@@ -2,6 +2,7 @@
 
 #include <deque>
 #include <functional>
+#include <thread>
 
 namespace datashare::sidecar::kafka {
 
@@ -59,8 +60,12 @@ class fake_consumer final : public consumer {
  public:
   explicit fake_consumer(fake_broker& b) : b_(b) {}
 
-  std::error_code partitions(const std::string& topic, std::chrono::milliseconds,
+  std::error_code partitions(const std::string& topic, std::chrono::milliseconds timeout,
                              std::vector<std::int32_t>& out) override {
+    if (b_.down()) {  // as librdkafka: the request waits for its whole timeout
+      std::this_thread::sleep_for(timeout);
+      return make_error(kErrTimedOut);
+    }
     std::lock_guard lock(b_.mu_);
     auto it = b_.topics_.find(topic);
     if (it == b_.topics_.end()) return make_error(kErrUnknownTopic);
@@ -73,9 +78,12 @@ class fake_consumer final : public consumer {
     for (const auto& p : start) positions_[p.partition] = p.offset < 0 ? 0 : p.offset;
     return {};
   }
-  std::error_code query_high_watermark(const std::string& topic, std::int32_t partition, std::chrono::milliseconds,
-                                       std::int64_t& high) override {
-    if (b_.down()) return make_error(kErrTimedOut);
+  std::error_code query_high_watermark(const std::string& topic, std::int32_t partition,
+                                       std::chrono::milliseconds timeout, std::int64_t& high) override {
+    if (b_.down()) {
+      std::this_thread::sleep_for(timeout);
+      return make_error(kErrTimedOut);
+    }
     high = cached_high_watermark(topic, partition);
     return {};
   }

@@ -149,7 +149,7 @@ void applier::decide(const kafka::message& m, decision& d) const {
 
 void version_table::reset(std::size_t keys) {
   std::size_t want = 16;
-  while (want < 2 * keys) want <<= 1;
+  while (2 * want < 3 * keys) want <<= 1;  // at most 2/3 full
   if (++generation_ == 0 || want > slots_.size()) {
     slots_.assign(std::max(want, slots_.size()), slot{});
     generation_ = 1;
@@ -163,12 +163,12 @@ version_table::slot& version_table::find_or_add(std::string_view key, bool& adde
   for (std::size_t i = hash & mask_;; i = (i + 1) & mask_) {
     slot& e = slots_[i];
     if (e.generation != generation_) {
-      e = {key, 0, generation_};
+      e = {key.data(), static_cast<std::uint32_t>(key.size()), generation_, 0};
       added = true;
       ++size_;
       return e;
     }
-    if (e.key == key) {
+    if (e.key() == key) {
       added = false;
       return e;
     }
@@ -181,7 +181,7 @@ std::uint64_t version_table::find(std::string_view key) const {
   for (std::size_t i = hash & mask_;; i = (i + 1) & mask_) {
     const slot& e = slots_[i];
     if (e.generation != generation_) return 0;
-    if (e.key == key) return e.version;
+    if (e.key() == key) return e.version;
   }
 }
 
@@ -203,8 +203,7 @@ struct scratch {
 }  // namespace
 
 std::error_code applier::prepare(std::span<const kafka::message> messages, const store::kv& kv, std::int64_t now_us,
-                                 plan& out, const plan* in_flight, const totals* before,
-                                 const written_keys* fresh) const {
+                                 plan& out, const plan* in_flight, const totals* before, written_keys* fresh) const {
   thread_local scratch s;
   out.clear();
   // Pass 1: skip what was applied before (below the stored offset), decide the rest, and gather
@@ -240,7 +239,7 @@ std::error_code applier::prepare(std::span<const kafka::message> messages, const
     if (d.kind == decision::poison) continue;
     bool added = false;
     s.slot_of[i] = &s.versions.find_or_add(*m.key, added);
-    if (added && (fresh == nullptr || fresh->may_contain(*m.key))) {
+    if (added && (fresh == nullptr || fresh->test_and_add(*m.key))) {
       if (lookups == s.lookup.size()) s.lookup.emplace_back();
       s.lookup[lookups].assign(1, kDataPrefix);
       s.lookup[lookups].append(*m.key);

@@ -37,10 +37,15 @@ struct decision {
 // not move until the next reset().
 class version_table {
  public:
+  // 24 bytes (the key as pointer and 32-bit size): the table of a 5,000-event batch is 192 KiB,
+  // and its random accesses (one per event) miss the caches less than with 32-byte slots at a
+  // lower load (the probe was ~8 % of the apply loop's CPU, nearly all of it cache misses).
   struct slot {
-    std::string_view key;
-    std::uint64_t version = 0;
+    const char* data = nullptr;
+    std::uint32_t size = 0;
     std::uint32_t generation = 0;
+    std::uint64_t version = 0;
+    std::string_view key() const { return {data, size}; }
   };
 
   void reset(std::size_t keys);
@@ -103,10 +108,13 @@ class applier {
   //
   // `fresh`: the store held no data record when this run started, and every key written since
   // (in flight included) was added to it. A key it has never seen cannot have a stored version,
-  // so its lookup is skipped (a bootstrap's keys are nearly all new).
+  // so its lookup is skipped (a bootstrap's keys are nearly all new). prepare() adds the keys of
+  // this batch's events (valid ones, applied or not) as it meets them, before anything of the
+  // batch is written: extra keys (a stale event's, a batch that is never written) only cost
+  // lookups later, a missing one would be a wrong answer.
   std::error_code prepare(std::span<const kafka::message> messages, const store::kv& kv, std::int64_t now_us, plan& out,
                           const plan* in_flight = nullptr, const totals* before = nullptr,
-                          const written_keys* fresh = nullptr) const;
+                          written_keys* fresh = nullptr) const;
 
  private:
   config::product_schema product_;

@@ -1,5 +1,6 @@
 #include "sidecar/replica/replica.h"
 
+#include <algorithm>
 #include <iostream>
 #include <thread>
 
@@ -12,6 +13,27 @@ namespace {
 std::int64_t now_us() {
   return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();
+}
+
+// Makes a broker call (`call(timeout)`) in slices of at most replica::kStartSlice until it
+// answers, fails with something else than a timeout, `budget` is spent, or `stop` is set
+// (kErrInterrupted). librdkafka's calls take their timeout as a whole and cannot be interrupted.
+template <typename Call>
+std::error_code sliced(const std::atomic<bool>* stop, std::chrono::milliseconds budget, Call&& call) {
+  const auto deadline = std::chrono::steady_clock::now() + budget;
+  for (;;) {
+    if (stop != nullptr && stop->load()) return kafka::make_error(kafka::kErrInterrupted);
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    auto slice = stop == nullptr ? budget : std::clamp(left, std::chrono::milliseconds(1), replica::kStartSlice);
+    const auto slice_end = std::min(std::chrono::steady_clock::now() + slice, deadline);
+    auto ec = call(slice);
+    if (ec != kafka::make_error(kafka::kErrTimedOut) && ec != kafka::make_error(kafka::kErrTransport)) return ec;
+    if (stop == nullptr || std::chrono::steady_clock::now() >= deadline) return ec;
+    // A call that failed before its slice was over (no connection yet) is not repeated at once.
+    while (!stop->load() && std::chrono::steady_clock::now() < slice_end) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }
 }
 
 }  // namespace
@@ -47,11 +69,14 @@ void replica::writer_loop() {
   }
 }
 
-std::error_code replica::start(std::string& error) {
+std::error_code replica::start(std::string& error, const std::atomic<bool>* stop) {
   consumer_ = kafka_.make_consumer(spec_.group, error);
   if (!consumer_) return kafka::make_error(-1);  // RD_KAFKA_RESP_ERR__FAIL
   partitions_.clear();
-  if (auto ec = consumer_->partitions(spec_.topic, options_.request_timeout, partitions_)) {
+  if (auto ec = sliced(stop, options_.request_timeout, [&](std::chrono::milliseconds timeout) {
+        partitions_.clear();
+        return consumer_->partitions(spec_.topic, timeout, partitions_);
+      })) {
     error = "topic " + spec_.topic + ": " + ec.message();
     return ec;
   }
@@ -64,7 +89,9 @@ std::error_code replica::start(std::string& error) {
     auto it = stored.find(p);
     positions_[p] = it == stored.end() ? 0 : it->second;
     std::int64_t high = 0;
-    if (auto ec = consumer_->query_high_watermark(spec_.topic, p, options_.request_timeout, high)) {
+    if (auto ec = sliced(stop, options_.request_timeout, [&](std::chrono::milliseconds timeout) {
+          return consumer_->query_high_watermark(spec_.topic, p, timeout, high);
+        })) {
       error = "high watermark of " + spec_.topic + "[" + std::to_string(p) + "]: " + ec.message();
       return ec;
     }
@@ -92,10 +119,16 @@ std::error_code replica::start(std::string& error) {
   // operator or an administrator may create it; poison events then wait for it).
   if (auto admin = kafka_.make_admin(error)) {
     std::string detail;
-    if (auto ec = admin->ensure_topic(dlq_topic(), 1, {}, options_.request_timeout, detail)) {
+    if (auto ec = sliced(stop, options_.request_timeout, [&](std::chrono::milliseconds timeout) {
+          return admin->ensure_topic(dlq_topic(), 1, {}, timeout, detail);
+        })) {
       std::cerr << "datashare-sidecar: policy " << spec_.policy << ": cannot create " << dlq_topic() << ": "
                 << ec.message() << " " << detail << "\n";
     }
+  }
+  if (stop != nullptr && stop->load()) {
+    error = "stopping";
+    return kafka::make_error(kafka::kErrInterrupted);
   }
   error.clear();
   applied_total_ = load_counter(*kv_, kAppliedCounter);
@@ -211,17 +244,11 @@ void replica::run_once() {
       before.stale += other->stale;
       before.dlq += other->poison.size();
     }
+    // prepare() adds the batch's keys to fresh_ before anything of it is written: a key may be
+    // in the filter and not in the store (a failed write), never the other way round.
     if (auto ec = applier_.prepare(batch, *kv_, now, p, other, &before, fresh_.get())) {
       rewind(("store read failed: " + ec.message()).c_str());
       return;
-    }
-    if (fresh_) {
-      // Before anything of it is written: a key may be in the filter and not in the store (a
-      // failed write), never the other way round.
-      for (std::size_t k = 0; k < p.batch.size(); ++k) {
-        auto op = p.batch[k];
-        if (!op.key.empty() && op.key[0] == kDataPrefix) fresh_->add(op.key.substr(1));
-      }
     }
     if (!p.poison.empty() && !send_to_dlq(p)) {
       rewind("the dead-letter topic did not take the poison events");

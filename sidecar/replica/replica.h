@@ -70,7 +70,11 @@ class replica {
   replica& operator=(const replica&) = delete;
 
   // Connects and assigns; errors name what failed (missing topic, store unreadable, ...).
-  std::error_code start(std::string& error);
+  // `stop` (optional): the broker calls are made in short slices (kStartSlice) and the start
+  // gives up, with kafka::kErrInterrupted ("stopping"), as soon as it is set: a SIGTERM during a
+  // start against a slow or unreachable broker does not wait for request_timeout.
+  std::error_code start(std::string& error, const std::atomic<bool>* stop = nullptr);
+  static constexpr std::chrono::milliseconds kStartSlice{250};
   // One poll-and-apply round; returns after at most about poll_timeout when idle.
   void run_once();
   void run(const std::atomic<bool>& stop);

@@ -114,6 +114,32 @@ TEST_F(replica_test, BootstrapsFromTheBeginningAndBecomesReady) {
   EXPECT_TRUE(broker_.has_topic("catalog.products.v1.dlq"));
 }
 
+// A start against a broker that does not answer gives up as soon as the sidecar stops, instead
+// of waiting out request_timeout (each broker call is made in short slices). Without the stop it
+// still fails after request_timeout, with the broker's timeout.
+TEST_F(replica_test, StartAgainstAnUnansweringBrokerEndsOnStop) {
+  broker_.set_down(true);
+  replica_options o;
+  o.request_timeout = std::chrono::seconds(30);
+  replica r(spec(), std::make_unique<shared_kv>(kv_), *factory_, metrics_.replica("products", "p"), o);
+  std::atomic<bool> stop{false};
+  std::thread stopper([&stop] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    stop = true;
+  });
+  std::string error;
+  auto ec = r.start(error, &stop);
+  stopper.join();
+  EXPECT_EQ(ec, kafka::make_error(kafka::kErrInterrupted)) << error;
+
+  replica_options quick;
+  quick.request_timeout = std::chrono::milliseconds(600);
+  replica q(spec(), std::make_unique<shared_kv>(kv_), *factory_, metrics_.replica("products", "q"), quick);
+  std::atomic<bool> never{false};
+  EXPECT_EQ(q.start(error, &never), kafka::make_error(kafka::kErrTimedOut)) << error;
+  EXPECT_EQ(q.start(error), kafka::make_error(kafka::kErrTimedOut)) << error;
+}
+
 TEST_F(replica_test, RestartResumesFromItsOwnStoredOffsets) {
   for (int i = 0; i < 10; ++i) publish("k" + std::to_string(i), 1, "{}");
   {

@@ -49,4 +49,18 @@ bool written_keys::may_contain(std::string_view key) const {
   return true;
 }
 
+bool written_keys::test_and_add(std::string_view key) {
+  const std::uint64_t h = std::hash<std::string_view>{}(key);
+  block& b = blocks_[block_of(h)];
+  std::uint64_t bits = mix(h);
+  bool all = true;
+  for (int i = 0; i < kProbes; ++i, bits >>= 9) {
+    std::uint64_t& w = b.words[(bits >> 6) & 7];
+    const std::uint64_t bit = std::uint64_t{1} << (bits & 63);
+    all = all && (w & bit) != 0;
+    w |= bit;
+  }
+  return all;
+}
+
 }  // namespace datashare::sidecar::replica

@@ -28,6 +28,8 @@ class written_keys {
   void add(std::string_view key);
   // False only for a key that was never added.
   bool may_contain(std::string_view key) const;
+  // may_contain(key) before add(key), with one hash and one block access.
+  bool test_and_add(std::string_view key);
   std::size_t bytes() const { return blocks_.size() * sizeof(block); }
 
  private:

@@ -28,6 +28,17 @@ TEST(WrittenKeysTest, OverfilledItStillHasNoFalseNegatives) {
   EXPECT_EQ(w.bytes(), 64u);
 }
 
+TEST(WrittenKeysTest, TestAndAddAnswersAsMayContainBeforeTheAdd) {
+  written_keys a(1000), b(1000);
+  for (int i = 0; i < 3000; ++i) {  // overfilled on purpose: some "maybe" answers are false positives
+    const std::string k = key(i % 2000);
+    const bool before = a.may_contain(k);
+    a.add(k);
+    ASSERT_EQ(b.test_and_add(k), before) << k;
+    ASSERT_TRUE(b.may_contain(k)) << k;
+  }
+}
+
 TEST(WrittenKeysTest, SizeIsCapped) {
   written_keys w(std::size_t{1} << 40);
   EXPECT_EQ(w.bytes(), written_keys::kMaxBytes);

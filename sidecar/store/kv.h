@@ -115,6 +115,13 @@ class kv {
     return {};
   }
 
+  // A store's own description of itself (RocksDB: GetProperty, e.g. "rocksdb.stats",
+  // "rocksdb.num-files-at-level0"), empty when it has none. For benchmarks and diagnostics.
+  virtual std::string property(const std::string& name) const {
+    (void)name;
+    return {};
+  }
+
   // Up to `limit` entries with begin <= key < end (an empty `end`: no upper bound), in key order.
   virtual std::error_code scan(std::string_view begin, std::string_view end, std::size_t limit,
                                std::vector<entry>& out) const = 0;

@@ -1,6 +1,7 @@
 #include "sidecar/store/rocksdb_kv.h"
 
 #include <rocksdb/cache.h>
+#include <rocksdb/convenience.h>
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/table.h>
@@ -101,6 +102,11 @@ class rocksdb_kv final : public kv {
     return to_error(db_->Flush(fo));
   }
 
+  std::string property(const std::string& name) const override {
+    std::string value;
+    return db_->GetProperty(name, &value) ? value : std::string();
+  }
+
   std::error_code scan(std::string_view begin, std::string_view end, std::size_t limit,
                        std::vector<entry>& out) const override {
     rocksdb::ReadOptions ro;
@@ -161,6 +167,16 @@ std::unique_ptr<kv> open_rocksdb(const std::string& dir, const rocksdb_options& 
   // keys.
   t.cache_index_and_filter_blocks = false;
   o.table_factory.reset(rocksdb::NewBlockBasedTableFactory(t));
+  if (!options.overrides.empty()) {
+    rocksdb::ConfigOptions co;
+    co.ignore_unknown_options = false;
+    rocksdb::Options tuned;
+    if (auto s = rocksdb::GetOptionsFromString(co, o, options.overrides, &tuned); !s.ok()) {
+      error = "rocksdb options \"" + options.overrides + "\": " + s.ToString();
+      return nullptr;
+    }
+    o = tuned;
+  }
   rocksdb::DB* raw = nullptr;
   auto s = rocksdb::DB::Open(o, dir, &raw);
   if (!s.ok()) {

@@ -24,6 +24,10 @@ struct rocksdb_options {
   // rebuilt from elsewhere: the replica's, whose log is the Kafka topic (sidecar/replica/README.md).
   // Closing the store flushes it.
   bool wal = true;
+  // RocksDB options in its own "name=value;name=value" form, applied over the ones above
+  // (benchmark experiments: datashare-sidecar-bench apply --rocksdb). An option RocksDB does not
+  // know fails the open.
+  std::string overrides;
 };
 
 // Opens (creating if missing) the database in `dir`. On failure returns null and sets `error`
