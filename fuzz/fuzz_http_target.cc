@@ -132,6 +132,19 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   (void)participant::decode_prepare(rest, prepare);
   (void)participant::decode_product(rest);
   (void)participant::read_member(rest, "state");
+  // A batch that decodes encodes back to the same bytes (and so do its answers).
+  std::vector<participant::batch_message> batch;
+  if (participant::decode_batch(rest, batch).empty()) {
+    std::string again;
+    for (const auto& m : batch) participant::append_batch_message(again, m.op, m.tx, m.body);
+    if (again != rest) std::abort();
+  }
+  std::vector<participant::batch_answer> answers;
+  if (participant::decode_batch_answers(rest, answers).empty()) {
+    std::string again;
+    for (const auto& a : answers) participant::append_batch_answer(again, a.status, a.body);
+    if (again != rest) std::abort();
+  }
   if (auto decoded = url::percent_decode(target)) {
     if (url::percent_decode(url::percent_encode_segment(*decoded)) != decoded) std::abort();
   }

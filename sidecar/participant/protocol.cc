@@ -95,8 +95,9 @@ bool next_frame(std::string_view& in, std::string_view* words, int n, std::strin
     head.remove_prefix(sp + 1);
   }
   std::size_t len = 0;
+  if (head.empty() || (head.size() > 1 && head[0] == '0')) return false;  // one spelling per length
   auto [ptr, ec] = std::from_chars(head.data(), head.data() + head.size(), len);
-  if (ec != std::errc() || ptr != head.data() + head.size() || head.empty()) return false;
+  if (ec != std::errc() || ptr != head.data() + head.size()) return false;
   in.remove_prefix(eol + 1);
   if (in.size() < len + 1 || in[len] != '\n') return false;
   body = in.substr(0, len);
@@ -142,7 +143,7 @@ std::string decode_batch_answers(std::string_view body, std::vector<batch_answer
     if (!next_frame(body, &word, 1, b)) return "answer " + std::to_string(out.size() + 1) + ": broken framing";
     unsigned status = 0;
     auto [ptr, ec] = std::from_chars(word.data(), word.data() + word.size(), status);
-    if (ec != std::errc() || ptr != word.data() + word.size() || status < 100 || status > 599)
+    if (ec != std::errc() || ptr != word.data() + word.size() || status < 100 || status > 599 || word[0] == '0')
       return "answer " + std::to_string(out.size() + 1) + ": bad status";
     out.push_back({status, std::string(b)});
   }

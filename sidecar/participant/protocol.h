@@ -20,7 +20,7 @@
 //                             when calls queue behind an in-flight one on the same link), framed
 //                             as text, each message `<op> <id> <length>\n<body>\n` (op prepare,
 //                             commit or abort; body the single call's, length its bytes):
-//        200 `<status> <length>\n<body>\n` per message, in the request's order, each exactly
+//        200 (text/x-datashare-batch) `<status> <length>\n<body>\n` per message, in the request's order, each exactly
 //            what the single call would have answered; sent once every message is answered.
 //        400 {"error"} when the framing is broken (nothing was done).
 // and on the coordinator:

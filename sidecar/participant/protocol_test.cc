@@ -56,6 +56,9 @@ TEST(TxProtocolTest, BrokenBatchesAreRefused) {
   EXPECT_EQ(decode_batch("prepare tx 2\nabc\n", out), "message 1: broken framing");  // no newline after
   EXPECT_EQ(decode_batch("prepare tx -1\n\n", out), "message 1: broken framing");    // bad length
   EXPECT_EQ(decode_batch("prepare tx\n\n", out), "message 1: broken framing");       // no length
+  EXPECT_EQ(decode_batch("prepare tx 01\na\n", out), "message 1: broken framing");   // one spelling per length
+  std::vector<batch_answer> early;
+  EXPECT_EQ(decode_batch_answers("0200 0\n\n", early), "answer 1: bad status");
   EXPECT_EQ(decode_batch("update tx 0\n\n", out), "message 1: op must be prepare, commit or abort");
   EXPECT_EQ(decode_batch("abort tx 0\n\nabort a/b 0\n\n", out), "message 2: invalid transaction id");
   std::string many;
