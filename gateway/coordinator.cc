@@ -145,7 +145,7 @@ void http_link::send_batch(lane& l, std::vector<queued> batch) {
   for (const auto& q : batch) sidecar::participant::append_batch_message(body, q.op, q.tx, q.body);
   auto shared = std::make_shared<std::vector<queued>>(std::move(batch));
   l.client->call(bhttp::verb::post, "/v1/batch", std::move(body), deadline,
-                 [this, &l, shared](std::error_code ec, sidecar::http::client_reply r) {
+                 [this, &l, shared](std::error_code ec, const sidecar::http::client_reply& r) {
                    if (!ec && (r.status == 404 || r.status == 405)) {
                      // A participant without POST /v1/batch: these calls and every later one go alone.
                      if (batches_.exchange(false)) {
