@@ -401,11 +401,13 @@ class rdkafka_factory final : public client_factory {
     conf_builder c;
     if (!apply_settings(c, settings_, error)) return nullptr;
     // The replica decides where to read from (its own stored offsets); Kafka's auto-commit and
-    // offset store would only blur that.
+    // offset store would only blur that. Fetches of up to 4 MiB per partition (librdkafka's
+    // default is 1 MiB): a catching-up replica's prefetch queue ran dry between fetches and the
+    // apply loop waited (P1 +29 %, docs/benchmarks.md); the queue itself stays bounded at 16 MiB.
     if (!c.set("group.id", group, error) || !c.set("enable.auto.commit", "false", error) ||
         !c.set("enable.auto.offset.store", "false", error) || !c.set("auto.offset.reset", "earliest", error) ||
         !c.set("enable.partition.eof", "false", error) || !c.set("queued.max.messages.kbytes", "16384", error) ||
-        !c.set("fetch.wait.max.ms", "100", error)) {
+        !c.set("max.partition.fetch.bytes", "4194304", error) || !c.set("fetch.wait.max.ms", "100", error)) {
       return nullptr;
     }
     std::string err;
