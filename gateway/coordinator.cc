@@ -41,8 +41,8 @@ std::string reason_of(const link_reply& r) {
 }  // namespace
 
 http_link::http_link(const std::vector<boost::asio::io_context*>& contexts, const sidecar::http::origin& where,
-                     std::size_t max_in_flight)
-    : max_in_flight_(std::max<std::size_t>(1, max_in_flight)) {
+                     std::size_t max_in_flight, prometheus::Histogram* messages)
+    : max_in_flight_(std::max<std::size_t>(1, max_in_flight)), messages_(messages) {
   for (auto* ioc : contexts) {
     auto l = std::make_unique<lane>();
     l->client = std::make_unique<sidecar::http::async_client>(*ioc, where);
@@ -113,6 +113,7 @@ void http_link::next(lane& l) {
 }
 
 void http_link::send_one(lane& l, queued q, bool counted) {
+  if (messages_ != nullptr) messages_->Observe(1);
   std::string target;
   target.reserve(16 + q.tx.size() + q.op.size());
   target.append("/v1/tx/").append(q.tx).append("/").append(q.op);
@@ -134,6 +135,7 @@ void http_link::send_one(lane& l, queued q, bool counted) {
 }
 
 void http_link::send_batch(lane& l, std::vector<queued> batch) {
+  if (messages_ != nullptr) messages_->Observe(static_cast<double>(batch.size()));
   std::string body;
   std::size_t size = 0;
   auto deadline = batch.front().deadline;
@@ -222,7 +224,13 @@ gateway_metrics::gateway_metrics(const std::vector<participant_spec>& participan
                    .Name("datashare_gateway_in_doubt")
                    .Help("Decided transactions not yet acknowledged by every participant (retried)")
                    .Register(*registry)
-                   .Add({})) {
+                   .Add({})),
+      call_messages(prometheus::BuildHistogram()
+                        .Name("datashare_gateway_participant_call_messages")
+                        .Help("Messages per request to a participant: 1 a single call, more a POST /v1/batch of the "
+                              "calls that queued behind one in flight")
+                        .Register(*registry)
+                        .Add({}, prometheus::Histogram::BucketBoundaries{1, 2, 4, 8, 16, 32, 64, 128, 256, 512})) {
   auto& errors = prometheus::BuildCounter()
                      .Name("datashare_gateway_participant_errors_total")
                      .Help("Calls to a participant that failed: no answer, or an answer other than the protocol's")

@@ -98,8 +98,9 @@ class participant_link {
 // answers the batch with 404 or 405 (an older release) gets single calls from then on.
 class http_link : public participant_link {
  public:
+  // `messages` (optional): observes the number of messages of each request sent.
   http_link(const std::vector<boost::asio::io_context*>& contexts, const sidecar::http::origin& where,
-            std::size_t max_in_flight = 1);
+            std::size_t max_in_flight = 1, prometheus::Histogram* messages = nullptr);
   // Must not run on the I/O threads (it waits for them).
   link_reply call(const std::string& op, const std::string& tx, const std::string& body,
                   std::chrono::steady_clock::time_point deadline) override;
@@ -128,6 +129,7 @@ class http_link : public participant_link {
   std::string describe(const std::string& what) const;
   std::vector<std::unique_ptr<lane>> lanes_;
   std::size_t max_in_flight_;
+  prometheus::Histogram* messages_;
   std::atomic<bool> batches_{true};  // false once the participant refused POST /v1/batch
   std::atomic<std::size_t> next_{0};
 };
@@ -145,6 +147,8 @@ struct gateway_metrics {
   prometheus::Counter& timeout;
   prometheus::Histogram& duration;
   prometheus::Gauge& in_doubt;
+  // Messages per request to a participant (1: a single call; more: a POST /v1/batch).
+  prometheus::Histogram& call_messages;
   std::map<std::string, prometheus::Counter*> participant_errors;
 };
 

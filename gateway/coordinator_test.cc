@@ -615,7 +615,8 @@ class http_link_test : public ::testing::Test {
 };
 
 TEST_F(http_link_test, CallsQueuedBehindAnInFlightOneGoAsOneBatch) {
-  http_link link({&ioc_}, {"127.0.0.1", std::to_string(port_)});
+  gateway_metrics metrics({});
+  http_link link({&ioc_}, {"127.0.0.1", std::to_string(port_)}, 1, &metrics.call_messages);
   auto deadline = std::chrono::steady_clock::now() + 10s;
   std::vector<std::promise<link_reply>> replies(6);
   link.call_async("prepare", "t0", "{}", deadline, [&](link_reply r) { replies[0].set_value(std::move(r)); });
@@ -652,6 +653,10 @@ TEST_F(http_link_test, CallsQueuedBehindAnInFlightOneGoAsOneBatch) {
   // Quiet again: the next call goes alone, at once.
   auto r = link.call("commit", "t6", "{}", std::chrono::steady_clock::now() + 10s);
   EXPECT_EQ(r.body, "single /v1/tx/t6/commit");
+  // Three requests: two single calls and one batch of five.
+  auto h = metrics.call_messages.Collect().histogram;
+  EXPECT_EQ(h.sample_count, 3u);
+  EXPECT_EQ(h.sample_sum, 7.0);
 }
 
 TEST_F(http_link_test, AParticipantWithoutBatchesGetsSingleCalls) {

@@ -74,7 +74,8 @@ int main(int argc, char** argv) {
   datashare::sidecar::http::server server(cfg.threads);
   std::vector<std::unique_ptr<gw::participant_link>> links;
   for (const auto& p : cfg.participants)
-    links.push_back(std::make_unique<gw::http_link>(server.contexts(), *datashare::sidecar::http::parse_origin(p.url)));
+    links.push_back(std::make_unique<gw::http_link>(server.contexts(), *datashare::sidecar::http::parse_origin(p.url),
+                                                    1, &metrics.call_messages));
   gw::coordinator coordinator(cfg, std::move(links), *log, metrics, options);
   gw::api api(cfg, coordinator, metrics);
 

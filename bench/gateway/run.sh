@@ -135,7 +135,7 @@ echo "== P5: PUTs through the gateway (3 participants, fsync on)" >&2
 mapfile -t cpu_before < <(cpu_ticks)
 run_wrk gateway "$coordinator" "/v1/data/products/"
 mapfile -t cpu_after < <(cpu_ticks)
-curl -fsS "http://127.0.0.1:$gw_admin/metrics" | grep -E '^datashare_gateway_(transactions_total|in_doubt)' >&2 || true
+curl -fsS "http://127.0.0.1:$gw_admin/metrics" | grep -E '^datashare_gateway_(transactions_total|in_doubt|participant_call_messages_(sum|count))' >&2 || true
 
 g_rate=$(ok_rate "$WORK/gateway.wrk"); o_rate=$(ok_rate "$WORK/owner.wrk")
 g50=$(pct_ms "$WORK/gateway.wrk" 50%); g99=$(pct_ms "$WORK/gateway.wrk" 99%)
