@@ -270,7 +270,7 @@ coordinator::coordinator(gateway_config config, std::vector<std::unique_ptr<part
       links_(std::move(links)),
       log_(log),
       metrics_(metrics),
-      options_(options),
+      options_(std::move(options)),
       product_body_(sidecar::participant::encode_product(config_.product.name)),
       rng_(std::random_device{}()) {
   log_.set_snapshot([this] {

@@ -109,7 +109,7 @@ std::string encode_frame(const log_record& r) {
   return out;
 }
 
-decision_log::decision_log(std::string dir, log_options options) : dir_(std::move(dir)), options_(options) {}
+decision_log::decision_log(std::string dir, log_options options) : dir_(std::move(dir)), options_(std::move(options)) {}
 
 std::unique_ptr<decision_log> decision_log::open(const std::string& dir, std::vector<log_record>& records,
                                                  std::string& error, log_options options) {
@@ -129,7 +129,7 @@ std::unique_ptr<decision_log> decision_log::open(const std::string& dir, std::ve
     return nullptr;
   }
   std::sort(segments.begin(), segments.end());
-  std::unique_ptr<decision_log> log(new decision_log(dir, options));
+  std::unique_ptr<decision_log> log(new decision_log(dir, std::move(options)));
   for (std::size_t i = 0; i < segments.size(); ++i) {
     std::string path = (fs::path(dir) / segment_name(segments[i])).string();
     std::ifstream in(path, std::ios::binary);
