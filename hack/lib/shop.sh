@@ -14,6 +14,7 @@
 #                operator serves only those (--resource-selector)
 # with KUBECONFIG and DATASHARE_KAFKA_BOOTSTRAP exported.
 
+SHOP_RUN_LABEL=datashare.io/test-run  # with a SHOP_SUFFIX: the label of this run's products and policies
 SHOP_WORKLOADS=(catalog/product-service orders/order-service shipping/shipping-service billing/billing-service)
 SHOP_CONSUMERS=(order-service shipping-service billing-service)
 declare -A SHOP_PORT=()  # "<workload>.<app|data|admin|participant>", "gateway.<data|admin>", operator.*, prometheus
@@ -31,7 +32,7 @@ shop_examples() {
     if [[ -n "$sfx" ]]; then
       # A run with a suffix (a test) labels its products and policies, and its operator serves
       # those only (--resource-selector): other tests' operators on the shared cluster leave it be.
-      awk -v label="datashare.io/test-run: ${sfx#-}" '
+      awk -v label="$SHOP_RUN_LABEL: ${sfx#-}" '
         /^kind: (DataProduct|DataSharingPolicy)$/ { ours = 1 }
         { print }
         ours && /^metadata:$/ { print "  labels: {" label "}"; ours = 0 }'
@@ -51,7 +52,7 @@ shop_start_operator() {
   shop_start operator "$BIN/datashare-operator" --kafka-bootstrap "$DATASHARE_KAFKA_BOOTSTRAP" \
     --metrics-bind-address "127.0.0.1:${SHOP_PORT[operator.metrics]}" \
     --health-probe-bind-address "127.0.0.1:${SHOP_PORT[operator.health]}" --lag-poll-interval 1s \
-    --graceful-shutdown-timeout 5s ${SHOP_SUFFIX:+--resource-selector datashare.io/test-run=${SHOP_SUFFIX#-}}
+    --graceful-shutdown-timeout 5s ${SHOP_SUFFIX:+--resource-selector $SHOP_RUN_LABEL=${SHOP_SUFFIX#-}}
   wait_for operator 60 curl -sf "$(shop_url operator.health)/readyz"
 }
 
