@@ -146,46 +146,47 @@ void http_link::send_batch(lane& l, std::vector<queued> batch) {
   body.reserve(size);
   for (const auto& q : batch) sidecar::participant::append_batch_message(body, q.op, q.tx, q.body);
   auto shared = std::make_shared<std::vector<queued>>(std::move(batch));
-  l.client->call(bhttp::verb::post, "/v1/batch", std::move(body), deadline,
-                 [this, &l, shared](std::error_code ec, const sidecar::http::client_reply& r) {
-                   if (!ec && (r.status == 404 || r.status == 405)) {
-                     // A participant without POST /v1/batch: these calls and every later one go alone.
-                     if (batches_.exchange(false)) {
-                       log::warn("gateway: participant does not take batches; calling it one message at a time",
-                                 {{"participant", describe("POST /v1/batch answered " + std::to_string(r.status))}});
-                     }
-                     next(l);
-                     for (auto& q : *shared) send_one(l, std::move(q), false);
-                     return;
-                   }
-                   next(l);
-                   std::vector<sidecar::participant::batch_answer> answers;
-                   std::string problem;
-                   if (ec) {
-                     problem = describe(ec.message());
-                   } else if (r.status != 200) {
-                     problem =
-                         describe("POST /v1/batch answered " + std::to_string(r.status) + ": " + r.body.substr(0, 200));
-                   } else if (auto bad = sidecar::participant::decode_batch_answers(r.body, answers); !bad.empty()) {
-                     problem = describe("POST /v1/batch: " + bad);
-                   } else if (answers.size() != shared->size()) {
-                     problem = describe("POST /v1/batch: " + std::to_string(answers.size()) + " answers to " +
-                                        std::to_string(shared->size()) + " messages");
-                   }
-                   for (std::size_t i = 0; i < shared->size(); ++i) {
-                     link_reply out;
-                     if (!problem.empty()) {
-                       out.timed_out = ec == std::errc::timed_out;
-                       out.error = problem;
-                     } else {
-                       out.answered = true;
-                       out.status = answers[i].status;
-                       out.body = std::move(answers[i].body);
-                     }
-                     auto done = std::move((*shared)[i].done);
-                     done(std::move(out));
-                   }
-                 });
+  l.client->call(
+      bhttp::verb::post, "/v1/batch", std::move(body), deadline,
+      [this, &l, shared](std::error_code ec, const sidecar::http::client_reply& r) {
+        if (!ec && (r.status == 404 || r.status == 405)) {
+          // A participant without POST /v1/batch: these calls and every later one go alone.
+          if (batches_.exchange(false)) {
+            log::warn("gateway: participant does not take batches; calling it one message at a time",
+                      {{"participant", describe("POST /v1/batch answered " + std::to_string(r.status))}});
+          }
+          next(l);
+          for (auto& q : *shared) send_one(l, std::move(q), false);
+          return;
+        }
+        next(l);
+        std::vector<sidecar::participant::batch_answer> answers;
+        std::string problem;
+        if (ec) {
+          problem = describe(ec.message());
+        } else if (r.status != 200) {
+          problem = describe("POST /v1/batch answered " + std::to_string(r.status) + ": " + r.body.substr(0, 200));
+        } else if (auto bad = sidecar::participant::decode_batch_answers(r.body, answers); !bad.empty()) {
+          problem = describe("POST /v1/batch: " + bad);
+        } else if (answers.size() != shared->size()) {
+          problem = describe("POST /v1/batch: " + std::to_string(answers.size()) + " answers to " +
+                             std::to_string(shared->size()) + " messages");
+        }
+        for (std::size_t i = 0; i < shared->size(); ++i) {
+          link_reply out;
+          if (!problem.empty()) {
+            out.timed_out = ec == std::errc::timed_out;
+            out.error = problem;
+          } else {
+            out.answered = true;
+            out.status = answers[i].status;
+            out.body = std::move(answers[i].body);
+          }
+          auto done = std::move((*shared)[i].done);
+          done(std::move(out));
+        }
+      },
+      sidecar::participant::kBatchContentType);
 }
 
 link_reply http_link::call(const std::string& op, const std::string& tx, const std::string& body,

@@ -562,6 +562,7 @@ class http_link_test : public ::testing::Test {
           std::unique_lock lock(mu_);
           seen_.push_back(target + " " + req.body());
           if (target == "/v1/batch") {
+            batch_types_.emplace_back(req[boost::beast::http::field::content_type]);
             if (refuse_batches_) {
               respond({404, "{}"});
               return;
@@ -612,6 +613,7 @@ class http_link_test : public ::testing::Test {
   bool refuse_batches_ = false;
   std::vector<sidecar::http::responder> parked_;
   std::vector<std::string> seen_;
+  std::vector<std::string> batch_types_;  // the Content-Type of each POST /v1/batch
 };
 
 TEST_F(http_link_test, CallsQueuedBehindAnInFlightOneGoAsOneBatch) {
@@ -650,6 +652,10 @@ TEST_F(http_link_test, CallsQueuedBehindAnInFlightOneGoAsOneBatch) {
   EXPECT_EQ(batch[2].op, "abort");
   EXPECT_EQ(batch[2].tx, "t3");
   EXPECT_EQ(batch[2].body, "body3");
+  {
+    std::lock_guard lock(mu_);
+    EXPECT_THAT(batch_types_, ::testing::ElementsAre(std::string(sp::kBatchContentType)));
+  }
   // Quiet again: the next call goes alone, at once.
   auto r = link.call("commit", "t6", "{}", std::chrono::steady_clock::now() + 10s);
   EXPECT_EQ(r.body, "single /v1/tx/t6/commit");

@@ -30,24 +30,27 @@ class async_client::connection : public std::enable_shared_from_this<connection>
 
   // Everything happens on the connection's strand, including taking the call's parameters: a
   // pooled connection may be handed to a new call while its last handler still returns.
-  void run(bhttp::verb method, std::string target, std::string body, std::chrono::steady_clock::time_point deadline,
-           callback done, bool reused) {
-    net::dispatch(stream_.get_executor(), [self = shared_from_this(), method, target = std::move(target),
-                                           body = std::move(body), deadline, done = std::move(done), reused]() mutable {
-      self->req_ = {};
-      self->req_.method(method);
-      self->req_.target(target);
-      self->req_.version(11);
-      self->req_.set(bhttp::field::host, self->client_.host_header_);
-      self->req_.keep_alive(true);
-      if (!body.empty()) self->req_.set(bhttp::field::content_type, "application/json");
-      self->req_.body() = std::move(body);
-      self->req_.prepare_payload();
-      self->deadline_ = deadline;
-      self->done_ = std::move(done);
-      self->reused_ = reused;
-      self->start();
-    });
+  void run(bhttp::verb method, std::string target, std::string body, std::string_view content_type,
+           std::chrono::steady_clock::time_point deadline, callback done, bool reused) {
+    net::dispatch(
+        stream_.get_executor(), [self = shared_from_this(), method, target = std::move(target), body = std::move(body),
+                                 content_type, deadline, done = std::move(done), reused]() mutable {
+          self->req_ = {};
+          self->req_.method(method);
+          self->req_.target(target);
+          self->req_.version(11);
+          self->req_.set(bhttp::field::host, self->client_.host_header_);
+          self->req_.keep_alive(true);
+          if (!body.empty())
+            self->req_.set(bhttp::field::content_type, beast::string_view(content_type.data(), content_type.size()));
+          self->content_type_ = content_type;
+          self->req_.body() = std::move(body);
+          self->req_.prepare_payload();
+          self->deadline_ = deadline;
+          self->done_ = std::move(done);
+          self->reused_ = reused;
+          self->start();
+        });
   }
 
  private:
@@ -110,7 +113,8 @@ class async_client::connection : public std::enable_shared_from_this<connection>
       // The peer closed this idle keep-alive connection: once more, on a fresh one.
       close();
       auto fresh = std::make_shared<connection>(client_);
-      fresh->run(req_.method(), std::string(req_.target()), std::move(req_.body()), deadline_, std::move(done_), false);
+      fresh->run(req_.method(), std::string(req_.target()), std::move(req_.body()), content_type_, deadline_,
+                 std::move(done_), false);
       return;
     }
     fail(ec);
@@ -153,6 +157,7 @@ class async_client::connection : public std::enable_shared_from_this<connection>
   beast::flat_buffer buffer_;
   bhttp::request<bhttp::string_body> req_;
   std::optional<bhttp::response_parser<bhttp::string_body>> parser_;
+  std::string_view content_type_;
   std::chrono::steady_clock::time_point deadline_{};
   callback done_;
   bool reused_ = false;
@@ -182,13 +187,13 @@ void async_client::give_back(std::shared_ptr<connection> c) {
 }
 
 void async_client::call(bhttp::verb method, std::string target, std::string body,
-                        std::chrono::steady_clock::time_point deadline, callback done) {
+                        std::chrono::steady_clock::time_point deadline, callback done, std::string_view content_type) {
   if (auto c = take()) {
-    c->run(method, std::move(target), std::move(body), deadline, std::move(done), true);
+    c->run(method, std::move(target), std::move(body), content_type, deadline, std::move(done), true);
     return;
   }
-  std::make_shared<connection>(*this)->run(method, std::move(target), std::move(body), deadline, std::move(done),
-                                           false);
+  std::make_shared<connection>(*this)->run(method, std::move(target), std::move(body), content_type, deadline,
+                                           std::move(done), false);
 }
 
 }  // namespace datashare::sidecar::http

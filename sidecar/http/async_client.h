@@ -36,8 +36,10 @@ class async_client {
   async_client(const async_client&) = delete;
   async_client& operator=(const async_client&) = delete;
 
+  // A non-empty body goes as `content_type`, which must outlive the call (a literal).
   void call(boost::beast::http::verb method, std::string target, std::string body,
-            std::chrono::steady_clock::time_point deadline, callback done);
+            std::chrono::steady_clock::time_point deadline, callback done,
+            std::string_view content_type = "application/json");
 
   const origin& where() const { return origin_; }
   boost::asio::io_context& context() const { return ioc_; }

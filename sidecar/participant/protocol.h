@@ -18,7 +18,7 @@
 //        answer is "unknown" (and without a version too).
 //   POST /v1/batch            N of the three POSTs above in one exchange (the gateway sends one
 //                             when calls queue behind an in-flight one on the same link), framed
-//                             as text, each message `<op> <id> <length>\n<body>\n` (op prepare,
+//                             as text/x-datashare-batch, each message `<op> <id> <length>\n<body>\n` (op prepare,
 //                             commit or abort; body the single call's, length its bytes):
 //        200 (text/x-datashare-batch) `<status> <length>\n<body>\n` per message, in the request's order, each exactly
 //            what the single call would have answered; sent once every message is answered.
@@ -60,8 +60,9 @@ std::optional<std::string> decode_product(std::string_view body);
 // The "state" (participants) or "outcome" (coordinator) member of an answer, or "" when absent.
 std::string read_member(std::string_view body, const char* member);
 
-// POST /v1/batch (above). At most kMaxBatch messages.
+// POST /v1/batch (above). At most kMaxBatch messages; the request and its answer are of this type.
 constexpr std::size_t kMaxBatch = 512;
+inline constexpr std::string_view kBatchContentType = "text/x-datashare-batch";
 struct batch_message {
   std::string op;  // prepare | commit | abort
   std::string tx;

@@ -110,7 +110,7 @@ void service::batch(const http::request& req, const http::responder& respond) co
       for (const auto& a : st->answers) size += a.body.size() + 16;
       body.reserve(size);
       for (const auto& a : st->answers) append_batch_answer(body, a.status, a.body);
-      st->respond({200, std::move(body), "text/x-datashare-batch", {}});
+      st->respond({200, std::move(body), kBatchContentType, {}});
     });
   }
 }
