@@ -159,16 +159,15 @@ void event_recorder::write_loop(const std::stop_token& stop) {
     }
     try {
       write(e);
-    } catch (const kube::api_error& error) {
-      if (kube::is_namespace_terminating(error)) {
+    } catch (const std::exception& error) {
+      const auto* api = dynamic_cast<const kube::api_error*>(&error);
+      if (api != nullptr && kube::is_namespace_terminating(*api)) {
         // The namespace and everything in it are being deleted: an Event there would go with them.
         std::lock_guard lock(mu_);
         ++counters_.dropped;
       } else {
         fail(describe(e.type, e.reason, e.regarding) + " not written: " + error.what());
       }
-    } catch (const std::exception& error) {
-      fail(describe(e.type, e.reason, e.regarding) + " not written: " + error.what());
     } catch (...) {
       fail(describe(e.type, e.reason, e.regarding) + " not written");
     }
