@@ -151,6 +151,20 @@ class Svg:
                  f'stroke-width="{width}"{d}/>')
 
 
+def counts(series):
+    """What a panel drew: its number of series and of points, for the summary lines."""
+    return len(series), sum(len(s[2]) for s in series)
+
+
+def label_width(series, w):
+    """Room for the longest series name left of the bars, within 40 % of the panel."""
+    return min(max([6.5 * len(s[0]) + 16 for s in series] + [60]), w * 0.4)
+
+
+def no_data(svg, x, y, w, h):
+    svg.text(x + w / 2, y + h / 2, "no data", size=14, fill=MUTED, anchor="middle")
+
+
 def series_of(prom, panel, instant_only=False):
     out = []
     for t in panel.get("targets", []):
@@ -169,7 +183,7 @@ def draw_stat(svg, prom, panel, x, y, w, h):
     v = series[0][2][-1][1] if series and series[0][2] else None
     svg.text(x + w / 2, y + h / 2 + 14, fmt_value(v, defaults.get("unit")), size=34,
              fill=threshold_color(defaults, v), anchor="middle", weight="bold")
-    return len(series), sum(len(s[2]) for s in series)
+    return counts(series)
 
 
 def draw_bargauge(svg, prom, panel, x, y, w, h):
@@ -180,7 +194,7 @@ def draw_bargauge(svg, prom, panel, x, y, w, h):
         hi = max([s[2][-1][1] for s in series if s[2]] + [1])
     n = max(len(series), 1)
     bar_h = min(26, (h - 10) / n - 6)
-    label_w = min(max([6.5 * len(s[0]) + 16 for s in series] + [60]), w * 0.4)
+    label_w = label_width(series, w)
     for i, (name, _, points, _) in enumerate(series):
         v = points[-1][1] if points else 0
         by = y + 6 + i * (bar_h + 6)
@@ -191,7 +205,7 @@ def draw_bargauge(svg, prom, panel, x, y, w, h):
         svg.rect(bx, by, bw * frac, bar_h, threshold_color(defaults, v))
         svg.text(bx + bw + 8, by + bar_h * 0.7, fmt_value(v, defaults.get("unit")), size=12,
                  fill=threshold_color(defaults, v))
-    return len(series), sum(len(s[2]) for s in series)
+    return counts(series)
 
 
 def axes(svg, prom, x, y, w, h, lo, hi, unit):
@@ -238,16 +252,16 @@ def draw_timeseries(svg, prom, panel, x, y, w, h):
                     + " ".join(f"{a:.1f},{b:.1f}" for a, b in pts) + '"/>')
         entries.append((name, c))
     if not series:
-        svg.text(x + w / 2, y + h / 2, "no data", size=14, fill=MUTED, anchor="middle")
+        no_data(svg, x, y, w, h)
     legend_rows(svg, entries, x + 8, y + h - legend_h + 10, w - 16)
-    return len(series), sum(len(s[2]) for s in series)
+    return counts(series)
 
 
 def draw_state_timeline(svg, prom, panel, x, y, w, h):
     defaults = panel.get("fieldConfig", {}).get("defaults", {})
     series = series_of(prom, panel)
     n = max(len(series), 1)
-    label_w = min(max([6.5 * len(s[0]) + 16 for s in series] + [60]), w * 0.4)
+    label_w = label_width(series, w)
     row_h = min(34, (h - 30) / n)
     for i, (name, _, points, _) in enumerate(series):
         ry = y + 6 + i * row_h
@@ -264,8 +278,8 @@ def draw_state_timeline(svg, prom, panel, x, y, w, h):
             svg.text(bx + 6, ry + row_h * 0.55, text or fmt_value(points[-1][1], defaults.get("unit")), size=11,
                      fill="#111")
     if not series:
-        svg.text(x + w / 2, y + h / 2, "no data", size=14, fill=MUTED, anchor="middle")
-    return len(series), sum(len(s[2]) for s in series)
+        no_data(svg, x, y, w, h)
+    return counts(series)
 
 
 def draw_node_graph(svg, prom, panel, x, y, w, h):
@@ -295,7 +309,7 @@ def draw_node_graph(svg, prom, panel, x, y, w, h):
         svg.rect(nx - 70, ny - 14, 140, 28, "#22252b", stroke="#5794f2", rx=14)
         svg.text(nx, ny + 4, name, size=10, anchor="middle")
     if not edges:
-        svg.text(x + w / 2, y + h / 2, "no data", size=14, fill=MUTED, anchor="middle")
+        no_data(svg, x, y, w, h)
     return len(edges), len(nodes)
 
 
