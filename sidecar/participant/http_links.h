@@ -2,14 +2,25 @@
 // The participant's outside calls over HTTP (sidecar/http/client.h): the owner's writePath, the
 // coordinator's and the peers' transaction state. Each call has its own deadline.
 //
-// Threading: any thread; the clients pool their connections.
+// The owner's async calls (an owner's prepare and abort) go through a non-blocking client
+// (sidecar/http/async_client.h) per HTTP I/O thread, each with its pool of keep-alive
+// connections: a call made on an I/O thread stays on it and is answered there; one made
+// elsewhere (the group writer's thread) goes to the clients in turn. Until a call has been made
+// on an I/O thread there is no such client, and the async calls run the blocking form.
+//
+// Threading: any thread; the clients pool their connections. The async clients must outlive
+// their pending calls: the server's I/O threads stop before this goes.
 
+#include <atomic>
 #include <chrono>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
+#include <vector>
 
+#include "sidecar/http/async_client.h"
 #include "sidecar/http/client.h"
 #include "sidecar/participant/participant.h"
 
@@ -22,10 +33,19 @@ class http_owner : public owner_api {
   std::error_code get(const std::string& key, bool& found, std::string& value, std::string& error) override;
   std::error_code put(const std::string& key, const std::string& value, std::string& error) override;
   std::error_code del(const std::string& key, std::string& error) override;
+  void get_async(const std::string& key, callback done) override;
+  void put_async(const std::string& key, const std::string& value, callback done) override;
+  void del_async(const std::string& key, callback done) override;
 
  private:
   std::string path(const std::string& key) const;
+  // The caller's I/O thread's client (made on first use), else one of those made so far in
+  // turn, else nullptr.
+  http::async_client* pick();
   http::client client_;
+  std::mutex async_mu_;  // guards async_
+  std::vector<std::pair<boost::asio::io_context*, std::unique_ptr<http::async_client>>> async_;
+  std::atomic<std::size_t> next_{0};
   std::string write_path_;
   std::chrono::milliseconds timeout_;
 };

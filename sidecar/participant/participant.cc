@@ -97,6 +97,33 @@ std::optional<tx_record> decode_record(std::string_view bytes) {
   }
 }
 
+void owner_api::get_async(const std::string& key, callback done) {
+  bool found = false;
+  std::string value, error;
+  auto ec = get(key, found, value, error);
+  done(ec, found, std::move(value), std::move(error));
+}
+
+void owner_api::put_async(const std::string& key, const std::string& value, callback done) {
+  std::string error;
+  auto ec = put(key, value, error);
+  done(ec, false, "", std::move(error));
+}
+
+void owner_api::del_async(const std::string& key, callback done) {
+  std::string error;
+  auto ec = del(key, error);
+  done(ec, false, "", std::move(error));
+}
+
+// An owner's prepare between its asynchronous steps.
+struct participant::owner_prepare {
+  std::string tx;
+  std::shared_ptr<tx_entry> e;
+  tx_record r;
+  std::function<void(reply)> done;
+};
+
 participant::participant(config::participate_spec spec, config::product_schema product,
                          std::vector<std::string> copy_fields, std::unique_ptr<store::kv> kv,
                          std::unique_ptr<owner_api> owner, publish_fn publish, std::unique_ptr<outcome_api> outcomes,
@@ -189,6 +216,54 @@ std::shared_ptr<participant::tx_entry> participant::entry(const std::string& tx)
   return e;
 }
 
+void participant::when_free(const std::shared_ptr<tx_entry>& e, std::function<void(std::unique_lock<std::mutex>&)> fn) {
+  std::unique_lock lock(e->mu);
+  if (e->busy) {
+    e->waiting.push_back([this, e, fn = std::move(fn)]() mutable { when_free(e, std::move(fn)); });
+    return;
+  }
+  fn(lock);
+}
+
+void participant::release(const std::shared_ptr<tx_entry>& e) {
+  std::unique_lock lock(e->mu);
+  e->busy = false;
+  // A waiting call may start an asynchronous call of its own (busy again): the rest wait for it,
+  // and its release runs them.
+  while (!e->busy && !e->waiting.empty()) {
+    auto next = std::move(e->waiting.front());
+    e->waiting.pop_front();
+    lock.unlock();
+    next();
+    lock.lock();
+  }
+}
+
+void participant::queue_write(const std::shared_ptr<tx_entry>& e, store::write_batch b, bool sync,
+                              std::function<void(std::error_code)> then) {
+  ++e->writes_queued;
+  writer_->write(
+      std::move(b),
+      [e, then = std::move(then)](std::error_code ec) {
+        {
+          std::lock_guard lock(e->mu);
+          --e->writes_queued;
+        }
+        if (then) then(ec);
+      },
+      sync);
+}
+
+void participant::begin_flight() {
+  std::lock_guard lock(flight_mu_);
+  ++in_flight_;
+}
+
+void participant::end_flight() {
+  std::lock_guard lock(flight_mu_);
+  if (--in_flight_ == 0) flight_cv_.notify_all();
+}
+
 void participant::load(const std::string& tx, tx_entry& e) {
   if (e.loaded) return;
   std::string bytes;
@@ -256,23 +331,40 @@ reply participant::prepare(const std::string& tx, const prepare_request& req) {
 }
 
 void participant::prepare_async(const std::string& tx, const prepare_request& req, std::function<void(reply)> done) {
-  if (auto r = prepare_locked(tx, req, done)) done(std::move(*r));
-}
-
-std::optional<reply> participant::prepare_locked(const std::string& tx, const prepare_request& req,
-                                                 std::function<void(reply)>& done) {
-  if (req.product != spec_.product) return vote_no(400, "this participant serves product " + spec_.product);
-  if (!event::is_valid_utf8(req.key)) return vote_no(400, "the key is not valid UTF-8");
+  if (req.product != spec_.product) {
+    done(vote_no(400, "this participant serves product " + spec_.product));
+    return;
+  }
+  if (!event::is_valid_utf8(req.key)) {
+    done(vote_no(400, "the key is not valid UTF-8"));
+    return;
+  }
   std::string staged;
   if (!req.deleted) {
     auto j = nlohmann::json::parse(req.value, nullptr, false);
-    if (j.is_discarded() || !j.is_object()) return vote_no(400, "value: a JSON object is required");
-    if (auto problem = event::check_entity(j, product_, event::unknown_fields::reject); !problem.empty())
-      return vote_no(400, problem);
+    if (j.is_discarded() || !j.is_object()) {
+      done(vote_no(400, "value: a JSON object is required"));
+      return;
+    }
+    if (auto problem = event::check_entity(j, product_, event::unknown_fields::reject); !problem.empty()) {
+      done(vote_no(400, problem));
+      return;
+    }
     staged = spec_.role == config::participant_role::copy ? project(req.value) : req.value;
   }
   auto e = entry(tx);
-  std::lock_guard tx_lock(e->mu);
+  when_free(e, [this, tx, req, staged = std::move(staged), e,
+                done = std::move(done)](std::unique_lock<std::mutex>& lock) mutable {
+    if (auto r = prepare_locked(tx, req, std::move(staged), e, lock, done)) {
+      if (lock.owns_lock()) lock.unlock();
+      done(std::move(*r));
+    }
+  });
+}
+
+std::optional<reply> participant::prepare_locked(const std::string& tx, const prepare_request& req, std::string staged,
+                                                 const std::shared_ptr<tx_entry>& e, std::unique_lock<std::mutex>& lock,
+                                                 std::function<void(reply)>& done) {
   load(tx, *e);
   if (!e->loaded) return vote_no(503, "participant store unreadable");
   if (e->rec) {
@@ -295,7 +387,7 @@ std::optional<reply> participant::prepare_locked(const std::string& tx, const pr
   }
   std::string holder;
   {
-    std::lock_guard lock(mu_);
+    std::lock_guard locks(mu_);
     auto [it, inserted] = locks_.emplace(req.key, tx);
     if (!inserted && it->second != tx) holder = it->second;
   }
@@ -304,11 +396,6 @@ std::optional<reply> participant::prepare_locked(const std::string& tx, const pr
     (void)do_abort(tx, *e);
     return vote_no(409, "key \"" + req.key + "\" is held by transaction " + holder);
   }
-  auto unlock = [&] {
-    std::lock_guard lock(mu_);
-    auto it = locks_.find(req.key);
-    if (it != locks_.end() && it->second == tx) locks_.erase(it);
-  };
   tx_record r;
   r.key = req.key;
   r.deleted = req.deleted;
@@ -316,56 +403,22 @@ std::optional<reply> participant::prepare_locked(const std::string& tx, const pr
   r.value = std::move(staged);
   r.peers = req.peers;
   if (spec_.role == config::participant_role::owner) {
-    std::string error;
-    if (owner_->get(r.key, r.had_previous, r.previous, error)) {
-      unlock();
-      return vote_no(503, "reading the owner's current value: " + error);
-    }
-    r.state = tx_state::preparing;
-    r.since_us = now_us();
-    if (auto ec = persist(tx, r, true)) {
-      unlock();
-      return vote_no(503, "participant store: " + ec.message());
-    }
-    {
-      std::lock_guard lock(mu_);
-      open_[tx] = {std::chrono::steady_clock::now() + spec_.lock_timeout};
-    }
-    e->rec = r;
-    auto refuse = [&](const std::string& why) {
-      // The owner may or may not have applied it: put the previous value back either way.
-      if (auto c = compensate(r); !c.empty()) {
-        // Stays `preparing`: the background thread keeps compensating; the key stays locked.
-        std::lock_guard lock(mu_);
-        voted_no_.insert(tx);
-        open_[tx] = {std::chrono::steady_clock::now()};  // the background thread retries at its next tick
-        return vote_no(503, why + "; compensation pending: " + c);
-      }
-      r.state = tx_state::aborted;
-      r.since_us = now_us();
-      (void)persist(tx, r, false);
-      e->rec = r;
-      finished(tx, r);
-      return vote_no(503, why);
-    };
-    auto ec = r.deleted ? owner_->del(r.key, error) : owner_->put(r.key, r.value, error);
-    if (ec) return refuse("the owner refused the change: " + error);
-    // The `preparing` record on disk already holds the change and the previous value, so the
-    // `prepared` one needs no fsync of its own: lost with the machine, the restarted record is
-    // `preparing` again, which asks for the outcome like a prepared one (and applies the change
-    // again when told committed). One fsync less on every transaction's path.
-    r.state = tx_state::prepared;
-    r.since_us = now_us();
-    if (auto wec = persist(tx, r, false)) {
-      r.state = tx_state::preparing;
-      return refuse("participant store: " + wec.message());
-    }
-    e->rec = r;
-    {
-      std::lock_guard lock(mu_);
-      open_[tx] = {std::chrono::steady_clock::now() + spec_.lock_timeout};
-    }
-    return reply{200, R"({"vote":"yes","state":"prepared"})"};
+    // A chain of callbacks, no thread waiting: the owner's GET (the previous value, kept for
+    // compensation), the `preparing` record through the group writer (fsync shared with the
+    // other transactions' records), the PUT or DELETE, the `prepared` record (queued, not
+    // synced) and the yes vote. The transaction is `busy` meanwhile: its other calls wait.
+    e->busy = true;
+    begin_flight();
+    auto c = std::make_shared<owner_prepare>();
+    c->tx = tx;
+    c->e = e;
+    c->r = std::move(r);
+    c->done = std::move(done);
+    lock.unlock();
+    owner_->get_async(c->r.key, [this, c](std::error_code ec, bool found, std::string value, std::string error) {
+      owner_got(c, ec, found, std::move(value), error);
+    });
+    return std::nullopt;
   }
   r.state = tx_state::prepared;
   r.since_us = now_us();
@@ -377,7 +430,7 @@ std::optional<reply> participant::prepare_locked(const std::string& tx, const pr
   e->rec = r;
   ++e->writes_queued;
   {
-    std::lock_guard lock(mu_);
+    std::lock_guard locks(mu_);
     open_[tx] = {std::chrono::steady_clock::now() + spec_.lock_timeout};
   }
   writer_->write(std::move(batch), [this, tx, e, before = std::move(before), version = r.version,
@@ -393,22 +446,140 @@ std::optional<reply> participant::prepare_locked(const std::string& tx, const pr
     {
       std::lock_guard entry_lock(e->mu);
       if (e->rec && e->rec->state == tx_state::prepared && e->rec->version == version) {
-        if (spec_.role == config::participant_role::owner) {
-          // Recorded as `preparing`: the background thread compensates.
-          e->rec = before;
-        } else {
-          std::string key = e->rec->key;
-          e->rec.reset();
-          std::lock_guard lock(mu_);
-          auto it = locks_.find(key);
-          if (it != locks_.end() && it->second == tx) locks_.erase(it);
-          open_.erase(tx);
-        }
+        std::string key = e->rec->key;
+        e->rec = before;
+        std::lock_guard locks(mu_);
+        auto it = locks_.find(key);
+        if (it != locks_.end() && it->second == tx) locks_.erase(it);
+        open_.erase(tx);
       }
     }
     done(vote_no(503, "participant store: " + ec.message()));
   });
   return std::nullopt;
+}
+
+void participant::owner_got(const std::shared_ptr<owner_prepare>& c, std::error_code ec, bool found, std::string value,
+                            const std::string& error) {
+  auto unlock_key = [&] {
+    std::lock_guard lock(mu_);
+    auto it = locks_.find(c->r.key);
+    if (it != locks_.end() && it->second == c->tx) locks_.erase(it);
+  };
+  if (ec) {
+    unlock_key();
+    end_owner_prepare(c, vote_no(503, "reading the owner's current value: " + error));
+    return;
+  }
+  c->r.had_previous = found;
+  c->r.previous = std::move(value);
+  c->r.state = tx_state::preparing;
+  c->r.since_us = now_us();
+  store::write_batch b;
+  add_record(b, c->tx, c->r);
+  std::lock_guard lock(c->e->mu);
+  queue_write(c->e, std::move(b), true, [this, c](std::error_code wec) { owner_preparing_written(c, wec); });
+}
+
+void participant::owner_preparing_written(const std::shared_ptr<owner_prepare>& c, std::error_code ec) {
+  if (ec) {
+    {
+      std::lock_guard lock(mu_);
+      auto it = locks_.find(c->r.key);
+      if (it != locks_.end() && it->second == c->tx) locks_.erase(it);
+    }
+    end_owner_prepare(c, vote_no(503, "participant store: " + ec.message()));
+    return;
+  }
+  {
+    std::lock_guard lock(c->e->mu);
+    c->e->rec = c->r;
+  }
+  {
+    std::lock_guard lock(mu_);
+    open_[c->tx] = {std::chrono::steady_clock::now() + spec_.lock_timeout};
+  }
+  // From the writer's thread: the client takes the call to an I/O thread (never waits here).
+  auto applied = [this, c](std::error_code aec, bool, std::string, std::string error) { owner_applied(c, aec, error); };
+  if (c->r.deleted) {
+    owner_->del_async(c->r.key, std::move(applied));
+  } else {
+    owner_->put_async(c->r.key, c->r.value, std::move(applied));
+  }
+}
+
+void participant::owner_applied(const std::shared_ptr<owner_prepare>& c, std::error_code ec, const std::string& error) {
+  if (ec) {
+    owner_refuse(c, "the owner refused the change: " + error);
+    return;
+  }
+  // The `preparing` record on disk already holds the change and the previous value, so the
+  // `prepared` one needs no fsync of its own (lost with the machine, the restarted record is
+  // `preparing` again, which asks for the outcome like a prepared one and applies the change
+  // again when told committed): it rides in the writer's next group, and the yes goes out now.
+  // Should its write fail, the store holds `preparing`, as after a crash.
+  c->r.state = tx_state::prepared;
+  c->r.since_us = now_us();
+  {
+    std::lock_guard lock(c->e->mu);
+    c->e->rec = c->r;
+    store::write_batch b;
+    add_record(b, c->tx, c->r);
+    queue_write(c->e, std::move(b), false, [tx = c->tx](std::error_code wec) {
+      if (wec)
+        log::error("participant: the prepared record could not be written", {{"tx", tx}, {"error", wec.message()}});
+    });
+  }
+  {
+    std::lock_guard lock(mu_);
+    open_[c->tx] = {std::chrono::steady_clock::now() + spec_.lock_timeout};
+  }
+  end_owner_prepare(c, reply{200, R"({"vote":"yes","state":"prepared"})"});
+}
+
+void participant::owner_refuse(const std::shared_ptr<owner_prepare>& c, const std::string& why) {
+  // The owner may or may not have applied it: the previous value goes back either way.
+  compensate_async(c->r, [this, c, why](std::string failure) {
+    if (!failure.empty()) {
+      // Stays `preparing`: the background thread keeps compensating; the key stays locked.
+      {
+        std::lock_guard lock(mu_);
+        voted_no_.insert(c->tx);
+        open_[c->tx] = {std::chrono::steady_clock::now()};  // the background thread retries at its next tick
+      }
+      end_owner_prepare(c, vote_no(503, why + "; compensation pending: " + failure));
+      return;
+    }
+    c->r.state = tx_state::aborted;
+    c->r.since_us = now_us();
+    {
+      std::lock_guard lock(c->e->mu);
+      c->e->rec = c->r;
+      store::write_batch b;
+      add_record(b, c->tx, c->r);
+      queue_write(c->e, std::move(b), false, nullptr);
+    }
+    finished(c->tx, c->r);
+    end_owner_prepare(c, vote_no(503, why));
+  });
+}
+
+void participant::end_owner_prepare(const std::shared_ptr<owner_prepare>& c, reply r) {
+  auto done = std::move(c->done);
+  done(std::move(r));
+  release(c->e);
+  end_flight();  // last: stop() may return (and the participant go) once no call is in flight
+}
+
+void participant::compensate_async(const tx_record& r, std::function<void(std::string failure)> done) {
+  auto back = [done = std::move(done)](std::error_code ec, bool, std::string, std::string error) {
+    done(ec ? (error.empty() ? ec.message() : error) : std::string());
+  };
+  if (r.had_previous) {
+    owner_->put_async(r.key, r.previous, std::move(back));
+  } else {
+    owner_->del_async(r.key, std::move(back));
+  }
 }
 
 std::string participant::compensate(const tx_record& r) {
@@ -420,13 +591,12 @@ std::string participant::compensate(const tx_record& r) {
 
 void participant::commit_async(const std::string& tx, std::function<void(reply)> done) {
   auto e = entry(tx);
-  std::optional<reply> r;
-  {
-    std::lock_guard tx_lock(e->mu);
+  when_free(e, [this, tx, e, done = std::move(done)](std::unique_lock<std::mutex>& lock) mutable {
     load(tx, *e);
-    r = e->loaded ? do_commit(tx, e, &done) : error_reply(503, "participant store unreadable");
-  }
-  if (r) done(std::move(*r));
+    auto r = e->loaded ? do_commit(tx, e, &done) : error_reply(503, "participant store unreadable");
+    lock.unlock();
+    if (r) done(std::move(*r));
+  });
 }
 
 reply participant::commit(const std::string& tx) {
@@ -621,11 +791,55 @@ void participant::commit_owner_async(const std::string& tx, const std::shared_pt
 }
 
 reply participant::abort(const std::string& tx) {
+  std::promise<reply> p;
+  auto f = p.get_future();
+  abort_async(tx, [&p](reply r) { p.set_value(std::move(r)); });
+  return f.get();
+}
+
+void participant::abort_async(const std::string& tx, std::function<void(reply)> done) {
   auto e = entry(tx);
-  std::lock_guard tx_lock(e->mu);
-  load(tx, *e);
-  if (!e->loaded) return error_reply(503, "participant store unreadable");
-  return do_abort(tx, *e);
+  when_free(e, [this, tx, e, done = std::move(done)](std::unique_lock<std::mutex>& lock) mutable {
+    load(tx, *e);
+    if (!e->loaded) {
+      lock.unlock();
+      done(error_reply(503, "participant store unreadable"));
+      return;
+    }
+    if (spec_.role == config::participant_role::owner && e->rec &&
+        (e->rec->state == tx_state::prepared || e->rec->state == tx_state::preparing)) {
+      // The previous value goes back without a thread waiting; the transaction is busy meanwhile.
+      e->busy = true;
+      begin_flight();
+      tx_record r = *e->rec;
+      lock.unlock();
+      compensate_async(r, [this, tx, e, r, done = std::move(done)](std::string failure) mutable {
+        reply answer;
+        if (!failure.empty()) {
+          answer = error_reply(503, "compensating the owner: " + failure);
+        } else {
+          r.state = tx_state::aborted;
+          r.since_us = now_us();
+          {
+            std::lock_guard entry_lock(e->mu);
+            e->rec = r;
+            store::write_batch b;
+            add_record(b, tx, r);
+            queue_write(e, std::move(b), false, nullptr);
+          }
+          finished(tx, r);
+          answer = {200, state_body(r.state)};
+        }
+        done(std::move(answer));
+        release(e);
+        end_flight();
+      });
+      return;
+    }
+    auto r = do_abort(tx, *e);
+    lock.unlock();
+    done(std::move(r));
+  });
 }
 
 reply participant::do_abort(const std::string& tx, tx_entry& e) {
@@ -653,17 +867,25 @@ reply participant::do_abort(const std::string& tx, tx_entry& e) {
 
 reply participant::query(const std::string& tx, std::uint64_t version) {
   auto e = entry(tx);
-  std::lock_guard tx_lock(e->mu);
-  load(tx, *e);
-  if (!e->loaded) return error_reply(503, "participant store unreadable");
-  if (!e->rec) {
-    auto age_us = now_us() - static_cast<std::int64_t>(version);
-    auto window_us = std::chrono::duration_cast<std::chrono::microseconds>(options_.retention).count() / 2;
-    if (version != 0 && age_us < window_us) return do_abort(tx, *e);  // it can no longer vote yes: aborted
-    return {200, R"({"state":"unknown"})"};
-  }
-  tx_state s = e->rec->state == tx_state::preparing ? tx_state::prepared : e->rec->state;
-  return {200, state_body(s)};
+  std::promise<reply> p;
+  auto f = p.get_future();
+  when_free(e, [this, tx, version, e, &p](std::unique_lock<std::mutex>&) {
+    load(tx, *e);
+    if (!e->loaded) {
+      p.set_value(error_reply(503, "participant store unreadable"));
+      return;
+    }
+    if (!e->rec) {
+      auto age_us = now_us() - static_cast<std::int64_t>(version);
+      auto window_us = std::chrono::duration_cast<std::chrono::microseconds>(options_.retention).count() / 2;
+      // It can no longer vote yes: aborted.
+      p.set_value(version != 0 && age_us < window_us ? do_abort(tx, *e) : reply{200, R"({"state":"unknown"})"});
+      return;
+    }
+    tx_state s = e->rec->state == tx_state::preparing ? tx_state::prepared : e->rec->state;
+    p.set_value({200, state_body(s)});
+  });
+  return f.get();
 }
 
 void participant::resolve_overdue() {
@@ -691,6 +913,7 @@ void participant::resolve_overdue() {
   for (const auto& [index, tx] : expired) {
     auto e = entry(tx);
     std::lock_guard tx_lock(e->mu);
+    if (e->busy) continue;  // looked at again at the next round
     load(tx, *e);
     store::write_batch b;
     b.del(index);
@@ -708,6 +931,7 @@ void participant::resolve_overdue() {
   for (const auto& tx : due) {
     auto e = entry(tx);
     std::lock_guard tx_lock(e->mu);
+    if (e->busy) continue;  // a prepare or abort in flight: looked at again in a second
     load(tx, *e);
     if (!e->rec) continue;
     if (e->rec->state == tx_state::preparing && voted_no(tx)) {

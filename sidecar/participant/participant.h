@@ -26,10 +26,15 @@
 // `retention` so repeated calls get the same answer, then dropped through a time index kept beside
 // them in the store (nothing per record in memory).
 //
-// Threading: prepare/commit/abort/query from any thread (blocking: owner calls, fsync; a copy's
-// prepare_async does not block); calls on one transaction are serialized (a prepare's until its
-// record is handed to the group writer), calls on different keys run in parallel. One background thread
-// (start() to stop()) resolves overdue transactions and drops old records. Owns its store.
+// Threading: prepare/commit/abort/query from any thread. prepare_async and abort_async never
+// block: an owner's prepare is a chain of callbacks (the owner's GET, the `preparing` record
+// through the group writer, the PUT, on the I/O threads and the writer's), and so is an owner's
+// abort (the compensating PUT or DELETE). Calls on one transaction are serialized: while such a
+// chain holds it, the calls that arrive for it wait in a queue of its own and run, in order, once
+// it ends (so a repeated call gets the answer the first one left); calls on different keys run
+// in parallel. The blocking forms (prepare, commit, abort, query) wait for their answer. One
+// background thread (start() to stop()) resolves overdue transactions and drops old records.
+// Owns its store.
 
 #include <atomic>
 #include <chrono>
@@ -85,6 +90,14 @@ class owner_api {
   virtual std::error_code get(const std::string& key, bool& found, std::string& value, std::string& error) = 0;
   virtual std::error_code put(const std::string& key, const std::string& value, std::string& error) = 0;
   virtual std::error_code del(const std::string& key, std::string& error) = 0;  // 404 counts as done
+
+  // The same calls without a thread waiting: `done` runs once, with what the blocking form would
+  // have returned (found and value: GET only), on an HTTP I/O thread (the caller's, when it is
+  // one) or inside the call. The defaults run the blocking form inside the call (fakes).
+  using callback = std::function<void(std::error_code ec, bool found, std::string value, std::string error)>;
+  virtual void get_async(const std::string& key, callback done);
+  virtual void put_async(const std::string& key, const std::string& value, callback done);
+  virtual void del_async(const std::string& key, callback done);
 };
 
 // Where an overdue transaction learns its outcome.
@@ -145,7 +158,10 @@ class participant {
   // copy's commit never blocks (I/O thread); an owner's blocks on the publisher first.
   void commit_async(const std::string& tx, std::function<void(reply)> done);
   reply commit(const std::string& tx);  // blocking form
-  reply abort(const std::string& tx);
+  // Answers through `done`, once. An owner's compensation (the previous value put back) runs
+  // asynchronously through owner_api's async calls; the `aborted` record is not synced.
+  void abort_async(const std::string& tx, std::function<void(reply)> done);
+  reply abort(const std::string& tx);  // blocking form
   // A peer's question. A transaction without a record here is aborted on the spot (it can no
   // longer vote yes), but only while `version` (the coordinator's wall-time µs) is recent enough
   // that no record of it can have been dropped yet (half the retention: the rest covers clocks
@@ -164,7 +180,11 @@ class participant {
 
  private:
   struct tx_entry {
-    std::mutex mu;                 // serializes the calls on one transaction
+    std::mutex mu;  // guards the fields below; a call holds it for its synchronous part
+    // An owner's prepare or abort is between its asynchronous steps: calls of this transaction
+    // wait in `waiting` (run in order once it ends, by release()).
+    bool busy = false;
+    std::deque<std::function<void()>> waiting;
     bool loaded = false;           // record read from the store
     std::optional<tx_record> rec;  // nullopt: unknown here
     int writes_queued = 0;         // records handed to the group writer, not written yet
@@ -175,6 +195,28 @@ class participant {
   };
 
   std::shared_ptr<tx_entry> entry(const std::string& tx);
+  // Runs `fn` with the entry's mutex held once no asynchronous call holds the transaction: at
+  // once, or queued behind the one in flight (then from the thread that ends it). `fn` may
+  // release the lock (to start an asynchronous call: it sets `busy` first); it must not block
+  // on another call of the same transaction.
+  void when_free(const std::shared_ptr<tx_entry>& e, std::function<void(std::unique_lock<std::mutex>&)> fn);
+  // Ends the asynchronous call holding `e` (busy) and runs the calls that waited for it.
+  void release(const std::shared_ptr<tx_entry>& e);
+  // With `e->mu` held: `b` goes to the group writer behind the entry's earlier records (synced
+  // or not); the entry stays in use until it is written; `then` runs with the result, on the
+  // writer's thread, without the entry's mutex.
+  void queue_write(const std::shared_ptr<tx_entry>& e, store::write_batch b, bool sync,
+                   std::function<void(std::error_code)> then);
+  struct owner_prepare;
+  void owner_got(const std::shared_ptr<owner_prepare>& c, std::error_code ec, bool found, std::string value,
+                 const std::string& error);
+  void owner_preparing_written(const std::shared_ptr<owner_prepare>& c, std::error_code ec);
+  void owner_applied(const std::shared_ptr<owner_prepare>& c, std::error_code ec, const std::string& error);
+  void owner_refuse(const std::shared_ptr<owner_prepare>& c, const std::string& why);
+  void end_owner_prepare(const std::shared_ptr<owner_prepare>& c, reply r);
+  void compensate_async(const tx_record& r, std::function<void(std::string failure)> done);
+  void begin_flight();
+  void end_flight();
   void load(const std::string& tx, tx_entry& e);
   // With `e` holding records still queued in the group writer, the record goes behind them there
   // (the order on disk is the order of the calls), without waiting.
@@ -184,7 +226,10 @@ class participant {
   bool voted_no(const std::string& tx) const;
   reply vote_no(unsigned status, const std::string& reason);
   // The answer, or nullopt when `done` was taken to answer later.
-  std::optional<reply> prepare_locked(const std::string& tx, const prepare_request& req,
+  // With the entry's mutex held (`lock`), which an owner's prepare releases once it starts its
+  // asynchronous chain.
+  std::optional<reply> prepare_locked(const std::string& tx, const prepare_request& req, std::string staged,
+                                      const std::shared_ptr<tx_entry>& e, std::unique_lock<std::mutex>& lock,
                                       std::function<void(reply)>& done);
   std::string compensate(const tx_record& r);  // owner: "" when the previous value is back
   std::error_code publish_blocking(const tx_record& r, std::string& error);
@@ -221,8 +266,9 @@ class participant {
   bool stopping_ = false;
   std::thread worker_;
 
-  // Owner commits whose publish or record is in flight: stop() waits for them (the publisher's
-  // callback would otherwise run into a participant that is gone).
+  // Owner commits whose publish or record is in flight, and owner prepares and aborts between
+  // their asynchronous steps: stop() waits for them (their callbacks would otherwise run into a
+  // participant that is gone).
   std::mutex flight_mu_;
   std::condition_variable flight_cv_;
   int in_flight_ = 0;

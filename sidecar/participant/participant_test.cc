@@ -4,9 +4,12 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <deque>
 #include <future>
 #include <map>
 #include <mutex>
+#include <thread>
 
 #include "common/thread_pool.h"
 #include "sidecar/participant/service.h"
@@ -127,6 +130,56 @@ class fake_owner : public owner_api {
   std::shared_ptr<fake_owner_state> s_;
 };
 
+// The owner's async calls held until the test lets each one go (the owner slow, or failing):
+// what an owner's prepare or abort looks like between its asynchronous steps.
+struct held_calls {
+  struct call {
+    std::string op;  // "get", "put", "del"
+    std::string key, value;
+    owner_api::callback done;
+  };
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<call> calls;
+
+  // The next call made, waiting for it (generously: the writer's thread makes the PUT).
+  call next() {
+    std::unique_lock lock(mu);
+    if (!cv.wait_for(lock, std::chrono::seconds(30), [this] { return !calls.empty(); })) {
+      ADD_FAILURE() << "no owner call came";
+      return {};
+    }
+    auto c = std::move(calls.front());
+    calls.pop_front();
+    return c;
+  }
+  std::size_t waiting() {
+    std::lock_guard lock(mu);
+    return calls.size();
+  }
+};
+
+class held_owner : public fake_owner {
+ public:
+  held_owner(std::shared_ptr<fake_owner_state> s, std::shared_ptr<held_calls> h)
+      : fake_owner(std::move(s)), h_(std::move(h)) {}
+  void get_async(const std::string& key, callback done) override { hold("get", key, "", std::move(done)); }
+  void put_async(const std::string& key, const std::string& value, callback done) override {
+    hold("put", key, value, std::move(done));
+  }
+  void del_async(const std::string& key, callback done) override { hold("del", key, "", std::move(done)); }
+
+ private:
+  void hold(const char* op, const std::string& key, const std::string& value, callback done) {
+    {
+      std::lock_guard lock(h_->mu);
+      h_->calls.push_back({op, key, value, std::move(done)});
+    }
+    h_->cv.notify_all();
+  }
+  std::shared_ptr<held_calls> h_;
+};
+
 struct fake_outcomes_state {
   std::mutex mu;
   std::string coordinator;                   // "" unreachable
@@ -190,7 +243,8 @@ class participant_test : public ::testing::Test {
         role == config::participant_role::copy ? std::vector<std::string>{"id", "name"} : std::vector<std::string>{},
         machine_ ? std::unique_ptr<store::kv>(std::make_unique<machine_kv>(machine_))
                  : std::unique_ptr<store::kv>(std::make_unique<shared_kv>(kv_)),
-        std::make_unique<fake_owner>(owner_),
+        held_ ? std::unique_ptr<owner_api>(std::make_unique<held_owner>(owner_, held_))
+              : std::unique_ptr<owner_api>(std::make_unique<fake_owner>(owner_)),
         [this](const std::string& key, const std::optional<std::string>& value, std::uint64_t version,
                publish_callback done) {
           bool fail = fail_publish_.load();
@@ -214,6 +268,23 @@ class participant_test : public ::testing::Test {
     return {"products", key, false, value, version, {"http://peer-a:8091", "http://peer-b:8091"}};
   }
 
+  // Lets a held owner call go: done as the fake owner does it (ok), or failed.
+  void let_go(held_calls::call& c, bool ok = true) {
+    ASSERT_TRUE(c.done) << "no call to let go";
+    if (!ok) {
+      c.done(std::make_error_code(std::errc::timed_out), false, "", "the owner did not answer in time");
+      return;
+    }
+    fake_owner real(owner_);
+    if (c.op == "get") {
+      real.owner_api::get_async(c.key, std::move(c.done));
+    } else if (c.op == "put") {
+      real.owner_api::put_async(c.key, c.value, std::move(c.done));
+    } else {
+      real.owner_api::del_async(c.key, std::move(c.done));
+    }
+  }
+
   std::string owner_value(const std::string& key) {
     std::lock_guard lock(owner_->mu);
     auto it = owner_->data.find(key);
@@ -232,6 +303,7 @@ class participant_test : public ::testing::Test {
   std::optional<std::chrono::milliseconds> retention_;  // set: make() uses it
   std::shared_ptr<fake_owner_state> owner_ = std::make_shared<fake_owner_state>();
   std::shared_ptr<fake_outcomes_state> outcomes_ = std::make_shared<fake_outcomes_state>();
+  std::shared_ptr<held_calls> held_;  // set: make() gives the participant an owner whose async calls the test lets go
   std::mutex mu_;
   std::atomic<bool> fail_publish_{false};
   std::vector<published> published_;
@@ -664,6 +736,146 @@ http::response ask(const service& s, boost::beast::http::verb method, const std:
 }
 
 // POST /v1/batch: every message does what its single call does, answered in order in one reply.
+// Answers collected from async calls, waited for with a generous deadline.
+struct answers {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<reply> got;
+  std::function<void(reply)> add() {
+    return [this](reply r) {
+      std::lock_guard lock(mu);
+      got.push_back(std::move(r));
+      cv.notify_all();
+    };
+  }
+  bool wait_for(std::size_t n) {
+    std::unique_lock lock(mu);
+    return cv.wait_for(lock, std::chrono::seconds(30), [&] { return got.size() >= n; });
+  }
+  std::size_t size() {
+    std::lock_guard lock(mu);
+    return got.size();
+  }
+};
+
+TEST_F(participant_test, ARepeatedPrepareWhileTheFirstIsInFlightGetsTheSameAnswer) {
+  held_ = std::make_shared<held_calls>();
+  owner_->data["k"] = R"({"id":"k","name":"old"})";
+  auto p = make(config::participant_role::owner);
+  answers first, again, commit;
+  p->prepare_async("tx1", put("k", R"({"id":"k","name":"new"})", 5), first.add());
+  auto get = held_->next();
+  ASSERT_EQ(get.op, "get");
+  // The same prepare again, and the commit, while the first is between its steps: they wait.
+  p->prepare_async("tx1", put("k", R"({"id":"k","name":"new"})", 5), again.add());
+  p->commit_async("tx1", commit.add());
+  EXPECT_EQ(again.size(), 0u);
+  EXPECT_EQ(commit.size(), 0u);
+  let_go(get);
+  auto change = held_->next();  // after the `preparing` record's fsync, from the writer's thread
+  ASSERT_EQ(change.op, "put");
+  EXPECT_EQ(again.size(), 0u);
+  let_go(change);
+  ASSERT_TRUE(first.wait_for(1));
+  ASSERT_TRUE(again.wait_for(1));
+  ASSERT_TRUE(commit.wait_for(1));
+  EXPECT_EQ(first.got[0].status, 200u) << first.got[0].body;
+  EXPECT_EQ(again.got[0].status, 200u) << again.got[0].body;
+  EXPECT_THAT(again.got[0].body, HasSubstr("yes"));
+  EXPECT_EQ(commit.got[0].status, 200u) << commit.got[0].body;
+  EXPECT_EQ(held_->waiting(), 0u) << "the owner was changed once";
+  EXPECT_EQ(owner_value("k"), R"({"id":"k","name":"new"})");
+  ASSERT_EQ(published_.size(), 1u);
+  EXPECT_EQ(p->locked_keys(), 0u);
+}
+
+TEST_F(participant_test, AnOwnerThatDoesNotAnswerTheGetGetsANoVoteAndNothingIsLocked) {
+  held_ = std::make_shared<held_calls>();
+  owner_->data["k"] = R"({"id":"k","name":"old"})";
+  auto p = make(config::participant_role::owner);
+  answers first, again;
+  p->prepare_async("tx1", put("k", R"({"id":"k","name":"new"})", 5), first.add());
+  auto get = held_->next();
+  p->prepare_async("tx1", put("k", R"({"id":"k","name":"new"})", 5), again.add());
+  let_go(get, false);
+  ASSERT_TRUE(first.wait_for(1));
+  EXPECT_EQ(first.got[0].status, 503u);
+  EXPECT_THAT(first.got[0].body, HasSubstr("reading the owner's current value"));
+  // The repeated prepare ran after it: nothing was recorded, so it reads the owner again.
+  auto retry = held_->next();
+  ASSERT_EQ(retry.op, "get");
+  let_go(retry, false);
+  ASSERT_TRUE(again.wait_for(1));
+  EXPECT_EQ(again.got[0].status, 503u);
+  EXPECT_EQ(p->locked_keys(), 0u);
+  EXPECT_EQ(owner_value("k"), R"({"id":"k","name":"old"})");
+  EXPECT_EQ(p->abort("tx1").status, 200u);
+}
+
+TEST_F(participant_test, AnOwnerThatFailsThePutDuringAnAsyncPrepareIsCompensatedAndVotesNo) {
+  held_ = std::make_shared<held_calls>();
+  owner_->data["k"] = R"({"id":"k","name":"old"})";
+  auto p = make(config::participant_role::owner);
+  answers first, abort;
+  p->prepare_async("tx1", put("k", R"({"id":"k","name":"new"})", 5), first.add());
+  auto get = held_->next();
+  let_go(get);
+  auto change = held_->next();
+  ASSERT_EQ(change.op, "put");
+  // The coordinator gives up meanwhile (its timeout) and aborts: the abort waits for the prepare.
+  p->abort_async("tx1", abort.add());
+  {
+    // The owner applied the change, but its answer is lost (a timeout).
+    std::lock_guard lock(owner_->mu);
+    owner_->data["k"] = change.value;
+  }
+  let_go(change, false);
+  auto back = held_->next();  // the compensation: the previous value put back
+  ASSERT_EQ(back.op, "put");
+  EXPECT_EQ(back.value, R"({"id":"k","name":"old"})");
+  EXPECT_EQ(first.size(), 0u) << "no vote before the compensation is done";
+  let_go(back);
+  ASSERT_TRUE(first.wait_for(1));
+  EXPECT_EQ(first.got[0].status, 503u);
+  EXPECT_THAT(first.got[0].body, HasSubstr("the owner refused the change"));
+  ASSERT_TRUE(abort.wait_for(1));
+  EXPECT_EQ(abort.got[0].status, 200u) << abort.got[0].body;
+  EXPECT_EQ(owner_value("k"), R"({"id":"k","name":"old"})");
+  EXPECT_EQ(p->locked_keys(), 0u);
+  EXPECT_THAT(p->query("tx1", 0).body, HasSubstr("aborted"));
+  EXPECT_EQ(p->commit("tx1").status, 409u);
+  EXPECT_EQ(held_->waiting(), 0u);
+}
+
+TEST_F(participant_test, AnAbortWhileTheOwnerPrepareIsInFlightCompensatesAfterItsYes) {
+  held_ = std::make_shared<held_calls>();
+  auto p = make(config::participant_role::owner);  // "k" absent at the owner
+  answers first, abort, query;
+  p->prepare_async("tx1", put("k", R"({"id":"k","name":"new"})", 5), first.add());
+  auto get = held_->next();
+  p->abort_async("tx1", abort.add());
+  std::thread asker([&] { query.add()(p->query("tx1", wall_us())); });
+  let_go(get);
+  auto change = held_->next();
+  let_go(change);
+  ASSERT_TRUE(first.wait_for(1));
+  EXPECT_EQ(first.got[0].status, 200u) << first.got[0].body;
+  auto back = held_->next();  // the abort, behind it: the key the owner did not have is deleted
+  ASSERT_EQ(back.op, "del");
+  EXPECT_EQ(owner_value("k"), R"({"id":"k","name":"new"})");
+  let_go(back);
+  ASSERT_TRUE(abort.wait_for(1));
+  EXPECT_EQ(abort.got[0].status, 200u) << abort.got[0].body;
+  asker.join();
+  ASSERT_EQ(query.size(), 1u);
+  EXPECT_EQ(query.got[0].status, 200u);
+  EXPECT_THAT(query.got[0].body, ::testing::AnyOf(HasSubstr("prepared"), HasSubstr("aborted")))
+      << "asked while the prepare was in flight: answered after it, never \"no record\"";
+  EXPECT_EQ(owner_value("k"), "<absent>");
+  EXPECT_EQ(p->locked_keys(), 0u);
+  EXPECT_EQ(p->commit("tx1").status, 409u);
+}
+
 TEST_F(participant_test, ABatchAnswersEachMessageAsItsSingleCallWould) {
   owner_->data["o"] = R"({"id":"o","name":"old"})";
   auto copy = make(config::participant_role::copy);

@@ -132,15 +132,10 @@ void service::run(const std::string& op, const std::string& id, std::string_view
       answer(error_reply(400, "no participant for product \"" + pr.product + "\" here"));
       return;
     }
-    if (p->spec().role == config::participant_role::copy) {
-      // A copy's prepare is a store write whose fsync is group-committed: answered from the
-      // group writer's thread, without a hand-off to the pool.
-      p->prepare_async(id, pr, std::move(answer));
-    } else {
-      pool_.post([p, id, pr = std::move(pr), answer = std::move(answer)]() mutable {
-        p->prepare_async(id, pr, std::move(answer));
-      });
-    }
+    // Never blocks (a copy's is a store write whose fsync is group-committed, answered from the
+    // group writer's thread; an owner's a chain of asynchronous calls to the owner and the group
+    // writer): on the I/O thread, without a hand-off to the pool.
+    p->prepare_async(id, pr, std::move(answer));
     return;
   }
   if (op != "commit" && op != "abort") {
@@ -153,22 +148,20 @@ void service::run(const std::string& op, const std::string& id, std::string_view
     answer(error_reply(400, "the body must be {\"product\": <a product this sidecar participates in>}"));
     return;
   }
-  bool commit = op == "commit";
-  auto work = [p, id, commit, answer = std::move(answer)]() mutable {
-    if (commit) {
-      // Acknowledged once the `committed` record is fsync'd (group commit), from the writer's
-      // thread.
-      p->commit_async(id, std::move(answer));
-      return;
-    }
-    answer(p->abort(id));
-  };
+  if (op == "abort") {
+    // Never blocks: a store write without fsync (an owner's compensation first, through the
+    // owner's async calls).
+    p->abort_async(id, std::move(answer));
+    return;
+  }
+  // Acknowledged once the `committed` record is fsync'd (group commit), from the writer's
+  // thread. A copy's commit queues its record to the group writer: cheaper here than a
+  // hand-off. An owner's may block (a publish again after a refused one, a change applied
+  // again after a restart): on the pool.
   if (p->spec().role == config::participant_role::copy) {
-    // A copy's commit queues its record to the group writer and its abort is one store write
-    // without fsync: neither blocks, cheaper here than a hand-off.
-    work();
+    p->commit_async(id, std::move(answer));
   } else {
-    pool_.post(std::move(work));
+    pool_.post([p, id, answer = std::move(answer)]() mutable { p->commit_async(id, std::move(answer)); });
   }
 }
 

@@ -1,10 +1,11 @@
 #pragma once
 // The participant listener of the sidecar (listen.participant): the transaction API of
 // protocol.h and nothing else, for the gateway coordinator and the other participants. Requests
-// are parsed on the I/O thread. A copy's prepare, commit and abort run there too (a store write;
-// the prepare's fsync is group-committed and answered from the group writer's thread); the
-// owner's run on a thread pool, since they block (owner calls, the outbox's fsync). The answer
-// goes back through the responder.
+// are parsed on the I/O thread. Prepares and aborts run there too, since they never block (a
+// copy's are store writes, the prepare's fsync group-committed and answered from the group
+// writer's thread; an owner's are chains of asynchronous calls to the owner and the group
+// writer), and so does a copy's commit; an owner's commit and the peers' questions run on a
+// thread pool, since they may block. The answer goes back through the responder.
 //
 // POST /v1/batch carries many of the POSTs at once (protocol.h): each message runs exactly as
 // its single call, and the one answer goes back when the last message is answered.

@@ -13,10 +13,10 @@ group_writer::~group_writer() {
   writer_.join();
 }
 
-void group_writer::write(write_batch batch, callback done) {
+void group_writer::write(write_batch batch, callback done, bool sync) {
   {
     std::lock_guard lock(mu_);
-    queue_.push_back({std::move(batch), std::move(done)});
+    queue_.push_back({std::move(batch), std::move(done), sync});
   }
   cv_.notify_one();
 }
@@ -34,7 +34,9 @@ void group_writer::loop() {
     cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
     if (queue_.empty()) return;
     group.swap(queue_);
-    ++groups_;
+    bool sync = false;
+    for (const auto& q : group) sync = sync || q.sync;
+    if (sync) ++groups_;
     lock.unlock();
     merged.clear();
     for (auto& q : group) {
@@ -46,7 +48,7 @@ void group_writer::loop() {
         }
       }
     }
-    auto ec = store_.write(merged, true);
+    auto ec = store_.write(merged, sync);
     for (auto& q : group) q.done(ec);
     group.clear();
     lock.lock();

@@ -6,7 +6,10 @@
 // the callback once the record is on stable storage.
 //
 // Batches are applied in the order write() queued them; each stays atomic (a group is one
-// atomic batch). A failed group fails every callback in it.
+// atomic batch). A failed group fails every callback in it. A batch written with sync=false
+// (a record whose loss a restart tolerates, queued here only to keep its place behind the
+// records before it) rides in whatever group comes next: that group is synced only when one of
+// its batches asks for it, so such a batch never costs an fsync of its own.
 //
 // Threading: write() from any thread; callbacks on the writer thread (they must not wait for
 // another write of this writer). The destructor writes what is queued, then joins.
@@ -31,13 +34,14 @@ class group_writer {
   group_writer(const group_writer&) = delete;
   group_writer& operator=(const group_writer&) = delete;
 
-  void write(write_batch batch, callback done);
+  void write(write_batch batch, callback done, bool sync = true);
   std::uint64_t groups() const;  // sync writes made so far (tests)
 
  private:
   struct queued {
     write_batch batch;
     callback done;
+    bool sync = true;
   };
   void loop();
 

@@ -200,6 +200,28 @@ TEST_P(kv_contract_test, GroupWriterAppliesEveryBatchInOrderWithSharedSyncs) {
   ASSERT_FALSE(kv_->get("n" + std::to_string(kBatches - 1), v));
 }
 
+TEST(GroupWriterTest, ABatchWithoutSyncNeverCostsAnFsyncOfItsOwn) {
+  memory_kv kv;
+  std::promise<std::error_code> unsynced, synced;
+  {
+    group_writer w(kv);
+    write_batch a;
+    a.put("a", "1");
+    w.write(
+        std::move(a), [&](std::error_code ec) { unsynced.set_value(ec); }, false);
+    EXPECT_FALSE(unsynced.get_future().get());
+    EXPECT_EQ(w.groups(), 0u);
+    EXPECT_EQ(kv.synced_writes(), 0u);
+    write_batch b;
+    b.put("b", "2");
+    w.write(std::move(b), [&](std::error_code ec) { synced.set_value(ec); });
+    EXPECT_FALSE(synced.get_future().get());
+    EXPECT_EQ(w.groups(), 1u);
+    EXPECT_EQ(kv.synced_writes(), 1u);
+  }
+  EXPECT_EQ(kv.size(), 2u);
+}
+
 INSTANTIATE_TEST_SUITE_P(impls, kv_contract_test, ::testing::Values("memory", "rocksdb", "rocksdb-nowal"));
 
 TEST(MemoryKvTest, InjectedFailuresChangeNothing) {
