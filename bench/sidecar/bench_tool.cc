@@ -2,7 +2,7 @@
 //
 //   produce         --bootstrap B --topic T --events N --keys K --value-bytes V [--partitions P]
 //   apply           --bootstrap B --topic T --dir D [--sync] [--no-pipeline] [--wal] [--max-batch N]
-//                   [--rocksdb "name=value;..."] [--stats]
+//                   [--rocksdb "name=value;..."] [--kafka "name=value;..."] [--stats]
 //                   replica apply rate, in process
 //   raw-latency     --bootstrap B --topic T --rate R --seconds S    librdkafka produce→consume
 //   publish-latency --port P --metrics-port M --rate R --seconds S  sidecar PUT → replica applied
@@ -86,9 +86,15 @@ ds::config::product_schema products() {
   return p;
 }
 
-std::unique_ptr<ds::kafka::client_factory> factory(const std::string& bootstrap) {
+// `properties`: librdkafka properties "name=value;..." over the sidecar's (experiments).
+std::unique_ptr<ds::kafka::client_factory> factory(const std::string& bootstrap, const std::string& properties = "") {
   ds::config::kafka_settings s;
   s.bootstrap_servers = bootstrap;
+  std::stringstream in(properties);
+  for (std::string item; std::getline(in, item, ';');) {
+    auto eq = item.find('=');
+    if (eq != std::string::npos) s.properties.emplace_back(item.substr(0, eq), item.substr(eq + 1));
+  }
   return ds::kafka::make_rdkafka_factory(s);
 }
 
@@ -137,7 +143,7 @@ int produce(const args& a) {
 }
 
 int apply(const args& a) {
-  auto f = factory(a.get("--bootstrap"));
+  auto f = factory(a.get("--bootstrap"), a.get("--kafka"));
   std::string error;
   ds::store::rocksdb_options so;  // as the sidecar opens a replica's store (sidecar/main.cc)
   so.wal = a.flag("--wal");
@@ -207,6 +213,21 @@ int apply(const args& a) {
       o.pipeline ? "" : ", not pipelined");
   std::printf("loop thread over the %.2f s: on a core %.2f s, waiting for a core %.2f s, blocked %.2f s\n", secs,
               sched1[0] - sched0[0], sched1[1] - sched0[1], secs - (sched1[0] - sched0[0]) - (sched1[1] - sched0[1]));
+  // The process's memory as the run leaves it, and its peak (librdkafka's prefetch queue, the
+  // memtables, the bootstrap's bloom filter).
+  long rss_kib = 0, hwm_kib = 0;
+  if (std::FILE* file = std::fopen("/proc/self/status", "r")) {
+    char line[256];
+    while (std::fgets(line, sizeof line, file) != nullptr) {
+      std::sscanf(line, "VmRSS: %ld", &rss_kib);
+      std::sscanf(line, "VmHWM: %ld", &hwm_kib);
+    }
+    std::fclose(file);
+  }
+  std::printf("RSS at the end %ld MiB, peak %ld MiB\n", rss_kib / 1024, hwm_kib / 1024);
+  auto times = r.times();
+  std::printf("loop thread in the consumer's poll %.2f s, waiting for the writer thread %.2f s\n", times.poll_s,
+              times.writer_wait_s);
   if (a.flag("--stats")) {
     // The store as the run leaves it (what a reader needs to judge the rate: compactions still
     // owed, files in level 0), then RocksDB's own statistics.

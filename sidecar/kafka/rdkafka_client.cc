@@ -4,6 +4,7 @@
 #include <librdkafka/rdkafkacpp.h>
 
 #include <algorithm>
+#include <condition_variable>
 #include <cstdlib>
 #include <fstream>
 #include <functional>
@@ -161,8 +162,25 @@ void convert(const rd_kafka_message_t& m, message& out) {
 
 class rdkafka_consumer final : public consumer {
  public:
-  explicit rdkafka_consumer(std::unique_ptr<RdKafka::KafkaConsumer> c) : c_(std::move(c)) {}
+  explicit rdkafka_consumer(std::unique_ptr<RdKafka::KafkaConsumer> c) : c_(std::move(c)) {
+    const rd_kafka_conf_t* conf = rd_kafka_conf(c_->c_ptr());
+    auto number = [conf](const char* name, std::size_t fallback) {
+      char buf[64];
+      std::size_t size = sizeof buf;
+      if (rd_kafka_conf_get(conf, name, buf, &size) != RD_KAFKA_CONF_OK) return fallback;
+      return static_cast<std::size_t>(std::strtoull(buf, nullptr, 10));
+    };
+    queued_min_messages_ = number("queued.min.messages", 100000);
+    queued_max_bytes_ = number("queued.max.messages.kbytes", 65536) * 1024;
+  }
   ~rdkafka_consumer() override {
+    {
+      std::lock_guard lock(waker_mu_);
+      waker_stop_ = true;
+    }
+    waker_cv_.notify_all();
+    if (waker_.joinable()) waker_.join();
+    if (queue_ != nullptr) rd_kafka_queue_destroy(queue_);
     // close() leaves the group cleanly; with assigned partitions it only commits nothing and stops.
     c_->close();
   }
@@ -221,6 +239,8 @@ class rdkafka_consumer final : public consumer {
       wait = 0;
       if (m == nullptr) break;
       if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        polled_bytes_ += m->len + m->key_len;
+        ++polled_;
         if (n == out.size()) out.emplace_back();
         convert(*m, out[n++]);
         rd_kafka_message_destroy(m);
@@ -233,6 +253,7 @@ class rdkafka_consumer final : public consumer {
       break;
     }
     out.resize(n);
+    if (n == max) wake_fetcher_when_low();
     return last;
   }
 
@@ -245,7 +266,60 @@ class rdkafka_consumer final : public consumer {
   }
 
  private:
+  // librdkafka 2.0 stops fetching a partition while the prefetch queue holds more than
+  // queued.min.messages or queued.max.messages.kbytes, and looks at it again only when its broker
+  // thread next wakes up: on an otherwise quiet connection up to a second later (newer versions
+  // have fetch.queue.backoff.ms for it). A reader faster than that second's worth of queue then
+  // drains it and waits: a catching-up replica applied ~120 k events/s, one queue-full per
+  // second (docs/benchmarks.md, P1). So while batches come full (catching up) and the queue is
+  // down to a quarter of those bounds, the broker threads are woken by a small request of their
+  // own (the assigned partitions' latest offsets, answered from the broker's index), and they
+  // fetch again before the queue is empty. The request is made by a thread of its own (started
+  // by the first one), so that the loop never waits for the broker's round trip; requests asked
+  // for while one is in flight make one more. A replica that is caught up polls small batches
+  // and never asks.
+  void wake_fetcher_when_low() {
+    rd_kafka_t* rk = c_->c_ptr();
+    if (queue_ == nullptr) queue_ = rd_kafka_queue_get_consumer(rk);
+    if (queue_ == nullptr || polled_ == 0) return;
+    // The queue's bound in messages: its own, or its bytes' at the size of the messages so far.
+    const std::size_t average = std::max<std::size_t>(polled_bytes_ / polled_, 1);
+    const std::size_t bound = std::min(queued_min_messages_, queued_max_bytes_ / average);
+    if (rd_kafka_queue_length(queue_) >= bound / 4) return;
+    {
+      std::lock_guard lock(waker_mu_);
+      waker_pending_ = true;
+    }
+    if (!waker_.joinable()) waker_ = std::thread([this] { waker_loop(); });
+    waker_cv_.notify_one();
+  }
+
+  void waker_loop() {
+    rd_kafka_t* rk = c_->c_ptr();
+    std::unique_lock lock(waker_mu_);
+    for (;;) {
+      waker_cv_.wait(lock, [this] { return waker_stop_ || waker_pending_; });
+      if (waker_stop_) return;
+      waker_pending_ = false;
+      lock.unlock();
+      rd_kafka_topic_partition_list_t* parts = nullptr;
+      if (rd_kafka_assignment(rk, &parts) == RD_KAFKA_RESP_ERR_NO_ERROR && parts != nullptr) {
+        for (int i = 0; i < parts->cnt; ++i) parts->elems[i].offset = RD_KAFKA_OFFSET_END;  // "latest"
+        if (parts->cnt > 0) (void)rd_kafka_offsets_for_times(rk, parts, 500);
+        rd_kafka_topic_partition_list_destroy(parts);
+      }
+      lock.lock();
+    }
+  }
+
   std::unique_ptr<RdKafka::KafkaConsumer> c_;
+  rd_kafka_queue_t* queue_ = nullptr;  // the consumer queue, for its length
+  std::thread waker_;                  // the wake-up requests
+  std::mutex waker_mu_;
+  std::condition_variable waker_cv_;
+  bool waker_pending_ = false, waker_stop_ = false;
+  std::size_t queued_min_messages_ = 0, queued_max_bytes_ = 0;
+  std::uint64_t polled_ = 0, polled_bytes_ = 0;  // messages and key + value bytes so far
 };
 
 // Bridges librdkafka's delivery report callback to ours; the token travels as msg_opaque.
@@ -399,15 +473,19 @@ class rdkafka_factory final : public client_factory {
 
   std::unique_ptr<consumer> make_consumer(const std::string& group, std::string& error) override {
     conf_builder c;
+    // Fetch tuning first, so that the config's kafka properties can override it: a prefetch
+    // queue bounded at 16 MiB (librdkafka's default is 64 MiB), refilled before it runs dry
+    // (wake_fetcher_when_low); librdkafka's 1 MiB fetches per partition (4 MiB made no difference
+    // once the fetcher is woken, and cost RSS: docs/benchmarks.md, P1).
+    if (!c.set("queued.max.messages.kbytes", "16384", error) || !c.set("fetch.wait.max.ms", "100", error)) {
+      return nullptr;
+    }
     if (!apply_settings(c, settings_, error)) return nullptr;
     // The replica decides where to read from (its own stored offsets); Kafka's auto-commit and
-    // offset store would only blur that. Fetches of up to 4 MiB per partition (librdkafka's
-    // default is 1 MiB): a catching-up replica's prefetch queue ran dry between fetches and the
-    // apply loop waited (P1 +29 %, docs/benchmarks.md); the queue itself stays bounded at 16 MiB.
+    // offset store would only blur that.
     if (!c.set("group.id", group, error) || !c.set("enable.auto.commit", "false", error) ||
         !c.set("enable.auto.offset.store", "false", error) || !c.set("auto.offset.reset", "earliest", error) ||
-        !c.set("enable.partition.eof", "false", error) || !c.set("queued.max.messages.kbytes", "16384", error) ||
-        !c.set("max.partition.fetch.bytes", "4194304", error) || !c.set("fetch.wait.max.ms", "100", error)) {
+        !c.set("enable.partition.eof", "false", error)) {
       return nullptr;
     }
     std::string err;

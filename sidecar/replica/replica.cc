@@ -225,7 +225,9 @@ bool replica::send_to_dlq(const plan& p) {
 void replica::run_once() {
   const int i = current_;
   auto& batch = batches_[i];
+  const auto poll_start = std::chrono::steady_clock::now();
   (void)consumer_->poll(options_.poll_timeout, options_.max_batch, batch);  // replaces batch, reusing it
+  poll_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - poll_start).count();
   std::int64_t now = now_us();
   std::int64_t newest_applied = 0;
   if (batch.empty()) {
@@ -321,9 +323,11 @@ std::error_code replica::finish(std::int64_t& newest_applied_us) {
   in_flight_ = -1;
   std::error_code ec;
   {
+    const auto wait_start = std::chrono::steady_clock::now();
     std::unique_lock lock(writer_mu_);
     writer_cv_.wait(lock, [this] { return writer_done_; });
     ec = writer_result_;
+    writer_wait_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - wait_start).count();
   }
   if (ec) return ec;
   const plan& p = plans_[i];

@@ -80,6 +80,13 @@ class replica {
   void run(const std::atomic<bool>& stop);
 
   replica_status status() const;
+  // Where the loop's wall time went so far (benchmarks): in the consumer's poll (converting the
+  // messages, and waiting when librdkafka's queue is empty) and waiting for the writer thread.
+  struct loop_times {
+    double poll_s = 0;
+    double writer_wait_s = 0;
+  };
+  loop_times times() const { return {poll_s_, writer_wait_s_}; }
   const store::kv& store() const { return *kv_; }
   const config::subscribe_spec& spec() const { return spec_; }
   std::string dlq_topic() const { return spec_.topic + ".dlq"; }
@@ -135,6 +142,7 @@ class replica {
   bool writer_done_ = false;
   bool writer_stop_ = false;
   std::error_code writer_result_;
+  double poll_s_ = 0, writer_wait_s_ = 0;  // loop thread only
 
   // Read by other threads.
   std::atomic<bool> caught_up_to_start_{false};
