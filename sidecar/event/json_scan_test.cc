@@ -88,6 +88,36 @@ TEST(JsonScanTest, LastMemberAndQuotedNames) {
   EXPECT_EQ(quote_json_string("caf\xc3\xa9 \xff"), "\"caf\xc3\xa9 \xef\xbf\xbd\"") << "UTF-8 kept, invalid replaced";
 }
 
+// Strings are skimmed eight bytes at a time: a byte that needs a look (quote, backslash, control
+// character, the start of a UTF-8 sequence, a bad UTF-8 byte) is found at every position of a
+// chunk, and the value's end at every offset.
+TEST(JsonScanTest, EveryByteOfALongStringIsSeen) {
+  const std::vector<std::pair<std::string, json_scan_result>> specials = {
+      {"\\\"", json_scan_result::object},                                           // an escaped quote
+      {"\\n", json_scan_result::object},   {"\xc3\xa9", json_scan_result::object},  // é
+      {"\"", json_scan_result::invalid},  // ends the string early: the rest is not JSON
+      {"\n", json_scan_result::invalid},  // a raw control character
+      {"\x1f", json_scan_result::invalid}, {"\xff", json_scan_result::invalid},  // not UTF-8
+      {"\\q", json_scan_result::invalid},                                        // not an escape
+  };
+  for (std::size_t len = 0; len < 24; ++len) {
+    for (std::size_t at = 0; at <= len; ++at) {
+      for (const auto& [special, expected] : specials) {
+        std::string body = std::string(at, 'a') + special + std::string(len - at, 'b');
+        std::string text = R"({"s":")" + body + R"(","n":1})";
+        std::vector<json_member> m;
+        ASSERT_EQ(scan_json_object(text, m), expected) << text;
+        if (expected == json_scan_result::object) {
+          ASSERT_EQ(m.size(), 2u) << text;
+          EXPECT_EQ(m[0].value, "\"" + body + "\"") << text;
+        }
+      }
+      // Unterminated at every length.
+      EXPECT_EQ(scan(R"({"s":")" + std::string(len, 'a')), json_scan_result::invalid);
+    }
+  }
+}
+
 TEST(JsonScanTest, AgreesWithNlohmannOnMutatedInputs) {
   const std::vector<std::string> seeds = {
       R"({"id":"sku-1","name":"Lamp \u00e9","price":12.5,"tags":["a","b"],"dims":{"w":1,"h":2e-3},"ok":true,"x":null})",
