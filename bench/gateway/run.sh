@@ -7,6 +7,7 @@
 #
 #   bench/gateway/run.sh [BUILD_DIR]    (default build/release; needs the local cluster's Kafka)
 #   CONNECTIONS=32 DURATION=15s bench/gateway/run.sh
+#   KAFKA_PROPERTIES='{linger.ms: "0"}' bench/gateway/run.sh    (the sidecars' kafka.properties)
 #
 # Topology: datashare-test-owner ← owner sidecar (participant + publisher → Kafka); two copy
 # sidecars; datashare-gateway in front. wrk PUTs a fresh key per request (no contention).
@@ -72,7 +73,7 @@ for name in owner copy1 copy2; do
   {
     echo "version: 1"
     echo "dataDir: $WORK/$name/data"
-    echo "kafka: {bootstrapServers: \"$B\"}"
+    echo "kafka: {bootstrapServers: \"$B\"${KAFKA_PROPERTIES:+, properties: $KAFKA_PROPERTIES}}"
     echo "listen: {data: {address: 127.0.0.1, port: $data}, participant: {address: 127.0.0.1, port: $tx}, threads: 2}"
     if [[ $name == owner ]]; then
       echo "publish: [{product: $products, topic: $topic}]"

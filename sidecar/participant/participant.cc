@@ -736,6 +736,9 @@ void participant::commit_owner_async(const std::string& tx, const std::shared_pt
   add_record(batch, tx, r);
   ep->rec = r;
   ep->committing = true;
+  // Busy until both are durable: a repeated commit (or any call of this transaction) waits for
+  // this one and gets its answer, instead of a 503 to try again.
+  ep->busy = true;
   ++ep->writes_queued;
   auto both_done = [this, tx, ep, j] {
     reply answer;
@@ -760,7 +763,11 @@ void participant::commit_owner_async(const std::string& tx, const std::shared_pt
       } else {
         tx_record fin = *ep->rec;
         fin.published = true;
-        (void)persist(tx, fin, false, nullptr, ep.get());
+        // The mark needs no fsync (lost, the value is published once more, same version): it
+        // rides in the writer's next group instead of a store write of its own.
+        store::write_batch mark;
+        add_record(mark, tx, fin);
+        queue_write(ep, std::move(mark), false, nullptr);
         ep->rec = fin;
         finished(tx, fin);
         answer = {200, state_body(tx_state::committed)};
@@ -771,6 +778,7 @@ void participant::commit_owner_async(const std::string& tx, const std::shared_pt
                  {{"tx", tx}, {"error", j->store_ec.message()}});
     }
     j->done(std::move(answer));
+    release(ep);
     // Last: stop() may return (and the participant go) once this is zero.
     std::lock_guard lock(flight_mu_);
     if (--in_flight_ == 0) flight_cv_.notify_all();

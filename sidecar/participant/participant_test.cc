@@ -927,5 +927,43 @@ TEST_F(participant_test, ABatchAnswersEachMessageAsItsSingleCallWould) {
   EXPECT_EQ(copy->locked_keys(), 0u);
 }
 
+TEST_F(participant_test, AnOwnersBatchOfCommitsRunsAsOneTaskAndAnswersEachMessage) {
+  owner_->data["a"] = R"({"id":"a","name":"old"})";
+  auto owner = make(config::participant_role::owner);
+  thread_pool pool(2);
+  service s({owner.get()}, pool);
+  using bhttp_verb = boost::beast::http::verb;
+  std::string body;
+  for (const char* k : {"a", "b", "c"})
+    append_batch_message(body, "prepare", std::string("t") + k,
+                         encode_prepare(put(k, std::string(R"({"id":")") + k + R"(","name":"new"})", 20)));
+  auto r = ask(s, bhttp_verb::post, "/v1/batch", body);
+  ASSERT_EQ(r.status, 200u) << r.body;
+  std::vector<batch_answer> answers;
+  ASSERT_EQ(decode_batch_answers(r.body, answers), "");
+  ASSERT_EQ(answers.size(), 3u);
+  for (const auto& a : answers) EXPECT_EQ(a.status, 200u) << a.body;
+  EXPECT_EQ(owner_value("a"), R"({"id":"a","name":"new"})");
+  body.clear();
+  append_batch_message(body, "commit", "ta", encode_product("products"));
+  append_batch_message(body, "commit", "tb", encode_product("products"));
+  append_batch_message(body, "abort", "tc", encode_product("products"));
+  append_batch_message(body, "commit", "ta", encode_product("products"));
+  r = ask(s, bhttp_verb::post, "/v1/batch", body);
+  ASSERT_EQ(r.status, 200u) << r.body;
+  ASSERT_EQ(decode_batch_answers(r.body, answers), "");
+  ASSERT_EQ(answers.size(), 4u);
+  for (const auto& a : answers) EXPECT_EQ(a.status, 200u) << a.body;
+  EXPECT_THAT(answers[0].body, HasSubstr("committed"));
+  EXPECT_THAT(answers[2].body, HasSubstr("aborted"));
+  EXPECT_THAT(answers[3].body, HasSubstr("committed"));
+  EXPECT_EQ(owner_value("c"), "<absent>") << "compensated: the owner did not have it";
+  {
+    std::lock_guard lock(mu_);
+    EXPECT_EQ(published_.size(), 2u);
+  }
+  EXPECT_EQ(owner->locked_keys(), 0u);
+}
+
 }  // namespace
 }  // namespace datashare::sidecar::participant

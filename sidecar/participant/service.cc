@@ -100,23 +100,36 @@ void service::batch(const http::request& req, const http::responder& respond) co
     http::responder respond;
   };
   auto st = std::make_shared<state>(messages.size(), respond);
+  // The batch's work for the pool (an owner's commits) goes as one task: one wake-up of one pool
+  // thread instead of one per message.
+  std::vector<std::function<void()>> pooled;
   for (std::size_t i = 0; i < messages.size(); ++i) {
     auto& m = messages[i];
-    run(m.op, m.tx, m.body, [st, i](reply r) {
-      st->answers[i] = std::move(r);
-      if (st->left.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
-      std::string body;
-      std::size_t size = 0;
-      for (const auto& a : st->answers) size += a.body.size() + 16;
-      body.reserve(size);
-      for (const auto& a : st->answers) append_batch_answer(body, a.status, a.body);
-      st->respond({200, std::move(body), kBatchContentType, {}});
+    run(
+        m.op, m.tx, m.body,
+        [st, i](reply r) {
+          st->answers[i] = std::move(r);
+          if (st->left.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+          std::string body;
+          std::size_t size = 0;
+          for (const auto& a : st->answers) size += a.body.size() + 16;
+          body.reserve(size);
+          for (const auto& a : st->answers) append_batch_answer(body, a.status, a.body);
+          st->respond({200, std::move(body), kBatchContentType, {}});
+        },
+        &pooled);
+  }
+  if (pooled.size() == 1) {
+    pool_.post(std::move(pooled.front()));
+  } else if (!pooled.empty()) {
+    pool_.post([pooled = std::move(pooled)]() mutable {
+      for (auto& work : pooled) work();
     });
   }
 }
 
 void service::run(const std::string& op, const std::string& id, std::string_view body,
-                  std::function<void(reply)> answer) const {
+                  std::function<void(reply)> answer, std::vector<std::function<void()>>* pooled) const {
   auto find = [this](std::string_view product) -> participant* {
     auto it = by_product_.find(product);
     return it == by_product_.end() ? nullptr : it->second;
@@ -161,7 +174,12 @@ void service::run(const std::string& op, const std::string& id, std::string_view
   if (p->spec().role == config::participant_role::copy) {
     p->commit_async(id, std::move(answer));
   } else {
-    pool_.post([p, id, answer = std::move(answer)]() mutable { p->commit_async(id, std::move(answer)); });
+    auto work = [p, id, answer = std::move(answer)]() mutable { p->commit_async(id, std::move(answer)); };
+    if (pooled != nullptr) {
+      pooled->emplace_back(std::move(work));
+    } else {
+      pool_.post(std::move(work));
+    }
   }
 }
 

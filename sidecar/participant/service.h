@@ -32,8 +32,10 @@ class service {
  private:
   void batch(const http::request& req, const http::responder& respond) const;
   // One POST (prepare, commit, abort) of transaction `id`, answered through `answer`, once.
-  void run(const std::string& op, const std::string& id, std::string_view body,
-           std::function<void(reply)> answer) const;
+  // With `pooled`, work for the pool is appended there (a batch posts it as one task) instead
+  // of being posted.
+  void run(const std::string& op, const std::string& id, std::string_view body, std::function<void(reply)> answer,
+           std::vector<std::function<void()>>* pooled = nullptr) const;
   std::map<std::string, participant*, std::less<>> by_product_;
   thread_pool& pool_;
 };
