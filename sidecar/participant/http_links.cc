@@ -107,7 +107,7 @@ void http_owner::put_async(const std::string& key, const std::string& value, cal
   }
   std::string p = path(key);
   c->call(bhttp::verb::put, p, value, std::chrono::steady_clock::now() + timeout_,
-          [o = &c->where(), p, done = std::move(done)](std::error_code ec, http::client_reply r) {
+          [o = &c->where(), p, done = std::move(done)](std::error_code ec, const http::client_reply& r) {
             std::string error;
             if (ec) {
               error = describe(*o, p, ec.message());
@@ -126,7 +126,7 @@ void http_owner::del_async(const std::string& key, callback done) {
   }
   std::string p = path(key);
   c->call(bhttp::verb::delete_, p, "", std::chrono::steady_clock::now() + timeout_,
-          [o = &c->where(), p, done = std::move(done)](std::error_code ec, http::client_reply r) {
+          [o = &c->where(), p, done = std::move(done)](std::error_code ec, const http::client_reply& r) {
             std::string error;
             if (ec) {
               error = describe(*o, p, ec.message());

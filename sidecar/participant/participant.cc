@@ -101,19 +101,22 @@ void owner_api::get_async(const std::string& key, callback done) {
   bool found = false;
   std::string value, error;
   auto ec = get(key, found, value, error);
-  done(ec, found, std::move(value), std::move(error));
+  auto answer = std::move(done);
+  answer(ec, found, std::move(value), std::move(error));
 }
 
 void owner_api::put_async(const std::string& key, const std::string& value, callback done) {
   std::string error;
   auto ec = put(key, value, error);
-  done(ec, false, "", std::move(error));
+  auto answer = std::move(done);
+  answer(ec, false, "", std::move(error));
 }
 
 void owner_api::del_async(const std::string& key, callback done) {
   std::string error;
   auto ec = del(key, error);
-  done(ec, false, "", std::move(error));
+  auto answer = std::move(done);
+  answer(ec, false, "", std::move(error));
 }
 
 // An owner's prepare between its asynchronous steps.
@@ -415,7 +418,7 @@ std::optional<reply> participant::prepare_locked(const std::string& tx, const pr
     c->r = std::move(r);
     c->done = std::move(done);
     lock.unlock();
-    owner_->get_async(c->r.key, [this, c](std::error_code ec, bool found, std::string value, std::string error) {
+    owner_->get_async(c->r.key, [this, c](std::error_code ec, bool found, std::string value, const std::string& error) {
       owner_got(c, ec, found, std::move(value), error);
     });
     return std::nullopt;
@@ -500,7 +503,9 @@ void participant::owner_preparing_written(const std::shared_ptr<owner_prepare>& 
     open_[c->tx] = {std::chrono::steady_clock::now() + spec_.lock_timeout};
   }
   // From the writer's thread: the client takes the call to an I/O thread (never waits here).
-  auto applied = [this, c](std::error_code aec, bool, std::string, std::string error) { owner_applied(c, aec, error); };
+  auto applied = [this, c](std::error_code aec, bool, const std::string&, const std::string& error) {
+    owner_applied(c, aec, error);
+  };
   if (c->r.deleted) {
     owner_->del_async(c->r.key, std::move(applied));
   } else {
@@ -539,7 +544,7 @@ void participant::owner_applied(const std::shared_ptr<owner_prepare>& c, std::er
 
 void participant::owner_refuse(const std::shared_ptr<owner_prepare>& c, const std::string& why) {
   // The owner may or may not have applied it: the previous value goes back either way.
-  compensate_async(c->r, [this, c, why](std::string failure) {
+  compensate_async(c->r, [this, c, why](const std::string& failure) {
     if (!failure.empty()) {
       // Stays `preparing`: the background thread keeps compensating; the key stays locked.
       {
@@ -572,7 +577,7 @@ void participant::end_owner_prepare(const std::shared_ptr<owner_prepare>& c, rep
 }
 
 void participant::compensate_async(const tx_record& r, std::function<void(std::string failure)> done) {
-  auto back = [done = std::move(done)](std::error_code ec, bool, std::string, std::string error) {
+  auto back = [done = std::move(done)](std::error_code ec, bool, const std::string&, const std::string& error) {
     done(ec ? (error.empty() ? ec.message() : error) : std::string());
   };
   if (r.had_previous) {
@@ -821,7 +826,7 @@ void participant::abort_async(const std::string& tx, std::function<void(reply)> 
       begin_flight();
       tx_record r = *e->rec;
       lock.unlock();
-      compensate_async(r, [this, tx, e, r, done = std::move(done)](std::string failure) mutable {
+      compensate_async(r, [this, tx, e, r, done = std::move(done)](const std::string& failure) mutable {
         reply answer;
         if (!failure.empty()) {
           answer = error_reply(503, "compensating the owner: " + failure);
