@@ -203,7 +203,8 @@ struct scratch {
 }  // namespace
 
 std::error_code applier::prepare(std::span<const kafka::message> messages, const store::kv& kv, std::int64_t now_us,
-                                 plan& out, const plan* in_flight, const totals* before, written_keys* fresh) const {
+                                 plan& out, const plan* in_flight, const std::map<std::int32_t, totals>* before,
+                                 written_keys* fresh) const {
   thread_local scratch s;
   out.clear();
   // Pass 1: skip what was applied before (below the stored offset), decide the rest, and gather
@@ -265,20 +266,26 @@ std::error_code applier::prepare(std::span<const kafka::message> messages, const
     }
   }
   // Pass 2, in consumption order: the version check against the store and the batch so far.
-  std::uint64_t dlq = 0;
+  totals* counted = nullptr;  // the message's partition's (messages come in runs of a partition)
+  std::int32_t counted_partition = -1;
   for (std::size_t i = 0; i < messages.size(); ++i) {
     if (s.decided[i] == 0) continue;
     const auto& m = messages[i];
     decision& d = s.decisions[i];
+    if (counted == nullptr || m.partition != counted_partition) {
+      counted = &out.counted[m.partition];
+      counted_partition = m.partition;
+    }
     out.newest_event_time_us = std::max(out.newest_event_time_us, d.event_time_us);
     if (d.kind == decision::poison) {
       out.poison.emplace_back(&m, std::move(d.value));
-      ++dlq;
+      ++counted->dlq;
       continue;
     }
     std::uint64_t& current = s.slot_of[i]->version;
     if (d.version <= current) {
       ++out.stale;
+      ++counted->stale;
       continue;
     }
     current = d.version;
@@ -287,17 +294,27 @@ std::error_code applier::prepare(std::span<const kafka::message> messages, const
     encode_record(s.record, d.version, d.event_time_us, d.kind == decision::remove, d.value);
     out.batch.put(s.key, s.record);
     ++out.applied;
+    ++counted->applied;
     out.propagation_us.push_back(now_us - d.event_time_us);
   }
   for (const auto& [partition, offset] : next_offsets) {
     out.batch.put(offset_key(partition), encode_u64(static_cast<std::uint64_t>(offset)));
   }
-  totals base = before != nullptr ? *before
-                                  : totals{load_counter(kv, kAppliedCounter), load_counter(kv, kStaleCounter),
-                                           load_counter(kv, kDlqCounter)};
-  if (out.applied != 0) out.batch.put(kAppliedCounter, encode_u64(base.applied + out.applied));
-  if (out.stale != 0) out.batch.put(kStaleCounter, encode_u64(base.stale + out.stale));
-  if (dlq != 0) out.batch.put(kDlqCounter, encode_u64(base.dlq + dlq));
+  // Each partition's counters, in the same batch as the data and the offsets they account for.
+  for (const auto& [partition, delta] : out.counted) {
+    totals base;
+    if (before != nullptr) {
+      if (auto it = before->find(partition); it != before->end()) base = it->second;
+    } else {
+      base = {load_counter(kv, kAppliedCounter, partition), load_counter(kv, kStaleCounter, partition),
+              load_counter(kv, kDlqCounter, partition)};
+    }
+    if (delta.applied != 0) {
+      out.batch.put(counter_key(kAppliedCounter, partition), encode_u64(base.applied + delta.applied));
+    }
+    if (delta.stale != 0) out.batch.put(counter_key(kStaleCounter, partition), encode_u64(base.stale + delta.stale));
+    if (delta.dlq != 0) out.batch.put(counter_key(kDlqCounter, partition), encode_u64(base.dlq + delta.dlq));
+  }
   // The versions this batch writes, for the next batch to see while this one is written. The
   // batch's bytes are complete, so views into them stay valid until the plan is cleared.
   out.written.reset(out.applied);

@@ -12,6 +12,7 @@
 // Stateless between calls; const methods may run on several threads. No exceptions.
 
 #include <cstdint>
+#include <map>
 #include <span>
 #include <string>
 #include <system_error>
@@ -77,6 +78,7 @@ struct plan {
   std::uint64_t replayed = 0;                // below the stored offset of their partition: already applied
   std::vector<std::int64_t> propagation_us;  // event time → now, one per applied event
   std::int64_t newest_event_time_us = 0;     // of the events seen (applied, stale or poison)
+  std::map<std::int32_t, totals> counted;    // what the batch adds to each partition's counters
   version_table written;                     // data key (without prefix) → version, views into `batch`
 
   // Empties the plan for the next batch, keeping its buffers.
@@ -86,6 +88,7 @@ struct plan {
     applied = stale = replayed = 0;
     propagation_us.clear();
     newest_event_time_us = 0;
+    counted.clear();
     written.reset(0);
   }
 };
@@ -103,8 +106,9 @@ class applier {
   // Fails only when the store cannot be read; then nothing must be written.
   //
   // Pipelining: `in_flight` is the plan of the previous batch while it is still being written
-  // (the store may or may not show it yet): its versions count as stored. `before` then gives the
-  // counters including it (otherwise they are read from the store).
+  // (the store may or may not show it yet): its versions count as stored. `before` then gives
+  // each partition's counters including it (otherwise they are read from the store; a partition
+  // missing from it has none).
   //
   // `fresh`: the store held no data record when this run started, and every key written since
   // (in flight included) was added to it. A key it has never seen cannot have a stored version,
@@ -113,7 +117,7 @@ class applier {
   // batch is written: extra keys (a stale event's, a batch that is never written) only cost
   // lookups later, a missing one would be a wrong answer.
   std::error_code prepare(std::span<const kafka::message> messages, const store::kv& kv, std::int64_t now_us, plan& out,
-                          const plan* in_flight = nullptr, const totals* before = nullptr,
+                          const plan* in_flight = nullptr, const std::map<std::int32_t, totals>* before = nullptr,
                           written_keys* fresh = nullptr) const;
 
  private:

@@ -90,10 +90,46 @@ std::error_code load_offsets(const store::kv& kv, std::map<std::int32_t, std::in
   return {};
 }
 
+std::string counter_key(std::string_view name, std::int32_t partition) {
+  auto p = static_cast<std::uint32_t>(partition);
+  std::string k(name);
+  for (int shift = 24; shift >= 0; shift -= 8) k.push_back(static_cast<char>((p >> shift) & 0xff));
+  return k;
+}
+
 std::uint64_t load_counter(const store::kv& kv, std::string_view name) {
+  // Every key that starts with the name: its partitions', and the single key of an older store.
+  // The names are ASCII and none is a prefix of another.
+  std::string end(name);
+  end.back() = static_cast<char>(end.back() + 1);
+  std::vector<store::entry> entries;
+  if (kv.scan(name, end, 1 << 20, entries)) return 0;
+  std::uint64_t sum = 0;
+  for (const auto& [k, v] : entries) {
+    if (k.size() == name.size() || k.size() == name.size() + 4) sum += decode_u64(v).value_or(0);
+  }
+  return sum;
+}
+
+std::uint64_t load_counter(const store::kv& kv, std::string_view name, std::int32_t partition) {
   std::string v;
-  if (kv.get(name, v)) return 0;
+  if (kv.get(counter_key(name, partition), v)) return 0;
   return decode_u64(v).value_or(0);
+}
+
+std::error_code migrate_counters(store::kv& kv, std::int32_t partition) {
+  store::write_batch b;
+  for (std::string_view name : {kAppliedCounter, kStaleCounter, kDlqCounter}) {
+    std::string v;
+    if (auto ec = kv.get(name, v)) {
+      if (ec == store::errc::not_found) continue;
+      return ec;
+    }
+    b.put(counter_key(name, partition), encode_u64(decode_u64(v).value_or(0) + load_counter(kv, name, partition)));
+    b.del(name);
+  }
+  if (b.size() == 0) return {};
+  return kv.write(b, true);
 }
 
 }  // namespace datashare::sidecar::replica

@@ -2,7 +2,9 @@
 // How a replica lays its copy out in a store::kv (one store per policy):
 //   "d" <key>                 → record: version, event time, deleted flag, projected JSON
 //   "o" <partition, 4 bytes>  → next offset to read in that partition
-//   "s" <counter name>        → persistent counters (applied, stale, dlq) across restarts
+//   "s" <counter name> <partition, 4 bytes> → persistent counters (applied, stale, dlq) across
+//                             restarts, one per partition (summed when read), so that batches of
+//                             different partitions never write the same key
 // The offsets and counters are written in the same batch as the data they account for, so a
 // crash at any point leaves the three consistent. Deleted keys keep a small tombstone record so
 // that an older event replayed later cannot bring them back.
@@ -46,6 +48,14 @@ std::optional<record> decode_record(std::string_view bytes);
 // The next offset to read for every partition the store has applied from.
 std::error_code load_offsets(const store::kv& kv, std::map<std::int32_t, std::int64_t>& out);
 
+std::string counter_key(std::string_view name, std::int32_t partition);
+// A counter summed over every partition (and the single key of a store not migrated yet).
 std::uint64_t load_counter(const store::kv& kv, std::string_view name);
+// One partition's count.
+std::uint64_t load_counter(const store::kv& kv, std::string_view name, std::int32_t partition);
+// A store written before the counters were per partition has one key per counter ("s" <name>):
+// their counts are added to `partition`'s keys and the single keys deleted, in one write. Nothing
+// to do (and no write) on a store without them.
+std::error_code migrate_counters(store::kv& kv, std::int32_t partition);
 
 }  // namespace datashare::sidecar::replica

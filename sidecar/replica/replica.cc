@@ -130,6 +130,16 @@ std::error_code replica::start(std::string& error, const std::atomic<bool>* stop
     error = "stopping";
     return kafka::make_error(kafka::kErrInterrupted);
   }
+  // The single counter keys of a store written before the counters were per partition.
+  if (auto ec = migrate_counters(*kv_, partitions_.front())) {
+    error = "cannot move the counters to per-partition keys: " + ec.message();
+    return ec;
+  }
+  partition_totals_.clear();
+  for (auto p : partitions_) {
+    partition_totals_[p] = {load_counter(*kv_, kAppliedCounter, p), load_counter(*kv_, kStaleCounter, p),
+                            load_counter(*kv_, kDlqCounter, p)};
+  }
   error.clear();
   applied_total_ = load_counter(*kv_, kAppliedCounter);
   stale_total_ = load_counter(*kv_, kStaleCounter);
@@ -237,14 +247,17 @@ void replica::run_once() {
     }
   } else {
     plan& p = plans_[i];
-    // The counters before this batch: the stored ones plus the batch in flight.
-    totals before{applied_total_.load(), stale_total_.load(), dlq_total_.load()};
+    // Each partition's counters before this batch: the stored ones plus the batch in flight.
+    std::map<std::int32_t, totals> before = partition_totals_;
     const plan* other = nullptr;
     if (in_flight_ >= 0) {
       other = &plans_[in_flight_];
-      before.applied += other->applied;
-      before.stale += other->stale;
-      before.dlq += other->poison.size();
+      for (const auto& [partition, delta] : other->counted) {
+        auto& t = before[partition];
+        t.applied += delta.applied;
+        t.stale += delta.stale;
+        t.dlq += delta.dlq;
+      }
     }
     // prepare() adds the batch's keys to fresh_ before anything of it is written: a key may be
     // in the filter and not in the store (a failed write), never the other way round.
@@ -339,6 +352,12 @@ std::error_code replica::finish(std::int64_t& newest_applied_us) {
   probe_.skipped_stale->Increment(static_cast<double>(p.stale));
   probe_.dlq->Increment(static_cast<double>(p.poison.size()));
   for (auto us : p.propagation_us) probe_.propagation->Observe(static_cast<double>(us) / 1e6);
+  for (const auto& [partition, delta] : p.counted) {
+    auto& t = partition_totals_[partition];
+    t.applied += delta.applied;
+    t.stale += delta.stale;
+    t.dlq += delta.dlq;
+  }
   applied_total_ += p.applied;
   stale_total_ += p.stale;
   dlq_total_ += p.poison.size();

@@ -129,7 +129,8 @@ class replica {
   plan plans_[2];
   int current_ = 0;
   int in_flight_ = -1;  // the index being written, or -1
-  totals submitted_;    // the counters with every submitted batch
+  // Each partition's persistent counters as stored (written batches only).
+  std::map<std::int32_t, totals> partition_totals_;
   // While a replica that started on an empty store bootstraps: every key it has written (or is
   // writing), so that the version lookup of a key never written is skipped (applier::prepare).
   // Dropped once caught up to the start's high watermarks.

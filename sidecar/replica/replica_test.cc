@@ -237,6 +237,40 @@ TEST_F(replica_test, StaleDuplicatesAreCountedNotApplied) {
   EXPECT_EQ(r->status().stale_total, 2u);
 }
 
+// A store written when the counters were single keys keeps its counts: they move to a
+// partition's keys at start, in one write, and go on from there, across restarts.
+TEST_F(replica_test, AStoreWithTheOldSingleCountersKeepsItsCounts) {
+  store::write_batch old;
+  old.put(kAppliedCounter, encode_u64(100));
+  old.put(kStaleCounter, encode_u64(7));
+  old.put(kDlqCounter, encode_u64(3));
+  ASSERT_FALSE(kv_.write(old, false));
+  publish("a", 2, R"({"name":"two"})");
+  publish("a", 1, R"({"name":"one"})");  // stale
+  publish("b", 1, "not json");           // poison
+  publish("c", 1, "{}");
+  {
+    auto r = make();
+    drain(*r);
+    auto s = r->status();
+    EXPECT_EQ(s.applied_total, 102u);
+    EXPECT_EQ(s.stale_total, 8u);
+    EXPECT_EQ(s.dlq_total, 4u);
+    std::string v;
+    EXPECT_EQ(kv_.get(kAppliedCounter, v), store::errc::not_found);  // the single keys are gone
+    EXPECT_EQ(kv_.get(kDlqCounter, v), store::errc::not_found);
+  }
+  EXPECT_EQ(load_counter(kv_, kAppliedCounter), 102u);
+  EXPECT_EQ(load_counter(kv_, kStaleCounter), 8u);
+  EXPECT_EQ(load_counter(kv_, kDlqCounter), 4u);
+  publish("d", 1, "{}");
+  auto r = make();
+  EXPECT_EQ(r->status().applied_total, 102u);
+  drain(*r);
+  EXPECT_EQ(r->status().applied_total, 103u);
+  EXPECT_EQ(r->status().dlq_total, 4u);
+}
+
 TEST_F(replica_test, ABootstrapChecksVersionsOfKeysItWroteInEarlierBatches) {
   // An empty store at start: keys this run never wrote are not looked up, those it wrote are,
   // however many batches ago (max_batch 7).
