@@ -54,11 +54,13 @@ constexpr std::chrono::seconds kStopBudget{6};
 // memtable bloom filter pays there; elsewhere it would only hold 0.8 MiB per store, P7) and needs
 // no write-ahead log (its log is the topic: a crash rolls it back to its last flush, offsets
 // included, and the replica reads the rest again; sidecar/replica/README.md). The outbox and the
-// participant's store keep theirs: what they hold exists nowhere else.
+// participant's store keep theirs: what they hold exists nowhere else. A replica's store is loaded
+// in bulk while it catches up: two memtables are flushed together (fewer level-0 compactions).
 std::unique_ptr<ds::store::kv> open_store(const std::string& dir, bool replica, std::string& error) {
   ds::store::rocksdb_options o;
   o.memtable_bloom = replica;
   o.wal = !replica;
+  o.merge_memtables = replica;
   return ds::store::open_rocksdb(dir, o, error);
 }
 

@@ -2,6 +2,7 @@
 //
 //   produce         --bootstrap B --topic T --events N --keys K --value-bytes V [--partitions P]
 //   apply           --bootstrap B --topic T --dir D [--sync] [--no-pipeline] [--wal] [--max-batch N]
+//                   [--no-merge-memtables]
 //                   [--rocksdb "name=value;..."] [--kafka "name=value;..."] [--stats]
 //                   replica apply rate, in process
 //   raw-latency     --bootstrap B --topic T --rate R --seconds S    librdkafka produce→consume
@@ -147,6 +148,7 @@ int apply(const args& a) {
   std::string error;
   ds::store::rocksdb_options so;  // as the sidecar opens a replica's store (sidecar/main.cc)
   so.wal = a.flag("--wal");
+  so.merge_memtables = !a.flag("--no-merge-memtables");
   so.overrides = a.get("--rocksdb");  // e.g. "level0_file_num_compaction_trigger=8;max_bytes_for_level_base=..."
   auto kv = ds::store::open_rocksdb(a.get("--dir"), so, error);
   if (!kv) {

@@ -138,6 +138,10 @@ std::unique_ptr<kv> open_rocksdb(const std::string& dir, const rocksdb_options& 
   o.create_if_missing = true;
   o.write_buffer_size = options.write_buffer_bytes;
   o.max_write_buffer_number = 2;
+  if (options.merge_memtables) {
+    o.max_write_buffer_number = 4;
+    o.min_write_buffer_number_to_merge = 2;
+  }
   o.max_open_files = options.max_open_files;
   o.keep_log_file_num = 2;
   o.max_log_file_size = 1 << 20;

@@ -24,6 +24,13 @@ struct rocksdb_options {
   // rebuilt from elsewhere: the replica's, whose log is the Kafka topic (sidecar/replica/README.md).
   // Closing the store flushes it.
   bool wal = true;
+  // Flush two full memtables together, as one table file (up to four memtables, 64 MiB at the
+  // default size, while flushes run behind): for a store loaded in bulk (the replica's while it
+  // catches up), level 0 then takes half as many files of twice the size, and each compaction of
+  // level 0 into level 1 (which rewrites the level-1 files it overlaps: with keys spread over the
+  // whole range, all of them) comes half as often. P1: -12 to -16 % of the CPU per event
+  // (docs/benchmarks.md). Without a log, what a crash rolls back grows with it (two memtables).
+  bool merge_memtables = false;
   // RocksDB options in its own "name=value;name=value" form, applied over the ones above
   // (benchmark experiments: datashare-sidecar-bench apply --rocksdb). An option RocksDB does not
   // know fails the open.
