@@ -101,7 +101,9 @@ int main(int argc, char** argv) {
 
   // Before the proxies, which use its I/O threads; handlers still queued at exit are destroyed
   // with it, after the proxies (they hold no reference that their destruction uses).
-  ds::http::server server(cfg.listen.threads);
+  ds::http::limits limits;
+  limits.busy_poll = std::chrono::microseconds(cfg.listen.busy_poll_us);
+  ds::http::server server(cfg.listen.threads, limits);
 
   // Sync and hybrid policies: one proxy each. Their owner calls and retry timers run on the I/O
   // thread of the connection that asked: a cache miss then costs no thread hand-off on the way

@@ -61,7 +61,7 @@ sidecar() {  # name, cache maxEntries → starts it, prints its port
 version: 1
 dataDir: $WORK/$1
 kafka: {bootstrapServers: "${DATASHARE_KAFKA_BOOTSTRAP:-127.0.0.1:9092}"}
-listen: {data: {address: 127.0.0.1, port: $port}, threads: 2}
+listen: {data: {address: 127.0.0.1, port: $port}, threads: 2, busyPollMicros: ${BUSY_POLL_US:-0}}
 subscribe:
   - policy: bench-products
     namespace: bench

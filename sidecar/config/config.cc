@@ -209,7 +209,7 @@ void read_kafka(reader& r, const YAML::Node& node, const std::string& path, kafk
 }
 
 void read_listen(reader& r, const YAML::Node& node, const std::string& path, listen_settings& l) {
-  if (!r.map(node, path, {"data", "admin", "participant", "threads"})) return;
+  if (!r.map(node, path, {"data", "admin", "participant", "threads", "busyPollMicros"})) return;
   if (r.present(node, "data")) {
     std::string dp = reader::join(path, "data");
     if (auto e = read_endpoint(r, node["data"], dp)) {
@@ -224,6 +224,7 @@ void read_listen(reader& r, const YAML::Node& node, const std::string& path, lis
   if (r.present(node, "participant"))
     l.participant = read_endpoint(r, node["participant"], reader::join(path, "participant"));
   if (auto t = r.integer(node, path, "threads", false, 1, 64)) l.threads = static_cast<int>(*t);
+  if (auto t = r.integer(node, path, "busyPollMicros", false, 0, 1000)) l.busy_poll_us = static_cast<int>(*t);
 }
 
 void read_topic(reader& r, const YAML::Node& node, const std::string& path, std::string& topic) {

@@ -75,6 +75,9 @@ struct listen_settings {
   // 0.0.0.0:8091 when participate[] is not empty.
   std::optional<endpoint> participant;
   int threads = 1;  // HTTP I/O threads
+  // Microseconds an I/O thread keeps polling after it ran a handler, before it sleeps (0: it
+  // sleeps at once). CPU for latency: see sidecar/http/server.h.
+  int busy_poll_us = 0;
 };
 
 struct outbox_settings {

@@ -374,5 +374,25 @@ TEST(SidecarConfigTest, Durations) {
   EXPECT_FALSE(parse_duration("1e400s"));
 }
 
+
+TEST(SidecarConfigTest, BusyPollMicros) {
+  auto with = [](const std::string& value) {
+    std::string text = kValid;
+    text.replace(text.find("listen:\n"), 8, "listen:\n  busyPollMicros: " + value + "\n");
+    return parse_config(text);
+  };
+  auto plain = parse_config(kValid);
+  ASSERT_TRUE(plain.config) << format_problems(plain.problems);
+  EXPECT_EQ(plain.config->listen.busy_poll_us, 0);  // off unless asked for
+  auto on = with("50");
+  ASSERT_TRUE(on.config) << format_problems(on.problems);
+  EXPECT_EQ(on.config->listen.busy_poll_us, 50);
+  for (const char* bad : {"1001", "-1", "fast"}) {
+    auto r = with(bad);
+    EXPECT_FALSE(r.config) << bad;
+    EXPECT_THAT(r.problems, has_problem("listen.busyPollMicros", "")) << bad;
+  }
+}
+
 }  // namespace
 }  // namespace datashare::sidecar::config

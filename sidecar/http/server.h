@@ -16,6 +16,7 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/beast/http.hpp>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -62,6 +63,10 @@ struct limits {
   std::uint32_t header_bytes = 16 << 10;
   std::uint64_t body_bytes = 1 << 20;
   std::chrono::seconds idle_timeout{60};
+  // After an I/O thread has run a handler it keeps polling its sockets (non-blocking) for this
+  // long before it sleeps in epoll_wait: CPU traded for latency where waking a sleeping thread is
+  // slow (a virtual machine that halts idle vCPUs; P4 in docs/benchmarks.md). 0: never poll.
+  std::chrono::microseconds busy_poll{0};
 };
 
 class server {
