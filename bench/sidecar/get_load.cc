@@ -39,9 +39,9 @@ using clock_type = std::chrono::steady_clock;
 
 struct connection {
   int fd = -1;
-  std::string out;   // the request being sent
+  std::string out;  // the request being sent
   std::size_t sent = 0;
-  std::string in;    // what has arrived of the answer
+  std::string in;  // what has arrived of the answer
   clock_type::time_point started;
 };
 
@@ -128,9 +128,16 @@ int main(int argc, char** argv) {
     int n = std::snprintf(key, sizeof key, "key:%012d", pick(rng));
     c.out.clear();
     if (http) {
-      c.out.append("GET ").append(path).append(key, static_cast<std::size_t>(n)).append(" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+      c.out.append("GET ")
+          .append(path)
+          .append(key, static_cast<std::size_t>(n))
+          .append(" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
     } else {
-      c.out.append("*2\r\n$3\r\nGET\r\n$").append(std::to_string(n)).append("\r\n").append(key, static_cast<std::size_t>(n)).append("\r\n");
+      c.out.append("*2\r\n$3\r\nGET\r\n$")
+          .append(std::to_string(n))
+          .append("\r\n")
+          .append(key, static_cast<std::size_t>(n))
+          .append("\r\n");
     }
     c.sent = 0;
     c.started = clock_type::now();
@@ -241,8 +248,11 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::sort(latencies_us.begin(), latencies_us.end());
-  auto q = [&](double p) { return latencies_us[static_cast<std::size_t>(p * static_cast<double>(latencies_us.size() - 1))]; };
+  auto q = [&](double p) {
+    return latencies_us[static_cast<std::size_t>(p * static_cast<double>(latencies_us.size() - 1))];
+  };
   std::printf("%s requests=%lld seconds=%d rate=%.0f p50_us=%.0f p99_us=%.0f client_cpu_us_per_request=%.2f\n",
-              protocol.c_str(), done, seconds, static_cast<double>(done) / seconds, q(0.5), q(0.99), cpu * 1e6 / static_cast<double>(done));
+              protocol.c_str(), done, seconds, static_cast<double>(done) / seconds, q(0.5), q(0.99),
+              cpu * 1e6 / static_cast<double>(done));
   return 0;
 }

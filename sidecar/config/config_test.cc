@@ -374,7 +374,6 @@ TEST(SidecarConfigTest, Durations) {
   EXPECT_FALSE(parse_duration("1e400s"));
 }
 
-
 TEST(SidecarConfigTest, BusyPollMicros) {
   auto with = [](const std::string& value) {
     std::string text = kValid;
