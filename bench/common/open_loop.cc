@@ -44,25 +44,31 @@ void check(const open_loop_options& o, std::vector<std::string>& problems) {
 }
 
 stream_latencies run_alternating(const open_loop_options& o, const request_fn& first, const request_fn& second) {
+  auto run = run_round_robin(o, {first, second});
+  return {std::move(run.us[0]), std::move(run.us[1]), std::move(run.error)};
+}
+
+round_robin_latencies run_round_robin(const open_loop_options& o, const std::vector<request_fn>& streams) {
   using steady = std::chrono::steady_clock;
   const auto interval = std::chrono::nanoseconds(1'000'000'000LL / o.rate);
   const long long total = static_cast<long long>(o.rate) * (o.seconds + o.warmup);
   const long long skip = static_cast<long long>(o.rate) * o.warmup;
-  stream_latencies out;
-  out.first_us.reserve(static_cast<std::size_t>(total / 2 + 1));
-  out.second_us.reserve(static_cast<std::size_t>(total / 2 + 1));
+  const auto n = static_cast<long long>(streams.size());
+  round_robin_latencies out;
+  out.us.resize(streams.size());
+  for (auto& v : out.us) v.reserve(static_cast<std::size_t>(total / n + 1));
   const auto start = steady::now();
   for (long long i = 0; i < total; ++i) {
     const auto due = start + interval * i;
     std::this_thread::sleep_until(due);
-    const bool to_first = (i % 2) == 0;
-    std::string error = to_first ? first(i / 2) : second(i / 2);
+    const auto k = static_cast<std::size_t>(i % n);
+    std::string error = streams[k](i / n);
     const double us = std::chrono::duration<double, std::micro>(steady::now() - due).count();
     if (!error.empty()) {
       out.error = std::move(error);
       return out;
     }
-    if (i >= skip) (to_first ? out.first_us : out.second_us).push_back(us);
+    if (i >= skip) out.us[k].push_back(us);
   }
   return out;
 }

@@ -53,6 +53,14 @@ struct stream_latencies {
 // Even requests go to `first`, odd ones to `second`; each stream runs at rate/2.
 stream_latencies run_alternating(const open_loop_options& o, const request_fn& first, const request_fn& second);
 
+// Request i goes to stream i % streams.size(), as request i / streams.size() of that stream;
+// each stream runs at rate/streams.size(). Latencies per stream, in its order.
+struct round_robin_latencies {
+  std::vector<std::vector<double>> us;
+  std::string error;  // non-empty: the run stopped at the first failed request
+};
+round_robin_latencies run_round_robin(const open_loop_options& o, const std::vector<request_fn>& streams);
+
 struct quantiles {
   double p50 = 0, p90 = 0, p99 = 0, p999 = 0;
 };

@@ -1,24 +1,28 @@
 // datashare-proxy-bench: P4, the latency the sync proxy adds to a read of the owner.
 //
 //   datashare-proxy-bench --direct PORT --direct-path /products/ --proxy PORT --proxy-path /v1/data/products/
-//                         --keys N --rate R --seconds S
+//                         [--proxy2 PORT] --keys N --rate R --seconds S
 //
 // Open loop at a fixed rate, corrected for coordinated omission (as wrk2 does): request i is
 // due at start + i/R and its latency counts from then, so a slow answer also delays and charges
 // the requests queued behind it. Direct and proxied requests alternate on two keep-alive
 // connections, so both see the same machine, the same owner and the same moment; each stream
 // runs at R/2. Keys cycle through key-0 .. key-(N-1). Prints p50/p90/p99/p999 of both and the
-// differences; exits 1 on any non-200 answer.
+// differences; exits 1 on any non-200 answer. With --proxy2 (a second sidecar, configured
+// differently: e.g. listen.busyPollMicros) three streams take turns, each at R/3, and the second
+// proxy's rows are printed too (`proxy2`, `added2`).
 #include <cstdio>
 #include <iostream>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "bench/common/open_loop.h"
 #include "common/flags.h"
 
 int main(int argc, char** argv) {
   namespace bench = datashare::bench;
-  int direct_port = 0, proxy_port = 0, keys = 1000;
+  int direct_port = 0, proxy_port = 0, proxy2_port = 0, keys = 1000;
   std::string direct_path = "/products/", proxy_path = "/v1/data/products/";
   bench::open_loop_options loop;
   datashare::flag_set flags("datashare-proxy-bench");
@@ -26,6 +30,7 @@ int main(int argc, char** argv) {
   flags.add("direct-path", &direct_path, "path prefix of a direct read, the key appended");
   flags.add("proxy", &proxy_port, "port of the sidecar's data API");
   flags.add("proxy-path", &proxy_path, "path prefix of a proxied read, the key appended");
+  flags.add("proxy2", &proxy2_port, "port of a second sidecar's data API, measured beside the first (optional)");
   flags.add("keys", &keys, "distinct keys, key-0 .. key-(N-1)");
   bench::add_flags(flags, loop);
   auto problems = flags.parse(argc, argv);
@@ -43,16 +48,25 @@ int main(int argc, char** argv) {
       return status == 200 ? "" : std::string(who) + " answered " + std::to_string(status) + " for " + key;
     };
   };
-  auto run = bench::run_alternating(loop, reader(direct, direct_path, "direct"), reader(proxied, proxy_path, "proxy"));
+  std::vector<bench::request_fn> streams{reader(direct, direct_path, "direct"), reader(proxied, proxy_path, "proxy")};
+  std::unique_ptr<bench::http_connection> proxied2;
+  if (proxy2_port > 0) {
+    proxied2 = std::make_unique<bench::http_connection>(static_cast<std::uint16_t>(proxy2_port));
+    streams.push_back(reader(*proxied2, proxy_path, "proxy2"));
+  }
+  auto run = bench::run_round_robin(loop, streams);
   if (!run.error.empty()) {
     std::cerr << "datashare-proxy-bench: " << run.error << "\n";
     return 1;
   }
-  const auto d = bench::quantiles_of(run.first_us);
-  const auto p = bench::quantiles_of(run.second_us);
-  bench::print("direct", run.first_us.size(), d);
-  bench::print("proxy", run.second_us.size(), p);
-  std::printf("added   p50 %.1f us p90 %.1f us p99 %.1f us p99.9 %.1f us\n", p.p50 - d.p50, p.p90 - d.p90,
-              p.p99 - d.p99, p.p999 - d.p999);
+  const auto d = bench::quantiles_of(run.us[0]);
+  bench::print("direct", run.us[0].size(), d);
+  for (std::size_t k = 1; k < run.us.size(); ++k) {
+    const auto p = bench::quantiles_of(run.us[k]);
+    const std::string name = k == 1 ? "proxy" : "proxy2";
+    bench::print(name.c_str(), run.us[k].size(), p);
+    std::printf("%-7s p50 %.1f us p90 %.1f us p99 %.1f us p99.9 %.1f us\n", k == 1 ? "added" : "added2", p.p50 - d.p50,
+                p.p90 - d.p90, p.p99 - d.p99, p.p999 - d.p999);
+  }
   return 0;
 }

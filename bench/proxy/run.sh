@@ -55,13 +55,13 @@ seq 0 $(( KEYS - 1 )) | xargs -P 8 -I{} curl -fsS -o /dev/null -X PUT \
   --data '{"id":"key-{}","name":"Product {}","price":{}.5}' "http://127.0.0.1:$owner/control/data/key-{}"
 curl -fsS "http://127.0.0.1:$owner/products/key-0" >/dev/null
 
-sidecar() {  # name, cache maxEntries → starts it, prints its port
+sidecar() {  # name, cache maxEntries[, busyPollMicros] → starts it, prints its port
   local port; port=$(free_port)
   cat > "$WORK/$1.yaml" <<Y
 version: 1
 dataDir: $WORK/$1
 kafka: {bootstrapServers: "${DATASHARE_KAFKA_BOOTSTRAP:-127.0.0.1:9092}"}
-listen: {data: {address: 127.0.0.1, port: $port}, threads: 2, busyPollMicros: ${BUSY_POLL_US:-0}}
+listen: {data: {address: 127.0.0.1, port: $port}, threads: 2, busyPollMicros: ${3:-0}}
 subscribe:
   - policy: bench-products
     namespace: bench
@@ -81,13 +81,27 @@ Y
 }
 
 # ---- latency: proxied (no cache) vs direct, interleaved ---------------------------------------
+# BUSY_POLL_US=N: a second cache-less sidecar with listen.busyPollMicros N takes turns with the
+# two others (each stream then runs at RATE/3), so the option is measured beside the default.
+BUSY_POLL_US=${BUSY_POLL_US:-0}
 nocache=$(sidecar nocache 0)
+poll_args=()
+if (( BUSY_POLL_US > 0 )); then
+  polling=$(sidecar polling 0 "$BUSY_POLL_US")
+  poll_args=(--proxy2 "$polling")
+fi
 lat=$("$bin/datashare-proxy-bench" --direct "$owner" --direct-path /products/ --proxy "$nocache" \
-  --proxy-path /v1/data/products/ --keys "$KEYS" --rate "$RATE" --seconds "$SECONDS_MEASURED")
+  --proxy-path /v1/data/products/ --keys "$KEYS" --rate "$RATE" --seconds "$SECONDS_MEASURED" "${poll_args[@]}")
 echo "$lat"
 pick() { awk -v row="$1" -v q="$2" '$1==row { for (i=1;i<=NF;i++) if ($i==q) print $(i+1) }' <<<"$lat"; }
 d50=$(pick direct p50); d99=$(pick direct p99); p50=$(pick proxy p50); p99=$(pick proxy p99)
 a50=$(pick added p50); a90=$(pick added p90); a99=$(pick added p99)
+if (( BUSY_POLL_US > 0 )); then
+  cpu_ticks_of() { awk '{print $14 + $15}' "/proc/$(cat "$WORK/$1.pid")/stat"; }
+  poll_cpu=$(( $(cpu_ticks_of polling) * 1000 / $(getconf CLK_TCK) ))
+  plain_cpu=$(( $(cpu_ticks_of nocache) * 1000 / $(getconf CLK_TCK) ))
+  poll_line="P4 with listen.busyPollMicros $BUSY_POLL_US, same run: p50 +$(pick added2 p50) us, p99 +$(pick added2 p99) us (proxied p50 $(pick proxy2 p50) us p99 $(pick proxy2 p99) us) vs without: p50 +${a50} us, p99 +${a99} us; sidecar CPU over the run ${poll_cpu} ms vs ${plain_cpu} ms [BUSY_POLL_US=$BUSY_POLL_US bench/proxy/run.sh]"
+fi
 
 # ---- CPU per proxied read (cache off) vs the owner's CPU per read: steadier than latency when
 # other work holds the cores. wrk with 8 connections, random keys, on the sidecar, then on the owner.
@@ -135,4 +149,5 @@ ok99=$(awk -v a="$a99" 'BEGIN {print (a <= 250) ? "met" : "not met"}')
 echo
 echo "P4 sync proxy added latency at $RATE req/s (open loop, cache off): p50 +${a50} us, p99 +${a99} us (proxied p50 ${p50} us p99 ${p99} us) vs direct owner p50 ${d50} us p99 ${d99} us = p50 $ok50, p99 $ok99 (bar p50 <= +50 us, p99 <= +250 us; Dapr publishes ~1.4 ms p90 added for its pair, ours p90 +${a90} us) [bench/proxy/run.sh: datashare-proxy-bench --rate $RATE --seconds $SECONDS_MEASURED]"
 echo "P4 sync proxy CPU per read (cache off, wrk -c8): $cpu_proxy us in the sidecar vs $cpu_owner us in the owner answering it = $(awk -v a="$cpu_proxy" -v b="$cpu_owner" 'BEGIN {printf "%.2f", a/b}')x (no bar; load average $(cut -d' ' -f1 /proc/loadavg)) [bench/proxy/run.sh: wrk -t1 -c8 -d${DUR}s, utime+stime per request]"
+[[ -n "${poll_line:-}" ]] && echo "$poll_line"
 echo "P4 cached sync reads (wrk -c$CONNS, $KEYS hot keys): $rps_cached req/s vs owner directly $rps_owner req/s = $(awk -v a="$rps_cached" -v b="$rps_owner" 'BEGIN {printf "%.2f", a/b}')x (no bar; cache hits $hits) [bench/proxy/run.sh: wrk -t1 -c$CONNS -d${DUR}s]"
