@@ -10,11 +10,10 @@ namespace datashare::kube {
 namespace {
 using testing::fake_transport;
 using ::testing::HasSubstr;
-using testing::scripted_response;
 
-class ClientTest : public ::testing::Test {
+class client_test : public ::testing::Test {
  protected:
-  ClientTest() {
+  client_test() {
     client_options options;
     options.sleep = [this](std::chrono::milliseconds d) { sleeps_.push_back(d); };
     options.on_request = [this](const std::string& method, int code) {
@@ -35,7 +34,7 @@ constexpr const char* kInvalidStatus = R"({"kind":"Status","apiVersion":"v1","st
   {"reason":"FieldValueInvalid","message":"Invalid value: -1: must be greater than or equal to 0","field":"spec.replicas"}]},
   "code":422})";
 
-TEST_F(ClientTest, BuildsPathsForCoreGroupedNamespacedAndClusterScopedKinds) {
+TEST_F(client_test, BuildsPathsForCoreGroupedNamespacedAndClusterScopedKinds) {
   EXPECT_EQ(resources::config_maps.object_path("a", "b"), "/api/v1/namespaces/a/configmaps/b");
   EXPECT_EQ(resources::config_maps.collection_path(""), "/api/v1/configmaps");
   EXPECT_EQ(resources::leases.object_path("kube-system", "x"),
@@ -44,7 +43,7 @@ TEST_F(ClientTest, BuildsPathsForCoreGroupedNamespacedAndClusterScopedKinds) {
   EXPECT_EQ(url_escape("app in (a,b),!x"), "app%20in%20%28a%2Cb%29%2C%21x");
 }
 
-TEST_F(ClientTest, MapsStatusObjectsToErrorCodes) {
+TEST_F(client_test, MapsStatusObjectsToErrorCodes) {
   struct row {
     int status;
     std::string reason;
@@ -87,7 +86,7 @@ TEST(ErrorTest, NamespaceTerminatingIsTheForbiddenWithThatCause) {
   EXPECT_FALSE(is_namespace_terminating(error_from_response(403, "forbidden", "POST /x")));
 }
 
-TEST_F(ClientTest, InvalidCarriesTheFieldCauses) {
+TEST_F(client_test, InvalidCarriesTheFieldCauses) {
   transport_->push({422, kInvalidStatus});
   try {
     client_->create(resources::deployments, {{"metadata", {{"name", "x"}, {"namespace", "a"}}}});
@@ -101,7 +100,7 @@ TEST_F(ClientTest, InvalidCarriesTheFieldCauses) {
   EXPECT_TRUE(sleeps_.empty()) << "a rejected write is not retried";
 }
 
-TEST_F(ClientTest, RetriesTooManyRequestsForWritesHonouringRetryAfter) {
+TEST_F(client_test, RetriesTooManyRequestsForWritesHonouringRetryAfter) {
   transport_->push({429, R"({"kind":"Status","reason":"TooManyRequests","code":429})", {{"retry-after", "3"}}});
   transport_->push({201, R"({"metadata":{"name":"x","namespace":"a","resourceVersion":"7"}})"});
   json created = client_->create(resources::config_maps, {{"metadata", {{"name", "x"}, {"namespace", "a"}}}});
@@ -111,7 +110,7 @@ TEST_F(ClientTest, RetriesTooManyRequestsForWritesHonouringRetryAfter) {
   EXPECT_EQ(calls_, (std::vector<std::string>{"POST 429", "POST 201"}));
 }
 
-TEST_F(ClientTest, RetriesTransportAndServerErrorsForReadsOnlyWithGrowingBackoff) {
+TEST_F(client_test, RetriesTransportAndServerErrorsForReadsOnlyWithGrowingBackoff) {
   transport_->push({.transport_failure = true});
   transport_->push({503, "unavailable"});
   transport_->push({200, R"({"metadata":{"name":"x"}})"});
@@ -127,7 +126,7 @@ TEST_F(ClientTest, RetriesTransportAndServerErrorsForReadsOnlyWithGrowingBackoff
   EXPECT_TRUE(sleeps_.empty()) << "a write that may have been applied is not sent again";
 }
 
-TEST_F(ClientTest, GivesUpAfterMaxAttempts) {
+TEST_F(client_test, GivesUpAfterMaxAttempts) {
   for (int i = 0; i < 5; ++i) transport_->push({503, "unavailable"});
   try {
     client_->get(resources::config_maps, "a", "x");
@@ -139,7 +138,7 @@ TEST_F(ClientTest, GivesUpAfterMaxAttempts) {
   EXPECT_EQ(sleeps_.size(), 4u);
 }
 
-TEST_F(ClientTest, ListAllFollowsContinueTokens) {
+TEST_F(client_test, ListAllFollowsContinueTokens) {
   transport_->push({200, R"({"metadata":{"resourceVersion":"10","continue":"c1"},"items":[{"n":1},{"n":2}]})"});
   transport_->push({200, R"({"metadata":{"resourceVersion":"10"},"items":[{"n":3}]})"});
   list_page page = client_->list_all(resources::config_maps, "a", {.label_selector = "app=x", .limit = 2});
@@ -151,7 +150,7 @@ TEST_F(ClientTest, ListAllFollowsContinueTokens) {
   EXPECT_EQ(reqs[1].target, "/api/v1/namespaces/a/configmaps?labelSelector=app%3Dx&limit=2&continue=c1");
 }
 
-TEST_F(ClientTest, ListAllRestartsWhenTheContinueTokenExpires) {
+TEST_F(client_test, ListAllRestartsWhenTheContinueTokenExpires) {
   transport_->push({200, R"({"metadata":{"resourceVersion":"10","continue":"c1"},"items":[{"n":1}]})"});
   transport_->push({410, R"({"kind":"Status","reason":"Expired","code":410})"});
   transport_->push({200, R"({"metadata":{"resourceVersion":"20"},"items":[{"n":1},{"n":2}]})"});
@@ -160,7 +159,7 @@ TEST_F(ClientTest, ListAllRestartsWhenTheContinueTokenExpires) {
   EXPECT_EQ(page.resource_version, "20");
 }
 
-TEST_F(ClientTest, ServerSideApplySendsTheFieldManagerAndForce) {
+TEST_F(client_test, ServerSideApplySendsTheFieldManagerAndForce) {
   transport_->push({200, R"({"metadata":{"name":"x"}})"});
   client_->apply(resources::config_maps, {{"metadata", {{"name", "x"}, {"namespace", "a"}}}},
                  {.field_manager = "datashare", .force = true});
@@ -171,7 +170,7 @@ TEST_F(ClientTest, ServerSideApplySendsTheFieldManagerAndForce) {
   EXPECT_THROW(client_->apply(resources::config_maps, {{"metadata", {{"name", "x"}}}}, {}), std::invalid_argument);
 }
 
-TEST_F(ClientTest, DeleteSendsPropagationAndPreconditionsAndToleratesNotFound) {
+TEST_F(client_test, DeleteSendsPropagationAndPreconditionsAndToleratesNotFound) {
   transport_->push({200, "{}"});
   transport_->push({404, R"({"kind":"Status","reason":"NotFound","code":404})"});
   EXPECT_TRUE(client_->remove(resources::config_maps, "a", "x",
@@ -182,7 +181,7 @@ TEST_F(ClientTest, DeleteSendsPropagationAndPreconditionsAndToleratesNotFound) {
   EXPECT_EQ(body["preconditions"]["uid"], "u1");
 }
 
-TEST_F(ClientTest, WatchDecodesEventsAndEndsOnAnErrorEvent) {
+TEST_F(client_test, WatchDecodesEventsAndEndsOnAnErrorEvent) {
   transport_->push(
       {.lines = {
            R"({"type":"ADDED","object":{"metadata":{"name":"a","resourceVersion":"2"}}})",
@@ -209,7 +208,7 @@ TEST_F(ClientTest, WatchDecodesEventsAndEndsOnAnErrorEvent) {
             "/api/v1/namespaces/a/configmaps?watch=true&resourceVersion=1&allowWatchBookmarks=true&timeoutSeconds=300");
 }
 
-TEST_F(ClientTest, WatchRejectsLinesThatAreNotEvents) {
+TEST_F(client_test, WatchRejectsLinesThatAreNotEvents) {
   transport_->push({.lines = {"not json"}});
   std::stop_source stop;
   EXPECT_THROW(client_->watch(
@@ -219,7 +218,7 @@ TEST_F(ClientTest, WatchRejectsLinesThatAreNotEvents) {
 
 // Found with fuzz/fuzz_watch_stream: members of the wrong type in an ERROR event's Status threw
 // nlohmann's type_error out of watch() (and so out of the informer's thread, ending the process).
-TEST_F(ClientTest, WatchErrorEventWithMistypedStatusIsAnApiError) {
+TEST_F(client_test, WatchErrorEventWithMistypedStatusIsAnApiError) {
   for (const char* line : {R"({"type":"ERROR","object":{"code":"410"}})",
                            R"({"type":"ERROR","object":{"kind":7,"code":1e40,"reason":[]}})",
                            R"({"type":"ERROR","object":{"kind":"Status","reason":{},"message":1,"code":410,)"
@@ -236,7 +235,7 @@ TEST_F(ClientTest, WatchErrorEventWithMistypedStatusIsAnApiError) {
 
 // Found with fuzz/fuzz_watch_stream: an event nesting 100000 arrays overflowed the stack when the
 // informer's cache packed it (to_msgpack recurses per level). Deep JSON is refused up front.
-TEST_F(ClientTest, DeeplyNestedJsonIsRefusedNotRecursedInto) {
+TEST_F(client_test, DeeplyNestedJsonIsRefusedNotRecursedInto) {
   const std::string deep = std::string(100000, '[') + std::string(100000, ']');
   transport_->push({.lines = {R"({"type":"ADDED","object":{"metadata":{"name":"a"},"data":)" + deep + "}}"}});
   std::stop_source stop;
@@ -250,12 +249,12 @@ TEST_F(ClientTest, DeeplyNestedJsonIsRefusedNotRecursedInto) {
   EXPECT_TRUE(nested_deeper_than(R"({"a":[[[1]]]})", 3));
 }
 
-TEST_F(ClientTest, ObjectKeysIgnoreMistypedMetadata) {
+TEST_F(client_test, ObjectKeysIgnoreMistypedMetadata) {
   EXPECT_EQ(object_key(json::parse(R"({"metadata":{"name":5,"namespace":["a"]}})")), "");
   EXPECT_EQ(object_key(json::parse(R"({"metadata":{"name":"n","namespace":"a"}})")), "a/n");
 }
 
-TEST_F(ClientTest, WatchRequestRejectedWithGone) {
+TEST_F(client_test, WatchRequestRejectedWithGone) {
   transport_->push({410, R"({"kind":"Status","reason":"Expired","code":410})"});
   std::stop_source stop;
   try {

@@ -108,7 +108,7 @@ std::error_code make_error_code(errc e) {
   return {static_cast<int>(e), kube_category()};
 }
 
-api_error::api_error(errc code, int http_status, std::string reason, std::string message, std::string request,
+api_error::api_error(errc code, int http_status, std::string reason, std::string message, const std::string& request,
                      std::vector<status_cause> causes, std::optional<std::chrono::milliseconds> retry_after)
     : std::runtime_error(request + ": " + (http_status ? std::to_string(http_status) + " " : "") + reason + ": " +
                          message),

@@ -41,7 +41,7 @@ struct status_cause {
 // A failed API request. what() is "<verb> <path>: <code> <reason>: <message>".
 class api_error : public std::runtime_error {
  public:
-  api_error(errc code, int http_status, std::string reason, std::string message, std::string request,
+  api_error(errc code, int http_status, std::string reason, std::string message, const std::string& request,
             std::vector<status_cause> causes = {}, std::optional<std::chrono::milliseconds> retry_after = {});
 
   errc code() const { return code_; }

@@ -51,8 +51,7 @@ class session : public std::enable_shared_from_this<session> {
 
   void answer(response r) {
     // Inline when called from the handler on this thread; posted when from another thread.
-    net::dispatch(socket_.get_executor(),
-                  [self = shared_from_this(), r = std::move(r)]() mutable { self->write(std::move(r), false); });
+    net::dispatch(socket_.get_executor(), [self = shared_from_this(), r = std::move(r)] { self->write(r, false); });
   }
 
   void abort() {
@@ -152,12 +151,12 @@ class session : public std::enable_shared_from_this<session> {
     response r;
     r.status = ec == bhttp::error::body_limit ? 413 : (ec == bhttp::error::header_limit ? 431 : 400);
     r.body = R"({"error":"malformed HTTP request: )" + ec.message() + "\"}";
-    write(std::move(r), true);
+    write(r, true);
   }
 
   // One buffer, one send: the status line, the headers and the body (none for HEAD), kept between
   // requests so a keep-alive connection allocates it once.
-  void write(response r, bool close_after) {
+  void write(const response& r, bool close_after) {
     if (phase_ == phase::closed) return;
     close_ = close_after || !keep_alive_;
     out_.clear();

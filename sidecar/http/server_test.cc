@@ -105,6 +105,7 @@ TEST_P(http_server_test, KeepAliveConnectionsOnEveryThreadAnswerInOrder) {
   // Several connections, each with many requests on it, some answered from another thread: every
   // answer arrives, in order, and the connections are spread over both I/O threads.
   std::vector<std::thread> clients;
+  clients.reserve(6);
   std::atomic<int> ok{0};
   for (int c = 0; c < 6; ++c) {
     clients.emplace_back([this, &ok] {
