@@ -142,7 +142,26 @@ lat=$("$bin/datashare-read-bench" --http "$port" --redis "$rport" --keys "$EVENT
 echo "$lat"
 pick() { awk -v row="$1" -v q="$2" '$1==row { for (i=1;i<=NF;i++) if ($i==q) print $(i+1) }' <<<"$lat"; }
 ol="open loop $RATE req/s: sidecar p50 $(pick sidecar p50) us p99 $(pick sidecar p99) us vs redis p50 $(pick redis p50) us p99 $(pick redis p99) us"
-want P2 && summary+=("P2 local read via sidecar (GET, loopback HTTP, $CONNS connections, ${SIDECAR_THREADS:-2} I/O threads): $wrk_rps req/s p99 $wrk_p99 vs redis-benchmark GET $redis_rps req/s p99 ${redis_p99} ms = ${ratio}x (bar >= 1.0x, p99 <= 250us); CPU per request ${wrk_cpu_us} us vs redis ${redis_cpu_us} us; $ol; load average $(cut -d' ' -f1 /proc/loadavg)${non2xx:+ [non-2xx: $non2xx]} [bench/sidecar/run.sh: wrk -t1 -c$CONNS -d${DUR}s --latency vs redis-benchmark -t get -c $CONNS -r $EVENTS; datashare-read-bench --rate $RATE]")
+# The same servers behind one client (datashare-get-load: the same closed loop for HTTP and RESP,
+# its own CPU per request printed): wrk costs more CPU per request than redis-benchmark, and on 2
+# cores the client's CPU is taken from the server's.
+same=""
+if [[ -x "$bin/datashare-get-load" ]]; then
+  gl() {  # protocol port pid → "N req/s (server X us, client Y us per request)"
+    local c0 out n
+    c0=$(cpu_ticks "$3")
+    out=$("$bin/datashare-get-load" --protocol "$1" --port "$2" --keys "$EVENTS" --connections "$CONNS" --seconds "$DUR")
+    n=$(sed -E 's/.*requests=([0-9]+).*/\1/' <<<"$out")
+    awk -v o="$out" -v t=$(( $(cpu_ticks "$3") - c0 )) -v n="$n" -v k="$tck" -v d="$DUR" 'BEGIN {
+      match(o, /client_cpu_us_per_request=[0-9.]+/); c = substr(o, RSTART + 26, RLENGTH - 26);
+      printf "%d req/s (server %.1f us, client %s us per request)", n / d, t * 1e6 / k / n, c }'
+  }
+  gl_side=$(gl http "$port" "$rp")
+  gl_redis=$(gl redis "$rport" "$redis_pid")
+  echo "datashare-get-load: sidecar $gl_side; redis $gl_redis"
+  same="; behind one client (datashare-get-load -c$CONNS): sidecar $gl_side vs redis $gl_redis"
+fi
+want P2 && summary+=("P2 local read via sidecar (GET, loopback HTTP, $CONNS connections, ${SIDECAR_THREADS:-2} I/O threads): $wrk_rps req/s p99 $wrk_p99 vs redis-benchmark GET $redis_rps req/s p99 ${redis_p99} ms = ${ratio}x (bar >= 1.0x, p99 <= 250us); CPU per request ${wrk_cpu_us} us vs redis ${redis_cpu_us} us; $ol; load average $(cut -d' ' -f1 /proc/loadavg)$same${non2xx:+ [non-2xx: $non2xx]} [bench/sidecar/run.sh: wrk -t1 -c$CONNS -d${DUR}s --latency vs redis-benchmark -t get -c $CONNS -r $EVENTS; datashare-read-bench --rate $RATE]")
 
 kill "$rp"; wait "$rp" 2>/dev/null || true
 fi
