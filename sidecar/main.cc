@@ -196,7 +196,7 @@ int main(int argc, char** argv) {
                       ds::participant::publish_callback done) {
         pub->submit(
             key, value,
-            [done = std::move(done)](ds::publisher::publish_result r) {
+            [done = std::move(done)](const ds::publisher::publish_result& r) {
               if (r.status == 202) {
                 done({}, "");
               } else {

@@ -246,7 +246,7 @@ class participant_test : public ::testing::Test {
         held_ ? std::unique_ptr<owner_api>(std::make_unique<held_owner>(owner_, held_))
               : std::unique_ptr<owner_api>(std::make_unique<fake_owner>(owner_)),
         [this](const std::string& key, const std::optional<std::string>& value, std::uint64_t version,
-               publish_callback done) {
+               const publish_callback& done) {
           bool fail = fail_publish_.load();
           if (!fail) {
             std::lock_guard lock(mu_);
@@ -614,7 +614,7 @@ TEST_F(participant_test, ACommitIsAcknowledgedAfterItsRecordIsSynced) {
   ASSERT_EQ(p->prepare("tx1", put("k", R"({"id":"k"})", 1)).status, 200u);
   auto synced_before = kv_->synced_writes();
   std::promise<std::uint64_t> answered;
-  p->commit_async("tx1", [&](reply r) {
+  p->commit_async("tx1", [&](const reply& r) {
     EXPECT_EQ(r.status, 200u) << r.body;
     answered.set_value(kv_->synced_writes());
   });
@@ -626,7 +626,7 @@ TEST_F(participant_test, ACommitIsAcknowledgedAfterItsRecordIsSynced) {
   // been queued).
   synced_before = kv_->synced_writes();
   std::promise<std::uint64_t> again;
-  p->commit_async("tx1", [&](reply r) {
+  p->commit_async("tx1", [&](const reply& r) {
     EXPECT_EQ(r.status, 200u) << r.body;
     again.set_value(kv_->synced_writes());
   });
