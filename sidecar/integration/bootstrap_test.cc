@@ -5,7 +5,6 @@
 #include <nlohmann/json.hpp>
 
 #include "sidecar/integration/harness.h"
-#include "sidecar/kafka/rdkafka_client.h"
 
 namespace datashare::sidecar::itest {
 namespace {
@@ -24,32 +23,17 @@ TEST(SidecarBootstrapTest, NewReplicaGetsExactlyTheLatestStateOfEveryKey) {
                 {"delete.retention.ms", "1000"},
                 {"segment.bytes", "1048576"}});
   {
-    config::kafka_settings s;
-    s.bootstrap_servers = kafka;
-    auto factory = kafka::make_rdkafka_factory(s);
-    std::string error;
-    std::atomic<int> failed{0};
-    auto producer = factory->make_producer(
-        true,
-        [&](const kafka::delivery& d) {
-          if (d.error) ++failed;
-        },
-        error);
-    ASSERT_TRUE(producer) << error;
+    test_producer producer(kafka);
+    ASSERT_EQ(producer.error(), "");
     for (int i = 0; i < kUpdates; ++i) {
       std::string key = "p" + std::to_string(i % kKeys);
       std::string version = std::to_string(i / kKeys + 1);
       std::string value = nlohmann::json{{"id", key}, {"name", "name-" + version}, {"price", i}}.dump();
-      std::error_code ec;
-      for (int tries = 0; tries < 1000; ++tries) {
-        ec = producer->produce(topic, key, value, {{"datashare_version", version}}, 0, 0);
-        if (ec != kafka::make_error(kafka::kErrQueueFull)) break;
-        producer->poll(std::chrono::milliseconds(10));
-      }
+      auto ec = producer.produce(topic, key, value, {{"datashare_version", version}});
       ASSERT_FALSE(ec) << ec.message();
     }
-    ASSERT_FALSE(producer->flush(std::chrono::seconds(60)));
-    ASSERT_EQ(failed.load(), 0);
+    ASSERT_FALSE(producer.flush(std::chrono::seconds(60)));
+    ASSERT_EQ(producer.failed_deliveries(), 0);
   }
 
   const scoped_dir tmp("bootstrap");

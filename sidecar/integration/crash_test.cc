@@ -14,7 +14,6 @@
 
 #include "sidecar/event/cloudevents.h"
 #include "sidecar/integration/harness.h"
-#include "sidecar/kafka/rdkafka_client.h"
 
 namespace datashare::sidecar::itest {
 namespace {
@@ -68,18 +67,8 @@ TEST(SidecarCrashTest, KillNineDuringAStreamLosesNothingAndAppliesNothingTwice) 
   std::atomic<int> produced{0};
   std::atomic<bool> producer_failed{false};
   std::thread source([&] {
-    config::kafka_settings s;
-    s.bootstrap_servers = kafka;
-    auto factory = kafka::make_rdkafka_factory(s);
-    std::string error;
-    std::atomic<int> failed{0};
-    auto producer = factory->make_producer(
-        true,
-        [&](const kafka::delivery& d) {
-          if (d.error) ++failed;
-        },
-        error);
-    if (!producer) {
+    test_producer producer(kafka);
+    if (!producer.error().empty()) {
       producer_failed = true;
       return;
     }
@@ -92,24 +81,18 @@ TEST(SidecarCrashTest, KillNineDuringAStreamLosesNothingAndAppliesNothingTwice) 
           {"ce_time", event::format_time(std::chrono::duration_cast<std::chrono::microseconds>(
                                              std::chrono::system_clock::now().time_since_epoch())
                                              .count())}};
-      std::error_code ec;
-      for (int tries = 0; tries < 1000; ++tries) {
-        ec = producer->produce(topic, key, value, headers, 0, 0);
-        if (ec != kafka::make_error(kafka::kErrQueueFull)) break;
-        producer->poll(std::chrono::milliseconds(10));
-      }
-      if (ec) {
+      if (producer.produce(topic, key, value, headers)) {
         producer_failed = true;
         return;
       }
       produced = i + 1;
       // A steady stream over ~10 s, so the kills land while events are arriving.
       if (i % 2000 == 1999) {
-        producer->poll(std::chrono::milliseconds(0));
+        producer.poll(std::chrono::milliseconds(0));
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
       }
     }
-    if (producer->flush(std::chrono::seconds(60)) || failed.load() != 0) producer_failed = true;
+    if (producer.flush(std::chrono::seconds(60)) || producer.failed_deliveries() != 0) producer_failed = true;
   });
   for (int i = 0; i < kEvents; ++i) {
     std::string key = "k" + std::to_string(i % kKeys);

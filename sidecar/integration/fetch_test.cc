@@ -23,32 +23,19 @@ TEST(SidecarFetchTest, ACatchingUpConsumerIsNotParkedWhenItsQueueFills) {
   const std::string kafka = bootstrap();
   const std::string topic = unique_name("itest.fetch");
   create_topic(kafka, topic, 1, {});
-  config::kafka_settings s;
-  s.bootstrap_servers = kafka;
   {
-    auto factory = kafka::make_rdkafka_factory(s);
-    std::string error;
-    std::atomic<int> failed{0};
-    auto producer = factory->make_producer(
-        true,
-        [&](const kafka::delivery& d) {
-          if (d.error) ++failed;
-        },
-        error);
-    ASSERT_TRUE(producer) << error;
+    test_producer producer(kafka);
+    ASSERT_EQ(producer.error(), "");
     const std::string value(300, 'v');
     for (int i = 0; i < kEvents; ++i) {
-      std::error_code ec;
-      for (int tries = 0; tries < 1000; ++tries) {
-        ec = producer->produce(topic, "k" + std::to_string(i), value, {}, 0, 0);
-        if (ec != kafka::make_error(kafka::kErrQueueFull)) break;
-        producer->poll(std::chrono::milliseconds(10));
-      }
+      auto ec = producer.produce(topic, "k" + std::to_string(i), value);
       ASSERT_FALSE(ec) << ec.message();
     }
-    ASSERT_FALSE(producer->flush(std::chrono::seconds(60)));
-    ASSERT_EQ(failed.load(), 0);
+    ASSERT_FALSE(producer.flush(std::chrono::seconds(60)));
+    ASSERT_EQ(producer.failed_deliveries(), 0);
   }
+  config::kafka_settings s;
+  s.bootstrap_servers = kafka;
 
   // The config's kafka properties override the consumer's own fetch settings.
   s.properties = {{"queued.min.messages", "1000"}, {"max.partition.fetch.bytes", "65536"}};

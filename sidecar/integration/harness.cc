@@ -173,6 +173,29 @@ http_reply http_call(std::uint16_t port, const std::string& method, const std::s
   return out;
 }
 
+test_producer::test_producer(const std::string& bootstrap_servers) {
+  config::kafka_settings s;
+  s.bootstrap_servers = bootstrap_servers;
+  producer_ = kafka::make_rdkafka_factory(s)->make_producer(
+      true,
+      [this](const kafka::delivery& d) {
+        if (d.error) ++failed_;
+      },
+      error_);
+  if (!producer_ && error_.empty()) error_ = "no producer";
+}
+
+std::error_code test_producer::produce(const std::string& topic, const std::string& key, const std::string& value,
+                                       const std::vector<kafka::header>& headers) {
+  std::error_code ec;
+  for (int tries = 0; tries < 1000; ++tries) {
+    ec = producer_->produce(topic, key, value, headers, 0, 0);
+    if (ec != kafka::make_error(kafka::kErrQueueFull)) break;
+    producer_->poll(std::chrono::milliseconds(10));
+  }
+  return ec;
+}
+
 std::string sidecar_binary() {
   const char* dir = std::getenv("DATASHARE_BINARY_DIR");
   if (dir == nullptr) throw std::runtime_error("DATASHARE_BINARY_DIR is not set (run through ctest)");

@@ -5,12 +5,17 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
+#include <system_error>
 #include <vector>
+
+#include "sidecar/kafka/client.h"
 
 namespace datashare::sidecar::itest {
 
@@ -85,6 +90,25 @@ struct command_result {
 command_result run_command(const std::string& command);
 
 std::string sidecar_binary();
+
+// The tests' own source of events: an idempotent librdkafka producer that counts failed
+// deliveries. produce() polls and retries while librdkafka's queue is full.
+class test_producer {
+ public:
+  explicit test_producer(const std::string& bootstrap_servers);
+  // Empty when the producer was made; otherwise why not.
+  const std::string& error() const { return error_; }
+  std::error_code produce(const std::string& topic, const std::string& key, const std::string& value,
+                          const std::vector<kafka::header>& headers = {});
+  void poll(std::chrono::milliseconds timeout) { producer_->poll(timeout); }
+  std::error_code flush(std::chrono::milliseconds timeout) { return producer_->flush(timeout); }
+  int failed_deliveries() const { return failed_.load(); }
+
+ private:
+  std::string error_;
+  std::atomic<int> failed_{0};
+  std::unique_ptr<kafka::producer> producer_;
+};
 
 // A size taken from the environment (the chaos suite, hack/chaos.sh, runs these tests at the
 // issue's full sizes), or `fallback` when the variable is unset; throws when it is not a number
