@@ -523,23 +523,26 @@ void participant::owner_applied(const std::shared_ptr<owner_prepare>& c, std::er
   // `preparing` again, which asks for the outcome like a prepared one and applies the change
   // again when told committed): it rides in the writer's next group, and the yes goes out now.
   // Should its write fail, the store holds `preparing`, as after a crash.
-  c->r.state = tx_state::prepared;
-  c->r.since_us = now_us();
-  {
-    std::lock_guard lock(c->e->mu);
-    c->e->rec = c->r;
-    store::write_batch b;
-    add_record(b, c->tx, c->r);
-    queue_write(c->e, std::move(b), false, [tx = c->tx](std::error_code wec) {
-      if (wec)
-        log::error("participant: the prepared record could not be written", {{"tx", tx}, {"error", wec.message()}});
-    });
-  }
+  owner_record_unsynced(c, tx_state::prepared, [tx = c->tx](std::error_code wec) {
+    if (wec)
+      log::error("participant: the prepared record could not be written", {{"tx", tx}, {"error", wec.message()}});
+  });
   {
     std::lock_guard lock(mu_);
     open_[c->tx] = {std::chrono::steady_clock::now() + spec_.lock_timeout};
   }
   end_owner_prepare(c, reply{200, R"({"vote":"yes","state":"prepared"})"});
+}
+
+void participant::owner_record_unsynced(const std::shared_ptr<owner_prepare>& c, tx_state state,
+                                        std::function<void(std::error_code)> then) {
+  c->r.state = state;
+  c->r.since_us = now_us();
+  std::lock_guard lock(c->e->mu);
+  c->e->rec = c->r;
+  store::write_batch b;
+  add_record(b, c->tx, c->r);
+  queue_write(c->e, std::move(b), false, std::move(then));
 }
 
 void participant::owner_refuse(const std::shared_ptr<owner_prepare>& c, const std::string& why) {
@@ -555,15 +558,7 @@ void participant::owner_refuse(const std::shared_ptr<owner_prepare>& c, const st
       end_owner_prepare(c, vote_no(503, why + "; compensation pending: " + failure));
       return;
     }
-    c->r.state = tx_state::aborted;
-    c->r.since_us = now_us();
-    {
-      std::lock_guard lock(c->e->mu);
-      c->e->rec = c->r;
-      store::write_batch b;
-      add_record(b, c->tx, c->r);
-      queue_write(c->e, std::move(b), false, nullptr);
-    }
+    owner_record_unsynced(c, tx_state::aborted, nullptr);
     finished(c->tx, c->r);
     end_owner_prepare(c, vote_no(503, why));
   });

@@ -212,6 +212,10 @@ class participant {
                  const std::string& error);
   void owner_preparing_written(const std::shared_ptr<owner_prepare>& c, std::error_code ec);
   void owner_applied(const std::shared_ptr<owner_prepare>& c, std::error_code ec, const std::string& error);
+  // c's record moves to `state`: current in memory at once, written in the group writer's next
+  // group with no fsync of its own.
+  void owner_record_unsynced(const std::shared_ptr<owner_prepare>& c, tx_state state,
+                             std::function<void(std::error_code)> then);
   void owner_refuse(const std::shared_ptr<owner_prepare>& c, const std::string& why);
   void end_owner_prepare(const std::shared_ptr<owner_prepare>& c, reply r);
   void compensate_async(const tx_record& r, std::function<void(std::string failure)> done);
