@@ -1,10 +1,15 @@
 #include "common/flags.h"
 
 #include <cctype>
+#include <cmath>
 #include <iostream>
 #include <sstream>
 
 namespace datashare {
+
+namespace {
+constexpr double kMaxDurationMs = 1e12;
+}  // namespace
 
 bool parse_duration(const std::string& text, std::chrono::milliseconds& out) {
   if (text.empty()) return false;
@@ -42,6 +47,9 @@ bool parse_duration(const std::string& text, std::chrono::milliseconds& out) {
       return false;
     total_ms += value * scale;
   }
+  // Beyond ~31 years it is a typo, and beyond int64 the conversion below would be undefined
+  // (the fuzzer found "666...6s" in a DataSharingPolicy's maxLag).
+  if (!std::isfinite(total_ms) || total_ms > kMaxDurationMs) return false;
   out = std::chrono::milliseconds(static_cast<int64_t>(total_ms));
   return true;
 }

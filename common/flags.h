@@ -45,7 +45,7 @@ class flag_set {
   bool help_ = false;
 };
 
-// "300ms" → 300 ms; false when `text` is not a Go-style duration.
+// "300ms" → 300 ms; false when `text` is not a Go-style duration, or one over 10^12 ms (~31 years).
 bool parse_duration(const std::string& text, std::chrono::milliseconds& out);
 
 }  // namespace datashare

@@ -53,6 +53,12 @@ TEST(Flags, GoDurations) {
   EXPECT_FALSE(parse_duration("s", d));
   EXPECT_FALSE(parse_duration("10", d));
   EXPECT_FALSE(parse_duration("10d", d));
+  // Too long to mean anything (and beyond int64 milliseconds): refused, not wrapped around.
+  EXPECT_FALSE(parse_duration(std::string(60, '6') + "s", d));
+  EXPECT_FALSE(parse_duration("400000d", d));
+  EXPECT_FALSE(parse_duration("300000000h", d));
+  ASSERT_TRUE(parse_duration("8760h", d));  // a year is fine
+  EXPECT_EQ(d.count(), 8760LL * 3'600'000);
 }
 
 TEST(FlagSetTest, ExitCodeEndsAMainsFlagHandling) {

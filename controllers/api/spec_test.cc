@@ -146,6 +146,11 @@ TEST(DataSharingPolicySpec, CrossFieldRules) {
   r = parse_data_sharing_policy(j);
   EXPECT_NE(describe(r.problems).find("spec.consistency.maxLag: not a duration: \"5 seconds\""), std::string::npos);
   EXPECT_NE(describe(r.problems).find("spec.fields[1]: duplicate value \"id\""), std::string::npos);
+  // A duration too long to mean anything (and beyond int64 milliseconds) is refused by name.
+  j = policy_json();
+  j["spec"]["consistency"]["maxLag"] = std::string(57, '6') + "s";
+  r = parse_data_sharing_policy(j);
+  EXPECT_NE(describe(r.problems).find("spec.consistency.maxLag: not a duration"), std::string::npos);
   j = policy_json();
   j["spec"]["sync"]["maxInFlight"] = 0;
   r = parse_data_sharing_policy(j);
