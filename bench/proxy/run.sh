@@ -80,6 +80,9 @@ Y
   echo "$port"
 }
 
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }  # utime + stime of pid, in ticks
+tck=$(getconf CLK_TCK)
+
 # ---- latency: proxied (no cache) vs direct, interleaved ---------------------------------------
 # BUSY_POLL_US=N: a second cache-less sidecar with listen.busyPollMicros N takes turns with the
 # two others (each stream then runs at RATE/3), so the option is measured beside the default.
@@ -97,16 +100,13 @@ pick() { awk -v row="$1" -v q="$2" '$1==row { for (i=1;i<=NF;i++) if ($i==q) pri
 d50=$(pick direct p50); d99=$(pick direct p99); p50=$(pick proxy p50); p99=$(pick proxy p99)
 a50=$(pick added p50); a90=$(pick added p90); a99=$(pick added p99)
 if (( BUSY_POLL_US > 0 )); then
-  cpu_ticks_of() { awk '{print $14 + $15}' "/proc/$(cat "$WORK/$1.pid")/stat"; }
-  poll_cpu=$(( $(cpu_ticks_of polling) * 1000 / $(getconf CLK_TCK) ))
-  plain_cpu=$(( $(cpu_ticks_of nocache) * 1000 / $(getconf CLK_TCK) ))
+  poll_cpu=$(( $(cpu_ticks "$(cat "$WORK/polling.pid")") * 1000 / tck ))
+  plain_cpu=$(( $(cpu_ticks "$(cat "$WORK/nocache.pid")") * 1000 / tck ))
   poll_line="P4 with listen.busyPollMicros $BUSY_POLL_US, same run: p50 +$(pick added2 p50) us, p99 +$(pick added2 p99) us (proxied p50 $(pick proxy2 p50) us p99 $(pick proxy2 p99) us) vs without: p50 +${a50} us, p99 +${a99} us; sidecar CPU over the run ${poll_cpu} ms vs ${plain_cpu} ms [BUSY_POLL_US=$BUSY_POLL_US bench/proxy/run.sh]"
 fi
 
 # ---- CPU per proxied read (cache off) vs the owner's CPU per read: steadier than latency when
 # other work holds the cores. wrk with 8 connections, random keys, on the sidecar, then on the owner.
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-tck=$(getconf CLK_TCK)
 cat > "$WORK/get.lua" <<L
 math.randomseed(os.time())
 request = function()

@@ -105,17 +105,7 @@ void http_owner::put_async(const std::string& key, const std::string& value, cal
     owner_api::put_async(key, value, std::move(done));
     return;
   }
-  std::string p = path(key);
-  c->call(bhttp::verb::put, p, value, std::chrono::steady_clock::now() + timeout_,
-          [o = &c->where(), p, done = std::move(done)](std::error_code ec, const http::client_reply& r) {
-            std::string error;
-            if (ec) {
-              error = describe(*o, p, ec.message());
-            } else {
-              ec = read_put(*o, p, r, error);
-            }
-            done(ec, false, "", std::move(error));
-          });
+  change_async(*c, bhttp::verb::put, key, value, std::move(done));
 }
 
 void http_owner::del_async(const std::string& key, callback done) {
@@ -124,17 +114,22 @@ void http_owner::del_async(const std::string& key, callback done) {
     owner_api::del_async(key, std::move(done));
     return;
   }
+  change_async(*c, bhttp::verb::delete_, key, "", std::move(done));
+}
+
+void http_owner::change_async(http::async_client& c, bhttp::verb verb, const std::string& key, const std::string& body,
+                              callback done) {
   std::string p = path(key);
-  c->call(bhttp::verb::delete_, p, "", std::chrono::steady_clock::now() + timeout_,
-          [o = &c->where(), p, done = std::move(done)](std::error_code ec, const http::client_reply& r) {
-            std::string error;
-            if (ec) {
-              error = describe(*o, p, ec.message());
-            } else {
-              ec = read_del(*o, p, r, error);
-            }
-            done(ec, false, "", std::move(error));
-          });
+  c.call(verb, p, body, std::chrono::steady_clock::now() + timeout_,
+         [o = &c.where(), p, verb, done = std::move(done)](std::error_code ec, const http::client_reply& r) {
+           std::string error;
+           if (ec) {
+             error = describe(*o, p, ec.message());
+           } else {
+             ec = verb == bhttp::verb::delete_ ? read_del(*o, p, r, error) : read_put(*o, p, r, error);
+           }
+           done(ec, false, "", std::move(error));
+         });
 }
 
 std::error_code http_owner::get(const std::string& key, bool& found, std::string& value, std::string& error) {

@@ -42,6 +42,9 @@ class http_owner : public owner_api {
   // The caller's I/O thread's client (made on first use), else one of those made so far in
   // turn, else nullptr.
   http::async_client* pick();
+  // PUT (with `body`) or DELETE of `key` on `c`, its answer read as the blocking form reads it.
+  void change_async(http::async_client& c, boost::beast::http::verb verb, const std::string& key,
+                    const std::string& body, callback done);
   http::client client_;
   std::mutex async_mu_;  // guards async_
   std::vector<std::pair<boost::asio::io_context*, std::unique_ptr<http::async_client>>> async_;
