@@ -90,6 +90,11 @@ int main(int argc, char** argv) {
   set.add("sidecar-cpu-request", &options.sidecar.cpu_request, "CPU request of each injected sidecar");
   set.add("sidecar-memory-request", &options.sidecar.memory_request, "memory request of each injected sidecar");
   set.add("sidecar-memory-limit", &options.sidecar.memory_limit, "memory limit of each injected sidecar");
+  set.add("sidecar-io-threads", &options.sidecar.io_threads,
+          "HTTP I/O threads of each injected sidecar (1-64; more only when its application reads from many threads)");
+  set.add("sidecar-busy-poll-micros", &options.sidecar.busy_poll_micros,
+          "microseconds an injected sidecar's I/O thread keeps polling after a request before it sleeps (0-1000; "
+          "0 = off): lower sync-read latency for more CPU");
   set.add("watch-namespace", &options.watch_namespace, "only this namespace (default: all namespaces)");
   set.add("resource-selector", &options.resource_selector,
           "label selector of the DataProducts and DataSharingPolicies to serve, e.g. datashare.io/shard=a; "
@@ -102,6 +107,10 @@ int main(int argc, char** argv) {
   problems.insert(problems.end(), more.begin(), more.end());
   if (kafka_bootstrap.empty()) problems.emplace_back("--kafka-bootstrap is required");
   if (options.workers < 1 || options.workers > 64) problems.emplace_back("--workers: must be between 1 and 64");
+  if (options.sidecar.io_threads < 1 || options.sidecar.io_threads > 64)
+    problems.emplace_back("--sidecar-io-threads: must be between 1 and 64");
+  if (options.sidecar.busy_poll_micros < 0 || options.sidecar.busy_poll_micros > 1000)
+    problems.emplace_back("--sidecar-busy-poll-micros: must be between 0 and 1000");
   if (auto problem = kube::label_selector_problem(options.resource_selector))
     problems.emplace_back("--resource-selector: " + *problem);
   if (options.lag_interval < std::chrono::seconds(1)) problems.emplace_back("--lag-poll-interval: at least 1s");

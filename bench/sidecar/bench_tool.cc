@@ -8,7 +8,8 @@
 //   raw-latency     --bootstrap B --topic T --rate R --seconds S    librdkafka produce→consume
 //   publish-latency --port P --metrics-port M --rate R --seconds S  sidecar PUT → replica applied
 //   redis-load      --events N --keys K --value-bytes V             RESP SETs of the same data, to stdout
-//   store-read      --dir D --keys K --value-bytes V --seconds S     point lookups/s in a replica store
+//   store-read      --dir D --keys K --value-bytes V --seconds S [--rocksdb OPTS]
+//                   point lookups/s in a replica store (filled first when D does not exist)
 //                   (filled first when D is empty; no Kafka: the read path's store part alone)
 //
 // Keys are "key:%012d" (redis-benchmark's __rand_int__ format), values the JSON state of a
@@ -245,7 +246,9 @@ int apply(const args& a) {
 int store_read(const args& a) {
   std::string error, dir = a.get("--dir");
   bool fill = !std::filesystem::exists(dir);
-  auto kv = ds::store::open_rocksdb(dir, {}, error);
+  ds::store::rocksdb_options so;
+  so.overrides = a.get("--rocksdb");  // e.g. "block_based_table_factory={data_block_index_type=kDataBlockBinaryAndHash}"
+  auto kv = ds::store::open_rocksdb(dir, so, error);
   if (!kv) {
     std::cerr << error << "\n";
     return 1;

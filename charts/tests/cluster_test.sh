@@ -108,7 +108,8 @@ done
 refuse "upgrade refuses a wrong value" "operator.replicas: Invalid type" \
   h upgrade "$release" "$chart" -n "$ns" -f "$tests/values-minimal.yaml" --set-string operator.replicas=many
 out=$(h upgrade "$release" "$chart" -n "$ns" -f "$tests/values-minimal.yaml" --set operator.logLevel=debug \
-  --set operator.replicas=2 --set sidecar.resources.memoryLimit=256Mi --set kafka.securitySecret.name=kafka-client \
+  --set operator.replicas=2 --set sidecar.resources.memoryLimit=256Mi --set sidecar.busyPollMicros=100 \
+  --set kafka.securitySecret.name=kafka-client \
   --set kafka.securitySecret.namespace="$kafka_ns" --set grafanaDashboard.enabled=false 2>&1) || fatal "helm upgrade: $out"
 pass
 dep=$(get deployment "$release" -n "$ns")
@@ -116,6 +117,7 @@ contains "upgrade: log level" "$dep" '"--zap-log-level=debug"'
 lacks "upgrade: old log level gone" "$dep" '"--zap-log-level=info"'
 contains "upgrade: replicas" "$dep" '"replicas": 2'
 contains "upgrade: sidecar limit" "$dep" '"--sidecar-memory-limit=256Mi"'
+contains "upgrade: sidecar busy poll" "$dep" '"--sidecar-busy-poll-micros=100"'
 contains "upgrade: Kafka secret flag" "$dep" "\"--kafka-security-secret=$kafka_ns/kafka-client\""
 contains "upgrade: generation moved" "$dep" '"generation": 2'
 check "upgrade: Kafka secret Role in its namespace" k get role "$release-kafka-secret" -n "$kafka_ns"

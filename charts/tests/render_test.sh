@@ -33,6 +33,8 @@ refuse "two replicas without leader election" "operator.leaderElection.enabled" 
   --set operator.replicas=2 --set operator.leaderElection.enabled=false
 refuse "lag poll interval" "operator.lagPollInterval: Does not match pattern" render -f "$tests/values-minimal.yaml" --set-string operator.lagPollInterval=10
 refuse "sidecar memory" "sidecar.resources.memoryLimit: Does not match pattern" render -f "$tests/values-minimal.yaml" --set sidecar.resources.memoryLimit=lots
+refuse "sidecar I/O threads" "sidecar.ioThreads: Must be greater than or equal to 1" render -f "$tests/values-minimal.yaml" --set sidecar.ioThreads=0
+refuse "sidecar busy poll" "sidecar.busyPollMicros: Must be less than or equal to 1000" render -f "$tests/values-minimal.yaml" --set sidecar.busyPollMicros=5000
 refuse "image digest" "operator.image.digest: Does not match pattern" render -f "$tests/values-minimal.yaml" --set operator.image.digest=latest
 refuse "watch namespace" "operator.watchNamespace: Does not match pattern" render -f "$tests/values-minimal.yaml" --set operator.watchNamespace=Team_A
 refuse "metrics port" "metrics.service.port: Must be less than or equal to 65535" render -f "$tests/values-minimal.yaml" --set metrics.service.port=70000
@@ -50,7 +52,8 @@ for flag in --metrics-bind-address=:8080 --health-probe-bind-address=:8081 --lea
   --leader-election-id=datashare-operator --leader-election-namespace=datashare-system --zap-log-level=info \
   --log-format=logfmt --kafka-bootstrap=kafka.kafka:9092 --sidecar-image=datashare-sidecar:0.1.0 \
   --gateway-image=datashare-gateway:0.1.0 --sidecar-cpu-request=50m --sidecar-memory-request=32Mi \
-  --sidecar-memory-limit=128Mi --lag-poll-interval=10s "--watch-namespace="$'\n'; do
+  --sidecar-memory-limit=128Mi --sidecar-io-threads=1 --sidecar-busy-poll-micros=0 --lag-poll-interval=10s \
+  "--watch-namespace="$'\n'; do
   contains "default flag ${flag%$'\n'}" "$default" "- $flag"
 done
 lacks "no Kafka secret by default" "$default" "--kafka-security-secret"
@@ -95,7 +98,8 @@ for needle in "name: ds-custom" "replicas: 2" "--leader-election-id=datashare-cu
   'image: "registry.example.com/platform/datashare-operator@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"' \
   "imagePullPolicy: Always" "--sidecar-image=registry.example.com/platform/datashare-sidecar:0.1.0-rc1" \
   "--gateway-image=registry.example.com/platform/datashare-gateway:0.1.0-rc1" "--sidecar-cpu-request=100m" \
-  "--sidecar-memory-request=48Mi" "--sidecar-memory-limit=256Mi" "serviceAccountName: datashare-operator-custom" \
+  "--sidecar-memory-request=48Mi" "--sidecar-memory-limit=256Mi" "--sidecar-io-threads=2" \
+  "--sidecar-busy-poll-micros=100" "serviceAccountName: datashare-operator-custom" \
   "example.com/role: datashare" "port: 9090" "team: platform" "kubernetes.io/os: linux" "- name: registry-credentials" \
   "name: GOMAXPROCS" "grafana_folder: Datashare" $'resourceNames: ["kafka-client"]\n    verbs: [get]' \
   $'kind: Role\nmetadata:\n  name: ds-custom-kafka-secret\n  namespace: kafka'; do

@@ -195,6 +195,8 @@ std::string render_sidecar_config(const sidecar_plan& plan, const sidecar_settin
   emit_endpoint(y, "data", "127.0.0.1", s.data_port);
   emit_endpoint(y, "admin", "0.0.0.0", s.admin_port);
   if (plan.participates()) emit_endpoint(y, "participant", "0.0.0.0", s.participant_port);
+  if (s.io_threads != 1) y << YAML::Key << "threads" << YAML::Value << s.io_threads;
+  if (s.busy_poll_micros != 0) y << YAML::Key << "busyPollMicros" << YAML::Value << s.busy_poll_micros;
   y << YAML::EndMap;
 
   auto publishes = sorted_by(plan.publishes, [](const data_product& p) { return p.meta.key(); });

@@ -66,6 +66,11 @@ struct sidecar_settings {
   std::string cpu_request = "50m";
   std::string memory_request = "32Mi";
   std::string memory_limit = "128Mi";
+  // The sidecar's `listen.threads` and `listen.busyPollMicros` (sidecar/README.md). Rendered only
+  // when they differ from the sidecar's own defaults (1 and 0), so a new operator leaves the
+  // config, and with it the pod template's hash, of every existing sidecar as it was.
+  int io_threads = 1;
+  int busy_poll_micros = 0;
   uint16_t data_port = 8090;         // loopback only: the application's API
   uint16_t admin_port = 9090;        // probes and metrics
   uint16_t participant_port = 8091;  // gateway transactions

@@ -198,6 +198,27 @@ TEST(SidecarConfig, GatewayParticipants) {
   EXPECT_FALSE(product_needs_gateway(no_write, {{copy, products()}}));
 }
 
+TEST(SidecarConfig, IoTuningIsRenderedOnlyWhenSet) {
+  sidecar_plan plan{.workload = {"catalog", "Deployment", "product-service"}, .publishes = {products()}};
+  std::string plain = render_sidecar_config(plan, settings());
+  // The sidecar's defaults are left to the sidecar: an operator with these flags unset renders
+  // what earlier operators rendered (same hash, no rollout of existing workloads).
+  EXPECT_EQ(plain.find("threads"), std::string::npos) << plain;
+  EXPECT_EQ(plain.find("busyPollMicros"), std::string::npos) << plain;
+  auto tuned = settings();
+  tuned.io_threads = 2;
+  tuned.busy_poll_micros = 150;
+  std::string text = render_sidecar_config(plan, tuned);
+  EXPECT_NE(text.find("threads: 2"), std::string::npos) << text;
+  EXPECT_NE(text.find("busyPollMicros: 150"), std::string::npos) << text;
+  expect_sidecar_accepts(text);
+  auto parsed = sidecar::config::parse_config(text);
+  ASSERT_TRUE(parsed.config) << text;
+  EXPECT_EQ(parsed.config->listen.threads, 2);
+  EXPECT_EQ(parsed.config->listen.busy_poll_us, 150);
+  EXPECT_NE(config_hash(text), config_hash(plain));
+}
+
 TEST(SidecarConfig, KafkaSecurityComesFromMountedFiles) {
   auto s = settings();
   s.kafka_protocol = "SASL_SSL";
