@@ -49,6 +49,9 @@ struct publisher_options {
   std::size_t in_flight_window = 20000;  // entries handed to the producer and not yet acknowledged
   std::size_t max_group = 1024;          // changes per fsync'd batch
   std::chrono::milliseconds rewind_backoff{500};
+  // How long the drain waits, after handing the producer what the outbox holds, for those
+  // messages to be sent and acknowledged before it takes the next ones (see drain_once).
+  std::chrono::milliseconds flush_wait{100};
 };
 
 // Checks a PUT body against the product: a JSON object, known fields of the right types, the key
