@@ -2,7 +2,7 @@
 //
 //   produce         --bootstrap B --topic T --events N --keys K --value-bytes V [--partitions P]
 //   apply           --bootstrap B --topic T --dir D [--sync] [--no-pipeline] [--wal] [--max-batch N]
-//                   [--no-merge-memtables]
+//                   [--no-merge-memtables] [--workers N]
 //                   [--rocksdb "name=value;..."] [--kafka "name=value;..."] [--stats]
 //                   replica apply rate, in process
 //   raw-latency     --bootstrap B --topic T --rate R --seconds S    librdkafka produce→consume
@@ -167,6 +167,7 @@ int apply(const args& a) {
   o.sync_writes = a.flag("--sync");
   o.pipeline = !a.flag("--no-pipeline");
   o.max_batch = static_cast<std::size_t>(a.num("--max-batch", static_cast<long>(o.max_batch)));
+  o.apply_workers = static_cast<std::size_t>(a.num("--workers", 0));  // 0: one per partition
   ds::replica::replica r(s, std::move(kv), *f, m.replica("products", "bench"), o);
   if (r.start(error)) {
     std::cerr << error << "\n";
@@ -229,8 +230,11 @@ int apply(const args& a) {
   }
   std::printf("RSS at the end %ld MiB, peak %ld MiB\n", rss_kib / 1024, hwm_kib / 1024);
   auto times = r.times();
-  std::printf("loop thread in the consumer's poll %.2f s, waiting for the writer thread %.2f s\n", times.poll_s,
-              times.writer_wait_s);
+  std::printf(
+      "loop thread in the consumer's poll %.2f s, waiting for the workers %.2f s; %llu rounds of the workers, %llu "
+      "plans applied again (a key in two partitions)\n",
+      times.poll_s, times.workers_wait_s, static_cast<unsigned long long>(times.rounds),
+      static_cast<unsigned long long>(times.conflicts));
   if (a.flag("--stats")) {
     // The store as the run leaves it (what a reader needs to judge the rate: compactions still
     // owed, files in level 0), then RocksDB's own statistics.

@@ -42,30 +42,32 @@ replica::replica(config::subscribe_spec spec, std::unique_ptr<store::kv> kv, kaf
                  metrics::replica_probe probe, replica_options options)
     : spec_(std::move(spec)), kv_(std::move(kv)), kafka_(kafka), probe_(probe), options_(options), applier_(spec_) {}
 
+// One worker of the parallel apply: its partitions' messages of the round in flight (buffers kept
+// from round to round) and its plan.
+struct replica::worker {
+  enum outcome_t { written, conflict, failed };
+  std::vector<kafka::message> messages;
+  std::size_t count = 0;  // messages[0, count) are this round's
+  plan p;
+  bool member = false;    // has messages in the round in flight
+  bool prepared = false;  // its plan was decided (read by the others once every member has)
+  outcome_t outcome = written;
+  std::string why;  // failed: what
+  std::thread thread;
+  std::span<const kafka::message> round() const { return {messages.data(), count}; }
+};
+
 replica::~replica() {
   std::int64_t newest = 0;
-  (void)finish(newest);
+  std::string why;
+  (void)finish(newest, why);
   {
-    std::lock_guard lock(writer_mu_);
-    writer_stop_ = true;
+    std::lock_guard lock(round_mu_);
+    workers_stop_ = true;
   }
-  writer_cv_.notify_all();
-  if (writer_.joinable()) writer_.join();
-}
-
-void replica::writer_loop() {
-  std::unique_lock lock(writer_mu_);
-  for (;;) {
-    writer_cv_.wait(lock, [this] { return writer_stop_ || writer_job_ != nullptr; });
-    if (writer_job_ == nullptr) return;
-    const store::write_batch* job = writer_job_;
-    lock.unlock();
-    auto ec = kv_->write(*job, options_.sync_writes);
-    lock.lock();
-    writer_job_ = nullptr;
-    writer_result_ = ec;
-    writer_done_ = true;
-    writer_cv_.notify_all();
+  round_cv_.notify_all();
+  for (auto& w : workers_) {
+    if (w->thread.joinable()) w->thread.join();
   }
 }
 
@@ -149,10 +151,11 @@ std::error_code replica::start(std::string& error, const std::atomic<bool>* stop
 }
 
 void replica::rewind(const char* why) {
-  // A write still in flight is waited for: the stored offsets are then exact (its own failure
-  // leaves them where they were, which is what a rewind wants).
+  // A round still in flight is waited for: the stored offsets are then exact (a worker's failure
+  // leaves its partitions where they were, which is what a rewind wants).
   std::int64_t newest = 0;
-  (void)finish(newest);
+  std::string ignored;
+  (void)finish(newest, ignored);
   std::cerr << "datashare-sidecar: policy " << spec_.policy << ": " << why << "; rewinding to the stored offsets\n";
   std::this_thread::sleep_for(options_.retry_backoff);
   (void)assign_stored();
@@ -167,8 +170,9 @@ std::error_code replica::assign_stored() {
 
 void replica::check_partitions() {
   std::int64_t newest = 0;
-  if (auto ec = finish(newest)) {  // the positions must be the stored ones before reassigning
-    rewind(("store write failed: " + ec.message()).c_str());
+  std::string why;
+  if (finish(newest, why)) {  // the positions must be the stored ones before reassigning
+    rewind(why.c_str());
     return;
   }
   std::vector<std::int32_t> now;
@@ -194,6 +198,7 @@ void replica::check_partitions() {
 }
 
 bool replica::send_to_dlq(const plan& p) {
+  std::lock_guard lock(dlq_mu_);  // the workers of a round, each with its poison
   std::string error;
   if (!dlq_) {
     dlq_ = kafka_.make_producer(
@@ -233,66 +238,39 @@ bool replica::send_to_dlq(const plan& p) {
 }
 
 void replica::run_once() {
-  const int i = current_;
-  auto& batch = batches_[i];
   const auto poll_start = std::chrono::steady_clock::now();
-  (void)consumer_->poll(options_.poll_timeout, options_.max_batch, batch);  // replaces batch, reusing it
+  (void)consumer_->poll(options_.poll_timeout, options_.max_batch, batch_);  // replaces batch_, reusing it
   poll_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - poll_start).count();
+  const bool polled = !batch_.empty();
   std::int64_t now = now_us();
   std::int64_t newest_applied = 0;
-  if (batch.empty()) {
-    if (auto ec = finish(newest_applied)) {
-      rewind(("store write failed: " + ec.message()).c_str());
-      return;
-    }
-  } else {
-    plan& p = plans_[i];
-    // Each partition's counters before this batch: the stored ones plus the batch in flight.
-    std::map<std::int32_t, totals> before = partition_totals_;
-    const plan* other = nullptr;
-    if (in_flight_ >= 0) {
-      other = &plans_[in_flight_];
-      for (const auto& [partition, delta] : other->counted) {
-        auto& t = before[partition];
-        t.applied += delta.applied;
-        t.stale += delta.stale;
-        t.dlq += delta.dlq;
-      }
-    }
-    // prepare() adds the batch's keys to fresh_ before anything of it is written: a key may be
-    // in the filter and not in the store (a failed write), never the other way round.
-    if (auto ec = applier_.prepare(batch, *kv_, now, p, other, &before, fresh_.get())) {
-      rewind(("store read failed: " + ec.message()).c_str());
-      return;
-    }
-    if (!p.poison.empty() && !send_to_dlq(p)) {
-      rewind("the dead-letter topic did not take the poison events");
-      return;
-    }
-    // Writes stay in order: the previous batch is on disk before this one is written.
-    if (auto ec = finish(newest_applied)) {
-      rewind(("store write failed: " + ec.message()).c_str());
-      return;
-    }
-    if (options_.pipeline && batch.size() >= options_.max_batch) {
-      submit(i);  // written while the next batch is polled and decided
-      current_ ^= 1;
+  std::string why;
+  // Writes stay in order: the round in flight is written (or rewound) before this batch is decided.
+  if (finish(newest_applied, why)) {
+    rewind(why.c_str());
+    return;
+  }
+  if (polled) {
+    if (options_.pipeline && batch_.size() >= options_.max_batch) {
+      dispatch(now);  // applied by the workers while the next batch is polled
     } else {
-      submit(i);
-      if (auto ec = finish(newest_applied)) {
-        rewind(("store write failed: " + ec.message()).c_str());
+      // A batch smaller than max_batch: the stream is not saturated, and a hand-off would only
+      // add latency.
+      if (apply_inline(batch_, inline_plan_, now, newest_applied, why)) {
+        rewind(why.c_str());
         return;
       }
     }
   }
   update_status(now, newest_applied);
-  if (fresh_ && caught_up_to_start_.load()) fresh_.reset();  // the bootstrap is over
+  // The bootstrap is over; the workers share the filter, so only between rounds.
+  if (fresh_ && caught_up_to_start_.load() && !round_in_flight_) fresh_.reset();
   auto steady = std::chrono::steady_clock::now();
   if (steady - last_partition_check_ >= options_.partition_check_interval) {
     last_partition_check_ = steady;
     check_partitions();
   }
-  if (!batch.empty()) unflushed_ = true;
+  if (polled) unflushed_ = true;
   if (unflushed_ && steady - last_flush_ >= options_.store_flush_interval) {
     last_flush_ = steady;
     unflushed_ = false;
@@ -302,6 +280,7 @@ void replica::run_once() {
   }
   if (steady - last_commit_ >= options_.commit_interval) {
     last_commit_ = steady;
+    // Only what is written: a round in flight is not in positions_ yet.
     std::vector<kafka::partition_offset> offsets;
     for (const auto& [p, off] : positions_) {
       if (off > 0) offsets.push_back({p, off});
@@ -310,41 +289,28 @@ void replica::run_once() {
   }
 }
 
-void replica::submit(int i) {
-  in_flight_ = i;
-  if (!options_.pipeline || batches_[i].size() < options_.max_batch) {
-    // Written here: a batch smaller than max_batch means the stream is not saturated, and a
-    // hand-off to the writer thread would only add latency.
-    auto ec = kv_->write(plans_[i].batch, options_.sync_writes);
-    std::lock_guard lock(writer_mu_);
-    writer_result_ = ec;
-    writer_done_ = true;
-    return;
+std::error_code replica::apply_inline(std::span<const kafka::message> messages, plan& p, std::int64_t now,
+                                      std::int64_t& newest_applied_us, std::string& why) {
+  // prepare() adds the batch's keys to fresh_ before anything of it is written: a key may be in
+  // the filter and not in the store (a failed write), never the other way round.
+  if (auto ec = applier_.prepare(messages, *kv_, now, p, nullptr, &partition_totals_, fresh_.get())) {
+    why = "store read failed: " + ec.message();
+    return ec;
   }
-  if (!writer_.joinable()) writer_ = std::thread([this] { writer_loop(); });
-  {
-    std::lock_guard lock(writer_mu_);
-    writer_done_ = false;
-    writer_job_ = &plans_[i].batch;
+  if (!p.poison.empty() && !send_to_dlq(p)) {
+    why = "the dead-letter topic did not take the poison events";
+    return kafka::make_error(-1);  // RD_KAFKA_RESP_ERR__FAIL
   }
-  writer_cv_.notify_all();
+  if (auto ec = kv_->write(p.batch, options_.sync_writes)) {
+    why = "store write failed: " + ec.message();
+    return ec;
+  }
+  account(messages, p, newest_applied_us);
+  return {};
 }
 
-std::error_code replica::finish(std::int64_t& newest_applied_us) {
-  if (in_flight_ < 0) return {};
-  const int i = in_flight_;
-  in_flight_ = -1;
-  std::error_code ec;
-  {
-    const auto wait_start = std::chrono::steady_clock::now();
-    std::unique_lock lock(writer_mu_);
-    writer_cv_.wait(lock, [this] { return writer_done_; });
-    ec = writer_result_;
-    writer_wait_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - wait_start).count();
-  }
-  if (ec) return ec;
-  const plan& p = plans_[i];
-  for (const auto& m : batches_[i]) {
+void replica::account(std::span<const kafka::message> messages, const plan& p, std::int64_t& newest_applied_us) {
+  for (const auto& m : messages) {
     auto& pos = positions_[m.partition];
     pos = std::max(pos, m.offset + 1);
   }
@@ -362,7 +328,121 @@ std::error_code replica::finish(std::int64_t& newest_applied_us) {
   stale_total_ += p.stale;
   dlq_total_ += p.poison.size();
   newest_applied_us = std::max(newest_applied_us, p.newest_event_time_us);
-  return {};
+}
+
+void replica::dispatch(std::int64_t now) {
+  if (workers_.empty()) {
+    std::size_t n = options_.apply_workers != 0 ? options_.apply_workers
+                                                : std::min(partitions_.size(), replica_options::kMaxWorkers);
+    for (std::size_t i = 0; i < std::max<std::size_t>(n, 1); ++i) workers_.push_back(std::make_unique<worker>());
+    for (auto& w : workers_) w->thread = std::thread([this, wp = w.get()] { worker_loop(*wp); });
+  }
+  for (auto& w : workers_) w->count = 0;
+  // Each message to its partition's worker, in consumption order (a partition's order is kept).
+  // The messages are exchanged, not copied: batch_ gets the worker's older ones, whose buffers
+  // the next poll reuses.
+  for (auto& m : batch_) {
+    worker& w = *workers_[worker_of(m.partition)];
+    if (w.count == w.messages.size()) w.messages.emplace_back();
+    std::swap(w.messages[w.count++], m);
+  }
+  {
+    // Under the lock: a worker that was not in the last round may only now be looking at it.
+    std::lock_guard lock(round_mu_);
+    std::size_t members = 0;
+    for (auto& w : workers_) {
+      w->member = w->count != 0;
+      w->prepared = false;
+      w->outcome = worker::written;
+      w->why.clear();
+      members += w->member ? 1 : 0;
+    }
+    round_members_ = members;
+    round_prepared_ = round_done_ = 0;
+    round_now_us_ = now;
+    ++round_;
+  }
+  round_in_flight_ = true;
+  ++rounds_;
+  round_cv_.notify_all();
+}
+
+void replica::worker_loop(worker& w) {
+  std::uint64_t seen = 0;
+  std::unique_lock lock(round_mu_);
+  for (;;) {
+    round_cv_.wait(lock, [&] { return workers_stop_ || round_ != seen; });
+    if (workers_stop_) return;
+    seen = round_;
+    if (!w.member) continue;
+    const std::int64_t now = round_now_us_;
+    lock.unlock();
+    // The loop thread changes neither the totals nor the filter while a round is in flight.
+    auto prepared = applier_.prepare(w.round(), *kv_, now, w.p, nullptr, &partition_totals_, fresh_.get());
+    w.prepared = !prepared;
+    if (prepared) {
+      w.outcome = worker::failed;
+      w.why = "store read failed: " + prepared.message();
+    }
+    lock.lock();
+    if (++round_prepared_ == round_members_) round_cv_.notify_all();
+    round_cv_.wait(lock, [&] { return round_prepared_ == round_members_; });
+    lock.unlock();
+    if (w.outcome != worker::failed) {
+      // A key written by another worker's plan too (a key that moved to a partition added later):
+      // both plans were decided against the same stored version, so neither is written; the loop
+      // applies them again one after the other. The relation is symmetric: both see it.
+      for (const auto& other : workers_) {
+        if (other.get() == &w || !other->member || !other->prepared) continue;
+        for (std::size_t i = 0; i < w.p.batch.size() && w.outcome != worker::conflict; ++i) {
+          auto op = w.p.batch[i];
+          if (!op.key.empty() && op.key[0] == kDataPrefix && other->p.written.find(op.key.substr(1)) != 0) {
+            w.outcome = worker::conflict;
+          }
+        }
+      }
+    }
+    if (w.outcome == worker::written) {
+      if (!w.p.poison.empty() && !send_to_dlq(w.p)) {
+        w.outcome = worker::failed;
+        w.why = "the dead-letter topic did not take the poison events";
+      } else if (auto ec = kv_->write(w.p.batch, options_.sync_writes)) {
+        w.outcome = worker::failed;
+        w.why = "store write failed: " + ec.message();
+      }
+    }
+    lock.lock();
+    if (++round_done_ == round_members_) done_cv_.notify_all();
+  }
+}
+
+std::error_code replica::finish(std::int64_t& newest_applied_us, std::string& why) {
+  if (!round_in_flight_) return {};
+  round_in_flight_ = false;
+  {
+    const auto wait_start = std::chrono::steady_clock::now();
+    std::unique_lock lock(round_mu_);
+    done_cv_.wait(lock, [this] { return round_done_ == round_members_; });
+    workers_wait_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - wait_start).count();
+  }
+  std::error_code first;
+  for (auto& w : workers_) {
+    if (!w->member) continue;
+    if (w->outcome == worker::written) {
+      account(w->round(), w->p, newest_applied_us);
+    } else if (w->outcome == worker::failed && !first) {
+      why = w->why;
+      first = kafka::make_error(-1);  // RD_KAFKA_RESP_ERR__FAIL
+    }
+  }
+  // The conflicting plans, one after the other: each decided after the one before is written.
+  for (auto& w : workers_) {
+    if (first) break;  // the rewind reads them again anyway
+    if (!w->member || w->outcome != worker::conflict) continue;
+    ++conflicts_;
+    first = apply_inline(w->round(), w->p, round_now_us_, newest_applied_us, why);
+  }
+  return first;
 }
 
 void replica::update_status(std::int64_t now, std::int64_t newest_applied_us) {

@@ -10,8 +10,10 @@
 // occasional offset commit to the group for outside tools. Any failure before the write rewinds
 // the consumer to the stored offsets, so nothing is lost and nothing applied twice.
 //
-// Threading: start() and run_once()/run() on one thread (the replica's); status(), store() and
-// spec() from any thread. Owns its store, consumer and dead-letter producer.
+// Threading: start() and run_once()/run() on one thread (the replica's loop); status(), store()
+// and spec() from any thread. Owns its store, consumer and dead-letter producer, and the workers
+// that apply a full batch's partitions in parallel (started with the first full batch: a replica
+// that is caught up applies its small batches on the loop thread and starts none).
 
 #include <atomic>
 #include <chrono>
@@ -19,6 +21,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -46,9 +49,15 @@ struct replica_options {
   // flush makes a table file, compacted later (shorter: more compactions of a slow stream's small
   // files); a flush starts, the loop does not wait.
   std::chrono::milliseconds store_flush_interval{60000};
-  // A full batch (max_batch events) is written on a thread of its own while the next one is
-  // polled and decided; a smaller batch is written before run_once() returns.
+  // A full batch (max_batch events) is applied by the workers, partitions in parallel, while the
+  // next one is polled; a smaller batch is applied on the loop thread before run_once() returns.
+  // False: every batch on the loop thread.
   bool pipeline = true;
+  // The workers that apply a full batch, each the partitions p with p % workers == its index:
+  // each decides its partitions' events and writes them with their offsets and counters in a
+  // write of its own. 0: one per partition, at most kMaxWorkers. Started with the first full batch.
+  std::size_t apply_workers = 0;
+  static constexpr std::size_t kMaxWorkers = 8;
 };
 
 struct replica_status {
@@ -80,13 +89,16 @@ class replica {
   void run(const std::atomic<bool>& stop);
 
   replica_status status() const;
-  // Where the loop's wall time went so far (benchmarks): in the consumer's poll (converting the
-  // messages, and waiting when librdkafka's queue is empty) and waiting for the writer thread.
+  // Where the loop's wall time went so far (benchmarks, tests; the loop thread): in the consumer's
+  // poll (converting the messages, and waiting when librdkafka's queue is empty) and waiting for
+  // the workers; and how many rounds the workers applied.
   struct loop_times {
     double poll_s = 0;
-    double writer_wait_s = 0;
+    double workers_wait_s = 0;
+    std::uint64_t rounds = 0;     // full batches applied by the workers
+    std::uint64_t conflicts = 0;  // worker plans applied again on the loop thread (a key in two)
   };
-  loop_times times() const { return {poll_s_, writer_wait_s_}; }
+  loop_times times() const { return {poll_s_, workers_wait_s_, rounds_, conflicts_}; }
   const store::kv& store() const { return *kv_; }
   const config::subscribe_spec& spec() const { return spec_; }
   std::string dlq_topic() const { return spec_.topic + ".dlq"; }
@@ -98,12 +110,24 @@ class replica {
   void check_partitions();
   bool send_to_dlq(const plan& p);
   void update_status(std::int64_t now_us, std::int64_t newest_applied_us);
-  // The pipelined write: submit() hands plans_[i] to the writer thread; finish() waits for it and
-  // accounts for it (positions, counters, metrics). finish() returns the write's error, after
-  // which the caller rewinds; without a write in flight it returns no error.
-  void submit(int i);
-  std::error_code finish(std::int64_t& newest_applied_us);
-  void writer_loop();
+
+  // A full batch as a round of the workers: dispatch() hands each worker its partitions'
+  // messages; each decides them (prepare), waits until every worker of the round has, and writes
+  // its plan unless another worker's plan writes one of its keys (a key that moved to a partition
+  // added later: both would have checked against the same stored version). finish() waits for
+  // the round, accounts for every write (positions, counters, metrics), applies the conflicting
+  // workers' messages again one after the other on the loop thread, and returns the first error,
+  // after which the caller rewinds; without a round in flight it returns no error.
+  struct worker;
+  void dispatch(std::int64_t now_us);
+  std::error_code finish(std::int64_t& newest_applied_us, std::string& why);
+  void worker_loop(worker& w);
+  // Decides, dead-letters and writes `messages` on the calling thread, then accounts for them.
+  std::error_code apply_inline(std::span<const kafka::message> messages, plan& p, std::int64_t now_us,
+                               std::int64_t& newest_applied_us, std::string& why);
+  // Positions, counters and metrics of a written plan (loop thread, no round in flight).
+  void account(std::span<const kafka::message> messages, const plan& p, std::int64_t& newest_applied_us);
+  std::size_t worker_of(std::int32_t partition) const { return static_cast<std::size_t>(partition) % workers_.size(); }
 
   config::subscribe_spec spec_;
   std::unique_ptr<store::kv> kv_;
@@ -113,9 +137,10 @@ class replica {
   applier applier_;
   std::unique_ptr<kafka::consumer> consumer_;
   std::unique_ptr<kafka::producer> dlq_;
+  std::mutex dlq_mu_;  // workers dead-letter their poison in parallel rounds
   std::atomic<int> dlq_failures_{0};
 
-  // Loop-thread state.
+  // Loop-thread state (read by the workers during a round, never changed then).
   std::vector<std::int32_t> partitions_;
   std::map<std::int32_t, std::int64_t> positions_;   // next offset to apply, as stored
   std::map<std::int32_t, std::int64_t> start_high_;  // high watermarks seen at start
@@ -123,27 +148,29 @@ class replica {
   std::chrono::steady_clock::time_point last_partition_check_{};
   std::chrono::steady_clock::time_point last_flush_{};
   bool unflushed_ = false;  // written since the last flush
-  // Two batches and their plans, reused with their buffers: one polled and decided while the
-  // other is written (pipeline).
-  std::vector<kafka::message> batches_[2];
-  plan plans_[2];
-  int current_ = 0;
-  int in_flight_ = -1;  // the index being written, or -1
+  // The polled batch (its messages' buffers reused from poll to poll, and exchanged with the
+  // workers' when a round is dispatched), and the plan of a batch applied on the loop thread.
+  std::vector<kafka::message> batch_;
+  plan inline_plan_;
   // Each partition's persistent counters as stored (written batches only).
   std::map<std::int32_t, totals> partition_totals_;
   // While a replica that started on an empty store bootstraps: every key it has written (or is
   // writing), so that the version lookup of a key never written is skipped (applier::prepare).
-  // Dropped once caught up to the start's high watermarks.
+  // Shared by the workers (a key that moved partitions may be met by two). Dropped once caught
+  // up to the start's high watermarks, between rounds.
   std::unique_ptr<written_keys> fresh_;
 
-  std::thread writer_;
-  std::mutex writer_mu_;
-  std::condition_variable writer_cv_;
-  const store::write_batch* writer_job_ = nullptr;
-  bool writer_done_ = false;
-  bool writer_stop_ = false;
-  std::error_code writer_result_;
-  double poll_s_ = 0, writer_wait_s_ = 0;  // loop thread only
+  std::vector<std::unique_ptr<worker>> workers_;
+  std::mutex round_mu_;
+  std::condition_variable round_cv_;  // workers: a round, or every member prepared
+  std::condition_variable done_cv_;   // the loop: every member done
+  std::uint64_t round_ = 0;
+  std::size_t round_members_ = 0, round_prepared_ = 0, round_done_ = 0;
+  std::int64_t round_now_us_ = 0;
+  bool workers_stop_ = false;
+  bool round_in_flight_ = false;              // loop thread only
+  double poll_s_ = 0, workers_wait_s_ = 0;    // loop thread only
+  std::uint64_t rounds_ = 0, conflicts_ = 0;  // loop thread only
 
   // Read by other threads.
   std::atomic<bool> caught_up_to_start_{false};

@@ -66,14 +66,16 @@ class replica_test : public ::testing::Test {
   }
 
   std::unique_ptr<replica> make(std::chrono::milliseconds partition_check = std::chrono::minutes(10),
-                                std::chrono::milliseconds write_delay = {}) {
+                                std::chrono::milliseconds write_delay = {}, std::size_t max_batch = 7,
+                                bool parallel = true, store::memory_kv* kv = nullptr) {
     replica_options o;
     o.partition_check_interval = partition_check;
     o.poll_timeout = std::chrono::milliseconds(0);
     o.retry_backoff = std::chrono::milliseconds(0);
-    o.max_batch = 7;  // several batches per test
-    auto r = std::make_unique<replica>(spec(), std::make_unique<shared_kv>(kv_, write_delay), *factory_,
-                                       metrics_.replica("products", "p"), o);
+    o.max_batch = max_batch;  // 7: several batches per test
+    o.pipeline = parallel;
+    auto r = std::make_unique<replica>(spec(), std::make_unique<shared_kv>(kv != nullptr ? *kv : kv_, write_delay),
+                                       *factory_, metrics_.replica("products", "p"), o);
     std::string error;
     EXPECT_FALSE(r->start(error)) << error;
     return r;
@@ -313,6 +315,93 @@ TEST_F(replica_test, ABatchDecidedWhileThePreviousOneIsWrittenSeesItsVersions) {
   // The persisted counters count the batch that was in flight exactly once.
   EXPECT_EQ(load_counter(kv_, kAppliedCounter), 8u);
   EXPECT_EQ(load_counter(kv_, kStaleCounter), 1u);
+}
+
+// Everything a store holds (data, offsets, counters), as one string to compare.
+std::string dump(const store::kv& kv) {
+  std::vector<store::entry> all;
+  EXPECT_FALSE(kv.scan("", "", 1000000, all));
+  std::string out;
+  for (const auto& [k, v] : all) out += k + "=" + v + "\n";
+  return out;
+}
+
+// Full batches are applied by a worker per partition, in parallel; the store must end exactly as
+// when every batch is applied on the loop thread: data, each partition's offset, the counters.
+// The fake broker's poll takes partitions in turn, so with 50-event batches most rounds hold
+// two partitions' events, some one, and the tail is a smaller batch applied on the loop thread.
+TEST_F(replica_test, PartitionsAppliedInParallelStoreWhatOneThreadStores) {
+  for (int i = 0; i < 400; ++i) {
+    const std::string k = "k" + std::to_string(i % 37);
+    const auto v = static_cast<std::uint64_t>(i / 37 + 1);
+    if (i % 53 == 0) {
+      publish(k, v, std::nullopt);  // a delete
+    } else if (i % 61 == 0) {
+      publish(k, v, "not json");  // poison
+    } else if (i % 29 == 0) {
+      publish(k, v > 1 ? v - 1 : v, R"({"name":"stale"})");  // older than what came before
+    } else {
+      publish(k, v, R"({"name":"v)" + std::to_string(i) + R"("})");
+    }
+  }
+  store::memory_kv one_thread;
+  {
+    auto r = make(std::chrono::minutes(10), {}, 50, false, &one_thread);
+    drain(*r);
+    ASSERT_TRUE(r->status().caught_up_to_start);
+    EXPECT_EQ(r->times().rounds, 0u);
+  }
+  auto r = make(std::chrono::minutes(10), {}, 50, true);
+  drain(*r);
+  ASSERT_TRUE(r->status().caught_up_to_start);
+  EXPECT_GE(r->times().rounds, 5u);  // the workers applied most of it
+  EXPECT_EQ(r->times().conflicts, 0u);
+  const std::string expected = dump(one_thread);
+  EXPECT_EQ(dump(kv_), expected);
+  EXPECT_NE(expected.find("sapplied"), std::string::npos);
+  EXPECT_GT(r->status().stale_total, 0u);
+  EXPECT_GT(r->status().dlq_total, 0u);
+}
+
+// A key found in two partitions (moved to a partition added later, while an older event of it is
+// still unread in its old one): two workers in one round would both check against the same stored
+// version and both write. The conflict is found before either writes, and the two plans are
+// applied one after the other: the older event is stale, whichever partition it is in.
+TEST_F(replica_test, AKeyInTwoPartitionsOfOneRoundKeepsItsNewestVersion) {
+  publish("a", 5, R"({"name":"five"})", 0);
+  publish("b", 1, R"({"name":"b"})", 0);
+  publish("a", 3, R"({"name":"three"})", 1);
+  publish("c", 1, R"({"name":"c"})", 1);
+  publish("a", 4, R"({"name":"four"})", 2);
+  publish("d", 1, R"({"name":"d"})", 2);
+  auto r = make(std::chrono::minutes(10), {}, 6, true);
+  drain(*r);
+  EXPECT_EQ(r->times().rounds, 1u);
+  EXPECT_EQ(r->times().conflicts, 3u);  // the three workers' plans all write "a"
+  EXPECT_EQ(value_of("a"), R"({"name":"five"})");
+  EXPECT_EQ(value_of("d"), R"({"name":"d"})");
+  EXPECT_EQ(r->status().applied_total, 4u);
+  EXPECT_EQ(r->status().stale_total, 2u);
+  EXPECT_EQ(load_counter(kv_, kAppliedCounter), 4u);
+  EXPECT_EQ(load_counter(kv_, kStaleCounter), 2u);
+  std::map<std::int32_t, std::int64_t> offsets;
+  ASSERT_FALSE(load_offsets(kv_, offsets));
+  EXPECT_EQ(offsets, (std::map<std::int32_t, std::int64_t>{{0, 2}, {1, 2}, {2, 2}}));
+}
+
+// A worker whose write fails leaves its partitions at their stored offsets; the others' writes of
+// the same round stand, and the rewind reads the failed partitions again: nothing lost, nothing
+// applied twice.
+TEST_F(replica_test, AFailedWriteInARoundRewindsOnlyWhatWasNotWritten) {
+  for (int i = 0; i < 90; ++i) publish("k" + std::to_string(i), 1, "{}");
+  auto r = make(std::chrono::minutes(10), {}, 40, true);
+  kv_.fail_next_writes(1);
+  drain(*r);
+  EXPECT_GE(r->times().rounds, 1u);
+  EXPECT_EQ(r->status().applied_total, 90u);
+  EXPECT_EQ(r->status().stale_total, 0u);
+  EXPECT_EQ(load_counter(kv_, kAppliedCounter), 90u);
+  EXPECT_EQ(r->status().lag_events, 0);
 }
 
 TEST_F(replica_test, ScanPagesSkipTombstones) {

@@ -9,12 +9,15 @@
 // single cache miss per key. Sized for a number of keys at ~10 bits each (about 1 % false
 // positives), capped at kMaxBytes; beyond its size it only answers "maybe" more often.
 //
-// Not thread-safe (the replica's loop thread owns it).
+// Thread-safe: the replica's workers add and test keys in parallel (relaxed atomic words; a key
+// whose add returned is seen by any test that starts after it, through the replica's own hand-off).
+// Two threads adding one key at once may both hear "maybe": a lookup more, never a wrong answer.
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string_view>
-#include <vector>
 
 namespace datashare::sidecar::replica {
 
@@ -30,15 +33,16 @@ class written_keys {
   bool may_contain(std::string_view key) const;
   // may_contain(key) before add(key), with one hash and one block access.
   bool test_and_add(std::string_view key);
-  std::size_t bytes() const { return blocks_.size() * sizeof(block); }
+  std::size_t bytes() const { return count_ * sizeof(block); }
 
  private:
   struct alignas(64) block {
-    std::uint64_t words[8];
+    std::atomic<std::uint64_t> words[8];
   };
   std::size_t block_of(std::uint64_t hash) const;
 
-  std::vector<block> blocks_;
+  std::unique_ptr<block[]> blocks_;
+  std::size_t count_ = 0;
 };
 
 }  // namespace datashare::sidecar::replica

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <thread>
+#include <vector>
 
 namespace datashare::sidecar::replica {
 namespace {
@@ -37,6 +39,25 @@ TEST(WrittenKeysTest, TestAndAddAnswersAsMayContainBeforeTheAdd) {
     ASSERT_EQ(b.test_and_add(k), before) << k;
     ASSERT_TRUE(b.may_contain(k)) << k;
   }
+}
+
+// The replica's workers share one filter: keys added by several threads at once are all kept.
+TEST(WrittenKeysTest, KeysAddedFromSeveralThreadsAtOnceAreAllKept) {
+  written_keys w(4000);  // full: the threads' keys share blocks and words
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&w, t] {
+      for (int i = t; i < 4000; i += 4) {
+        if (i % 2 == 0) {
+          w.add(key(i));
+        } else {
+          (void)w.test_and_add(key(i));
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (int i = 0; i < 4000; ++i) ASSERT_TRUE(w.may_contain(key(i))) << key(i);
 }
 
 TEST(WrittenKeysTest, SizeIsCapped) {
