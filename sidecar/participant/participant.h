@@ -62,7 +62,8 @@ namespace datashare::sidecar::participant {
 enum class tx_state { preparing, prepared, committed, aborted };
 std::string_view to_string(tx_state s);
 
-// What a transaction record holds ("t" <id> in the participant's store, JSON).
+// What a transaction record holds ("t" <id> in the participant's store; binary, format 1, see
+// encode_record in participant.cc; the JSON records of earlier releases are read too).
 struct tx_record {
   tx_state state = tx_state::preparing;
   std::string key;

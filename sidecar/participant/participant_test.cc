@@ -475,6 +475,34 @@ TEST_F(participant_test, AHalfPreparedOwnerChangeThatWasCommittedIsAppliedAgain)
   EXPECT_THAT(p->query("tx1", 0).body, HasSubstr("committed"));
 }
 
+// A `preparing` record as the releases before 2026-12-03 18:40 wrote it (JSON), found at start:
+// read as it was, recovered as any other, and rewritten in the binary format by its next change.
+TEST_F(participant_test, AJsonRecordOfAnEarlierReleaseIsRecovered) {
+  owner_->data["k"] = R"({"id":"k","name":"old"})";
+  store::write_batch b;
+  b.put("ttx1", R"({"deleted":false,"hadPrevious":true,"key":"k","peers":["http://copy:8091"],)"
+                R"("previous":"{\"id\":\"k\",\"name\":\"old\"}","since":1764720000000000,"state":"preparing",)"
+                R"("value":"{\"id\":\"k\",\"name\":\"new\"}","version":3})");
+  ASSERT_FALSE(kv_->write(b, true));
+  auto p = make(config::participant_role::owner);
+  EXPECT_EQ(p->locked_keys(), 1u);
+  {
+    std::lock_guard lock(outcomes_->mu);
+    outcomes_->coordinator = "committed";
+  }
+  p->resolve_overdue();
+  EXPECT_EQ(owner_value("k"), R"({"id":"k","name":"new"})");
+  EXPECT_EQ(p->locked_keys(), 0u);
+  ASSERT_EQ(published_.size(), 1u);
+  EXPECT_EQ(published_[0].version, 3u);
+  std::string v;
+  ASSERT_EQ(kv_->get("ttx1", v), std::error_code());
+  ASSERT_FALSE(v.empty());
+  EXPECT_EQ(v[0], '\x01') << "rewritten in the binary format";
+  ASSERT_TRUE(decode_record(v));
+  EXPECT_EQ(decode_record(v)->state, tx_state::committed);
+}
+
 TEST_F(participant_test, AnOwnerThatVotedNoAndCouldNotCompensateKeepsCompensatingWithoutAsking) {
   owner_->data["k"] = R"({"id":"k","name":"old"})";
   owner_->fail_puts = 2;  // the change, then the compensation
@@ -621,7 +649,8 @@ TEST_F(participant_test, ACommitIsAcknowledgedAfterItsRecordIsSynced) {
   EXPECT_GT(answered.get_future().get(), synced_before);
   std::string v;
   EXPECT_EQ(kv_->get("ttx1", v), std::error_code());
-  EXPECT_THAT(v, HasSubstr("committed"));
+  ASSERT_TRUE(decode_record(v));
+  EXPECT_EQ(decode_record(v)->state, tx_state::committed);
   // A repeated commit: acknowledged behind a sync too (the first one's record may still have
   // been queued).
   synced_before = kv_->synced_writes();
@@ -706,7 +735,8 @@ TEST_F(participant_test, AnUnpublishedCommitOutlivesRetentionUntilItIsPublished)
   p->resolve_overdue();
   std::string v;
   ASSERT_EQ(kv_->get("ttx1", v), std::error_code()) << "dropped before it was published";
-  EXPECT_THAT(v, HasSubstr("committed"));
+  ASSERT_TRUE(decode_record(v));
+  EXPECT_EQ(decode_record(v)->state, tx_state::committed);
   fail_publish_ = false;
   p->resolve_overdue();  // publishes it (the background thread may have done so already)
   EXPECT_EQ(p->locked_keys(), 0u);
@@ -718,6 +748,97 @@ TEST_F(participant_test, AnUnpublishedCommitOutlivesRetentionUntilItIsPublished)
   std::this_thread::sleep_for(2ms);
   p->resolve_overdue();
   EXPECT_EQ(kv_->get("ttx1", v), store::errc::not_found) << "published, it goes like any finished record";
+}
+
+tx_record full_record() {
+  tx_record r;
+  r.state = tx_state::committed;
+  r.key = std::string("k\0ey", 4);
+  r.deleted = false;
+  r.version = 0x0102030405060708ULL;
+  r.value = R"({"id":"k","name":"n\u00e9"})";
+  r.had_previous = true;
+  r.previous = std::string("\xff\x00prev", 6);
+  r.peers = {"http://a:8091", "", "http://b:8091"};
+  r.since_us = -5;
+  r.published = false;
+  return r;
+}
+
+void expect_same(const tx_record& a, const tx_record& b) {
+  EXPECT_EQ(a.state, b.state);
+  EXPECT_EQ(a.key, b.key);
+  EXPECT_EQ(a.deleted, b.deleted);
+  EXPECT_EQ(a.version, b.version);
+  EXPECT_EQ(a.value, b.value);
+  EXPECT_EQ(a.had_previous, b.had_previous);
+  EXPECT_EQ(a.previous, b.previous);
+  EXPECT_EQ(a.peers, b.peers);
+  EXPECT_EQ(a.since_us, b.since_us);
+  EXPECT_EQ(a.published, b.published);
+}
+
+TEST(RecordTest, EveryFieldRoundTrips) {
+  for (auto state : {tx_state::preparing, tx_state::prepared, tx_state::committed, tx_state::aborted}) {
+    for (bool flag : {false, true}) {
+      auto r = full_record();
+      r.state = state;
+      r.deleted = flag;
+      r.had_previous = !flag;
+      r.published = flag;
+      if (flag) r.peers.clear();
+      auto bytes = encode_record(r);
+      ASSERT_EQ(static_cast<unsigned char>(bytes[0]), 1u) << "format 1";
+      auto back = decode_record(bytes);
+      ASSERT_TRUE(back) << to_string(state);
+      expect_same(*back, r);
+    }
+  }
+  tx_record empty;  // every string empty, no peers
+  auto back = decode_record(encode_record(empty));
+  ASSERT_TRUE(back);
+  expect_same(*back, empty);
+}
+
+// What the releases before 2026-12-03 18:40 wrote: JSON, "published" only when false.
+TEST(RecordTest, TheJsonRecordsOfEarlierReleasesAreRead) {
+  auto r = decode_record(R"({"deleted":true,"hadPrevious":false,"key":"k","peers":["http://a:8091"],"previous":"",)"
+                         R"("published":false,"since":12,"state":"committed","value":"","version":7})");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->state, tx_state::committed);
+  EXPECT_EQ(r->key, "k");
+  EXPECT_TRUE(r->deleted);
+  EXPECT_FALSE(r->had_previous);
+  EXPECT_EQ(r->version, 7u);
+  EXPECT_EQ(r->since_us, 12);
+  EXPECT_EQ(r->peers, std::vector<std::string>{"http://a:8091"});
+  EXPECT_FALSE(r->published);
+  auto p = decode_record(R"({"deleted":false,"hadPrevious":true,"key":"k","peers":[],"previous":"{\"a\":1}",)"
+                         R"("since":1,"state":"prepared","value":"{\"a\":2}","version":3})");
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->state, tx_state::prepared);
+  EXPECT_EQ(p->previous, R"({"a":1})");
+  EXPECT_EQ(p->value, R"({"a":2})");
+  EXPECT_TRUE(p->published) << "absent: published";
+  EXPECT_FALSE(decode_record(R"({"state":"unknown","key":"k"})"));
+}
+
+TEST(RecordTest, WhatIsNotARecordIsRefused) {
+  auto bytes = encode_record(full_record());
+  for (std::size_t n = 0; n < bytes.size(); ++n) {
+    EXPECT_FALSE(decode_record(std::string_view(bytes).substr(0, n))) << "cut at " << n;
+  }
+  EXPECT_FALSE(decode_record(bytes + "x")) << "trailing bytes";
+  auto other = bytes;
+  other[0] = '\x02';
+  EXPECT_FALSE(decode_record(other)) << "a format this release does not know";
+  other = bytes;
+  other[1] = '\x04';
+  EXPECT_FALSE(decode_record(other)) << "unknown state";
+  other = bytes;
+  other[2] = '\x08';
+  EXPECT_FALSE(decode_record(other)) << "unknown flag";
+  EXPECT_FALSE(decode_record("not a record"));
 }
 
 }  // namespace
