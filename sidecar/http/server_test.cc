@@ -14,6 +14,8 @@
 #include <memory>
 #include <mutex>
 #include <set>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <string>
 #include <thread>
 #include <vector>
@@ -46,9 +48,19 @@ class http_server_test : public ::testing::TestWithParam<int> {
             std::thread([respond] { respond({202, R"({"later":true})", "application/json", {}}); }).detach();
             return;
           }
+          if (target == "/drop") {
+            respond.close();  // a crashed peer: no answer, the connection goes
+            return;
+          }
+          if (target == "/big") {
+            respond({200, big_body(), "application/octet-stream", {}});
+            return;
+          }
           response r{200, R"({"ok":true})", "application/json", {{"Datashare-Version", "7"}}};
           if (target == "/split") r.headers.emplace_back("X-Split", "a\r\nInjected: yes");
           if (target == "/badname") r.headers.emplace_back("Bad Name", "x");
+          if (target.starts_with("/echo/")) r.body = target;
+          if (target == "/echo-body") r.body = req.body();
           respond(std::move(r));
         },
         port_));
@@ -65,6 +77,41 @@ class http_server_test : public ::testing::TestWithParam<int> {
     boost::system::error_code ec;
     net::read(s, net::dynamic_buffer(out), ec);
     return out;
+  }
+
+  // 4 MiB that no socket buffer on loopback takes at once: the answer must wait for the reader.
+  static const std::string& big_body() {
+    static const std::string body = [] {
+      std::string b(4 << 20, '\0');
+      for (std::size_t i = 0; i < b.size(); ++i) b[i] = static_cast<char>('a' + i % 26);
+      return b;
+    }();
+    return body;
+  }
+
+  static tcp::socket connect(net::io_context& ioc, std::uint16_t port) {
+    tcp::socket s(ioc);
+    s.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port));
+    s.set_option(tcp::no_delay(true));
+    return s;
+  }
+
+  // Everything the server sends until it closes, or what came within `limit` (then `closed` is false).
+  static std::string read_until_close(tcp::socket& s, std::chrono::seconds limit, bool& closed) {
+    std::string out;
+    closed = false;
+    timeval tv{static_cast<time_t>(limit.count()), 0};
+    setsockopt(s.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    char buf[65536];
+    for (;;) {
+      ssize_t n = ::recv(s.native_handle(), buf, sizeof buf, 0);
+      if (n > 0) {
+        out.append(buf, static_cast<std::size_t>(n));
+        continue;
+      }
+      closed = n == 0 || errno == ECONNRESET;
+      return out;
+    }
   }
 
   std::unique_ptr<server> server_;
@@ -151,6 +198,113 @@ TEST_P(http_server_test, IdleThreadsSleep) {
   out = exchange_until_close("GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
   EXPECT_NE(out.find("200 OK"), std::string::npos) << out;
   server_->stop();
+}
+
+TEST_P(http_server_test, PipelinedRequestsAreAnsweredInOrder) {
+  // Twenty requests in one write, some answered from another thread: twenty answers, in the
+  // order asked, on the one connection.
+  std::string raw;
+  for (int i = 0; i < 20; ++i) {
+    std::string target = i % 4 == 3 ? "/later" : "/echo/" + std::to_string(i);
+    raw += "GET " + target + " HTTP/1.1\r\nHost: a\r\n" + (i == 19 ? "Connection: close\r\n" : "") + "\r\n";
+  }
+  auto out = exchange_until_close(raw);
+  std::size_t at = 0;
+  for (int i = 0; i < 20; ++i) {
+    std::string want = i % 4 == 3 ? R"({"later":true})" : "/echo/" + std::to_string(i);
+    auto found = out.find("\r\n\r\n" + want, at);
+    ASSERT_NE(found, std::string::npos) << "answer " << i << " missing or out of order in:\n" << out;
+    at = found + 4 + want.size();
+  }
+  EXPECT_EQ(at, out.size()) << out;
+}
+
+TEST_P(http_server_test, ARequestTrickledByteByByteIsAnswered) {
+  net::io_context ioc;
+  auto s = connect(ioc, port_);
+  std::string raw = "POST /echo-body HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello";
+  for (char c : raw) {
+    net::write(s, net::buffer(&c, 1));
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+  bool closed = false;
+  auto out = read_until_close(s, std::chrono::seconds(10), closed);
+  EXPECT_TRUE(closed);
+  EXPECT_EQ(out.rfind("HTTP/1.1 200 OK\r\n", 0), 0U) << out;
+  EXPECT_EQ(out.substr(out.size() - 5), "hello") << out;
+}
+
+TEST_P(http_server_test, BadRequestsGetAnErrorAndTheConnectionCloses) {
+  // Each answered with its status and a JSON reason, then closed: the stream cannot be trusted.
+  auto out = exchange_until_close("GARBAGE\r\n\r\n");
+  EXPECT_EQ(out.rfind("HTTP/1.1 400 Bad Request\r\n", 0), 0U) << out;
+  EXPECT_NE(out.find("Connection: close\r\n"), std::string::npos) << out;
+  EXPECT_NE(out.find(R"({"error":"malformed HTTP request: )"), std::string::npos) << out;
+  out = exchange_until_close("GET /x HTTP/1.1\r\nHost: a\r\nX-Big: " + std::string(20 << 10, 'x') + "\r\n\r\n");
+  EXPECT_EQ(out.rfind("HTTP/1.1 431 ", 0), 0U) << out.substr(0, 200);
+  out = exchange_until_close("POST /echo-body HTTP/1.1\r\nHost: a\r\nContent-Length: 2000000\r\n\r\n");
+  EXPECT_EQ(out.rfind("HTTP/1.1 413 ", 0), 0U) << out;
+  // A request the peer cuts short (its half of the connection closed mid-request).
+  net::io_context ioc;
+  auto s = connect(ioc, port_);
+  net::write(s, net::buffer(std::string("GET /x HTTP/1.1\r\nHost: a\r\nX-Half")));
+  s.shutdown(tcp::socket::shutdown_send);
+  bool closed = false;
+  out = read_until_close(s, std::chrono::seconds(10), closed);
+  EXPECT_TRUE(closed);
+  EXPECT_EQ(out.rfind("HTTP/1.1 400 ", 0), 0U) << out;
+  // And the server goes on answering.
+  out = exchange_until_close("GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+  EXPECT_EQ(out.rfind("HTTP/1.1 200 OK\r\n", 0), 0U) << out;
+}
+
+TEST_P(http_server_test, ASlowReaderGetsTheWholeAnswer) {
+  // The answer is far larger than the socket buffers: the server waits until the reader, who
+  // starts only after a pause, takes it all; a keep-alive request after it is answered too.
+  net::io_context ioc;
+  auto s = connect(ioc, port_);
+  s.set_option(net::socket_base::receive_buffer_size(65536));
+  net::write(s, net::buffer(std::string("GET /big HTTP/1.1\r\nHost: a\r\n\r\nGET /x HTTP/1.1\r\nHost: a\r\n"
+                                        "Connection: close\r\n\r\n")));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  bool closed = false;
+  auto out = read_until_close(s, std::chrono::seconds(20), closed);
+  EXPECT_TRUE(closed);
+  auto head_end = out.find("\r\n\r\n");
+  ASSERT_NE(head_end, std::string::npos);
+  EXPECT_NE(out.substr(0, head_end).find("Content-Length: " + std::to_string(big_body().size())), std::string::npos);
+  ASSERT_GE(out.size(), head_end + 4 + big_body().size());
+  EXPECT_TRUE(out.compare(head_end + 4, big_body().size(), big_body()) == 0) << "the body arrived altered";
+  auto rest = out.substr(head_end + 4 + big_body().size());
+  EXPECT_EQ(rest.rfind("HTTP/1.1 200 OK\r\n", 0), 0U) << rest.substr(0, 200);
+  EXPECT_EQ(rest.substr(rest.size() - 11), R"({"ok":true})");
+}
+
+TEST_P(http_server_test, AHandlerCanDropTheConnection) {
+  auto out = exchange_until_close("GET /drop HTTP/1.1\r\nHost: a\r\n\r\n");
+  EXPECT_EQ(out, "");
+}
+
+TEST_P(http_server_test, AnIdleConnectionIsClosedAfterTheIdleTimeout) {
+  limits lim;
+  lim.busy_poll = std::chrono::microseconds(GetParam());
+  lim.idle_timeout = std::chrono::seconds(1);
+  server idle(1, lim);
+  std::uint16_t port = 0;
+  ASSERT_FALSE(idle.listen(
+      "127.0.0.1", 0, [](const request&, const responder& respond) { respond({200, "{}", "application/json", {}}); },
+      port));
+  idle.start();
+  net::io_context ioc;
+  auto s = connect(ioc, port);
+  // One answered request, then silence: the server closes the connection on its own.
+  net::write(s, net::buffer(std::string("GET /x HTTP/1.1\r\nHost: a\r\n\r\n")));
+  auto start = std::chrono::steady_clock::now();
+  bool closed = false;
+  auto out = read_until_close(s, std::chrono::seconds(30), closed);
+  EXPECT_TRUE(closed) << "still open after 30 s";
+  EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(900));
+  EXPECT_EQ(out.rfind("HTTP/1.1 200 OK\r\n", 0), 0U) << out;
 }
 
 INSTANTIATE_TEST_SUITE_P(Sleeping, http_server_test, ::testing::Values(0));
