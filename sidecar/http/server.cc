@@ -1,6 +1,8 @@
 #include "sidecar/http/server.h"
 
 #include <algorithm>
+#include <array>
+#include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
@@ -10,6 +12,14 @@
 #include <chrono>
 #include <iostream>
 #include <optional>
+#include <system_error>
+#include <unordered_map>
+#include <vector>
+
+#include <fcntl.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 namespace datashare::sidecar::http {
 
@@ -18,31 +28,94 @@ namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
 using tcp = boost::asio::ip::tcp;
 
-// The connection's socket, bound to its thread's io_context directly: no type-erased executor
-// between a completion and its handler (any_io_executor's copies and queries were ~5 % of a GET).
+// The accepting socket, bound to its thread's io_context directly: no type-erased executor.
 using socket_type = net::basic_stream_socket<tcp, net::io_context::executor_type>;
 
-// One connection. Its own small loop instead of Beast's composed read and write operations:
-// wait until the socket is readable (no speculative read that the closed-loop client has not
-// answered yet), read what is there without blocking, feed it to the parser, call the handler;
-// write the answer at once without blocking (it almost always fits the socket's buffer; the rest
-// waits for writability), then wait for the next request. A GET then costs the system calls
-// recvmsg and sendmsg, plus its share of one epoll_wait, and no scheduler round trip between the
-// answer and the next read. The idle timeout is one timer per connection that looks at the time
-// of the last activity when it fires, instead of a timer set and cancelled around every
-// operation. Everything of a session runs on its io_context's one thread.
+// The connections of one I/O thread, each registered once (edge-triggered, for reading and
+// writing) in an epoll set of their own; the set itself is one descriptor in the io_context's
+// reactor, re-armed once per batch of ready connections. Waiting on each socket through Asio
+// (`async_wait`) costs an `epoll_ctl` per request: Asio re-arms a descriptor it was asked to wait
+// on without a speculative read, and a speculative read costs a failed `recv` instead (P2 in
+// docs/benchmarks.md: 3 system calls per GET where one event loop needs 2). An Asio service of
+// its io_context: made on first use, gone with it.
+class connection_poller : public net::execution_context::service {
+ public:
+  using key_type = connection_poller;
+  static net::execution_context::id id;
+
+  explicit connection_poller(net::io_context& io)
+      : net::execution_context::service(io), io_(io), set_(io) {
+    int fd = ::epoll_create1(EPOLL_CLOEXEC);
+    if (fd < 0) throw std::system_error(errno, std::generic_category(), "epoll_create1");
+    set_.assign(fd);
+  }
+
+  // Registers a connection's socket; the poller keeps the session alive until retire(). False
+  // when the socket cannot be registered (the caller closes it).
+  bool add(const std::shared_ptr<session>& s, int fd);
+  // The session closed its socket: kept alive until no event of the current batch can reach it.
+  void retire(session* s);
+
+ private:
+  void shutdown() override {
+    beast::error_code ignored;
+    set_.close(ignored);
+    live_.clear();
+    retired_.clear();
+  }
+  void arm();
+  void on_ready();
+
+  net::io_context& io_;
+  net::posix::stream_descriptor set_;
+  std::unordered_map<session*, std::shared_ptr<session>> live_;
+  std::vector<std::shared_ptr<session>> retired_;
+  bool armed_ = false;
+  bool in_batch_ = false;
+  bool sweep_posted_ = false;
+};
+
+net::execution_context::id connection_poller::id;
+
+// One connection. Its own small loop instead of Beast's composed read and write operations: when
+// the socket is readable, read what is there without blocking, feed it to the parser, call the
+// handler; write the answer at once without blocking (it almost always fits the socket's
+// buffer; the rest waits until the socket takes more), then wait for the next request. A GET
+// then costs the system calls recv and send plus its share of the poller's epoll_wait, and no
+// scheduler round trip between the answer and the next read. Readiness is edge-triggered: a read
+// shorter than the buffer drained the socket (new bytes raise a new edge), a full one may have
+// left more. The idle timeout is one timer per connection that looks at the time of the last
+// activity when it fires, instead of a timer set and cancelled around every operation.
+// Everything of a session runs on its io_context's one thread.
 class session : public std::enable_shared_from_this<session> {
  public:
   session(net::io_context& ctx, handler& h, const limits& l)
-      : socket_(ctx.get_executor()), timer_(ctx), handler_(h), limits_(l) {}
+      : io_(ctx), socket_(ctx.get_executor()), timer_(ctx), handler_(h), limits_(l) {}
+  ~session() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  session(const session&) = delete;
+  session& operator=(const session&) = delete;
 
   socket_type& socket() { return socket_; }
 
   void start() {
-    net::dispatch(socket_.get_executor(), [self = shared_from_this()] {
-      beast::error_code ignored;
-      self->socket_.set_option(tcp::no_delay(true), ignored);
-      self->socket_.non_blocking(true, ignored);
+    net::dispatch(io_.get_executor(), [self = shared_from_this()] {
+      beast::error_code ec;
+      self->socket_.set_option(tcp::no_delay(true), ec);
+      int fd = self->socket_.release(ec);
+      if (ec || fd < 0) return;
+      self->fd_ = fd;
+      int flags = ::fcntl(fd, F_GETFL, 0);
+      if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) {
+        self->phase_ = phase::closed;
+        return;  // the destructor closes it
+      }
+      self->poller_ = &net::use_service<connection_poller>(self->io_);
+      if (!self->poller_->add(self, fd)) {
+        self->phase_ = phase::closed;
+        return;
+      }
       self->last_ = std::chrono::steady_clock::now();
       self->arm_timer(self->limits_.idle_timeout);
       self->read();
@@ -51,11 +124,26 @@ class session : public std::enable_shared_from_this<session> {
 
   void answer(response r) {
     // Inline when called from the handler on this thread; posted when from another thread.
-    net::dispatch(socket_.get_executor(), [self = shared_from_this(), r = std::move(r)] { self->write(r, false); });
+    net::dispatch(io_.get_executor(), [self = shared_from_this(), r = std::move(r)] { self->write(r, false); });
   }
 
   void abort() {
-    net::dispatch(socket_.get_executor(), [self = shared_from_this()] { self->close(); });
+    net::dispatch(io_.get_executor(), [self = shared_from_this()] { self->close(); });
+  }
+
+  // From the poller: what epoll reported for the socket.
+  void on_event(std::uint32_t events) {
+    if (phase_ == phase::closed) return;
+    if ((events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0) hangup_ = true;
+    if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0) readable_ = true;
+    if (want_read_ && readable_) {
+      want_read_ = false;
+      on_readable();
+    } else if (want_write_ && (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) != 0) {
+      want_write_ = false;
+      last_ = std::chrono::steady_clock::now();
+      send();
+    }
   }
 
  private:
@@ -71,31 +159,36 @@ class session : public std::enable_shared_from_this<session> {
     if (buffer_.size() != 0) {
       // Pipelined bytes already here: parse them on a fresh turn of the loop (no recursion
       // through the handler, however many requests one read brought).
-      net::post(socket_.get_executor(), [self = shared_from_this()] { self->parse(); });
+      net::post(io_.get_executor(), [self = shared_from_this()] { self->parse(); });
       return;
     }
     wait_readable();
   }
 
   void wait_readable() {
-    socket_.async_wait(tcp::socket::wait_read, [self = shared_from_this()](beast::error_code ec) {
-      if (ec) {
-        self->close();
-        return;
-      }
-      self->on_readable();
-    });
+    if (readable_) {
+      // The last read filled the buffer (or the peer hung up): there may be more without a new
+      // edge. Read on a fresh turn of the loop, not down the handler's stack.
+      net::post(io_.get_executor(), [self = shared_from_this()] { self->on_readable(); });
+      return;
+    }
+    want_read_ = true;
   }
 
   void on_readable() {
     if (phase_ == phase::closed) return;
-    beast::error_code ec;
-    std::size_t n = socket_.read_some(buffer_.prepare(beast::read_size(buffer_, 65536)), ec);
-    if (ec == net::error::would_block || ec == net::error::try_again) {
-      wait_readable();
+    auto space = buffer_.prepare(beast::read_size(buffer_, 65536));
+    ssize_t n;
+    do {
+      n = ::recv(fd_, space.data(), space.size(), 0);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      readable_ = hangup_;
+      want_read_ = true;
+      if (readable_) wait_readable();
       return;
     }
-    if (ec == net::error::eof || (!ec && n == 0)) {
+    if (n == 0) {
       // The peer is done: between requests that is the end of the connection; inside one, the
       // request is cut short.
       if (parser_->got_some()) {
@@ -105,11 +198,12 @@ class session : public std::enable_shared_from_this<session> {
       }
       return;
     }
-    if (ec) {
+    if (n < 0) {
       close();
       return;
     }
-    buffer_.commit(n);
+    if (static_cast<std::size_t>(n) < space.size() && !hangup_) readable_ = false;
+    buffer_.commit(static_cast<std::size_t>(n));
     parse();
   }
 
@@ -144,7 +238,6 @@ class session : public std::enable_shared_from_this<session> {
       read();
     }
   }
-
   // Anything that does not parse (bad method, header too large, bad chunk, body over the limit,
   // a request cut short): say so and close, the stream cannot be trusted any more.
   void fail(beast::error_code ec) {
@@ -188,25 +281,18 @@ class session : public std::enable_shared_from_this<session> {
   void send() {
     if (phase_ == phase::closed) return;
     while (written_ < out_.size()) {
-      beast::error_code ec;
-      std::size_t n = socket_.write_some(net::buffer(out_.data() + written_, out_.size() - written_), ec);
-      if (ec == net::error::would_block || ec == net::error::try_again) {
+      ssize_t n = ::send(fd_, out_.data() + written_, out_.size() - written_, MSG_NOSIGNAL);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
         // The peer reads slowly: wait until the socket takes more (the idle timer bounds it).
-        socket_.async_wait(tcp::socket::wait_write, [self = shared_from_this()](beast::error_code e) {
-          if (e) {
-            self->close();
-            return;
-          }
-          self->last_ = std::chrono::steady_clock::now();
-          self->send();
-        });
+        want_write_ = true;
         return;
       }
-      if (ec) {
+      if (n < 0) {
         close();
         return;
       }
-      written_ += n;
+      written_ += static_cast<std::size_t>(n);
     }
     if (close_) {
       close();
@@ -261,13 +347,20 @@ class session : public std::enable_shared_from_this<session> {
   void close() {
     if (phase_ == phase::closed) return;
     phase_ = phase::closed;
-    beast::error_code ignored;
+    want_read_ = want_write_ = false;
     timer_.cancel();
-    socket_.shutdown(tcp::socket::shutdown_both, ignored);
-    socket_.close(ignored);
+    if (fd_ >= 0) {
+      ::shutdown(fd_, SHUT_RDWR);
+      ::close(fd_);  // also leaves the poller's epoll set
+      fd_ = -1;
+      if (poller_ != nullptr) poller_->retire(this);
+    }
   }
 
-  socket_type socket_;
+  net::io_context& io_;
+  socket_type socket_;  // until start(): then the session owns the descriptor itself (fd_)
+  int fd_ = -1;
+  connection_poller* poller_ = nullptr;
   net::steady_timer timer_;
   handler& handler_;
   const limits& limits_;
@@ -277,12 +370,68 @@ class session : public std::enable_shared_from_this<session> {
   std::size_t written_ = 0;
   std::chrono::steady_clock::time_point last_;
   phase phase_ = phase::reading;
+  bool readable_ = true;    // no edge is owed: the socket may hold bytes (or a hang-up) unread
+  bool hangup_ = false;     // the peer closed or the socket failed: reads no longer block
+  bool want_read_ = false;  // waiting for the poller to report the socket readable
+  bool want_write_ = false; // waiting for the poller to report the socket writable
   bool keep_alive_ = true;
   bool head_ = false;
   bool close_ = false;
   bool in_handler_ = false;
   bool read_after_handler_ = false;
 };
+
+bool connection_poller::add(const std::shared_ptr<session>& s, int fd) {
+  epoll_event ev{};
+  ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+  ev.data.ptr = s.get();
+  if (::epoll_ctl(set_.native_handle(), EPOLL_CTL_ADD, fd, &ev) != 0) return false;
+  live_.emplace(s.get(), s);
+  arm();
+  return true;
+}
+
+void connection_poller::retire(session* s) {
+  auto it = live_.find(s);
+  if (it == live_.end()) return;
+  retired_.push_back(std::move(it->second));
+  live_.erase(it);
+  if (!in_batch_ && !sweep_posted_) {
+    // Closed outside a batch (its timer, an abort): released on the next turn of the loop,
+    // after the closing call has returned.
+    sweep_posted_ = true;
+    net::post(io_, [this] {
+      sweep_posted_ = false;
+      if (!in_batch_) retired_.clear();
+    });
+  }
+}
+
+void connection_poller::arm() {
+  if (armed_ || !set_.is_open()) return;
+  armed_ = true;
+  set_.async_wait(net::posix::stream_descriptor::wait_read, [this](const beast::error_code& ec) {
+    armed_ = false;
+    if (ec) return;  // closed with the io_context
+    on_ready();
+  });
+}
+
+void connection_poller::on_ready() {
+  std::array<epoll_event, 64> events{};
+  in_batch_ = true;
+  for (int round = 0; round < 4; ++round) {
+    int n = ::epoll_wait(set_.native_handle(), events.data(), static_cast<int>(events.size()), 0);
+    if (n <= 0) break;
+    for (int i = 0; i < n; ++i) {
+      static_cast<session*>(events[static_cast<std::size_t>(i)].data.ptr)->on_event(events[static_cast<std::size_t>(i)].events);
+    }
+    if (static_cast<std::size_t>(n) < events.size()) break;
+  }
+  in_batch_ = false;
+  retired_.clear();
+  if (!live_.empty()) arm();
+}
 
 void responder::operator()(response r) const {
   if (sink_) {
