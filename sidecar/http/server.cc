@@ -183,9 +183,8 @@ class session : public std::enable_shared_from_this<session> {
       n = ::recv(fd_, space.data(), space.size(), 0);
     } while (n < 0 && errno == EINTR);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      readable_ = hangup_;
+      readable_ = false;  // drained: the next bytes raise an edge
       want_read_ = true;
-      if (readable_) wait_readable();
       return;
     }
     if (n == 0) {
