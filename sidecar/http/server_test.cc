@@ -67,6 +67,9 @@ class http_server_test : public ::testing::TestWithParam<int> {
     server_->start();
   }
 
+  // The server's threads stop before the members their handler touches are gone.
+  void TearDown() override { server_.reset(); }
+
   // Sends the raw request bytes and returns everything the server sends until it closes.
   std::string exchange_until_close(const std::string& raw) {
     net::io_context ioc;
