@@ -53,7 +53,9 @@ TEST(ControllerTest, MapsEachOutcomeToOneQueueOperationAndOneMetric) {
   c.queue().add("ns/fails");
   c.queue().add("ns/periodic");
   ASSERT_TRUE(eventually([&] { return calls == 3; }));
-  ASSERT_TRUE(eventually([&] { return counter(registry, "controller_runtime_reconcile_total", "error") == 1; }));
+  // The metrics are recorded after the queue operation, the duration last: once three durations
+  // are in, every outcome of the three is.
+  ASSERT_TRUE(eventually([&] { return counter(registry, "controller_runtime_reconcile_time_seconds") == 3; }));
   EXPECT_EQ(counter(registry, "controller_runtime_reconcile_total", "success"), 1);
   EXPECT_EQ(counter(registry, "controller_runtime_reconcile_total", "requeue_after"), 1);
   EXPECT_EQ(counter(registry, "controller_runtime_reconcile_errors_total"), 1);
@@ -62,6 +64,9 @@ TEST(ControllerTest, MapsEachOutcomeToOneQueueOperationAndOneMetric) {
   // The failure comes back after the first backoff step (5 ms), the periodic one after 30 s.
   clock.advance(std::chrono::milliseconds(5));
   ASSERT_TRUE(eventually([&] { return calls == 4; }));
+  // Its second failure requeued it (before the clock moves on: a requeue made after the advance
+  // below would wait for the next step of the backoff from then).
+  ASSERT_TRUE(eventually([&] { return counter(registry, "controller_runtime_reconcile_errors_total") == 2; }));
   EXPECT_EQ(c.queue().num_requeues("ns/fails"), 2);
   clock.advance(std::chrono::seconds(30));
   ASSERT_TRUE(eventually([&] { return calls >= 6; }));
