@@ -1,10 +1,15 @@
 #include "sidecar/http/server.h"
 
+#include <fcntl.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <array>
-#include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
@@ -15,11 +20,6 @@
 #include <system_error>
 #include <unordered_map>
 #include <vector>
-
-#include <fcntl.h>
-#include <sys/epoll.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 namespace datashare::sidecar::http {
 
@@ -43,8 +43,7 @@ class connection_poller : public net::execution_context::service {
   using key_type = connection_poller;
   static net::execution_context::id id;
 
-  explicit connection_poller(net::io_context& io)
-      : net::execution_context::service(io), io_(io), set_(io) {
+  explicit connection_poller(net::io_context& io) : net::execution_context::service(io), io_(io), set_(io) {
     int fd = ::epoll_create1(EPOLL_CLOEXEC);
     if (fd < 0) throw std::system_error(errno, std::generic_category(), "epoll_create1");
     set_.assign(fd);
@@ -369,10 +368,10 @@ class session : public std::enable_shared_from_this<session> {
   std::size_t written_ = 0;
   std::chrono::steady_clock::time_point last_;
   phase phase_ = phase::reading;
-  bool readable_ = true;    // no edge is owed: the socket may hold bytes (or a hang-up) unread
-  bool hangup_ = false;     // the peer closed or the socket failed: reads no longer block
-  bool want_read_ = false;  // waiting for the poller to report the socket readable
-  bool want_write_ = false; // waiting for the poller to report the socket writable
+  bool readable_ = true;     // no edge is owed: the socket may hold bytes (or a hang-up) unread
+  bool hangup_ = false;      // the peer closed or the socket failed: reads no longer block
+  bool want_read_ = false;   // waiting for the poller to report the socket readable
+  bool want_write_ = false;  // waiting for the poller to report the socket writable
   bool keep_alive_ = true;
   bool head_ = false;
   bool close_ = false;
@@ -423,7 +422,8 @@ void connection_poller::on_ready() {
     int n = ::epoll_wait(set_.native_handle(), events.data(), static_cast<int>(events.size()), 0);
     if (n <= 0) break;
     for (int i = 0; i < n; ++i) {
-      static_cast<session*>(events[static_cast<std::size_t>(i)].data.ptr)->on_event(events[static_cast<std::size_t>(i)].events);
+      static_cast<session*>(events[static_cast<std::size_t>(i)].data.ptr)
+          ->on_event(events[static_cast<std::size_t>(i)].events);
     }
     if (static_cast<std::size_t>(n) < events.size()) break;
   }

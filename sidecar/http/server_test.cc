@@ -1,6 +1,8 @@
 #include "sidecar/http/server.h"
 
 #include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 
 #include <atomic>
 #include <boost/asio/connect.hpp>
@@ -14,8 +16,6 @@
 #include <memory>
 #include <mutex>
 #include <set>
-#include <sys/socket.h>
-#include <sys/time.h>
 #include <string>
 #include <thread>
 #include <vector>
@@ -295,7 +295,10 @@ TEST_P(http_server_test, AnIdleConnectionIsClosedAfterTheIdleTimeout) {
   server idle(1, lim);
   std::uint16_t port = 0;
   ASSERT_FALSE(idle.listen(
-      "127.0.0.1", 0, [](const request&, const responder& respond) { respond({200, "{}", "application/json", {}}); },
+      "127.0.0.1", 0,
+      [](const request&, const responder& respond) {
+        respond({200, "{}", "application/json", {}});
+      },
       port));
   idle.start();
   net::io_context ioc;
