@@ -251,7 +251,8 @@ int store_read(const args& a) {
   std::string error, dir = a.get("--dir");
   bool fill = !std::filesystem::exists(dir);
   ds::store::rocksdb_options so;
-  so.overrides = a.get("--rocksdb");  // e.g. "block_based_table_factory={data_block_index_type=kDataBlockBinaryAndHash}"
+  so.overrides =
+      a.get("--rocksdb");  // e.g. "block_based_table_factory={data_block_index_type=kDataBlockBinaryAndHash}"
   auto kv = ds::store::open_rocksdb(dir, so, error);
   if (!kv) {
     std::cerr << error << "\n";
