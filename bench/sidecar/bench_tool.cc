@@ -231,9 +231,9 @@ int apply(const args& a) {
   std::printf("RSS at the end %ld MiB, peak %ld MiB\n", rss_kib / 1024, hwm_kib / 1024);
   auto times = r.times();
   std::printf(
-      "loop thread in the consumer's poll %.2f s, waiting for the workers %.2f s; %llu rounds of the workers, %llu "
-      "plans applied again (a key in two partitions)\n",
-      times.poll_s, times.workers_wait_s, static_cast<unsigned long long>(times.rounds),
+      "loop thread in the consumer's poll %.2f s, waiting for the workers %.2f s; %llu rounds of the workers (the "
+      "busiest one's share of a round %.2f), %llu plans applied again (a key in two partitions)\n",
+      times.poll_s, times.workers_wait_s, static_cast<unsigned long long>(times.rounds), times.largest_share,
       static_cast<unsigned long long>(times.conflicts));
   if (a.flag("--stats")) {
     // The store as the run leaves it (what a reader needs to judge the rate: compactions still

@@ -346,6 +346,7 @@ void replica::dispatch(std::int64_t now) {
     if (w.count == w.messages.size()) w.messages.emplace_back();
     std::swap(w.messages[w.count++], m);
   }
+  std::size_t largest = 0;  // the busiest worker's events
   {
     // Under the lock: a worker that was not in the last round may only now be looking at it.
     std::lock_guard lock(round_mu_);
@@ -356,6 +357,7 @@ void replica::dispatch(std::int64_t now) {
       w->outcome = worker::written;
       w->why.clear();
       members += w->member ? 1 : 0;
+      largest = std::max(largest, w->count);
     }
     round_members_ = members;
     round_prepared_ = round_done_ = 0;
@@ -364,6 +366,7 @@ void replica::dispatch(std::int64_t now) {
   }
   round_in_flight_ = true;
   ++rounds_;
+  largest_share_sum_ += static_cast<double>(largest) / static_cast<double>(std::max<std::size_t>(batch_.size(), 1));
   round_cv_.notify_all();
 }
 

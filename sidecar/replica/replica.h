@@ -97,8 +97,12 @@ class replica {
     double workers_wait_s = 0;
     std::uint64_t rounds = 0;     // full batches applied by the workers
     std::uint64_t conflicts = 0;  // worker plans applied again on the loop thread (a key in two)
+    double largest_share = 0;     // the busiest worker's share of a round's events, on average
   };
-  loop_times times() const { return {poll_s_, workers_wait_s_, rounds_, conflicts_}; }
+  loop_times times() const {
+    return {poll_s_, workers_wait_s_, rounds_, conflicts_,
+            rounds_ == 0 ? 0 : largest_share_sum_ / static_cast<double>(rounds_)};
+  }
   const store::kv& store() const { return *kv_; }
   const config::subscribe_spec& spec() const { return spec_; }
   std::string dlq_topic() const { return spec_.topic + ".dlq"; }
@@ -171,6 +175,7 @@ class replica {
   bool round_in_flight_ = false;              // loop thread only
   double poll_s_ = 0, workers_wait_s_ = 0;    // loop thread only
   std::uint64_t rounds_ = 0, conflicts_ = 0;  // loop thread only
+  double largest_share_sum_ = 0;              // loop thread only
 
   // Read by other threads.
   std::atomic<bool> caught_up_to_start_{false};
