@@ -333,7 +333,7 @@ std::string dump(const store::kv& kv) {
 TEST_F(replica_test, PartitionsAppliedInParallelStoreWhatOneThreadStores) {
   for (int i = 0; i < 400; ++i) {
     const std::string k = "k" + std::to_string(i % 37);
-    const auto v = static_cast<std::uint64_t>(i / 37 + 1);
+    const std::uint64_t v = static_cast<std::uint64_t>(i / 37) + 1;
     if (i % 53 == 0) {
       publish(k, v, std::nullopt);  // a delete
     } else if (i % 61 == 0) {

@@ -45,6 +45,7 @@ TEST(WrittenKeysTest, TestAndAddAnswersAsMayContainBeforeTheAdd) {
 TEST(WrittenKeysTest, KeysAddedFromSeveralThreadsAtOnceAreAllKept) {
   written_keys w(4000);  // full: the threads' keys share blocks and words
   std::vector<std::thread> threads;
+  threads.reserve(4);
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&w, t] {
       for (int i = t; i < 4000; i += 4) {
