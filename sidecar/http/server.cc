@@ -460,7 +460,9 @@ class server::listener : public std::enable_shared_from_this<listener> {
   std::uint16_t port() const { return acceptor_.local_endpoint().port(); }
 
   void accept() {
-    auto s = std::make_shared<session>(owner_.next_context(), handler_, limits_);
+    // Round robin per listener: a listener with few connections (the gateway's, one per lane)
+    // spreads them over the threads whatever the other listeners (probes, scrapes) accepted.
+    auto s = std::make_shared<session>(owner_.context_for(turn_++), handler_, limits_);
     acceptor_.async_accept(s->socket(), [self = shared_from_this(), s](beast::error_code ec) {
       if (ec == net::error::operation_aborted) return;
       if (!ec) s->start();
@@ -479,6 +481,7 @@ class server::listener : public std::enable_shared_from_this<listener> {
   tcp::acceptor acceptor_;
   handler handler_;
   const limits& limits_;
+  std::size_t turn_ = 0;  // accept() runs on the acceptor's strand, one at a time
 };
 
 server::server(int threads, limits l) : limits_(l) {
@@ -488,9 +491,8 @@ server::server(int threads, limits l) : limits_(l) {
   }
 }
 
-net::io_context& server::next_context() {
-  // Called from the listeners' accept handlers; several listeners may accept at once.
-  return *contexts_[next_.fetch_add(1, std::memory_order_relaxed) % contexts_.size()];
+net::io_context& server::context_for(std::size_t turn) {
+  return *contexts_[turn % contexts_.size()];
 }
 
 server::~server() {

@@ -100,12 +100,11 @@ class server {
 
  private:
   class listener;
-  boost::asio::io_context& next_context();
+  boost::asio::io_context& context_for(std::size_t turn);
 
   limits limits_;
   std::vector<std::unique_ptr<boost::asio::io_context>> contexts_;
   std::vector<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> guards_;
-  std::atomic<std::size_t> next_{0};  // round robin over contexts_ for accepted connections
   std::vector<std::shared_ptr<listener>> listeners_;
   std::vector<std::thread> workers_;
 };

@@ -13,6 +13,7 @@
 #include <boost/beast/http.hpp>
 #include <chrono>
 #include <ctime>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -311,6 +312,44 @@ TEST_P(http_server_test, AnIdleConnectionIsClosedAfterTheIdleTimeout) {
   EXPECT_TRUE(closed) << "still open after 30 s";
   EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(900));
   EXPECT_EQ(out.rfind("HTTP/1.1 200 OK\r\n", 0), 0U) << out;
+}
+
+TEST(http_server_listeners, EachListenerSpreadsItsConnectionsOverTheThreads) {
+  // A listener's connections alternate between the I/O threads whatever another listener took:
+  // the gateway's two connections to a participant must not share one thread because a probe
+  // connected in between.
+  server srv(2);
+  std::mutex mu;
+  std::map<std::string, std::set<std::thread::id>> seen;
+  auto handler_for = [&](const std::string& name) {
+    return [&, name](const request&, const responder& respond) {
+      {
+        std::lock_guard<std::mutex> l(mu);
+        seen[name].insert(std::this_thread::get_id());
+      }
+      respond({200, "{}", "application/json", {}});
+    };
+  };
+  std::uint16_t a = 0, b = 0;
+  ASSERT_FALSE(srv.listen("127.0.0.1", 0, handler_for("a"), a));
+  ASSERT_FALSE(srv.listen("127.0.0.1", 0, handler_for("b"), b));
+  srv.start();
+  auto get = [](std::uint16_t port) {
+    net::io_context ioc;
+    tcp::socket s(ioc);
+    s.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port));
+    net::write(s, net::buffer(std::string("GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")));
+    std::string out;
+    boost::system::error_code ec;
+    net::read(s, net::dynamic_buffer(out), ec);
+    return out;
+  };
+  EXPECT_NE(get(a).find("200 OK"), std::string::npos);
+  EXPECT_NE(get(b).find("200 OK"), std::string::npos);
+  EXPECT_NE(get(b).find("200 OK"), std::string::npos);
+  srv.stop();
+  std::lock_guard<std::mutex> l(mu);
+  EXPECT_EQ(seen["b"].size(), 2U) << "both of b's connections ran on one thread";
 }
 
 INSTANTIATE_TEST_SUITE_P(Sleeping, http_server_test, ::testing::Values(0));
