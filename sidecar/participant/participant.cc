@@ -70,12 +70,16 @@ namespace {
 constexpr unsigned char kRecordFormat = 1;
 enum : unsigned char { kDeleted = 1, kHadPrevious = 2, kPublished = 4 };
 
-void put_u32(std::string& out, std::uint32_t v) {
-  for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
+// Little-endian, sizeof(T) bytes.
+template <class T>
+void put_le(std::string& out, T v) {
+  for (std::size_t i = 0; i < sizeof(T); ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
 }
-
+void put_u32(std::string& out, std::uint32_t v) {
+  put_le(out, v);
+}
 void put_u64(std::string& out, std::uint64_t v) {
-  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
+  put_le(out, v);
 }
 
 void put_str(std::string& out, std::string_view s) {
@@ -84,20 +88,19 @@ void put_str(std::string& out, std::string_view s) {
 }
 
 // Reads from the front of `in`, false when it is too short.
-bool take_u32(std::string_view& in, std::uint32_t& v) {
-  if (in.size() < 4) return false;
+template <class T>
+bool take_le(std::string_view& in, T& v) {
+  if (in.size() < sizeof(T)) return false;
   v = 0;
-  for (int i = 3; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(in[static_cast<std::size_t>(i)]);
-  in.remove_prefix(4);
+  for (std::size_t i = sizeof(T); i-- > 0;) v = static_cast<T>((v << 8) | static_cast<unsigned char>(in[i]));
+  in.remove_prefix(sizeof(T));
   return true;
 }
-
+bool take_u32(std::string_view& in, std::uint32_t& v) {
+  return take_le(in, v);
+}
 bool take_u64(std::string_view& in, std::uint64_t& v) {
-  if (in.size() < 8) return false;
-  v = 0;
-  for (int i = 7; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(in[static_cast<std::size_t>(i)]);
-  in.remove_prefix(8);
-  return true;
+  return take_le(in, v);
 }
 
 bool take_str(std::string_view& in, std::string& s) {

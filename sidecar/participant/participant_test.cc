@@ -285,6 +285,20 @@ class participant_test : public ::testing::Test {
     }
   }
 
+  // The coordinator answers "committed" for the owner's recovered `preparing` record of tx1
+  // (key k, version 3): the new value reaches the owner, the key is free, the change published.
+  void recover_as_committed(participant& p) {
+    {
+      std::lock_guard lock(outcomes_->mu);
+      outcomes_->coordinator = "committed";
+    }
+    p.resolve_overdue();
+    EXPECT_EQ(owner_value("k"), R"({"id":"k","name":"new"})");
+    EXPECT_EQ(p.locked_keys(), 0u);
+    ASSERT_EQ(published_.size(), 1u);
+    EXPECT_EQ(published_[0].version, 3u);
+  }
+
   std::string owner_value(const std::string& key) {
     std::lock_guard lock(owner_->mu);
     auto it = owner_->data.find(key);
@@ -463,15 +477,7 @@ TEST_F(participant_test, AHalfPreparedOwnerChangeThatWasCommittedIsAppliedAgain)
   b.put("ttx1", encode_record(preparing_record()));
   ASSERT_FALSE(kv_->write(b, true));
   auto p = make(config::participant_role::owner);
-  {
-    std::lock_guard lock(outcomes_->mu);
-    outcomes_->coordinator = "committed";
-  }
-  p->resolve_overdue();
-  EXPECT_EQ(owner_value("k"), R"({"id":"k","name":"new"})");
-  EXPECT_EQ(p->locked_keys(), 0u);
-  ASSERT_EQ(published_.size(), 1u);
-  EXPECT_EQ(published_[0].version, 3u);
+  recover_as_committed(*p);
   EXPECT_THAT(p->query("tx1", 0).body, HasSubstr("committed"));
 }
 
@@ -486,15 +492,7 @@ TEST_F(participant_test, AJsonRecordOfAnEarlierReleaseIsRecovered) {
   ASSERT_FALSE(kv_->write(b, true));
   auto p = make(config::participant_role::owner);
   EXPECT_EQ(p->locked_keys(), 1u);
-  {
-    std::lock_guard lock(outcomes_->mu);
-    outcomes_->coordinator = "committed";
-  }
-  p->resolve_overdue();
-  EXPECT_EQ(owner_value("k"), R"({"id":"k","name":"new"})");
-  EXPECT_EQ(p->locked_keys(), 0u);
-  ASSERT_EQ(published_.size(), 1u);
-  EXPECT_EQ(published_[0].version, 3u);
+  recover_as_committed(*p);
   std::string v;
   ASSERT_EQ(kv_->get("ttx1", v), std::error_code());
   ASSERT_FALSE(v.empty());
