@@ -278,16 +278,19 @@ int store_read(const args& a) {
   }
   std::uint64_t x = 88172645463325252ULL, n = 0, found = 0;
   ds::replica::item it;
+  auto random_key = [&] {  // xorshift64 over the filled keys
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return key_of(static_cast<long>(x % static_cast<std::uint64_t>(keys)));
+  };
   // Warm-up, not counted: the first touch of each page of the mmap'd table files is a page
   // fault, which a store that has served reads for a while no longer pays.
   {
     auto warm = std::chrono::steady_clock::now();
     while (seconds_since(warm) < static_cast<double>(a.num("--warmup", 2))) {
       for (int j = 0; j < 1000; ++j) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        (void)ds::replica::lookup(*kv, key_of(static_cast<long>(x % static_cast<std::uint64_t>(keys))), it);
+        (void)ds::replica::lookup(*kv, random_key(), it);
       }
     }
   }
@@ -300,10 +303,7 @@ int store_read(const args& a) {
   auto start = std::chrono::steady_clock::now();
   while (seconds_since(start) < static_cast<double>(secs)) {
     for (int j = 0; j < 1000; ++j) {
-      x ^= x << 13;
-      x ^= x >> 7;
-      x ^= x << 17;
-      if (!ds::replica::lookup(*kv, key_of(static_cast<long>(x % static_cast<std::uint64_t>(keys))), it)) ++found;
+      if (!ds::replica::lookup(*kv, random_key(), it)) ++found;
       ++n;
     }
   }
