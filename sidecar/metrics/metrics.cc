@@ -54,7 +54,7 @@ registry::registry()
                          .Register(*registry_)),
       sync_circuit_(prometheus::BuildGauge()
                         .Name("datashare_sync_circuit_state")
-                        .Help("Circuit breaker towards the owner: 0 closed, 1 open, 2 half-open")
+                        .Help("Circuit breaker towards the owner: 0 closed, 1 half-open (one probe call out), 2 open")
                         .Register(*registry_)),
       sync_hits_(prometheus::BuildCounter()
                      .Name("datashare_sync_cache_hits_total")

@@ -59,7 +59,7 @@ const char* to_string(fallback_reason r);
 
 struct sync_probe {
   prometheus::Histogram* duration[kSyncOutcomes] = {};
-  prometheus::Gauge* circuit_state = nullptr;  // 0 closed, 1 open, 2 half-open
+  prometheus::Gauge* circuit_state = nullptr;  // 0 closed, 1 half-open, 2 open
   prometheus::Counter* cache_hits = nullptr;
   prometheus::Counter* cache_misses = nullptr;
   prometheus::Gauge* inflight = nullptr;  // owner calls in flight

@@ -12,7 +12,9 @@
 
 namespace datashare::sidecar::proxy {
 
-enum class circuit_state { closed = 0, open = 1, half_open = 2 };
+// The values are what `datashare_sync_circuit_state` exports, ordered by severity: the chart's
+// alert (files/alerts.yaml) and dashboard compare with them.
+enum class circuit_state { closed = 0, half_open = 1, open = 2 };
 
 const char* to_string(circuit_state s);
 

@@ -173,13 +173,13 @@ void sync_proxy::attempt(const std::shared_ptr<fetch>& f) {
   }
   if (!breaker_.allow(now)) {
     inflight_.fetch_sub(1);
-    probe_.circuit_state->Set(static_cast<double>(breaker_.state()));
+    show_circuit();
     fail(f, sync_outcome::circuit_open,
          "circuit open after " + std::to_string(spec_.sync.breaker_consecutive_failures) + " consecutive failures" +
              (f->last_cause.empty() ? "" : " (last: " + f->last_cause + ")"));
     return;
   }
-  probe_.circuit_state->Set(static_cast<double>(breaker_.state()));
+  show_circuit();
   probe_.inflight->Increment();
   client_->get(f->target, f->deadline, [this, f](const fetch_result& r) {
     inflight_.fetch_sub(1);
@@ -192,11 +192,11 @@ void sync_proxy::on_response(const std::shared_ptr<fetch>& f, const fetch_result
   const auto now = env_.now();
   auto record_failure = [&] {
     breaker_.on_failure(now);
-    probe_.circuit_state->Set(static_cast<double>(breaker_.state()));
+    show_circuit();
   };
   auto record_success = [&] {
     breaker_.on_success();
-    probe_.circuit_state->Set(static_cast<double>(breaker_.state()));
+    show_circuit();
   };
   switch (r.outcome) {
     case fetch_result::kind::timeout:

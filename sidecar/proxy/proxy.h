@@ -85,6 +85,8 @@ class sync_proxy {
   struct fetch;
   void attempt(const std::shared_ptr<fetch>& f);
   void on_response(const std::shared_ptr<fetch>& f, const fetch_result& r);
+  // The breaker's state to its gauge (the enum's values are the exported ones).
+  void show_circuit() { probe_.circuit_state->Set(static_cast<double>(breaker_.state())); }
   void retry_or_fail(const std::shared_ptr<fetch>& f, metrics::sync_outcome outcome, const std::string& cause);
   void fail(const std::shared_ptr<fetch>& f, metrics::sync_outcome outcome, const std::string& cause);
   void complete(const std::shared_ptr<fetch>& f, const sync_result& r);

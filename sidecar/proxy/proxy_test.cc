@@ -242,16 +242,18 @@ TEST_F(sync_proxy_test, BreakerOpensFailsFastThenOneProbeClosesIt) {
   EXPECT_EQ(out.at(3).status, 503u);
   EXPECT_EQ(out.at(3).outcome, sync_outcome::circuit_open);
   EXPECT_EQ(owner_->count(), 3u);
-  EXPECT_NE(metric_text().find(R"(datashare_sync_circuit_state{policy="orders-products"} 1)"), std::string::npos);
+  EXPECT_NE(metric_text().find(R"(datashare_sync_circuit_state{policy="orders-products"} 2)"), std::string::npos);
 
   advance(10s);
   proxy_->read("k9", out.sink());  // the probe
   EXPECT_EQ(owner_->count(), 4u);
   EXPECT_EQ(proxy_->circuit(), circuit_state::half_open);
+  EXPECT_NE(metric_text().find(R"(datashare_sync_circuit_state{policy="orders-products"} 1)"), std::string::npos);
   proxy_->read("k8", out.sink());  // refused while the probe is out
   EXPECT_EQ(out.at(4).outcome, sync_outcome::circuit_open);
   owner_->ok(3, R"({"price":2})");
   EXPECT_EQ(proxy_->circuit(), circuit_state::closed);
+  EXPECT_NE(metric_text().find(R"(datashare_sync_circuit_state{policy="orders-products"} 0)"), std::string::npos);
   EXPECT_EQ(out.at(5).status, 200u);
   proxy_->read("k8", out.sink());
   EXPECT_EQ(owner_->count(), 5u);
@@ -335,14 +337,19 @@ TEST_F(sync_proxy_test, BulkheadFailsFastBeyondMaxInFlight) {
   recorded out;
   proxy_->read("a", out.sink());
   proxy_->read("b", out.sink());
+  EXPECT_NE(metric_text().find(R"(datashare_sync_inflight{policy="orders-products"} 2)"), std::string::npos);
   proxy_->read("c", out.sink());
   EXPECT_EQ(owner_->count(), 2u);
   ASSERT_EQ(out.size(), 1u);
   EXPECT_EQ(out.at(0).status, 503u);
   EXPECT_EQ(out.at(0).outcome, sync_outcome::bulkhead_full);
   owner_->ok(0, "{}");
+  EXPECT_NE(metric_text().find(R"(datashare_sync_inflight{policy="orders-products"} 1)"), std::string::npos);
   proxy_->read("c", out.sink());
   EXPECT_EQ(owner_->count(), 3u);
+  owner_->ok(1, "{}");
+  owner_->ok(2, "{}");
+  EXPECT_NE(metric_text().find(R"(datashare_sync_inflight{policy="orders-products"} 0)"), std::string::npos);
 }
 
 TEST_F(sync_proxy_test, MaxAgeBoundsWhatACacheHitMayBe) {
