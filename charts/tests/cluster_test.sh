@@ -90,7 +90,7 @@ check "leader election Role" k get role "$release-leader-election" -n "$ns"
 check "leader election RoleBinding" k get rolebinding "$release-leader-election" -n "$ns"
 # RBAC as the API server evaluates it, for the operator's ServiceAccount.
 sa="system:serviceaccount:$ns:$release"
-for allowed in "patch deployments.apps -n default" "update datasharingpolicies.datashare.io/status -n default" \
+for allowed in "patch deployments.apps -n default" "patch datasharingpolicies.datashare.io/status -n default" \
   "create services -n default" "watch namespaces" "create events.events.k8s.io -n default" \
   "update leases.coordination.k8s.io -n $ns" "patch statefulsets.apps -n default" \
   "create persistentvolumeclaims -n default"; do
@@ -99,7 +99,9 @@ for allowed in "patch deployments.apps -n default" "update datasharingpolicies.d
 done
 for denied in "get secrets -n default" "delete statefulsets.apps -n default" "create pods -n default" \
   "update leases.coordination.k8s.io -n default" "delete datasharingpolicies.datashare.io -n default" \
-  "create clusterroles.rbac.authorization.k8s.io" "update persistentvolumeclaims -n default"; do
+  "create clusterroles.rbac.authorization.k8s.io" "update persistentvolumeclaims -n default" \
+  "update deployments.apps -n default" "update datasharingpolicies.datashare.io/status -n default" \
+  "get configmaps -n default"; do
   # shellcheck disable=SC2086
   refuse "operator may not $denied" "no" k auth can-i $denied --as "$sa"
 done

@@ -73,14 +73,14 @@ lacks "no PrometheusRule unless enabled" "$default" "kind: PrometheusRule"
 # RBAC: no wildcard anywhere, exactly the verbs the operator uses.
 lacks "no wildcard in RBAC" "$(grep -E '^\s*(- )?(verbs|resources|apiGroups):' "$work/default.yaml")" '*'
 for rule in \
-  $'- apiGroups: [datashare.io]\n    resources: [dataproducts, datasharingpolicies]\n    verbs: [get, list, watch, update, patch]' \
-  $'- apiGroups: [datashare.io]\n    resources: [dataproducts/status, datasharingpolicies/status]\n    verbs: [get, update, patch]' \
+  $'- apiGroups: [datashare.io]\n    resources: [dataproducts, datasharingpolicies]\n    verbs: [list, watch, patch]' \
+  $'- apiGroups: [datashare.io]\n    resources: [dataproducts/status, datasharingpolicies/status]\n    verbs: [patch]' \
   $'- apiGroups: [datashare.io]\n    resources: [dataproducts/finalizers, datasharingpolicies/finalizers]\n    verbs: [update]' \
-  $'- apiGroups: [""]\n    resources: [configmaps, services]\n    verbs: [get, list, watch, create, update, patch, delete]' \
-  $'- apiGroups: [apps]\n    resources: [deployments]\n    verbs: [get, list, watch, create, update, patch, delete]' \
+  $'- apiGroups: [""]\n    resources: [configmaps, services]\n    verbs: [list, watch, create, patch, delete]' \
+  $'- apiGroups: [apps]\n    resources: [deployments]\n    verbs: [list, watch, create, patch, delete]' \
   $'- apiGroups: [""]\n    resources: [persistentvolumeclaims]\n    verbs: [create, delete]' \
-  $'- apiGroups: [apps]\n    resources: [statefulsets]\n    verbs: [get, list, watch, patch]' \
-  $'- apiGroups: [""]\n    resources: [namespaces]\n    verbs: [get, list, watch]' \
+  $'- apiGroups: [apps]\n    resources: [statefulsets]\n    verbs: [list, watch, patch]' \
+  $'- apiGroups: [""]\n    resources: [namespaces]\n    verbs: [list, watch]' \
   $'- apiGroups: [events.k8s.io]\n    resources: [events]\n    verbs: [create, patch]' \
   $'- apiGroups: [coordination.k8s.io]\n    resources: [leases]\n    verbs: [get, create, update]'; do
   contains "RBAC rule ${rule%%$'\n'*} ${rule#*resources: }" "$default" "$rule"
