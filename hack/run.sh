@@ -6,25 +6,31 @@
 #   - there is no kubelet: the services, their sidecars and the gateway are started as local
 #     processes from the ConfigMaps the operator rendered (hack/lib/shop.sh), plus a Prometheus;
 #   - a product renamed through the owner and one through the gateway, and the story of it.
-# Ctrl-C stops everything it started (the cluster stays up: make cluster-down).
+# Ctrl-C stops everything it started: its processes, and the local control plane and Kafka when
+# this run is what started them (DATASHARE_KEEP_CLUSTER=1 leaves them up for the next run).
 # DATASHARE_RUN_ONCE=1: tell the story, stop, exit 0 (non-zero on any failure).
 # DATASHARE_RUN_BIN=DIR: use the binaries in DIR instead of building the release preset.
+# DATASHARE_RUN_DIR=DIR, DATASHARE_RUN_SUFFIX=-x: state elsewhere than the cache's run/, and the
+# example's namespaces and topic suffixed (so a test of this script meets no other run).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 if [[ -n "${KUBECONFIG:-}" && -n "${DATASHARE_KAFKA_BOOTSTRAP:-}" ]]; then
   log "using your cluster (KUBECONFIG=$KUBECONFIG) and Kafka ($DATASHARE_KAFKA_BOOTSTRAP)"
 else
+  if ! "$DATASHARE_ROOT/hack/local-cluster.sh" status >/dev/null 2>&1; then
+    [[ "${DATASHARE_KEEP_CLUSTER:-}" == 1 ]] || started_cluster=1
+  fi
   log "starting the local control plane and Kafka (hack/local-cluster.sh)"
   "$DATASHARE_ROOT/hack/local-cluster.sh" up >/dev/null
   # shellcheck disable=SC1091
   source "$DATASHARE_STATE_DIR/env"
 fi
 export KUBECONFIG DATASHARE_KAFKA_BOOTSTRAP
-S="$DATASHARE_CACHE/run"
+S="${DATASHARE_RUN_DIR:-$DATASHARE_CACHE/run}"
 source "$DATASHARE_ROOT/hack/lib/process.sh"
 source "$DATASHARE_ROOT/hack/lib/shop.sh"
 KC=$(kubectl_bin) || die "kubectl not found: run hack/install-deps.sh"
-SHOP_SUFFIX=""
+SHOP_SUFFIX="${DATASHARE_RUN_SUFFIX:-}"
 
 for f in "$S"/pids/*.pid; do
   [[ -f "$f" ]] && kill -0 "$(cat "$f")" 2>/dev/null && die "another make run is running (pid $(cat "$f"), $f)"
@@ -43,7 +49,15 @@ else
   BIN="$DATASHARE_ROOT/build/release/bin"
 fi
 
-cleanup() { shop_stop_all || true; }
+cleanup() {
+  local status=0
+  shop_stop_all || status=1
+  if [[ -n "${started_cluster:-}" ]]; then
+    log "stopping the local control plane and Kafka this run started (DATASHARE_KEEP_CLUSTER=1 keeps them)"
+    "$DATASHARE_ROOT/hack/local-cluster.sh" down >/dev/null || status=1
+  fi
+  return $status
+}
 trap cleanup EXIT
 trap 'echo; log "stopping everything this run started"; exit 130' INT TERM
 
@@ -61,7 +75,7 @@ shop_scenario
 
 # The operator's lag of each copy kept from the topic, through Prometheus, once at 0 (or after 20 s).
 policy_lag() {
-  local sel="namespace=~\"orders|shipping\"" deadline=$(($(date +%s) + 20)) out
+  local sel="namespace=~\"$(shop_ns orders)|$(shop_ns shipping)\"" deadline=$(($(date +%s) + 20)) out
   until out=$(shop_prom_query "datashare_policy_lag_events{$sel}") && [[ $(grep -c . <<<"$out") -ge 2 ]] &&
     awk '$NF + 0 != 0 { bad = 1 } END { exit bad }' <<<"$out"; do
     (($(date +%s) < deadline)) || break
@@ -132,10 +146,14 @@ Where to look:
 MSG
 if [[ "${DATASHARE_RUN_ONCE:-}" == 1 ]]; then
   trap - EXIT
-  shop_stop_all || die "some processes did not stop on SIGTERM"
+  cleanup || die "some processes did not stop on SIGTERM"
   exit 0
 fi
-log "everything runs until Ctrl-C (the cluster stays up: make cluster-down)"
+if [[ -n "${started_cluster:-}" ]]; then
+  log "everything runs until Ctrl-C, which stops it all, the local cluster too"
+else
+  log "everything runs until Ctrl-C, which stops what this run started (the cluster was up before it)"
+fi
 while :; do
   shop_check_alive
   sleep 1
