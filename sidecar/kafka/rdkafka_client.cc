@@ -4,6 +4,7 @@
 #include <librdkafka/rdkafkacpp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <cstdlib>
 #include <fstream>
@@ -180,7 +181,10 @@ class rdkafka_consumer final : public consumer {
     }
     waker_cv_.notify_all();
     if (waker_.joinable()) waker_.join();
-    if (queue_ != nullptr) rd_kafka_queue_destroy(queue_);
+    for (auto& pq : partition_queues_) {
+      rd_kafka_queue_cb_event_enable(pq.queue, nullptr, nullptr);
+      rd_kafka_queue_destroy(pq.queue);
+    }
     // close() leaves the group cleanly; with assigned partitions it only commits nothing and stops.
     c_->close();
   }
@@ -208,6 +212,19 @@ class rdkafka_consumer final : public consumer {
     std::vector<RdKafka::TopicPartition*> tps;
     tps.reserve(start.size());
     for (const auto& p : start) tps.push_back(RdKafka::TopicPartition::create(topic, p.partition, p.offset));
+    // Each partition's messages stay in its own queue (not forwarded to the consumer queue), set
+    // before the assignment starts fetching: librdkafka then never forwards it (poll).
+    for (const auto& p : start) {
+      if (std::any_of(partition_queues_.begin(), partition_queues_.end(),
+                      [&](const partition_queue& q) { return q.partition == p.partition; })) {
+        continue;
+      }
+      rd_kafka_queue_t* q = rd_kafka_queue_get_partition(c_->c_ptr(), topic.c_str(), p.partition);
+      if (q == nullptr) continue;  // its messages then come through the consumer queue
+      rd_kafka_queue_forward(q, nullptr);
+      rd_kafka_queue_cb_event_enable(q, &rdkafka_consumer::on_arrival, this);
+      partition_queues_.push_back({p.partition, q});
+    }
     auto ec = c_->assign(tps);
     RdKafka::TopicPartition::destroy(tps);
     return ec == RdKafka::ERR_NO_ERROR ? std::error_code() : make_error(ec);
@@ -230,27 +247,46 @@ class rdkafka_consumer final : public consumer {
     // librdkafka's C interface: the C++ one wraps each message in an object of its own and
     // copies its topic name and headers into new strings, allocations that cost more than the
     // rest of the replica's work per event. What `out` held is overwritten in place.
+    //
+    // A batch takes from every partition's queue in turn, about max / partitions from each:
+    // the consumer queue holds a partition's fetched messages in runs of ~4,500 (one fetch), so a
+    // batch of 5,000 from it was mostly one partition, and of the replica's workers (a partition
+    // each) one worked while the others waited (docs/benchmarks.md, P1).
     std::error_code last;
     std::size_t n = 0;
-    int wait = static_cast<int>(timeout.count());
     rd_kafka_t* rk = c_->c_ptr();
-    while (n < max) {
-      rd_kafka_message_t* m = rd_kafka_consumer_poll(rk, wait);
-      wait = 0;
-      if (m == nullptr) break;
-      if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-        polled_bytes_ += m->len + m->key_len;
-        ++polled_;
-        if (n == out.size()) out.emplace_back();
-        convert(*m, out[n++]);
-        rd_kafka_message_destroy(m);
-        continue;
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (int looks = 0;; ++looks) {
+      arrived_.store(false);
+      // The consumer queue first: its errors, and any message fetched before a partition had its
+      // own queue (older than that queue's, so a partition's order holds).
+      while (n < max) {
+        rd_kafka_message_t* m = rd_kafka_consumer_poll(rk, 0);
+        if (m == nullptr) break;
+        take(m, out, n, last);
       }
-      if (m->err != RD_KAFKA_RESP_ERR__TIMED_OUT && m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-        last = make_error(m->err);
+      if (n == 0) {
+        // Rounds over the partition queues, each taking an even share of what is left.
+        for (bool took = true; took && n < max;) {
+          took = false;
+          const std::size_t share = std::max<std::size_t>(
+              (max - n + partition_queues_.size() - 1) / std::max<std::size_t>(partition_queues_.size(), 1), 1);
+          for (auto& pq : partition_queues_) {
+            const std::size_t want = std::min(share, max - n);
+            if (want == 0) break;
+            fetched_.resize(std::max(fetched_.size(), want));
+            ssize_t got = rd_kafka_consume_batch_queue(pq.queue, 0, fetched_.data(), want);
+            for (ssize_t k = 0; k < got; ++k) take(fetched_[static_cast<std::size_t>(k)], out, n, last);
+            took = took || got > 0;
+          }
+        }
       }
-      rd_kafka_message_destroy(m);
-      break;
+      if (n > 0 || std::chrono::steady_clock::now() >= deadline) break;
+      // Nothing yet: wait for a message to arrive in any queue (on_arrival), or the deadline. A
+      // queue that holds something without having signalled it is looked at again at once.
+      if (looks < 2 && queued() > 0) continue;
+      std::unique_lock lock(arrival_mu_);
+      arrival_cv_.wait_until(lock, deadline, [this] { return arrived_.load(); });
     }
     out.resize(n);
     if (n == max) wake_fetcher_when_low();
@@ -279,13 +315,13 @@ class rdkafka_consumer final : public consumer {
   // for while one is in flight make one more. A replica that is caught up polls small batches
   // and never asks.
   void wake_fetcher_when_low() {
-    rd_kafka_t* rk = c_->c_ptr();
-    if (queue_ == nullptr) queue_ = rd_kafka_queue_get_consumer(rk);
-    if (queue_ == nullptr || polled_ == 0) return;
+    if (polled_ == 0) return;
     // The queue's bound in messages: its own, or its bytes' at the size of the messages so far.
     const std::size_t average = std::max<std::size_t>(polled_bytes_ / polled_, 1);
-    const std::size_t bound = std::min(queued_min_messages_, queued_max_bytes_ / average);
-    if (rd_kafka_queue_length(queue_) >= bound / 4) return;
+    // Per partition: each has a queue of its own (poll), which librdkafka bounds on its own.
+    const std::size_t bound = std::min(queued_min_messages_, queued_max_bytes_ / average) *
+                              std::max<std::size_t>(partition_queues_.size(), 1);
+    if (queued() >= bound / 4) return;
     {
       std::lock_guard lock(waker_mu_);
       waker_pending_ = true;
@@ -312,9 +348,49 @@ class rdkafka_consumer final : public consumer {
     }
   }
 
+  // One polled message into out[n] (a message) or `last` (an error), then back to librdkafka.
+  void take(rd_kafka_message_t* m, std::vector<message>& out, std::size_t& n, std::error_code& last) {
+    if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      polled_bytes_ += m->len + m->key_len;
+      ++polled_;
+      if (n == out.size()) out.emplace_back();
+      convert(*m, out[n++]);
+    } else if (m->err != RD_KAFKA_RESP_ERR__TIMED_OUT && m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+      last = make_error(m->err);
+    }
+    rd_kafka_message_destroy(m);
+  }
+
+  // Messages waiting in the partitions' queues.
+  std::size_t queued() const {
+    std::size_t total = 0;
+    for (const auto& pq : partition_queues_) total += rd_kafka_queue_length(pq.queue);
+    return total;
+  }
+
+  // librdkafka's thread, a message in a partition queue that was empty (its lock held: no
+  // librdkafka call here, and poll never calls librdkafka under arrival_mu_).
+  static void on_arrival(rd_kafka_t*, void* opaque) {
+    auto* self = static_cast<rdkafka_consumer*>(opaque);
+    {
+      std::lock_guard lock(self->arrival_mu_);
+      self->arrived_.store(true);
+    }
+    self->arrival_cv_.notify_one();
+  }
+
+  struct partition_queue {
+    std::int32_t partition;
+    rd_kafka_queue_t* queue;
+  };
+
   std::unique_ptr<RdKafka::KafkaConsumer> c_;
-  rd_kafka_queue_t* queue_ = nullptr;  // the consumer queue, for its length
-  std::thread waker_;                  // the wake-up requests
+  std::vector<partition_queue> partition_queues_;  // every partition assigned so far
+  std::vector<rd_kafka_message_t*> fetched_;       // one queue's take
+  std::mutex arrival_mu_;
+  std::condition_variable arrival_cv_;
+  std::atomic<bool> arrived_{false};
+  std::thread waker_;  // the wake-up requests
   std::mutex waker_mu_;
   std::condition_variable waker_cv_;
   bool waker_pending_ = false, waker_stop_ = false;
@@ -474,10 +550,11 @@ class rdkafka_factory final : public client_factory {
   std::unique_ptr<consumer> make_consumer(const std::string& group, std::string& error) override {
     conf_builder c;
     // Fetch tuning first, so that the config's kafka properties can override it: a prefetch
-    // queue bounded at 16 MiB (librdkafka's default is 64 MiB), refilled before it runs dry
-    // (wake_fetcher_when_low); librdkafka's 1 MiB fetches per partition (4 MiB made no difference
-    // once the fetcher is woken, and cost RSS: docs/benchmarks.md, P1).
-    if (!c.set("queued.max.messages.kbytes", "16384", error) || !c.set("fetch.wait.max.ms", "100", error)) {
+    // queue per partition (poll) bounded at 4 MiB (librdkafka's default is 64 MiB; 16 MiB in all
+    // for four partitions, the one queue's bound before each partition had its own), refilled
+    // before it runs dry (wake_fetcher_when_low); librdkafka's 1 MiB fetches per partition (4 MiB
+    // made no difference once the fetcher is woken, and cost RSS: docs/benchmarks.md, P1).
+    if (!c.set("queued.max.messages.kbytes", "4096", error) || !c.set("fetch.wait.max.ms", "100", error)) {
       return nullptr;
     }
     if (!apply_settings(c, settings_, error)) return nullptr;
