@@ -33,6 +33,7 @@
 #include "sidecar/kafka/rdkafka_client.h"
 #include "sidecar/metrics/metrics.h"
 #include "sidecar/participant/http_links.h"
+#include "sidecar/participant/migrate.h"
 #include "sidecar/participant/participant.h"
 #include "sidecar/participant/service.h"
 #include "sidecar/proxy/http_owner_client.h"
@@ -50,7 +51,8 @@ namespace {
 // kubelet's default grace period of 30 s, with room for the app container stopping first.
 constexpr std::chrono::seconds kStopBudget{6};
 
-enum class store_use { replica, outbox, participant };
+// outbox_and_participant: an outbox that also holds the owner participant's records.
+enum class store_use { replica, outbox, participant, outbox_and_participant };
 
 // A replica's store looks up the versions of keys it does not hold, and a participant's the
 // record of every transaction new to it (absent): a memtable bloom filter answers those without a
@@ -63,7 +65,7 @@ enum class store_use { replica, outbox, participant };
 std::unique_ptr<ds::store::kv> open_store(const std::string& dir, store_use use, std::string& error) {
   bool replica = use == store_use::replica;
   ds::store::rocksdb_options o;
-  o.memtable_bloom = replica || use == store_use::participant;
+  o.memtable_bloom = replica || use == store_use::participant || use == store_use::outbox_and_participant;
   o.wal = !replica;
   o.merge_memtables = replica;
   return ds::store::open_rocksdb(dir, o, error);
@@ -157,8 +159,12 @@ int main(int argc, char** argv) {
   std::vector<std::unique_ptr<ds::publisher::publisher>> publishers;
   for (const auto& p : cfg.publish) {
     std::string error;
-    auto kv = open_store((std::filesystem::path(cfg.data_dir) / "outbox" / p.product.name).string(), store_use::outbox,
-                         error);
+    auto use = store_use::outbox;
+    for (const auto& part : cfg.participate) {
+      if (part.product == p.product.name && part.role == ds::config::participant_role::owner)
+        use = store_use::outbox_and_participant;
+    }
+    auto kv = open_store((std::filesystem::path(cfg.data_dir) / "outbox" / p.product.name).string(), use, error);
     if (!kv) {
       std::cerr << "datashare-sidecar: product " << p.product.name << ": " << error << "\n";
       return 1;
@@ -175,8 +181,34 @@ int main(int argc, char** argv) {
   std::vector<std::unique_ptr<ds::participant::participant>> participants;
   for (const auto& p : cfg.participate) {
     std::string error;
-    auto kv = open_store((std::filesystem::path(cfg.data_dir) / "participant" / p.product).string(),
-                         store_use::participant, error);
+    ds::publisher::publisher* pub = nullptr;
+    for (auto& candidate : publishers) {
+      if (candidate->spec().product.name == p.product) pub = candidate.get();
+    }
+    std::string own_dir = (std::filesystem::path(cfg.data_dir) / "participant" / p.product).string();
+    std::unique_ptr<ds::store::kv> kv;
+    ds::participant::participant_options options;
+    if (p.role == ds::config::participant_role::owner) {
+      // The owner's records live in the outbox's store, so a commit's record and its outbox
+      // entry share one fsync (sidecar/participant/README.md); a store of the old layout is
+      // moved there first.
+      std::size_t moved = 0;
+      if (auto ec = ds::participant::migrate_store(own_dir, pub->store(), error, &moved)) {
+        std::cerr << "datashare-sidecar: participant " << p.product << ": " << error << "\n";
+        return 1;
+      }
+      if (moved > 0) {
+        std::cerr << "datashare-sidecar: participant " << p.product << ": moved " << moved << " entries of " << own_dir
+                  << " into the outbox's store\n";
+      }
+      kv = std::make_unique<ds::participant::borrowed_kv>(pub->store());
+      options.records_in_outbox = true;
+      options.writer = [pub](ds::store::write_batch b, std::function<void(std::error_code)> done, bool sync) {
+        pub->write(std::move(b), std::move(done), sync);
+      };
+    } else {
+      kv = open_store(own_dir, store_use::participant, error);
+    }
     if (!kv) {
       std::cerr << "datashare-sidecar: participant " << p.product << ": " << error << "\n";
       return 1;
@@ -187,10 +219,6 @@ int main(int argc, char** argv) {
     std::unique_ptr<ds::participant::owner_api> owner;
     ds::participant::publish_fn publish;
     if (p.role == ds::config::participant_role::owner) {
-      ds::publisher::publisher* pub = nullptr;
-      for (auto& candidate : publishers) {
-        if (candidate->spec().product.name == p.product) pub = candidate.get();
-      }
       product = pub->spec().product;
       auto where = ds::http::parse_origin(p.owner_url);
       if (!where) {
@@ -200,7 +228,7 @@ int main(int argc, char** argv) {
       }
       owner = std::make_unique<ds::participant::http_owner>(*where, p.owner_write_path, call_timeout);
       publish = [pub](const std::string& key, const std::optional<std::string>& value, std::uint64_t version,
-                      ds::participant::publish_callback done) {
+                      ds::store::write_batch with, ds::participant::publish_callback done) {
         pub->submit(
             key, value,
             [done = std::move(done)](const ds::publisher::publish_result& r) {
@@ -211,7 +239,7 @@ int main(int argc, char** argv) {
                      "outbox answered " + std::to_string(r.status) + " " + r.body);
               }
             },
-            version);
+            version, std::move(with));
       };
     } else {
       for (const auto& s : cfg.subscribe) {
@@ -223,7 +251,7 @@ int main(int argc, char** argv) {
     }
     participants.push_back(std::make_unique<ds::participant::participant>(
         p, product, copy_fields, std::move(kv), std::move(owner), std::move(publish),
-        std::make_unique<ds::participant::http_outcomes>(p.coordinator_url, call_timeout)));
+        std::make_unique<ds::participant::http_outcomes>(p.coordinator_url, call_timeout), options));
     if (auto ec = participants.back()->start(error)) {
       std::cerr << "datashare-sidecar: participant " << p.product << ": " << error << "\n";
       return 1;

@@ -262,7 +262,14 @@ participant::participant(config::participate_spec spec, config::product_schema p
       publish_(std::move(publish)),
       outcomes_(std::move(outcomes)),
       options_(options) {
-  writer_ = std::make_unique<store::group_writer>(*kv_);
+  if (options_.writer) {
+    write_ = options_.writer;
+  } else {
+    writer_ = std::make_unique<store::group_writer>(*kv_);
+    write_ = [w = writer_.get()](store::write_batch b, std::function<void(std::error_code)> done, bool sync) {
+      w->write(std::move(b), std::move(done), sync);
+    };
+  }
 }
 
 participant::~participant() {
@@ -320,9 +327,21 @@ void participant::stop() {
   }
   stop_cv_.notify_all();
   if (worker_.joinable()) worker_.join();
-  std::unique_lock lock(flight_mu_);
-  if (!flight_cv_.wait_for(lock, std::chrono::seconds(30), [this] { return in_flight_ == 0; })) {
-    log::error("participant: stopping with owner commits still in flight", {{"product", spec_.product}});
+  {
+    std::unique_lock lock(flight_mu_);
+    if (!flight_cv_.wait_for(lock, std::chrono::seconds(30), [this] { return in_flight_ == 0; })) {
+      log::error("participant: stopping with owner commits still in flight", {{"product", spec_.product}});
+    }
+  }
+  if (options_.writer && !writer_drained_) {
+    // The writer is the publisher's, which outlives this participant: every callback of a record
+    // queued there has run once this empty one's has (one queue, in order).
+    writer_drained_ = true;
+    std::promise<void> drained;
+    auto f = drained.get_future();
+    write_(
+        {}, [&drained](std::error_code) { drained.set_value(); }, false);
+    f.wait();
   }
 }
 
@@ -368,7 +387,7 @@ void participant::release(const std::shared_ptr<tx_entry>& e) {
 void participant::queue_write(const std::shared_ptr<tx_entry>& e, store::write_batch b, bool sync,
                               std::function<void(std::error_code)> then) {
   ++e->writes_queued;
-  writer_->write(
+  write_(
       std::move(b),
       [e, then = std::move(then)](std::error_code ec) {
         {
@@ -378,6 +397,10 @@ void participant::queue_write(const std::shared_ptr<tx_entry>& e, store::write_b
         if (then) then(ec);
       },
       sync);
+}
+
+void participant::write_records(store::write_batch b, std::function<void(std::error_code)> done, bool sync) {
+  write_(std::move(b), std::move(done), sync);
 }
 
 void participant::begin_flight() {
@@ -410,7 +433,8 @@ std::error_code participant::persist(const std::string& tx, const tx_record& r, 
   store::write_batch& b = batch != nullptr ? *batch : own;
   add_record(b, tx, r);
   if (e != nullptr && e->writes_queued > 0) {
-    writer_->write(std::move(b), [](std::error_code) {});
+    write_(
+        std::move(b), [](std::error_code) {}, true);
     return {};
   }
   return kv_->write(b, sync);
@@ -500,9 +524,12 @@ std::optional<reply> participant::prepare_locked(const std::string& tx, const pr
       case tx_state::committed: {
         // After the group holding the first answer's record: never a yes before it is durable.
         reply yes{200, R"({"vote":"yes","state":")" + std::string(to_string(e->rec->state)) + "\"}"};
-        writer_->write({}, [yes, done = std::move(done)](std::error_code ec) {
-          done(ec ? reply{503, R"({"vote":"no","reason":"participant store: sync failed"})"} : yes);
-        });
+        write_(
+            {},
+            [yes, done = std::move(done)](std::error_code ec) {
+              done(ec ? reply{503, R"({"vote":"no","reason":"participant store: sync failed"})"} : yes);
+            },
+            true);
         return std::nullopt;
       }
       case tx_state::aborted:
@@ -559,8 +586,8 @@ std::optional<reply> participant::prepare_locked(const std::string& tx, const pr
     std::lock_guard locks(mu_);
     open_[tx] = {std::chrono::steady_clock::now() + spec_.lock_timeout};
   }
-  writer_->write(std::move(batch), [this, tx, e, before = std::move(before), version = r.version,
-                                    done = std::move(done)](std::error_code ec) mutable {
+  write_records(std::move(batch), [this, tx, e, before = std::move(before), version = r.version,
+                                   done = std::move(done)](std::error_code ec) mutable {
     {
       std::lock_guard entry_lock(e->mu);
       --e->writes_queued;
@@ -752,7 +779,7 @@ std::optional<reply> participant::do_commit(const std::string& tx, const std::sh
       if (done != nullptr) {
         // A repeated commit: after the group holding the first one's record (it may still be
         // queued), never an acknowledgement before that record is durable.
-        writer_->write({}, [body = state_body(r.state), done = std::move(*done)](std::error_code ec) {
+        write_records({}, [body = state_body(r.state), done = std::move(*done)](std::error_code ec) {
           done(ec ? error_reply(503, "participant store: sync failed") : reply{200, body});
         });
         return std::nullopt;
@@ -780,6 +807,12 @@ std::optional<reply> participant::do_commit(const std::string& tx, const std::sh
   store::write_batch batch;
   if (spec_.role == config::participant_role::owner) {
     if (done != nullptr) {
+      // The record with the outbox entry, one fsync for both. Behind the records of this
+      // transaction still queued (the `prepared` one): in the same queue when the publisher's
+      // writer writes them too; otherwise only once none is queued in the group writer (the disk
+      // could end with that one after the `committed` one), else the path of two writers.
+      if (options_.records_in_outbox && (options_.writer || e.writes_queued == 0))
+        return commit_owner_with_outbox(tx, ep, std::move(r), *done);
       commit_owner_async(tx, ep, std::move(r), std::move(*done));
       return std::nullopt;
     }
@@ -802,7 +835,7 @@ std::optional<reply> participant::do_commit(const std::string& tx, const std::sh
   e.rec = r;
   ++e.writes_queued;
   finished(tx, r);
-  writer_->write(std::move(batch), [this, tx, ep, key = r.key, done = std::move(*done)](std::error_code ec) {
+  write_records(std::move(batch), [this, tx, ep, key = r.key, done = std::move(*done)](std::error_code ec) {
     {
       std::lock_guard entry_lock(ep->mu);
       --ep->writes_queued;
@@ -831,10 +864,76 @@ std::error_code participant::publish_blocking(const tx_record& r, std::string& e
   auto f = p.get_future();
   std::optional<std::string> value;
   if (!r.deleted) value = r.value;
-  publish_(r.key, value, r.version, [&p](std::error_code ec, std::string err) { p.set_value({ec, std::move(err)}); });
+  publish_(r.key, value, r.version, {}, [&p](std::error_code ec, std::string err) {
+    p.set_value({ec, std::move(err)});
+  });
   auto [ec, err] = f.get();
   error = std::move(err);
   return ec;
+}
+
+std::optional<reply> participant::commit_owner_with_outbox(const std::string& tx, const std::shared_ptr<tx_entry>& ep,
+                                                           tx_record r, std::function<void(reply)>& done) {
+  // The `committed` record (already `published`) rides in the publisher's batch with the outbox
+  // entry: both durable at one fsync, or neither written. The transaction is busy until then, so
+  // a repeated commit waits for this one and gets its answer.
+  struct call {
+    std::thread::id caller = std::this_thread::get_id();
+    std::atomic<bool> returned{false};
+    bool answered_inside = false;  // the callback ran inside publish_ (on this thread, entry locked)
+    std::error_code ec;
+    std::string error;
+    std::function<void(reply)> done;
+  };
+  auto c = std::make_shared<call>();
+  c->done = std::move(done);
+  r.published = true;
+  store::write_batch with;
+  add_record(with, tx, r);
+  ep->rec = r;
+  ep->committing = true;
+  ep->busy = true;
+  begin_flight();
+  std::optional<std::string> value;
+  if (!r.deleted) value = r.value;
+  publish_(r.key, value, r.version, std::move(with), [this, tx, ep, c, r](std::error_code ec, std::string error) {
+    if (!c->returned.load() && std::this_thread::get_id() == c->caller) {
+      // Inside the call (a refusal at once): the caller holds the entry and finishes below.
+      c->answered_inside = true;
+      c->ec = ec;
+      c->error = std::move(error);
+      return;
+    }
+    reply answer;
+    {
+      std::lock_guard entry_lock(ep->mu);
+      answer = owner_committed_with_outbox(tx, *ep, r, ec, error);
+    }
+    c->done(std::move(answer));
+    release(ep);
+    end_flight();  // last: stop() may return (and the participant go) once no call is in flight
+  });
+  c->returned = true;
+  if (!c->answered_inside) return std::nullopt;
+  ep->busy = false;  // nothing waits: the entry's mutex was held throughout
+  end_flight();
+  done = std::move(c->done);
+  return owner_committed_with_outbox(tx, *ep, r, c->ec, c->error);
+}
+
+reply participant::owner_committed_with_outbox(const std::string& tx, tx_entry& e, const tx_record& r,
+                                               std::error_code ec, const std::string& error) {
+  e.committing = false;
+  if (ec) {
+    // Refused, or the outbox's write failed: neither the entry nor the record is on disk. The
+    // store holds `prepared`, read again by the next call; the key stays locked; the coordinator
+    // retries the commit.
+    e.loaded = false;
+    e.rec.reset();
+    return error_reply(503, "publishing: " + error);
+  }
+  finished(tx, r);
+  return {200, state_body(tx_state::committed)};
 }
 
 void participant::commit_owner_async(const std::string& tx, const std::shared_ptr<tx_entry>& ep, tx_record r,
@@ -910,12 +1009,12 @@ void participant::commit_owner_async(const std::string& tx, const std::shared_pt
   // then it is not the last one; the record's always runs on the writer's thread.
   std::optional<std::string> value;
   if (!r.deleted) value = r.value;
-  publish_(r.key, value, r.version, [j, both_done](std::error_code ec, std::string error) {
+  publish_(r.key, value, r.version, {}, [j, both_done](std::error_code ec, std::string error) {
     j->publish_ec = ec;
     j->publish_error = std::move(error);
     if (j->left.fetch_sub(1) == 1) both_done();
   });
-  writer_->write(std::move(batch), [j, both_done](std::error_code ec) {
+  write_records(std::move(batch), [j, both_done](std::error_code ec) {
     j->store_ec = ec;
     if (j->left.fetch_sub(1) == 1) both_done();
   });

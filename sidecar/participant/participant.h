@@ -114,11 +114,14 @@ class outcome_api {
 };
 
 // Owner role: publishes the committed value (nullopt: deleted) with `version`; `done` runs once,
-// from any thread (the publisher's), when it is durable in the outbox (no error) or refused (an
-// error with a message). It must not wait for the participant.
+// from any thread (the publisher's) or inside the call, when it is durable in the outbox (no
+// error) or refused (an error with a message). It must not wait for the participant. `with`:
+// writes to the participant's store that go in the same atomic, fsync'd batch as the outbox entry
+// (only given when the participant's store is the outbox's: participant_options::records_in_outbox);
+// refused, neither is written.
 using publish_callback = std::function<void(std::error_code, std::string error)>;
 using publish_fn = std::function<void(const std::string& key, const std::optional<std::string>& value,
-                                      std::uint64_t version, publish_callback done)>;
+                                      std::uint64_t version, store::write_batch with, publish_callback done)>;
 
 struct reply {
   unsigned status = 200;
@@ -129,6 +132,15 @@ struct participant_options {
   std::chrono::milliseconds retention{5 * 60 * 1000};  // finished records kept for repeated calls
   std::chrono::milliseconds tick{100};                 // how often overdue transactions are looked at
   std::chrono::milliseconds ask_backoff{1000};         // between two rounds of asking for one transaction
+  // Owner role: the participant's store is the publisher's outbox store (one RocksDB), so a
+  // commit's `committed` record goes with its outbox entry, in the publisher's fsync'd batch
+  // (publish_fn's `with`), instead of through the participant's group writer.
+  bool records_in_outbox = false;
+  // Where the records are written (group commit: a batch queued, its callback run once written,
+  // synced when asked, in the order queued). Empty: a store::group_writer of the participant's
+  // own. The owner's sidecar gives it the publisher's writer (publisher::write), so the owner's
+  // records, commits and outbox entries share one thread, one queue and one fsync per group.
+  std::function<void(store::write_batch, std::function<void(std::error_code)> done, bool sync)> writer;
 };
 
 class participant {
@@ -220,6 +232,7 @@ class participant {
   void owner_refuse(const std::shared_ptr<owner_prepare>& c, const std::string& why);
   void end_owner_prepare(const std::shared_ptr<owner_prepare>& c, reply r);
   void compensate_async(const tx_record& r, std::function<void(std::string failure)> done);
+  void write_records(store::write_batch b, std::function<void(std::error_code)> done, bool sync = true);
   void begin_flight();
   void end_flight();
   void load(const std::string& tx, tx_entry& e);
@@ -238,6 +251,15 @@ class participant {
                                       std::function<void(reply)>& done);
   std::string compensate(const tx_record& r);  // owner: "" when the previous value is back
   std::error_code publish_blocking(const tx_record& r, std::string& error);
+  // Owner, records_in_outbox (with the publisher's writer, or with nothing of the transaction
+  // queued in a group writer of its own): the `committed` record in the publisher's batch with
+  // the outbox entry. With the entry's mutex held. Returns the answer when the publisher
+  // answered inside the call (`done` left to the caller), else nullopt (`done` taken, answered
+  // once both are durable).
+  std::optional<reply> commit_owner_with_outbox(const std::string& tx, const std::shared_ptr<tx_entry>& ep, tx_record r,
+                                                std::function<void(reply)>& done);
+  reply owner_committed_with_outbox(const std::string& tx, tx_entry& e, const tx_record& r, std::error_code ec,
+                                    const std::string& error);
   // Owner: the publish and the `committed` record at once; `done` once both are durable.
   void commit_owner_async(const std::string& tx, const std::shared_ptr<tx_entry>& ep, tx_record r,
                           std::function<void(reply)> done);
@@ -255,6 +277,8 @@ class participant {
   std::vector<std::string> copy_fields_;
   std::unique_ptr<store::kv> kv_;
   std::unique_ptr<store::group_writer> writer_;  // the prepares' fsyncs, shared (after kv_: goes first)
+  std::function<void(store::write_batch, std::function<void(std::error_code)>, bool)> write_;  // writer_'s or options'
+  bool writer_drained_ = false;
   std::unique_ptr<owner_api> owner_;
   publish_fn publish_;
   std::unique_ptr<outcome_api> outcomes_;

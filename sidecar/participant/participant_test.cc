@@ -3,19 +3,24 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <cstdlib>
 #include <deque>
+#include <filesystem>
 #include <future>
 #include <map>
 #include <mutex>
 #include <thread>
 
 #include "common/thread_pool.h"
+#include "sidecar/participant/migrate.h"
 #include "sidecar/participant/service.h"
 #include "sidecar/replica/layout.h"
 #include "sidecar/replica/replica.h"
 #include "sidecar/store/memory_kv.h"
+#include "sidecar/store/rocksdb_kv.h"
 
 namespace datashare::sidecar::participant {
 namespace {
@@ -224,6 +229,7 @@ struct published {
   std::string key;
   std::optional<std::string> value;
   std::uint64_t version;
+  std::size_t with = 0;  // writes of the participant's that came along
 };
 
 class participant_test : public ::testing::Test {
@@ -238,25 +244,60 @@ class participant_test : public ::testing::Test {
     participant_options o;
     o.ask_backoff = std::chrono::milliseconds(0);
     if (retention_) o.retention = *retention_;
+    o.records_in_outbox = records_in_outbox_;
+    auto kv = machine_ ? std::unique_ptr<store::kv>(std::make_unique<machine_kv>(machine_))
+                       : std::unique_ptr<store::kv>(std::make_unique<shared_kv>(kv_));
+    store::group_writer* shared = nullptr;
+    if (shared_writer_) {
+      // The publisher's writer, which the owner's records share (one queue for both).
+      writer_stores_.push_back(machine_ ? std::unique_ptr<store::kv>(std::make_unique<machine_kv>(machine_))
+                                        : std::unique_ptr<store::kv>(std::make_unique<shared_kv>(kv_)));
+      writers_.push_back(std::make_unique<store::group_writer>(*writer_stores_.back()));
+      shared = writers_.back().get();
+      o.writer = [shared](store::write_batch b, std::function<void(std::error_code)> done, bool sync) {
+        shared->write(std::move(b), std::move(done), sync);
+      };
+    }
+    // The outbox's store is the participant's (records_in_outbox): `with` goes in with the
+    // entry, synced, as the publisher's writer does it.
+    store::kv* outbox = kv.get();
     auto p = std::make_unique<participant>(
         spec, products(),
         role == config::participant_role::copy ? std::vector<std::string>{"id", "name"} : std::vector<std::string>{},
-        machine_ ? std::unique_ptr<store::kv>(std::make_unique<machine_kv>(machine_))
-                 : std::unique_ptr<store::kv>(std::make_unique<shared_kv>(kv_)),
+        std::move(kv),
         held_ ? std::unique_ptr<owner_api>(std::make_unique<held_owner>(owner_, held_))
               : std::unique_ptr<owner_api>(std::make_unique<fake_owner>(owner_)),
-        [this](const std::string& key, const std::optional<std::string>& value, std::uint64_t version,
-               const publish_callback& done) {
-          bool fail = fail_publish_.load();
-          if (!fail) {
-            std::lock_guard lock(mu_);
-            published_.push_back({key, value, version});
+        [this, outbox, shared](const std::string& key, const std::optional<std::string>& value, std::uint64_t version,
+                               store::write_batch with, const publish_callback& done) {
+          if (shared != nullptr && !fail_publish_.load()) {
+            {
+              std::lock_guard lock(mu_);
+              published_.push_back({key, value, version, with.size()});
+            }
+            shared->write(std::move(with), [done](std::error_code ec) { done(ec, ec ? "outbox write failed" : ""); });
+            return;
           }
-          if (fail) {
-            done(std::make_error_code(std::errc::no_buffer_space), "outbox full");
-          } else {
-            done({}, "");
+          auto answer = [this, outbox, key, value, version, with = std::move(with), done] {
+            bool fail = fail_publish_.load();
+            if (!fail) {
+              std::lock_guard lock(mu_);
+              published_.push_back({key, value, version, with.size()});
+              if (!with.empty()) {
+                EXPECT_FALSE(outbox->write(with, true));
+              }
+            }
+            if (fail) {
+              done(std::make_error_code(std::errc::no_buffer_space), "outbox full");
+            } else {
+              done({}, "");
+            }
+          };
+          if (!publish_on_thread_) {
+            answer();
+            return;
           }
+          std::lock_guard lock(mu_);
+          publish_threads_.emplace_back(std::move(answer));
         },
         std::make_unique<fake_outcomes>(outcomes_), o);
     std::string error;
@@ -321,6 +362,22 @@ class participant_test : public ::testing::Test {
   std::mutex mu_;
   std::atomic<bool> fail_publish_{false};
   std::vector<published> published_;
+  bool records_in_outbox_ = false;  // set: make() gives the participant the outbox's store
+  bool publish_on_thread_ = false;  // set: the fake publisher answers from a thread of its own
+  std::vector<std::thread> publish_threads_;
+  bool shared_writer_ = false;  // set: the records and the publishes go through one writer, as at an owner
+  std::vector<std::unique_ptr<store::kv>> writer_stores_;
+  std::vector<std::unique_ptr<store::group_writer>> writers_;  // (outlive the participants)
+
+  void TearDown() override {
+    writers_.clear();
+    std::vector<std::thread> threads;
+    {
+      std::lock_guard lock(mu_);
+      threads.swap(publish_threads_);
+    }
+    for (auto& t : threads) t.join();
+  }
 };
 
 TEST_F(participant_test, OwnerAppliesAtPrepareAndPublishesAtCommit) {
@@ -1082,6 +1139,234 @@ TEST_F(participant_test, AnOwnersBatchOfCommitsRunsAsOneTaskAndAnswersEachMessag
     EXPECT_EQ(published_.size(), 2u);
   }
   EXPECT_EQ(owner->locked_keys(), 0u);
+}
+
+// The owner's records in the outbox's store (2026-12-03, gw10): the `committed` record rides in
+// the publisher's batch with the outbox entry, already `published` (one fsync for both, atomic),
+// and nothing goes through the participant's group writer for it. An acknowledged commit
+// survives a crash of the machine and is not published again.
+TEST_F(participant_test, AnOwnersCommittedRecordGoesInTheOutboxBatch) {
+  records_in_outbox_ = true;
+  for (int mode : {0, 1, 2}) {
+    SCOPED_TRACE(mode == 0   ? "answered inside the call"
+                 : mode == 1 ? "answered from the publisher's thread"
+                             : "the records through the publisher's writer");
+    publish_on_thread_ = mode == 1;
+    shared_writer_ = mode == 2;
+    machine_ = std::make_shared<machine>();
+    published_.clear();
+    owner_->data["k"] = R"({"id":"k","name":"old"})";
+    {
+      auto p = make(config::participant_role::owner);
+      ASSERT_EQ(p->prepare("tx1", put("k", R"({"id":"k","name":"new"})", 10)).status, 200u);
+      // A repeated prepare is answered from the group writer behind the `prepared` record: once
+      // it is answered, nothing of tx1 is queued there, and the commit takes the outbox's batch.
+      ASSERT_EQ(p->prepare("tx1", put("k", R"({"id":"k","name":"new"})", 10)).status, 200u);
+      auto r = p->commit("tx1");
+      ASSERT_EQ(r.status, 200u) << r.body;
+      EXPECT_EQ(p->locked_keys(), 0u);
+      {
+        std::lock_guard lock(mu_);
+        ASSERT_EQ(published_.size(), 1u);
+        EXPECT_EQ(published_[0].with, 2u) << "the record and its time index";
+      }
+      std::string v;
+      ASSERT_FALSE(p->store().get("ttx1", v));
+      auto rec = decode_record(v);
+      ASSERT_TRUE(rec);
+      EXPECT_EQ(rec->state, tx_state::committed);
+      EXPECT_TRUE(rec->published);
+      EXPECT_EQ(p->commit("tx1").status, 200u) << "repeated";
+    }
+    machine_->crash();
+    outcomes_->coordinator = "aborted";  // what a coordinator that forgot it answers
+    auto p = make(config::participant_role::owner);
+    p->resolve_overdue();
+    EXPECT_EQ(p->locked_keys(), 0u);
+    EXPECT_THAT(p->query("tx1", 0).body, HasSubstr("committed"));
+    EXPECT_EQ(owner_value("k"), R"({"id":"k","name":"new"})") << "a committed change was compensated";
+    EXPECT_EQ(outcomes_->asked.load(), 0);
+    {
+      std::lock_guard lock(mu_);
+      EXPECT_EQ(published_.size(), 1u) << "published once: the record said so atomically with the entry";
+    }
+    outcomes_->coordinator = "";
+  }
+}
+
+// A refused publish (outbox full, store failure) writes neither the entry nor the record: the
+// store still holds `prepared`, the key stays held, and the coordinator's retry commits.
+TEST_F(participant_test, ARefusedPublishInTheOutboxBatchLeavesTheTransactionPrepared) {
+  records_in_outbox_ = true;
+  for (int mode : {0, 1, 2}) {
+    SCOPED_TRACE(mode == 0   ? "answered inside the call"
+                 : mode == 1 ? "answered from the publisher's thread"
+                             : "the records through the publisher's writer");
+    publish_on_thread_ = mode == 1;
+    shared_writer_ = mode == 2;
+    kv_ = std::make_shared<store::memory_kv>();
+    published_.clear();
+    auto p = make(config::participant_role::owner);
+    ASSERT_EQ(p->prepare("tx1", put("k", R"({"id":"k"})", 4)).status, 200u);
+    ASSERT_EQ(p->prepare("tx1", put("k", R"({"id":"k"})", 4)).status, 200u);
+    fail_publish_ = true;
+    auto r = p->commit("tx1");
+    EXPECT_EQ(r.status, 503u) << r.body;
+    EXPECT_EQ(p->locked_keys(), 1u);
+    std::string v;
+    ASSERT_FALSE(kv_->get("ttx1", v));
+    ASSERT_TRUE(decode_record(v));
+    EXPECT_EQ(decode_record(v)->state, tx_state::prepared);
+    EXPECT_THAT(p->query("tx1", 0).body, HasSubstr("prepared"));
+    EXPECT_EQ(p->prepare("tx2", put("k", R"({"id":"k"})", 5)).status, 409u) << "the key is still held";
+    fail_publish_ = false;
+    r = p->commit("tx1");
+    EXPECT_EQ(r.status, 200u) << r.body;
+    EXPECT_EQ(p->locked_keys(), 0u);
+    ASSERT_FALSE(kv_->get("ttx1", v));
+    EXPECT_EQ(decode_record(v)->state, tx_state::committed);
+    std::lock_guard lock(mu_);
+    EXPECT_EQ(published_.size(), 1u);
+  }
+}
+
+class migrate_test : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    // No process id in the name: the death test's child (a new process) must find the same one.
+    dir_ = std::filesystem::path(::testing::TempDir()) /
+           (std::string("datashare-migrate-") + ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    old_ = (dir_ / "participant" / "products").string();
+    outbox_ = (dir_ / "outbox" / "products").string();
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  static std::unique_ptr<store::kv> open(const std::string& dir) {
+    std::string error;
+    auto kv = store::open_rocksdb(dir, {}, error);
+    EXPECT_TRUE(kv) << error;
+    return kv;
+  }
+
+  // What the releases before this one left in dataDir/participant/<product>: a prepared
+  // transaction (binary, format 1) and a committed one whose publish was pending (JSON, format
+  // 0, "published": false); and an outbox with an entry not yet sent.
+  void write_old_layout() {
+    tx_record a;
+    a.state = tx_state::prepared;
+    a.key = "ka";
+    a.value = R"({"id":"ka"})";
+    a.version = 5;
+    a.since_us = 1;
+    store::write_batch b;
+    b.put("tta", encode_record(a));
+    b.put("ttb", R"({"deleted":false,"hadPrevious":false,"key":"kb","peers":[],"previous":"",)"
+                 R"("published":false,"since":12,"state":"committed","value":"{\"id\":\"kb\"}","version":7})");
+    ASSERT_FALSE(open(old_)->write(b, true));
+    store::write_batch e;
+    e.put(std::string("e\0\0\0\0\0\0\0\0", 9), "entry");
+    e.put("mnext", std::string("\0\0\0\0\0\0\0\1", 8));
+    ASSERT_FALSE(open(outbox_)->write(e, true));
+  }
+
+  void expect_moved(const store::kv& outbox) {
+    std::string v;
+    EXPECT_FALSE(outbox.get("tta", v));
+    EXPECT_FALSE(outbox.get("ttb", v));
+    EXPECT_FALSE(outbox.get(std::string("e\0\0\0\0\0\0\0\0", 9), v)) << "the outbox's own entries stay";
+    EXPECT_FALSE(outbox.get("mnext", v));
+  }
+
+  std::filesystem::path dir_;
+  std::string old_, outbox_;
+};
+
+// An owner sidecar of an earlier release upgraded: its participant's store is moved into the
+// outbox's, and the participant there takes up where the old one was (the prepared transaction
+// holds its key and asks; the committed one is published again, same version).
+TEST_F(migrate_test, AnOwnerStoreOfTheOldLayoutIsMovedIntoTheOutboxStore) {
+  write_old_layout();
+  auto outbox = open(outbox_);
+  std::string error;
+  std::size_t moved = 0;
+  ASSERT_FALSE(migrate_store(old_, *outbox, error, &moved)) << error;
+  EXPECT_EQ(moved, 2u);
+  EXPECT_FALSE(std::filesystem::exists(old_));
+  EXPECT_FALSE(std::filesystem::exists(old_ + ".migrated"));
+  expect_moved(*outbox);
+  ASSERT_FALSE(migrate_store(old_, *outbox, error, &moved)) << "nothing left to move: " << error;
+  EXPECT_EQ(moved, 0u);
+
+  config::participate_spec spec;
+  spec.product = "products";
+  spec.role = config::participant_role::owner;
+  spec.coordinator_url = "http://gw:8080";
+  spec.lock_timeout = 0ms;  // the prepared one asks at once
+  participant_options o;
+  o.records_in_outbox = true;
+  o.ask_backoff = 0ms;
+  auto outcomes = std::make_shared<fake_outcomes_state>();
+  outcomes->coordinator = "committed";
+  std::mutex mu;
+  std::vector<std::uint64_t> versions;
+  participant p(
+      spec, products(), {}, std::make_unique<borrowed_kv>(*outbox),
+      std::make_unique<fake_owner>(std::make_shared<fake_owner_state>()),
+      [&](const std::string&, const std::optional<std::string>&, std::uint64_t version, store::write_batch with,
+          const publish_callback& done) {
+        if (!with.empty()) {
+          EXPECT_FALSE(outbox->write(with, true));
+        }
+        {
+          std::lock_guard lock(mu);
+          versions.push_back(version);
+        }
+        done({}, "");
+      },
+      std::make_unique<fake_outcomes>(outcomes), o);
+  ASSERT_FALSE(p.start(error)) << error;
+  EXPECT_EQ(p.locked_keys(), 2u);
+  p.resolve_overdue();
+  EXPECT_EQ(p.locked_keys(), 0u);
+  EXPECT_THAT(p.query("ta", 0).body, HasSubstr("committed"));
+  EXPECT_THAT(p.query("tb", 0).body, HasSubstr("committed"));
+  p.stop();
+  std::lock_guard lock(mu);
+  std::sort(versions.begin(), versions.end());
+  EXPECT_EQ(versions, (std::vector<std::uint64_t>{5, 7}));
+}
+
+// The sidecar killed between the copy and the removal: the next start copies again (the same
+// records over themselves) and removes the old store; one killed while deleting the renamed
+// store deletes the rest.
+TEST_F(migrate_test, AMigrationKilledBetweenCopyAndRemovalIsRunAgain) {
+  write_old_layout();
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        std::string error;
+        auto outbox = open(outbox_);
+        (void)migrate_store(old_, *outbox, error, nullptr, [] { std::_Exit(9); });
+        std::_Exit(0);
+      },
+      ::testing::ExitedWithCode(9), "");
+  EXPECT_TRUE(std::filesystem::exists(old_)) << "killed before the removal";
+  auto outbox = open(outbox_);
+  expect_moved(*outbox);  // the copy was synced before the kill
+  std::string error;
+  std::size_t moved = 0;
+  ASSERT_FALSE(migrate_store(old_, *outbox, error, &moved)) << error;
+  EXPECT_EQ(moved, 2u);
+  EXPECT_FALSE(std::filesystem::exists(old_));
+  expect_moved(*outbox);
+
+  std::filesystem::create_directories(old_ + ".migrated/half-deleted");
+  ASSERT_FALSE(migrate_store(old_, *outbox, error, &moved)) << error;
+  EXPECT_EQ(moved, 0u);
+  EXPECT_FALSE(std::filesystem::exists(old_ + ".migrated"));
+  expect_moved(*outbox);
 }
 
 }  // namespace

@@ -119,10 +119,12 @@ void publisher::stop() {
   if (drainer_.joinable()) drainer_.join();
 }
 
-void publisher::submit(std::string key, std::optional<std::string> body, publish_callback done, std::uint64_t version) {
+void publisher::submit(std::string key, std::optional<std::string> body, publish_callback done, std::uint64_t version,
+                       store::write_batch with) {
   change c;
   c.key = std::move(key);
   c.version = version;
+  c.with = std::move(with);
   c.deleted = !body.has_value();
   if (!event::is_valid_utf8(c.key)) {
     probe_.invalid->Increment();
@@ -145,13 +147,32 @@ void publisher::submit(std::string key, std::optional<std::string> body, publish
       c.done({503, error_body("the sidecar is shutting down"), 0, 1});
       return;
     }
-    if (depth() + queue_.size() >= spec_.outbox.max_entries) {
+    if (depth() + queued_changes_ >= spec_.outbox.max_entries) {
       lock.unlock();
       probe_.outbox_full->Increment();
       c.done({503,
               error_body("outbox full (" + std::to_string(spec_.outbox.max_entries) +
                          " changes not yet acknowledged by Kafka): retry later"),
               0, 1});
+      return;
+    }
+    queue_.push_back(std::move(c));
+    ++queued_changes_;
+  }
+  queued_cv_.notify_one();
+}
+
+void publisher::write(store::write_batch batch, std::function<void(std::error_code)> done, bool sync) {
+  change c;
+  c.records_only = true;
+  c.with = std::move(batch);
+  c.sync = sync;
+  c.written = std::move(done);
+  {
+    std::unique_lock lock(mu_);
+    if (writer_gone_) {
+      lock.unlock();
+      c.written(store::make_error_code(store::errc::io_error));
       return;
     }
     queue_.push_back(std::move(c));
@@ -176,8 +197,12 @@ void publisher::write_loop() {
     {
       std::unique_lock lock(mu_);
       queued_cv_.wait(lock, [&] { return !queue_.empty() || stopping_; });
-      if (queue_.empty()) return;  // stopping, and everything queued was answered
+      if (queue_.empty()) {
+        writer_gone_ = true;
+        return;  // stopping, and everything queued was answered
+      }
       while (!queue_.empty() && group.size() < options_.max_group) {
+        if (!queue_.front().records_only) --queued_changes_;
         group.push_back(std::move(queue_.front()));
         queue_.pop_front();
       }
@@ -187,7 +212,24 @@ void publisher::write_loop() {
     std::uint64_t seq = next_sequence_.load();
     std::vector<std::uint64_t> versions;
     versions.reserve(group.size());
+    bool sync = false;
+    bool changes = false;
     for (auto& c : group) {
+      versions.push_back(0);
+      if (c.records_only) {
+        sync = sync || c.sync;
+        for (std::size_t i = 0; i < c.with.size(); ++i) {
+          auto op = c.with[i];
+          if (op.is_delete) {
+            batch.del(op.key);
+          } else {
+            batch.put(op.key, op.value);
+          }
+        }
+        continue;
+      }
+      sync = true;
+      changes = true;
       entry e;
       e.key = c.key;
       e.version = last_version_ = c.version > last_version_ ? c.version : next_version(last_version_, now);
@@ -196,26 +238,47 @@ void publisher::write_loop() {
       e.deleted = c.deleted;
       e.value = std::move(c.value);
       batch.put(entry_key(seq++), encode_entry(e));
-      versions.push_back(e.version);
+      for (std::size_t i = 0; i < c.with.size(); ++i) {
+        auto op = c.with[i];
+        if (op.is_delete) {
+          batch.del(op.key);
+        } else {
+          batch.put(op.key, op.value);
+        }
+      }
+      versions.back() = e.version;
     }
-    batch.put(kVersionKey, be_u64(last_version_));
-    batch.put(kNextSequenceKey, be_u64(seq));
-    // One fsync for the whole group: every change in it is on disk before any is answered.
-    if (auto ec = kv_->write(batch, /*sync=*/true)) {
+    if (changes) {
+      batch.put(kVersionKey, be_u64(last_version_));
+      batch.put(kNextSequenceKey, be_u64(seq));
+    }
+    // One fsync for the whole group: every change in it (with the writes its submit brought) is on
+    // disk before any is answered. A group of write()'s alone is synced only when one asks.
+    if (auto ec = kv_->write(batch, sync)) {
       for (auto& c : group) {
+        if (c.records_only) {
+          c.written(ec);
+          continue;
+        }
         probe_.store_error->Increment();
         c.done({500, error_body("outbox write failed: " + ec.message()), 0, 0});
       }
     } else {
-      next_sequence_ = seq;
-      {
-        // Taking the drain's lock orders this notify after its check of next_sequence_: no
-        // wake-up is lost between the check and the wait (it would cost up to a 5 ms nap).
-        std::lock_guard lock(drain_mu_);
+      if (changes) {
+        next_sequence_ = seq;
+        {
+          // Taking the drain's lock orders this notify after its check of next_sequence_: no
+          // wake-up is lost between the check and the wait (it would cost up to a 5 ms nap).
+          std::lock_guard lock(drain_mu_);
+        }
+        appended_cv_.notify_one();
+        probe_.outbox_depth->Set(static_cast<double>(depth()));
       }
-      appended_cv_.notify_one();
-      probe_.outbox_depth->Set(static_cast<double>(depth()));
       for (std::size_t i = 0; i < group.size(); ++i) {
+        if (group[i].records_only) {
+          group[i].written({});
+          continue;
+        }
         probe_.accepted->Increment();
         nlohmann::json body{
             {"product", spec_.product.name}, {"key", group[i].key}, {"version", versions[i]}, {"status", "accepted"}};

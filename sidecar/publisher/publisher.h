@@ -74,8 +74,22 @@ class publisher {
   // `body`: the JSON entity for PUT; nullopt for DELETE. `done` runs exactly once, inline for a
   // rejected change, on the writer thread once stored. `version`: the version the change must
   // carry (a gateway transaction's), used when it is above every version assigned so far;
-  // 0 or an older one: the outbox's clock decides, as for every other change.
-  void submit(std::string key, std::optional<std::string> body, publish_callback done, std::uint64_t version = 0);
+  // 0 or an older one: the outbox's clock decides, as for every other change. `with`: writes
+  // of the caller's own that go into the outbox's store in the same atomic, fsync'd batch as the
+  // change (the owner participant's `committed` record, whose keys never meet the outbox's):
+  // both are on stable storage when `done` says 202, and neither is when it says anything else.
+  void submit(std::string key, std::optional<std::string> body, publish_callback done, std::uint64_t version = 0,
+              store::write_batch with = {});
+
+  // Writes of the caller's own, alone (no change), queued with the changes: written by the
+  // writer thread in the order queued, in its next group (synced when `sync` or the group holds
+  // a change), then `done` runs on that thread. The owner participant's records go this way, so
+  // they share the outbox's fsyncs and one writer thread.
+  void write(store::write_batch batch, std::function<void(std::error_code)> done, bool sync);
+
+  // The outbox's store: the owner participant of the same product keeps its records there
+  // (sidecar/participant/README.md), so its commit and the outbox entry share one fsync.
+  store::kv& store() { return *kv_; }
 
   std::uint64_t depth() const { return next_sequence_.load() - acked_prefix_.load(); }
   const config::publish_spec& spec() const { return spec_; }
@@ -87,6 +101,11 @@ class publisher {
     std::string value;
     publish_callback done;
     std::uint64_t version = 0;
+    store::write_batch with;  // the caller's writes, in the same batch
+    // write(): no change, only `with`; `written` answers.
+    bool records_only = false;
+    bool sync = true;
+    std::function<void(std::error_code)> written;
   };
 
   void write_loop();
@@ -104,7 +123,9 @@ class publisher {
   std::mutex mu_;  // guards queue_, stopping_
   std::condition_variable queued_cv_;
   std::deque<change> queue_;
+  std::size_t queued_changes_ = 0;  // in queue_, not counting write()'s
   bool stopping_ = false;
+  bool writer_gone_ = false;  // write_loop returned: write() answers at once
 
   // Writer-thread state.
   std::uint64_t last_version_ = 0;

@@ -127,6 +127,74 @@ TEST_F(publisher_test, AcceptsAfterAnFsyncAndPublishesTheEvent) {
   EXPECT_EQ(*msgs[1].header_value("ce_type"), "io.datashare.products.deleted");
 }
 
+// The owner participant's `committed` record rides with its outbox entry: in the same synced
+// batch when the change is accepted, not written at all when it is refused.
+TEST_F(publisher_test, WritesBroughtBySubmitGoInTheEntrysBatch) {
+  auto p = make();
+  auto with = [](const std::string& k) {
+    store::write_batch b;
+    b.put(k, "record");
+    b.del("tgone");
+    return b;
+  };
+  ASSERT_FALSE(kv_.write(with("tgone"), true));
+  auto synced = kv_.synced_writes();
+  std::promise<publish_result> done;
+  p->submit(
+      "sku-1", R"({"name":"Lamp"})", [&done](publish_result r) { done.set_value(std::move(r)); }, 0, with("ttx1"));
+  auto r = done.get_future().get();
+  EXPECT_EQ(r.status, 202u);
+  EXPECT_EQ(kv_.synced_writes(), synced + 1) << "one synced batch for the entry and the record";
+  std::string v;
+  EXPECT_FALSE(kv_.get("ttx1", v));
+  EXPECT_EQ(v, "record");
+  EXPECT_EQ(kv_.get("tgone", v), store::errc::not_found);
+
+  std::promise<publish_result> refused;
+  p->submit(
+      "sku-2", R"({"ratng":5})", [&refused](publish_result x) { refused.set_value(std::move(x)); }, 0, with("ttx2"));
+  EXPECT_EQ(refused.get_future().get().status, 400u);
+  EXPECT_EQ(kv_.get("ttx2", v), store::errc::not_found);
+
+  ASSERT_TRUE(drained(*p));  // the drain's own write (the delivered entry deleted) is done
+  kv_.fail_next_writes(1);
+  std::promise<publish_result> failed;
+  p->submit(
+      "sku-3", R"({"name":"Desk"})", [&failed](publish_result x) { failed.set_value(std::move(x)); }, 0, with("ttx3"));
+  EXPECT_EQ(failed.get_future().get().status, 500u);
+  EXPECT_EQ(kv_.get("ttx3", v), store::errc::not_found);
+}
+
+// write(): the owner participant's records through the outbox's writer, in the order queued,
+// synced only when asked (or when the group holds a change).
+TEST_F(publisher_test, WritesAloneGoThroughTheWriterInOrder) {
+  auto p = make();
+  auto synced = kv_.synced_writes();
+  std::promise<std::error_code> first;
+  store::write_batch a;
+  a.put("tx", "prepared");
+  p->write(
+      std::move(a), [&first](std::error_code ec) { first.set_value(ec); }, false);
+  EXPECT_FALSE(first.get_future().get());
+  EXPECT_EQ(kv_.synced_writes(), synced) << "not synced: nothing asked";
+  std::promise<std::error_code> second;
+  store::write_batch b;
+  b.put("tx", "committed");
+  p->write(
+      std::move(b), [&second](std::error_code ec) { second.set_value(ec); }, true);
+  EXPECT_FALSE(second.get_future().get());
+  EXPECT_EQ(kv_.synced_writes(), synced + 1);
+  std::string v;
+  EXPECT_FALSE(kv_.get("tx", v));
+  EXPECT_EQ(v, "committed");
+  EXPECT_EQ(p->depth(), 0u) << "no change in the outbox";
+  p->stop();
+  std::promise<std::error_code> late;
+  p->write(
+      {}, [&late](std::error_code ec) { late.set_value(ec); }, true);
+  EXPECT_TRUE(late.get_future().get()) << "after stop: refused, never left waiting";
+}
+
 TEST_F(publisher_test, RejectsInvalidBodiesWithoutStoringThem) {
   auto p = make();
   auto r = submit(*p, "a", R"({"ratng":5})");
