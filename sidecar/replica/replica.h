@@ -104,6 +104,7 @@ class replica {
             rounds_ == 0 ? 0 : largest_share_sum_ / static_cast<double>(rounds_)};
   }
   const store::kv& store() const { return *kv_; }
+  store::kv& store() { return *kv_; }  // benchmarks: flush and settle the store after a run
   const config::subscribe_spec& spec() const { return spec_; }
   std::string dlq_topic() const { return spec_.topic + ".dlq"; }
 

@@ -7,6 +7,7 @@
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
 
+#include <algorithm>
 #include <filesystem>
 
 namespace datashare::sidecar::store {
@@ -150,8 +151,11 @@ std::unique_ptr<kv> open_rocksdb(const std::string& dir, const rocksdb_options& 
   // A bloom filter over the memtable's whole keys: the replica looks up the stored version of
   // every event, and during a bootstrap nearly all of those keys are new.
   if (options.memtable_bloom) {
+    // 0.8 MiB per memtable whatever its size (RocksDB sizes it as a ratio of the write buffer):
+    // ~48 bits a key in a 32 MiB memtable of ~200-byte records, plenty for a filter.
     o.memtable_whole_key_filtering = true;
-    o.memtable_prefix_bloom_size_ratio = 0.05;
+    o.memtable_prefix_bloom_size_ratio =
+        std::min(0.25, static_cast<double>(kMemtableBloomBytes) / static_cast<double>(options.write_buffer_bytes));
   }
   // Reads of a random key mostly miss the small block cache; uncompressed blocks then come
   // straight from the page cache instead of through snappy on every GET. Values are small JSON
