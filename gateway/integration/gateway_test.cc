@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <mutex>
@@ -19,6 +20,7 @@
 #include <thread>
 
 #include "sidecar/integration/harness.h"
+#include "sidecar/store/rocksdb_kv.h"
 #include "tests/support/test_owner.h"
 
 namespace datashare::gateway {
@@ -431,6 +433,49 @@ TEST_F(gateway_test, TheCommittedValueIsPublishedAsAnEvent) {
   EXPECT_NE(line.find("ce_type=io.datashare.products.updated"), std::string::npos) << line;
   auto value = json::parse(line.substr(line.rfind('|') + 1));
   EXPECT_EQ(value, json::parse(R"({"id":"evt","name":"published","price":4})")) << "restricted field not published";
+}
+
+// An owner sidecar upgraded from a release that kept the participant's records in a store of
+// their own (dataDir/participant/<product>): at start they move into the outbox's store (one
+// fsync'd copy, then the old store removed), and what they say still holds: a committed
+// transaction whose publish was pending is published, with its version.
+TEST_F(gateway_test, AnOwnerSidecarOfTheOldLayoutTakesUpItsRecords) {
+  auto& o = nodes_[0];
+  o.process->kill(SIGKILL);
+  o.process->wait();
+  const std::string old_dir = o.dir->path() + "/data/participant/products";
+  {
+    std::string error;
+    auto kv = sidecar::store::open_rocksdb(old_dir, {}, error);
+    ASSERT_TRUE(kv) << error;
+    sidecar::store::write_batch b;  // a record as the releases before 2026-12-03 18:40 wrote it
+    b.put("ttx-old", R"({"deleted":false,"hadPrevious":false,"key":"kold","peers":[],"previous":"",)"
+                     R"("published":false,"since":12,"state":"committed",)"
+                     R"("value":"{\"id\":\"kold\",\"name\":\"from the old layout\"}","version":77})");
+    ASSERT_FALSE(kv->write(b, true));
+  }
+  o.process->start();
+  ASSERT_TRUE(it::wait_until([&] { return it::http_call(o.data_port, "GET", "/healthz").status == 200; }, 30s))
+      << o.process->log();
+  EXPECT_FALSE(std::filesystem::exists(old_dir)) << o.process->log();
+  EXPECT_NE(o.process->log().find("moved 1 entries"), std::string::npos) << o.process->log();
+  auto q = it::http_call(o.participant_port, "GET", "/v1/tx/tx-old?product=products");
+  EXPECT_EQ(q.status, 200) << q.body;
+  EXPECT_NE(q.body.find("committed"), std::string::npos) << q.body;
+  it::command_result got;
+  ASSERT_TRUE(it::wait_until(
+      [&] {
+        got = it::run_command("kcat -C -b " + kafka_ + " -t " + topic_ + " -e -q -f '%k|%h|%s\\n' 2>/dev/null");
+        return got.output.find("kold|") != std::string::npos;
+      },
+      20s))
+      << got.output << o.process->log();
+  auto line = got.output.substr(got.output.find("kold|"));
+  EXPECT_NE(line.find("datashare_version=77"), std::string::npos) << line;
+  // The transactions after the upgrade commit everywhere, as before.
+  start_gateway();
+  ASSERT_EQ(put("knew", {{"name", "after"}}).status, 200);
+  expect_all("knew", "after", "after the upgrade");
 }
 
 }  // namespace
