@@ -764,6 +764,12 @@ std::optional<reply> participant::do_commit(const std::string& tx, const std::sh
   switch (r.state) {
     case tx_state::committed:
       if (e.committing) return error_reply(503, "transaction " + tx + " is being committed here: try again");
+      if (!r.published && e.writes_queued > 0) {
+        // Its publish below waits with the entry's mutex held; a record of it still queued in
+        // the writer (its callback takes that mutex) would make it wait forever with the
+        // publisher's writer. The coordinator retries.
+        return error_reply(503, "transaction " + tx + " is being written here: try again");
+      }
       if (!r.published) {
         // Owner: committed on disk, the publish refused or lost with a crash: published again
         // (same version) before the acknowledgement. The mark is not synced: lost, the value is
@@ -1162,6 +1168,10 @@ void participant::resolve_overdue() {
     auto e = entry(tx);
     std::lock_guard tx_lock(e->mu);
     if (e->busy) continue;  // a prepare or abort in flight: looked at again in a second
+    // A record of it still queued in the writer: its callback takes the entry's mutex, which
+    // this thread holds while it publishes, and with the publisher's writer (one queue) that
+    // publish would wait behind the callback. Looked at again in a second.
+    if (e->writes_queued > 0) continue;
     load(tx, *e);
     if (!e->rec) continue;
     if (e->rec->state == tx_state::preparing && voted_no(tx)) {
