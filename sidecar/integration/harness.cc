@@ -313,4 +313,27 @@ command_result run_command(const std::string& command) {
   return r;
 }
 
+private_broker::private_broker() {
+  const char* src = std::getenv("DATASHARE_SOURCE_DIR");
+  script_ = std::string(src != nullptr ? src : ".") + "/hack/kafka-broker.sh";
+  auto r = run_command(script_ + " up " + dir_.path() + "/kafka 2>&1");
+  auto pos = r.output.find("DATASHARE_KAFKA_BOOTSTRAP=");
+  if (r.exit_code != 0 || pos == std::string::npos)
+    throw std::runtime_error("private broker did not start:\n" + r.output);
+  bootstrap_ = r.output.substr(pos + 26);
+  bootstrap_ = bootstrap_.substr(0, bootstrap_.find_first_of("\r\n"));
+  // The broker runs detached (setsid): if this test is killed (a ctest timeout, an interrupted
+  // run), no destructor stops it. A watchdog does, once this process is gone.
+  run_command("nohup bash -c 'while kill -0 " + std::to_string(::getpid()) + " 2>/dev/null; do sleep 2; done; " +
+              script_ + " down " + dir_.path() + "/kafka; rm -rf " + dir_.path() + "' >/dev/null 2>&1 &");
+}
+
+private_broker::~private_broker() {
+  run_command(script_ + " down " + dir_.path() + "/kafka >/dev/null 2>&1");
+}
+
+bool private_broker::action(const std::string& what) {
+  return run_command(script_ + " " + what + " " + dir_.path() + "/kafka 2>&1").exit_code == 0;
+}
+
 }  // namespace datashare::sidecar::itest

@@ -110,6 +110,27 @@ class test_producer {
   std::unique_ptr<kafka::producer> producer_;
 };
 
+// A broker of the test's own (hack/kafka-broker.sh), for the faults a shared broker must never
+// see: stopped, started again, frozen (SIGSTOP: connections stay open, nothing answers), thawed.
+// Removed at the end whatever happens (a watchdog stops it once the test process is gone).
+class private_broker {
+ public:
+  private_broker();  // throws when the broker does not start
+  ~private_broker();
+  private_broker(const private_broker&) = delete;
+  private_broker& operator=(const private_broker&) = delete;
+  const std::string& bootstrap() const { return bootstrap_; }
+  bool stop() { return action("stop"); }
+  bool start() { return action("start"); }
+  bool freeze() { return action("freeze"); }
+  bool thaw() { return action("thaw"); }
+
+ private:
+  bool action(const std::string& what);
+  scoped_dir dir_{"broker"};
+  std::string script_, bootstrap_;
+};
+
 // A size taken from the environment (the chaos suite, hack/chaos.sh, runs these tests at the
 // issue's full sizes), or `fallback` when the variable is unset; throws when it is not a number
 // above 0.

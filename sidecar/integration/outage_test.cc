@@ -27,38 +27,6 @@ namespace {
 using namespace std::chrono_literals;
 constexpr int kKeys = 20;
 
-// A broker of this test's own, removed at the end whatever happens.
-class private_broker {
- public:
-  private_broker() : dir_("broker") {
-    const char* src = std::getenv("DATASHARE_SOURCE_DIR");
-    script_ = std::string(src != nullptr ? src : ".") + "/hack/kafka-broker.sh";
-    auto r = run_command(script_ + " up " + dir_.path() + "/kafka 2>&1");
-    auto pos = r.output.find("DATASHARE_KAFKA_BOOTSTRAP=");
-    if (r.exit_code != 0 || pos == std::string::npos)
-      throw std::runtime_error("private broker did not start:\n" + r.output);
-    bootstrap_ = r.output.substr(pos + 26);
-    bootstrap_ = bootstrap_.substr(0, bootstrap_.find_first_of("\r\n"));
-    // The broker runs detached (setsid): if this test is killed (a ctest timeout, an interrupted
-    // run), no destructor stops it. A watchdog does, once this process is gone.
-    run_command("nohup bash -c 'while kill -0 " + std::to_string(::getpid()) + " 2>/dev/null; do sleep 2; done; " +
-                script_ + " down " + dir_.path() + "/kafka; rm -rf " + dir_.path() + "' >/dev/null 2>&1 &");
-  }
-  ~private_broker() { run_command(script_ + " down " + dir_.path() + "/kafka >/dev/null 2>&1"); }
-  const std::string& bootstrap() const { return bootstrap_; }
-  bool stop() { return action("stop"); }
-  bool start() { return action("start"); }
-  bool freeze() { return action("freeze"); }
-  bool thaw() { return action("thaw"); }
-
- private:
-  bool action(const std::string& what) {
-    return run_command(script_ + " " + what + " " + dir_.path() + "/kafka 2>&1").exit_code == 0;
-  }
-  scoped_dir dir_;
-  std::string script_, bootstrap_;
-};
-
 // One broker for the whole binary (it takes a while to start on a busy machine).
 private_broker& broker() {
   bootstrap();  // the cluster fixture's environment (and the Kafka installation) must be there

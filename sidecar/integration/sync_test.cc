@@ -25,11 +25,13 @@ struct policy_options {
   std::string sync_fields = "[name, price, supplierEmail]";
   std::string sync = "{}";
   std::string max_lag = "5s";
+  std::string kafka;  // the shared broker when empty
 };
 
 std::string config_yaml(const std::string& dir, std::uint16_t port, const std::string& owner_url,
                         const policy_options& o) {
-  return "version: 1\ndataDir: " + dir + "/data\nkafka: {bootstrapServers: \"" + bootstrap() +
+  return "version: 1\ndataDir: " + dir + "/data\nkafka: {bootstrapServers: \"" +
+         (o.kafka.empty() ? bootstrap() : o.kafka) +
          "\"}\nlisten: {data: {address: 127.0.0.1, port: " + std::to_string(port) +
          "}, threads: 2}\nsubscribe:\n  - policy: orders-products\n    namespace: orders\n    product: " +
          products_yaml() + "\n    topic: " + o.topic + "\n    group: " + o.topic + ".orders\n    mode: " + o.mode +
@@ -249,6 +251,69 @@ TEST(SidecarSyncTest, HybridMergesLocalAndOwnerFieldsAndFallsBackWhenBehind) {
   EXPECT_EQ(r.headers["datashare-sources"], R"(owner;fields="id,name,price";staleness-ms=0;fallback=max-lag)");
   EXPECT_EQ(lagging.metric(R"(datashare_sync_fallback_total{policy="orders-products",reason="max_lag"})"), 1);
   EXPECT_EQ(sidecar.metric(R"(datashare_sync_fallback_total{policy="orders-products",reason="max_lag"})"), 0);
+}
+
+// The real case of bounded staleness: a copy that was current, then its broker stops answering
+// (frozen: connections open, no answer, no error). Its cached watermarks still say "caught up";
+// the broker's silence must count: past maxLag, reads of local fields go to the owner and say
+// so, and once the broker answers again the copy serves them again.
+TEST(SidecarSyncTest, HybridCopyCutOffFromItsBrokerReadsTheOwnerUntilItIsCurrentAgain) {
+  private_broker broker;
+  const std::string topic = unique_name("itest.hybrid.cutoff");
+  create_topic(broker.bootstrap(), topic, 1);
+  auto produced = run_command("printf '%s' 'p1|{\"id\":\"p1\",\"name\":\"Local Lamp\",\"price\":1}' | kcat -P -b " +
+                              broker.bootstrap() + " -t " + topic +
+                              " -K '|' -H ce_specversion=1.0 -H ce_id=c1 -H ce_source=/namespaces/catalog/dataproducts/"
+                              "products -H ce_type=io.datashare.products.updated -H ce_subject=p1"
+                              " -H ce_time=2026-01-01T00:00:00Z -H datashare_version=1 2>&1");
+  ASSERT_EQ(produced.exit_code, 0) << produced.output;
+  testing::test_owner owner;
+  owner.seed("p1", R"({"id":"p1","name":"Owner Lamp","price":9.5})");
+  running_sidecar sidecar(owner.url(), {.mode = "hybrid",
+                                        .topic = topic,
+                                        .fields = "[id, name]",
+                                        .sync_fields = "[price]",
+                                        .max_lag = "2s",
+                                        .kafka = broker.bootstrap()});
+  ASSERT_TRUE(wait_until([&] { return http_call(sidecar.port, "GET", "/readyz").status == 200; }, 60s))
+      << sidecar.process.log();
+  auto r = sidecar.get("p1");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(body_of(r)["name"], "Local Lamp");
+  EXPECT_EQ(r.headers["datashare-sources"].rfind("replica;", 0), 0u) << r.headers["datashare-sources"];
+
+  ASSERT_TRUE(broker.freeze());
+  const auto frozen_at = steady::now();
+  EXPECT_TRUE(wait_until(
+      [&] {
+        r = sidecar.get("p1");
+        return r.headers["datashare-sources"].find("fallback=max-lag") != std::string::npos;
+      },
+      60s))
+      << r.headers["datashare-sources"] << "\n"
+      << sidecar.process.log();
+  // The copy ages from the broker's last answer (asked every maxLag / 4 = 500 ms, one poll late
+  // at most): the fallback starts no earlier than about 1.4 s after the freeze.
+  EXPECT_GE(steady::now() - frozen_at, 1s) << "the copy was within its 2 s budget";
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(body_of(r)["name"], "Owner Lamp");
+  const std::string lag_seconds = R"(datashare_replica_lag_seconds{policy="orders-products",product="products"})";
+  EXPECT_TRUE(wait_until([&] { return sidecar.metric(lag_seconds) > 2; }, 10s))
+      << sidecar.metric(lag_seconds) << " " << http_call(sidecar.port, "GET", "/readyz").body << "\n"
+      << sidecar.process.log();
+  EXPECT_GE(sidecar.metric(R"(datashare_sync_fallback_total{policy="orders-products",reason="max_lag"})"), 1);
+  EXPECT_EQ(http_call(sidecar.port, "GET", "/readyz").status, 503);
+
+  ASSERT_TRUE(broker.thaw());
+  EXPECT_TRUE(wait_until(
+      [&] {
+        r = sidecar.get("p1");
+        return r.headers["datashare-sources"].rfind("replica;", 0) == 0;
+      },
+      60s))
+      << r.headers["datashare-sources"] << "\n"
+      << sidecar.process.log();
+  EXPECT_EQ(body_of(r)["name"], "Local Lamp");
 }
 
 }  // namespace

@@ -54,6 +54,11 @@ class consumer {
                                                std::chrono::milliseconds timeout, std::int64_t& high) = 0;
   // The high watermark last seen in a fetch response, without a request; -1 when unknown.
   virtual std::int64_t cached_high_watermark(const std::string& topic, std::int32_t partition) = 0;
+  // When (wall clock, microseconds since the epoch) the leaders of the assigned partitions of
+  // `topic` were last all heard from, so when the cached watermarks were last current; -1 when
+  // not known. A broker that goes away or freezes stops fetch responses without an error, and
+  // the cache does not age by itself: this does.
+  virtual std::int64_t last_answer_us(const std::string& topic) = 0;
   // Waits up to `timeout` for a first message, then takes what is already there, up to `max`.
   // `out` is replaced by what was polled; the strings of the messages it held may be reused for
   // the new ones (no allocations per message in a steady stream).

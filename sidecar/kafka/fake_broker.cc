@@ -2,6 +2,7 @@
 
 #include <deque>
 #include <functional>
+#include <optional>
 #include <thread>
 
 namespace datashare::sidecar::kafka {
@@ -87,9 +88,23 @@ class fake_consumer final : public consumer {
     high = cached_high_watermark(topic, partition);
     return {};
   }
+  // As librdkafka's cache, fed by fetch responses: the live size while the broker is up, the
+  // last one seen while it is down (-1 if none).
   std::int64_t cached_high_watermark(const std::string& topic, std::int32_t partition) override {
     std::lock_guard lock(b_.mu_);
-    return static_cast<std::int64_t>(b_.topics_.at(topic).at(static_cast<std::size_t>(partition)).size());
+    auto& seen = last_seen_high_[{topic, partition}];
+    if (!b_.down())
+      seen = static_cast<std::int64_t>(b_.topics_.at(topic).at(static_cast<std::size_t>(partition)).size());
+    return seen.value_or(-1);
+  }
+  // Now while the broker is up; while it is down, when it last was.
+  std::int64_t last_answer_us(const std::string&) override {
+    if (!b_.down()) {
+      last_answer_us_ =
+          std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+              .count();
+    }
+    return last_answer_us_;
   }
   std::error_code poll(std::chrono::milliseconds, std::size_t max, std::vector<message>& out) override {
     out.clear();
@@ -110,6 +125,8 @@ class fake_consumer final : public consumer {
   std::string topic_;
   std::map<std::int32_t, std::int64_t> positions_;
   std::vector<partition_offset> committed_;
+  std::map<std::pair<std::string, std::int32_t>, std::optional<std::int64_t>> last_seen_high_;  // under b_.mu_
+  std::int64_t last_answer_us_ = -1;
 };
 
 namespace {

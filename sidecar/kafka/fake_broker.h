@@ -2,7 +2,8 @@
 // An in-memory Kafka for unit tests: topics of partitions of messages, and a client_factory
 // whose consumers, producers and admin act on it. Failure injection: while `down`, producers
 // keep messages queued (as librdkafka does during an outage) and flush() times out, a consumer's
-// metadata and watermark queries wait for their whole timeout and time out; with
+// metadata and watermark queries wait for their whole timeout and time out, and its cached high
+// watermarks and last answer stay what they were (fetch responses stop); with
 // `fail_deliveries`, each queued message is reported failed. Thread-safe.
 
 #include <atomic>

@@ -5,13 +5,16 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdlib>
 #include <fstream>
 #include <functional>
 #include <map>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <sstream>
+#include <string_view>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -161,9 +164,30 @@ void convert(const rd_kafka_message_t& m, message& out) {
   }
 }
 
+class rdkafka_consumer;
+
+// librdkafka hands its statistics (statistics.interval.ms) to a C callback with the handle
+// only: consumers register here, by handle, to be found. Holding the lock keeps a registered
+// consumer alive while its statistics are read.
+std::mutex statistics_mu;
+std::map<const rd_kafka_t*, rdkafka_consumer*>& statistics_sinks() {
+  static std::map<const rd_kafka_t*, rdkafka_consumer*> sinks;
+  return sinks;
+}
+int on_statistics(rd_kafka_t* rk, char* json, std::size_t size, void* /*opaque*/);
+
+std::int64_t wall_now_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
 class rdkafka_consumer final : public consumer {
  public:
   explicit rdkafka_consumer(std::unique_ptr<RdKafka::KafkaConsumer> c) : c_(std::move(c)) {
+    {
+      std::lock_guard lock(statistics_mu);
+      statistics_sinks()[c_->c_ptr()] = this;
+    }
     const rd_kafka_conf_t* conf = rd_kafka_conf(c_->c_ptr());
     auto number = [conf](const char* name, std::size_t fallback) {
       char buf[64];
@@ -175,6 +199,10 @@ class rdkafka_consumer final : public consumer {
     queued_max_bytes_ = number("queued.max.messages.kbytes", 65536) * 1024;
   }
   ~rdkafka_consumer() override {
+    {
+      std::lock_guard lock(statistics_mu);
+      statistics_sinks().erase(c_->c_ptr());
+    }
     {
       std::lock_guard lock(waker_mu_);
       waker_stop_ = true;
@@ -209,6 +237,10 @@ class rdkafka_consumer final : public consumer {
   }
 
   std::error_code assign(const std::string& topic, const std::vector<partition_offset>& start) override {
+    {
+      std::lock_guard lock(statistics_mu);
+      answer_topic_ = topic;
+    }
     std::vector<RdKafka::TopicPartition*> tps;
     tps.reserve(start.size());
     for (const auto& p : start) tps.push_back(RdKafka::TopicPartition::create(topic, p.partition, p.offset));
@@ -241,6 +273,40 @@ class rdkafka_consumer final : public consumer {
     std::int64_t low = -1, high = -1;
     if (c_->get_watermark_offsets(topic, partition, &low, &high) != RdKafka::ERR_NO_ERROR) return -1;
     return high;
+  }
+
+  std::int64_t last_answer_us(const std::string& topic) override {
+    std::lock_guard lock(statistics_mu);
+    return topic == answer_topic_ ? answered_at_us_ : -1;
+  }
+
+  // From librdkafka's statistics (statistics_mu held): the time since each broker last sent
+  // anything (`rxidle`; an idle consumer's fetch requests are answered every fetch.wait.max.ms),
+  // taken for the leaders of the assigned partitions of the topic; the oldest of them, as of
+  // when the statistics were made (`ts`, librdkafka's monotonic clock), is when the topic was
+  // last heard from. A partition without a leader, or a leader never heard from, tells nothing.
+  void take_statistics(std::string_view text) {
+    if (answer_topic_.empty()) return;
+    const auto j = nlohmann::json::parse(text, nullptr, false);
+    if (j.is_discarded() || !j.contains("brokers") || !j.contains("topics")) return;
+    const auto topic = j["topics"].find(answer_topic_);
+    if (topic == j["topics"].end() || !topic->contains("partitions")) return;
+    std::map<std::int64_t, std::int64_t> rxidle;  // node id → microseconds since it last sent
+    for (const auto& b : j["brokers"])
+      rxidle[b.value("nodeid", std::int64_t{-1})] = b.value("rxidle", std::int64_t{-1});
+    std::int64_t oldest = -1;
+    for (const auto& [id, p] : (*topic)["partitions"].items()) {
+      if (id == "-1" || !p.value("desired", false)) continue;  // the unassigned-messages partition
+      const auto it = rxidle.find(p.value("leader", std::int64_t{-1}));
+      if (it == rxidle.end() || it->first < 0 || it->second < 0) return;
+      oldest = std::max(oldest, it->second);
+    }
+    if (oldest < 0) return;
+    const std::int64_t made_us_ago =
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now().time_since_epoch())
+            .count() -
+        j.value("ts", std::int64_t{0});
+    answered_at_us_ = std::max(answered_at_us_, wall_now_us() - std::max<std::int64_t>(made_us_ago, 0) - oldest);
   }
 
   std::error_code poll(std::chrono::milliseconds timeout, std::size_t max, std::vector<message>& out) override {
@@ -385,6 +451,8 @@ class rdkafka_consumer final : public consumer {
   };
 
   std::unique_ptr<RdKafka::KafkaConsumer> c_;
+  std::string answer_topic_;                       // under statistics_mu
+  std::int64_t answered_at_us_ = -1;               // under statistics_mu
   std::vector<partition_queue> partition_queues_;  // every partition assigned so far
   std::vector<rd_kafka_message_t*> fetched_;       // one queue's take
   std::mutex arrival_mu_;
@@ -397,6 +465,13 @@ class rdkafka_consumer final : public consumer {
   std::size_t queued_min_messages_ = 0, queued_max_bytes_ = 0;
   std::uint64_t polled_ = 0, polled_bytes_ = 0;  // messages and key + value bytes so far
 };
+
+int on_statistics(rd_kafka_t* rk, char* json, std::size_t size, void* /*opaque*/) {
+  std::lock_guard lock(statistics_mu);
+  auto it = statistics_sinks().find(rk);
+  if (it != statistics_sinks().end()) it->second->take_statistics(std::string_view(json, size));
+  return 0;  // librdkafka frees the text
+}
 
 // Bridges librdkafka's delivery report callback to ours; the token travels as msg_opaque.
 class delivery_bridge final : public RdKafka::DeliveryReportCb {
@@ -565,6 +640,10 @@ class rdkafka_factory final : public client_factory {
         !c.set("enable.partition.eof", "false", error)) {
       return nullptr;
     }
+    // Statistics twice a second, whatever the file says: they tell when the brokers last
+    // answered (consumer::last_answer_us), which the copy's staleness rests on.
+    if (!c.set("statistics.interval.ms", "500", error)) return nullptr;
+    rd_kafka_conf_set_stats_cb(c.get()->c_ptr_global(), on_statistics);
     std::string err;
     std::unique_ptr<RdKafka::KafkaConsumer> kc(RdKafka::KafkaConsumer::create(c.get(), err));
     if (!kc) {

@@ -87,6 +87,7 @@ std::error_code replica::start(std::string& error, const std::atomic<bool>* stop
     error = "cannot read the stored offsets: " + ec.message();
     return ec;
   }
+  answered_at_us_ = now_us();  // the start's own questions below are the first answers
   for (auto p : partitions_) {
     auto it = stored.find(p);
     positions_[p] = it == stored.end() ? 0 : it->second;
@@ -458,8 +459,13 @@ void replica::update_status(std::int64_t now, std::int64_t newest_applied_us) {
   }
   if (at_start_marks) caught_up_to_start_ = true;
   lag_events_ = lag;
+  if (const std::int64_t answered = consumer_->last_answer_us(spec_.topic); answered > answered_at_us_) {
+    answered_at_us_ = std::min(answered, now);
+  }
   if (lag == 0) {
-    reflects_as_of_us_ = now;
+    // At the watermarks: the copy holds everything produced up to the brokers' last answer (or
+    // the newest event applied, if later), not necessarily up to now.
+    reflects_as_of_us_ = std::max({reflects_as_of_us_.load(), answered_at_us_, std::min(now, newest_applied_us)});
   } else if (newest_applied_us > reflects_as_of_us_.load()) {
     // Behind: the copy holds what was produced up to the newest event applied (an estimate that
     // errs on the stale side).
@@ -480,8 +486,12 @@ replica_status replica::status() const {
   s.lag_events = lag_events_.load();
   std::int64_t as_of = reflects_as_of_us_.load();
   s.staleness_ms = as_of == 0 ? INT64_MAX / 1000 : std::max<std::int64_t>(0, (now_us() - as_of) / 1000);
-  // A caught-up copy is only as old as the loop's last look; don't count the poll interval.
-  if (s.lag_events == 0 && s.staleness_ms <= 2 * options_.poll_timeout.count()) s.staleness_ms = 0;
+  // A caught-up copy is as old as its brokers' last answer: within answer_tolerance (and two
+  // polls) it counts as current. Beyond it they stopped answering, and the staleness is the time
+  // since they last did.
+  if (s.lag_events == 0 && s.staleness_ms <= options_.answer_tolerance.count() + 2 * options_.poll_timeout.count()) {
+    s.staleness_ms = 0;
+  }
   s.ready = s.caught_up_to_start && s.staleness_ms <= spec_.max_lag.count();
   s.applied_total = applied_total_.load();
   s.stale_total = stale_total_.load();

@@ -43,6 +43,11 @@ struct replica_options {
   // How often the topic's metadata is asked for partitions added since the start; new ones are
   // read from the beginning without a restart.
   std::chrono::milliseconds partition_check_interval{5000};
+  // A copy at the cached high watermarks is current only as of its brokers' last answer
+  // (consumer::last_answer_us): librdkafka's cache comes from fetch responses, which stop without
+  // an error when a broker goes away or freezes. An answer this recent (plus two polls) counts as
+  // now: the staleness reads 0 (librdkafka tells it every statistics.interval.ms, 500 ms).
+  std::chrono::milliseconds answer_tolerance{1000};
   bool sync_writes = false;  // see README: offsets travel with the data, a crash rewinds both
   // A store without a write-ahead log (the sidecar's RocksDB replica store) is flushed at least
   // this often while events are applied: the bound on what a crash rolls back (README). Each
@@ -149,6 +154,8 @@ class replica {
   std::vector<std::int32_t> partitions_;
   std::map<std::int32_t, std::int64_t> positions_;   // next offset to apply, as stored
   std::map<std::int32_t, std::int64_t> start_high_;  // high watermarks seen at start
+  // When the brokers last answered: the start's questions, then consumer::last_answer_us.
+  std::int64_t answered_at_us_ = 0;
   std::chrono::steady_clock::time_point last_commit_{};
   std::chrono::steady_clock::time_point last_partition_check_{};
   std::chrono::steady_clock::time_point last_flush_{};

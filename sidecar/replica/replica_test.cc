@@ -116,6 +116,45 @@ TEST_F(replica_test, BootstrapsFromTheBeginningAndBecomesReady) {
   EXPECT_TRUE(broker_.has_topic("catalog.products.v1.dlq"));
 }
 
+// A copy at the watermarks it last saw is current only as of the broker's last answer: when the
+// broker goes away (here with an owner's write the copy cannot see), its staleness grows from
+// that answer, past maxLag it is no longer ready (hybrid reads then go to the owner), and once
+// the broker is back it catches up and is current again.
+TEST_F(replica_test, ACopyAtItsCachedWatermarksAgesWhileTheBrokerDoesNotAnswer) {
+  for (int i = 0; i < 10; ++i) publish("k" + std::to_string(i), 1, R"({"name":"a"})");
+  auto s = spec();
+  s.max_lag = std::chrono::milliseconds(300);
+  replica_options o;
+  o.poll_timeout = std::chrono::milliseconds(0);
+  o.retry_backoff = std::chrono::milliseconds(0);
+  o.partition_check_interval = std::chrono::minutes(10);
+  o.answer_tolerance = std::chrono::milliseconds(50);
+  replica r(s, std::make_unique<shared_kv>(kv_, std::chrono::milliseconds(0)), *factory_,
+            metrics_.replica("products", "p"), o);
+  std::string error;
+  ASSERT_FALSE(r.start(error)) << error;
+  drain(r);
+  ASSERT_TRUE(r.status().ready);
+  EXPECT_EQ(r.status().staleness_ms, 0);
+
+  broker_.set_down(true);
+  publish("k1", 2, R"({"name":"b"})");
+  const auto since = std::chrono::steady_clock::now();
+  while (r.status().ready && std::chrono::steady_clock::now() - since < std::chrono::seconds(10)) r.run_once();
+  const auto behind = r.status();
+  EXPECT_FALSE(behind.ready);
+  EXPECT_GT(behind.staleness_ms, 300);
+  EXPECT_EQ(behind.lag_events, 0);  // as far as the cached watermarks tell
+  EXPECT_EQ(value_of("k1"), R"({"name":"a"})");
+
+  broker_.set_down(false);
+  const auto back = std::chrono::steady_clock::now();
+  while (!r.status().ready && std::chrono::steady_clock::now() - back < std::chrono::seconds(10)) r.run_once();
+  EXPECT_TRUE(r.status().ready);
+  EXPECT_EQ(r.status().staleness_ms, 0);
+  EXPECT_EQ(value_of("k1"), R"({"name":"b"})");
+}
+
 // A start against a broker that does not answer gives up as soon as the sidecar stops, instead
 // of waiting out request_timeout (each broker call is made in short slices). Without the stop it
 // still fails after request_timeout, with the broker's timeout.
