@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <deque>
 #include <filesystem>
+#include <functional>
 #include <future>
 #include <map>
 #include <mutex>
@@ -1234,8 +1235,11 @@ class migrate_test : public ::testing::Test {
  protected:
   void SetUp() override {
     // No process id in the name: the death test's child (a new process) must find the same one.
-    dir_ = std::filesystem::path(::testing::TempDir()) /
-           (std::string("datashare-migrate-") + ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    // The binary's path is in it: the ASan and TSan builds of this test run at the same time.
+    const auto binary = std::hash<std::string>{}(std::filesystem::read_symlink("/proc/self/exe").string());
+    dir_ =
+        std::filesystem::path(::testing::TempDir()) / ("datashare-migrate-" + std::to_string(binary) + "-" +
+                                                       ::testing::UnitTest::GetInstance()->current_test_info()->name());
     std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_);
     old_ = (dir_ / "participant" / "products").string();
