@@ -183,6 +183,13 @@ TEST(SidecarSyncTest, SlowOwnerAnswersWithinTheDeadlineAndTheBulkheadHolds) {
   EXPECT_GE(
       sidecar.metric(R"(datashare_sync_request_duration_seconds_count{outcome="timeout",policy="orders-products"})"),
       1);
+  // Inside the sidecar (its duration histogram, free of this client's scheduling) every timed-out
+  // read ended at its 500 ms deadline: none before 250 ms, none after a second.
+  const std::string timed_out =
+      R"(datashare_sync_request_duration_seconds_bucket{outcome="timeout",policy="orders-products",le=")";
+  EXPECT_EQ(sidecar.metric(timed_out + R"(0.25"})"), 0);
+  EXPECT_EQ(sidecar.metric(timed_out + R"(1"})"), sidecar.metric(timed_out + R"(+Inf"})"));
+  EXPECT_EQ(sidecar.metric(timed_out + R"(+Inf"})"), timeouts);
 }
 
 TEST(SidecarSyncTest, HundredConcurrentMissesMakeOneOwnerCall) {
