@@ -144,6 +144,33 @@ install_validator_modules() {
   (cd "$dir" && GOFLAGS=-mod=readonly GOTOOLCHAIN=local go list -deps . >/dev/null)
 }
 
+# The prometheus-operator CRDs the chart's monitors are checked against on the local API server
+# (charts/tests/monitoring_test.sh): from the prometheus-operator module, at the version whose Go
+# types the validator uses, through Go's module proxy; kept in the cache.
+MONITORING_CRD_DIR="$DATASHARE_CACHE/monitoring-crds"
+install_monitoring_crds() {
+  local version dir kind
+  version=$(awk '$1 == "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring" { print $2 }' \
+    "$DATASHARE_ROOT/charts/tests/validate/go.mod")
+  [[ -n "$version" ]] || die "charts/tests/validate/go.mod names no prometheus-operator version"
+  if [[ -f "$MONITORING_CRD_DIR/$version/monitoring.coreos.com_servicemonitors.yaml" &&
+    -f "$MONITORING_CRD_DIR/$version/monitoring.coreos.com_podmonitors.yaml" &&
+    -f "$MONITORING_CRD_DIR/$version/monitoring.coreos.com_prometheusrules.yaml" ]]; then
+    log "prometheus-operator CRDs $version: present"; return
+  fi
+  if (( CHECK_ONLY )); then log "prometheus-operator CRDs $version: missing"; return; fi
+  log "prometheus-operator CRDs $version: downloading"
+  require_go
+  dir=$(cd /tmp && GOFLAGS=-mod=mod GOTOOLCHAIN=local go mod download -json \
+    "github.com/prometheus-operator/prometheus-operator@$version" | jq -r .Dir) || die "prometheus-operator $version: download failed"
+  mkdir -p "$MONITORING_CRD_DIR/$version.tmp"
+  for kind in servicemonitors podmonitors prometheusrules; do
+    cp "$dir/example/prometheus-operator-crd/monitoring.coreos.com_$kind.yaml" "$MONITORING_CRD_DIR/$version.tmp/"
+  done
+  rm -rf "${MONITORING_CRD_DIR:?}/$version"
+  mv "$MONITORING_CRD_DIR/$version.tmp" "$MONITORING_CRD_DIR/$version"
+}
+
 # promtool (alert rule tests) comes with Debian's prometheus package; say so if it is missing.
 check_promtool() {
   if command -v promtool >/dev/null 2>&1; then log "promtool: $(promtool --version 2>&1 | head -1)"
@@ -169,5 +196,6 @@ install_kube
 install_kafka
 install_helm
 install_validator_modules
+install_monitoring_crds
 go_clean
 log "done; cache: $DATASHARE_CACHE ($(du -sh "$DATASHARE_CACHE" 2>/dev/null | cut -f1))"
