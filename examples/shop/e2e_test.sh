@@ -102,6 +102,16 @@ eventually() {  # description command...
 }
 eventually "operator: datashare_policy_lag_events for orders and shipping, at 0" all_zero "datashare_policy_lag_events{$sel}" 2
 eventually "operator: datashare_policy_lag_seconds finite and >= 0" values_ok "datashare_policy_lag_seconds{$sel}" 2
+# Each copy's budget (spec.maxLag) is exported beside its lag, and the lag is within it.
+within_budget() {
+  local budgets
+  budgets=$(shop_prom_query "datashare_policy_max_lag_seconds{$sel} > 0") || return 1
+  [[ $(grep -c . <<<"$budgets") -eq 2 ]] || return 1
+  [[ $(shop_prom_query "datashare_policy_lag_seconds{$sel} <= on(namespace, policy) datashare_policy_max_lag_seconds{$sel}" |
+    grep -c .) -eq 2 ]]
+}
+eventually "operator: each copy's lag within its budget (datashare_policy_max_lag_seconds)" within_budget \
+  "datashare_policy_max_lag_seconds{$sel}"
 eventually "sidecars: datashare_replica_lag_events at 0" all_zero "datashare_replica_lag_events{$sel}" 2
 eventually "sidecars: datashare_replica_lag_seconds finite and >= 0" values_ok "datashare_replica_lag_seconds{$sel}" 2
 eventually "sidecars: datashare_propagation_seconds_sum finite and >= 0" values_ok "datashare_propagation_seconds_sum{$sel}" 2
