@@ -20,21 +20,24 @@ namespace {
 
 constexpr int kEvents = 60'000;
 
+// Keys k0..k<n-1>, each with a value of `value_bytes`, all delivered.
+void produce_events(const std::string& kafka, const std::string& topic, int n, std::size_t value_bytes) {
+  test_producer producer(kafka);
+  ASSERT_EQ(producer.error(), "");
+  const std::string value(value_bytes, 'v');
+  for (int i = 0; i < n; ++i) {
+    auto ec = producer.produce(topic, "k" + std::to_string(i), value);
+    ASSERT_FALSE(ec) << ec.message();
+  }
+  ASSERT_FALSE(producer.flush(std::chrono::seconds(60)));
+  ASSERT_EQ(producer.failed_deliveries(), 0);
+}
+
 TEST(SidecarFetchTest, ACatchingUpConsumerIsNotParkedWhenItsQueueFills) {
   const std::string kafka = bootstrap();
   const std::string topic = unique_name("itest.fetch");
   create_topic(kafka, topic, 1, {});
-  {
-    test_producer producer(kafka);
-    ASSERT_EQ(producer.error(), "");
-    const std::string value(300, 'v');
-    for (int i = 0; i < kEvents; ++i) {
-      auto ec = producer.produce(topic, "k" + std::to_string(i), value);
-      ASSERT_FALSE(ec) << ec.message();
-    }
-    ASSERT_FALSE(producer.flush(std::chrono::seconds(60)));
-    ASSERT_EQ(producer.failed_deliveries(), 0);
-  }
+  ASSERT_NO_FATAL_FAILURE(produce_events(kafka, topic, kEvents, 300));
   config::kafka_settings s;
   s.bootstrap_servers = kafka;
 
@@ -76,17 +79,7 @@ TEST(SidecarFetchTest, ABatchTakesEveryPartitionInTurn) {
   constexpr int kPartitions = 3, kTotal = 30'000;
   constexpr std::size_t kMax = 2'000;
   create_topic(kafka, topic, kPartitions, {});
-  {
-    test_producer producer(kafka);
-    ASSERT_EQ(producer.error(), "");
-    const std::string value(200, 'v');
-    for (int i = 0; i < kTotal; ++i) {
-      auto ec = producer.produce(topic, "k" + std::to_string(i), value);
-      ASSERT_FALSE(ec) << ec.message();
-    }
-    ASSERT_FALSE(producer.flush(std::chrono::seconds(60)));
-    ASSERT_EQ(producer.failed_deliveries(), 0);
-  }
+  ASSERT_NO_FATAL_FAILURE(produce_events(kafka, topic, kTotal, 200));
   config::kafka_settings s;
   s.bootstrap_servers = kafka;
   auto factory = kafka::make_rdkafka_factory(s);

@@ -367,6 +367,14 @@ class participant_test : public ::testing::Test {
   bool publish_on_thread_ = false;  // set: the fake publisher answers from a thread of its own
   std::vector<std::thread> publish_threads_;
   bool shared_writer_ = false;  // set: the records and the publishes go through one writer, as at an owner
+  // The three ways the owner's publisher may answer (0, 1, 2); returns the way's name, for a trace.
+  const char* set_publish_mode(int mode) {
+    publish_on_thread_ = mode == 1;
+    shared_writer_ = mode == 2;
+    return mode == 0   ? "answered inside the call"
+           : mode == 1 ? "answered from the publisher's thread"
+                       : "the records through the publisher's writer";
+  }
   std::vector<std::unique_ptr<store::kv>> writer_stores_;
   std::vector<std::unique_ptr<store::group_writer>> writers_;  // (outlive the participants)
 
@@ -1149,11 +1157,7 @@ TEST_F(participant_test, AnOwnersBatchOfCommitsRunsAsOneTaskAndAnswersEachMessag
 TEST_F(participant_test, AnOwnersCommittedRecordGoesInTheOutboxBatch) {
   records_in_outbox_ = true;
   for (int mode : {0, 1, 2}) {
-    SCOPED_TRACE(mode == 0   ? "answered inside the call"
-                 : mode == 1 ? "answered from the publisher's thread"
-                             : "the records through the publisher's writer");
-    publish_on_thread_ = mode == 1;
-    shared_writer_ = mode == 2;
+    SCOPED_TRACE(set_publish_mode(mode));
     machine_ = std::make_shared<machine>();
     published_.clear();
     owner_->data["k"] = R"({"id":"k","name":"old"})";
@@ -1200,11 +1204,7 @@ TEST_F(participant_test, AnOwnersCommittedRecordGoesInTheOutboxBatch) {
 TEST_F(participant_test, ARefusedPublishInTheOutboxBatchLeavesTheTransactionPrepared) {
   records_in_outbox_ = true;
   for (int mode : {0, 1, 2}) {
-    SCOPED_TRACE(mode == 0   ? "answered inside the call"
-                 : mode == 1 ? "answered from the publisher's thread"
-                             : "the records through the publisher's writer");
-    publish_on_thread_ = mode == 1;
-    shared_writer_ = mode == 2;
+    SCOPED_TRACE(set_publish_mode(mode));
     kv_ = std::make_shared<store::memory_kv>();
     published_.clear();
     auto p = make(config::participant_role::owner);

@@ -214,18 +214,22 @@ void publisher::write_loop() {
     versions.reserve(group.size());
     bool sync = false;
     bool changes = false;
+    // The caller's own writes that ride in this batch (`with`: the owner participant's records).
+    auto add_with = [&batch](const auto& c) {
+      for (std::size_t i = 0; i < c.with.size(); ++i) {
+        const auto& op = c.with[i];
+        if (op.is_delete) {
+          batch.del(op.key);
+        } else {
+          batch.put(op.key, op.value);
+        }
+      }
+    };
     for (auto& c : group) {
       versions.push_back(0);
       if (c.records_only) {
         sync = sync || c.sync;
-        for (std::size_t i = 0; i < c.with.size(); ++i) {
-          auto op = c.with[i];
-          if (op.is_delete) {
-            batch.del(op.key);
-          } else {
-            batch.put(op.key, op.value);
-          }
-        }
+        add_with(c);
         continue;
       }
       sync = true;
@@ -238,14 +242,7 @@ void publisher::write_loop() {
       e.deleted = c.deleted;
       e.value = std::move(c.value);
       batch.put(entry_key(seq++), encode_entry(e));
-      for (std::size_t i = 0; i < c.with.size(); ++i) {
-        auto op = c.with[i];
-        if (op.is_delete) {
-          batch.del(op.key);
-        } else {
-          batch.put(op.key, op.value);
-        }
-      }
+      add_with(c);
       versions.back() = e.version;
     }
     if (changes) {
