@@ -45,8 +45,9 @@ declare -A scenarios=(
   [operator-faults]="controllers_operator_chaos_test|"
   [publisher-kill]="sidecar_publisher_kill_test|SidecarPublisherKillTest.*"
   [coordinator-kill]="gateway_integration_test|gateway_test.KillAtEachProtocolPoint*"
+  [copy-cut-off]="sidecar_sync_test|SidecarSyncTest.HybridCopyCutOff*"
 )
-order=(replica-kill broker-outage publisher-kill coordinator-kill operator-faults broker-freeze owner-faults)
+order=(replica-kill broker-outage publisher-kill coordinator-kill operator-faults broker-freeze owner-faults copy-cut-off)
 
 if [[ "${1:-}" == "--list" ]]; then printf '%s\n' "${order[@]}"; exit 0; fi
 selected=("$@")
