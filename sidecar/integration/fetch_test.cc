@@ -11,6 +11,7 @@
 #include <atomic>
 #include <chrono>
 #include <iostream>
+#include <thread>
 
 #include "sidecar/integration/harness.h"
 #include "sidecar/kafka/rdkafka_client.h"
@@ -94,10 +95,13 @@ TEST(SidecarFetchTest, ABatchTakesEveryPartitionInTurn) {
     ASSERT_GT(high[p], static_cast<std::int64_t>(kMax)) << "partition " << p << " holds too few events for the test";
   }
   ASSERT_FALSE(consumer->assign(topic, start));
+  // The test is about how a batch is taken from the queues, not about which fetch lands first:
+  // give every partition's first fetch time to arrive (a loaded machine delays some by a lot).
+  std::this_thread::sleep_for(std::chrono::seconds(1));
   std::vector<kafka::message> batch;
   std::vector<std::int64_t> next(kPartitions, 0);
-  int read = 0, counted = 0;
-  double shares = 0;
+  int read = 0;
+  std::vector<double> shares;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
   while (read < kTotal && std::chrono::steady_clock::now() < deadline) {
     (void)consumer->poll(std::chrono::milliseconds(100), kMax, batch);
@@ -114,17 +118,18 @@ TEST(SidecarFetchTest, ABatchTakesEveryPartitionInTurn) {
     bool all_left = true;
     for (int p = 0; p < kPartitions; ++p) all_left = all_left && high[p] - next[p] >= static_cast<std::int64_t>(kMax);
     if (batch.size() == kMax && all_left) {
-      shares += static_cast<double>(*std::max_element(per.begin(), per.end())) / static_cast<double>(kMax);
-      ++counted;
+      shares.push_back(static_cast<double>(*std::max_element(per.begin(), per.end())) / static_cast<double>(kMax));
     }
   }
   ASSERT_EQ(read, kTotal);
   for (int p = 0; p < kPartitions; ++p) EXPECT_EQ(next[p], high[p]) << "partition " << p;
-  ASSERT_GT(counted, 0);
-  const double share = shares / counted;
-  std::cout << counted << " full batches, the busiest partition's share " << share << " on average\n";
-  // Even is 1/3; a batch that comes while a partition's fetch is still on its way leans to the
-  // others.
+  ASSERT_FALSE(shares.empty());
+  std::sort(shares.begin(), shares.end());
+  const double share = shares[shares.size() / 2];
+  std::cout << shares.size() << " full batches, the busiest partition's share " << share << " (median)\n";
+  // Even is 1/3 (one partition's run of ~4,500 messages, as librdkafka hands them in one queue,
+  // gives 1.0). The median: a batch that comes while a partition's next fetch is still on its
+  // way leans to the others, and a loaded machine makes a few of those.
   EXPECT_LT(share, 0.6);
   delete_topic(kafka, topic);
 }
