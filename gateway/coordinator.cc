@@ -9,6 +9,7 @@
 #include <future>
 #include <nlohmann/json.hpp>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "sidecar/event/schema.h"
 #include "sidecar/participant/protocol.h"
@@ -344,9 +345,7 @@ std::string coordinator::new_tx_id() {
 }
 
 std::uint64_t coordinator::next_version() {
-  auto now = static_cast<std::uint64_t>(
-      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
-          .count());
+  auto now = static_cast<std::uint64_t>(common::wall_now_us());
   std::uint64_t last = last_version_.load();
   for (;;) {
     std::uint64_t v = std::max(now, last + 1);

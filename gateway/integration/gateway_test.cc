@@ -108,6 +108,22 @@ struct sidecar_node {
 
 class gateway_test : public ::testing::Test {
  protected:
+  // The first event of `key` in the product's topic, as kcat prints it ("key|headers|value"),
+  // waited for up to 20 s; empty when none came.
+  std::string topic_line(const std::string& key) {
+    std::string out;
+    it::wait_until(
+        [&] {
+          out =
+              it::run_command("kcat -C -b " + kafka_ + " -t " + topic_ + " -e -q -f '%k|%h|%s\\n' 2>/dev/null").output;
+          return out.find(key + "|") != std::string::npos;
+        },
+        20s);
+    const auto at = out.find(key + "|");
+    if (at == std::string::npos) return {};
+    return out.substr(at, out.find('\n', at) - at);
+  }
+
   void SetUp() override {
     kafka_ = it::bootstrap();
     topic_ = it::unique_name("gw-products");
@@ -419,16 +435,8 @@ TEST_F(gateway_test, TheCommittedValueIsPublishedAsAnEvent) {
   ASSERT_EQ(r.status, 200) << r.body;
   std::string version = r.headers["datashare-version"];
   ASSERT_FALSE(version.empty());
-  it::command_result got;
-  ASSERT_TRUE(it::wait_until(
-      [&] {
-        got = it::run_command("kcat -C -b " + kafka_ + " -t " + topic_ + " -e -q -f '%k|%h|%s\\n' 2>/dev/null");
-        return got.output.find("evt|") != std::string::npos;
-      },
-      20s))
-      << got.output;
-  auto line = got.output.substr(got.output.find("evt|"));
-  line = line.substr(0, line.find('\n'));
+  const std::string line = topic_line("evt");
+  ASSERT_FALSE(line.empty()) << "no event of evt in the topic within 20 s";
   EXPECT_NE(line.find("datashare_version=" + version), std::string::npos) << line;
   EXPECT_NE(line.find("ce_type=io.datashare.products.updated"), std::string::npos) << line;
   auto value = json::parse(line.substr(line.rfind('|') + 1));
@@ -462,15 +470,8 @@ TEST_F(gateway_test, AnOwnerSidecarOfTheOldLayoutTakesUpItsRecords) {
   auto q = it::http_call(o.participant_port, "GET", "/v1/tx/tx-old?product=products");
   EXPECT_EQ(q.status, 200) << q.body;
   EXPECT_NE(q.body.find("committed"), std::string::npos) << q.body;
-  it::command_result got;
-  ASSERT_TRUE(it::wait_until(
-      [&] {
-        got = it::run_command("kcat -C -b " + kafka_ + " -t " + topic_ + " -e -q -f '%k|%h|%s\\n' 2>/dev/null");
-        return got.output.find("kold|") != std::string::npos;
-      },
-      20s))
-      << got.output << o.process->log();
-  auto line = got.output.substr(got.output.find("kold|"));
+  const std::string line = topic_line("kold");
+  ASSERT_FALSE(line.empty()) << "no event of kold in the topic within 20 s\n" << o.process->log();
   EXPECT_NE(line.find("datashare_version=77"), std::string::npos) << line;
   // The transactions after the upgrade commit everywhere, as before.
   start_gateway();

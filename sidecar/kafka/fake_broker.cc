@@ -5,6 +5,8 @@
 #include <optional>
 #include <thread>
 
+#include "common/clock.h"
+
 namespace datashare::sidecar::kafka {
 
 void fake_broker::create_topic(const std::string& topic, int partitions) {
@@ -100,9 +102,7 @@ class fake_consumer final : public consumer {
   // Now while the broker is up; while it is down, when it last was.
   std::int64_t last_answer_us(const std::string&) override {
     if (!b_.down()) {
-      last_answer_us_ =
-          std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
-              .count();
+      last_answer_us_ = common::wall_now_us();
     }
     return last_answer_us_;
   }

@@ -19,6 +19,8 @@
 #include <utility>
 #include <vector>
 
+#include "common/clock.h"
+
 namespace datashare::sidecar::kafka {
 namespace {
 
@@ -176,11 +178,6 @@ std::map<const rd_kafka_t*, rdkafka_consumer*>& statistics_sinks() {
 }
 int on_statistics(rd_kafka_t* rk, char* json, std::size_t size, void* /*opaque*/);
 
-std::int64_t wall_now_us() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 class rdkafka_consumer final : public consumer {
  public:
   explicit rdkafka_consumer(std::unique_ptr<RdKafka::KafkaConsumer> c) : c_(std::move(c)) {
@@ -306,7 +303,8 @@ class rdkafka_consumer final : public consumer {
         std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now().time_since_epoch())
             .count() -
         j.value("ts", std::int64_t{0});
-    answered_at_us_ = std::max(answered_at_us_, wall_now_us() - std::max<std::int64_t>(made_us_ago, 0) - oldest);
+    answered_at_us_ =
+        std::max(answered_at_us_, common::wall_now_us() - std::max<std::int64_t>(made_us_ago, 0) - oldest);
   }
 
   std::error_code poll(std::chrono::milliseconds timeout, std::size_t max, std::vector<message>& out) override {

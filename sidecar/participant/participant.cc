@@ -3,6 +3,7 @@
 #include <future>
 #include <nlohmann/json.hpp>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "sidecar/event/schema.h"
 #include "sidecar/replica/layout.h"
@@ -27,8 +28,7 @@ std::string gc_key(std::int64_t since_us, const std::string& tx) {
 }
 
 std::int64_t now_us() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
+  return common::wall_now_us();
 }
 
 std::string state_body(tx_state s) {
@@ -955,10 +955,7 @@ void participant::commit_owner_async(const std::string& tx, const std::shared_pt
   };
   auto j = std::make_shared<join>();
   j->done = std::move(done);
-  {
-    std::lock_guard lock(flight_mu_);
-    ++in_flight_;
-  }
+  begin_flight();
   r.published = false;
   store::write_batch batch;
   add_record(batch, tx, r);
@@ -1007,9 +1004,7 @@ void participant::commit_owner_async(const std::string& tx, const std::shared_pt
     }
     j->done(std::move(answer));
     release(ep);
-    // Last: stop() may return (and the participant go) once this is zero.
-    std::lock_guard lock(flight_mu_);
-    if (--in_flight_ == 0) flight_cv_.notify_all();
+    end_flight();  // last: stop() may return (and the participant go) once no call is in flight
   };
   // The publish first: its callback may run inside the call (the caller holds the entry), and
   // then it is not the last one; the record's always runs on the writer's thread.

@@ -4,6 +4,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "common/clock.h"
 #include "sidecar/event/cloudevents.h"
 #include "sidecar/event/schema.h"
 
@@ -11,8 +12,7 @@ namespace datashare::sidecar::publisher {
 namespace {
 
 std::int64_t now_us() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
+  return common::wall_now_us();
 }
 
 std::string be_u64(std::uint64_t v) {

@@ -4,6 +4,7 @@
 #include <iostream>
 #include <thread>
 
+#include "common/clock.h"
 #include "sidecar/event/cloudevents.h"
 #include "sidecar/replica/layout.h"
 
@@ -11,8 +12,7 @@ namespace datashare::sidecar::replica {
 namespace {
 
 std::int64_t now_us() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
+  return common::wall_now_us();
 }
 
 // Makes a broker call (`call(timeout)`) in slices of at most replica::kStartSlice until it
