@@ -124,8 +124,9 @@ TEST(SidecarSyncTest, BreakerOpensFailsFastServesStaleAndOneProbeClosesIt) {
 
   // Open: nothing reaches the owner, errors and stale values come at once instead of after the
   // 2 s timeout. How long each answer took inside the sidecar is its duration histogram's
-  // (outcome circuit_open), free of this client's and the machine's scheduling: under 1 ms for
-  // at least 9 in 10 (a loaded machine may preempt the sidecar in the middle of one).
+  // (outcome circuit_open), free of this client's scheduling: the median under 1 ms and every one
+  // under 100 ms (the ASan build on a loaded machine is preempted in the middle of some: 3 of 20
+  // took over 1 ms in one run beside the crash test).
   auto r = sidecar.get("k9");
   EXPECT_EQ(r.status, 503);
   EXPECT_NE(body_of(r)["cause"].get<std::string>().find("circuit open"), std::string::npos) << r.body;
@@ -134,7 +135,8 @@ TEST(SidecarSyncTest, BreakerOpensFailsFastServesStaleAndOneProbeClosesIt) {
       R"(datashare_sync_request_duration_seconds_bucket{outcome="circuit_open",policy="orders-products",le=")";
   const double all_open = sidecar.metric(open_answers + R"(+Inf"})");
   EXPECT_EQ(all_open, 20);
-  EXPECT_GE(sidecar.metric(open_answers + R"(0.001"})"), 0.9 * all_open);
+  EXPECT_GE(sidecar.metric(open_answers + R"(0.001"})"), 0.5 * all_open);
+  EXPECT_EQ(sidecar.metric(open_answers + R"(0.1"})"), all_open);
   r = sidecar.get("cached");
   EXPECT_EQ(r.status, 200);
   EXPECT_EQ(body_of(r)["name"], "Old");
