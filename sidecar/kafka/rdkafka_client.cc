@@ -206,12 +206,23 @@ class rdkafka_consumer final : public consumer {
     }
     waker_cv_.notify_all();
     if (waker_.joinable()) waker_.join();
-    for (auto& pq : partition_queues_) {
-      rd_kafka_queue_cb_event_enable(pq.queue, nullptr, nullptr);
-      rd_kafka_queue_destroy(pq.queue);
-    }
+    for (auto& pq : partition_queues_) rd_kafka_queue_cb_event_enable(pq.queue, nullptr, nullptr);
     // close() leaves the group cleanly; with assigned partitions it only commits nothing and stops.
     c_->close();
+    // What is left in the partitions' queues goes first: each message or error there holds a
+    // reference to its partition, and these queues are not forwarded to the consumer queue that
+    // librdkafka purges itself. An error left there (the partition vanished from the metadata: its
+    // topic deleted while nobody polled) kept the partition, and rd_kafka_destroy with it, alive
+    // for good (AConsumerWhoseTopicWasDeletedUnderItClosesPromptly).
+    for (auto& pq : partition_queues_) {
+      fetched_.resize(std::max<std::size_t>(fetched_.size(), 256));
+      for (;;) {
+        const ssize_t got = rd_kafka_consume_batch_queue(pq.queue, 0, fetched_.data(), fetched_.size());
+        if (got <= 0) break;
+        for (ssize_t k = 0; k < got; ++k) rd_kafka_message_destroy(fetched_[static_cast<std::size_t>(k)]);
+      }
+      rd_kafka_queue_destroy(pq.queue);
+    }
   }
 
   std::error_code partitions(const std::string& topic, std::chrono::milliseconds timeout,
