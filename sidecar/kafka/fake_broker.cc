@@ -61,7 +61,7 @@ std::vector<message> fake_broker::read_all(const std::string& topic) const {
 
 class fake_consumer final : public consumer {
  public:
-  explicit fake_consumer(fake_broker& b) : b_(b) {}
+  explicit fake_consumer(fake_broker& b) : b_(b), number_(b.consumers_made_.fetch_add(1)) {}
 
   std::error_code partitions(const std::string& topic, std::chrono::milliseconds timeout,
                              std::vector<std::int32_t>& out) override {
@@ -95,7 +95,7 @@ class fake_consumer final : public consumer {
   std::int64_t cached_high_watermark(const std::string& topic, std::int32_t partition) override {
     std::lock_guard lock(b_.mu_);
     auto& seen = last_seen_high_[{topic, partition}];
-    if (!b_.down())
+    if (!b_.down() && !stalled())  // a consumer that stopped fetching stops hearing of new ones
       seen = static_cast<std::int64_t>(b_.topics_.at(topic).at(static_cast<std::size_t>(partition)).size());
     return seen.value_or(-1);
   }
@@ -109,6 +109,7 @@ class fake_consumer final : public consumer {
   std::error_code poll(std::chrono::milliseconds, std::size_t max, std::vector<message>& out) override {
     out.clear();
     if (b_.down()) return make_error(kErrTransport);
+    if (stalled()) return {};
     std::lock_guard lock(b_.mu_);
     const auto& parts = b_.topics_.at(topic_);
     for (auto& [p, pos] : positions_) {
@@ -121,7 +122,10 @@ class fake_consumer final : public consumer {
   void commit(const std::string&, const std::vector<partition_offset>& offsets) override { committed_ = offsets; }
 
  private:
+  bool stalled() const { return number_ < b_.stalled_below_.load(); }
+
   fake_broker& b_;
+  const int number_;  // the broker's count of consumers made before this one
   std::string topic_;
   std::map<std::int32_t, std::int64_t> positions_;
   std::vector<partition_offset> committed_;

@@ -31,6 +31,12 @@ class fake_broker {
   bool down() const { return down_.load(); }
   void set_fail_deliveries(bool fail) { fail_deliveries_.store(fail); }
   bool fail_deliveries() const { return fail_deliveries_.load(); }
+  // Every consumer made so far stops handing out messages, without an error, while the broker
+  // keeps answering (as a librdkafka consumer that stopped fetching a partition: its cached high
+  // watermarks, which come from fetch responses, stay what they were); consumers made after it
+  // read as usual.
+  void stall_consumers() { stalled_below_.store(consumers_made_.load()); }
+  int consumers_made() const { return consumers_made_.load(); }
 
   std::unique_ptr<client_factory> factory();
 
@@ -40,6 +46,8 @@ class fake_broker {
   std::map<std::string, std::vector<std::vector<message>>> topics_;
   std::atomic<bool> down_{false};
   std::atomic<bool> fail_deliveries_{false};
+  std::atomic<int> consumers_made_{0};
+  std::atomic<int> stalled_below_{0};  // consumers numbered below it are stalled
 };
 
 }  // namespace datashare::sidecar::kafka

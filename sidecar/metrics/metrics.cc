@@ -18,6 +18,10 @@ registry::registry()
                .Name("datashare_replica_dlq_total")
                .Help("Poison change events sent to the dead-letter topic")
                .Register(*registry_)),
+      consumer_restarts_(prometheus::BuildCounter()
+                             .Name("datashare_replica_consumer_restarts_total")
+                             .Help("Kafka consumers replaced because they handed out nothing while the copy was behind")
+                             .Register(*registry_)),
       lag_events_(prometheus::BuildGauge()
                       .Name("datashare_replica_lag_events")
                       .Help("Events in the topic not yet applied (high watermarks minus positions)")
@@ -104,6 +108,7 @@ replica_probe registry::replica(const std::string& product, const std::string& p
   p.applied = &applied_.Add(l);
   p.skipped_stale = &stale_.Add(l);
   p.dlq = &dlq_.Add(l);
+  p.consumer_restarts = &consumer_restarts_.Add(l);
   p.lag_events = &lag_events_.Add(l);
   p.lag_seconds = &lag_seconds_.Add(l);
   p.propagation = &propagation_.Add(l, propagation_buckets());

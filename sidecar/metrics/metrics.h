@@ -18,6 +18,7 @@ struct replica_probe {
   prometheus::Counter* applied = nullptr;
   prometheus::Counter* skipped_stale = nullptr;
   prometheus::Counter* dlq = nullptr;
+  prometheus::Counter* consumer_restarts = nullptr;
   prometheus::Gauge* lag_events = nullptr;
   prometheus::Gauge* lag_seconds = nullptr;
   prometheus::Histogram* propagation = nullptr;
@@ -82,6 +83,7 @@ class registry {
   prometheus::Family<prometheus::Counter>& applied_;
   prometheus::Family<prometheus::Counter>& stale_;
   prometheus::Family<prometheus::Counter>& dlq_;
+  prometheus::Family<prometheus::Counter>& consumer_restarts_;
   prometheus::Family<prometheus::Gauge>& lag_events_;
   prometheus::Family<prometheus::Gauge>& lag_seconds_;
   prometheus::Family<prometheus::Histogram>& propagation_;

@@ -117,7 +117,7 @@ std::error_code replica::start(std::string& error, const std::atomic<bool>* stop
     for (const auto& [p, high] : start_high_) events += static_cast<std::size_t>(std::max<std::int64_t>(high, 0));
     fresh_ = std::make_unique<written_keys>(events);
   }
-  last_partition_check_ = last_flush_ = std::chrono::steady_clock::now();
+  last_partition_check_ = last_flush_ = last_progress_ = std::chrono::steady_clock::now();
   // The dead-letter topic: nobody else may have created it. A failure here is not fatal (the
   // operator or an administrator may create it; poison events then wait for it).
   if (auto admin = kafka_.make_admin(error)) {
@@ -198,6 +198,28 @@ void replica::check_partitions() {
   if (auto ec = assign_stored()) rewind(("assign after new partitions: " + ec.message()).c_str());
 }
 
+void replica::restart_consumer() {
+  std::int64_t newest = 0;
+  std::string why;
+  if (finish(newest, why)) {  // the positions must be the stored ones before reassigning
+    rewind(why.c_str());
+    return;
+  }
+  std::cerr << "datashare-sidecar: policy " << spec_.policy << ": the consumer of " << spec_.topic
+            << " handed out nothing for " << options_.stall_timeout.count() << " ms while the copy is "
+            << lag_events_.load() << " events behind; replacing it, from the stored offsets\n";
+  std::string error;
+  auto fresh = kafka_.make_consumer(spec_.group, error);
+  if (!fresh) {
+    std::cerr << "datashare-sidecar: policy " << spec_.policy << ": a new consumer: " << error << "\n";
+    return;  // the old one stays; tried again after another stall_timeout
+  }
+  consumer_ = std::move(fresh);
+  ++consumer_restarts_;
+  probe_.consumer_restarts->Increment();
+  if (auto ec = assign_stored()) rewind(("assign after replacing the consumer: " + ec.message()).c_str());
+}
+
 bool replica::send_to_dlq(const plan& p) {
   std::lock_guard lock(dlq_mu_);  // the workers of a round, each with its poison
   std::string error;
@@ -267,6 +289,12 @@ void replica::run_once() {
   // The bootstrap is over; the workers share the filter, so only between rounds.
   if (fresh_ && caught_up_to_start_.load() && !round_in_flight_) fresh_.reset();
   auto steady = std::chrono::steady_clock::now();
+  if (polled || lag_events_.load() == 0) last_progress_ = steady;
+  if (options_.stall_timeout.count() > 0 && steady - last_progress_ >= options_.stall_timeout) {
+    last_progress_ = steady;
+    restart_consumer();
+    return;
+  }
   if (steady - last_partition_check_ >= options_.partition_check_interval) {
     last_partition_check_ = steady;
     check_partitions();
@@ -496,6 +524,7 @@ replica_status replica::status() const {
   s.applied_total = applied_total_.load();
   s.stale_total = stale_total_.load();
   s.dlq_total = dlq_total_.load();
+  s.consumer_restarts = consumer_restarts_.load();
   return s;
 }
 

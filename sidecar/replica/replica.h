@@ -48,6 +48,12 @@ struct replica_options {
   // an error when a broker goes away or freezes. An answer this recent (plus two polls) counts as
   // now: the staleness reads 0 (librdkafka tells it every statistics.interval.ms, 500 ms).
   std::chrono::milliseconds answer_tolerance{1000};
+  // A consumer that hands out nothing for this long while the copy is behind the high watermarks
+  // is replaced by a new one, assigned at the stored offsets (nothing lost, nothing applied
+  // twice). librdkafka has been reported to stop delivering without an error after a broker
+  // outage or a connection loss (confluentinc/librdkafka#4916, confluent-kafka-javascript#430); a
+  // replica that waits for it stays behind for good. 0: never.
+  std::chrono::milliseconds stall_timeout{30000};
   bool sync_writes = false;  // see README: offsets travel with the data, a crash rewinds both
   // A store without a write-ahead log (the sidecar's RocksDB replica store) is flushed at least
   // this often while events are applied: the bound on what a crash rolls back (README). Each
@@ -73,6 +79,7 @@ struct replica_status {
   std::uint64_t applied_total = 0;  // persisted across restarts, like the data
   std::uint64_t stale_total = 0;
   std::uint64_t dlq_total = 0;
+  std::uint64_t consumer_restarts = 0;  // this run's (stall_timeout)
 };
 
 class replica {
@@ -118,6 +125,8 @@ class replica {
   // Assigns every known partition at its stored position (the beginning when none is stored).
   std::error_code assign_stored();
   void check_partitions();
+  // A new consumer in place of one that stalled (replica_options::stall_timeout).
+  void restart_consumer();
   bool send_to_dlq(const plan& p);
   void update_status(std::int64_t now_us, std::int64_t newest_applied_us);
 
@@ -159,7 +168,8 @@ class replica {
   std::chrono::steady_clock::time_point last_commit_{};
   std::chrono::steady_clock::time_point last_partition_check_{};
   std::chrono::steady_clock::time_point last_flush_{};
-  bool unflushed_ = false;  // written since the last flush
+  std::chrono::steady_clock::time_point last_progress_{};  // the last poll that handed out events
+  bool unflushed_ = false;                                 // written since the last flush
   // The polled batch (its messages' buffers reused from poll to poll, and exchanged with the
   // workers' when a round is dispatched), and the plan of a batch applied on the loop thread.
   std::vector<kafka::message> batch_;
@@ -190,6 +200,7 @@ class replica {
   std::atomic<std::int64_t> lag_events_{0};
   std::atomic<std::int64_t> reflects_as_of_us_{0};  // the copy held everything produced before this time
   std::atomic<std::uint64_t> applied_total_{0}, stale_total_{0}, dlq_total_{0};
+  std::atomic<std::uint64_t> consumer_restarts_{0};
 };
 
 // Read side helpers over a replica's store (any thread).

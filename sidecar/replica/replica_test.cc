@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <thread>
 
 #include "sidecar/kafka/fake_broker.h"
@@ -179,6 +180,61 @@ TEST_F(replica_test, StartAgainstAnUnansweringBrokerEndsOnStop) {
   std::atomic<bool> never{false};
   EXPECT_EQ(q.start(error, &never), kafka::make_error(kafka::kErrTimedOut)) << error;
   EXPECT_EQ(q.start(error), kafka::make_error(kafka::kErrTimedOut)) << error;
+}
+
+// A consumer that stops handing out events without an error while the copy is behind (librdkafka
+// can stop fetching a partition so) is replaced after stall_timeout by a new one assigned at the
+// stored offsets: the copy catches up, nothing is applied twice. A copy that is current while its
+// consumer hands out nothing is quiet, not stalled: no replacement. (One that stalls when caught
+// up is not seen: its cached watermarks stop with its fetches; sidecar/replica/README.md.)
+TEST_F(replica_test, AConsumerThatStopsHandingOutEventsWhileBehindIsReplaced) {
+  for (int i = 0; i < 10; ++i) publish("k" + std::to_string(i), 1, R"({"name":"first"})");
+  replica_options o;
+  o.poll_timeout = std::chrono::milliseconds(0);
+  o.retry_backoff = std::chrono::milliseconds(0);
+  o.partition_check_interval = std::chrono::minutes(10);
+  o.max_batch = 7;
+  o.stall_timeout = std::chrono::milliseconds(200);
+  replica r(spec(), std::make_unique<shared_kv>(kv_), *factory_, metrics_.replica("products", "p"), o);
+  std::string error;
+  ASSERT_FALSE(r.start(error)) << error;
+  auto run_for = [&r](std::chrono::milliseconds d, const std::function<bool()>& done) {
+    const auto until = std::chrono::steady_clock::now() + d;
+    while (!done() && std::chrono::steady_clock::now() < until) {
+      r.run_once();
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  };
+  r.run_once();  // one batch of 7: 3 events behind
+  broker_.stall_consumers();
+  const int made = broker_.consumers_made();
+  run_for(std::chrono::milliseconds(100), [] { return false; });
+  ASSERT_EQ(r.status().applied_total, 7u) << "the stalled consumer handed something out";
+  ASSERT_EQ(r.status().lag_events, 3);
+  ASSERT_EQ(r.status().consumer_restarts, 0u) << "replaced before stall_timeout";
+  run_for(std::chrono::seconds(10), [&r] { return r.status().applied_total == 10u; });
+  auto s = r.status();
+  EXPECT_EQ(s.applied_total, 10u);
+  EXPECT_EQ(s.lag_events, 0);
+  EXPECT_EQ(s.consumer_restarts, 1u);
+  EXPECT_EQ(broker_.consumers_made(), made + 1);
+
+  // The new consumer reads what comes next.
+  for (int i = 0; i < 5; ++i) publish("k" + std::to_string(i), 2, R"({"name":"second"})");
+  run_for(std::chrono::seconds(10), [&r] { return r.status().applied_total == 15u; });
+  s = r.status();
+  EXPECT_EQ(s.applied_total, 15u);
+  EXPECT_EQ(s.stale_total, 0u);  // nothing applied twice
+  EXPECT_EQ(value_of("k4"), R"({"name":"second"})");
+  EXPECT_EQ(value_of("k7"), R"({"name":"first"})");
+
+  // Current and quiet: its consumer handing out nothing is not a stall.
+  broker_.stall_consumers();
+  run_for(std::chrono::milliseconds(500), [] { return false; });
+  EXPECT_EQ(r.status().consumer_restarts, 1u) << "a current copy's quiet consumer was replaced";
+  EXPECT_EQ(broker_.consumers_made(), made + 1);
+  EXPECT_NE(metrics_.serialize().find("datashare_replica_consumer_restarts_total{policy=\"p\",product=\"products\"} 1"),
+            std::string::npos);
 }
 
 TEST_F(replica_test, RestartResumesFromItsOwnStoredOffsets) {
