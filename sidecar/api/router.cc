@@ -1,6 +1,8 @@
 #include "sidecar/api/router.h"
 
+#include <algorithm>
 #include <charconv>
+#include <initializer_list>
 #include <nlohmann/json.hpp>
 
 #include "sidecar/replica/layout.h"
@@ -53,6 +55,19 @@ std::optional<std::string_view> query_param(std::string_view query, std::string_
     std::string_view pair = query.substr(0, amp);
     auto eq = pair.find('=');
     if (pair.substr(0, eq) == name) return eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1);
+    if (amp == std::string_view::npos) break;
+    query.remove_prefix(amp + 1);
+  }
+  return std::nullopt;
+}
+
+// The first query parameter whose name is not one of `known`, or nullopt.
+std::optional<std::string_view> unknown_param(std::string_view query, std::initializer_list<std::string_view> known) {
+  while (!query.empty()) {
+    auto amp = query.find('&');
+    std::string_view name = query.substr(0, amp);
+    name = name.substr(0, name.find('='));
+    if (std::find(known.begin(), known.end(), name) == known.end()) return name;
     if (amp == std::string_view::npos) break;
     query.remove_prefix(amp + 1);
   }
@@ -206,6 +221,20 @@ void router::route_data(const http::request& req, const http::responder& respond
     r.headers.emplace_back("Allow", "GET, PUT, DELETE");
     respond(std::move(r));
     return;
+  }
+  // `/v1/data/<product>/` is a key left out, not a scan (that is `/v1/data/<product>`).
+  if (has_key && key_raw.empty()) {
+    respond(json_error(400,
+                       "missing key: /v1/data/<product>/<key> (batch and scan reads: /v1/data/<product>?keys=a,b "
+                       "or ?limit=n&after=k)"));
+    return;
+  }
+  // A misspelt parameter (`?key=a`) would otherwise read as a scan of everything.
+  if (!has_key) {
+    if (auto name = unknown_param(query, {"keys", "limit", "after"})) {
+      respond(json_error(400, "unknown query parameter \"" + std::string(*name) + "\" (known: keys, limit, after)"));
+      return;
+    }
   }
   auto r = replicas_.find(product);
   auto p = proxies_.find(product);

@@ -231,6 +231,9 @@ TEST_F(router_test, BadRequestsGetClearErrors) {
            {bhttp::verb::get, "/v1/data/products?keys=a,,b", "", 400},
            {bhttp::verb::get, "/v1/data/products?keys=a,", "", 400},
            {bhttp::verb::get, "/v1/data/", "", 400},
+           {bhttp::verb::get, "/v1/data/products/", "", 400},
+           {bhttp::verb::get, "/v1/data/products?key=a", "", 400},
+           {bhttp::verb::get, "/v1/data/products?limit=5&sort=name", "", 400},
            {bhttp::verb::get, "/v1/data/unknown/a", "", 404},
            {bhttp::verb::get, "/v1/data/prices?keys=a", "", 501},
            {bhttp::verb::get, "/v1/data/prices/missing", "", 404},
@@ -253,6 +256,48 @@ TEST_F(router_test, BadRequestsGetClearErrors) {
   EXPECT_EQ(c.call(bhttp::verb::get, many).result_int(), 400u);
   // The same connection still works after all of that.
   EXPECT_EQ(c.call(bhttp::verb::get, "/healthz").result_int(), 200u);
+}
+
+// A full outbox answers over HTTP with 503 and Retry-After, stores nothing more and keeps what
+// it holds; once the broker is back and the outbox drains, the same write is accepted.
+TEST_F(router_test, AFullOutboxIsA503WithRetryAfterAndKeepsWhatItHolds) {
+  kafka::fake_broker down;
+  down.create_topic("catalog.products.v1", 1);
+  auto factory = down.factory();
+  down.set_down(true);
+  config::publish_spec ps;
+  ps.product = products();
+  ps.topic = "catalog.products.v1";
+  ps.outbox.max_entries = 2;
+  metrics::registry m;
+  publisher::publisher pub(ps, std::make_unique<store::memory_kv>(), *factory, m.publisher("products"));
+  std::string error;
+  ASSERT_FALSE(pub.start(error)) << error;
+  router rt(m, {}, {&pub}, {});
+  http::server srv(1);
+  std::uint16_t port = 0;
+  ASSERT_FALSE(srv.listen(
+      "127.0.0.1", 0, [&rt](const http::request& q, const http::responder& r) { rt.handle_data(q, r); }, port));
+  srv.start();
+  client c(port);
+  EXPECT_EQ(c.call(bhttp::verb::put, "/v1/data/products/a", R"({"name":"A"})").result_int(), 202u);
+  EXPECT_EQ(c.call(bhttp::verb::put, "/v1/data/products/b", R"({"name":"B"})").result_int(), 202u);
+  auto full = c.call(bhttp::verb::put, "/v1/data/products/c", R"({"name":"C"})");
+  EXPECT_EQ(full.result_int(), 503u) << full.body();
+  EXPECT_EQ(full[bhttp::field::retry_after], "1");
+  EXPECT_TRUE(nlohmann::json::accept(full.body())) << full.body();
+  EXPECT_EQ(pub.depth(), 2u);
+
+  down.set_down(false);
+  for (int i = 0; i < 400 && pub.depth() != 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(pub.depth(), 0u);
+  EXPECT_EQ(c.call(bhttp::verb::put, "/v1/data/products/c", R"({"name":"C"})").result_int(), 202u);
+  for (int i = 0; i < 400 && pub.depth() != 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  std::vector<std::string> keys;
+  for (const auto& e : down.read_all("catalog.products.v1")) keys.push_back(e.key.value_or(""));
+  EXPECT_EQ(keys, (std::vector<std::string>{"a", "b", "c"}));
+  pub.stop();
+  srv.stop();
 }
 
 TEST_F(router_test, MalformedHttpIsA400AndTheServerGoesOn) {
