@@ -3,6 +3,7 @@
 //   "e" <sequence, 8 bytes big-endian> → entry (key, version, time, id, deleted, JSON value)
 //   "mversion"                          → the last version assigned (only grows)
 //   "mnext"                             → the next sequence number
+//   "q" <sequence, 8 bytes big-endian> → an entry that could not be decoded, moved aside as it was
 // Entries are appended with an fsync before the caller is answered, produced in sequence order,
 // and deleted once Kafka has acknowledged them. Pure encoding here; the threads are in publisher.h.
 
@@ -14,6 +15,7 @@
 namespace datashare::sidecar::publisher {
 
 inline constexpr char kEntryPrefix = 'e';
+inline constexpr char kQuarantinePrefix = 'q';
 inline constexpr std::string_view kVersionKey = "mversion";
 inline constexpr std::string_view kNextSequenceKey = "mnext";
 

@@ -369,7 +369,24 @@ bool publisher::drain_once() {
       auto seq = sequence_of(k);
       auto e = decode_entry(bytes);
       if (!seq || !e) {
-        std::cerr << "datashare-sidecar: product " << spec_.product.name << ": corrupt outbox entry skipped\n";
+        // Unreadable, so it cannot be sent; left in place it would be read again every round and
+        // hold the acknowledged prefix (and with it the outbox's depth) back for good, until the
+        // outbox filled. Its bytes are moved aside (fsync'd) and it counts as done.
+        if (!seq) continue;  // not an entry key: nothing in the sequence waits for it
+        std::string aside(1, kQuarantinePrefix);
+        aside += k.substr(1);
+        store::write_batch b;
+        b.put(aside, bytes);
+        if (auto ec = kv_->write(b, true)) {
+          std::cerr << "datashare-sidecar: product " << spec_.product.name
+                    << ": cannot move the unreadable outbox entry " << *seq << " aside: " << ec.message() << "\n";
+          break;  // tried again next round
+        }
+        std::cerr << "datashare-sidecar: product " << spec_.product.name << ": outbox entry " << *seq
+                  << " is unreadable and cannot be published; its bytes are kept in the outbox under the 'q' prefix\n";
+        in_flight_[*seq] = delivery_state::acked;
+        send_cursor_ = *seq + 1;
+        progressed = true;
         continue;
       }
       auto headers = event::make_headers(spec_.product, {e->id, e->key, e->version, e->time_us, e->deleted});

@@ -264,6 +264,34 @@ TEST_F(publisher_test, ARestartSendsWhatThePreviousRunLeftInTheOutbox) {
   EXPECT_GT(submit(*p, "k0", "{}").version, v);
 }
 
+// An outbox entry that cannot be decoded cannot be sent. It is moved aside, bytes intact, and the
+// changes after it are published and the outbox drains; before, it was skipped in every round
+// and held the outbox's depth up until the outbox was full and every write a 503.
+TEST_F(publisher_test, AnUnreadableOutboxEntryIsMovedAsideAndTheRestIsPublished) {
+  {
+    auto p = make();
+    broker_.set_down(true);
+    for (int i = 0; i < 3; ++i) ASSERT_EQ(submit(*p, "k" + std::to_string(i), "{}").status, 202u);
+  }
+  store::write_batch b;
+  b.put(entry_key(1), "not an entry");
+  ASSERT_FALSE(kv_.write(b, true));
+  auto p = make();
+  EXPECT_EQ(p->depth(), 3u);
+  broker_.set_down(false);
+  ASSERT_TRUE(drained(*p));
+  std::vector<std::string> keys;
+  for (const auto& m : broker_.read_all("catalog.products.v1")) keys.push_back(*m.key);
+  EXPECT_EQ(keys, (std::vector<std::string>{"k0", "k2"}));
+  std::string aside;
+  ASSERT_FALSE(kv_.get(std::string(1, kQuarantinePrefix) + entry_key(1).substr(1), aside));
+  EXPECT_EQ(aside, "not an entry");
+  std::string gone;
+  EXPECT_EQ(kv_.get(entry_key(1), gone), store::errc::not_found);
+  EXPECT_EQ(submit(*p, "k3", "{}").status, 202u);
+  ASSERT_TRUE(drained(*p));
+}
+
 TEST_F(publisher_test, AStoreFailureIsA500AndNothingIsPublished) {
   auto p = make();
   kv_.fail_next_writes(1);
