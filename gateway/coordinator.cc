@@ -51,11 +51,17 @@ http_link::http_link(const std::vector<boost::asio::io_context*>& contexts, cons
   }
 }
 
-http_link::lane& http_link::pick() {
-  for (auto& l : lanes_) {
-    if (l->client->context().get_executor().running_in_this_thread()) return *l;
-  }
+http_link::lane& http_link::pick(std::size_t hint) {
+  if (hint < lanes_.size()) return *lanes_[hint];
+  if (auto i = lane_here(); i != npos) return *lanes_[i];
   return *lanes_[next_.fetch_add(1, std::memory_order_relaxed) % lanes_.size()];
+}
+
+std::size_t http_link::lane_here() const {
+  for (std::size_t i = 0; i < lanes_.size(); ++i) {
+    if (lanes_[i]->client->context().get_executor().running_in_this_thread()) return i;
+  }
+  return npos;
 }
 
 std::string http_link::describe(const std::string& what) const {
@@ -65,12 +71,17 @@ std::string http_link::describe(const std::string& what) const {
 
 void http_link::call_async(const std::string& op, const std::string& tx, std::string body, clock::time_point deadline,
                            callback done) {
+  call_async_on(npos, op, tx, std::move(body), deadline, std::move(done));
+}
+
+void http_link::call_async_on(std::size_t lane_index, const std::string& op, const std::string& tx, std::string body,
+                              clock::time_point deadline, callback done) {
   queued q{op, tx, std::move(body), deadline, std::move(done)};
   if (!batches_.load(std::memory_order_relaxed)) {
-    send_one(pick(), std::move(q), false);
+    send_one(pick(lane_index), std::move(q), false);
     return;
   }
-  auto& l = pick();
+  auto& l = pick(lane_index);
   {
     std::lock_guard lock(l.mu);
     if (l.in_flight >= max_in_flight_) {
@@ -417,6 +428,9 @@ void coordinator::update_async(const std::string& key, const std::optional<std::
   t->acked.assign(links_.size(), 0);
   t->started = started;
   t->live = true;
+  // Every link has a lane per I/O thread, in the same order (main.cc): the first one's answer
+  // holds for all.
+  if (!links_.empty()) t->home = links_.front()->lane_here();
   std::string holder;
   {
     std::lock_guard lock(mu_);
@@ -494,7 +508,7 @@ void coordinator::send(const std::shared_ptr<tx>& t, const std::shared_ptr<round
     return;
   }
   step_begun();
-  links_[i]->call_async(r->op, t->id, r->body(i), r->deadline, [this, r, i, next](link_reply reply) {
+  links_[i]->call_async_on(t->home, r->op, t->id, r->body(i), r->deadline, [this, r, i, next](link_reply reply) {
     step_end end{this};
     r->on_reply(i, std::move(reply));
     next();

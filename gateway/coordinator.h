@@ -85,6 +85,20 @@ class participant_link {
     done(call(op, tx, body, deadline));
   }
   // NOLINTEND(performance-unnecessary-value-param)
+
+  // Thread affinity, for links that run their calls on threads of their own (http_link): the
+  // lane of the calling thread (npos when it is none of them), and call_async() made to run on
+  // a given lane, where the transaction's other calls and its client's answer run (by default,
+  // and for a lane the link does not have, call_async() as it is).
+  static constexpr std::size_t npos = static_cast<std::size_t>(-1);
+  virtual std::size_t lane_here() const { return npos; }
+  // NOLINTBEGIN(performance-unnecessary-value-param)
+  virtual void call_async_on(std::size_t lane, const std::string& op, const std::string& tx, std::string body,
+                             std::chrono::steady_clock::time_point deadline, callback done) {
+    (void)lane;
+    call_async(op, tx, std::move(body), deadline, std::move(done));
+  }
+  // NOLINTEND(performance-unnecessary-value-param)
 };
 
 // Over HTTP, on the gateway's I/O threads, without blocking any of them: one lane per I/O
@@ -109,6 +123,9 @@ class http_link : public participant_link {
                   std::chrono::steady_clock::time_point deadline) override;
   void call_async(const std::string& op, const std::string& tx, std::string body,
                   std::chrono::steady_clock::time_point deadline, callback done) override;
+  std::size_t lane_here() const override;
+  void call_async_on(std::size_t lane_index, const std::string& op, const std::string& tx, std::string body,
+                     std::chrono::steady_clock::time_point deadline, callback done) override;
 
  private:
   struct queued {
@@ -124,7 +141,7 @@ class http_link : public participant_link {
     std::size_t in_flight = 0;
     std::vector<queued> waiting;
   };
-  lane& pick();
+  lane& pick(std::size_t hint = npos);
   void send_one(lane& l, queued q, bool counted);
   void send_batch(lane& l, std::vector<queued> batch);
   // A request of `l` was answered: sends what queued meanwhile, or frees its slot.
@@ -227,6 +244,10 @@ class coordinator {
     bool live = false;  // begun by update_async in this run (not recovered): crash points count these
     // In flight (update_async): set before the first call, read by the last callback.
     std::chrono::steady_clock::time_point started;
+    // The link lane (I/O thread) that read the request, where its prepares went: its commits or
+    // aborts go there too, so the last acknowledgement answers the client on the connection's
+    // own thread instead of posting the answer to it (participant_link::npos: any lane).
+    std::size_t home = participant_link::npos;
     std::vector<link_reply> votes;
     update_callback done;
   };
