@@ -104,8 +104,8 @@ class participant_link {
 // Over HTTP, on the gateway's I/O threads, without blocking any of them: one lane per I/O
 // thread's io_context, each a client with its pool of keep-alive connections. A call made on an
 // I/O thread (the prepares, sent from the thread that read the request) stays on it, with no
-// hand-off between threads; one made elsewhere (the commits, from the log's writer) takes the
-// lanes in turn.
+// hand-off between threads; a transaction's commits and aborts (from the log's writer) go to the
+// lane its prepares took (call_async_on); any other call from elsewhere takes the lanes in turn.
 //
 // Natural batching: a lane sends a call at once while fewer than `max_in_flight` requests of
 // its own are outstanding; calls made meanwhile queue, and when a request is answered, all the
