@@ -15,13 +15,24 @@ bool is_valid_tx_id(std::string_view id) {
 }
 
 std::string encode_prepare(const prepare_request& r) {
-  nlohmann::json j{{"product", r.product},
-                   {"key", r.key},
-                   {"op", r.deleted ? "delete" : "put"},
-                   {"version", r.version},
-                   {"peers", r.peers}};
-  j["value"] = r.deleted ? nlohmann::json(nullptr) : nlohmann::json::parse(r.value);
-  return j.dump();
+  // Written out rather than built as a JSON document: the value is already JSON object text (the
+  // gateway's check() wrote it), so it goes in as it is instead of being parsed and dumped again
+  // for every participant of every transaction.
+  auto quoted = [](const std::string& s) { return nlohmann::json(s).dump(); };
+  std::string out;
+  out.reserve(96 + r.product.size() + r.key.size() + r.value.size() + 48 * r.peers.size());
+  out.append(R"({"product":)").append(quoted(r.product));
+  out.append(R"(,"key":)").append(quoted(r.key));
+  out.append(r.deleted ? R"(,"op":"delete")" : R"(,"op":"put")");
+  out.append(R"(,"version":)").append(std::to_string(r.version));
+  out.append(R"(,"peers":[)");
+  for (std::size_t i = 0; i < r.peers.size(); ++i) {
+    if (i > 0) out.push_back(',');
+    out.append(quoted(r.peers[i]));
+  }
+  out.append(R"(],"value":)").append(r.deleted ? std::string_view("null") : std::string_view(r.value));
+  out.push_back('}');
+  return out;
 }
 
 std::string decode_prepare(std::string_view body, prepare_request& out) {

@@ -49,6 +49,7 @@ struct prepare_request {
   std::vector<std::string> peers;  // the other participants' URLs
 };
 
+// `r.value` must be JSON object text (when not deleted): it is copied into the body as it is.
 std::string encode_prepare(const prepare_request& r);
 // "" and `out` set, or what is wrong with `body`.
 std::string decode_prepare(std::string_view body, prepare_request& out);

@@ -19,6 +19,13 @@ TEST(TxProtocolTest, PrepareRoundTrips) {
   ASSERT_EQ(decode_prepare(encode_prepare(del), back), "");
   EXPECT_TRUE(back.deleted);
   EXPECT_EQ(back.value, "");
+  // The value goes into the body as the caller wrote it; strings are escaped.
+  prepare_request odd{"products", "q\"uo\\te \u00e9\n", false, "{ \"id\" : \"x\",\n \"n\": [1, 2] }",
+                      9,          {"http://\"a\":1"}};
+  ASSERT_EQ(decode_prepare(encode_prepare(odd), back), "");
+  EXPECT_EQ(back.key, odd.key);
+  EXPECT_EQ(back.value, R"({"id":"x","n":[1,2]})");
+  EXPECT_EQ(back.peers, odd.peers);
 }
 
 TEST(TxProtocolTest, BatchesRoundTripInOrder) {
