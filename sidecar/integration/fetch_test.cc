@@ -35,6 +35,21 @@ void produce_events(const std::string& kafka, const std::string& topic, int n, s
   ASSERT_EQ(producer.failed_deliveries(), 0);
 }
 
+// A new topic of one partition holding `events` small events, a client factory for the local
+// broker and a consumer of it (not assigned yet).
+void filled_topic_and_consumer(const std::string& kafka, const std::string& topic, int events,
+                               std::unique_ptr<kafka::client_factory>& factory,
+                               std::unique_ptr<kafka::consumer>& consumer) {
+  create_topic(kafka, topic, 1, {});
+  ASSERT_NO_FATAL_FAILURE(produce_events(kafka, topic, events, 10));
+  config::kafka_settings s;
+  s.bootstrap_servers = kafka;
+  factory = kafka::make_rdkafka_factory(s);
+  std::string error;
+  consumer = factory->make_consumer(topic + ".group", error);
+  ASSERT_TRUE(consumer) << error;
+}
+
 TEST(SidecarFetchTest, ACatchingUpConsumerIsNotParkedWhenItsQueueFills) {
   const std::string kafka = bootstrap();
   const std::string topic = unique_name("itest.fetch");
@@ -146,14 +161,9 @@ TEST(SidecarFetchTest, ABatchTakesEveryPartitionInTurn) {
 TEST(SidecarFetchTest, AConsumerWhoseTopicWasDeletedUnderItClosesPromptly) {
   const std::string kafka = bootstrap();
   const std::string topic = unique_name("itest.gone");
-  create_topic(kafka, topic, 1, {});
-  ASSERT_NO_FATAL_FAILURE(produce_events(kafka, topic, 100, 10));
-  config::kafka_settings s;
-  s.bootstrap_servers = kafka;
-  auto factory = kafka::make_rdkafka_factory(s);
-  std::string error;
-  auto consumer = factory->make_consumer(topic + ".group", error);
-  ASSERT_TRUE(consumer) << error;
+  std::unique_ptr<kafka::client_factory> factory;
+  std::unique_ptr<kafka::consumer> consumer;
+  ASSERT_NO_FATAL_FAILURE(filled_topic_and_consumer(kafka, topic, 100, factory, consumer));
   ASSERT_FALSE(consumer->assign(topic, {{0, kafka::kOffsetBeginning}}));
   std::vector<kafka::message> batch;
   int read = 0;
@@ -188,20 +198,16 @@ TEST(SidecarFetchTest, AConsumerWhoseTopicWasDeletedUnderItClosesPromptly) {
 // A topic that vanishes from the broker's metadata and comes back (deleted and created again by
 // the operator, or a broker that answers "unknown topic" for a moment). The consumer's partition
 // queues must still be the ones fetched into once the partition is known again, and a partition
-// known before it was assigned (the replica asks for the partitions first) must be fetched again. Reading resumes at
-// the position handed out so far, past the end of the new, shorter log: the consumer starts that log from its
-// beginning.
+// known before it was assigned (the replica asks for the partitions first) must be fetched
+// again. Reading resumes at the position handed out so far, past the end of the new, shorter
+// log: the consumer starts that log from its beginning.
 TEST(SidecarFetchTest, AConsumerFollowsItsTopicWhenItIsDeletedAndCreatedAgain) {
   const std::string kafka = bootstrap();
   const std::string topic = unique_name("itest.recreate");
-  create_topic(kafka, topic, 1, {});
-  ASSERT_NO_FATAL_FAILURE(produce_events(kafka, topic, 100, 10));
-  config::kafka_settings s;
-  s.bootstrap_servers = kafka;
-  auto factory = kafka::make_rdkafka_factory(s);
+  std::unique_ptr<kafka::client_factory> factory;
+  std::unique_ptr<kafka::consumer> consumer;
+  ASSERT_NO_FATAL_FAILURE(filled_topic_and_consumer(kafka, topic, 100, factory, consumer));
   std::string error;
-  auto consumer = factory->make_consumer(topic + ".group", error);
-  ASSERT_TRUE(consumer) << error;
   std::vector<std::int32_t> parts;
   ASSERT_FALSE(consumer->partitions(topic, std::chrono::seconds(10), parts));
   ASSERT_EQ(parts, std::vector<std::int32_t>{0});

@@ -169,13 +169,16 @@ std::error_code replica::assign_stored() {
   return consumer_->assign(spec_.topic, start);
 }
 
-void replica::check_partitions() {
+bool replica::settle() {
   std::int64_t newest = 0;
   std::string why;
-  if (finish(newest, why)) {  // the positions must be the stored ones before reassigning
-    rewind(why.c_str());
-    return;
-  }
+  if (!finish(newest, why)) return true;
+  rewind(why.c_str());
+  return false;
+}
+
+void replica::check_partitions() {
+  if (!settle()) return;  // the positions must be the stored ones before reassigning
   std::vector<std::int32_t> now;
   // A failed look (broker unreachable) is retried at the next interval; the stream goes on. The
   // wait is short: this thread also applies, and stops.
@@ -199,12 +202,7 @@ void replica::check_partitions() {
 }
 
 void replica::restart_consumer() {
-  std::int64_t newest = 0;
-  std::string why;
-  if (finish(newest, why)) {  // the positions must be the stored ones before reassigning
-    rewind(why.c_str());
-    return;
-  }
+  if (!settle()) return;  // the positions must be the stored ones before reassigning
   std::cerr << "datashare-sidecar: policy " << spec_.policy << ": the consumer of " << spec_.topic
             << " handed out nothing for " << options_.stall_timeout.count() << " ms while the copy is "
             << lag_events_.load() << " events behind; replacing it, from the stored offsets\n";

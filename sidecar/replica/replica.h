@@ -125,6 +125,9 @@ class replica {
   // Assigns every known partition at its stored position (the beginning when none is stored).
   std::error_code assign_stored();
   void check_partitions();
+  // Waits for the round in flight and writes it: then positions_ are what is stored. False when
+  // that failed (the consumer was rewound to the stored offsets instead).
+  bool settle();
   // A new consumer in place of one that stalled (replica_options::stall_timeout).
   void restart_consumer();
   bool send_to_dlq(const plan& p);
