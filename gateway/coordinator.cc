@@ -220,13 +220,15 @@ gateway_metrics::gateway_metrics(const std::vector<participant_spec>& participan
       transactions(
           prometheus::BuildCounter()
               .Name("datashare_gateway_transactions_total")
-              .Help("Transactions by outcome: committed, aborted, conflict (409), timeout (504), invalid (400)")
+              .Help("Transactions by outcome: committed, aborted, conflict (409), timeout (504), invalid (400), "
+                    "in_doubt (503, the commit record could not be made durable; the restart decides)")
               .Register(*registry)),
       committed(transactions.Add({{"outcome", "committed"}})),
       aborted(transactions.Add({{"outcome", "aborted"}})),
       conflict(transactions.Add({{"outcome", "conflict"}})),
       invalid(transactions.Add({{"outcome", "invalid"}})),
       timeout(transactions.Add({{"outcome", "timeout"}})),
+      in_doubt_outcome(transactions.Add({{"outcome", "in_doubt"}})),
       duration(prometheus::BuildHistogram()
                    .Name("datashare_gateway_transaction_duration_seconds")
                    .Help("From the request to the answer, for transactions that reached the participants")
@@ -235,7 +237,8 @@ gateway_metrics::gateway_metrics(const std::vector<participant_spec>& participan
                                                                     0.5, 1, 2.5, 5, 10})),
       in_doubt(prometheus::BuildGauge()
                    .Name("datashare_gateway_in_doubt")
-                   .Help("Decided transactions not yet acknowledged by every participant (retried)")
+                   .Help("Transactions not yet acknowledged by every participant: decided ones (retried) and "
+                         "those whose commit record could not be made durable (decided by the restart)")
                    .Register(*registry)
                    .Add({})),
       call_messages(prometheus::BuildHistogram()
@@ -564,7 +567,12 @@ void coordinator::prepared(const std::shared_ptr<tx>& t) {
       // gateway is restarted and its recovery decides from what the disk holds.
       log::error("gateway: the commit record could not be made durable; transaction in doubt until restart",
                  {{"tx", t->id}, {"error", ec.message()}});
-      metrics_.aborted.Increment();
+      metrics_.in_doubt_outcome.Increment();
+      {
+        std::lock_guard lock(mu_);
+        ++unlogged_commits_;
+        metrics_.in_doubt.Set(static_cast<double>(retry_.size() + unlogged_commits_));
+      }
       metrics_.duration.Observe(std::chrono::duration<double>(clock::now() - t->started).count());
       nlohmann::json j{{"error", "decision log: " + ec.message() +
                                      "; the outcome is decided when the gateway restarts (retry then)"},
@@ -596,7 +604,7 @@ void coordinator::conclude(const std::shared_ptr<tx>& t, bool all_acked, update_
   } else {
     std::lock_guard lock(mu_);
     retry_.push_back(t);
-    metrics_.in_doubt.Set(static_cast<double>(retry_.size()));
+    metrics_.in_doubt.Set(static_cast<double>(retry_.size() + unlogged_commits_));
   }
   metrics_.duration.Observe(std::chrono::duration<double>(clock::now() - t->started).count());
   conclude_answer(t, std::move(result));
@@ -690,7 +698,7 @@ std::string coordinator::outcome(const std::string& id) const {
 
 std::size_t coordinator::in_doubt() const {
   std::lock_guard lock(mu_);
-  return retry_.size();
+  return retry_.size() + unlogged_commits_;
 }
 
 void coordinator::recover(const std::vector<log_record>& records) {
@@ -741,7 +749,7 @@ void coordinator::recover(const std::vector<log_record>& records) {
       open.push_back(record_of(*t, 'B'));
       if (t->state == phase::committing) open.push_back(record_of(*t, 'C'));
     }
-    metrics_.in_doubt.Set(static_cast<double>(retry_.size()));
+    metrics_.in_doubt.Set(static_cast<double>(retry_.size() + unlogged_commits_));
   }
   if (auto ec = log_.compact(open)) log::warn("gateway: decision log compaction failed", {{"error", ec.message()}});
   log::info("gateway: recovered", {{"recommitted", std::to_string(commits)},
@@ -778,7 +786,7 @@ void coordinator::retry_loop() {
     {
       std::lock_guard lock(mu_);
       std::erase_if(retry_, [&](const auto& t) { return std::find(done.begin(), done.end(), t) != done.end(); });
-      metrics_.in_doubt.Set(static_cast<double>(retry_.size()));
+      metrics_.in_doubt.Set(static_cast<double>(retry_.size() + unlogged_commits_));
     }
     stop_lock.lock();
   }

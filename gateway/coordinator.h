@@ -165,6 +165,8 @@ struct gateway_metrics {
   prometheus::Counter& conflict;
   prometheus::Counter& invalid;
   prometheus::Counter& timeout;
+  // outcome="in_doubt": the commit record could not be made durable; the restart decides.
+  prometheus::Counter& in_doubt_outcome;
   prometheus::Histogram& duration;
   prometheus::Gauge& in_doubt;
   // Messages per request to a participant (1: a single call; more: a POST /v1/batch).
@@ -303,6 +305,7 @@ class coordinator {
   std::unordered_map<std::string, std::string> keys_;  // key → transaction holding it
   std::map<std::string, std::shared_ptr<tx>> active_;  // begun, not ended
   std::deque<std::shared_ptr<tx>> retry_;              // decided, some participant not acknowledged
+  std::size_t unlogged_commits_ = 0;                   // commit record not made durable: undecided until the restart
   std::unordered_map<std::string, std::chrono::steady_clock::time_point> committed_;  // recently ended
   std::deque<std::pair<std::chrono::steady_clock::time_point, std::string>> committed_order_;
   std::mt19937_64 rng_;

@@ -534,6 +534,11 @@ TEST_F(coordinator_test, ACommitRecordWhoseFsyncFailedIsInDoubtUntilTheRestartDe
   EXPECT_EQ(r.status, 503u) << r.body;
   EXPECT_THAT(r.body, HasSubstr("decision log"));
   EXPECT_TRUE(c_->log_failure());
+  // Counted as in doubt, under its own outcome: it was not aborted (the restart may commit it).
+  EXPECT_EQ(c_->in_doubt(), 1u);
+  EXPECT_EQ(metrics_->in_doubt.Value(), 1);
+  EXPECT_EQ(metrics_->in_doubt_outcome.Value(), 1);
+  EXPECT_EQ(metrics_->aborted.Value(), 0);
   // Nothing was sent after the votes: every participant holds the key prepared, nobody aborted.
   for (auto& p : parts_) {
     EXPECT_EQ(p->p->locked_keys(), 1u) << p->name;
