@@ -379,12 +379,14 @@ std::string coordinator::check(const std::string& key, const std::optional<std::
     return problem + " (product fields: " + config_.product.field_names() + ")";
   }
   const auto* kf = config_.product.find(config_.product.key);
+  auto want = sidecar::event::key_field_value(kf != nullptr ? kf->type : sidecar::config::field_type::string, key);
+  if (want.is_discarded()) return "the key \"" + key + "\" is not an integer (the product's key is)";
   auto it = j.find(config_.product.key);
   if (it != j.end() && !it->is_null()) {
-    if (!it->is_string() || it->get_ref<const std::string&>() != key)
-      return "field \"" + config_.product.key + "\" must equal the key in the path (\"" + key + "\")";
-  } else if (kf != nullptr && kf->type == sidecar::config::field_type::string) {
-    j[config_.product.key] = key;
+    if (*it != want)
+      return "field \"" + config_.product.key + "\" must equal the key in the path (" + want.dump() + ")";
+  } else if (kf != nullptr) {
+    j[config_.product.key] = std::move(want);
   }
   value = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   return "";

@@ -44,11 +44,13 @@ class no_outcomes : public sp::outcome_api {
 
 // A real participant (copy role, in-memory store) behind an in-process link with fault injection.
 struct fake_participant {
-  explicit fake_participant(const std::string& participant_name) : name(participant_name) {
+  explicit fake_participant(const std::string& participant_name,
+                            const sidecar::config::product_schema& product = products())
+      : name(participant_name) {
     sidecar::config::participate_spec spec;
     spec.product = "products";
     spec.role = sidecar::config::participant_role::copy;
-    p = std::make_unique<sp::participant>(spec, products(), std::vector<std::string>{"id", "name", "price"},
+    p = std::make_unique<sp::participant>(spec, product, std::vector<std::string>{"id", "name", "price"},
                                           std::make_unique<sidecar::store::memory_kv>(), nullptr, nullptr,
                                           std::make_unique<no_outcomes>());
   }
@@ -243,6 +245,41 @@ TEST_F(coordinator_test, BadRequestsLockNothing) {
   EXPECT_THAT(c_->update("p1", R"({"ratng":5})").body, HasSubstr("product fields: id, name, price"));
   EXPECT_EQ(c_->update("", R"({})").status, 400u);
   EXPECT_EQ(c_->update("p1", R"({"name":"ok"})").status, 200u) << "nothing was left locked";
+}
+
+// The CRD allows integer keys: the path's key is then the number the key field holds.
+TEST_F(coordinator_test, AnIntegerKeyIsTheNumberInThePath) {
+  auto orders = products();
+  orders.fields[0].type = sidecar::config::field_type::integer;
+  config_.product = orders;
+  parts_.clear();
+  for (const char* n : {"owner", "orders", "shipping"}) parts_.push_back(std::make_unique<fake_participant>(n, orders));
+  start();
+  auto r = c_->update("42", R"({"id":42,"name":"pen"})");
+  ASSERT_EQ(r.status, 200u) << r.body;
+  expect_everywhere("42", R"({"id":42,"name":"pen"})");
+  r = c_->update("-7", R"({"name":"ink"})");  // absent: inserted as the number
+  ASSERT_EQ(r.status, 200u) << r.body;
+  expect_everywhere("-7", R"({"id":-7,"name":"ink"})");
+  for (auto [key, body] : std::vector<std::pair<std::string, std::string>>{{"42", R"({"id":41})"},
+                                                                           {"42", R"({"id":"42"})"},
+                                                                           {"042", R"({"id":42})"},
+                                                                           {"+42", R"({"name":"x"})"},
+                                                                           {"4.2e1", R"({"name":"x"})"},
+                                                                           {"abc", R"({"name":"x"})"}}) {
+    EXPECT_EQ(c_->update(key, body).status, 400u) << key << " " << body;
+  }
+  EXPECT_THAT(c_->update("abc", R"({"name":"x"})").body, HasSubstr("not an integer"));
+  EXPECT_THAT(c_->update("42", R"({"id":41})").body, HasSubstr("must equal the key in the path (42)"));
+}
+
+TEST_F(coordinator_test, AStringKeyIsTheStringInThePath) {
+  start();
+  ASSERT_EQ(c_->update("42", R"({"id":"42","name":"pen"})").status, 200u);
+  ASSERT_EQ(c_->update("43", R"({"name":"ink"})").status, 200u);
+  expect_everywhere("43", R"({"id":"43","name":"ink"})");
+  EXPECT_EQ(c_->update("42", R"({"id":42})").status, 400u);
+  EXPECT_EQ(c_->update("42", R"({"id":"042"})").status, 400u);
 }
 
 TEST_F(coordinator_test, AParticipantDownAtCommitIsRetriedUntilItAnswers) {

@@ -1,5 +1,8 @@
 #include "sidecar/event/schema.h"
 
+#include <charconv>
+#include <cstdint>
+
 namespace datashare::sidecar::event {
 
 bool matches(const nlohmann::json& v, config::field_type type) {
@@ -88,6 +91,16 @@ std::string check_entity(const nlohmann::json& object, const config::product_sch
     }
   }
   return {};
+}
+
+nlohmann::json key_field_value(config::field_type key_type, std::string_view key) {
+  if (key_type != config::field_type::integer) return std::string(key);
+  std::int64_t n = 0;
+  auto [end, ec] = std::from_chars(key.data(), key.data() + key.size(), n);
+  if (ec != std::errc{} || end != key.data() + key.size() || std::to_string(n) != key) {
+    return nlohmann::json::value_t::discarded;
+  }
+  return n;
 }
 
 }  // namespace datashare::sidecar::event

@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
 
 #include "sidecar/config/config.h"
 
@@ -20,6 +21,12 @@ bool matches(const nlohmann::json& value, config::field_type type);
 std::size_t utf8_sequence_length(std::string_view s, std::size_t i);
 
 bool is_valid_utf8(std::string_view s);
+
+// The value a product's key field holds for the key `key` (a path's or a message's key): the
+// string itself, or for an integer key the number it spells, written as JSON writes it ("42",
+// "-7"; not "042", "+7", "4.2e1", nor past 64 bits); discarded when it spells none. The gateway,
+// the publisher and the replica's applier all hold a body's key field to it.
+nlohmann::json key_field_value(config::field_type key_type, std::string_view key);
 
 // "" when `object` conforms; otherwise the first problem, e.g.
 // `field "price": expected number, got string`. Null values are allowed for every field.

@@ -41,13 +41,15 @@ std::string check_change(const config::product_schema& product, std::string_view
   std::string problem = event::check_entity(json, product, event::unknown_fields::reject);
   if (!problem.empty()) return problem;
   const config::field* key_field = product.find(product.key);
+  auto want = event::key_field_value(key_field != nullptr ? key_field->type : config::field_type::string, key);
+  if (want.is_discarded()) return "the key \"" + std::string(key) + "\" is not an integer (the product's key is)";
   if (auto it = json.find(product.key); it != json.end() && !it->is_null()) {
-    std::string body_key = it->is_string() ? it->get<std::string>() : it->dump();
-    if (body_key != key) {
+    if (*it != want) {
+      std::string body_key = it->is_string() ? it->get<std::string>() : it->dump();
       return "key field \"" + product.key + "\" is \"" + body_key + "\" but the path says \"" + std::string(key) + "\"";
     }
-  } else if (key_field != nullptr && key_field->type == config::field_type::string) {
-    json[product.key] = std::string(key);
+  } else if (key_field != nullptr) {
+    json[product.key] = std::move(want);
   }
   for (const auto& f : product.fields) {
     if (f.restricted) json.erase(f.name);

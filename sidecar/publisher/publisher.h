@@ -55,9 +55,10 @@ struct publisher_options {
 };
 
 // Checks a PUT body against the product: a JSON object, known fields of the right types, the key
-// field (when present) equal to the key in the path. Restricted fields are dropped; the key field
-// is added when absent and of type string. Returns "" and sets `value` to the JSON to publish, or
-// the problem for a 400.
+// field (when present) equal to the key in the path: the same string, or for an integer key the
+// number the path spells (event::key_field_value; a path that spells none is a 400). Restricted
+// fields are dropped; the key field is added when absent. Returns "" and sets `value` to the JSON
+// to publish, or the problem for a 400.
 std::string check_change(const config::product_schema& product, std::string_view key, std::string_view body,
                          std::string& value);
 

@@ -38,6 +38,21 @@ TEST(CheckChangeTest, ValidatesDropsRestrictedAndFillsTheKey) {
   EXPECT_EQ(check_change(p, "a", R"({"id":"b"})", v), R"(key field "id" is "b" but the path says "a")");
 }
 
+TEST(CheckChangeTest, AnIntegerKeyIsTheNumberThePathSpells) {
+  auto p = products();
+  p.fields[0].type = config::field_type::integer;
+  std::string v;
+  EXPECT_EQ(check_change(p, "42", R"({"id":42,"name":"A"})", v), "");
+  EXPECT_EQ(v, R"({"id":42,"name":"A"})");
+  EXPECT_EQ(check_change(p, "-7", R"({"name":"A"})", v), "");
+  EXPECT_EQ(v, R"({"id":-7,"name":"A"})") << "an absent key is filled in as the number";
+  EXPECT_EQ(check_change(p, "42", R"({"id":41})", v), R"(key field "id" is "41" but the path says "42")");
+  EXPECT_EQ(check_change(p, "042", R"({"id":42})", v), R"(the key "042" is not an integer (the product's key is))");
+  EXPECT_EQ(check_change(p, "abc", R"({"name":"A"})", v), R"(the key "abc" is not an integer (the product's key is))");
+  EXPECT_EQ(check_change(p, "4.2e1", R"({"name":"A"})", v),
+            R"(the key "4.2e1" is not an integer (the product's key is))");
+}
+
 class publisher_test : public ::testing::Test {
  protected:
   void SetUp() override { broker_.create_topic("catalog.products.v1", 3); }

@@ -130,6 +130,16 @@ void applier::decide(const kafka::message& m, decision& d) const {
                         "\"");
       }
     }
+    // An integer key: the number the message key spells (event::key_field_value, the rule the
+    // gateway and the publisher hold bodies to).
+    // (A discarded value compares unequal to nothing: spelled out.)
+    if (f->name == product_.key && member.kind == event::json_kind::integer) {
+      auto want = event::key_field_value(f->type, *m.key);
+      if (want.is_discarded() || !(want == nlohmann::json::parse(member.value, nullptr, false))) {
+        return poisoned("key field \"" + product_.key + "\" is " + std::string(member.value) +
+                        " but the message key is \"" + *m.key + "\"");
+      }
+    }
   }
   // The policy's fields in the policy's order, each with the value the event carried (the last
   // one when a name repeats, as JSON parsers do).

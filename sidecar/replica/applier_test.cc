@@ -190,6 +190,27 @@ TEST_F(applier_test, PoisonEventsAreReportedAndTheStreamGoesOn) {
   EXPECT_EQ(offsets[0], 11);  // poison events are consumed too
 }
 
+// An integer key: the field holds the number the message key spells (the gateway's and the
+// publisher's rule, event::key_field_value).
+TEST(ApplierKeyTest, AnIntegerKeyIsTheNumberTheMessageKeySpells) {
+  auto s = spec();
+  s.product.fields[0].type = config::field_type::integer;
+  applier a{s};
+  store::memory_kv kv;
+  plan p;
+  std::vector<kafka::message> msgs = {event(0, "42", 1, R"({"id":42,"name":"A"})"), event(1, "43", 1, R"({"id":42})"),
+                                      event(2, "042", 1, R"({"id":42})"),
+                                      event(3, "44", 1, R"({"name":"no key field"})")};
+  ASSERT_FALSE(a.prepare(msgs, kv, 5'000'000, p));
+  ASSERT_FALSE(kv.write(p.batch, false));
+  EXPECT_EQ(p.applied, 2u);
+  ASSERT_EQ(p.poison.size(), 2u);
+  EXPECT_EQ(p.poison[0].second, R"(key field "id" is 42 but the message key is "43")");
+  EXPECT_EQ(p.poison[1].second, R"(key field "id" is 42 but the message key is "042")");
+  std::string buf;
+  EXPECT_EQ(stored(kv, "42", buf)->value, R"({"id":42,"name":"A"})");
+}
+
 TEST_F(applier_test, UsesCeTimeWhenPresent) {
   auto m = event(0, "a", 1, "{}");
   m.headers.push_back({"ce_time", event::format_time(4'500'000)});
