@@ -208,6 +208,7 @@ int main(int argc, char** argv) {
       options.writer = [pub](ds::store::write_batch b, std::function<void(std::error_code)> done, bool sync) {
         pub->write(std::move(b), std::move(done), sync);
       };
+      options.version_floor = [pub](const std::string& key) { return pub->version_floor(key); };
     } else {
       kv = open_store(own_dir, store_use::participant, error);
     }

@@ -538,6 +538,15 @@ std::optional<reply> participant::prepare_locked(const std::string& tx, const pr
         return vote_no(503, "transaction " + tx + " is being compensated after a failed prepare");
     }
   }
+  if (spec_.role == config::participant_role::owner && options_.version_floor) {
+    // The outbox never renumbers a transaction's version; below the key's last one it refuses
+    // the publish, so say no now, while every participant can still abort.
+    if (auto floor = options_.version_floor(req.key); req.version < floor) {
+      (void)do_abort(tx, *e);
+      return vote_no(409, "version " + std::to_string(req.version) + " of key \"" + req.key +
+                              "\" is below the version it was last published with (" + std::to_string(floor) + ")");
+    }
+  }
   std::string holder;
   {
     std::lock_guard locks(mu_);

@@ -141,6 +141,10 @@ struct participant_options {
   // own. The owner's sidecar gives it the publisher's writer (publisher::write), so the owner's
   // records, commits and outbox entries share one thread, one queue and one fsync per group.
   std::function<void(store::write_batch, std::function<void(std::error_code)> done, bool sync)> writer;
+  // Owner role: the version a key was last published with (publisher::version_floor). A prepare
+  // whose version is below it votes no (409): the outbox would refuse its publish at commit,
+  // after the copies had committed. Empty: not checked.
+  std::function<std::uint64_t(const std::string& key)> version_floor;
 };
 
 class participant {

@@ -246,6 +246,7 @@ class participant_test : public ::testing::Test {
     o.ask_backoff = std::chrono::milliseconds(0);
     if (retention_) o.retention = *retention_;
     o.records_in_outbox = records_in_outbox_;
+    o.version_floor = version_floor_;
     auto kv = machine_ ? std::unique_ptr<store::kv>(std::make_unique<machine_kv>(machine_))
                        : std::unique_ptr<store::kv>(std::make_unique<shared_kv>(kv_));
     store::group_writer* shared = nullptr;
@@ -364,6 +365,7 @@ class participant_test : public ::testing::Test {
   std::atomic<bool> fail_publish_{false};
   std::vector<published> published_;
   bool records_in_outbox_ = false;  // set: make() gives the participant the outbox's store
+  std::function<std::uint64_t(const std::string&)> version_floor_;  // the outbox's, for an owner
   bool publish_on_thread_ = false;  // set: the fake publisher answers from a thread of its own
   std::vector<std::thread> publish_threads_;
   bool shared_writer_ = false;  // set: the records and the publishes go through one writer, as at an owner
@@ -408,6 +410,24 @@ TEST_F(participant_test, OwnerAppliesAtPrepareAndPublishesAtCommit) {
   EXPECT_EQ(p->abort("tx1").status, 409u);
   EXPECT_EQ(published_.size(), 1u);
   EXPECT_THAT(p->query("tx1", 0).body, HasSubstr("committed"));
+}
+
+// The outbox never renumbers a transaction's version and refuses one below the key's last:
+// the owner says so at prepare, while the transaction can still abort everywhere.
+TEST_F(participant_test, AnOwnerVotesNoForAVersionBelowTheKeysPublishedOne) {
+  owner_->data["k"] = R"({"id":"k","name":"old"})";
+  version_floor_ = [](const std::string& key) -> std::uint64_t { return key == "k" ? 100 : 0; };
+  auto p = make(config::participant_role::owner);
+  auto r = p->prepare("tx1", put("k", R"({"id":"k","name":"new"})", 99));
+  EXPECT_EQ(r.status, 409u) << r.body;
+  EXPECT_THAT(r.body, HasSubstr("below the version it was last published with (100)"));
+  EXPECT_EQ(owner_value("k"), R"({"id":"k","name":"old"})") << "the owner was not written";
+  EXPECT_EQ(p->locked_keys(), 0u);
+  EXPECT_EQ(p->prepare("tx1", put("k", R"({"id":"k","name":"new"})", 99)).status, 409u) << "the same answer";
+  ASSERT_EQ(p->prepare("tx2", put("k", R"({"id":"k","name":"new"})", 101)).status, 200u);
+  ASSERT_EQ(p->commit("tx2").status, 200u);
+  ASSERT_EQ(published_.size(), 1u);
+  EXPECT_EQ(published_[0].version, 101u);
 }
 
 TEST_F(participant_test, OwnerAbortPutsThePreviousValueBack) {

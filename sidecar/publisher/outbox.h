@@ -4,6 +4,12 @@
 //   "mversion"                          → the last version assigned (only grows)
 //   "mnext"                             → the next sequence number
 //   "q" <sequence, 8 bytes big-endian> → an entry that could not be decoded, moved aside as it was
+//   "k" <entity key>                    → that key's version floor: the last version it was
+//                                         published with (written in the entry's batch)
+//   "mbasefloor"                        → every key's floor where it has no "k" record: the
+//                                         last version assigned when an outbox older than the
+//                                         per-key floors (2026-12-04) was first opened; 0 for a new one
+//                                         (written with the first change after that)
 // Entries are appended with an fsync before the caller is answered, produced in sequence order,
 // and deleted once Kafka has acknowledged them. Pure encoding here; the threads are in publisher.h.
 
@@ -18,6 +24,14 @@ inline constexpr char kEntryPrefix = 'e';
 inline constexpr char kQuarantinePrefix = 'q';
 inline constexpr std::string_view kVersionKey = "mversion";
 inline constexpr std::string_view kNextSequenceKey = "mnext";
+inline constexpr char kKeyFloorPrefix = 'k';
+inline constexpr std::string_view kBaseFloorKey = "mbasefloor";
+
+inline std::string key_floor_key(std::string_view key) {
+  std::string out(1, kKeyFloorPrefix);
+  out.append(key);
+  return out;
+}
 
 struct entry {
   std::string key;

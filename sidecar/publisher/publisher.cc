@@ -3,6 +3,8 @@
 #include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <unordered_map>
+#include <utility>
 
 #include "common/clock.h"
 #include "sidecar/event/cloudevents.h"
@@ -79,6 +81,19 @@ std::error_code publisher::start(std::string& error) {
     error = "outbox unreadable: " + ec.message();
     return ec;
   }
+  if (auto ec = kv_->get(kBaseFloorKey, v); !ec) {
+    base_floor_ = from_be_u64(v);
+    base_floor_stored_ = true;
+  } else if (ec == store::errc::not_found) {
+    // A new outbox, or one from before the per-key floors, which kept only the last version
+    // assigned: that version is every key's floor until the key is published again. Nothing
+    // stored is rewritten; the floor is stored with the first change (write_loop), before any
+    // later version is, so a later start does not raise it.
+    base_floor_ = last_version_;
+  } else {
+    error = "outbox unreadable: " + ec.message();
+    return ec;
+  }
   std::uint64_t next = 0;
   if (auto ec = kv_->get(kNextSequenceKey, v); !ec) {
     next = from_be_u64(v);
@@ -106,6 +121,15 @@ std::error_code publisher::start(std::string& error) {
   writer_ = std::thread([this] { write_loop(); });
   drainer_ = std::thread([this] { drain_loop(); });
   return {};
+}
+
+std::uint64_t publisher::version_floor(const std::string& key) const {
+  std::string stored;
+  if (auto ec = kv_->get(key_floor_key(key), stored); !ec)
+    return std::max(base_floor_.load(), from_be_u64(stored));
+  else if (ec != store::errc::not_found)
+    return 0;
+  return base_floor_.load();
 }
 
 void publisher::stop() {
@@ -227,6 +251,18 @@ void publisher::write_loop() {
         }
       }
     };
+    // Each key's version floor (the last version it was published with), this group's over the
+    // stored ones; nullopt when it cannot be read.
+    std::unordered_map<std::string, std::uint64_t> floors;
+    auto floor_of = [&](const std::string& key) -> std::optional<std::uint64_t> {
+      if (auto it = floors.find(key); it != floors.end()) return it->second;
+      std::string stored;
+      if (auto ec = kv_->get(key_floor_key(key), stored); !ec)
+        return std::max(base_floor_.load(), from_be_u64(stored));
+      else if (ec != store::errc::not_found)
+        return std::nullopt;
+      return base_floor_.load();
+    };
     for (auto& c : group) {
       versions.push_back(0);
       if (c.records_only) {
@@ -234,11 +270,34 @@ void publisher::write_loop() {
         add_with(c);
         continue;
       }
+      auto floor = floor_of(c.key);
+      if (!floor) {
+        probe_.store_error->Increment();
+        std::exchange(c.done, nullptr)({500, error_body("outbox read failed"), 0, 0});
+        continue;
+      }
+      if (c.version != 0 && c.version < *floor) {
+        // A given version (a gateway transaction's) is the one its copies hold: it is never
+        // renumbered. Below the key's floor it would be skipped as stale by every consumer, so
+        // the change is refused and nothing of it (nor of `with`) is written. The owner
+        // participant votes no at prepare for such a version (sidecar/participant/README.md).
+        std::exchange(c.done, nullptr)({409,
+                                        error_body("version " + std::to_string(c.version) + " of key \"" + c.key +
+                                                   "\" is below the version it was last published with (" +
+                                                   std::to_string(*floor) + "): refused, never renumbered"),
+                                        0, 0});
+        continue;
+      }
       sync = true;
       changes = true;
       entry e;
       e.key = c.key;
-      e.version = last_version_ = c.version > last_version_ ? c.version : next_version(last_version_, now);
+      // A given version as is (equal to the floor: the same transaction's publish again, which
+      // consumers skip as a duplicate); otherwise the outbox's clock, above the key's floor.
+      e.version = c.version != 0 ? c.version : std::max(next_version(last_version_, now), *floor + 1);
+      last_version_ = std::max(last_version_, e.version);
+      floors[c.key] = e.version;
+      batch.put(key_floor_key(c.key), be_u64(e.version));
       e.time_us = now;
       e.id = new_event_id();
       e.deleted = c.deleted;
@@ -248,6 +307,7 @@ void publisher::write_loop() {
       versions.back() = e.version;
     }
     if (changes) {
+      if (!base_floor_stored_) batch.put(kBaseFloorKey, be_u64(base_floor_.load()));
       batch.put(kVersionKey, be_u64(last_version_));
       batch.put(kNextSequenceKey, be_u64(seq));
     }
@@ -259,11 +319,13 @@ void publisher::write_loop() {
           c.written(ec);
           continue;
         }
+        if (!c.done) continue;  // refused above
         probe_.store_error->Increment();
         c.done({500, error_body("outbox write failed: " + ec.message()), 0, 0});
       }
     } else {
       if (changes) {
+        base_floor_stored_ = true;
         next_sequence_ = seq;
         {
           // Taking the drain's lock orders this notify after its check of next_sequence_: no
@@ -278,6 +340,7 @@ void publisher::write_loop() {
           group[i].written({});
           continue;
         }
+        if (!group[i].done) continue;  // refused above
         probe_.accepted->Increment();
         nlohmann::json body{
             {"product", spec_.product.name}, {"key", group[i].key}, {"version", versions[i]}, {"status", "accepted"}};

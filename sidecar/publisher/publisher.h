@@ -37,7 +37,7 @@
 namespace datashare::sidecar::publisher {
 
 struct publish_result {
-  unsigned status = 202;  // 202 accepted, 400 invalid, 503 outbox full, 500 store failure
+  unsigned status = 202;  // 202 accepted, 400 invalid, 409 version below the key's, 503 outbox full, 500 store failure
   std::string body;       // JSON
   std::uint64_t version = 0;
   int retry_after_s = 0;  // with 503
@@ -74,8 +74,9 @@ class publisher {
 
   // `body`: the JSON entity for PUT; nullopt for DELETE. `done` runs exactly once, inline for a
   // rejected change, on the writer thread once stored. `version`: the version the change must
-  // carry (a gateway transaction's), used when it is above every version assigned so far;
-  // 0 or an older one: the outbox's clock decides, as for every other change. `with`: writes
+  // carry (a gateway transaction's), used as is when not below the version the key was last
+  // published with, and refused (409, nothing written) when below: never renumbered, as its
+  // copies hold it. 0: the outbox's clock decides, above the key's last version. `with`: writes
   // of the caller's own that go into the outbox's store in the same atomic, fsync'd batch as the
   // change (the owner participant's `committed` record, whose keys never meet the outbox's):
   // both are on stable storage when `done` says 202, and neither is when it says anything else.
@@ -91,6 +92,10 @@ class publisher {
   // The outbox's store: the owner participant of the same product keeps its records there
   // (sidecar/participant/README.md), so its commit and the outbox entry share one fsync.
   store::kv& store() { return *kv_; }
+
+  // The version `key` was last published with (the floor a given version must not be below);
+  // 0 when unreadable. From any thread after start().
+  std::uint64_t version_floor(const std::string& key) const;
 
   std::uint64_t depth() const { return next_sequence_.load() - acked_prefix_.load(); }
   const config::publish_spec& spec() const { return spec_; }
@@ -130,6 +135,8 @@ class publisher {
 
   // Writer-thread state.
   std::uint64_t last_version_ = 0;
+  bool base_floor_stored_ = false;            // kBaseFloorKey is in the store (else: written with the next change)
+  std::atomic<std::uint64_t> base_floor_{0};  // every key's version floor without a record of its own (outbox.h)
   std::mt19937_64 rng_;
 
   std::atomic<std::uint64_t> next_sequence_{0};  // next to assign (writer)

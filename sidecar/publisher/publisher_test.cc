@@ -307,6 +307,72 @@ TEST_F(publisher_test, AnUnreadableOutboxEntryIsMovedAsideAndTheRestIsPublished)
   ASSERT_TRUE(drained(*p));
 }
 
+// Two gateway transactions on different keys reach the owner out of version order: each event
+// carries the version the gateway answered and the copies hold (a global floor renumbered a).
+TEST_F(publisher_test, AGivenVersionIsKeptPerKeyNeverRenumbered) {
+  auto p = make();
+  auto submit_at = [&](const std::string& key, std::uint64_t version, store::write_batch with = {}) {
+    std::promise<publish_result> done;
+    auto f = done.get_future();
+    p->submit(
+        key, "{}", [&done](publish_result r) { done.set_value(std::move(r)); }, version, std::move(with));
+    return f.get();
+  };
+  EXPECT_EQ(submit_at("b", 200).version, 200u);
+  EXPECT_EQ(submit_at("a", 150).version, 150u);
+  EXPECT_EQ(submit_at("a", 150).status, 202u) << "the same transaction's publish again";
+  // Below the key's own floor: refused, and nothing of it written.
+  store::write_batch with;
+  with.put("tmine", "x");
+  auto r = submit_at("b", 199, std::move(with));
+  EXPECT_EQ(r.status, 409u) << r.body;
+  EXPECT_NE(r.body.find("never renumbered"), std::string::npos) << r.body;
+  std::string v;
+  EXPECT_EQ(kv_.get("tmine", v), store::errc::not_found);
+  // The outbox's own clock stays above every key's floor.
+  EXPECT_GT(submit(*p, "a", "{}").version, 200u);
+  ASSERT_TRUE(drained(*p));
+  auto by_key = versions_by_key();
+  EXPECT_EQ(by_key["b"], std::vector<std::uint64_t>{200});
+  ASSERT_EQ(by_key["a"].size(), 3u);
+  EXPECT_EQ(by_key["a"][0], 150u);
+  EXPECT_EQ(by_key["a"][1], 150u);
+}
+
+// An outbox from before the per-key floors (only "mversion"): its last version becomes every
+// key's floor, the entries it holds are sent as they were, and later starts keep that floor.
+TEST_F(publisher_test, AnOutboxWithoutPerKeyFloorsIsReadAndKeepsItsLastVersionAsTheFloor) {
+  {
+    entry e;
+    e.key = "old";
+    e.version = 500;
+    e.time_us = 1;
+    e.id = "id-old";
+    e.value = "{}";
+    store::write_batch b;
+    b.put(entry_key(0), encode_entry(e));
+    b.put(kVersionKey, std::string("\0\0\0\0\0\0\x01\xf4", 8));  // 500
+    b.put(kNextSequenceKey, std::string("\0\0\0\0\0\0\0\x01", 8));
+    ASSERT_FALSE(kv_.write(b, true));
+  }
+  auto p = make();
+  EXPECT_EQ(p->depth(), 1u);
+  ASSERT_TRUE(drained(*p));
+  EXPECT_EQ(versions_by_key()["old"], std::vector<std::uint64_t>{500});
+  auto submit_at = [&](const std::string& key, std::uint64_t version) {
+    std::promise<publish_result> done;
+    auto f = done.get_future();
+    p->submit(
+        key, "{}", [&done](publish_result r) { done.set_value(std::move(r)); }, version);
+    return f.get();
+  };
+  EXPECT_EQ(submit_at("new", 499).status, 409u);
+  EXPECT_EQ(submit_at("new", 600).version, 600u);
+  p.reset();
+  p = make();  // the floor of a key never published stays 500, not the 600 assigned since
+  EXPECT_EQ(submit_at("other", 550).version, 550u);
+}
+
 TEST_F(publisher_test, AStoreFailureIsA500AndNothingIsPublished) {
   auto p = make();
   kv_.fail_next_writes(1);
