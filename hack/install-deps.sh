@@ -25,7 +25,7 @@ DEBIAN_PACKAGES=(
   libcpprest-dev libyaml-cpp-dev libboost-all-dev librdkafka-dev prometheus-cpp-dev librocksdb-dev
   nlohmann-json3-dev libssl-dev googletest libgtest-dev libgmock-dev libbenchmark-dev
   clang-format clang-tidy clang libclang-rt-14-dev
-  etcd-server prometheus kcat redis-server redis-tools wrk jq python3-yaml
+  etcd-server prometheus kcat redis-server redis-tools wrk haproxy jq python3-yaml
   golang-go default-jdk-headless maven
 )
 # The machine image may carry Go, Java and Maven outside Debian's packages; those count.

@@ -8,6 +8,12 @@
 # loop at RATE req/s, direct and proxied requests alternating (cache off, so every proxied read
 # is an owner call). Throughput: wrk, 50 connections, random keys, cache on (warm) vs the owner
 # directly. Prints the summary line `P4 ...`.
+#
+# The reference: HAProxy (Debian's, `hack/install-deps.sh` installs it) as a plain HTTP reverse
+# proxy in front of the same owner, keep-alive both ways, takes its turn in the latency run
+# (`REF_PROXY=none` leaves it out): what one more hop of any proxy costs on this machine.
+# RATES="500 2000 5000": the latency run once per rate (each extra rate prints its own line; the
+# summary line is the first rate's).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 build="${1:-$root/build/release}"
@@ -18,6 +24,8 @@ done
 command -v wrk >/dev/null || { echo "wrk is needed (apt-get install wrk)" >&2; exit 1; }
 KEYS=${KEYS:-1000}
 RATE=${RATE:-500}
+RATES=${RATES:-$RATE}
+REF_PROXY=${REF_PROXY:-haproxy}
 SECONDS_MEASURED=${SECONDS_MEASURED:-20}
 CONNS=${CONNS:-50}
 DUR=${DUR:-10}
@@ -85,20 +93,59 @@ tck=$(getconf CLK_TCK)
 
 # ---- latency: proxied (no cache) vs direct, interleaved ---------------------------------------
 # BUSY_POLL_US=N: a second cache-less sidecar with listen.busyPollMicros N takes turns with the
-# two others (each stream then runs at RATE/3), so the option is measured beside the default.
+# two others (each stream then runs at RATE/streams), so the option is measured beside the default.
 BUSY_POLL_US=${BUSY_POLL_US:-0}
 nocache=$(sidecar nocache 0)
-poll_args=()
+extra_args=()
 if (( BUSY_POLL_US > 0 )); then
   polling=$(sidecar polling 0 "$BUSY_POLL_US")
-  poll_args=(--proxy2 "$polling")
+  extra_args+=(--proxy2 "$polling")
 fi
-lat=$("$bin/datashare-proxy-bench" --direct "$owner" --direct-path /products/ --proxy "$nocache" \
-  --proxy-path /v1/data/products/ --keys "$KEYS" --rate "$RATE" --seconds "$SECONDS_MEASURED" "${poll_args[@]}")
-echo "$lat"
+if [[ "$REF_PROXY" == haproxy ]]; then
+  command -v haproxy >/dev/null || { echo "haproxy is needed for the reference (hack/install-deps.sh; REF_PROXY=none to skip)" >&2; exit 1; }
+  ref_port=$(free_port)
+  # One thread, no busy polling: like the sidecar's defaults. Connections to the owner are kept
+  # and reused (http-reuse always), as the sidecar's pool does.
+  cat > "$WORK/haproxy.cfg" <<H
+global
+  nbthread 1
+  maxconn 1024
+defaults
+  mode http
+  option http-keep-alive
+  http-reuse always
+  timeout connect 1s
+  timeout client 30s
+  timeout server 30s
+frontend bench
+  bind 127.0.0.1:$ref_port
+  default_backend owner
+backend owner
+  server owner 127.0.0.1:$owner
+H
+  haproxy -db -f "$WORK/haproxy.cfg" >"$WORK/haproxy.log" 2>&1 &
+  echo $! > "$WORK/haproxy.pid"
+  wait_http "http://127.0.0.1:$ref_port/products/key-0" 20
+  extra_args+=(--ref "$ref_port" --ref-path /products/)
+fi
+ref_lines=()
+for rate in $RATES; do
+  out=$("$bin/datashare-proxy-bench" --direct "$owner" --direct-path /products/ --proxy "$nocache" \
+    --proxy-path /v1/data/products/ --keys "$KEYS" --rate "$rate" --seconds "$SECONDS_MEASURED" "${extra_args[@]}")
+  echo "rate $rate req/s:"; echo "$out"
+  if [[ -z "${lat:-}" ]]; then lat=$out; lat_rate=$rate; continue; fi
+  x() { awk -v row="$1" -v q="$2" '$1==row { for (i=1;i<=NF;i++) if ($i==q) print $(i+1) }' <<<"$out"; }
+  more="P4 at $rate req/s, same script: p50 +$(x added p50) us, p99 +$(x added p99) us (direct p50 $(x direct p50) us)"
+  [[ "$REF_PROXY" == haproxy ]] && more+="; HAProxy p50 +$(x added-ref p50) us, p99 +$(x added-ref p99) us"
+  ref_lines+=("$more [RATES=\"$RATES\" bench/proxy/run.sh]")
+done
+RATE=$lat_rate
 pick() { awk -v row="$1" -v q="$2" '$1==row { for (i=1;i<=NF;i++) if ($i==q) print $(i+1) }' <<<"$lat"; }
 d50=$(pick direct p50); d99=$(pick direct p99); p50=$(pick proxy p50); p99=$(pick proxy p99)
 a50=$(pick added p50); a90=$(pick added p90); a99=$(pick added p99)
+if [[ "$REF_PROXY" == haproxy ]]; then
+  ref_line="P4 reference, HAProxy in front of the same owner, same run: p50 +$(pick added-ref p50) us, p99 +$(pick added-ref p99) us (HAProxy p50 $(pick ref p50) us p99 $(pick ref p99) us) vs ours p50 +${a50} us, p99 +${a99} us [bench/proxy/run.sh]"
+fi
 if (( BUSY_POLL_US > 0 )); then
   poll_cpu=$(( $(cpu_ticks "$(cat "$WORK/polling.pid")") * 1000 / tck ))
   plain_cpu=$(( $(cpu_ticks "$(cat "$WORK/nocache.pid")") * 1000 / tck ))
@@ -150,4 +197,6 @@ echo
 echo "P4 sync proxy added latency at $RATE req/s (open loop, cache off): p50 +${a50} us, p99 +${a99} us (proxied p50 ${p50} us p99 ${p99} us) vs direct owner p50 ${d50} us p99 ${d99} us = p50 $ok50, p99 $ok99 (bar p50 <= +50 us, p99 <= +250 us; Dapr publishes ~1.4 ms p90 added for its pair, ours p90 +${a90} us) [bench/proxy/run.sh: datashare-proxy-bench --rate $RATE --seconds $SECONDS_MEASURED]"
 echo "P4 sync proxy CPU per read (cache off, wrk -c8): $cpu_proxy us in the sidecar vs $cpu_owner us in the owner answering it = $(awk -v a="$cpu_proxy" -v b="$cpu_owner" 'BEGIN {printf "%.2f", a/b}')x (no bar; load average $(cut -d' ' -f1 /proc/loadavg)) [bench/proxy/run.sh: wrk -t1 -c8 -d${DUR}s, utime+stime per request]"
 [[ -n "${poll_line:-}" ]] && echo "$poll_line"
+[[ -n "${ref_line:-}" ]] && echo "$ref_line"
+for l in "${ref_lines[@]}"; do echo "$l"; done
 echo "P4 cached sync reads (wrk -c$CONNS, $KEYS hot keys): $rps_cached req/s vs owner directly $rps_owner req/s = $(awk -v a="$rps_cached" -v b="$rps_owner" 'BEGIN {printf "%.2f", a/b}')x (no bar; cache hits $hits) [bench/proxy/run.sh: wrk -t1 -c$CONNS -d${DUR}s]"
