@@ -116,6 +116,7 @@ std::error_code replica::start(std::string& error, const std::atomic<bool>* stop
     std::size_t events = 0;  // at most as many keys as events below the high watermarks
     for (const auto& [p, high] : start_high_) events += static_cast<std::size_t>(std::max<std::int64_t>(high, 0));
     fresh_ = std::make_unique<written_keys>(events);
+    kv_->expect_new_keys(true);  // until caught up: lookups of absent keys are the filter's
   }
   last_partition_check_ = last_flush_ = last_progress_ = std::chrono::steady_clock::now();
   // The dead-letter topic: nobody else may have created it. A failure here is not fatal (the
@@ -285,7 +286,10 @@ void replica::run_once() {
   }
   update_status(now, newest_applied);
   // The bootstrap is over; the workers share the filter, so only between rounds.
-  if (fresh_ && caught_up_to_start_.load() && !round_in_flight_) fresh_.reset();
+  if (fresh_ && caught_up_to_start_.load() && !round_in_flight_) {
+    fresh_.reset();
+    kv_->expect_new_keys(false);  // every key is looked up in the store from now on
+  }
   auto steady = std::chrono::steady_clock::now();
   if (polled || lag_events_.load() == 0) last_progress_ = steady;
   if (options_.stall_timeout.count() > 0 && steady - last_progress_ >= options_.stall_timeout) {

@@ -15,8 +15,9 @@ namespace {
 // Lets a test keep the store across replica lifetimes (a restart keeps the disk).
 class shared_kv final : public store::kv {
  public:
-  explicit shared_kv(store::memory_kv& target, std::chrono::milliseconds write_delay = {})
-      : kv_(target), write_delay_(write_delay) {}
+  explicit shared_kv(store::memory_kv& target, std::chrono::milliseconds write_delay = {},
+                     std::vector<bool>* new_keys_hints = nullptr)
+      : kv_(target), write_delay_(write_delay), hints_(new_keys_hints) {}
   std::error_code get(std::string_view k, std::string& v) const override { return kv_.get(k, v); }
   std::error_code write(const store::write_batch& b, bool sync) override {
     std::this_thread::sleep_for(write_delay_);  // a slow disk: the next batch is decided meanwhile
@@ -26,10 +27,14 @@ class shared_kv final : public store::kv {
                        std::vector<store::entry>& o) const override {
     return kv_.scan(b, e, l, o);
   }
+  void expect_new_keys(bool on) override {
+    if (hints_ != nullptr) hints_->push_back(on);
+  }
 
  private:
   store::memory_kv& kv_;
   std::chrono::milliseconds write_delay_;
+  std::vector<bool>* hints_;  // expect_new_keys() as called (the loop thread)
 };
 
 config::subscribe_spec spec() {
@@ -75,8 +80,9 @@ class replica_test : public ::testing::Test {
     o.retry_backoff = std::chrono::milliseconds(0);
     o.max_batch = max_batch;  // 7: several batches per test
     o.pipeline = parallel;
-    auto r = std::make_unique<replica>(spec(), std::make_unique<shared_kv>(kv != nullptr ? *kv : kv_, write_delay),
-                                       *factory_, metrics_.replica("products", "p"), o);
+    auto r = std::make_unique<replica>(
+        spec(), std::make_unique<shared_kv>(kv != nullptr ? *kv : kv_, write_delay, &new_keys_hints_), *factory_,
+        metrics_.replica("products", "p"), o);
     std::string error;
     EXPECT_FALSE(r->start(error)) << error;
     return r;
@@ -96,6 +102,7 @@ class replica_test : public ::testing::Test {
   std::unique_ptr<kafka::client_factory> factory_ = broker_.factory();
   metrics::registry metrics_;
   store::memory_kv kv_;
+  std::vector<bool> new_keys_hints_;  // what the replica told its store (shared_kv::expect_new_keys)
 };
 
 TEST_F(replica_test, BootstrapsFromTheBeginningAndBecomesReady) {
@@ -381,6 +388,25 @@ TEST_F(replica_test, ABootstrapChecksVersionsOfKeysItWroteInEarlierBatches) {
   EXPECT_EQ(value_of("a"), R"({"name":"six"})");
   EXPECT_EQ(r->status().stale_total, 2u);
   EXPECT_EQ(r->status().applied_total, 32u);
+}
+
+// A bootstrap (an empty store at start) writes keys the store does not hold and looks up almost
+// none of them (its own filter): the store is told so, and told again once the copy has caught
+// up, when every event's key is looked up (RocksDB keeps a memtable bloom filter for those).
+TEST_F(replica_test, ABootstrapTellsTheStoreToExpectNewKeysUntilItHasCaughtUp) {
+  for (int i = 0; i < 30; ++i) publish("k" + std::to_string(i), 1, "{}");
+  auto r = make();
+  EXPECT_EQ(new_keys_hints_, std::vector<bool>{true});
+  drain(*r);
+  ASSERT_TRUE(r->status().caught_up_to_start);
+  EXPECT_EQ(new_keys_hints_, (std::vector<bool>{true, false}));
+  // A restart on the filled store is no bootstrap.
+  r.reset();
+  new_keys_hints_.clear();
+  publish("k1", 2, "{}");
+  r = make();
+  drain(*r);
+  EXPECT_TRUE(new_keys_hints_.empty());
 }
 
 TEST_F(replica_test, AStoreWithDataAtStartLooksUpEveryKey) {

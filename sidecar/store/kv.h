@@ -115,6 +115,13 @@ class kv {
     return {};
   }
 
+  // A writer's hint that it is loading keys the store does not hold yet and will seldom ask for
+  // absent keys until told otherwise (a replica's bootstrap, which keeps its own filter of the
+  // keys it wrote): the store may then stop maintaining what makes such lookups cheap (RocksDB's
+  // memtable bloom filter, in memtables made from now on). Only speed depends on it; reads stay
+  // correct either way. The default does nothing.
+  virtual void expect_new_keys(bool on) { (void)on; }
+
   // A store's own description of itself (RocksDB: GetProperty, e.g. "rocksdb.stats",
   // "rocksdb.num-files-at-level0"), empty when it has none. For benchmarks and diagnostics.
   virtual std::string property(const std::string& name) const {

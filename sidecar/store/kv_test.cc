@@ -282,6 +282,37 @@ TEST(GroupWriterTest, AFailedGroupFailsItsCallbacksAndChangesNothing) {
   EXPECT_EQ(kv.size(), 0u);
 }
 
+// While a writer expects new keys (a replica's bootstrap) the memtables made from then on have no
+// bloom filter (kMemtableBloomBytes of the memtable's arena, and a cache miss per insert); once
+// it no longer does, the next memtable has one again.
+TEST(RocksdbKvTest, ExpectingNewKeysLeavesTheBloomFilterOutOfNewMemtables) {
+  auto dir = std::filesystem::temp_directory_path() / ("kv_test.bloom." + std::to_string(::getpid()));
+  std::string error;
+  rocksdb_options o;
+  o.wal = false;
+  auto kv = open_rocksdb(dir.string(), o, error);
+  ASSERT_TRUE(kv) << error;
+  // A write, a flush (the next writes go to a new memtable), and a write into that memtable (a
+  // memtable's size is counted as it is written).
+  auto next_memtable_bytes = [&kv](const std::string& key) {
+    write_batch b;
+    b.put(key, "v");
+    EXPECT_FALSE(kv->write(b, false));
+    EXPECT_FALSE(kv->flush(true));
+    EXPECT_FALSE(kv->write(b, false));
+    return std::stoull(kv->property("rocksdb.cur-size-active-mem-table"));
+  };
+  EXPECT_GE(next_memtable_bytes("a"), kMemtableBloomBytes);
+  kv->expect_new_keys(true);
+  EXPECT_LT(next_memtable_bytes("b"), kMemtableBloomBytes / 4);
+  kv->expect_new_keys(false);
+  EXPECT_GE(next_memtable_bytes("c"), kMemtableBloomBytes);
+  std::string v;
+  for (const char* key : {"a", "b", "c"}) EXPECT_FALSE(kv->get(key, v)) << key;
+  kv.reset();
+  std::filesystem::remove_all(dir);
+}
+
 TEST(RocksdbKvTest, ReportsAnUnusableDirectory) {
   std::string error;
   auto kv = open_rocksdb("/proc/version/not-a-dir", {}, error);
