@@ -274,8 +274,15 @@ std::optional<crash_point> parse_crash_point(std::string_view text) {
   }
   if (colon != std::string_view::npos) {
     std::string_view n = text.substr(colon + 1);
+    auto second = n.find(':');
+    std::string_view first = second == std::string_view::npos ? std::string_view() : n.substr(second + 1);
+    n = n.substr(0, second);
     auto [ptr, ec] = std::from_chars(n.data(), n.data() + n.size(), c.nth);
     if (ec != std::errc() || ptr != n.data() + n.size() || c.nth < 1) return std::nullopt;
+    if (second != std::string_view::npos) {
+      auto [fptr, fec] = std::from_chars(first.data(), first.data() + first.size(), c.first);
+      if (fec != std::errc() || fptr != first.data() + first.size()) return std::nullopt;
+    }
   }
   return c;
 }
@@ -467,8 +474,8 @@ void coordinator::update_async(const std::string& key, const std::optional<std::
     auto r = std::make_shared<round>();
     r->op = "prepare";
     r->deadline = t->started + config_.timeout;
-    // Armed for a test: the first participant alone, so the crash leaves it prepared and the
-    // others never asked.
+    // Armed for a test: one participant after the other, so the crash leaves the first nth
+    // prepared and the others never asked.
     r->one_by_one = options_.crash.at == crash_point::where::after_prepare;
     r->body = [this, t](std::size_t i) {
       sidecar::participant::prepare_request pr{config_.product.name, t->key, t->deleted, t->value, t->version, {}};
@@ -489,7 +496,8 @@ void coordinator::update_async(const std::string& key, const std::optional<std::
 
 void coordinator::start_round(const std::shared_ptr<tx>& t, const std::shared_ptr<round>& r) {
   if (r->one_by_one) {
-    send(t, r, 0);
+    r->first = options_.crash.first % links_.size();
+    send(t, r, r->first);
     return;
   }
   r->left = links_.size();
@@ -499,8 +507,9 @@ void coordinator::start_round(const std::shared_ptr<tx>& t, const std::shared_pt
 void coordinator::send(const std::shared_ptr<tx>& t, const std::shared_ptr<round>& r, std::size_t i) {
   auto next = [this, t, r, i] {
     if (r->one_by_one) {
-      if (i + 1 < links_.size()) {
-        send(t, r, i + 1);
+      const auto n = links_.size();
+      if ((i + 1) % n != r->first) {
+        send(t, r, (i + 1) % n);
       } else {
         r->on_done();
       }
@@ -624,15 +633,14 @@ void coordinator::finish_async(const std::shared_ptr<tx>& t, std::function<void(
   auto r = std::make_shared<round>();
   r->op = commit ? "commit" : "abort";
   r->deadline = clock::now() + options_.commit_call_timeout;
-  // Armed for a test: the first participant alone, so the crash leaves one committed and the
-  // others prepared without news.
+  // Armed for a test: one participant after the other, so the crash leaves the first nth
+  // committed and the others prepared without news.
   r->one_by_one = commit && options_.crash.at == crash_point::where::during_commit;
   r->body = [this](std::size_t) { return product_body_; };
-  auto first_ack = std::make_shared<std::atomic<bool>>(true);
-  r->on_reply = [this, t, commit, first_ack](std::size_t i, link_reply reply) {
+  r->on_reply = [this, t, commit](std::size_t i, link_reply reply) {
     if (reply.answered && reply.status == 200) {
       t->acked[i] = 1;
-      if (commit && t->live && first_ack->exchange(false)) maybe_crash(crash_point::where::during_commit);
+      if (commit && t->live) maybe_crash(crash_point::where::during_commit);
       return;
     }
     metrics_.participant_errors.at(config_.participants[i].name)->Increment();

@@ -174,12 +174,17 @@ struct gateway_metrics {
   std::map<std::string, prometheus::Counter*> participant_errors;
 };
 
+// nth counts what the point follows, in this run: yes votes (after-prepare), decisions
+// (after-decision) or commit acknowledgements (during-commit), of transactions begun in this run.
+// `first`: the participant (index in the config) the one-by-one phase starts with, the others
+// following in turn, so a test can leave any one of them alone prepared or committed.
 struct crash_point {
   enum class where { none, after_prepare, after_decision, during_commit } at = where::none;
   int nth = 1;
+  std::size_t first = 0;
 };
-// "after-prepare", "after-decision:3", "during-commit" (DATASHARE_GATEWAY_CRASH_AT); nullopt
-// when malformed.
+// "after-prepare", "after-decision:3", "during-commit:2:1" (<point>[:nth[:first]],
+// DATASHARE_GATEWAY_CRASH_AT); nullopt when malformed.
 std::optional<crash_point> parse_crash_point(std::string_view text);
 
 struct coordinator_options {
@@ -259,6 +264,7 @@ class coordinator {
     std::string op;
     std::chrono::steady_clock::time_point deadline;
     bool one_by_one = false;
+    std::size_t first = 0;                         // one by one: the participant asked first, the others in turn
     std::function<std::string(std::size_t)> body;  // per participant
     std::function<void(std::size_t, link_reply)> on_reply;
     std::function<void()> on_done;

@@ -753,6 +753,13 @@ TEST(CrashPointTest, Parses) {
   EXPECT_EQ(parse_crash_point("during-commit:3")->nth, 3);
   EXPECT_FALSE(parse_crash_point("after-lunch"));
   EXPECT_FALSE(parse_crash_point("after-prepare:0"));
+  auto c = parse_crash_point("during-commit:2:1");
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->nth, 2);
+  EXPECT_EQ(c->first, 1u);
+  EXPECT_EQ(parse_crash_point("after-prepare:2")->first, 0u);
+  EXPECT_FALSE(parse_crash_point("after-prepare:2:"));
+  EXPECT_FALSE(parse_crash_point("after-prepare:2:x"));
 }
 
 }  // namespace
