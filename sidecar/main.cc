@@ -154,8 +154,10 @@ int main(int argc, char** argv) {
         return 1;
       }
     }
-    replicas.push_back(
-        std::make_unique<ds::replica::replica>(s, std::move(kv), *kafka, metrics.replica(s.product.name, s.policy)));
+    ds::replica::replica_options ro;
+    ro.apply_workers = s.apply_workers;
+    replicas.push_back(std::make_unique<ds::replica::replica>(s, std::move(kv), *kafka,
+                                                              metrics.replica(s.product.name, s.policy), ro));
   }
 
   std::vector<std::unique_ptr<ds::publisher::publisher>> publishers;

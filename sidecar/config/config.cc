@@ -295,7 +295,7 @@ void read_sync_policy(reader& r, const YAML::Node& node, const std::string& path
 void read_subscribe(reader& r, const YAML::Node& node, const std::string& path, subscribe_spec& s) {
   if (!r.map(node, path,
              {"policy", "namespace", "product", "topic", "group", "mode", "fields", "syncFields", "owner", "maxLag",
-              "store", "maxEventBytes", "sync"})) {
+              "store", "maxEventBytes", "applyWorkers", "sync"})) {
     return;
   }
   s.policy = r.string(node, path, "policy", true).value_or("");
@@ -356,6 +356,7 @@ void read_subscribe(reader& r, const YAML::Node& node, const std::string& path, 
   }
   if (auto m = r.integer(node, path, "maxEventBytes", false, 64, 64 << 20))
     s.max_event_bytes = static_cast<std::uint64_t>(*m);
+  if (auto m = r.integer(node, path, "applyWorkers", false, 0, 64)) s.apply_workers = static_cast<std::uint32_t>(*m);
   if (r.present(node, "sync")) read_sync_policy(r, node["sync"], reader::join(path, "sync"), s.sync);
 
   // Cross-field rules: every field named must exist in the product; a field is local or

@@ -393,5 +393,25 @@ TEST(SidecarConfigTest, BusyPollMicros) {
   }
 }
 
+// How many threads apply a backlog's partitions: 0 (the default) leaves it to the replica.
+TEST(SidecarConfigTest, ApplyWorkers) {
+  auto with = [](const std::string& value) {
+    std::string text = kValid;
+    text.replace(text.find("    maxLag: 5s\n"), 15, "    maxLag: 5s\n    applyWorkers: " + value + "\n");
+    return parse_config(text);
+  };
+  auto plain = parse_config(kValid);
+  ASSERT_TRUE(plain.config) << format_problems(plain.problems);
+  EXPECT_EQ(plain.config->subscribe[0].apply_workers, 0u);
+  auto two = with("2");
+  ASSERT_TRUE(two.config) << format_problems(two.problems);
+  EXPECT_EQ(two.config->subscribe[0].apply_workers, 2u);
+  for (const char* bad : {"65", "-1", "many"}) {
+    auto r = with(bad);
+    EXPECT_FALSE(r.config) << bad;
+    EXPECT_THAT(r.problems, has_problem("subscribe[0].applyWorkers", "")) << bad;
+  }
+}
+
 }  // namespace
 }  // namespace datashare::sidecar::config
