@@ -39,8 +39,10 @@
 #include "sidecar/proxy/http_owner_client.h"
 #include "sidecar/proxy/proxy.h"
 #include "sidecar/publisher/publisher.h"
+#include "sidecar/replica/layout.h"
 #include "sidecar/replica/replica.h"
 #include "sidecar/store/memory_kv.h"
+#include "sidecar/store/read_index.h"
 #include "sidecar/store/rocksdb_kv.h"
 
 namespace ds = datashare::sidecar;
@@ -152,6 +154,16 @@ int main(int argc, char** argv) {
       if (!kv) {
         std::cerr << "datashare-sidecar: policy " << s.policy << ": " << error << "\n";
         return 1;
+      }
+      if (s.read_index == ds::config::read_index_kind::memory) {
+        // Every record in a hash for the GETs of one key (P2); loaded here, before the replica
+        // starts applying, by one scan of the store.
+        std::error_code ec;
+        kv = ds::store::with_read_index(std::move(kv), std::string(1, ds::replica::kDataPrefix), ec);
+        if (!kv) {
+          std::cerr << "datashare-sidecar: policy " << s.policy << ": loading the read index: " << ec.message() << "\n";
+          return 1;
+        }
       }
     }
     ds::replica::replica_options ro;

@@ -295,7 +295,7 @@ void read_sync_policy(reader& r, const YAML::Node& node, const std::string& path
 void read_subscribe(reader& r, const YAML::Node& node, const std::string& path, subscribe_spec& s) {
   if (!r.map(node, path,
              {"policy", "namespace", "product", "topic", "group", "mode", "fields", "syncFields", "owner", "maxLag",
-              "store", "maxEventBytes", "applyWorkers", "sync"})) {
+              "store", "readIndex", "maxEventBytes", "applyWorkers", "sync"})) {
     return;
   }
   s.policy = r.string(node, path, "policy", true).value_or("");
@@ -352,6 +352,16 @@ void read_subscribe(reader& r, const YAML::Node& node, const std::string& path, 
       s.store = store_kind::memory;
     } else {
       r.add(reader::join(path, "store"), "must be rocksdb or memory, got \"" + *st + "\"");
+    }
+  }
+  if (auto ri = r.string(node, path, "readIndex", false)) {
+    if (*ri == "none") {
+      s.read_index = read_index_kind::none;
+    } else if (*ri == "memory") {
+      s.read_index = read_index_kind::memory;
+      if (s.store == store_kind::memory) r.add(reader::join(path, "readIndex"), "memory needs store: rocksdb");
+    } else {
+      r.add(reader::join(path, "readIndex"), "must be none or memory, got \"" + *ri + "\"");
     }
   }
   if (auto m = r.integer(node, path, "maxEventBytes", false, 64, 64 << 20))

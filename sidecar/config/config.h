@@ -92,6 +92,8 @@ struct publish_spec {
 
 enum class sharing_mode { event, sync, hybrid };
 enum class store_kind { rocksdb, memory };
+// A hash index of the replica's records in memory for point reads (store::with_read_index), or none.
+enum class read_index_kind { none, memory };
 
 std::string_view to_string(sharing_mode m);
 
@@ -121,7 +123,8 @@ struct subscribe_spec {
   std::string owner_read_path;           // sync, hybrid: "/products/{key}", {key} once, percent-encoded key
   std::chrono::milliseconds max_lag{5000};
   store_kind store = store_kind::rocksdb;
-  std::uint64_t max_event_bytes = 1 << 20;  // larger events are poison (dead-letter topic)
+  read_index_kind read_index = read_index_kind::none;  // rocksdb store only
+  std::uint64_t max_event_bytes = 1 << 20;             // larger events are poison (dead-letter topic)
   // Threads that apply a full batch (a bootstrap, a backlog), each a share of the topic's
   // partitions (replica_options::apply_workers). 0: one per partition, at most 8.
   std::uint32_t apply_workers = 0;

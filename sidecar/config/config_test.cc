@@ -92,6 +92,28 @@ TEST(SidecarConfigTest, ParsesAValidFile) {
   EXPECT_EQ(s.fields, (std::vector<std::string>{"id", "name"}));
 }
 
+TEST(SidecarConfigTest, ReadIndexIsOptInForRocksdbStores) {
+  std::string yaml = kValid;
+  const std::string memory_store = "    store: memory\n";
+  const auto at = yaml.find(memory_store);
+  ASSERT_NE(at, std::string::npos);
+  auto with = [&](const std::string& lines) {
+    std::string y = yaml;
+    y.replace(at, memory_store.size(), lines);
+    return parse_config(y);
+  };
+  auto r = with("    store: rocksdb\n");
+  ASSERT_TRUE(r.config) << format_problems(r.problems);
+  EXPECT_EQ(r.config->subscribe[0].read_index, read_index_kind::none);
+  r = with("    store: rocksdb\n    readIndex: memory\n");
+  ASSERT_TRUE(r.config) << format_problems(r.problems);
+  EXPECT_EQ(r.config->subscribe[0].read_index, read_index_kind::memory);
+  r = with("    store: memory\n    readIndex: memory\n");
+  EXPECT_THAT(r.problems, has_problem("subscribe[0].readIndex", "needs store: rocksdb"));
+  r = with("    readIndex: hash\n");
+  EXPECT_THAT(r.problems, has_problem("subscribe[0].readIndex", "none or memory"));
+}
+
 TEST(SidecarConfigTest, ReportsEveryProblemWithItsPath) {
   auto r = parse_config(R"(
 version: 1
