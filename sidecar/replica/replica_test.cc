@@ -8,6 +8,7 @@
 #include "sidecar/kafka/fake_broker.h"
 #include "sidecar/replica/layout.h"
 #include "sidecar/store/memory_kv.h"
+#include "sidecar/store/read_index.h"
 
 namespace datashare::sidecar::replica {
 namespace {
@@ -482,6 +483,69 @@ TEST_F(replica_test, PartitionsAppliedInParallelStoreWhatOneThreadStores) {
   EXPECT_NE(expected.find("sapplied"), std::string::npos);
   EXPECT_GT(r->status().stale_total, 0u);
   EXPECT_GT(r->status().dlq_total, 0u);
+}
+
+// readIndex: memory. The index over the store, through parallel rounds of puts, deletes
+// (tombstones), stale events (skipped: nothing written) and poison, and loaded again at a
+// restart: every key reads the same through it as from the store, and the replica's own version
+// lookups (answered by the index) keep it applying what a plain store applies.
+TEST_F(replica_test, AReadIndexAgreesWithItsStoreThroughParallelRoundsAndARestart) {
+  auto stream = [&](int from, int to) {
+    for (int i = from; i < to; ++i) {
+      const std::string k = "k" + std::to_string(i % 37);
+      const std::uint64_t v = static_cast<std::uint64_t>(i / 37) + 1;
+      if (i % 53 == 0) {
+        publish(k, v, std::nullopt);
+      } else if (i % 61 == 0) {
+        publish(k, v, "not json");
+      } else if (i % 29 == 0) {
+        publish(k, v > 1 ? v - 1 : v, R"({"name":"stale"})");
+      } else {
+        publish(k, v, R"({"name":"v)" + std::to_string(i) + R"("})");
+      }
+    }
+  };
+  auto make_indexed = [&] {
+    replica_options o;
+    o.partition_check_interval = std::chrono::minutes(10);
+    o.poll_timeout = std::chrono::milliseconds(0);
+    o.retry_backoff = std::chrono::milliseconds(0);
+    o.max_batch = 50;
+    std::error_code ec;
+    auto indexed = store::with_read_index(std::make_unique<shared_kv>(kv_), std::string(1, kDataPrefix), ec);
+    EXPECT_TRUE(indexed);
+    auto r = std::make_unique<replica>(spec(), std::move(indexed), *factory_, metrics_.replica("products", "p"), o);
+    std::string error;
+    EXPECT_FALSE(r->start(error)) << error;
+    return r;
+  };
+  auto expect_agreement = [&](const store::kv& indexed) {
+    for (int k = 0; k < 37; ++k) {
+      const std::string key = data_key("k" + std::to_string(k));
+      std::string a, b;
+      EXPECT_EQ(indexed.get(key, a), kv_.get(key, b)) << key;
+      EXPECT_EQ(a, b) << key;
+    }
+  };
+  stream(0, 400);
+  {
+    auto r = make_indexed();
+    drain(*r);
+    ASSERT_TRUE(r->status().caught_up_to_start);
+    EXPECT_GE(r->times().rounds, 5u);
+    EXPECT_GT(r->status().stale_total, 0u);
+    expect_agreement(r->store());
+  }
+  stream(400, 700);
+  auto r = make_indexed();
+  drain(*r);
+  expect_agreement(r->store());
+  store::memory_kv one_thread;
+  {
+    auto plain = make(std::chrono::minutes(10), {}, 50, false, &one_thread);
+    drain(*plain);
+  }
+  EXPECT_EQ(dump(kv_), dump(one_thread));
 }
 
 // A key found in two partitions (moved to a partition added later, while an older event of it is
