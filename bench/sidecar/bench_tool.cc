@@ -2,7 +2,7 @@
 //
 //   produce         --bootstrap B --topic T --events N --keys K --value-bytes V [--partitions P]
 //   apply           --bootstrap B --topic T --dir D [--sync] [--no-pipeline] [--wal] [--max-batch N]
-//                   [--no-merge-memtables] [--workers N] [--settle]
+//                   [--no-merge-memtables] [--workers N] [--settle] [--read-index]
 //                   [--rocksdb "name=value;..."] [--kafka "name=value;..."] [--stats]
 //                   replica apply rate, in process
 //   raw-latency     --bootstrap B --topic T --rate R --seconds S    librdkafka produce→consume
@@ -38,6 +38,7 @@
 #include "sidecar/metrics/metrics.h"
 #include "sidecar/replica/layout.h"
 #include "sidecar/replica/replica.h"
+#include "sidecar/store/read_index.h"
 #include "sidecar/store/rocksdb_kv.h"
 
 namespace ds = datashare::sidecar;
@@ -156,6 +157,14 @@ int apply(const args& a) {
   if (!kv) {
     std::cerr << error << "\n";
     return 1;
+  }
+  if (a.flag("--read-index")) {  // readIndex: memory (sidecar/main.cc): its cost on the apply path
+    std::error_code ec;
+    kv = ds::store::with_read_index(std::move(kv), std::string(1, ds::replica::kDataPrefix), ec);
+    if (!kv) {
+      std::cerr << "read index: " << ec.message() << "\n";
+      return 1;
+    }
   }
   ds::config::subscribe_spec s;
   s.policy = "bench";
