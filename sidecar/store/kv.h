@@ -119,7 +119,8 @@ class kv {
   // absent keys until told otherwise (a replica's bootstrap, which keeps its own filter of the
   // keys it wrote): the store may then stop maintaining what makes such lookups cheap (RocksDB's
   // memtable bloom filter, in memtables made from now on). Only speed depends on it; reads stay
-  // correct either way. The default does nothing.
+  // correct either way (RocksDB flushes the memtables made without the filter when told false).
+  // The default does nothing.
   virtual void expect_new_keys(bool on) { (void)on; }
 
   // A store's own description of itself (RocksDB: GetProperty, e.g. "rocksdb.stats",

@@ -316,7 +316,14 @@ TEST(RocksdbKvTest, ExpectingNewKeysLeavesTheBloomFilterOutOfNewMemtables) {
   EXPECT_GE(next_memtable_bytes("a"), kMemtableBloomBytes);
   kv->expect_new_keys(true);
   EXPECT_LT(next_memtable_bytes("b"), kMemtableBloomBytes / 4);
+  // Back: the memtable without a filter goes to a table file at once, behind one with a filter
+  // (reads would search it in full until then).
+  write_batch b;
+  b.put("b2", "v");
+  ASSERT_FALSE(kv->write(b, false));
   kv->expect_new_keys(false);
+  ASSERT_FALSE(kv->write(b, false));
+  EXPECT_GE(std::stoull(kv->property("rocksdb.cur-size-active-mem-table")), kMemtableBloomBytes);
   EXPECT_GE(next_memtable_bytes("c"), kMemtableBloomBytes);
   std::string v;
   for (const char* key : {"a", "b", "c"}) EXPECT_FALSE(kv->get(key, v)) << key;

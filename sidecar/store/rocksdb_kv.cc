@@ -134,7 +134,12 @@ class rocksdb_kv final : public kv {
     if (bloom_ratio_ == 0 || ratio == bloom_ratio_now_) return;
     char text[32];
     std::snprintf(text, sizeof text, "%.17g", ratio);
-    if (db_->SetOptions({{"memtable_prefix_bloom_size_ratio", text}}).ok()) bloom_ratio_now_ = ratio;
+    if (!db_->SetOptions({{"memtable_prefix_bloom_size_ratio", text}}).ok()) return;
+    bloom_ratio_now_ = ratio;
+    // The memtables made meanwhile have no filter, and every read of a key (a replica's GETs and
+    // version checks once caught up) would search each of them until they are flushed (up to
+    // store_flush_interval later): they go to a table file now, behind a new memtable with one.
+    if (!on) (void)flush(false);
   }
 
   std::string property(const std::string& name) const override {
