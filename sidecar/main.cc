@@ -273,6 +273,11 @@ int main(int argc, char** argv) {
       std::cerr << "datashare-sidecar: participant " << p.product << ": " << error << "\n";
       return 1;
     }
+    if (p.role == ds::config::participant_role::owner) {
+      // The owner app's direct writes respect the gateway's locks (409 while a transaction holds
+      // the key). The publishers stop, their writers joined, before the participants go.
+      pub->set_key_holder([part = participants.back().get()](const std::string& key) { return part->holder_of(key); });
+    }
   }
 
   std::vector<ds::replica::replica*> replica_ptrs;

@@ -451,6 +451,41 @@ TEST_F(gateway_test, AParticipantThatDiesAfterPrepareConvergesWhenItComesBack) {
   expect_all("k", "after", "after the copy came back");
 }
 
+// The owner's app writing directly (PUT to its sidecar's publisher) a key that a gateway
+// transaction holds prepared: refused, 409 naming the transaction, as a prepare of another
+// transaction would be. Published, it would have raised the key's version floor over the
+// transaction's version, and the commit would have been refused and retried (in doubt) for ever.
+TEST_F(gateway_test, ADirectOwnerWriteOfAKeyATransactionHoldsIsRefused) {
+  start_gateway();
+  ASSERT_EQ(put("k", {{"name", "old"}}).status, 200);
+  gateway_->kill();
+  gateway_->start("after-decision");
+  ASSERT_TRUE(it::wait_until([&] { return it::http_call(admin_port_, "GET", "/readyz").status == 200; }, 30s));
+  EXPECT_EQ(put("k", {{"name", "new"}}).status, 0);
+  ASSERT_EQ(gateway_->reap(10s), 128 + SIGKILL);
+  // Prepared everywhere and decided; nobody told.
+  auto direct = it::http_call(nodes_[0].data_port, "PUT", "/v1/data/products/k", R"({"name":"direct"})");
+  ASSERT_EQ(direct.status, 409) << direct.body;
+  EXPECT_FALSE(direct.headers["retry-after"].empty());
+  const std::string tx = json::parse(direct.body).value("transaction", "");
+  ASSERT_FALSE(tx.empty()) << direct.body;
+  auto q = it::http_call(nodes_[0].participant_port, "GET", "/v1/tx/" + tx + "?product=products");
+  EXPECT_NE(q.body.find("prepared"), std::string::npos) << "the transaction it names holds the key: " << q.body;
+  EXPECT_EQ(it::http_call(nodes_[0].data_port, "PUT", "/v1/data/products/other", R"({"name":"free"})").status, 202)
+      << "other keys are not held";
+  start_gateway();  // recovery commits everywhere
+  expect_all("k", "new", "after recovery");
+  ASSERT_TRUE(it::wait_until(
+      [&] {
+        return it::http_call(admin_port_, "GET", "/metrics").body.find("datashare_gateway_in_doubt 0") !=
+               std::string::npos;
+      },
+      10s))
+      << "the commit was refused at the owner";
+  EXPECT_EQ(it::http_call(nodes_[0].data_port, "PUT", "/v1/data/products/k", R"({"name":"direct"})").status, 202)
+      << "free once committed";
+}
+
 TEST_F(gateway_test, AFailedPrepareAbortsEveryoneAndCompensatesTheOwner) {
   start_gateway();
   ASSERT_EQ(put("k", {{"name", "old"}, {"price", 1}}).status, 200);

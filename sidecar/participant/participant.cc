@@ -350,6 +350,12 @@ std::size_t participant::locked_keys() const {
   return locks_.size();
 }
 
+std::string participant::holder_of(const std::string& key) const {
+  std::lock_guard lock(mu_);
+  auto it = locks_.find(key);
+  return it == locks_.end() ? std::string() : it->second;
+}
+
 std::shared_ptr<participant::tx_entry> participant::entry(const std::string& tx) {
   std::lock_guard lock(mu_);
   auto& slot = live_[tx];
@@ -656,6 +662,30 @@ void participant::owner_preparing_written(const std::shared_ptr<owner_prepare>& 
   {
     std::lock_guard lock(c->e->mu);
     c->e->rec = c->r;
+  }
+  if (options_.version_floor) {
+    // Again, now that the `preparing` record is written: a direct write of the owner's app that
+    // found the key free (publisher::set_key_holder) just before this prepare took it was in an
+    // earlier group of the same writer, so its floor is in the store by now. Nothing is applied
+    // to the owner yet: no compensation, the key is free again.
+    // The `aborted` record is synced: a `preparing` one found after a crash would put the
+    // previous value back over the direct write.
+    if (auto floor = options_.version_floor(c->r.key); c->r.version < floor) {
+      auto no = vote_no(409, "version " + std::to_string(c->r.version) + " of key \"" + c->r.key +
+                                 "\" is below the version it was last published with (" + std::to_string(floor) +
+                                 "): a direct write of the owner came first");
+      c->r.state = tx_state::aborted;
+      c->r.since_us = now_us();
+      store::write_batch b;
+      add_record(b, c->tx, c->r);
+      std::lock_guard lock(c->e->mu);
+      c->e->rec = c->r;
+      queue_write(c->e, std::move(b), true, [this, c, no = std::move(no)](std::error_code) {
+        finished(c->tx, c->r);
+        end_owner_prepare(c, no);
+      });
+      return;
+    }
   }
   {
     std::lock_guard lock(mu_);

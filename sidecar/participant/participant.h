@@ -194,6 +194,8 @@ class participant {
   const config::participate_spec& spec() const { return spec_; }
   const store::kv& store() const { return *kv_; }  // copy role: the copy, in the replica's layout
   std::size_t locked_keys() const;
+  // The transaction holding `key` (from its prepare to its commit or abort), or "".
+  std::string holder_of(const std::string& key) const;
 
  private:
   struct tx_entry {

@@ -430,6 +430,24 @@ TEST_F(participant_test, AnOwnerVotesNoForAVersionBelowTheKeysPublishedOne) {
   EXPECT_EQ(published_[0].version, 101u);
 }
 
+// A direct write of the owner's app (publisher::set_key_holder) that found the key free just
+// before the prepare took it: its floor is in the store once the `preparing` record is written,
+// and the owner checks again then, before applying anything.
+TEST_F(participant_test, AnOwnerChecksTheFloorAgainOnceItsPreparingRecordIsWritten) {
+  owner_->data["k"] = R"({"id":"k","name":"old"})";
+  std::atomic<int> asked{0};
+  version_floor_ = [&asked](const std::string&) -> std::uint64_t { return asked.fetch_add(1) == 0 ? 0 : 100; };
+  auto p = make(config::participant_role::owner);
+  auto r = p->prepare("tx1", put("k", R"({"id":"k","name":"new"})", 99));
+  EXPECT_EQ(r.status, 409u) << r.body;
+  EXPECT_THAT(r.body, HasSubstr("a direct write of the owner came first"));
+  EXPECT_EQ(owner_value("k"), R"({"id":"k","name":"old"})") << "the owner was not written";
+  EXPECT_EQ(p->locked_keys(), 0u);
+  EXPECT_EQ(p->holder_of("k"), "");
+  EXPECT_EQ(p->prepare("tx1", put("k", R"({"id":"k","name":"new"})", 99)).status, 409u) << "the same answer";
+  EXPECT_EQ(owner_value("k"), R"({"id":"k","name":"old"})");
+}
+
 TEST_F(participant_test, OwnerAbortPutsThePreviousValueBack) {
   owner_->data["k"] = R"({"id":"k","name":"old"})";
   auto p = make(config::participant_role::owner);

@@ -217,12 +217,20 @@ std::string publisher::new_event_id() {
   return buf;
 }
 
+void publisher::set_key_holder(key_holder holder) {
+  auto h = holder ? std::make_shared<const key_holder>(std::move(holder)) : nullptr;
+  std::lock_guard lock(mu_);
+  key_holder_ = std::move(h);
+}
+
 void publisher::write_loop() {
   std::vector<change> group;
+  std::shared_ptr<const key_holder> holder;
   for (;;) {
     {
       std::unique_lock lock(mu_);
       queued_cv_.wait(lock, [&] { return !queue_.empty() || stopping_; });
+      holder = key_holder_;  // after the wait: as set when the group was taken
       if (queue_.empty()) {
         writer_gone_ = true;
         return;  // stopping, and everything queued was answered
@@ -287,6 +295,20 @@ void publisher::write_loop() {
                                                    std::to_string(*floor) + "): refused, never renumbered"),
                                         0, 0});
         continue;
+      }
+      if (c.version == 0 && holder) {
+        // A direct change of a key a gateway transaction holds: its commit's version would fall
+        // below the floor this change sets (set_key_holder in publisher.h).
+        if (auto tx = (*holder)(c.key); !tx.empty()) {
+          std::exchange(c.done, nullptr)(
+              {409,
+               nlohmann::json{{"error", "key \"" + c.key + "\" is held by gateway transaction " + tx +
+                                            " (prepared, not yet committed or aborted): retry once it ends"},
+                              {"transaction", tx}}
+                   .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+               0, 1});
+          continue;
+        }
       }
       sync = true;
       changes = true;

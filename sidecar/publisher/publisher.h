@@ -40,7 +40,7 @@ struct publish_result {
   unsigned status = 202;  // 202 accepted, 400 invalid, 409 version below the key's, 503 outbox full, 500 store failure
   std::string body;       // JSON
   std::uint64_t version = 0;
-  int retry_after_s = 0;  // with 503
+  int retry_after_s = 0;  // with 503, and with 409 for a key a gateway transaction holds
 };
 
 using publish_callback = std::function<void(publish_result)>;
@@ -97,6 +97,17 @@ class publisher {
   // 0 when unreadable. From any thread after start().
   std::uint64_t version_floor(const std::string& key) const;
 
+  // The owner participant's lock (sidecar/participant/README.md): `holder(key)` answers the
+  // gateway transaction holding `key` (prepared, not yet committed or aborted), or "". A direct
+  // change (no version given: the owner app's PUT or DELETE) of a held key is refused, 409 naming
+  // the transaction, nothing written: published now, it would raise the key's version floor over
+  // the transaction's version, and the transaction's commit would then be refused (in doubt at
+  // the gateway). The writer thread asks, for the group that writes the change, so a prepare that
+  // takes the key after the answer finds the change's floor once its own `preparing` record is
+  // written (it checks again then). From any thread; `holder` must outlive the publisher's use.
+  using key_holder = std::function<std::string(const std::string& key)>;
+  void set_key_holder(key_holder holder);
+
   std::uint64_t depth() const { return next_sequence_.load() - acked_prefix_.load(); }
   const config::publish_spec& spec() const { return spec_; }
 
@@ -131,7 +142,8 @@ class publisher {
   std::deque<change> queue_;
   std::size_t queued_changes_ = 0;  // in queue_, not counting write()'s
   bool stopping_ = false;
-  bool writer_gone_ = false;  // write_loop returned: write() answers at once
+  bool writer_gone_ = false;                      // write_loop returned: write() answers at once
+  std::shared_ptr<const key_holder> key_holder_;  // guarded by mu_; read by the writer per group
 
   // Writer-thread state.
   std::uint64_t last_version_ = 0;

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <future>
+#include <map>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -337,6 +339,40 @@ TEST_F(publisher_test, AGivenVersionIsKeptPerKeyNeverRenumbered) {
   ASSERT_EQ(by_key["a"].size(), 3u);
   EXPECT_EQ(by_key["a"][0], 150u);
   EXPECT_EQ(by_key["a"][1], 150u);
+}
+
+// A direct write (no version: the owner app's PUT or DELETE) of a key a gateway transaction
+// holds is refused, 409 naming the transaction, and raises no floor; the transaction's own
+// publish (with its version) and other keys go through.
+TEST_F(publisher_test, ADirectWriteOfAKeyAGatewayTransactionHoldsIsRefused) {
+  auto p = make();
+  std::mutex mu;
+  std::map<std::string, std::string> held{{"a", "tx-1"}};
+  p->set_key_holder([&](const std::string& key) {
+    std::lock_guard lock(mu);
+    auto it = held.find(key);
+    return it == held.end() ? std::string() : it->second;
+  });
+  auto r = submit(*p, "a", R"({"name":"direct"})");
+  EXPECT_EQ(r.status, 409u) << r.body;
+  EXPECT_EQ(nlohmann::json::parse(r.body)["transaction"], "tx-1") << r.body;
+  EXPECT_GT(r.retry_after_s, 0);
+  std::promise<publish_result> deleted;
+  p->submit("a", std::nullopt, [&](publish_result d) { deleted.set_value(std::move(d)); });
+  EXPECT_EQ(deleted.get_future().get().status, 409u) << "a DELETE too";
+  EXPECT_EQ(p->version_floor("a"), 0u) << "nothing written";
+  EXPECT_EQ(submit(*p, "b", R"({"name":"other"})").status, 202u);
+  std::promise<publish_result> tx;
+  p->submit(
+      "a", R"({"name":"tx"})", [&](publish_result d) { tx.set_value(std::move(d)); }, 150);
+  auto committed = tx.get_future().get();
+  EXPECT_EQ(committed.status, 202u) << "the transaction's own publish: " << committed.body;
+  EXPECT_EQ(committed.version, 150u);
+  {
+    std::lock_guard lock(mu);
+    held.clear();
+  }
+  EXPECT_EQ(submit(*p, "a", R"({"name":"after"})").status, 202u) << "the key is free again";
 }
 
 // An outbox from before the per-key floors (only "mversion"): its last version becomes every
