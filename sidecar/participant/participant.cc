@@ -615,7 +615,13 @@ std::optional<reply> participant::prepare_locked(const std::string& tx, const pr
       std::lock_guard entry_lock(e->mu);
       if (e->rec && e->rec->state == tx_state::prepared && e->rec->version == version) {
         std::string key = e->rec->key;
-        e->rec = before;
+        // A no vote is final: a repeated prepare finds it aborted (in memory only: the store
+        // just failed, and one without the record aborts too, presumed abort).
+        tx_record a;
+        a.state = tx_state::aborted;
+        a.version = version;
+        a.since_us = now_us();
+        e->rec = before.has_value() ? before : std::optional<tx_record>(a);
         std::lock_guard locks(mu_);
         auto it = locks_.find(key);
         if (it != locks_.end() && it->second == tx) locks_.erase(it);
@@ -636,7 +642,7 @@ void participant::owner_got(const std::shared_ptr<owner_prepare>& c, std::error_
   };
   if (ec) {
     unlock_key();
-    end_owner_prepare(c, vote_no(503, "reading the owner's current value: " + error));
+    owner_no_vote(c, vote_no(503, "reading the owner's current value: " + error));
     return;
   }
   c->r.had_previous = found;
@@ -656,7 +662,7 @@ void participant::owner_preparing_written(const std::shared_ptr<owner_prepare>& 
       auto it = locks_.find(c->r.key);
       if (it != locks_.end() && it->second == c->tx) locks_.erase(it);
     }
-    end_owner_prepare(c, vote_no(503, "participant store: " + ec.message()));
+    owner_no_vote(c, vote_no(503, "participant store: " + ec.message()));
     return;
   }
   {
@@ -751,6 +757,25 @@ void participant::owner_refuse(const std::shared_ptr<owner_prepare>& c, const st
     finished(c->tx, c->r);
     end_owner_prepare(c, vote_no(503, why));
   });
+}
+
+void participant::owner_no_vote(const std::shared_ptr<owner_prepare>& c, reply no) {
+  // A no vote is final, also when it wrote nothing (the owner's GET or the `preparing` record
+  // failed): without a record, a repeated prepare would start afresh and could vote yes, a
+  // different answer to the same call. Recorded as an abort that arrived before its prepare is
+  // (no key, nothing held; dropped after the retention).
+  tx_record a;
+  a.state = tx_state::aborted;
+  a.version = c->r.version;
+  a.since_us = now_us();
+  {
+    std::lock_guard lock(c->e->mu);
+    c->e->rec = a;
+    store::write_batch b;
+    add_record(b, c->tx, a);
+    queue_write(c->e, std::move(b), false, nullptr);
+  }
+  end_owner_prepare(c, std::move(no));
 }
 
 void participant::end_owner_prepare(const std::shared_ptr<owner_prepare>& c, reply r) {

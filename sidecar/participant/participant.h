@@ -237,6 +237,9 @@ class participant {
                              std::function<void(std::error_code)> then);
   void owner_refuse(const std::shared_ptr<owner_prepare>& c, const std::string& why);
   void end_owner_prepare(const std::shared_ptr<owner_prepare>& c, reply r);
+  // A no vote of an owner's prepare that wrote no record of its own: the transaction is
+  // remembered as aborted (in memory, and an unsynced record, as aborts are), then answered.
+  void owner_no_vote(const std::shared_ptr<owner_prepare>& c, reply no);
   void compensate_async(const tx_record& r, std::function<void(std::string failure)> done);
   void write_records(store::write_batch b, std::function<void(std::error_code)> done, bool sync = true);
   void begin_flight();
