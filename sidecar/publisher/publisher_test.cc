@@ -392,7 +392,7 @@ TEST_F(publisher_test, AnOutboxWithoutPerKeyFloorsIsReadAndKeepsItsLastVersionAs
     ASSERT_FALSE(kv_.write(b, true));
   }
   auto p = make();
-  EXPECT_EQ(p->depth(), 1u);
+  // Not depth() == 1 here: the drain thread may have sent it already (failed 3 runs in 30).
   ASSERT_TRUE(drained(*p));
   EXPECT_EQ(versions_by_key()["old"], std::vector<std::uint64_t>{500});
   auto submit_at = [&](const std::string& key, std::uint64_t version) {
