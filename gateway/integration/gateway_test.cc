@@ -208,6 +208,22 @@ class gateway_test : public ::testing::Test {
     }
     return out;
   }
+  // One sample of the gateway process's /metrics, e.g.
+  // `datashare_gateway_transactions_total{outcome="committed"}`; -1 when it is not there.
+  double metric(const std::string& sample) {
+    std::istringstream in(it::http_call(admin_port_, "GET", "/metrics").body);
+    for (std::string line; std::getline(in, line);) {
+      if (line.rfind(sample + " ", 0) == 0) return std::stod(line.substr(sample.size() + 1));
+    }
+    return -1;
+  }
+  static std::string outcome(const std::string& o) {
+    return "datashare_gateway_transactions_total{outcome=\"" + o + "\"}";
+  }
+  static std::string participant_errors(const std::string& p) {
+    return "datashare_gateway_participant_errors_total{participant=\"" + p + "\"}";
+  }
+
   void expect_all(const std::string& key, const std::string& name, const std::string& context) {
     auto h = holdings(key);
     for (std::size_t i = 0; i < h.size(); ++i)
@@ -513,6 +529,42 @@ TEST_F(gateway_test, AFailedPrepareAbortsEveryoneAndCompensatesTheOwner) {
   ASSERT_TRUE(it::wait_until([&] { return it::http_call(nodes_[1].data_port, "GET", "/healthz").status == 200; }, 30s));
   ASSERT_TRUE(it::wait_until([&] { return put("k", {{"name", "later"}}).status == 200; }, 20s));
   expect_all("k", "later", "after the copy came back");
+  // The owner's no vote and the copy's failure: aborted (the copy's maybe a timeout), each
+  // failing participant counted (the copy again for every abort it missed), the others not.
+  EXPECT_EQ(metric(outcome("committed")), 2);
+  EXPECT_GE(metric(outcome("aborted")), 1);
+  EXPECT_EQ(metric(outcome("aborted")) + metric(outcome("timeout")), 2);
+  EXPECT_EQ(metric(participant_errors("owner")), 1);
+  EXPECT_GE(metric(participant_errors("copy1")), 1);
+  EXPECT_EQ(metric(participant_errors("copy2")), 0);
+  EXPECT_GE(metric("datashare_gateway_transaction_duration_seconds_count"), 4);
+}
+
+// A participant that does not answer the prepare within transaction.timeout (3 s): 504 naming
+// it, everyone aborted, counted as a timeout and as the participant's error.
+TEST_F(gateway_test, APrepareThatOutlastsTheTimeoutIs504AndCountedAsATimeout) {
+  start_gateway();
+  ASSERT_EQ(put("k", {{"name", "old"}}).status, 200);
+  nodes_[2].process->kill(SIGSTOP);
+  std::thread wake([&] {
+    std::this_thread::sleep_for(3500ms);  // past the timeout, before the abort's own deadline
+    nodes_[2].process->kill(SIGCONT);
+  });
+  auto r = put("k", {{"name", "late"}});
+  wake.join();
+  EXPECT_EQ(r.status, 504) << r.body;
+  EXPECT_EQ(json::parse(r.body)["participant"], "copy2") << r.body;
+  expect_all("k", "old", "timed out");
+  EXPECT_EQ(metric(outcome("timeout")), 1);
+  EXPECT_EQ(metric(outcome("aborted")), 0);
+  EXPECT_EQ(metric(outcome("committed")), 1);
+  EXPECT_GE(metric(participant_errors("copy2")), 1);
+  EXPECT_EQ(metric(participant_errors("owner")), 0);
+  EXPECT_EQ(metric("datashare_gateway_transaction_duration_seconds_count"), 2);
+  // Its duration is in the histogram: at least the timeout.
+  EXPECT_GE(metric("datashare_gateway_transaction_duration_seconds_sum"), 3.0);
+  ASSERT_TRUE(it::wait_until([&] { return put("k", {{"name", "after"}}).status == 200; }, 20s));
+  expect_all("k", "after", "after the copy woke up");
 }
 
 TEST_F(gateway_test, FiftyWritersOnFiveKeysEndInOneSerialOrder) {
@@ -552,6 +604,16 @@ TEST_F(gateway_test, FiftyWritersOnFiveKeysEndInOneSerialOrder) {
   EXPECT_EQ(committed.load(), 200) << "every update eventually committed (" << conflicts.load() << " conflicts)";
   ASSERT_EQ(latest.size(), 5u);
   for (const auto& [key, v] : latest) expect_all(key, v.second, key);
+  // Every 409 a client got is a conflict (the key held here, or at a participant); the duration
+  // is observed for each transaction that reached the participants (not the 409s answered here).
+  EXPECT_EQ(metric(outcome("committed")), 200);
+  EXPECT_EQ(metric(outcome("conflict")), conflicts.load());
+  EXPECT_EQ(metric(outcome("aborted")), 0);
+  EXPECT_EQ(metric(outcome("timeout")), 0);
+  const double observed = metric("datashare_gateway_transaction_duration_seconds_count");
+  EXPECT_GE(observed, 200);
+  EXPECT_LE(observed, 200 + conflicts.load());
+  for (const auto& n : nodes_) EXPECT_EQ(metric(participant_errors(n.name)), 0) << n.name;
 }
 
 TEST_F(gateway_test, BadRequestsAre400AndLockNothing) {
@@ -576,6 +638,8 @@ TEST_F(gateway_test, BadRequestsAre400AndLockNothing) {
   EXPECT_EQ(put("k", {{"name", "fine"}}).status, 200);
   auto m = it::http_call(admin_port_, "GET", "/metrics").body;
   EXPECT_NE(m.find("datashare_gateway_transactions_total{outcome=\"invalid\"} 7"), std::string::npos) << m;
+  EXPECT_EQ(metric(outcome("committed")), 1);
+  EXPECT_EQ(metric("datashare_gateway_transaction_duration_seconds_count"), 1) << "a 400 is not a transaction";
 }
 
 TEST_F(gateway_test, TheCommittedValueIsPublishedAsAnEvent) {
