@@ -2,7 +2,8 @@
 # The sidecar's benchmarks, each beside its anchor in the same run (docs/benchmarks.md):
 #   P1 replica apply rate into RocksDB vs kcat merely consuming the same 1M-event topic
 #   P2 GET throughput via the sidecar (wrk) vs redis-benchmark GET, same keys, same connections;
-#      latency open loop below saturation (datashare-read-bench), sidecar and Redis alternating
+#      latency open loop below saturation (datashare-read-bench), sidecar and Redis alternating;
+#      the default configuration and readIndex: memory side by side (P2_VARIANTS)
 #   P3 publish → applied latency at 1,000 events/s vs raw librdkafka produce → consume
 #   P7 sidecar RSS idle, and with 1M replicated entities of ~200 bytes
 #
@@ -84,25 +85,43 @@ summary+=("P1 replica apply, durable (RocksDB, offsets in the batch): $ours_rate
 fi
 
 # ---- P7 (with 1M entities) and P2 -------------------------------------------------------------
+# P2 runs each configuration of the read path as its own sidecar on its own copy of the topic,
+# side by side in the same minutes: "default"; "index" (readIndex: memory, the opt-in hash of the
+# records, sidecar/store/read_index.h); and for the open-loop latency only, the same two with
+# listen.busyPollMicros 100. P2_VARIANTS picks a subset (the first is also P7's "with 1M").
 if want P2 || want P7; then
-port=$(free_port)
-cat > "$WORK/replica.yaml" <<Y
+P2_VARIANTS=${P2_VARIANTS:-"default index default+busypoll index+busypoll"}
+want P2 || P2_VARIANTS=default
+declare -A vport vpid vrss
+start_replica() {  # variant
+  local v=$1 p extra_listen="" extra_sub=""
+  [[ "$v" == *index* ]] && extra_sub=", readIndex: memory"
+  [[ "$v" == *busypoll* ]] && extra_listen=", busyPollMicros: 100"
+  p=$(free_port)
+  cat > "$WORK/replica-$v.yaml" <<Y
 version: 1
-dataDir: $WORK/replica-data
+dataDir: $WORK/replica-data-$v
 kafka: {bootstrapServers: "$B"}
-listen: {data: {address: 127.0.0.1, port: $port}, threads: ${SIDECAR_THREADS:-2}}
+listen: {data: {address: 127.0.0.1, port: $p}, threads: ${SIDECAR_THREADS:-2}$extra_listen}
 subscribe:
-  - {policy: bench, namespace: bench, product: $products, topic: $t1, group: $t1.sidecar, mode: event,
-     fields: [id, name, price], maxLag: 60s}
+  - {policy: bench, namespace: bench, product: $products, topic: $t1, group: $t1.sidecar-$v, mode: event,
+     fields: [id, name, price], maxLag: 60s$extra_sub}
 Y
-"$sidecar" --config "$WORK/replica.yaml" 2>"$WORK/replica.log" &
-rp=$!; pids+=("$rp")
-wait_ready "$port" 600
-rss_full=$(rss_kib "$rp")
-echo "sidecar RSS with $EVENTS entities: $((rss_full / 1024)) MiB"
+  "$sidecar" --config "$WORK/replica-$v.yaml" 2>"$WORK/replica-$v.log" &
+  vpid[$v]=$!; pids+=("$!")
+  vport[$v]=$p
+  wait_ready "$p" 600
+  vrss[$v]=$(rss_kib "${vpid[$v]}")
+  echo "sidecar $v: RSS with $EVENTS entities: $(( ${vrss[$v]} / 1024 )) MiB"
+}
+# One at a time: bootstraps side by side would share the 2 cores.
+for v in $P2_VARIANTS; do start_replica "$v"; done
+first=${P2_VARIANTS%% *}
+rss_full=${vrss[$first]}
 # Let RocksDB finish the flushes and compactions of the bootstrap: P2 is about steady-state reads.
 sleep "${SETTLE:-20}"
 
+if want P2; then
 rport=$(free_port)
 redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no --daemonize no >"$WORK/redis.log" 2>&1 &
 redis_pid=$!
@@ -121,31 +140,30 @@ L
 # system calls included): steadier than req/s when other work holds the cores.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 tck=$(getconf CLK_TCK)
-c0=$(cpu_ticks "$rp")
-wrk_out=$(wrk -t1 -c"$CONNS" -d"${DUR}s" --latency -s "$WORK/get.lua" "http://127.0.0.1:$port")
-wrk_cpu_us=$(( ($(cpu_ticks "$rp") - c0) * 1000000 / tck / $(awk '/requests in/ {print $1}' <<<"$wrk_out") ))
-echo "$wrk_out"
-wrk_rps=$(awk '/Requests\/sec/ {printf "%d", $2}' <<<"$wrk_out")
-wrk_p99=$(awk '$1=="99%" {print $2}' <<<"$wrk_out")
-non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$wrk_out")
+# Closed loop (wrk, then the same client for both servers) for the variants without busy poll,
+# Redis after them in the same minute.
+declare -A wrk_rps wrk_p99 wrk_cpu non2xx gl_side
+tput_variants=()
+for v in $P2_VARIANTS; do [[ "$v" == *busypoll* ]] || tput_variants+=("$v"); done
+for v in "${tput_variants[@]}"; do
+  c0=$(cpu_ticks "${vpid[$v]}")
+  out=$(wrk -t1 -c"$CONNS" -d"${DUR}s" --latency -s "$WORK/get.lua" "http://127.0.0.1:${vport[$v]}")
+  wrk_cpu[$v]=$(( ($(cpu_ticks "${vpid[$v]}") - c0) * 1000000 / tck / $(awk '/requests in/ {print $1}' <<<"$out") ))
+  echo "wrk, sidecar $v:"; echo "$out"
+  wrk_rps[$v]=$(awk '/Requests\/sec/ {printf "%d", $2}' <<<"$out")
+  wrk_p99[$v]=$(awk '$1=="99%" {print $2}' <<<"$out")
+  non2xx[$v]=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
+done
 c0=$(cpu_ticks "$redis_pid")
 redis_csv=$(redis-benchmark -p "$rport" -t get -c "$CONNS" -n $(( 60000 * DUR )) -r "$EVENTS" --csv)
 redis_cpu_us=$(( ($(cpu_ticks "$redis_pid") - c0) * 1000000 / tck / (60000 * DUR) ))
 echo "$redis_csv"
 redis_rps=$(tail -1 <<<"$redis_csv" | awk -F'","' '{printf "%d", $2}')
 redis_p99=$(tail -1 <<<"$redis_csv" | awk -F'","' '{print $7}')
-ratio=$(awk -v a="$wrk_rps" -v b="$redis_rps" 'BEGIN {printf "%.2f", a/b}')
-# Latency below saturation: open loop at RATE req/s (both streams together), the sidecar's GETs
-# and Redis' GETs alternating (datashare-read-bench), the p99 bar's measure.
-RATE=${RATE:-500}
-lat=$("$bin/datashare-read-bench" --http "$port" --redis "$rport" --keys "$EVENTS" --rate "$RATE" --seconds "$DUR")
-echo "$lat"
-pick() { awk -v row="$1" -v q="$2" '$1==row { for (i=1;i<=NF;i++) if ($i==q) print $(i+1) }' <<<"$lat"; }
-ol="open loop $RATE req/s: sidecar p50 $(pick sidecar p50) us p99 $(pick sidecar p99) us vs redis p50 $(pick redis p50) us p99 $(pick redis p99) us"
 # The same servers behind one client (datashare-get-load: the same closed loop for HTTP and RESP,
 # its own CPU per request printed): wrk costs more CPU per request than redis-benchmark, and on 2
 # cores the client's CPU is taken from the server's.
-same=""
+gl_redis=""
 if [[ -x "$bin/datashare-get-load" ]]; then
   gl() {  # protocol port pid → "N req/s (server X us, client Y us per request)"
     local c0 out n
@@ -156,14 +174,35 @@ if [[ -x "$bin/datashare-get-load" ]]; then
       match(o, /client_cpu_us_per_request=[0-9.]+/); c = substr(o, RSTART + 26, RLENGTH - 26);
       printf "%d req/s (server %.1f us, client %s us per request)", n / d, t * 1e6 / k / n, c }'
   }
-  gl_side=$(gl http "$port" "$rp")
+  for v in "${tput_variants[@]}"; do gl_side[$v]=$(gl http "${vport[$v]}" "${vpid[$v]}"); done
   gl_redis=$(gl redis "$rport" "$redis_pid")
-  echo "datashare-get-load: sidecar $gl_side; redis $gl_redis"
-  same="; behind one client (datashare-get-load -c$CONNS): sidecar $gl_side vs redis $gl_redis"
+  for v in "${tput_variants[@]}"; do echo "datashare-get-load: sidecar $v ${gl_side[$v]}"; done
+  echo "datashare-get-load: redis $gl_redis"
 fi
-want P2 && summary+=("P2 local read via sidecar (GET, loopback HTTP, $CONNS connections, ${SIDECAR_THREADS:-2} I/O threads): $wrk_rps req/s p99 $wrk_p99 vs redis-benchmark GET $redis_rps req/s p99 ${redis_p99} ms = ${ratio}x (bar >= 1.0x, p99 <= 250us); CPU per request ${wrk_cpu_us} us vs redis ${redis_cpu_us} us; $ol; load average $(cut -d' ' -f1 /proc/loadavg)$same${non2xx:+ [non-2xx: $non2xx]} [bench/sidecar/run.sh: wrk -t1 -c$CONNS -d${DUR}s --latency vs redis-benchmark -t get -c $CONNS -r $EVENTS; datashare-read-bench --rate $RATE]")
+# Latency below saturation: open loop at RATE req/s (both streams together), the sidecar's GETs
+# and Redis' GETs alternating (datashare-read-bench), the p99 bar's measure; one run per variant.
+RATE=${RATE:-500}
+declare -A ol
+for v in $P2_VARIANTS; do
+  lat=$("$bin/datashare-read-bench" --http "${vport[$v]}" --redis "$rport" --keys "$EVENTS" --rate "$RATE" --seconds "$DUR")
+  echo "open loop, sidecar $v:"; echo "$lat"
+  pick() { awk -v row="$1" -v q="$2" '$1==row { for (i=1;i<=NF;i++) if ($i==q) print $(i+1) }' <<<"$lat"; }
+  ol[$v]="sidecar p50 $(pick sidecar p50) us p99 $(pick sidecar p99) us vs redis p50 $(pick redis p50) us p99 $(pick redis p99) us"
+done
+load=$(cut -d' ' -f1 /proc/loadavg)
+for v in "${tput_variants[@]}"; do
+  ratio=$(awk -v a="${wrk_rps[$v]}" -v b="$redis_rps" 'BEGIN {printf "%.2f", a/b}')
+  same=""
+  [[ -n "$gl_redis" ]] && same="; behind one client (datashare-get-load -c$CONNS): sidecar ${gl_side[$v]} vs redis $gl_redis"
+  ols="open loop $RATE req/s: ${ol[$v]}"
+  [[ -n "${ol[$v+busypoll]:-}" ]] && ols+="; with listen.busyPollMicros 100: ${ol[$v+busypoll]}"
+  what=$v
+  [[ "$v" == index ]] && what="index: readIndex memory, opt-in"
+  summary+=("P2 local read via sidecar [$what, RSS with $EVENTS entities $(( ${vrss[$v]} / 1024 )) MiB] (GET, loopback HTTP, $CONNS connections, ${SIDECAR_THREADS:-2} I/O threads): ${wrk_rps[$v]} req/s p99 ${wrk_p99[$v]} vs redis-benchmark GET $redis_rps req/s p99 ${redis_p99} ms = ${ratio}x (bar >= 1.0x, p99 <= 250us); CPU per request ${wrk_cpu[$v]} us vs redis ${redis_cpu_us} us; $ols; load average $load$same${non2xx[$v]:+ [non-2xx: ${non2xx[$v]}]} [bench/sidecar/run.sh: wrk -t1 -c$CONNS -d${DUR}s --latency vs redis-benchmark -t get -c $CONNS -r $EVENTS; datashare-read-bench --rate $RATE]")
+done
+fi
 
-kill "$rp"; wait "$rp" 2>/dev/null || true
+for v in $P2_VARIANTS; do kill "${vpid[$v]}"; wait "${vpid[$v]}" 2>/dev/null || true; done
 fi
 
 # ---- P7 idle -----------------------------------------------------------------------------------
