@@ -47,9 +47,10 @@ free_port() {  # a port nothing listens on and this script has not handed out ye
 }
 ms() { echo $(( $(date +%s%N) / 1000000 )); }
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
-wait_ready() {  # port, seconds
+wait_ready() {  # port, seconds[, pid: give up when it has exited]
   for _ in $(seq 1 $(( $2 * 10 ))); do
     curl -fsS "http://127.0.0.1:$1/readyz" >/dev/null 2>&1 && return 0
+    [[ -n "${3:-}" ]] && ! kill -0 "$3" 2>/dev/null && { echo "sidecar on $1 exited" >&2; return 1; }
     sleep 0.1
   done
   echo "sidecar on $1 not ready after $2 s" >&2; return 1
@@ -110,7 +111,7 @@ Y
   "$sidecar" --config "$WORK/replica-$v.yaml" 2>"$WORK/replica-$v.log" &
   vpid[$v]=$!; pids+=("$!")
   vport[$v]=$p
-  wait_ready "$p" 600
+  wait_ready "$p" 600 "${vpid[$v]}" || { tail -3 "$WORK/replica-$v.log" >&2; return 1; }
   vrss[$v]=$(rss_kib "${vpid[$v]}")
   echo "sidecar $v: RSS with $EVENTS entities: $(( ${vrss[$v]} / 1024 )) MiB"
 }
