@@ -105,7 +105,8 @@ struct data_sharing_policy {
   std::string max_lag = "5s";
   std::chrono::milliseconds max_lag_duration{5000};
   sync_settings sync;
-  std::string store = "rocksdb";  // rocksdb | memory
+  std::string store = "rocksdb";    // rocksdb | memory
+  std::string read_index = "none";  // none | memory (rocksdb only): the sidecar's readIndex
   int64_t max_event_bytes = 1 << 20;
 
   std::string product_key() const { return product_namespace + "/" + product_name; }

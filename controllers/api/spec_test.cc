@@ -157,6 +157,23 @@ TEST(DataSharingPolicySpec, CrossFieldRules) {
   EXPECT_NE(describe(r.problems).find("spec.sync.maxInFlight: must be between 1 and 100000, got 0"), std::string::npos);
 }
 
+TEST(DataSharingPolicySpec, ReadIndexIsOptInForRocksdbCopies) {
+  json j = policy_json();
+  auto r = parse_data_sharing_policy(j);
+  ASSERT_TRUE(r.value) << describe(r.problems);
+  EXPECT_EQ(r.value->read_index, "none");
+  j["spec"]["replica"] = {{"readIndex", "memory"}};
+  r = parse_data_sharing_policy(j);
+  ASSERT_TRUE(r.value) << describe(r.problems);
+  EXPECT_EQ(r.value->read_index, "memory");
+  j["spec"]["replica"] = {{"readIndex", "memory"}, {"store", "memory"}};
+  r = parse_data_sharing_policy(j);
+  EXPECT_NE(describe(r.problems).find("spec.replica.readIndex: memory needs store rocksdb"), std::string::npos);
+  j["spec"]["replica"] = {{"readIndex", "hash"}};
+  r = parse_data_sharing_policy(j);
+  EXPECT_NE(describe(r.problems).find("spec.replica.readIndex: must be none or memory"), std::string::npos);
+}
+
 TEST(DataSharingPolicySpec, SyncWithFieldsNeedsTheGateway) {
   json j = policy_json();
   j["spec"]["mode"] = "sync";

@@ -229,6 +229,8 @@ std::string render_sidecar_config(const sidecar_plan& plan, const sidecar_settin
     }
     y << YAML::Key << "maxLag" << YAML::Value << pol.max_lag;
     y << YAML::Key << "store" << YAML::Value << pol.store;
+    // Only when asked for: existing policies render as before (same hash, no rollout).
+    if (pol.read_index != "none") y << YAML::Key << "readIndex" << YAML::Value << pol.read_index;
     y << YAML::Key << "maxEventBytes" << YAML::Value << pol.max_event_bytes;
     if (!pol.sync_fields.empty()) {
       const auto& c = pol.sync;

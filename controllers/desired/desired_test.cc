@@ -219,6 +219,21 @@ TEST(SidecarConfig, IoTuningIsRenderedOnlyWhenSet) {
   EXPECT_NE(config_hash(text), config_hash(plain));
 }
 
+TEST(SidecarConfig, ReadIndexIsRenderedOnlyWhenAskedFor) {
+  auto pol = policy("orders", "order-service-products", "order-service", "event", {"id", "name"}, {});
+  sidecar_plan plan{.workload = {"orders", "Deployment", "order-service"}, .subscribes = {{pol, products()}}};
+  std::string plain = render_sidecar_config(plan, settings());
+  EXPECT_EQ(plain.find("readIndex"), std::string::npos) << plain;
+  plan.subscribes[0].policy.read_index = "memory";
+  std::string text = render_sidecar_config(plan, settings());
+  EXPECT_NE(text.find("readIndex: memory"), std::string::npos) << text;
+  expect_sidecar_accepts(text);
+  auto parsed = sidecar::config::parse_config(text);
+  ASSERT_TRUE(parsed.config) << text;
+  EXPECT_EQ(parsed.config->subscribe[0].read_index, sidecar::config::read_index_kind::memory);
+  EXPECT_NE(config_hash(text), config_hash(plain));
+}
+
 TEST(SidecarConfig, KafkaSecurityComesFromMountedFiles) {
   auto s = settings();
   s.kafka_protocol = "SASL_SSL";
