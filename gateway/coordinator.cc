@@ -357,6 +357,25 @@ void coordinator::maybe_crash(crash_point::where w) {
   ::pause();
 }
 
+std::optional<coordinator::tx_bits> coordinator::bits_of(std::string_view id) {
+  if (id.size() != 32) return std::nullopt;
+  tx_bits b;
+  for (std::size_t i = 0; i < 32; ++i) {
+    const char c = id[i];
+    std::uint64_t v = 0;
+    if (c >= '0' && c <= '9') {
+      v = static_cast<std::uint64_t>(c - '0');
+    } else if (c >= 'a' && c <= 'f') {
+      v = static_cast<std::uint64_t>(c - 'a' + 10);
+    } else {
+      return std::nullopt;  // new_tx_id writes lower-case hex only: anything else is not one of ours
+    }
+    auto& half = i < 16 ? b.hi : b.lo;
+    half = (half << 4) | v;
+  }
+  return b;
+}
+
 std::string coordinator::new_tx_id() {
   std::lock_guard lock(mu_);
   char buf[40];
@@ -678,11 +697,13 @@ void coordinator::release(const tx& t) {
     auto k = keys_.find(t.key);
     if (k != keys_.end() && k->second == t.id) keys_.erase(k);
     auto now = options_.now ? options_.now() : clock::now();
-    if (t.state == phase::committing) {
-      committed_[t.id] = now;
-      committed_order_.emplace_back(now, t.id);
+    // An id not of new_tx_id's form (never, but a log could hold one) is not remembered: every
+    // participant acknowledged the commit, so forgetting it early is safe (options).
+    if (auto bits = bits_of(t.id); t.state == phase::committing && bits && committed_.insert(*bits).second) {
+      committed_order_.emplace_back(now, *bits);
     }
-    while (!committed_order_.empty() && committed_order_.front().first + options_.remember_committed < now) {
+    while (!committed_order_.empty() && (committed_order_.front().first + options_.remember_committed < now ||
+                                         committed_order_.size() > options_.remember_committed_max)) {
       committed_.erase(committed_order_.front().second);
       committed_order_.pop_front();
     }
@@ -703,7 +724,8 @@ std::string coordinator::outcome(const std::string& id) const {
         return "aborted";
     }
   }
-  return committed_.count(id) != 0 ? "committed" : "aborted";
+  auto bits = bits_of(id);
+  return bits && committed_.count(*bits) != 0 ? "committed" : "aborted";
 }
 
 std::size_t coordinator::in_doubt() const {

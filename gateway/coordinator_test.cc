@@ -163,6 +163,7 @@ class coordinator_test : public ::testing::Test {
     o.retry_backoff = 20ms;
     o.commit_call_timeout = 500ms;
     o.now = now_;
+    if (remember_max_ != 0) o.remember_committed_max = remember_max_;
     c_ = std::make_unique<coordinator>(config_, std::move(links), *log_, *metrics_, o);
     c_->recover(records);
     ASSERT_TRUE(c_->ready());
@@ -180,6 +181,7 @@ class coordinator_test : public ::testing::Test {
   std::unique_ptr<gateway_metrics> metrics_;
   log_options log_options_;                                                 // start() opens the log with them
   std::function<std::unique_ptr<participant_link>(std::size_t)> link_for_;  // start(): else a fake_link
+  std::size_t remember_max_ = 0;                                            // start(): remember_committed_max when set
   std::function<std::chrono::steady_clock::time_point()> now_;              // start(): the coordinator's clock
   std::unique_ptr<decision_log> log_;
   std::unique_ptr<coordinator> c_;
@@ -381,8 +383,10 @@ TEST_F(coordinator_test, RecoveryCommitsWhatWasDecidedAndAbortsTheRest) {
     sp::prepare_request pr{"products", key, false, value, 5, {}};
     for (std::size_t i = 0; i < n; ++i) ASSERT_EQ(parts_[i]->p->prepare(tx, pr).status, 200u);
   };
-  prep("decided", "a", R"({"id":"a","name":"new"})", 3);
-  prep("undecided", "b", R"({"id":"b","name":"new"})", 2);
+  // Ids of new_tx_id's form (32 hex digits): outcome() remembers only those (as their bits).
+  const std::string decided = "000000000000000000000000000dec1d", undecided = "0000000000000000000000000000abcd";
+  prep(decided, "a", R"({"id":"a","name":"new"})", 3);
+  prep(undecided, "b", R"({"id":"b","name":"new"})", 2);
   auto rec = [](char type, const std::string& tx, const std::string& key) {
     log_record r;
     r.type = type;
@@ -393,11 +397,11 @@ TEST_F(coordinator_test, RecoveryCommitsWhatWasDecidedAndAbortsTheRest) {
     r.participants = {"owner", "orders", "shipping"};
     return r;
   };
-  start({rec('B', "decided", "a"), rec('C', "decided", "a"), rec('B', "undecided", "b")});
+  start({rec('B', decided, "a"), rec('C', decided, "a"), rec('B', undecided, "b")});
   expect_everywhere("a", R"({"id":"a","name":"new"})");
   expect_everywhere("b", "<absent>");
-  EXPECT_EQ(c_->outcome("decided"), "committed");
-  EXPECT_EQ(c_->outcome("undecided"), "aborted");
+  EXPECT_EQ(c_->outcome(decided), "committed");
+  EXPECT_EQ(c_->outcome(undecided), "aborted");
   // Recovery compacted the log: a second restart has nothing left to do.
   start();
   EXPECT_EQ(c_->in_doubt(), 0u);
@@ -519,6 +523,24 @@ TEST_F(coordinator_test, ACommitNotAcknowledgedIsNeverForgotten) {
   offset->store(45);
   ASSERT_EQ(c_->update("p4", R"({"name":"w"})").status, 200u);
   EXPECT_EQ(c_->outcome(tx), "aborted") << "a fully acknowledged transaction is forgotten (bounded memory)";
+}
+
+// Beyond remember_committed_max fully acknowledged transactions, the oldest are forgotten first
+// (bounded memory whatever the rate); the newer ones are still answered "committed".
+TEST_F(coordinator_test, AtMostRememberCommittedMaxEndedTransactionsAreRemembered) {
+  remember_max_ = 3;
+  start();
+  std::vector<std::string> ids;
+  for (int i = 0; i < 5; ++i) {
+    auto r = c_->update("k" + std::to_string(i), R"({"name":"x"})");
+    ASSERT_EQ(r.status, 200u) << r.body;
+    ids.push_back(nlohmann::json::parse(r.body)["tx"].get<std::string>());
+  }
+  EXPECT_EQ(c_->outcome(ids[0]), "aborted");
+  EXPECT_EQ(c_->outcome(ids[1]), "aborted");
+  for (int i = 2; i < 5; ++i) EXPECT_EQ(c_->outcome(ids[static_cast<std::size_t>(i)]), "committed") << i;
+  EXPECT_EQ(c_->outcome("not-an-id"), "aborted");
+  EXPECT_EQ(c_->outcome(std::string(32, 'F')), "aborted");
 }
 
 TEST_F(coordinator_test, ConcurrentWritersOfFewKeysEndInOneSerialOrder) {
