@@ -293,7 +293,10 @@ int main(int argc, char** argv) {
   std::vector<ds::participant::participant*> participant_ptrs;
   for (auto& p : participants) {
     participant_ptrs.push_back(p.get());
-    if (p->spec().role == ds::config::participant_role::copy) router.add_copy(p->spec().product, &p->store());
+    if (p->spec().role == ds::config::participant_role::copy) {
+      router.add_copy(p->spec().product, &p->store(),
+                      [part = p.get()](const std::string& key) { return part->held_ms(key); });
+    }
   }
   datashare::thread_pool participant_pool(participant_ptrs.empty() ? 0 : 16);
   ds::participant::service participant_api(participant_ptrs, participant_pool);

@@ -424,6 +424,34 @@ TEST_F(gateway_test, ParticipantsFinishADecidedTransactionWithoutTheCoordinator)
       << "holdings: " << json(holdings("k")).dump();
 }
 
+// A copy read while a transaction holds the key there (prepared, maybe committed elsewhere)
+// says how long it has: Datashare-Staleness-Ms is 0 only when no transaction holds the key at
+// the copy (none can commit without the copy's vote).
+TEST_F(gateway_test, ACopyReadOfAKeyATransactionHoldsSaysHowStaleItMayBe) {
+  start_gateway();
+  ASSERT_EQ(put("k", {{"name", "old"}}).status, 200);
+  auto staleness = [&](const std::string& target) {
+    auto r = it::http_call(nodes_[1].data_port, "GET", target);
+    EXPECT_EQ(r.status, 200) << target << ": " << r.body;
+    return std::stoll(r.headers["datashare-staleness-ms"]);
+  };
+  EXPECT_EQ(staleness("/v1/data/products/k"), 0);
+  gateway_->kill();
+  gateway_->start("during-commit:1:0");  // the owner committed, the copies only prepared
+  ASSERT_TRUE(it::wait_until([&] { return it::http_call(admin_port_, "GET", "/readyz").status == 200; }, 30s));
+  EXPECT_EQ(put("k", {{"name", "new"}}).status, 0);
+  ASSERT_EQ(gateway_->reap(10s), 128 + SIGKILL);
+  ASSERT_EQ(holdings("k")[1], json("old").dump()) << "the copy still serves the old value";
+  std::this_thread::sleep_for(200ms);
+  EXPECT_GE(staleness("/v1/data/products/k"), 200) << "the copy was not told of the commit";
+  EXPECT_GE(staleness("/v1/data/products?keys=k,other"), 200) << "a batch: its keys' most";
+  EXPECT_GE(staleness("/v1/data/products?limit=10"), 200) << "a scan: its keys' most";
+  EXPECT_EQ(staleness("/v1/data/products?keys=other"), 0) << "a key nobody holds";
+  // Overdue after lockTimeout, the copies learn "committed" from the owner and apply it.
+  ASSERT_TRUE(it::wait_until([&] { return holdings("k") == std::vector<std::string>(3, json("new").dump()); }, 20s));
+  EXPECT_EQ(staleness("/v1/data/products/k"), 0);
+}
+
 TEST_F(gateway_test, AnUndecidedTransactionIsAbortedByPeersWithoutTheCoordinator) {
   start_gateway();
   ASSERT_EQ(put("k", {{"name", "old"}, {"price", 1}}).status, 200);

@@ -98,8 +98,9 @@ router::router(metrics::registry& metrics, const std::vector<replica::replica*>&
   for (auto* p : proxies) proxies_.emplace(p->spec().product.name, p);
 }
 
-void router::add_copy(const std::string& product, const store::kv* copy) {
+void router::add_copy(const std::string& product, const store::kv* copy, held_ms_fn held_ms) {
   copies_[product] = copy;
+  if (held_ms) copy_held_[product] = std::move(held_ms);
 }
 
 bool router::ready() const {
@@ -254,8 +255,9 @@ void router::route_data(const http::request& req, const http::responder& respond
   }
   if (r == replicas_.end()) {
     if (c != copies_.end()) {
-      respond(
-          read(*c->second, "0", product, has_key ? key_raw : std::string_view(), has_key ? std::string_view() : query));
+      auto h = copy_held_.find(product);
+      respond(read(*c->second, "0", product, has_key ? key_raw : std::string_view(),
+                   has_key ? std::string_view() : query, h == copy_held_.end() ? nullptr : &h->second));
       return;
     }
     if (p != proxies_.end()) {
@@ -377,8 +379,15 @@ void router::read_through(proxy::sync_proxy& p, const local_copy* local, std::st
 }
 
 http::response router::read(const store::kv& kv, const std::string& staleness_ms, std::string_view product,
-                            std::string_view key_raw, std::string_view query) const {
+                            std::string_view key_raw, std::string_view query, const held_ms_fn* held) const {
   http::response out;
+  // A gateway copy is current for every key no transaction holds here (none can commit without
+  // this copy's vote); a held one may have been committed elsewhere since this copy prepared it.
+  std::int64_t held_most = 0;
+  auto held_of = [&](const std::string& k) {
+    if (held != nullptr) held_most = std::max(held_most, (*held)(k));
+  };
+  auto staleness_of = [&] { return held_most > 0 ? std::to_string(held_most) : staleness_ms; };
   if (!key_raw.empty()) {
     // The hot path of P2: no copy of the key unless it is percent-encoded, and the stored record
     // becomes the body in place (its header cut off) instead of being copied twice.
@@ -413,7 +422,8 @@ http::response router::read(const store::kv& kv, const std::string& staleness_ms
       bytes.resize(size);
       out.body = std::move(bytes);
     }
-    out.headers.emplace_back("Datashare-Staleness-Ms", staleness_ms);
+    if (held != nullptr) held_of(std::string(key));
+    out.headers.emplace_back("Datashare-Staleness-Ms", staleness_of());
     return out;
   }
   if (auto keys = query_param(query, "keys")) {
@@ -433,6 +443,7 @@ http::response router::read(const store::kv& kv, const std::string& staleness_ms
     std::string missing;
     bool first = true;
     for (const auto& k : list) {
+      held_of(k);
       replica::item it;
       auto ec = replica::lookup(kv, k, it);
       if (ec == store::errc::not_found) {
@@ -447,7 +458,7 @@ http::response router::read(const store::kv& kv, const std::string& staleness_ms
     }
     body += R"(],"missing":[)" + missing + "]}";
     out.body = std::move(body);
-    out.headers.emplace_back("Datashare-Staleness-Ms", staleness_ms);
+    out.headers.emplace_back("Datashare-Staleness-Ms", staleness_of());
     return out;
   }
   std::size_t limit = kDefaultPage;
@@ -473,12 +484,13 @@ http::response router::read(const store::kv& kv, const std::string& staleness_ms
   for (std::size_t i = 0; i < items.size(); ++i) {
     if (i != 0) body += ',';
     append_item(body, items[i]);
+    held_of(items[i].key);
   }
   body += "]";
   if (more) body += R"(,"next":)" + json_string(items.back().key);
   body += "}";
   out.body = std::move(body);
-  out.headers.emplace_back("Datashare-Staleness-Ms", staleness_ms);
+  out.headers.emplace_back("Datashare-Staleness-Ms", staleness_of());
   return out;
 }
 

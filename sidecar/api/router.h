@@ -20,6 +20,7 @@
 // Threading: handle_* run on HTTP I/O threads, concurrently; the router holds no mutable state
 // (the replicas, publishers and metrics it points to are thread-safe) and must outlive the server.
 
+#include <functional>
 #include <map>
 #include <string>
 #include <string_view>
@@ -51,8 +52,11 @@ class router {
   void handle_admin(const http::request& req, const http::responder& respond) const;
 
   // Serves reads of `product` from a copy kept by the gateway (a participant's store, in the
-  // replica's layout; always current, staleness 0). Call before the server starts.
-  void add_copy(const std::string& product, const store::kv* copy);
+  // replica's layout). Call before the server starts. `held_ms(key)`: how long a gateway
+  // transaction has held `key` at this copy (prepared here, maybe committed elsewhere since), 0
+  // when none does; a read's Datashare-Staleness-Ms (the most of its keys'). Without it, 0.
+  using held_ms_fn = std::function<std::int64_t(const std::string& key)>;
+  void add_copy(const std::string& product, const store::kv* copy, held_ms_fn held_ms = {});
 
   // Whether every replica is ready (and every component started).
   bool ready() const;
@@ -60,8 +64,9 @@ class router {
  private:
   void route_data(const http::request& req, const http::responder& respond) const;
   void route_admin(const http::request& req, const http::responder& respond) const;
+  // `held` (a gateway copy's): the staleness is computed per key read, over `staleness_ms`.
   http::response read(const store::kv& kv, const std::string& staleness_ms, std::string_view product,
-                      std::string_view rest, std::string_view query) const;
+                      std::string_view rest, std::string_view query, const held_ms_fn* held = nullptr) const;
   http::response readiness() const;
   // A single-entity read of a sync or hybrid policy; answers through `respond`, maybe later.
   // The local part of a merged read: a replica's store, or a copy kept by the gateway.
@@ -78,6 +83,7 @@ class router {
   std::map<std::string, publisher::publisher*, std::less<>> publishers_;
   std::map<std::string, proxy::sync_proxy*, std::less<>> proxies_;
   std::map<std::string, const store::kv*, std::less<>> copies_;
+  std::map<std::string, held_ms_fn, std::less<>> copy_held_;
 };
 
 }  // namespace datashare::sidecar::api

@@ -297,11 +297,13 @@ std::error_code participant::start(std::string& error) {
       std::lock_guard lock(mu_);
       if (r->state == tx_state::prepared || r->state == tx_state::preparing) {
         locks_[r->key] = tx;
+        held_since_us_[tx] = r->since_us;
         open_[tx] = {std::chrono::steady_clock::now() +
                      (r->state == tx_state::preparing ? std::chrono::milliseconds(0) : spec_.lock_timeout)};
       } else if (r->state == tx_state::committed && !r->published) {
         // Committed, its publish not known to be in the outbox: published again at once.
         locks_[r->key] = tx;
+        held_since_us_[tx] = r->since_us;
         open_[tx] = {std::chrono::steady_clock::now()};
       }
     }
@@ -348,6 +350,15 @@ void participant::stop() {
 std::size_t participant::locked_keys() const {
   std::lock_guard lock(mu_);
   return locks_.size();
+}
+
+std::int64_t participant::held_ms(const std::string& key) const {
+  std::lock_guard lock(mu_);
+  auto it = locks_.find(key);
+  if (it == locks_.end()) return 0;
+  auto since = held_since_us_.find(it->second);
+  if (since == held_since_us_.end()) return 0;
+  return std::max<std::int64_t>(1, (now_us() - since->second) / 1000);  // held: never "current"
 }
 
 std::string participant::holder_of(const std::string& key) const {
@@ -461,6 +472,7 @@ void participant::finished(const std::string& tx, const tx_record& r) {
   voted_no_.erase(tx);
   auto l = locks_.find(r.key);
   if (l != locks_.end() && l->second == tx) locks_.erase(l);
+  held_since_us_.erase(tx);
   open_.erase(tx);
 }
 
@@ -558,6 +570,7 @@ std::optional<reply> participant::prepare_locked(const std::string& tx, const pr
     std::lock_guard locks(mu_);
     auto [it, inserted] = locks_.emplace(req.key, tx);
     if (!inserted && it->second != tx) holder = it->second;
+    if (inserted) held_since_us_[tx] = now_us();
   }
   if (!holder.empty()) {
     // A no vote is final: remembered as aborted, so a repeated prepare gets the same answer.
@@ -625,6 +638,7 @@ std::optional<reply> participant::prepare_locked(const std::string& tx, const pr
         std::lock_guard locks(mu_);
         auto it = locks_.find(key);
         if (it != locks_.end() && it->second == tx) locks_.erase(it);
+        held_since_us_.erase(tx);
         open_.erase(tx);
       }
     }
@@ -639,6 +653,7 @@ void participant::owner_got(const std::shared_ptr<owner_prepare>& c, std::error_
     std::lock_guard lock(mu_);
     auto it = locks_.find(c->r.key);
     if (it != locks_.end() && it->second == c->tx) locks_.erase(it);
+    held_since_us_.erase(c->tx);
   };
   if (ec) {
     unlock_key();
@@ -661,6 +676,7 @@ void participant::owner_preparing_written(const std::shared_ptr<owner_prepare>& 
       std::lock_guard lock(mu_);
       auto it = locks_.find(c->r.key);
       if (it != locks_.end() && it->second == c->tx) locks_.erase(it);
+      held_since_us_.erase(c->tx);
     }
     owner_no_vote(c, vote_no(503, "participant store: " + ec.message()));
     return;
@@ -916,6 +932,7 @@ std::optional<reply> participant::do_commit(const std::string& tx, const std::sh
         ep->rec.reset();
         std::lock_guard lock(mu_);
         locks_.emplace(key, tx);
+        held_since_us_.emplace(tx, now_us());
         open_[tx] = {std::chrono::steady_clock::now() + spec_.lock_timeout};
       }
     }

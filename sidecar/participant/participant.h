@@ -196,6 +196,10 @@ class participant {
   std::size_t locked_keys() const;
   // The transaction holding `key` (from its prepare to its commit or abort), or "".
   std::string holder_of(const std::string& key) const;
+  // How long (ms) a transaction has held `key` here, since its prepare (or, found at start, its
+  // record's last change); 0 when none does. A copy's reads say it as their staleness: the
+  // transaction may have been committed elsewhere since, and this copy not told yet.
+  std::int64_t held_ms(const std::string& key) const;
 
  private:
   struct tx_entry {
@@ -296,6 +300,7 @@ class participant {
   mutable std::mutex mu_;                                // guards everything below
   std::map<std::string, std::weak_ptr<tx_entry>> live_;  // entries in use
   std::map<std::string, std::string> locks_;             // key → transaction holding it
+  std::map<std::string, std::int64_t> held_since_us_;    // transaction holding a key → since (wall µs)
   std::map<std::string, overdue> open_;                  // prepared (or preparing) transactions
   std::set<std::string> voted_no_;  // owner: voted no in this run, still `preparing` (compensation pending)
 
