@@ -231,6 +231,8 @@ reject dsp '{"spec":{"sync":{"cache":{"ttl":"30 s"}}}}'           'spec.sync.cac
 reject dsp '{"spec":{"sync":{"cache":{"maxEntries":-1}}}}'        'spec.sync.cache.maxEntries'    'should be greater than or equal to 0'
 reject dsp '{"spec":{"replica":{"store":"redis"}}}'               'spec.replica.store'            'Unsupported value: "redis"'
 reject dsp '{"spec":{"replica":{"maxEventBytes":10}}}'            'spec.replica.maxEventBytes'    'should be greater than or equal to 64'
+reject dsp '{"spec":{"replica":{"readIndex":"disk"}}}'            'spec.replica.readIndex'        'Unsupported value: "disk"'
+reject dsp '{"spec":{"replica":{"store":"memory","readIndex":"memory"}}}' 'spec.replica.readIndex' 'readIndex memory indexes a rocksdb copy'
 reject dsp '{"spec":{"syncfields":["price"]}}'                    'spec.syncfields'               'unknown field "spec.syncfields"'
 
 # Updates of immutable fields (transition rules), and a rule that holds on update too
@@ -249,6 +251,7 @@ admit dsp '{"spec":{"consistency":{"maxLag":"1m30s"},"sync":{"timeout":"1.5s","r
 admit dsp '{"spec":{"product":{"namespace":null}}}'               # same namespace
 admit dp  '{"spec":{"access":{"namespaces":["*"]}}}'
 admit dp  '{"spec":{"key":"stock","topic":{"config":{"cleanup.policy":"compact,delete"}}}}'
+admit dsp '{"spec":{"replica":{"readIndex":"memory"}}}'
 admit dp  '{"spec":{"owner":{"endpoint":null,"workload":{"kind":"StatefulSet"}},"access":null,"topic":{"replicationFactor":null,"partitions":null}}}'
 admit_update dp  '{"spec":{"topic":{"partitions":12}}}'           # increase (a decrease is the operator's to refuse)
 admit_update dsp '{"spec":{"mode":"sync"}}'                       # a mode change needs no app change
