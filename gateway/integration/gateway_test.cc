@@ -193,6 +193,15 @@ class gateway_test : public ::testing::Test {
         << gateway_->log();
   }
 
+  // Restarts the gateway to kill itself at `crash_at` and sends the update that gets it there: the
+  // client gets no answer, and the participants are left where the crash point says.
+  void put_into_crash(const std::string& crash_at, const std::string& key, const json& value) {
+    gateway_->kill();
+    ASSERT_NO_FATAL_FAILURE(start_gateway(crash_at));
+    EXPECT_EQ(put(key, value).status, 0);
+    ASSERT_EQ(gateway_->reap(10s), 128 + SIGKILL);
+  }
+
   it::http_reply put(const std::string& key, const json& value) {
     return it::http_call(gw_port_, "PUT", "/v1/data/products/" + key, value.dump());
   }
@@ -410,13 +419,9 @@ TEST_F(gateway_test, KillAtEachProtocolPointLeavesEveryoneAgreeing) {
 TEST_F(gateway_test, ParticipantsFinishADecidedTransactionWithoutTheCoordinator) {
   start_gateway();
   ASSERT_EQ(put("k", {{"name", "old"}}).status, 200);
-  gateway_->kill();
   // One participant committed, then the coordinator died and stays down: the others, overdue
   // after lockTimeout (1 s), find no coordinator, ask their peers and learn "committed".
-  gateway_->start("during-commit");
-  ASSERT_TRUE(it::wait_until([&] { return it::http_call(admin_port_, "GET", "/readyz").status == 200; }, 30s));
-  EXPECT_EQ(put("k", {{"name", "new"}}).status, 0);
-  ASSERT_EQ(gateway_->reap(10s), 128 + SIGKILL);
+  ASSERT_NO_FATAL_FAILURE(put_into_crash("during-commit", "k", {{"name", "new"}}));
   auto h = holdings("k");
   EXPECT_EQ(h[0], json("new").dump()) << "the owner committed";
   EXPECT_EQ(h[1], json("old").dump()) << "a copy only prepared: readers see the old value";
@@ -436,11 +441,8 @@ TEST_F(gateway_test, ACopyReadOfAKeyATransactionHoldsSaysHowStaleItMayBe) {
     return std::stoll(r.headers["datashare-staleness-ms"]);
   };
   EXPECT_EQ(staleness("/v1/data/products/k"), 0);
-  gateway_->kill();
-  gateway_->start("during-commit:1:0");  // the owner committed, the copies only prepared
-  ASSERT_TRUE(it::wait_until([&] { return it::http_call(admin_port_, "GET", "/readyz").status == 200; }, 30s));
-  EXPECT_EQ(put("k", {{"name", "new"}}).status, 0);
-  ASSERT_EQ(gateway_->reap(10s), 128 + SIGKILL);
+  // The owner committed, the copies only prepared.
+  ASSERT_NO_FATAL_FAILURE(put_into_crash("during-commit:1:0", "k", {{"name", "new"}}));
   ASSERT_EQ(holdings("k")[1], json("old").dump()) << "the copy still serves the old value";
   std::this_thread::sleep_for(200ms);
   EXPECT_GE(staleness("/v1/data/products/k"), 200) << "the copy was not told of the commit";
@@ -455,14 +457,10 @@ TEST_F(gateway_test, ACopyReadOfAKeyATransactionHoldsSaysHowStaleItMayBe) {
 TEST_F(gateway_test, AnUndecidedTransactionIsAbortedByPeersWithoutTheCoordinator) {
   start_gateway();
   ASSERT_EQ(put("k", {{"name", "old"}, {"price", 1}}).status, 200);
-  gateway_->kill();
   // The owner prepared (its service already holds the new value), the copies were never asked,
   // the coordinator stays down. The owner, overdue, asks its peers: they never voted, so they
   // abort on the spot and say so; the owner compensates.
-  gateway_->start("after-prepare");
-  ASSERT_TRUE(it::wait_until([&] { return it::http_call(admin_port_, "GET", "/readyz").status == 200; }, 30s));
-  EXPECT_EQ(put("k", {{"name", "new"}, {"price", 2}}).status, 0);
-  ASSERT_EQ(gateway_->reap(10s), 128 + SIGKILL);
+  ASSERT_NO_FATAL_FAILURE(put_into_crash("after-prepare", "k", {{"name", "new"}, {"price", 2}}));
   EXPECT_EQ(holdings("k")[0], json("new").dump()) << "the owner applied the change at prepare";
   ASSERT_TRUE(it::wait_until([&] { return holdings("k") == std::vector<std::string>(3, json("old").dump()); }, 20s))
       << "holdings: " << json(holdings("k")).dump();
@@ -476,11 +474,7 @@ TEST_F(gateway_test, AnUndecidedTransactionIsAbortedByPeersWithoutTheCoordinator
 TEST_F(gateway_test, AParticipantThatDiesAfterPrepareConvergesWhenItComesBack) {
   start_gateway();
   ASSERT_EQ(put("k", {{"name", "old"}}).status, 200);
-  gateway_->kill();
-  gateway_->start("after-decision");
-  ASSERT_TRUE(it::wait_until([&] { return it::http_call(admin_port_, "GET", "/readyz").status == 200; }, 30s));
-  EXPECT_EQ(put("k", {{"name", "new"}}).status, 0);
-  ASSERT_EQ(gateway_->reap(10s), 128 + SIGKILL);
+  ASSERT_NO_FATAL_FAILURE(put_into_crash("after-decision", "k", {{"name", "new"}}));
   // Prepared everywhere, decided, nobody told. Copy 2 dies before hearing anything.
   nodes_[2].process->kill(SIGKILL);
   nodes_[2].process->wait();
@@ -507,11 +501,7 @@ TEST_F(gateway_test, AParticipantThatDiesAfterPrepareConvergesWhenItComesBack) {
 TEST_F(gateway_test, ADirectOwnerWriteOfAKeyATransactionHoldsIsRefused) {
   start_gateway();
   ASSERT_EQ(put("k", {{"name", "old"}}).status, 200);
-  gateway_->kill();
-  gateway_->start("after-decision");
-  ASSERT_TRUE(it::wait_until([&] { return it::http_call(admin_port_, "GET", "/readyz").status == 200; }, 30s));
-  EXPECT_EQ(put("k", {{"name", "new"}}).status, 0);
-  ASSERT_EQ(gateway_->reap(10s), 128 + SIGKILL);
+  ASSERT_NO_FATAL_FAILURE(put_into_crash("after-decision", "k", {{"name", "new"}}));
   // Prepared everywhere and decided; nobody told.
   auto direct = it::http_call(nodes_[0].data_port, "PUT", "/v1/data/products/k", R"({"name":"direct"})");
   ASSERT_EQ(direct.status, 409) << direct.body;
