@@ -5,7 +5,8 @@
 # Checks: each order shows the old name before and the new one after the rename, in event,
 # hybrid and sync+gateway mode (the gateway's copy at once); the lag series are in Prometheus,
 # finite, never negative, and at 0 once the copies converged; the chart's dashboard, drawn from
-# that Prometheus, has data in its panels; every process exits on SIGTERM.
+# that Prometheus, has data in its panels; a copy frozen on purpose is seen behind, over its budget
+# by the chart's alert rule, and back at 0 once thawed; every process exits on SIGTERM.
 # Usage: e2e_test.sh BIN_DIR (holding datashare-operator, -sidecar, -gateway, -shop-products, -shop-orders)
 set -euo pipefail
 [[ -n "${DATASHARE_ENV_FILE:-}" && -f "$DATASHARE_ENV_FILE" ]] && source "$DATASHARE_ENV_FILE"
@@ -151,7 +152,48 @@ done
 if dashboard_ok; then pass; else fail "the rendered dashboard: $dashboard_missing"; fi
 
 phase "Prometheus checked"
-# 3. Taking it down: every process but the operator stopped by SIGTERM (their ports closed), then
+
+# 3. A copy held behind on purpose: the Order service's sidecar (hybrid, maxLag 5s) frozen with
+#    SIGSTOP while the catalog renames p-1 again. The operator measures the lag from the topic and
+#    the consumer group, not from the frozen sidecar: Prometheus sees the copy behind and, after
+#    the budget, the DatashareCopyOverLagBudget alert's condition (the chart's rule, without its
+#    `for: 5m`) holds for that policy alone. Thawed, the copy catches up, the lag returns to 0 and
+#    the condition clears.
+over_budget_expr=$(python3 -c 'import sys, yaml
+for g in yaml.safe_load(open(sys.argv[1]))["groups"]:
+    for r in g["rules"]:
+        if r.get("alert") == "DatashareCopyOverLagBudget": print(r["expr"])' "$DATASHARE_ROOT/charts/datashare/files/alerts.yaml")
+[[ -n "$over_budget_expr" ]] || fail "DatashareCopyOverLagBudget not found in charts/datashare/files/alerts.yaml"
+behind() {  # EXPR: at least one series, each value > 0
+  local out
+  out=$(shop_prom_query "$1") || return 1
+  [[ -n "$out" ]] && awk '{ if ($NF + 0 <= 0) bad = 1 } END { exit bad }' <<<"$out"
+}
+over_budget() {  # this run's policies over their budget, one "namespace/policy" per line
+  shop_prom_query "$over_budget_expr" | sed -nE 's/.*namespace="([^"]*)".*policy="([^"]*)".*/\1\/\2/p' |
+    grep -E "^($orders|$shipping)/" || true
+}
+over_budget_only_orders() { [[ "$(over_budget)" == "$orders/"* && $(over_budget | grep -c .) -eq 1 ]]; }
+none_over_budget() { [[ -z "$(over_budget)" ]]; }
+frozen=$(pid_of order-service-sidecar)
+kill -STOP "$frozen"
+held_since=$(date +%s)
+shop_edit_product p-1 "$(shop_product_json p-1 "Espresso mug, large" 5 220 cups@example.org)" >/dev/null ||
+  fail "the Product service did not take the second rename of p-1"
+sel_orders="namespace=\"$orders\""
+eventually "operator: the frozen copy is seen behind (datashare_policy_lag_events > 0)" behind "datashare_policy_lag_events{$sel_orders}"
+eventually "operator: the frozen copy's lag in seconds grows past 0" behind "datashare_policy_lag_seconds{$sel_orders}"
+eventually "alert condition DatashareCopyOverLagBudget holds for the frozen copy alone" over_budget_only_orders "$over_budget_expr"
+(($(date +%s) - held_since >= 5)) && pass || fail "the over-budget condition held before the 5 s budget passed"
+expect_eq "shipping's copy, not frozen, has the second rename" \
+  "$(wait_for shipping-service-sidecar 30 shop_has shipping-service p-1 "Espresso mug, large" && echo yes)" yes
+kill -CONT "$frozen"
+eventually "operator: the thawed copy catches up (datashare_policy_lag_events back to 0)" all_zero "datashare_policy_lag_events{$sel}" 2
+eventually "alert condition DatashareCopyOverLagBudget clears" none_over_budget "$over_budget_expr"
+wait_for order-service-sidecar 30 shop_has order-service p-1 "Espresso mug, large" && pass ||
+  fail "the thawed copy never served the second rename"
+phase "copy held behind and released"
+# 4. Taking it down: every process but the operator stopped by SIGTERM (their ports closed), then
 #    the policies and the product deleted while the operator runs (finalizers handled; this run's
 #    topic deleted rather than retained), then the operator stopped the same way.
 ports=()
