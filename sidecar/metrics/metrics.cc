@@ -41,7 +41,8 @@ registry::registry()
                         .Register(*registry_)),
       publish_(prometheus::BuildCounter()
                    .Name("datashare_publish_total")
-                   .Help("Publish requests by result: accepted, invalid, outbox_full, store_error")
+                   .Help("Publish requests by result: accepted, invalid, outbox_full, store_error, held (a gateway "
+                         "transaction holds the key), below_floor (a version under the key's last)")
                    .Register(*registry_)),
       delivered_(prometheus::BuildCounter()
                      .Name("datashare_publisher_delivered_total")
@@ -122,6 +123,8 @@ publisher_probe registry::publisher(const std::string& product) {
   p.invalid = &publish_.Add({{"product", product}, {"result", "invalid"}});
   p.outbox_full = &publish_.Add({{"product", product}, {"result", "outbox_full"}});
   p.store_error = &publish_.Add({{"product", product}, {"result", "store_error"}});
+  p.held = &publish_.Add({{"product", product}, {"result", "held"}});
+  p.below_floor = &publish_.Add({{"product", product}, {"result", "below_floor"}});
   p.delivered = &delivered_.Add({{"product", product}});
   p.redelivered = &redelivered_.Add({{"product", product}});
   return p;

@@ -30,6 +30,8 @@ struct publisher_probe {
   prometheus::Counter* invalid = nullptr;      // result="invalid" (400)
   prometheus::Counter* outbox_full = nullptr;  // result="outbox_full" (503)
   prometheus::Counter* store_error = nullptr;  // result="store_error" (500)
+  prometheus::Counter* held = nullptr;         // result="held" (409: a gateway transaction holds the key)
+  prometheus::Counter* below_floor = nullptr;  // result="below_floor" (409: a version under the key's last)
   prometheus::Counter* delivered = nullptr;    // datashare_publisher_delivered_total
   prometheus::Counter* redelivered = nullptr;  // datashare_publisher_redelivered_total (rewinds)
 };

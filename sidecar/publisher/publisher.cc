@@ -289,6 +289,7 @@ void publisher::write_loop() {
         // renumbered. Below the key's floor it would be skipped as stale by every consumer, so
         // the change is refused and nothing of it (nor of `with`) is written. The owner
         // participant votes no at prepare for such a version (sidecar/participant/README.md).
+        probe_.below_floor->Increment();
         std::exchange(c.done, nullptr)({409,
                                         error_body("version " + std::to_string(c.version) + " of key \"" + c.key +
                                                    "\" is below the version it was last published with (" +
@@ -300,6 +301,7 @@ void publisher::write_loop() {
         // A direct change of a key a gateway transaction holds: its commit's version would fall
         // below the floor this change sets (set_key_holder in publisher.h).
         if (auto tx = (*holder)(c.key); !tx.empty()) {
+          probe_.held->Increment();
           std::exchange(c.done, nullptr)(
               {409,
                nlohmann::json{{"error", "key \"" + c.key + "\" is held by gateway transaction " + tx +

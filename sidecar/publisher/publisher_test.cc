@@ -329,6 +329,8 @@ TEST_F(publisher_test, AGivenVersionIsKeptPerKeyNeverRenumbered) {
   auto r = submit_at("b", 199, std::move(with));
   EXPECT_EQ(r.status, 409u) << r.body;
   EXPECT_NE(r.body.find("never renumbered"), std::string::npos) << r.body;
+  EXPECT_EQ(metrics_.publisher("products").below_floor->Value(), 1.0);
+  EXPECT_EQ(metrics_.publisher("products").held->Value(), 0.0);
   std::string v;
   EXPECT_EQ(kv_.get("tmine", v), store::errc::not_found);
   // The outbox's own clock stays above every key's floor.
@@ -361,6 +363,11 @@ TEST_F(publisher_test, ADirectWriteOfAKeyAGatewayTransactionHoldsIsRefused) {
   p->submit("a", std::nullopt, [&](publish_result d) { deleted.set_value(std::move(d)); });
   EXPECT_EQ(deleted.get_future().get().status, 409u) << "a DELETE too";
   EXPECT_EQ(p->version_floor("a"), 0u) << "nothing written";
+  // Counted apart from the other results, for an alert on owners writing around the gateway.
+  auto probe = metrics_.publisher("products");
+  EXPECT_EQ(probe.held->Value(), 2.0);
+  EXPECT_EQ(probe.below_floor->Value(), 0.0);
+  EXPECT_EQ(probe.accepted->Value(), 0.0);
   EXPECT_EQ(submit(*p, "b", R"({"name":"other"})").status, 202u);
   std::promise<publish_result> tx;
   p->submit(
