@@ -232,6 +232,9 @@ reject dsp '{"spec":{"sync":{"cache":{"maxEntries":-1}}}}'        'spec.sync.cac
 reject dsp '{"spec":{"replica":{"store":"redis"}}}'               'spec.replica.store'            'Unsupported value: "redis"'
 reject dsp '{"spec":{"replica":{"maxEventBytes":10}}}'            'spec.replica.maxEventBytes'    'should be greater than or equal to 64'
 reject dsp '{"spec":{"replica":{"readIndex":"disk"}}}'            'spec.replica.readIndex'        'Unsupported value: "disk"'
+reject dsp '{"spec":{"replica":{"applyWorkers":0}}}'             'spec.replica.applyWorkers'     'should be greater than or equal to 1'
+reject dsp '{"spec":{"replica":{"applyWorkers":65}}}'            'spec.replica.applyWorkers'     'should be less than or equal to 64'
+reject dsp '{"spec":{"replica":{"applyWorkers":"4"}}}'           'spec.replica.applyWorkers'     'must be of type integer'
 reject dsp '{"spec":{"replica":{"store":"memory","readIndex":"memory"}}}' 'spec.replica.readIndex' 'readIndex memory indexes a rocksdb copy'
 reject dsp '{"spec":{"syncfields":["price"]}}'                    'spec.syncfields'               'unknown field "spec.syncfields"'
 
@@ -252,6 +255,7 @@ admit dsp '{"spec":{"product":{"namespace":null}}}'               # same namespa
 admit dp  '{"spec":{"access":{"namespaces":["*"]}}}'
 admit dp  '{"spec":{"key":"stock","topic":{"config":{"cleanup.policy":"compact,delete"}}}}'
 admit dsp '{"spec":{"replica":{"readIndex":"memory"}}}'
+admit dsp '{"spec":{"replica":{"applyWorkers":2}}}'
 admit dp  '{"spec":{"owner":{"endpoint":null,"workload":{"kind":"StatefulSet"}},"access":null,"topic":{"replicationFactor":null,"partitions":null}}}'
 admit_update dp  '{"spec":{"topic":{"partitions":12}}}'           # increase (a decrease is the operator's to refuse)
 admit_update dsp '{"spec":{"mode":"sync"}}'                       # a mode change needs no app change

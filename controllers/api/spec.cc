@@ -343,6 +343,7 @@ parsed<data_sharing_policy> parse_data_sharing_policy(const json& object) {
     if (p.read_index != "none" && p.read_index != "memory") r.add("spec.replica.readIndex", "must be none or memory");
     if (p.read_index == "memory" && p.store != "rocksdb") r.add("spec.replica.readIndex", "memory needs store rocksdb");
     r.integer(*rep, "maxEventBytes", "spec.replica.maxEventBytes", p.max_event_bytes, 64, 67108864);
+    r.integer(*rep, "applyWorkers", "spec.replica.applyWorkers", p.apply_workers, 1, 64);
   }
 
   if (out.problems.empty()) out.value = std::move(p);

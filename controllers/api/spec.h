@@ -108,6 +108,7 @@ struct data_sharing_policy {
   std::string store = "rocksdb";    // rocksdb | memory
   std::string read_index = "none";  // none | memory (rocksdb only): the sidecar's readIndex
   int64_t max_event_bytes = 1 << 20;
+  int64_t apply_workers = 0;  // 1..64, 0 = unset: the sidecar picks (one per partition up to 8)
 
   std::string product_key() const { return product_namespace + "/" + product_name; }
   // The consumer group the replica commits to (outside tools and the operator read lag there).

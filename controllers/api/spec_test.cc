@@ -174,6 +174,23 @@ TEST(DataSharingPolicySpec, ReadIndexIsOptInForRocksdbCopies) {
   EXPECT_NE(describe(r.problems).find("spec.replica.readIndex: must be none or memory"), std::string::npos);
 }
 
+TEST(DataSharingPolicySpec, ApplyWorkersIsOptionalAndBounded) {
+  json j = policy_json();
+  auto r = parse_data_sharing_policy(j);
+  ASSERT_TRUE(r.value) << describe(r.problems);
+  EXPECT_EQ(r.value->apply_workers, 0);  // unset: the sidecar picks
+  j["spec"]["replica"] = {{"applyWorkers", 2}};
+  r = parse_data_sharing_policy(j);
+  ASSERT_TRUE(r.value) << describe(r.problems);
+  EXPECT_EQ(r.value->apply_workers, 2);
+  for (int bad : {0, 65}) {
+    j["spec"]["replica"] = {{"applyWorkers", bad}};
+    r = parse_data_sharing_policy(j);
+    EXPECT_NE(describe(r.problems).find("spec.replica.applyWorkers: must be between 1 and 64"), std::string::npos)
+        << bad;
+  }
+}
+
 TEST(DataSharingPolicySpec, SyncWithFieldsNeedsTheGateway) {
   json j = policy_json();
   j["spec"]["mode"] = "sync";

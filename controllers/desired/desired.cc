@@ -232,6 +232,8 @@ std::string render_sidecar_config(const sidecar_plan& plan, const sidecar_settin
     // Only when asked for: existing policies render as before (same hash, no rollout).
     if (pol.read_index != "none") y << YAML::Key << "readIndex" << YAML::Value << pol.read_index;
     y << YAML::Key << "maxEventBytes" << YAML::Value << pol.max_event_bytes;
+    // Only when set: existing policies render as before (same hash, no rollout).
+    if (pol.apply_workers > 0) y << YAML::Key << "applyWorkers" << YAML::Value << pol.apply_workers;
     if (!pol.sync_fields.empty()) {
       const auto& c = pol.sync;
       y << YAML::Key << "sync" << YAML::Value << YAML::BeginMap;

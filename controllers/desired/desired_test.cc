@@ -234,6 +234,21 @@ TEST(SidecarConfig, ReadIndexIsRenderedOnlyWhenAskedFor) {
   EXPECT_NE(config_hash(text), config_hash(plain));
 }
 
+TEST(SidecarConfig, ApplyWorkersIsRenderedOnlyWhenSet) {
+  auto pol = policy("orders", "order-service-products", "order-service", "event", {"id", "name"}, {});
+  sidecar_plan plan{.workload = {"orders", "Deployment", "order-service"}, .subscribes = {{pol, products()}}};
+  std::string plain = render_sidecar_config(plan, settings());
+  EXPECT_EQ(plain.find("applyWorkers"), std::string::npos) << plain;
+  plan.subscribes[0].policy.apply_workers = 3;
+  std::string text = render_sidecar_config(plan, settings());
+  EXPECT_NE(text.find("applyWorkers: 3"), std::string::npos) << text;
+  expect_sidecar_accepts(text);
+  auto parsed = sidecar::config::parse_config(text);
+  ASSERT_TRUE(parsed.config) << text;
+  EXPECT_EQ(parsed.config->subscribe[0].apply_workers, 3u);
+  EXPECT_NE(config_hash(text), config_hash(plain));
+}
+
 TEST(SidecarConfig, KafkaSecurityComesFromMountedFiles) {
   auto s = settings();
   s.kafka_protocol = "SASL_SSL";
