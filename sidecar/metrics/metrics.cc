@@ -112,7 +112,8 @@ replica_probe registry::replica(const std::string& product, const std::string& p
   p.consumer_restarts = &consumer_restarts_.Add(l);
   p.lag_events = &lag_events_.Add(l);
   p.lag_seconds = &lag_seconds_.Add(l);
-  p.propagation = &propagation_.Add(l, propagation_buckets());
+  p.propagation_bounds = propagation_buckets();
+  p.propagation = &propagation_.Add(l, p.propagation_bounds);
   return p;
 }
 

@@ -11,6 +11,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace datashare::sidecar::metrics {
 
@@ -22,6 +23,9 @@ struct replica_probe {
   prometheus::Gauge* lag_events = nullptr;
   prometheus::Gauge* lag_seconds = nullptr;
   prometheus::Histogram* propagation = nullptr;
+  // propagation's bucket bounds (seconds, ascending): a batch's observations are sorted into
+  // them by the caller and added with one ObserveMultiple (one lock, not one per event).
+  std::vector<double> propagation_bounds;
 };
 
 struct publisher_probe {

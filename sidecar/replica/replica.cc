@@ -49,6 +49,7 @@ struct replica::worker {
   std::vector<kafka::message> messages;
   std::size_t count = 0;  // messages[0, count) are this round's
   plan p;
+  observations seen;      // p's propagation times, bucketed by the worker after its write
   bool member = false;    // has messages in the round in flight
   bool prepared = false;  // its plan was decided (read by the others once every member has)
   outcome_t outcome = written;
@@ -336,19 +337,39 @@ std::error_code replica::apply_inline(std::span<const kafka::message> messages, 
     why = "store write failed: " + ec.message();
     return ec;
   }
-  account(messages, p, newest_applied_us);
+  bucket(p, inline_seen_);
+  account(messages, p, inline_seen_, newest_applied_us);
   return {};
 }
 
-void replica::account(std::span<const kafka::message> messages, const plan& p, std::int64_t& newest_applied_us) {
-  for (const auto& m : messages) {
-    auto& pos = positions_[m.partition];
-    pos = std::max(pos, m.offset + 1);
+void replica::bucket(const plan& p, observations& out) const {
+  const auto& bounds = probe_.propagation_bounds;
+  out.buckets.assign(bounds.size() + 1, 0.0);
+  out.sum_s = 0;
+  for (auto us : p.propagation_us) {
+    const double s = static_cast<double>(us) / 1e6;
+    // The first bound >= s, as Histogram::Observe picks it (a value on a bound is in that bucket).
+    out.buckets[static_cast<std::size_t>(std::lower_bound(bounds.begin(), bounds.end(), s) - bounds.begin())] += 1;
+    out.sum_s += s;
+  }
+}
+
+void replica::account(std::span<const kafka::message> messages, const plan& p, const observations& seen,
+                      std::int64_t& newest_applied_us) {
+  // A partition's messages come in runs, in offset order: one map update per run, not per event.
+  for (std::size_t i = 0; i < messages.size();) {
+    const std::int32_t partition = messages[i].partition;
+    std::int64_t next = messages[i].offset + 1;
+    for (++i; i < messages.size() && messages[i].partition == partition; ++i) {
+      next = std::max(next, messages[i].offset + 1);
+    }
+    auto& pos = positions_[partition];
+    pos = std::max(pos, next);
   }
   probe_.applied->Increment(static_cast<double>(p.applied));
   probe_.skipped_stale->Increment(static_cast<double>(p.stale));
   probe_.dlq->Increment(static_cast<double>(p.poison.size()));
-  for (auto us : p.propagation_us) probe_.propagation->Observe(static_cast<double>(us) / 1e6);
+  if (!p.propagation_us.empty()) probe_.propagation->ObserveMultiple(seen.buckets, seen.sum_s);
   for (const auto& [partition, delta] : p.counted) {
     auto& t = partition_totals_[partition];
     t.applied += delta.applied;
@@ -443,6 +464,8 @@ void replica::worker_loop(worker& w) {
       } else if (auto ec = kv_->write(w.p.batch, options_.sync_writes)) {
         w.outcome = worker::failed;
         w.why = "store write failed: " + ec.message();
+      } else {
+        bucket(w.p, w.seen);  // here, in parallel, rather than on the loop thread in finish()
       }
     }
     lock.lock();
@@ -463,7 +486,7 @@ std::error_code replica::finish(std::int64_t& newest_applied_us, std::string& wh
   for (auto& w : workers_) {
     if (!w->member) continue;
     if (w->outcome == worker::written) {
-      account(w->round(), w->p, newest_applied_us);
+      account(w->round(), w->p, w->seen, newest_applied_us);
     } else if (w->outcome == worker::failed && !first) {
       why = w->why;
       first = kafka::make_error(-1);  // RD_KAFKA_RESP_ERR__FAIL

@@ -147,8 +147,16 @@ class replica {
   // Decides, dead-letters and writes `messages` on the calling thread, then accounts for them.
   std::error_code apply_inline(std::span<const kafka::message> messages, plan& p, std::int64_t now_us,
                                std::int64_t& newest_applied_us, std::string& why);
+  // A plan's propagation times sorted into the histogram's buckets (any thread: the workers do
+  // their own in parallel), for one ObserveMultiple in account().
+  struct observations {
+    std::vector<double> buckets;  // propagation_bounds.size() + 1 (the last: +Inf)
+    double sum_s = 0;
+  };
+  void bucket(const plan& p, observations& out) const;
   // Positions, counters and metrics of a written plan (loop thread, no round in flight).
-  void account(std::span<const kafka::message> messages, const plan& p, std::int64_t& newest_applied_us);
+  void account(std::span<const kafka::message> messages, const plan& p, const observations& seen,
+               std::int64_t& newest_applied_us);
   std::size_t worker_of(std::int32_t partition) const { return static_cast<std::size_t>(partition) % workers_.size(); }
 
   config::subscribe_spec spec_;
@@ -177,6 +185,7 @@ class replica {
   // workers' when a round is dispatched), and the plan of a batch applied on the loop thread.
   std::vector<kafka::message> batch_;
   plan inline_plan_;
+  observations inline_seen_;
   // Each partition's persistent counters as stored (written batches only).
   std::map<std::int32_t, totals> partition_totals_;
   // While a replica that started on an empty store bootstraps: every key it has written (or is

@@ -485,6 +485,35 @@ TEST_F(replica_test, PartitionsAppliedInParallelStoreWhatOneThreadStores) {
   EXPECT_GT(r->status().dlq_total, 0u);
 }
 
+// The propagation histogram is fed a batch at a time (bucketed by the workers, one
+// ObserveMultiple per plan): it still counts every applied event once, whichever thread applied
+// it, and nothing else.
+TEST_F(replica_test, ThePropagationHistogramCountsEveryAppliedEventOfTheRounds) {
+  for (int i = 0; i < 300; ++i) {
+    publish("k" + std::to_string(i % 41), static_cast<std::uint64_t>(i / 41) + 1,
+            i % 47 == 0 ? std::string("not json") : R"({"name":"v)" + std::to_string(i) + R"("})");
+  }
+  publish("k0", 1, R"({"name":"stale"})");  // counted stale, not observed
+  auto r = make(std::chrono::minutes(10), {}, 50, true);
+  drain(*r);
+  ASSERT_TRUE(r->status().caught_up_to_start);
+  EXPECT_GE(r->times().rounds, 5u);
+  EXPECT_GT(r->status().stale_total, 0u);
+  EXPECT_GT(r->status().dlq_total, 0u);
+  const std::string text = metrics_.serialize();
+  const std::string labels = R"({policy="p",product="products")";
+  EXPECT_NE(
+      text.find("datashare_propagation_seconds_count" + labels + "} " + std::to_string(r->status().applied_total)),
+      std::string::npos)
+      << text;
+  // The fake broker's events carry no time: every observation is ~now since 1970, in +Inf only.
+  EXPECT_NE(text.find("datashare_propagation_seconds_bucket" + labels + R"(,le="30"} 0)"), std::string::npos) << text;
+  EXPECT_NE(text.find("datashare_propagation_seconds_bucket" + labels + R"(,le="+Inf"} )" +
+                      std::to_string(r->status().applied_total)),
+            std::string::npos)
+      << text;
+}
+
 // readIndex: memory. The index over the store, through parallel rounds of puts, deletes
 // (tombstones), stale events (skipped: nothing written) and poison, and loaded again at a
 // restart: every key reads the same through it as from the store, and the replica's own version
