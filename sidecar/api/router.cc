@@ -399,6 +399,10 @@ http::response router::read(const store::kv& kv, const std::string& staleness_ms
       key = *decoded;
     }
     out.headers.reserve(2);
+    // Held or not is asked before the value is read: a commit landing between the two then
+    // shows its new value, never the old one said current (a copy frees the key once the
+    // value is in its store, sidecar/participant/README.md).
+    if (held != nullptr) held_of(std::string(key));
     std::string bytes;
     auto ec = kv.get(replica::data_key(key), bytes);
     std::optional<replica::record> rec;
@@ -422,7 +426,6 @@ http::response router::read(const store::kv& kv, const std::string& staleness_ms
       bytes.resize(size);
       out.body = std::move(bytes);
     }
-    if (held != nullptr) held_of(std::string(key));
     out.headers.emplace_back("Datashare-Staleness-Ms", staleness_of());
     return out;
   }

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "sidecar/kafka/fake_broker.h"
+#include "sidecar/replica/layout.h"
 #include "sidecar/store/memory_kv.h"
 
 namespace datashare::sidecar::api {
@@ -348,6 +349,39 @@ TEST_F(router_test, NotReadyBeforeCatchingUp) {
   ASSERT_FALSE(fresh.start(error));
   router r(metrics_, {&fresh}, {});
   EXPECT_FALSE(r.ready());
+}
+
+// A gateway copy's read asks whether a transaction holds the key *before* it reads the value: a
+// commit that lands between the two then shows its new value, never the old one said current
+// (staleness 0). Here the commit lands (its value written, its key freed) at the moment of the
+// question; read first, the old value was served with staleness 0 (until 2026-12-04).
+TEST(CopyReadTest, AKeyFreedDuringTheReadIsNeverServedOldAsCurrent) {
+  metrics::registry m;
+  router r(m, {}, {});
+  store::memory_kv copy;
+  auto put = [&copy](const std::string& value, std::uint64_t version) {
+    store::write_batch b;
+    b.put(replica::data_key("k"), replica::encode_record(version, 0, false, value));
+    ASSERT_FALSE(copy.write(b, true));
+  };
+  put(R"({"id":"k","name":"old"})", 1);
+  bool committed = false;
+  r.add_copy("products", &copy, [&](const std::string&) -> std::int64_t {
+    if (!committed) {
+      committed = true;
+      put(R"({"id":"k","name":"new"})", 2);  // the commit's value in the store, its key freed
+    }
+    return 0;
+  });
+  http::request q{boost::beast::http::verb::get, "/v1/data/products/k", 11};
+  http::response got;
+  r.handle_data(q, http::responder([&got](http::response a) { got = std::move(a); }));
+  std::string staleness;
+  for (const auto& [name, value] : got.headers)
+    if (name == "Datashare-Staleness-Ms") staleness = value;
+  ASSERT_EQ(got.status, 200u) << got.body;
+  EXPECT_TRUE(got.body == R"({"id":"k","name":"new"})" || staleness != "0")
+      << got.body << " served with staleness " << staleness;
 }
 
 TEST(PercentDecodeTest, Cases) {

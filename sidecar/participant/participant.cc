@@ -915,25 +915,33 @@ std::optional<reply> participant::do_commit(const std::string& tx, const std::sh
     return reply{200, state_body(r.state)};
   }
   // fsync'd before the acknowledgement, group-committed with the other commits and prepares.
-  // Held committed in memory at once (the key is free for the next transaction, whose records
-  // go behind this one in the writer's queue); the acknowledgement waits for the disk.
+  // Held committed in memory at once; the acknowledgement waits for the disk. The key stays held
+  // until then: a copy's value is in its store only once the group is written, and a read of the
+  // copy between the two would serve the previous value as current (staleness 0: "nothing holds
+  // the key") though the transaction is committed elsewhere (until 2026-12-04 the key was freed
+  // here). The coordinator holds the key until this commit is acknowledged anyway, so no next
+  // transaction's prepare finds it held.
   add_record(batch, tx, r);
   e.rec = r;
   ++e.writes_queued;
-  finished(tx, r);
-  write_records(std::move(batch), [this, tx, ep, key = r.key, done = std::move(*done)](std::error_code ec) {
+  {
+    std::lock_guard lock(mu_);
+    open_.erase(tx);  // decided: nothing to ask the coordinator
+  }
+  write_records(std::move(batch), [this, tx, ep, r, done = std::move(*done)](std::error_code ec) {
     {
       std::lock_guard entry_lock(ep->mu);
       --ep->writes_queued;
       if (ec) {
         // Not on disk: what the store holds (prepared) is read again by the next call, and the
-        // key stays locked for it; the coordinator retries the commit.
+        // key stays held, with the old value served as possibly stale; the coordinator retries
+        // the commit.
         ep->loaded = false;
         ep->rec.reset();
         std::lock_guard lock(mu_);
-        locks_.emplace(key, tx);
-        held_since_us_.emplace(tx, now_us());
         open_[tx] = {std::chrono::steady_clock::now() + spec_.lock_timeout};
+      } else {
+        finished(tx, r);  // the value is in the store: the key is free, its reads current
       }
     }
     if (ec) {

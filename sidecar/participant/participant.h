@@ -194,7 +194,8 @@ class participant {
   const config::participate_spec& spec() const { return spec_; }
   const store::kv& store() const { return *kv_; }  // copy role: the copy, in the replica's layout
   std::size_t locked_keys() const;
-  // The transaction holding `key` (from its prepare to its commit or abort), or "".
+  // The transaction holding `key` (from its prepare to its abort, or to its commit's value in the
+  // store: a copy's commit holds it until its group is written), or "".
   std::string holder_of(const std::string& key) const;
   // How long (ms) a transaction has held `key` here, since its prepare (or, found at start, its
   // record's last change); 0 when none does. A copy's reads say it as their staleness: the

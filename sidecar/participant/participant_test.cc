@@ -44,6 +44,80 @@ class shared_kv : public store::kv {
   std::shared_ptr<store::memory_kv> inner_;
 };
 
+// A writer that writes a batch (and runs its callback) only when the test says so: the window
+// between a record handed to the writer and its group on disk, held open. Open, its thread
+// writes what is queued (never inside write(): the participant calls it with a mutex held that
+// the callbacks take, as group_writer's thread does).
+class gated_writer {
+ public:
+  explicit gated_writer(std::shared_ptr<store::memory_kv> kv) : kv_(std::move(kv)) {
+    thread_ = std::thread([this] {
+      std::unique_lock lock(mu_);
+      for (;;) {
+        cv_.wait(lock, [this] { return stopping_ || (open_ && !queued_.empty()); });
+        if (queued_.empty()) return;
+        auto p = std::move(queued_.front());
+        queued_.pop_front();
+        lock.unlock();
+        p.done(kv_->write(p.batch, p.sync));
+        lock.lock();
+      }
+    });
+  }
+  ~gated_writer() {
+    set_open(true);
+    {
+      std::lock_guard lock(mu_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+  void write(store::write_batch b, std::function<void(std::error_code)> done, bool sync) {
+    {
+      std::lock_guard lock(mu_);
+      queued_.push_back({std::move(b), std::move(done), sync});
+    }
+    cv_.notify_all();
+  }
+  // Closed: the oldest queued batch, written, or failed as a failed fsync would (nothing written).
+  void step(bool ok = true) {
+    pending p;
+    {
+      std::lock_guard lock(mu_);
+      ASSERT_FALSE(queued_.empty()) << "nothing queued in the writer";
+      p = std::move(queued_.front());
+      queued_.pop_front();
+    }
+    p.done(ok ? kv_->write(p.batch, p.sync) : std::make_error_code(std::errc::io_error));
+  }
+  std::size_t size() {
+    std::lock_guard lock(mu_);
+    return queued_.size();
+  }
+  void set_open(bool open) {
+    {
+      std::lock_guard lock(mu_);
+      open_ = open;
+    }
+    cv_.notify_all();
+  }
+
+ private:
+  struct pending {
+    store::write_batch batch;
+    std::function<void(std::error_code)> done;
+    bool sync = false;
+  };
+  std::shared_ptr<store::memory_kv> kv_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool open_ = true;
+  bool stopping_ = false;
+  std::deque<pending> queued_;
+  std::thread thread_;
+};
+
 // A machine whose crash loses every write made without sync after the last synced one, as the
 // kernel's page cache would: `durable` holds what a sync write made stable (itself and every
 // batch before it), `live` what the process reads.
@@ -250,6 +324,11 @@ class participant_test : public ::testing::Test {
     auto kv = machine_ ? std::unique_ptr<store::kv>(std::make_unique<machine_kv>(machine_))
                        : std::unique_ptr<store::kv>(std::make_unique<shared_kv>(kv_));
     store::group_writer* shared = nullptr;
+    if (gate_) {
+      o.writer = [g = gate_](store::write_batch b, std::function<void(std::error_code)> done, bool sync) {
+        g->write(std::move(b), std::move(done), sync);
+      };
+    }
     if (shared_writer_) {
       // The publisher's writer, which the owner's records share (one queue for both).
       writer_stores_.push_back(machine_ ? std::unique_ptr<store::kv>(std::make_unique<machine_kv>(machine_))
@@ -360,7 +439,8 @@ class participant_test : public ::testing::Test {
   std::optional<std::chrono::milliseconds> retention_;  // set: make() uses it
   std::shared_ptr<fake_owner_state> owner_ = std::make_shared<fake_owner_state>();
   std::shared_ptr<fake_outcomes_state> outcomes_ = std::make_shared<fake_outcomes_state>();
-  std::shared_ptr<held_calls> held_;  // set: make() gives the participant an owner whose async calls the test lets go
+  std::shared_ptr<gated_writer> gate_;  // set: make() gives the participant this writer (on kv_)
+  std::shared_ptr<held_calls> held_;    // set: make() gives the participant an owner whose async calls the test lets go
   std::mutex mu_;
   std::atomic<bool> fail_publish_{false};
   std::vector<published> published_;
@@ -530,6 +610,60 @@ TEST_F(participant_test, CopyReadersNeverSeeAStagedValue) {
   ASSERT_EQ(p->prepare("tx3", del).status, 200u);
   ASSERT_EQ(p->commit("tx3").status, 200u);
   EXPECT_EQ(copy_value(*p, "k"), "<absent>");
+}
+
+// A copy's commit frees the key only once its value is in the copy's store: between the two, a
+// read of the copy would serve the previous value as current (staleness 0, "nothing holds the
+// key") though the transaction is committed elsewhere. Until 2026-12-04 the key was freed when
+// the commit was handed to the writer. A failed write keeps the key held too.
+TEST_F(participant_test, ACopyHoldsTheKeyUntilItsCommittedValueIsInTheStore) {
+  gate_ = std::make_shared<gated_writer>(kv_);
+  auto p = make(config::participant_role::copy);
+  ASSERT_EQ(p->prepare("tx1", put("k", R"({"id":"k","name":"a"})", 1)).status, 200u);
+  ASSERT_EQ(p->commit("tx1").status, 200u);
+  ASSERT_EQ(p->prepare("tx2", put("k", R"({"id":"k","name":"b"})", 2)).status, 200u);
+  gate_->set_open(false);
+  // Open again however the test ends: the participant's stop() waits for its writer.
+  std::shared_ptr<void> reopen(nullptr, [g = gate_](void*) { g->set_open(true); });
+  std::vector<reply> answers;
+  std::mutex answers_mu;
+  auto commit = [&] {
+    p->commit_async("tx2", [&](const reply& r) {
+      std::lock_guard lock(answers_mu);
+      answers.push_back(r);
+    });
+  };
+  // What a reader of the copy sees at any moment: the new value, or the old one said held.
+  auto never_old_as_current = [&](const char* when) {
+    auto held = p->held_ms("k");
+    auto value = copy_value(*p, "k");
+    EXPECT_TRUE(value == R"({"id":"k","name":"b"})" || held > 0)
+        << when << ": " << value << " served with staleness " << held;
+  };
+  commit();
+  ASSERT_EQ(gate_->size(), 1u) << "the commit's record and value wait in the writer";
+  never_old_as_current("commit queued");
+  EXPECT_EQ(p->holder_of("k"), "tx2");
+  gate_->step(false);  // the group's write fails: nothing written
+  {
+    std::lock_guard lock(answers_mu);
+    ASSERT_EQ(answers.size(), 1u);
+    EXPECT_EQ(answers[0].status, 503u) << answers[0].body;
+  }
+  never_old_as_current("commit failed");
+  EXPECT_EQ(p->holder_of("k"), "tx2") << "a failed commit keeps the key";
+  commit();  // the coordinator's retry
+  ASSERT_EQ(gate_->size(), 1u);
+  never_old_as_current("retried commit queued");
+  gate_->step();
+  {
+    std::lock_guard lock(answers_mu);
+    ASSERT_EQ(answers.size(), 2u);
+    EXPECT_EQ(answers[1].status, 200u) << answers[1].body;
+  }
+  EXPECT_EQ(copy_value(*p, "k"), R"({"id":"k","name":"b"})");
+  EXPECT_EQ(p->held_ms("k"), 0) << "committed and in the store: current";
+  EXPECT_EQ(p->locked_keys(), 0u);
 }
 
 TEST_F(participant_test, BadChangesAreRefusedAndLockNothing) {
