@@ -87,7 +87,10 @@ class fake_consumer final : public consumer {
       std::this_thread::sleep_for(timeout);
       return make_error(kErrTimedOut);
     }
-    high = cached_high_watermark(topic, partition);
+    // Asked of the broker: its live size, also for a consumer whose fetches stopped (stalled),
+    // and without feeding the cache (librdkafka's comes from fetch responses only).
+    std::lock_guard lock(b_.mu_);
+    high = static_cast<std::int64_t>(b_.topics_.at(topic).at(static_cast<std::size_t>(partition)).size());
     return {};
   }
   // As librdkafka's cache, fed by fetch responses: the live size while the broker is up, the

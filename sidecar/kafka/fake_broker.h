@@ -33,8 +33,9 @@ class fake_broker {
   bool fail_deliveries() const { return fail_deliveries_.load(); }
   // Every consumer made so far stops handing out messages, without an error, while the broker
   // keeps answering (as a librdkafka consumer that stopped fetching a partition: its cached high
-  // watermarks, which come from fetch responses, stay what they were); consumers made after it
-  // read as usual.
+  // watermarks, which come from fetch responses, stay what they were, while a question to the
+  // broker, query_high_watermark, still answers the live figure); consumers made after it read as
+  // usual.
   void stall_consumers() { stalled_below_.store(consumers_made_.load()); }
   int consumers_made() const { return consumers_made_.load(); }
 

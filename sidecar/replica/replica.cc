@@ -59,6 +59,7 @@ struct replica::worker {
 };
 
 replica::~replica() {
+  stop_marks();
   std::int64_t newest = 0;
   std::string why;
   (void)finish(newest, why);
@@ -145,12 +146,57 @@ std::error_code replica::start(std::string& error, const std::atomic<bool>* stop
     partition_totals_[p] = {load_counter(*kv_, kAppliedCounter, p), load_counter(*kv_, kStaleCounter, p),
                             load_counter(*kv_, kDlqCounter, p)};
   }
+  if (options_.broker_watermark_interval.count() > 0 && !marks_thread_.joinable()) {
+    // Not fatal: without it the cached watermarks alone tell the lag, as before.
+    if (auto marks = kafka_.make_consumer(spec_.group, error)) {
+      marks_consumer_ = std::move(marks);
+      {
+        std::lock_guard lock(marks_mu_);
+        marks_partitions_ = partitions_;
+        marks_stop_ = false;
+      }
+      marks_thread_ = std::thread([this] { marks_loop(); });
+    } else {
+      std::cerr << "datashare-sidecar: policy " << spec_.policy
+                << ": no consumer to ask the brokers' high watermarks: " << error << "\n";
+    }
+  }
   error.clear();
   applied_total_ = load_counter(*kv_, kAppliedCounter);
   stale_total_ = load_counter(*kv_, kStaleCounter);
   dlq_total_ = load_counter(*kv_, kDlqCounter);
   update_status(now_us(), 0);
   return {};
+}
+
+void replica::marks_loop() {
+  // The question's wait is short (request_timeout at most, and the interval), but librdkafka may
+  // hold it for socket.timeout.ms on a frozen broker: stop_marks() then waits that long.
+  const auto timeout = std::min(options_.request_timeout, options_.broker_watermark_interval);
+  std::unique_lock lock(marks_mu_);
+  while (!marks_stop_) {
+    auto parts = marks_partitions_;
+    lock.unlock();
+    std::map<std::int32_t, std::int64_t> answered;
+    for (auto p : parts) {
+      std::int64_t high = -1;
+      if (!marks_consumer_->query_high_watermark(spec_.topic, p, timeout, high) && high >= 0) answered[p] = high;
+    }
+    lock.lock();
+    // A partition the brokers did not answer for keeps its last figure (a figure only lags).
+    for (const auto& [p, high] : answered) marks_answered_[p] = high;
+    if (!answered.empty()) marks_generation_.fetch_add(1, std::memory_order_release);
+    marks_cv_.wait_for(lock, options_.broker_watermark_interval, [this] { return marks_stop_; });
+  }
+}
+
+void replica::stop_marks() {
+  {
+    std::lock_guard lock(marks_mu_);
+    marks_stop_ = true;
+  }
+  marks_cv_.notify_all();
+  if (marks_thread_.joinable()) marks_thread_.join();
 }
 
 void replica::rewind(const char* why) {
@@ -195,6 +241,10 @@ void replica::check_partitions() {
     partitions_.push_back(p);
     positions_[p] = 0;   // a new partition: everything in it is new
     start_high_[p] = 0;  // and /readyz's start bar does not wait for it
+  }
+  {
+    std::lock_guard lock(marks_mu_);
+    marks_partitions_ = partitions_;
   }
   std::cerr << "datashare-sidecar: policy " << spec_.policy << ": " << added.size() << " partition(s) added to "
             << spec_.topic << " (now " << positions_.size() << "); reading them from the beginning\n";
@@ -505,8 +555,16 @@ std::error_code replica::finish(std::int64_t& newest_applied_us, std::string& wh
 void replica::update_status(std::int64_t now, std::int64_t newest_applied_us) {
   std::int64_t lag = 0;
   bool at_start_marks = true;
+  if (auto generation = marks_generation_.load(std::memory_order_acquire); generation != marks_seen_) {
+    std::lock_guard lock(marks_mu_);
+    broker_high_ = marks_answered_;
+    marks_seen_ = generation;
+  }
   for (const auto& [p, pos] : positions_) {
+    // The cached watermark comes from the consumer's fetches, which may have stopped; the
+    // brokers' figure, asked beside the loop, is at most broker_watermark_interval old.
     std::int64_t high = std::max(consumer_->cached_high_watermark(spec_.topic, p), start_high_[p]);
+    if (auto b = broker_high_.find(p); b != broker_high_.end()) high = std::max(high, b->second);
     lag += std::max<std::int64_t>(0, high - pos);
     if (pos < start_high_[p]) at_start_marks = false;
   }

@@ -54,6 +54,12 @@ struct replica_options {
   // outage or a connection loss (confluentinc/librdkafka#4916, confluent-kafka-javascript#430); a
   // replica that waits for it stays behind for good. 0: never.
   std::chrono::milliseconds stall_timeout{30000};
+  // How often a thread of the replica's own asks the brokers for every partition's high watermark
+  // (one request per partition, on a consumer of its own, never on the apply loop): a consumer
+  // that stops fetching while the copy is current also stops its cached watermarks, so without
+  // the brokers' figures the copy would look current (lag 0) while the owner publishes, and the
+  // stall guard would never see it. 0: never (cached watermarks only).
+  std::chrono::milliseconds broker_watermark_interval{5000};
   bool sync_writes = false;  // see README: offsets travel with the data, a crash rewinds both
   // A store without a write-ahead log (the sidecar's RocksDB replica store) is flushed at least
   // this often while events are applied: the bound on what a crash rolls back (README). Each
@@ -131,6 +137,9 @@ class replica {
   // A new consumer in place of one that stalled (replica_options::stall_timeout).
   void restart_consumer();
   bool send_to_dlq(const plan& p);
+  // The brokers' high watermarks (replica_options::broker_watermark_interval), on marks_thread_.
+  void marks_loop();
+  void stop_marks();
   void update_status(std::int64_t now_us, std::int64_t newest_applied_us);
 
   // A full batch as a round of the workers: dispatch() hands each worker its partitions'
@@ -206,6 +215,20 @@ class replica {
   double poll_s_ = 0, workers_wait_s_ = 0;    // loop thread only
   std::uint64_t rounds_ = 0, conflicts_ = 0;  // loop thread only
   double largest_share_sum_ = 0;              // loop thread only
+
+  // The brokers' high watermarks: asked by marks_thread_ on a consumer of its own (a frozen broker
+  // blocks the question for socket.timeout.ms, whatever its timeout: never on the loop), handed
+  // to the loop through marks_answered_ (a new generation: the loop copies it into broker_high_).
+  std::unique_ptr<kafka::consumer> marks_consumer_;  // marks_thread_ only
+  std::thread marks_thread_;
+  std::mutex marks_mu_;  // guards the three below
+  std::condition_variable marks_cv_;
+  bool marks_stop_ = false;
+  std::vector<std::int32_t> marks_partitions_;           // what to ask (the loop's partitions_)
+  std::map<std::int32_t, std::int64_t> marks_answered_;  // the brokers' last answers
+  std::atomic<std::uint64_t> marks_generation_{0};
+  std::map<std::int32_t, std::int64_t> broker_high_;  // loop thread: marks_answered_ as of marks_seen_
+  std::uint64_t marks_seen_ = 0;                      // loop thread
 
   // Read by other threads.
   std::atomic<bool> caught_up_to_start_{false};

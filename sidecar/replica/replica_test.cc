@@ -193,8 +193,10 @@ TEST_F(replica_test, StartAgainstAnUnansweringBrokerEndsOnStop) {
 // A consumer that stops handing out events without an error while the copy is behind (librdkafka
 // can stop fetching a partition so) is replaced after stall_timeout by a new one assigned at the
 // stored offsets: the copy catches up, nothing is applied twice. A copy that is current while its
-// consumer hands out nothing is quiet, not stalled: no replacement. (One that stalls when caught
-// up is not seen: its cached watermarks stop with its fetches; sidecar/replica/README.md.)
+// consumer hands out nothing is quiet, not stalled: no replacement. One that stalls when caught
+// up, its cached watermarks stopped with its fetches, is seen behind by the brokers' watermarks
+// (asked every broker_watermark_interval) once the owner publishes, and replaced too (until
+// 2026-12-04 it was not seen: lag 0 while the owner published).
 TEST_F(replica_test, AConsumerThatStopsHandingOutEventsWhileBehindIsReplaced) {
   for (int i = 0; i < 10; ++i) publish("k" + std::to_string(i), 1, R"({"name":"first"})");
   replica_options o;
@@ -203,6 +205,7 @@ TEST_F(replica_test, AConsumerThatStopsHandingOutEventsWhileBehindIsReplaced) {
   o.partition_check_interval = std::chrono::minutes(10);
   o.max_batch = 7;
   o.stall_timeout = std::chrono::milliseconds(200);
+  o.broker_watermark_interval = std::chrono::milliseconds(20);
   replica r(spec(), std::make_unique<shared_kv>(kv_), *factory_, metrics_.replica("products", "p"), o);
   std::string error;
   ASSERT_FALSE(r.start(error)) << error;
@@ -241,7 +244,21 @@ TEST_F(replica_test, AConsumerThatStopsHandingOutEventsWhileBehindIsReplaced) {
   run_for(std::chrono::milliseconds(500), [] { return false; });
   EXPECT_EQ(r.status().consumer_restarts, 1u) << "a current copy's quiet consumer was replaced";
   EXPECT_EQ(broker_.consumers_made(), made + 1);
-  EXPECT_NE(metrics_.serialize().find("datashare_replica_consumer_restarts_total{policy=\"p\",product=\"products\"} 1"),
+
+  // Stalled while current, and then the owner publishes: the brokers' watermarks show the copy
+  // behind, and the consumer is replaced.
+  for (int i = 0; i < 5; ++i) publish("k" + std::to_string(i), 3, R"({"name":"third"})");
+  run_for(std::chrono::seconds(5), [&r] { return r.status().lag_events == 5; });
+  EXPECT_EQ(r.status().lag_events, 5) << "behind, by the brokers' figures";
+  EXPECT_EQ(r.status().applied_total, 15u);
+  run_for(std::chrono::seconds(10), [&r] { return r.status().applied_total == 20u; });
+  s = r.status();
+  EXPECT_EQ(s.applied_total, 20u);
+  EXPECT_EQ(s.lag_events, 0);
+  EXPECT_EQ(s.consumer_restarts, 2u);
+  EXPECT_EQ(broker_.consumers_made(), made + 2);
+  EXPECT_EQ(value_of("k4"), R"({"name":"third"})");
+  EXPECT_NE(metrics_.serialize().find("datashare_replica_consumer_restarts_total{policy=\"p\",product=\"products\"} 2"),
             std::string::npos);
 }
 
