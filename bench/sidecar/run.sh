@@ -116,20 +116,25 @@ fi
 # side by side in the same minutes: "default"; "index" (readIndex: memory, the opt-in hash of the
 # records, sidecar/store/read_index.h); and for the open-loop latency only, the same two with
 # listen.busyPollMicros 100. P2_VARIANTS picks a subset (the first is also P7's "with 1M").
+# A variant with "1io" in its name (e.g. "index+1io") runs one HTTP I/O thread (the sidecar's own
+# default) instead of SIDECAR_THREADS (2): with the client on the same 2 cores, two I/O threads
+# wake for small batches (more epoll_wait, epoll_ctl and context switches per GET).
 if want P2 || want P7; then
 P2_VARIANTS=${P2_VARIANTS:-"default index default+busypoll index+busypoll"}
 want P2 || P2_VARIANTS=default
-declare -A vport vpid vrss
+declare -A vport vpid vrss vthreads
 start_replica() {  # variant
-  local v=$1 p extra_listen="" extra_sub=""
+  local v=$1 p extra_listen="" extra_sub="" threads=${SIDECAR_THREADS:-2}
   [[ "$v" == *index* ]] && extra_sub=", readIndex: memory"
   [[ "$v" == *busypoll* ]] && extra_listen=", busyPollMicros: 100"
+  [[ "$v" == *1io* ]] && threads=1
+  vthreads[$v]=$threads
   p=$(free_port)
   cat > "$WORK/replica-$v.yaml" <<Y
 version: 1
 dataDir: $WORK/replica-data-$v
 kafka: {bootstrapServers: "$B"}
-listen: {data: {address: 127.0.0.1, port: $p}, threads: ${SIDECAR_THREADS:-2}$extra_listen}
+listen: {data: {address: 127.0.0.1, port: $p}, threads: $threads$extra_listen}
 subscribe:
   - {policy: bench, namespace: bench, product: $products, topic: $t1, group: $t1.sidecar-$v, mode: event,
      fields: [id, name, price], maxLag: 60s$extra_sub}
@@ -224,8 +229,8 @@ for v in "${tput_variants[@]}"; do
   ols="open loop $RATE req/s: ${ol[$v]}"
   [[ -n "${ol[$v+busypoll]:-}" ]] && ols+="; with listen.busyPollMicros 100: ${ol[$v+busypoll]}"
   what=$v
-  [[ "$v" == index ]] && what="index: readIndex memory, opt-in"
-  summary+=("P2 local read via sidecar [$what, RSS with $EVENTS entities $(( ${vrss[$v]} / 1024 )) MiB] (GET, loopback HTTP, $CONNS connections, ${SIDECAR_THREADS:-2} I/O threads): ${wrk_rps[$v]} req/s p99 ${wrk_p99[$v]} vs redis-benchmark GET $redis_rps req/s p99 ${redis_p99} ms = ${ratio}x (bar >= 1.0x, p99 <= 250us); CPU per request ${wrk_cpu[$v]} us vs redis ${redis_cpu_us} us; $ols; load average $load$same${non2xx[$v]:+ [non-2xx: ${non2xx[$v]}]} [bench/sidecar/run.sh: wrk -t1 -c$CONNS -d${DUR}s --latency vs redis-benchmark -t get -c $CONNS -r $EVENTS; datashare-read-bench --rate $RATE]")
+  [[ "$v" == index* ]] && what="$v: readIndex memory, opt-in"
+  summary+=("P2 local read via sidecar [$what, RSS with $EVENTS entities $(( ${vrss[$v]} / 1024 )) MiB] (GET, loopback HTTP, $CONNS connections, ${vthreads[$v]} I/O thread(s)): ${wrk_rps[$v]} req/s p99 ${wrk_p99[$v]} vs redis-benchmark GET $redis_rps req/s p99 ${redis_p99} ms = ${ratio}x (bar >= 1.0x, p99 <= 250us); CPU per request ${wrk_cpu[$v]} us vs redis ${redis_cpu_us} us; $ols; load average $load$same${non2xx[$v]:+ [non-2xx: ${non2xx[$v]}]} [bench/sidecar/run.sh: wrk -t1 -c$CONNS -d${DUR}s --latency vs redis-benchmark -t get -c $CONNS -r $EVENTS; datashare-read-bench --rate $RATE]")
 done
 fi
 
