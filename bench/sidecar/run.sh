@@ -120,7 +120,7 @@ fi
 # default) instead of SIDECAR_THREADS (2): with the client on the same 2 cores, two I/O threads
 # wake for small batches (more epoll_wait, epoll_ctl and context switches per GET).
 if want P2 || want P7; then
-P2_VARIANTS=${P2_VARIANTS:-"default index default+busypoll index+busypoll"}
+P2_VARIANTS=${P2_VARIANTS:-"default index index+1io default+busypoll index+busypoll"}
 want P2 || P2_VARIANTS=default
 declare -A vport vpid vrss vthreads
 start_replica() {  # variant
