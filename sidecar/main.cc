@@ -294,8 +294,9 @@ int main(int argc, char** argv) {
   for (auto& p : participants) {
     participant_ptrs.push_back(p.get());
     if (p->spec().role == ds::config::participant_role::copy) {
-      router.add_copy(p->spec().product, &p->store(),
-                      [part = p.get()](const std::string& key) { return part->held_ms(key); });
+      router.add_copy(
+          p->spec().product, &p->store(), [part = p.get()](const std::string& key) { return part->held_ms(key); },
+          [part = p.get()] { return part->released(); });
     }
   }
   datashare::thread_pool participant_pool(participant_ptrs.empty() ? 0 : 16);

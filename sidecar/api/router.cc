@@ -98,9 +98,10 @@ router::router(metrics::registry& metrics, const std::vector<replica::replica*>&
   for (auto* p : proxies) proxies_.emplace(p->spec().product.name, p);
 }
 
-void router::add_copy(const std::string& product, const store::kv* copy, held_ms_fn held_ms) {
+void router::add_copy(const std::string& product, const store::kv* copy, held_ms_fn held_ms, released_fn released) {
   copies_[product] = copy;
   if (held_ms) copy_held_[product] = std::move(held_ms);
+  if (released) copy_released_[product] = std::move(released);
 }
 
 bool router::ready() const {
@@ -256,8 +257,10 @@ void router::route_data(const http::request& req, const http::responder& respond
   if (r == replicas_.end()) {
     if (c != copies_.end()) {
       auto h = copy_held_.find(product);
+      auto rel = copy_released_.find(product);
       respond(read(*c->second, "0", product, has_key ? key_raw : std::string_view(),
-                   has_key ? std::string_view() : query, h == copy_held_.end() ? nullptr : &h->second));
+                   has_key ? std::string_view() : query, h == copy_held_.end() ? nullptr : &h->second,
+                   rel == copy_released_.end() ? nullptr : &rel->second));
       return;
     }
     if (p != proxies_.end()) {
@@ -379,7 +382,8 @@ void router::read_through(proxy::sync_proxy& p, const local_copy* local, std::st
 }
 
 http::response router::read(const store::kv& kv, const std::string& staleness_ms, std::string_view product,
-                            std::string_view key_raw, std::string_view query, const held_ms_fn* held) const {
+                            std::string_view key_raw, std::string_view query, const held_ms_fn* held,
+                            const released_fn* released) const {
   http::response out;
   // A gateway copy is current for every key no transaction holds here (none can commit without
   // this copy's vote); a held one may have been committed elsewhere since this copy prepared it.
@@ -481,6 +485,9 @@ http::response router::read(const store::kv& kv, const std::string& staleness_ms
   }
   std::vector<replica::item> items;
   bool more = false;
+  // A page's keys are known only once it is read, so "held?" is asked after: a key freed between
+  // the two (its commit landed) would read old and current. The count of keys freed tells it.
+  const std::uint64_t released_before = released != nullptr ? (*released)() : 0;
   if (auto ec = replica::scan(kv, after, limit, items, more))
     return json_error(500, "store read failed: " + ec.message());
   std::string body = R"({"items":[)";
@@ -489,6 +496,7 @@ http::response router::read(const store::kv& kv, const std::string& staleness_ms
     append_item(body, items[i]);
     held_of(items[i].key);
   }
+  if (released != nullptr && (*released)() != released_before) held_most = std::max<std::int64_t>(held_most, 1);
   body += "]";
   if (more) body += R"(,"next":)" + json_string(items.back().key);
   body += "}";

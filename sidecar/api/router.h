@@ -20,6 +20,7 @@
 // Threading: handle_* run on HTTP I/O threads, concurrently; the router holds no mutable state
 // (the replicas, publishers and metrics it points to are thread-safe) and must outlive the server.
 
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <string>
@@ -55,8 +56,12 @@ class router {
   // replica's layout). Call before the server starts. `held_ms(key)`: how long a gateway
   // transaction has held `key` at this copy (prepared here, maybe committed elsewhere since), 0
   // when none does; a read's Datashare-Staleness-Ms (the most of its keys'). Without it, 0.
+  // `released()`: a count that grows whenever a transaction frees a key here; a scan (whose keys
+  // are only known once read) that sees it grow meanwhile may hold a value older than a commit
+  // that landed during it, and says so (staleness at least 1 ms).
   using held_ms_fn = std::function<std::int64_t(const std::string& key)>;
-  void add_copy(const std::string& product, const store::kv* copy, held_ms_fn held_ms = {});
+  using released_fn = std::function<std::uint64_t()>;
+  void add_copy(const std::string& product, const store::kv* copy, held_ms_fn held_ms = {}, released_fn released = {});
 
   // Whether every replica is ready (and every component started).
   bool ready() const;
@@ -66,7 +71,8 @@ class router {
   void route_admin(const http::request& req, const http::responder& respond) const;
   // `held` (a gateway copy's): the staleness is computed per key read, over `staleness_ms`.
   http::response read(const store::kv& kv, const std::string& staleness_ms, std::string_view product,
-                      std::string_view rest, std::string_view query, const held_ms_fn* held = nullptr) const;
+                      std::string_view rest, std::string_view query, const held_ms_fn* held = nullptr,
+                      const released_fn* released = nullptr) const;
   http::response readiness() const;
   // A single-entity read of a sync or hybrid policy; answers through `respond`, maybe later.
   // The local part of a merged read: a replica's store, or a copy kept by the gateway.
@@ -84,6 +90,7 @@ class router {
   std::map<std::string, proxy::sync_proxy*, std::less<>> proxies_;
   std::map<std::string, const store::kv*, std::less<>> copies_;
   std::map<std::string, held_ms_fn, std::less<>> copy_held_;
+  std::map<std::string, released_fn, std::less<>> copy_released_;
 };
 
 }  // namespace datashare::sidecar::api

@@ -471,7 +471,10 @@ void participant::finished(const std::string& tx, const tx_record& r) {
   std::lock_guard lock(mu_);
   voted_no_.erase(tx);
   auto l = locks_.find(r.key);
-  if (l != locks_.end() && l->second == tx) locks_.erase(l);
+  if (l != locks_.end() && l->second == tx) {
+    locks_.erase(l);
+    released_.fetch_add(1, std::memory_order_release);
+  }
   held_since_us_.erase(tx);
   open_.erase(tx);
 }

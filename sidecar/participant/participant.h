@@ -201,6 +201,9 @@ class participant {
   // record's last change); 0 when none does. A copy's reads say it as their staleness: the
   // transaction may have been committed elsewhere since, and this copy not told yet.
   std::int64_t held_ms(const std::string& key) const;
+  // How many times a key was freed here (a commit's value in the store, or an abort): a copy's
+  // scan that sees it change while it reads may have read a value a commit replaced meanwhile.
+  std::uint64_t released() const { return released_.load(std::memory_order_acquire); }
 
  private:
   struct tx_entry {
@@ -303,6 +306,7 @@ class participant {
   std::map<std::string, std::string> locks_;             // key → transaction holding it
   std::map<std::string, std::int64_t> held_since_us_;    // transaction holding a key → since (wall µs)
   std::map<std::string, overdue> open_;                  // prepared (or preparing) transactions
+  std::atomic<std::uint64_t> released_{0};               // keys freed (finished() with the key held), see released()
   std::set<std::string> voted_no_;  // owner: voted no in this run, still `preparing` (compensation pending)
 
   std::mutex stop_mu_;
