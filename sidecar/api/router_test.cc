@@ -351,20 +351,36 @@ TEST_F(router_test, NotReadyBeforeCatchingUp) {
   EXPECT_FALSE(r.ready());
 }
 
+// A gateway copy's store holding key "k" at version 1 ("old"), a router to read it through, and the
+// read's answer with its Datashare-Staleness-Ms header.
+class CopyReadTest : public ::testing::Test {
+ protected:
+  void SetUp() override { put(R"({"id":"k","name":"old"})", 1); }
+  void put(const std::string& value, std::uint64_t version) {
+    store::write_batch b;
+    b.put(replica::data_key("k"), replica::encode_record(version, 0, false, value));
+    ASSERT_FALSE(copy.write(b, true));
+  }
+  // The answer to GET target, and its staleness header ("" when absent).
+  std::pair<http::response, std::string> get(const std::string& target) {
+    http::request q{boost::beast::http::verb::get, target, 11};
+    http::response got;
+    r.handle_data(q, http::responder([&got](http::response a) { got = std::move(a); }));
+    std::string staleness;
+    for (const auto& [name, value] : got.headers)
+      if (name == "Datashare-Staleness-Ms") staleness = value;
+    return {std::move(got), staleness};
+  }
+  metrics::registry m;
+  router r{m, {}, {}};
+  store::memory_kv copy;
+};
+
 // A gateway copy's read asks whether a transaction holds the key *before* it reads the value: a
 // commit that lands between the two then shows its new value, never the old one said current
 // (staleness 0). Here the commit lands (its value written, its key freed) at the moment of the
 // question; read first, the old value was served with staleness 0 (until 2026-12-04).
-TEST(CopyReadTest, AKeyFreedDuringTheReadIsNeverServedOldAsCurrent) {
-  metrics::registry m;
-  router r(m, {}, {});
-  store::memory_kv copy;
-  auto put = [&copy](const std::string& value, std::uint64_t version) {
-    store::write_batch b;
-    b.put(replica::data_key("k"), replica::encode_record(version, 0, false, value));
-    ASSERT_FALSE(copy.write(b, true));
-  };
-  put(R"({"id":"k","name":"old"})", 1);
+TEST_F(CopyReadTest, AKeyFreedDuringTheReadIsNeverServedOldAsCurrent) {
   bool committed = false;
   r.add_copy("products", &copy, [&](const std::string&) -> std::int64_t {
     if (!committed) {
@@ -373,12 +389,7 @@ TEST(CopyReadTest, AKeyFreedDuringTheReadIsNeverServedOldAsCurrent) {
     }
     return 0;
   });
-  http::request q{boost::beast::http::verb::get, "/v1/data/products/k", 11};
-  http::response got;
-  r.handle_data(q, http::responder([&got](http::response a) { got = std::move(a); }));
-  std::string staleness;
-  for (const auto& [name, value] : got.headers)
-    if (name == "Datashare-Staleness-Ms") staleness = value;
+  auto [got, staleness] = get("/v1/data/products/k");
   ASSERT_EQ(got.status, 200u) << got.body;
   EXPECT_TRUE(got.body == R"({"id":"k","name":"new"})" || staleness != "0")
       << got.body << " served with staleness " << staleness;
@@ -387,16 +398,7 @@ TEST(CopyReadTest, AKeyFreedDuringTheReadIsNeverServedOldAsCurrent) {
 // A scan learns its keys only by reading them, so it asks "held?" after: a commit that lands in
 // between (its value written, its key freed) would leave the page's old value said current. The
 // count of keys freed changed during the scan: the page says it may be stale (at least 1 ms).
-TEST(CopyReadTest, AScanDuringWhichAKeyWasFreedIsNeverSaidCurrent) {
-  metrics::registry m;
-  router r(m, {}, {});
-  store::memory_kv copy;
-  auto put = [&copy](const std::string& value, std::uint64_t version) {
-    store::write_batch b;
-    b.put(replica::data_key("k"), replica::encode_record(version, 0, false, value));
-    ASSERT_FALSE(copy.write(b, true));
-  };
-  put(R"({"id":"k","name":"old"})", 1);
+TEST_F(CopyReadTest, AScanDuringWhichAKeyWasFreedIsNeverSaidCurrent) {
   std::uint64_t released = 0;
   r.add_copy(
       "products", &copy,
@@ -408,12 +410,7 @@ TEST(CopyReadTest, AScanDuringWhichAKeyWasFreedIsNeverSaidCurrent) {
         return 0;
       },
       [&] { return released; });
-  http::request q{boost::beast::http::verb::get, "/v1/data/products?limit=10", 11};
-  http::response got;
-  r.handle_data(q, http::responder([&got](http::response a) { got = std::move(a); }));
-  std::string staleness;
-  for (const auto& [name, value] : got.headers)
-    if (name == "Datashare-Staleness-Ms") staleness = value;
+  auto [got, staleness] = get("/v1/data/products?limit=10");
   ASSERT_EQ(got.status, 200u) << got.body;
   EXPECT_TRUE(got.body.find("new") != std::string::npos || staleness != "0")
       << got.body << " served with staleness " << staleness;
