@@ -99,9 +99,7 @@ router::router(metrics::registry& metrics, const std::vector<replica::replica*>&
 }
 
 void router::add_copy(const std::string& product, const store::kv* copy, held_ms_fn held_ms, released_fn released) {
-  copies_[product] = copy;
-  if (held_ms) copy_held_[product] = std::move(held_ms);
-  if (released) copy_released_[product] = std::move(released);
+  copies_[product] = gateway_copy{copy, std::move(held_ms), std::move(released)};
 }
 
 bool router::ready() const {
@@ -249,18 +247,16 @@ void router::route_data(const http::request& req, const http::responder& respond
       auto s = r->second->status();
       local = local_copy{&r->second->store(), s.ready, s.staleness_ms};
     } else if (c != copies_.end()) {
-      local = local_copy{c->second, true, 0};  // always current: written by the gateway's commits
+      local = local_copy{c->second.kv, true, 0};  // always current: written by the gateway's commits
     }
     read_through(*p->second, local ? &*local : nullptr, key_raw, respond);
     return;
   }
   if (r == replicas_.end()) {
     if (c != copies_.end()) {
-      auto h = copy_held_.find(product);
-      auto rel = copy_released_.find(product);
-      respond(read(*c->second, "0", product, has_key ? key_raw : std::string_view(),
-                   has_key ? std::string_view() : query, h == copy_held_.end() ? nullptr : &h->second,
-                   rel == copy_released_.end() ? nullptr : &rel->second));
+      const auto& copy = c->second;
+      respond(read(*copy.kv, "0", product, has_key ? key_raw : std::string_view(), has_key ? std::string_view() : query,
+                   copy.held_ms ? &copy.held_ms : nullptr, copy.released ? &copy.released : nullptr));
       return;
     }
     if (p != proxies_.end()) {

@@ -88,9 +88,12 @@ class router {
   std::map<std::string, replica::replica*, std::less<>> replicas_;
   std::map<std::string, publisher::publisher*, std::less<>> publishers_;
   std::map<std::string, proxy::sync_proxy*, std::less<>> proxies_;
-  std::map<std::string, const store::kv*, std::less<>> copies_;
-  std::map<std::string, held_ms_fn, std::less<>> copy_held_;
-  std::map<std::string, released_fn, std::less<>> copy_released_;
+  struct gateway_copy {
+    const store::kv* kv = nullptr;
+    held_ms_fn held_ms;    // may be empty
+    released_fn released;  // may be empty
+  };
+  std::map<std::string, gateway_copy, std::less<>> copies_;
 };
 
 }  // namespace datashare::sidecar::api
