@@ -310,6 +310,7 @@ std::error_code participant::start(std::string& error) {
     if (page.size() < 1000) break;
     from = page.back().first + '\0';
   }
+  if (!options_.background) return {};
   worker_ = std::thread([this] {
     std::unique_lock lock(stop_mu_);
     while (!stopping_) {
@@ -860,6 +861,11 @@ std::optional<reply> participant::do_commit(const std::string& tx, const std::sh
         std::string error;
         if (auto ec = publish_blocking(r, error)) return error_reply(503, "publishing: " + error);
         r.published = true;
+        // Finished now: kept for the retention from here. With the commit's time, a record
+        // committed longer ago than the retention (a sidecar down that long, a store of an
+        // earlier release) was dropped at the next round, right after its publish, and the
+        // coordinator's repeated call found no record of it.
+        r.since_us = now_us();
         (void)persist(tx, r, false, nullptr, &e);
         e.rec = r;
         finished(tx, r);

@@ -132,6 +132,9 @@ struct participant_options {
   std::chrono::milliseconds retention{5 * 60 * 1000};  // finished records kept for repeated calls
   std::chrono::milliseconds tick{100};                 // how often overdue transactions are looked at
   std::chrono::milliseconds ask_backoff{1000};         // between two rounds of asking for one transaction
+  // false: start() starts no background thread; the caller runs resolve_overdue() (tests that
+  // look at the records a start found before anything resolves them).
+  bool background = true;
   // Owner role: the participant's store is the publisher's outbox store (one RocksDB), so a
   // commit's `committed` record goes with its outbox entry, in the publisher's fsync'd batch
   // (publish_fn's `with`), instead of through the participant's group writer.

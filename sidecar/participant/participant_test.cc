@@ -321,6 +321,7 @@ class participant_test : public ::testing::Test {
     if (retention_) o.retention = *retention_;
     o.records_in_outbox = records_in_outbox_;
     o.version_floor = version_floor_;
+    o.background = background_;
     auto kv = machine_ ? std::unique_ptr<store::kv>(std::make_unique<machine_kv>(machine_))
                        : std::unique_ptr<store::kv>(std::make_unique<shared_kv>(kv_));
     store::group_writer* shared = nullptr;
@@ -445,6 +446,7 @@ class participant_test : public ::testing::Test {
   std::atomic<bool> fail_publish_{false};
   std::vector<published> published_;
   bool records_in_outbox_ = false;  // set: make() gives the participant the outbox's store
+  bool background_ = true;          // false: make()'s participant runs no background thread
   std::function<std::uint64_t(const std::string&)> version_floor_;  // the outbox's, for an owner
   bool publish_on_thread_ = false;  // set: the fake publisher answers from a thread of its own
   std::vector<std::thread> publish_threads_;
@@ -1010,6 +1012,38 @@ TEST_F(participant_test, AnUnpublishedCommitOutlivesRetentionUntilItIsPublished)
   EXPECT_EQ(kv_->get("ttx1", v), store::errc::not_found) << "published, it goes like any finished record";
 }
 
+// A commit published long after it was decided (a sidecar down longer than the retention, a
+// store of an earlier release) is kept for the retention from its publish: the coordinator's
+// repeated commit or a peer's question still finds it committed.
+TEST_F(participant_test, ACommitPublishedLateIsKeptForTheRetentionFromItsPublish) {
+  {
+    auto p = make(config::participant_role::owner);
+    ASSERT_EQ(p->prepare("tx1", put("k", R"({"id":"k"})", 4)).status, 200u);
+    fail_publish_ = true;
+    EXPECT_EQ(p->commit("tx1").status, 503u);
+  }
+  fail_publish_ = false;
+  std::string v;
+  ASSERT_EQ(kv_->get("ttx1", v), std::error_code());
+  auto r = decode_record(v);
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->state, tx_state::committed);
+  r->since_us = 12;  // committed at the start of the epoch: far past the retention
+  store::write_batch b;
+  b.put("ttx1", encode_record(*r));
+  ASSERT_FALSE(kv_->write(b, true));
+  background_ = false;
+  auto p = make(config::participant_role::owner);
+  p->resolve_overdue();  // published
+  {
+    std::lock_guard lock(mu_);
+    ASSERT_EQ(published_.size(), 1u);
+  }
+  p->resolve_overdue();  // drops what is past the retention
+  EXPECT_THAT(p->query("tx1", 0).body, HasSubstr("committed"));
+  EXPECT_EQ(p->commit("tx1").status, 200u);
+}
+
 tx_record full_record() {
   tx_record r;
   r.state = tx_state::committed;
@@ -1507,6 +1541,7 @@ TEST_F(migrate_test, AnOwnerStoreOfTheOldLayoutIsMovedIntoTheOutboxStore) {
   participant_options o;
   o.records_in_outbox = true;
   o.ask_backoff = 0ms;
+  o.background = false;  // what start() found is looked at below, before anything resolves it
   auto outcomes = std::make_shared<fake_outcomes_state>();
   outcomes->coordinator = "committed";
   std::mutex mu;
