@@ -28,6 +28,15 @@ std::string json_error(const std::string& message, const std::string& participan
 
 constexpr std::size_t kMaxBatchBytes = 256 << 10;
 
+// Latencies of the transaction's steps: fine where P5's bar is (p99 25 ms), coarse beyond.
+prometheus::Histogram::BucketBoundaries latency_buckets() {
+  return {0.0005, 0.001, 0.002, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.025, 0.035, 0.05, 0.1, 0.25, 1, 5};
+}
+
+double seconds_since(clock::time_point from, clock::time_point now) {
+  return std::chrono::duration<double>(now - from).count();
+}
+
 std::string reason_of(const link_reply& r) {
   if (!r.answered) return r.error;
   auto j = nlohmann::json::parse(r.body, nullptr, false);
@@ -246,12 +255,39 @@ gateway_metrics::gateway_metrics(const std::vector<participant_spec>& participan
                         .Help("Messages per request to a participant: 1 a single call, more a POST /v1/batch of the "
                               "calls that queued behind one in flight")
                         .Register(*registry)
-                        .Add({}, prometheus::Histogram::BucketBoundaries{1, 2, 4, 8, 16, 32, 64, 128, 256, 512})) {
+                        .Add({}, prometheus::Histogram::BucketBoundaries{1, 2, 4, 8, 16, 32, 64, 128, 256, 512})),
+      phases(prometheus::BuildHistogram()
+                 .Name("datashare_gateway_phase_seconds")
+                 .Help("A committed transaction's phases: begin (request to begin record written), prepare (to the "
+                       "last vote), decision (commit record queued to fsync'd), commit (to the last acknowledgement)")
+                 .Register(*registry)),
+      phase_begin(phases.Add({{"phase", "begin"}}, latency_buckets())),
+      phase_prepare(phases.Add({{"phase", "prepare"}}, latency_buckets())),
+      phase_decision(phases.Add({{"phase", "decision"}}, latency_buckets())),
+      phase_commit(phases.Add({{"phase", "commit"}}, latency_buckets())),
+      log_sync(prometheus::BuildHistogram()
+                   .Name("datashare_gateway_log_sync_seconds")
+                   .Help("The decision log's fdatasync of appended records")
+                   .Register(*registry)
+                   .Add({}, latency_buckets())),
+      log_sync_commits(prometheus::BuildHistogram()
+                           .Name("datashare_gateway_log_sync_commits")
+                           .Help("Commit records made durable by one fdatasync of the decision log (group size)")
+                           .Register(*registry)
+                           .Add({}, prometheus::Histogram::BucketBoundaries{1, 2, 4, 8, 16, 32, 64, 128})) {
   auto& errors = prometheus::BuildCounter()
                      .Name("datashare_gateway_participant_errors_total")
                      .Help("Calls to a participant that failed: no answer, or an answer other than the protocol's")
                      .Register(*registry);
-  for (const auto& p : participants) participant_errors[p.name] = &errors.Add({{"participant", p.name}});
+  auto& calls = prometheus::BuildHistogram()
+                    .Name("datashare_gateway_participant_call_seconds")
+                    .Help("A participant call from being made to its answer (op prepare, or finish: commit or abort)")
+                    .Register(*registry);
+  for (const auto& p : participants) {
+    participant_errors[p.name] = &errors.Add({{"participant", p.name}});
+    participant_prepare[p.name] = &calls.Add({{"participant", p.name}, {"op", "prepare"}}, latency_buckets());
+    participant_finish[p.name] = &calls.Add({{"participant", p.name}, {"op", "finish"}}, latency_buckets());
+  }
 }
 
 std::string gateway_metrics::serialize() const {
@@ -488,6 +524,7 @@ void coordinator::update_async(const std::string& key, const std::optional<std::
       conclude_answer(t, {503, json_error("decision log: " + ec.message())});
       return;
     }
+    t->phase_started = clock::now();
     // Phase 1: every participant at once.
     t->votes.assign(links_.size(), {});
     auto r = std::make_shared<round>();
@@ -541,11 +578,15 @@ void coordinator::send(const std::shared_ptr<tx>& t, const std::shared_ptr<round
     return;
   }
   step_begun();
-  links_[i]->call_async_on(t->home, r->op, t->id, r->body(i), r->deadline, [this, r, i, next](link_reply reply) {
-    step_end end{this};
-    r->on_reply(i, std::move(reply));
-    next();
-  });
+  auto* latency = (r->op == "prepare" ? metrics_.participant_prepare : metrics_.participant_finish)
+                      .at(config_.participants[i].name);
+  links_[i]->call_async_on(t->home, r->op, t->id, r->body(i), r->deadline,
+                           [this, r, i, next, latency, sent = clock::now()](link_reply reply) {
+                             step_end end{this};
+                             latency->Observe(seconds_since(sent, clock::now()));
+                             r->on_reply(i, std::move(reply));
+                             next();
+                           });
 }
 
 void coordinator::prepared(const std::shared_ptr<tx>& t) {
@@ -585,6 +626,12 @@ void coordinator::prepared(const std::shared_ptr<tx>& t) {
     std::lock_guard lock(mu_);
     t->state = phase::committing;
   }
+  auto now = clock::now();
+  // Observed only for committed transactions (here: every vote yes), so the phases add up to
+  // the committed ones' duration.
+  metrics_.phase_begin.Observe(seconds_since(t->started, t->phase_started));
+  metrics_.phase_prepare.Observe(seconds_since(t->phase_started, now));
+  t->phase_started = now;
   step_begun();
   log_.append(record_of(*t, 'C'), durability::synced, [this, t](std::error_code ec) {
     step_end end{this};
@@ -614,8 +661,12 @@ void coordinator::prepared(const std::shared_ptr<tx>& t) {
       std::lock_guard lock(mu_);
       t->decided = true;
     }
+    auto decided_at = clock::now();
+    metrics_.phase_decision.Observe(seconds_since(t->phase_started, decided_at));
+    t->phase_started = decided_at;
     maybe_crash(crash_point::where::after_decision);
     finish_async(t, [this, t](bool all) {
+      metrics_.phase_commit.Observe(seconds_since(t->phase_started, clock::now()));
       metrics_.committed.Increment();
       nlohmann::json j{{"status", "committed"},
                        {"product", config_.product.name},

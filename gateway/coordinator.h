@@ -172,7 +172,25 @@ struct gateway_metrics {
   prometheus::Gauge& in_doubt;
   // Messages per request to a participant (1: a single call; more: a POST /v1/batch).
   prometheus::Histogram& call_messages;
+  // Where a committed transaction's time goes, one observation per phase
+  // (datashare_gateway_phase_seconds{phase}): begin (the request to its `begin` record written),
+  // prepare (the prepares sent to the last vote in), decision (the `commit` record queued to its
+  // group commit's callback: the wait for the writer plus the fdatasync), commit (the commits
+  // sent to the last acknowledgement).
+  prometheus::Family<prometheus::Histogram>& phases;
+  prometheus::Histogram& phase_begin;
+  prometheus::Histogram& phase_prepare;
+  prometheus::Histogram& phase_decision;
+  prometheus::Histogram& phase_commit;
+  // The decision log's fdatasync of appended records, and the commit records each made durable.
+  prometheus::Histogram& log_sync;
+  prometheus::Histogram& log_sync_commits;
   std::map<std::string, prometheus::Counter*> participant_errors;
+  // A call's time from being made to its answer, per participant: prepare, and commit or abort
+  // (datashare_gateway_participant_call_seconds{participant,op}); includes the wait behind the
+  // lane's request in flight.
+  std::map<std::string, prometheus::Histogram*> participant_prepare;
+  std::map<std::string, prometheus::Histogram*> participant_finish;
 };
 
 // nth counts what the point follows, in this run: yes votes (after-prepare), decisions
@@ -257,6 +275,8 @@ class coordinator {
     bool live = false;  // begun by update_async in this run (not recovered): crash points count these
     // In flight (update_async): set before the first call, read by the last callback.
     std::chrono::steady_clock::time_point started;
+    // The end of the previous phase (metrics: each phase's own duration).
+    std::chrono::steady_clock::time_point phase_started;
     // The link lane (I/O thread) that read the request, where its prepares went: its commits or
     // aborts go there too, so the last acknowledgement answers the client on the connection's
     // own thread instead of posting the answer to it (participant_link::npos: any lane).

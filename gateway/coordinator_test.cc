@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <boost/asio/executor_work_guard.hpp>
 #include <condition_variable>
 #include <filesystem>
@@ -202,6 +203,33 @@ TEST_F(coordinator_test, CommitsEverywhere) {
   auto tx = nlohmann::json::parse(r.body)["tx"].get<std::string>();
   EXPECT_EQ(c_->outcome(tx), "committed");
   EXPECT_EQ(c_->outcome("never-heard-of"), "aborted");
+}
+
+// Where a transaction's time goes (P5's tail, docs/benchmarks.md): each phase of a committed
+// transaction observed once, each participant call once, and every fsync of the decision log
+// reported with the commit records it made durable.
+TEST_F(coordinator_test, PhasesCallsAndLogSyncsAreObserved) {
+  std::atomic<std::size_t> syncs{0}, synced_commits{0};
+  log_options_.on_sync = [&](std::chrono::steady_clock::duration took, std::size_t commits) {
+    EXPECT_GE(took.count(), 0);
+    ++syncs;
+    synced_commits += commits;
+  };
+  start();
+  ASSERT_EQ(c_->update("p1", R"({"name":"a"})").status, 200u);
+  ASSERT_EQ(c_->update("p2", R"({"name":"b"})").status, 200u);
+  parts_[1]->refuse_prepares = 1;
+  ASSERT_EQ(c_->update("p3", R"({"name":"c"})").status, 503u);
+  auto count = [](prometheus::Histogram& h) { return h.Collect().histogram.sample_count; };
+  // The phases of the two committed ones only: the aborted one has no decision nor commit.
+  for (auto* h : {&metrics_->phase_begin, &metrics_->phase_prepare, &metrics_->phase_decision, &metrics_->phase_commit})
+    EXPECT_EQ(count(*h), 2u);
+  for (const auto& p : config_.participants) {
+    EXPECT_EQ(count(*metrics_->participant_prepare.at(p.name)), 3u) << p.name;
+    EXPECT_EQ(count(*metrics_->participant_finish.at(p.name)), 3u) << p.name;  // 2 commits, 1 abort
+  }
+  EXPECT_GE(syncs.load(), 2u);  // the recovery's compaction is not an append, so not counted
+  EXPECT_EQ(synced_commits.load(), 2u);
 }
 
 TEST_F(coordinator_test, OneNoVoteAbortsEveryoneAndNamesTheParticipant) {

@@ -352,6 +352,7 @@ void decision_log::write_loop() {
     // straight from their callers.
     std::error_code ec;
     if (sync && options_.before_sync) options_.before_sync();
+    const auto sync_started = std::chrono::steady_clock::now();
     if (sync && options_.sync_fault) {
       ec = options_.sync_fault();
     } else if (sync && options_.fsync && ::fdatasync(fd) != 0) {
@@ -368,10 +369,10 @@ void decision_log::write_loop() {
       }
     }
     done_cv_.notify_all();
+    // The callbacks whose record is now where they asked for it, run outside the lock (they
+    // append the next records of their transactions).
+    std::vector<waiter> ready;
     if (!waiters_.empty()) {
-      // The callbacks whose record is now where they asked for it, run outside the lock (they
-      // append the next records of their transactions).
-      std::vector<waiter> ready;
       auto keep = waiters_.begin();
       for (auto it = waiters_.begin(); it != waiters_.end(); ++it) {
         if (failed_ || (it->synced ? synced_ >= it->seq : written_ >= it->seq)) {
@@ -381,12 +382,17 @@ void decision_log::write_loop() {
         }
       }
       waiters_.erase(keep, waiters_.end());
-      if (!ready.empty()) {
-        auto outcome = failed_;
-        lock.unlock();
-        for (auto& w : ready) w.done(outcome);
-        lock.lock();
-      }
+    }
+    if (sync && !ec && options_.on_sync) {
+      std::size_t commits = 0;
+      for (const auto& w : ready) commits += w.synced ? 1 : 0;
+      options_.on_sync(std::chrono::steady_clock::now() - sync_started, commits);
+    }
+    if (!ready.empty()) {
+      auto outcome = failed_;
+      lock.unlock();
+      for (auto& w : ready) w.done(outcome);
+      lock.lock();
     }
   }
 }

@@ -27,6 +27,7 @@
 // thread of its own, which writes, fsyncs without holding the file, and runs the callbacks of
 // the non-blocking synced appends.
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -67,6 +68,9 @@ struct log_options {
   // Tests: runs on the writer thread instead of each fsync of appended records; an error fails
   // that fsync (and the log) as a failed fdatasync would, after the records were written.
   std::function<std::error_code()> sync_fault;
+  // Metrics: runs on the writer thread after each fsync of appended records, with how long the
+  // fdatasync took and how many synced appends (commit records) it made durable: the group size.
+  std::function<void(std::chrono::steady_clock::duration, std::size_t)> on_sync;
 };
 
 class decision_log {

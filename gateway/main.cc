@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
@@ -62,14 +63,19 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
 
+  gw::gateway_metrics metrics(cfg.participants);
   std::vector<gw::log_record> records;
   std::string error;
-  auto log = gw::decision_log::open(cfg.data_dir, records, error);
+  gw::log_options log_options;
+  log_options.on_sync = [&metrics](std::chrono::steady_clock::duration took, std::size_t commits) {
+    metrics.log_sync.Observe(std::chrono::duration<double>(took).count());
+    metrics.log_sync_commits.Observe(static_cast<double>(commits));
+  };
+  auto log = gw::decision_log::open(cfg.data_dir, records, error, log_options);
   if (!log) {
     std::cerr << "datashare-gateway: decision log: " << error << "\n";
     return 1;
   }
-  gw::gateway_metrics metrics(cfg.participants);
   // The participants' calls run on the server's I/O threads, beside the requests they answer.
   datashare::sidecar::http::server server(cfg.threads);
   std::vector<std::unique_ptr<gw::participant_link>> links;
