@@ -184,6 +184,10 @@ converge_start=$(date +%s)
 ok=true
 until_true 180 check_state || { check_state || true; ok=false; }
 converge_seconds=$(( $(date +%s) - converge_start ))
+# A watcher cut off while it was watching learns of the expiry at its next attempt, which its
+# reconnect backoff (up to 30 s) may put after the convergence above: wait for it.
+expired() { (( $(grep -c "expired, re-listing" "$work/operator.log" || true) > 0 )); }
+until_true 60 expired || true
 expiries=$(grep -c "expired, re-listing" "$work/operator.log" || true)
 alive=true
 kill -0 "$op_pid" 2>/dev/null || { alive=false; crashes=$((crashes + 1)); }
