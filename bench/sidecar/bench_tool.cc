@@ -260,9 +260,11 @@ int apply(const args& a) {
   }
   auto times = r.times();
   std::printf(
-      "loop thread in the consumer's poll %.2f s, waiting for the workers %.2f s; %llu rounds of the workers (the "
-      "busiest one's share of a round %.2f), %llu plans applied again (a key in two partitions)\n",
-      times.poll_s, times.workers_wait_s, static_cast<unsigned long long>(times.rounds), times.largest_share,
+      "loop thread in the consumer's poll %.2f s, waiting for the workers %.2f s; %llu rounds of the workers (%llu "
+      "handed out while the one before was applied; the busiest one's share of a round %.2f), %llu plans decided "
+      "again (a key in two partitions)\n",
+      times.poll_s, times.workers_wait_s, static_cast<unsigned long long>(times.rounds),
+      static_cast<unsigned long long>(times.overlapped), times.largest_share,
       static_cast<unsigned long long>(times.conflicts));
   if (a.flag("--stats")) {
     // The store as the run leaves it (what a reader needs to judge the rate: compactions still

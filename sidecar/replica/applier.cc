@@ -213,8 +213,8 @@ struct scratch {
 }  // namespace
 
 std::error_code applier::prepare(std::span<const kafka::message> messages, const store::kv& kv, std::int64_t now_us,
-                                 plan& out, const plan* in_flight, const std::map<std::int32_t, totals>* before,
-                                 written_keys* fresh) const {
+                                 plan& out, std::span<const plan* const> in_flight,
+                                 const std::map<std::int32_t, totals>* before, written_keys* fresh) const {
   thread_local scratch s;
   out.clear();
   // Pass 1: skip what was applied before (below the stored offset), decide the rest, and gather
@@ -267,11 +267,12 @@ std::error_code applier::prepare(std::span<const kafka::message> messages, const
     if (!r) return store::errc::corruption;
     s.lookup_slot[i]->version = r->version;
   }
-  if (in_flight != nullptr && !in_flight->written.empty()) {
-    // Written by the batch in flight, whether or not the store shows it yet: versions only grow,
+  for (const plan* earlier : in_flight) {
+    if (earlier == nullptr || earlier->written.empty()) continue;
+    // Written by a batch in flight, whether or not the store shows it yet: versions only grow,
     // so the larger of the two is the stored one.
     for (std::size_t i = 0; i < lookups; ++i) {
-      auto v = in_flight->written.find(std::string_view(s.lookup[i]).substr(1));
+      auto v = earlier->written.find(std::string_view(s.lookup[i]).substr(1));
       s.lookup_slot[i]->version = std::max(s.lookup_slot[i]->version, v);
     }
   }

@@ -105,9 +105,11 @@ class applier {
   // (cleared first; its buffers are reused, so a caller keeps one plan for every batch).
   // Fails only when the store cannot be read; then nothing must be written.
   //
-  // Pipelining: `in_flight` is the plan of the previous batch while it is still being written
-  // (the store may or may not show it yet): its versions count as stored. `before` then gives
-  // each partition's counters including it (otherwise they are read from the store; a partition
+  // Pipelining: `in_flight` are plans of earlier batches that may still be being written (the
+  // store may or may not show them yet): their versions count as stored. Versions only grow, so
+  // counting a plan that is already written, or one that will be written later or read again
+  // after a failed write, is harmless. `before` gives each partition's counters including
+  // everything written or in flight for it (otherwise they are read from the store; a partition
   // missing from it has none).
   //
   // `fresh`: the store held no data record when this run started, and every key written since
@@ -117,8 +119,8 @@ class applier {
   // batch is written: extra keys (a stale event's, a batch that is never written) only cost
   // lookups later, a missing one would be a wrong answer.
   std::error_code prepare(std::span<const kafka::message> messages, const store::kv& kv, std::int64_t now_us, plan& out,
-                          const plan* in_flight = nullptr, const std::map<std::int32_t, totals>* before = nullptr,
-                          written_keys* fresh = nullptr) const;
+                          std::span<const plan* const> in_flight = {},
+                          const std::map<std::int32_t, totals>* before = nullptr, written_keys* fresh = nullptr) const;
 
  private:
   config::product_schema product_;

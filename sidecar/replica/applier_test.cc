@@ -91,7 +91,7 @@ TEST_F(applier_test, AKeyNeverWrittenInThisRunOfAFreshStoreIsNotLookedUp) {
   fresh.add("b");
   plan p;
   ASSERT_FALSE(applier_.prepare(std::vector{event(2, "a", 3, R"({"name":"v3"})"), event(3, "b", 3, R"({"name":"v3"})")},
-                                kv_, 5'000'000, p, nullptr, nullptr, &fresh));
+                                kv_, 5'000'000, p, {}, nullptr, &fresh));
   EXPECT_EQ(p.applied, 1u);
   EXPECT_EQ(p.stale, 1u);
   ASSERT_EQ(p.written.find("a"), 3u);

@@ -42,27 +42,42 @@ replica::replica(config::subscribe_spec spec, std::unique_ptr<store::kv> kv, kaf
                  metrics::replica_probe probe, replica_options options)
     : spec_(std::move(spec)), kv_(std::move(kv)), kafka_(kafka), probe_(probe), options_(options), applier_(spec_) {}
 
-// One worker of the parallel apply: its partitions' messages of the round in flight (buffers kept
-// from round to round) and its plan.
+// One worker of the parallel apply: its partitions' messages and plan of each of the two rounds
+// that may be in flight (by the round's parity; buffers kept from round to round).
 struct replica::worker {
-  enum outcome_t { written, conflict, failed };
-  std::vector<kafka::message> messages;
-  std::size_t count = 0;  // messages[0, count) are this round's
-  plan p;
-  observations seen;      // p's propagation times, bucketed by the worker after its write
-  bool member = false;    // has messages in the round in flight
-  bool prepared = false;  // its plan was decided (read by the others once every member has)
-  outcome_t outcome = written;
-  std::string why;  // failed: what
+  enum outcome_t { written, failed };
+  struct slot {
+    std::vector<kafka::message> messages;
+    std::size_t count = 0;  // messages[0, count) are this round's
+    plan p;
+    plan redo;                // conflicted: the plan decided again in turn (p stays as the others read it)
+    observations seen;        // the written plan's propagation times, bucketed by the worker
+    bool member = false;      // has messages in the round
+    bool prepared = false;    // p was decided (read by the others once every worker has)
+    bool conflicted = false;  // p writes a key that another worker's plan of the round writes too
+    bool resolved = false;    // conflicted, and decided again and written (or failed) in turn
+    outcome_t outcome = written;
+    std::string why;  // failed: what
+    std::span<const kafka::message> round() const { return {messages.data(), count}; }
+    const plan& applied() const { return conflicted ? redo : p; }
+  };
+  std::array<slot, 2> slots;
+  std::size_t index = 0;
+  // Its partitions' counters as written by its own rounds: the loop's partition_totals_ lag
+  // behind while rounds are in flight. Set from them by the loop when no round is in flight.
+  std::map<std::int32_t, totals> counters;
+  // A write of this worker failed: it writes nothing more (its offsets would skip the failed
+  // messages) until the loop has drained the rounds and rewound. Reset with `counters`.
+  bool broken = false;
+  std::vector<const plan*> earlier;  // the other workers' plans of the round before (prepare)
   std::thread thread;
-  std::span<const kafka::message> round() const { return {messages.data(), count}; }
 };
 
 replica::~replica() {
   stop_marks();
   std::int64_t newest = 0;
   std::string why;
-  (void)finish(newest, why);
+  (void)drain(newest, why);
   {
     std::lock_guard lock(round_mu_);
     workers_stop_ = true;
@@ -200,11 +215,11 @@ void replica::stop_marks() {
 }
 
 void replica::rewind(const char* why) {
-  // A round still in flight is waited for: the stored offsets are then exact (a worker's failure
-  // leaves its partitions where they were, which is what a rewind wants).
+  // The rounds still in flight are waited for: the stored offsets are then exact (a worker's
+  // failure leaves its partitions where they were, which is what a rewind wants).
   std::int64_t newest = 0;
   std::string ignored;
-  (void)finish(newest, ignored);
+  (void)drain(newest, ignored);
   std::cerr << "datashare-sidecar: policy " << spec_.policy << ": " << why << "; rewinding to the stored offsets\n";
   std::this_thread::sleep_for(options_.retry_backoff);
   (void)assign_stored();
@@ -220,7 +235,7 @@ std::error_code replica::assign_stored() {
 bool replica::settle() {
   std::int64_t newest = 0;
   std::string why;
-  if (!finish(newest, why)) return true;
+  if (!drain(newest, why)) return true;
   rewind(why.c_str());
   return false;
 }
@@ -318,26 +333,33 @@ void replica::run_once() {
   std::int64_t now = now_us();
   std::int64_t newest_applied = 0;
   std::string why;
-  // Writes stay in order: the round in flight is written (or rewound) before this batch is decided.
-  if (finish(newest_applied, why)) {
-    rewind(why.c_str());
-    return;
-  }
-  if (polled) {
-    if (options_.pipeline && batch_.size() >= options_.max_batch) {
-      dispatch(now);  // applied by the workers while the next batch is polled
-    } else {
-      // A batch smaller than max_batch: the stream is not saturated, and a hand-off would only
-      // add latency.
-      if (apply_inline(batch_, inline_plan_, now, newest_applied, why)) {
+  if (polled && options_.pipeline && batch_.size() >= options_.max_batch) {
+    // Applied by the workers while the next batch is polled. Rounds already done are accounted
+    // for now (the status follows); a third round waits for the oldest (its buffers).
+    while (finished_ < dispatched_ && (dispatched_ - finished_ >= 2 || oldest_done())) {
+      if (finish_oldest(newest_applied, why)) {
         rewind(why.c_str());
         return;
       }
     }
+    dispatch(now);
+  } else {
+    // Writes stay in order: the rounds in flight are written (or rewound) before this batch is
+    // decided.
+    if (drain(newest_applied, why)) {
+      rewind(why.c_str());
+      return;
+    }
+    // A batch smaller than max_batch: the stream is not saturated, and a hand-off would only
+    // add latency.
+    if (polled && apply_inline(batch_, inline_plan_, now, newest_applied, why)) {
+      rewind(why.c_str());
+      return;
+    }
   }
   update_status(now, newest_applied);
   // The bootstrap is over; the workers share the filter, so only between rounds.
-  if (fresh_ && caught_up_to_start_.load() && !round_in_flight_) {
+  if (fresh_ && caught_up_to_start_.load() && finished_ == dispatched_) {
     fresh_.reset();
     kv_->expect_new_keys(false);  // every key is looked up in the store from now on
   }
@@ -362,7 +384,7 @@ void replica::run_once() {
   }
   if (steady - last_commit_ >= options_.commit_interval) {
     last_commit_ = steady;
-    // Only what is written: a round in flight is not in positions_ yet.
+    // Only what is written: the rounds in flight are not in positions_ yet.
     std::vector<kafka::partition_offset> offsets;
     for (const auto& [p, off] : positions_) {
       if (off > 0) offsets.push_back({p, off});
@@ -375,7 +397,7 @@ std::error_code replica::apply_inline(std::span<const kafka::message> messages, 
                                       std::int64_t& newest_applied_us, std::string& why) {
   // prepare() adds the batch's keys to fresh_ before anything of it is written: a key may be in
   // the filter and not in the store (a failed write), never the other way round.
-  if (auto ec = applier_.prepare(messages, *kv_, now, p, nullptr, &partition_totals_, fresh_.get())) {
+  if (auto ec = applier_.prepare(messages, *kv_, now, p, {}, &partition_totals_, fresh_.get())) {
     why = "store read failed: " + ec.message();
     return ec;
   }
@@ -436,118 +458,203 @@ void replica::dispatch(std::int64_t now) {
   if (workers_.empty()) {
     std::size_t n = options_.apply_workers != 0 ? options_.apply_workers
                                                 : std::min(partitions_.size(), replica_options::kMaxWorkers);
-    for (std::size_t i = 0; i < std::max<std::size_t>(n, 1); ++i) workers_.push_back(std::make_unique<worker>());
+    for (std::size_t i = 0; i < std::max<std::size_t>(n, 1); ++i) {
+      workers_.push_back(std::make_unique<worker>());
+      workers_.back()->index = i;
+    }
     for (auto& w : workers_) w->thread = std::thread([this, wp = w.get()] { worker_loop(*wp); });
   }
-  for (auto& w : workers_) w->count = 0;
+  if (finished_ == dispatched_) {
+    // No round in flight: every worker waits for this one, and the counters it wrote are in
+    // partition_totals_ (with what the loop thread applied itself since).
+    for (auto& w : workers_) {
+      w->counters = partition_totals_;
+      w->broken = false;
+    }
+  } else {
+    ++overlapped_;
+  }
+  // The slot of this round's parity was last used by the round before the one in flight, which
+  // is accounted for (run_once keeps at most two in flight).
+  const std::uint64_t r = dispatched_ + 1;
+  for (auto& w : workers_) w->slots[r & 1].count = 0;
   // Each message to its partition's worker, in consumption order (a partition's order is kept).
   // The messages are exchanged, not copied: batch_ gets the worker's older ones, whose buffers
   // the next poll reuses.
   for (auto& m : batch_) {
-    worker& w = *workers_[worker_of(m.partition)];
-    if (w.count == w.messages.size()) w.messages.emplace_back();
-    std::swap(w.messages[w.count++], m);
+    auto& slot = workers_[worker_of(m.partition)]->slots[r & 1];
+    if (slot.count == slot.messages.size()) slot.messages.emplace_back();
+    std::swap(slot.messages[slot.count++], m);
   }
   std::size_t largest = 0;  // the busiest worker's events
   {
-    // Under the lock: a worker that was not in the last round may only now be looking at it.
+    // Under the lock: the workers read the slots once they see the round.
     std::lock_guard lock(round_mu_);
-    std::size_t members = 0;
     for (auto& w : workers_) {
-      w->member = w->count != 0;
-      w->prepared = false;
-      w->outcome = worker::written;
-      w->why.clear();
-      members += w->member ? 1 : 0;
-      largest = std::max(largest, w->count);
+      auto& slot = w->slots[r & 1];
+      slot.member = slot.count != 0;
+      slot.prepared = slot.conflicted = slot.resolved = false;
+      slot.outcome = worker::written;
+      slot.why.clear();
+      largest = std::max(largest, slot.count);
     }
-    round_members_ = members;
-    round_prepared_ = round_done_ = 0;
-    round_now_us_ = now;
-    ++round_;
+    round_state_[r & 1] = {0, 0, 0, now};
+    dispatched_ = r;
   }
-  round_in_flight_ = true;
   ++rounds_;
   largest_share_sum_ += static_cast<double>(largest) / static_cast<double>(std::max<std::size_t>(batch_.size(), 1));
   round_cv_.notify_all();
 }
 
 void replica::worker_loop(worker& w) {
-  std::uint64_t seen = 0;
+  const std::size_t n = workers_.size();
+  std::uint64_t r = 0;  // the round this worker is at
   std::unique_lock lock(round_mu_);
   for (;;) {
-    round_cv_.wait(lock, [&] { return workers_stop_ || round_ != seen; });
+    round_cv_.wait(lock, [&] { return workers_stop_ || dispatched_ > r; });
     if (workers_stop_) return;
-    seen = round_;
-    if (!w.member) continue;
-    const std::int64_t now = round_now_us_;
+    ++r;
+    round_state& round = round_state_[r & 1];
+    worker::slot& mine = w.slots[r & 1];
+    const std::int64_t now = round.now_us;
     lock.unlock();
-    // The loop thread changes neither the totals nor the filter while a round is in flight.
-    auto prepared = applier_.prepare(w.round(), *kv_, now, w.p, nullptr, &partition_totals_, fresh_.get());
-    w.prepared = !prepared;
-    if (prepared) {
-      w.outcome = worker::failed;
-      w.why = "store read failed: " + prepared.message();
+    // Writes a plan of this round (poison dead-lettered first), and counts it in the worker's own
+    // counters. A failure leaves the worker broken until the rewind.
+    auto write = [&](plan& p) {
+      if (!p.poison.empty() && !send_to_dlq(p)) {
+        mine.outcome = worker::failed;
+        mine.why = "the dead-letter topic did not take the poison events";
+      } else if (auto ec = kv_->write(p.batch, options_.sync_writes)) {
+        mine.outcome = worker::failed;
+        mine.why = "store write failed: " + ec.message();
+      } else {
+        bucket(p, mine.seen);  // here, in parallel, rather than on the loop thread
+        for (const auto& [partition, delta] : p.counted) {
+          auto& t = w.counters[partition];
+          t.applied += delta.applied;
+          t.stale += delta.stale;
+          t.dlq += delta.dlq;
+        }
+        return;
+      }
+      w.broken = true;
+    };
+    if (mine.member) {
+      if (w.broken) {
+        mine.outcome = worker::failed;
+        mine.why = "an earlier write of the worker failed";
+      } else {
+        // The other workers' plans of the round before may still be being written (this worker
+        // has written its own): their versions count as stored. The loop changes neither the
+        // filter nor those plans while rounds are in flight, and their workers change them only
+        // after every worker has decided this round.
+        w.earlier.clear();
+        for (const auto& other : workers_) {
+          if (other.get() != &w) w.earlier.push_back(&other->slots[(r - 1) & 1].p);
+        }
+        if (auto ec = applier_.prepare(mine.round(), *kv_, now, mine.p, w.earlier, &w.counters, fresh_.get())) {
+          mine.outcome = worker::failed;
+          mine.why = "store read failed: " + ec.message();
+          w.broken = true;
+        } else {
+          mine.prepared = true;
+        }
+      }
     }
     lock.lock();
-    if (++round_prepared_ == round_members_) round_cv_.notify_all();
-    round_cv_.wait(lock, [&] { return round_prepared_ == round_members_; });
+    // Every worker decided this round, so every write of the round before is done (a worker
+    // decides a round only after its write of the one before).
+    if (++round.prepared == n) round_cv_.notify_all();
+    round_cv_.wait(lock, [&] { return round.prepared == n; });
     lock.unlock();
-    if (w.outcome != worker::failed) {
+    if (mine.prepared) {
       // A key written by another worker's plan too (a key that moved to a partition added later):
-      // both plans were decided against the same stored version, so neither is written; the loop
-      // applies them again one after the other. The relation is symmetric: both see it.
+      // both plans were decided against the same stored version. The relation is symmetric: both
+      // see it.
       for (const auto& other : workers_) {
-        if (other.get() == &w || !other->member || !other->prepared) continue;
-        for (std::size_t i = 0; i < w.p.batch.size() && w.outcome != worker::conflict; ++i) {
-          auto op = w.p.batch[i];
-          if (!op.key.empty() && op.key[0] == kDataPrefix && other->p.written.find(op.key.substr(1)) != 0) {
-            w.outcome = worker::conflict;
+        const worker::slot& theirs = other->slots[r & 1];
+        if (other.get() == &w || !theirs.member || !theirs.prepared) continue;
+        for (std::size_t i = 0; i < mine.p.batch.size() && !mine.conflicted; ++i) {
+          auto op = mine.p.batch[i];
+          if (!op.key.empty() && op.key[0] == kDataPrefix && theirs.p.written.find(op.key.substr(1)) != 0) {
+            mine.conflicted = true;
           }
         }
       }
     }
-    if (w.outcome == worker::written) {
-      if (!w.p.poison.empty() && !send_to_dlq(w.p)) {
-        w.outcome = worker::failed;
-        w.why = "the dead-letter topic did not take the poison events";
-      } else if (auto ec = kv_->write(w.p.batch, options_.sync_writes)) {
-        w.outcome = worker::failed;
-        w.why = "store write failed: " + ec.message();
+    lock.lock();
+    if (++round.checked == n || mine.conflicted) round_cv_.notify_all();
+    if (mine.conflicted) {
+      // In the workers' order, each conflicted plan after the ones before it are written, once
+      // every worker has checked (nobody reads p any more; the new plan is decided into redo).
+      round_cv_.wait(lock, [&] {
+        if (round.checked != n) return false;
+        for (std::size_t j = 0; j < w.index; ++j) {
+          const worker::slot& before = workers_[j]->slots[r & 1];
+          if (before.conflicted && !before.resolved) return false;
+        }
+        return true;
+      });
+      lock.unlock();
+      // Against the store alone: every write of the round before is done, and of this round the
+      // earlier conflicted plans are the only ones that may write this plan's keys.
+      if (auto ec = applier_.prepare(mine.round(), *kv_, now, mine.redo, {}, &w.counters, fresh_.get())) {
+        mine.outcome = worker::failed;
+        mine.why = "store read failed: " + ec.message();
+        w.broken = true;
       } else {
-        bucket(w.p, w.seen);  // here, in parallel, rather than on the loop thread in finish()
+        write(mine.redo);
       }
+      lock.lock();
+      mine.resolved = true;
+      round_cv_.notify_all();
+      lock.unlock();
+    } else {
+      lock.unlock();
+      if (mine.prepared) write(mine.p);
     }
     lock.lock();
-    if (++round_done_ == round_members_) done_cv_.notify_all();
+    if (++round.done == n) done_cv_.notify_all();
   }
 }
 
-std::error_code replica::finish(std::int64_t& newest_applied_us, std::string& why) {
-  if (!round_in_flight_) return {};
-  round_in_flight_ = false;
+bool replica::oldest_done() {
+  std::lock_guard lock(round_mu_);
+  return round_state_[(finished_ + 1) & 1].done == workers_.size();
+}
+
+std::error_code replica::finish_oldest(std::int64_t& newest_applied_us, std::string& why) {
+  if (finished_ == dispatched_) return {};
+  const std::uint64_t r = ++finished_;
   {
     const auto wait_start = std::chrono::steady_clock::now();
     std::unique_lock lock(round_mu_);
-    done_cv_.wait(lock, [this] { return round_done_ == round_members_; });
+    done_cv_.wait(lock, [&] { return round_state_[r & 1].done == workers_.size(); });
     workers_wait_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - wait_start).count();
   }
   std::error_code first;
   for (auto& w : workers_) {
-    if (!w->member) continue;
-    if (w->outcome == worker::written) {
-      account(w->round(), w->p, w->seen, newest_applied_us);
-    } else if (w->outcome == worker::failed && !first) {
-      why = w->why;
+    const worker::slot& slot = w->slots[r & 1];
+    if (!slot.member) continue;
+    if (slot.conflicted) ++conflicts_;
+    if (slot.outcome == worker::written) {
+      account(slot.round(), slot.applied(), slot.seen, newest_applied_us);
+    } else if (!first) {
+      why = slot.why;
       first = kafka::make_error(-1);  // RD_KAFKA_RESP_ERR__FAIL
     }
   }
-  // The conflicting plans, one after the other: each decided after the one before is written.
-  for (auto& w : workers_) {
-    if (first) break;  // the rewind reads them again anyway
-    if (!w->member || w->outcome != worker::conflict) continue;
-    ++conflicts_;
-    first = apply_inline(w->round(), w->p, round_now_us_, newest_applied_us, why);
+  return first;
+}
+
+std::error_code replica::drain(std::int64_t& newest_applied_us, std::string& why) {
+  std::error_code first;
+  while (finished_ != dispatched_) {
+    std::string what;
+    if (auto ec = finish_oldest(newest_applied_us, what); ec && !first) {
+      first = ec;
+      why = what;
+    }
   }
   return first;
 }

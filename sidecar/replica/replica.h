@@ -15,6 +15,7 @@
 // that apply a full batch's partitions in parallel (started with the first full batch: a replica
 // that is caught up applies its small batches on the loop thread and starts none).
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -113,13 +114,14 @@ class replica {
   struct loop_times {
     double poll_s = 0;
     double workers_wait_s = 0;
-    std::uint64_t rounds = 0;     // full batches applied by the workers
-    std::uint64_t conflicts = 0;  // worker plans applied again on the loop thread (a key in two)
-    double largest_share = 0;     // the busiest worker's share of a round's events, on average
+    std::uint64_t rounds = 0;      // full batches applied by the workers
+    std::uint64_t overlapped = 0;  // rounds handed out while the round before was still applied
+    std::uint64_t conflicts = 0;   // worker plans decided again in turn (a key in two partitions)
+    double largest_share = 0;      // the busiest worker's share of a round's events, on average
   };
   loop_times times() const {
-    return {poll_s_, workers_wait_s_, rounds_, conflicts_,
-            rounds_ == 0 ? 0 : largest_share_sum_ / static_cast<double>(rounds_)};
+    return {poll_s_,     workers_wait_s_, rounds_,
+            overlapped_, conflicts_,      rounds_ == 0 ? 0 : largest_share_sum_ / static_cast<double>(rounds_)};
   }
   const store::kv& store() const { return *kv_; }
   store::kv& store() { return *kv_; }  // benchmarks: flush and settle the store after a run
@@ -131,8 +133,8 @@ class replica {
   // Assigns every known partition at its stored position (the beginning when none is stored).
   std::error_code assign_stored();
   void check_partitions();
-  // Waits for the round in flight and writes it: then positions_ are what is stored. False when
-  // that failed (the consumer was rewound to the stored offsets instead).
+  // Waits for the rounds in flight: then positions_ are what is stored. False when one of them
+  // failed (the consumer was rewound to the stored offsets instead).
   bool settle();
   // A new consumer in place of one that stalled (replica_options::stall_timeout).
   void restart_consumer();
@@ -143,15 +145,22 @@ class replica {
   void update_status(std::int64_t now_us, std::int64_t newest_applied_us);
 
   // A full batch as a round of the workers: dispatch() hands each worker its partitions'
-  // messages; each decides them (prepare), waits until every worker of the round has, and writes
-  // its plan unless another worker's plan writes one of its keys (a key that moved to a partition
-  // added later: both would have checked against the same stored version). finish() waits for
-  // the round, accounts for every write (positions, counters, metrics), applies the conflicting
-  // workers' messages again one after the other on the loop thread, and returns the first error,
-  // after which the caller rewinds; without a round in flight it returns no error.
+  // messages, while up to one round before it may still be applied (two rounds in flight: a
+  // worker decides the next round as soon as it has written its part of the one before, without
+  // waiting for the others' writes or the loop). Each worker decides its messages (prepare,
+  // counting the other workers' plans of the round before as stored: they may still be written),
+  // waits until every worker has decided the round (so every write of the round before is done),
+  // and writes its plan unless another worker's plan of the round writes one of its keys (a key
+  // that moved to a partition added later: both checked against the same stored version). Such
+  // plans are decided again and written one after the other, in the workers' order, before the
+  // round ends. finish_oldest() waits for the oldest round in flight, accounts for its writes
+  // (positions, counters, metrics) and returns its first error, after which the caller drains
+  // and rewinds; drain() does that for every round in flight (no error without one).
   struct worker;
   void dispatch(std::int64_t now_us);
-  std::error_code finish(std::int64_t& newest_applied_us, std::string& why);
+  std::error_code finish_oldest(std::int64_t& newest_applied_us, std::string& why);
+  std::error_code drain(std::int64_t& newest_applied_us, std::string& why);
+  bool oldest_done();
   void worker_loop(worker& w);
   // Decides, dead-letters and writes `messages` on the calling thread, then accounts for them.
   std::error_code apply_inline(std::span<const kafka::message> messages, plan& p, std::int64_t now_us,
@@ -205,16 +214,21 @@ class replica {
 
   std::vector<std::unique_ptr<worker>> workers_;
   std::mutex round_mu_;
-  std::condition_variable round_cv_;  // workers: a round, or every member prepared
-  std::condition_variable done_cv_;   // the loop: every member done
-  std::uint64_t round_ = 0;
-  std::size_t round_members_ = 0, round_prepared_ = 0, round_done_ = 0;
-  std::int64_t round_now_us_ = 0;
+  std::condition_variable round_cv_;  // workers: a round handed out, every worker decided, a turn
+  std::condition_variable done_cv_;   // the loop: every worker done with a round
+  // Every worker takes part in every round (one with no messages only passes its barriers): the
+  // round's counts, by the round's parity (at most two rounds in flight). Under round_mu_.
+  struct round_state {
+    std::size_t prepared = 0, checked = 0, done = 0;
+    std::int64_t now_us = 0;
+  };
+  std::array<round_state, 2> round_state_{};
+  std::uint64_t dispatched_ = 0;  // rounds handed out (written under round_mu_, by the loop)
+  std::uint64_t finished_ = 0;    // rounds accounted for (loop thread only)
   bool workers_stop_ = false;
-  bool round_in_flight_ = false;              // loop thread only
-  double poll_s_ = 0, workers_wait_s_ = 0;    // loop thread only
-  std::uint64_t rounds_ = 0, conflicts_ = 0;  // loop thread only
-  double largest_share_sum_ = 0;              // loop thread only
+  double poll_s_ = 0, workers_wait_s_ = 0;                     // loop thread only
+  std::uint64_t rounds_ = 0, overlapped_ = 0, conflicts_ = 0;  // loop thread only
+  double largest_share_sum_ = 0;                               // loop thread only
 
   // The brokers' high watermarks: asked by marks_thread_ on a consumer of its own (a frozen broker
   // blocks the question for socket.timeout.ms, whatever its timeout: never on the loop), handed

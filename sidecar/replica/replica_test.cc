@@ -620,6 +620,43 @@ TEST_F(replica_test, AKeyInTwoPartitionsOfOneRoundKeepsItsNewestVersion) {
   EXPECT_EQ(offsets, (std::map<std::int32_t, std::int64_t>{{0, 2}, {1, 2}, {2, 2}}));
 }
 
+// Two rounds in flight: a worker decides the next round as soon as it has written its part of the
+// one before, while the other workers may still be writing theirs. A key in two partitions (moved
+// to a partition added later) then has its newer event in a write still in flight when its older
+// one, in the next round, is decided: the plans of the round before count as stored, so the older
+// event is stale, and the newest version stays (it was written last, and the older one is not
+// written at all).
+TEST_F(replica_test, ARoundDecidedWhileTheRoundBeforeIsWrittenSeesItsVersions) {
+  // Round one: partitions 1 and 2 (the fake broker's poll takes partition 0 first: empty), each
+  // worker's write taking 200 ms.
+  publish("a", 5, R"({"name":"five"})", 1);
+  publish("b", 1, R"({"name":"b"})", 1);
+  publish("c", 1, R"({"name":"c"})", 2);
+  publish("d", 1, R"({"name":"d"})", 2);
+  auto r = make(std::chrono::minutes(10), std::chrono::milliseconds(200), 4, true);
+  r->run_once();
+  ASSERT_EQ(r->times().rounds, 1u);
+  // Round two, handed out while round one is written: partition 0's worker had nothing in round
+  // one and decides "a" 4 while partition 1's worker is still writing "a" 5.
+  publish("a", 4, R"({"name":"four"})", 0);
+  publish("e", 1, R"({"name":"e"})", 0);
+  publish("f", 1, R"({"name":"f"})", 2);
+  publish("g", 1, R"({"name":"g"})", 2);
+  r->run_once();
+  EXPECT_EQ(r->times().rounds, 2u);
+  EXPECT_EQ(r->times().overlapped, 1u);
+  drain(*r, 5);
+  EXPECT_EQ(value_of("a"), R"({"name":"five"})");
+  EXPECT_EQ(value_of("e"), R"({"name":"e"})");
+  EXPECT_EQ(r->status().applied_total, 7u);
+  EXPECT_EQ(r->status().stale_total, 1u);
+  EXPECT_EQ(load_counter(kv_, kAppliedCounter), 7u);
+  EXPECT_EQ(load_counter(kv_, kStaleCounter), 1u);
+  std::map<std::int32_t, std::int64_t> offsets;
+  ASSERT_FALSE(load_offsets(kv_, offsets));
+  EXPECT_EQ(offsets, (std::map<std::int32_t, std::int64_t>{{0, 2}, {1, 2}, {2, 4}}));
+}
+
 // A worker whose write fails leaves its partitions at their stored offsets; the others' writes of
 // the same round stand, and the rewind reads the failed partitions again: nothing lost, nothing
 // applied twice.
