@@ -5,7 +5,7 @@
 //   version: 1
 //   product: {name: products, namespace: catalog, key: id, fields: [...]}   # as in the sidecar's
 //   dataDir: /var/lib/datashare-gateway          # the decision log
-//   listen: {data: {address: 0.0.0.0, port: 8080}, admin: {address: 0.0.0.0, port: 9090}, threads: 2}
+//   listen: {data: {address: 0.0.0.0, port: 8080}, admin: {address: 0.0.0.0, port: 9090}, threads: 1}
 //   transaction: {timeout: 5s}
 //   participants:
 //     - {name: owner, role: owner, url: "http://product-service.catalog:8091"}
@@ -36,7 +36,12 @@ struct gateway_config {
   std::string data_dir;
   sidecar::config::endpoint data{"0.0.0.0", 8080};
   sidecar::config::endpoint admin{"0.0.0.0", 9090};
-  int threads = 2;                             // HTTP I/O threads
+  // HTTP I/O threads; the participants' calls run on them too. One by default, as the sidecar's:
+  // the operator gives the gateway a tenth of a core, and on a shared node each more thread
+  // splits every participant link into another lane (smaller batches, cross-thread wake-ups):
+  // P5 used 4-37 % more CPU per transaction with two (docs/benchmarks.md). More for a gateway
+  // with cores of its own.
+  int threads = 1;
   std::chrono::milliseconds timeout{5000};     // a transaction not prepared everywhere by then aborts
   std::vector<participant_spec> participants;  // exactly one owner
 };

@@ -55,6 +55,7 @@ participants: [{name: owner, role: owner, url: "http://o:8091"}]
   EXPECT_EQ(r.config->data.port, 8080);
   EXPECT_EQ(r.config->admin.port, 9090);
   EXPECT_EQ(r.config->timeout, std::chrono::seconds(5));
+  EXPECT_EQ(r.config->threads, 1);
 }
 
 TEST(GatewayConfigTest, EveryProblemWithItsPath) {

@@ -10,8 +10,10 @@
 #   KAFKA_PROPERTIES='{linger.ms: "0"}' bench/gateway/run.sh    (the sidecars' kafka.properties)
 #   CONNECTIONS="16 24 32" bench/gateway/run.sh   (a sweep: the gateway's run once per value, one
 #                                                   summary line each; the anchor at the first)
-#   GATEWAY_THREADS=1 SIDECAR_THREADS=1 bench/gateway/run.sh   (I/O threads of the gateway and of
-#                                                               each sidecar; default 2 each)
+#   GATEWAY_THREADS=2 SIDECAR_THREADS=2 bench/gateway/run.sh   (I/O threads of the gateway and of
+#                                                               each sidecar; default 1 each, the
+#                                                               products' defaults; until session
+#                                                               14 the benchmark ran 2 each)
 #   TIMELINE=1 bench/gateway/run.sh   (per second of the gateway's run: transactions answered and
 #                                      how many took over 25 / 50 ms, from the gateway's histogram)
 #   TRACE_FSYNC=1 bench/gateway/run.sh   (`perf trace` of every fdatasync/fsync of the topology's
@@ -84,7 +86,7 @@ for name in owner copy1 copy2; do
     echo "version: 1"
     echo "dataDir: $WORK/$name/data"
     echo "kafka: {bootstrapServers: \"$B\"${KAFKA_PROPERTIES:+, properties: $KAFKA_PROPERTIES}}"
-    echo "listen: {data: {address: 127.0.0.1, port: $data}, participant: {address: 127.0.0.1, port: $tx}, threads: ${SIDECAR_THREADS:-2}}"
+    echo "listen: {data: {address: 127.0.0.1, port: $data}, participant: {address: 127.0.0.1, port: $tx}, threads: ${SIDECAR_THREADS:-1}}"
     if [[ $name == owner ]]; then
       echo "publish: [{product: $products, topic: $topic}]"
       echo "participate: [{product: products, namespace: bench, role: owner, coordinatorUrl: \"$coordinator\","
@@ -105,7 +107,7 @@ cat > "$WORK/gateway.yaml" <<YAML
 version: 1
 product: $products
 dataDir: $WORK/gateway
-listen: {data: {address: 127.0.0.1, port: $gw_port}, admin: {address: 127.0.0.1, port: $gw_admin}, threads: ${GATEWAY_THREADS:-2}}
+listen: {data: {address: 127.0.0.1, port: $gw_port}, admin: {address: 127.0.0.1, port: $gw_admin}, threads: ${GATEWAY_THREADS:-1}}
 transaction: {timeout: 5s}
 participants:
 $participants

@@ -168,10 +168,12 @@ class gateway_test : public ::testing::Test {
           << n.name << ":\n"
           << n.process->log();
     }
+    // Two I/O threads (the default is one): the participants' calls cross threads, as in a
+    // gateway given cores of its own, and run so under TSan.
     std::string cfg = "version: 1\nproduct: " + product + "\ndataDir: " + gw_dir_->path() + "/log\n" +
                       "listen:\n  data: {address: 127.0.0.1, port: " + std::to_string(gw_port_) +
                       "}\n  admin: {address: 127.0.0.1, port: " + std::to_string(admin_port_) +
-                      "}\ntransaction: {timeout: 3s}\nparticipants:\n";
+                      "}\n  threads: 2\ntransaction: {timeout: 3s}\nparticipants:\n";
     for (const auto& n : nodes_) {
       cfg += "  - {name: " + n.name + ", role: " + (n.name == "owner" ? "owner" : "copy") + ", url: \"" + n.url() +
              "\"}\n";
