@@ -93,6 +93,19 @@ class replica_test : public ::testing::Test {
     for (int i = 0; i < rounds; ++i) r.run_once();
   }
 
+  // What the replica counted and stored: its counters, in memory and in the store (the same
+  // batches as the data), and each partition's offset.
+  void expect_stored(replica& r, std::uint64_t applied, std::uint64_t stale,
+                     const std::map<std::int32_t, std::int64_t>& want_offsets) {
+    EXPECT_EQ(r.status().applied_total, applied);
+    EXPECT_EQ(r.status().stale_total, stale);
+    EXPECT_EQ(load_counter(kv_, kAppliedCounter), applied);
+    EXPECT_EQ(load_counter(kv_, kStaleCounter), stale);
+    std::map<std::int32_t, std::int64_t> offsets;
+    ASSERT_FALSE(load_offsets(kv_, offsets));
+    EXPECT_EQ(offsets, want_offsets);
+  }
+
   std::string value_of(const std::string& key) {
     item it;
     if (lookup(kv_, key, it)) return "<none>";
@@ -611,13 +624,7 @@ TEST_F(replica_test, AKeyInTwoPartitionsOfOneRoundKeepsItsNewestVersion) {
   EXPECT_EQ(r->times().conflicts, 3u);  // the three workers' plans all write "a"
   EXPECT_EQ(value_of("a"), R"({"name":"five"})");
   EXPECT_EQ(value_of("d"), R"({"name":"d"})");
-  EXPECT_EQ(r->status().applied_total, 4u);
-  EXPECT_EQ(r->status().stale_total, 2u);
-  EXPECT_EQ(load_counter(kv_, kAppliedCounter), 4u);
-  EXPECT_EQ(load_counter(kv_, kStaleCounter), 2u);
-  std::map<std::int32_t, std::int64_t> offsets;
-  ASSERT_FALSE(load_offsets(kv_, offsets));
-  EXPECT_EQ(offsets, (std::map<std::int32_t, std::int64_t>{{0, 2}, {1, 2}, {2, 2}}));
+  expect_stored(*r, 4, 2, {{0, 2}, {1, 2}, {2, 2}});
 }
 
 // Two rounds in flight: a worker decides the next round as soon as it has written its part of the
@@ -648,13 +655,7 @@ TEST_F(replica_test, ARoundDecidedWhileTheRoundBeforeIsWrittenSeesItsVersions) {
   drain(*r, 5);
   EXPECT_EQ(value_of("a"), R"({"name":"five"})");
   EXPECT_EQ(value_of("e"), R"({"name":"e"})");
-  EXPECT_EQ(r->status().applied_total, 7u);
-  EXPECT_EQ(r->status().stale_total, 1u);
-  EXPECT_EQ(load_counter(kv_, kAppliedCounter), 7u);
-  EXPECT_EQ(load_counter(kv_, kStaleCounter), 1u);
-  std::map<std::int32_t, std::int64_t> offsets;
-  ASSERT_FALSE(load_offsets(kv_, offsets));
-  EXPECT_EQ(offsets, (std::map<std::int32_t, std::int64_t>{{0, 2}, {1, 2}, {2, 4}}));
+  expect_stored(*r, 7, 1, {{0, 2}, {1, 2}, {2, 4}});
 }
 
 // A worker whose write fails leaves its partitions at their stored offsets; the others' writes of
