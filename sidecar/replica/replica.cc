@@ -518,15 +518,25 @@ void replica::worker_loop(worker& w) {
     worker::slot& mine = w.slots[r & 1];
     const std::int64_t now = round.now_us;
     lock.unlock();
+    // A failure of this round's part leaves the worker broken until the rewind.
+    auto fail = [&](std::string why) {
+      mine.outcome = worker::failed;
+      mine.why = std::move(why);
+      w.broken = true;
+    };
+    // Decides this round's messages into `p`, counting the plans in `in_flight` as stored.
+    auto decide = [&](plan& p, std::span<const plan* const> in_flight) {
+      auto ec = applier_.prepare(mine.round(), *kv_, now, p, in_flight, &w.counters, fresh_.get());
+      if (ec) fail("store read failed: " + ec.message());
+      return !ec;
+    };
     // Writes a plan of this round (poison dead-lettered first), and counts it in the worker's own
-    // counters. A failure leaves the worker broken until the rewind.
+    // counters.
     auto write = [&](plan& p) {
       if (!p.poison.empty() && !send_to_dlq(p)) {
-        mine.outcome = worker::failed;
-        mine.why = "the dead-letter topic did not take the poison events";
+        fail("the dead-letter topic did not take the poison events");
       } else if (auto ec = kv_->write(p.batch, options_.sync_writes)) {
-        mine.outcome = worker::failed;
-        mine.why = "store write failed: " + ec.message();
+        fail("store write failed: " + ec.message());
       } else {
         bucket(p, mine.seen);  // here, in parallel, rather than on the loop thread
         for (const auto& [partition, delta] : p.counted) {
@@ -535,14 +545,11 @@ void replica::worker_loop(worker& w) {
           t.stale += delta.stale;
           t.dlq += delta.dlq;
         }
-        return;
       }
-      w.broken = true;
     };
     if (mine.member) {
       if (w.broken) {
-        mine.outcome = worker::failed;
-        mine.why = "an earlier write of the worker failed";
+        fail("an earlier write of the worker failed");
       } else {
         // The other workers' plans of the round before may still be being written (this worker
         // has written its own): their versions count as stored. The loop changes neither the
@@ -552,13 +559,7 @@ void replica::worker_loop(worker& w) {
         for (const auto& other : workers_) {
           if (other.get() != &w) w.earlier.push_back(&other->slots[(r - 1) & 1].p);
         }
-        if (auto ec = applier_.prepare(mine.round(), *kv_, now, mine.p, w.earlier, &w.counters, fresh_.get())) {
-          mine.outcome = worker::failed;
-          mine.why = "store read failed: " + ec.message();
-          w.broken = true;
-        } else {
-          mine.prepared = true;
-        }
+        mine.prepared = decide(mine.p, w.earlier);
       }
     }
     lock.lock();
@@ -598,13 +599,7 @@ void replica::worker_loop(worker& w) {
       lock.unlock();
       // Against the store alone: every write of the round before is done, and of this round the
       // earlier conflicted plans are the only ones that may write this plan's keys.
-      if (auto ec = applier_.prepare(mine.round(), *kv_, now, mine.redo, {}, &w.counters, fresh_.get())) {
-        mine.outcome = worker::failed;
-        mine.why = "store read failed: " + ec.message();
-        w.broken = true;
-      } else {
-        write(mine.redo);
-      }
+      if (decide(mine.redo, {})) write(mine.redo);
       lock.lock();
       mine.resolved = true;
       round_cv_.notify_all();
