@@ -650,7 +650,7 @@ void coordinator::prepared(const std::shared_ptr<tx>& t) {
         ++unlogged_commits_;
         metrics_.in_doubt.Set(static_cast<double>(retry_.size() + unlogged_commits_));
       }
-      metrics_.duration.Observe(std::chrono::duration<double>(clock::now() - t->started).count());
+      metrics_.duration.Observe(seconds_since(t->started, clock::now()));
       nlohmann::json j{{"error", "decision log: " + ec.message() +
                                      "; the outcome is decided when the gateway restarts (retry then)"},
                        {"tx", t->id}};
@@ -687,7 +687,7 @@ void coordinator::conclude(const std::shared_ptr<tx>& t, bool all_acked, update_
     retry_.push_back(t);
     metrics_.in_doubt.Set(static_cast<double>(retry_.size() + unlogged_commits_));
   }
-  metrics_.duration.Observe(std::chrono::duration<double>(clock::now() - t->started).count());
+  metrics_.duration.Observe(seconds_since(t->started, clock::now()));
   conclude_answer(t, std::move(result));
 }
 
