@@ -1,5 +1,7 @@
 #include "sidecar/store/kv.h"
 
+#include <algorithm>
+
 namespace datashare::sidecar::store {
 namespace {
 
@@ -32,6 +34,13 @@ const std::error_category& store_category() {
 
 std::error_code make_error_code(errc e) {
   return {static_cast<int>(e), store_category()};
+}
+
+void sort_by_key(const write_batch& batch, std::vector<std::pair<std::string_view, std::uint32_t>>& order) {
+  order.clear();
+  order.reserve(batch.size());
+  for (std::size_t i = 0; i < batch.size(); ++i) order.emplace_back(batch[i].key, static_cast<std::uint32_t>(i));
+  std::sort(order.begin(), order.end());  // by key, then position
 }
 
 }  // namespace datashare::sidecar::store

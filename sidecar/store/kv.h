@@ -84,6 +84,11 @@ class write_batch {
 
 using entry = std::pair<std::string, std::string>;
 
+// The batch's operations by key (bytewise, RocksDB's order), a key's own in the batch's order:
+// `order` gets (key, index into the batch) pairs. Stores write in this order (rocksdb_kv: a
+// skip list inserts key-ordered runs cheaply; staged_writes keeps sorted runs).
+void sort_by_key(const write_batch& batch, std::vector<std::pair<std::string_view, std::uint32_t>>& order);
+
 class kv {
  public:
   virtual ~kv() = default;
@@ -115,12 +120,13 @@ class kv {
     return {};
   }
 
-  // A writer's hint that it is loading keys the store does not hold yet and will seldom ask for
-  // absent keys until told otherwise (a replica's bootstrap, which keeps its own filter of the
-  // keys it wrote): the store may then stop maintaining what makes such lookups cheap (RocksDB's
-  // memtable bloom filter, in memtables made from now on). Only speed depends on it; reads stay
-  // correct either way (RocksDB flushes the memtables made without the filter when told false).
-  // The default does nothing.
+  // A writer's hint that it is loading keys in bulk, mostly new to the store, and will seldom ask
+  // for absent keys until told otherwise (a replica's bootstrap, which keeps its own filter of the
+  // keys it wrote). The store may then write differently: rocksdb_kv stages the writes in memory
+  // and ingests them as whole table files instead of inserting each into its memtable. Reads stay
+  // correct either way (a point read sees every write that returned; a scan may first wait for
+  // what is staged to reach the table files); telling it false makes what is staged part of the
+  // store before the next write. The default does nothing.
   virtual void expect_new_keys(bool on) { (void)on; }
 
   // A store's own description of itself (RocksDB: GetProperty, e.g. "rocksdb.stats",

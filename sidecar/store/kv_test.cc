@@ -16,6 +16,7 @@
 #include "sidecar/store/memory_kv.h"
 #include "sidecar/store/read_index.h"
 #include "sidecar/store/rocksdb_kv.h"
+#include "sidecar/store/staged_writes.h"
 
 namespace datashare::sidecar::store {
 namespace {
@@ -36,16 +37,20 @@ class kv_contract_test : public ::testing::TestWithParam<std::string> {
     std::string error;
     kv_ = open_rocksdb(dir_.string(), options(), error);
     ASSERT_TRUE(kv_) << error;
+    if (GetParam() == "rocksdb-bulk") kv_->expect_new_keys(true);
     if (GetParam() == "rocksdb-indexed") {
       std::error_code ec;
       kv_ = with_read_index(std::move(kv_), "", ec);
       ASSERT_TRUE(kv_) << ec.message();
     }
   }
-  // "rocksdb-nowal": the replica's store, without a write-ahead log.
+  // "rocksdb-nowal": the replica's store, without a write-ahead log. "rocksdb-bulk": the same
+  // during a bootstrap (writes staged and ingested as table files), with stages of 64 KiB so that
+  // the tests' writes go through several.
   rocksdb_options options() const {
     rocksdb_options o;
-    o.wal = GetParam() != "rocksdb-nowal" && GetParam() != "rocksdb-indexed";
+    o.wal = GetParam() == "memory" || GetParam() == "rocksdb";
+    if (GetParam() == "rocksdb-bulk") o.write_buffer_bytes = 64 << 10;
     return o;
   }
   void TearDown() override {
@@ -265,7 +270,7 @@ TEST(GroupWriterTest, ABatchWithoutSyncNeverCostsAnFsyncOfItsOwn) {
 }
 
 INSTANTIATE_TEST_SUITE_P(impls, kv_contract_test,
-                         ::testing::Values("memory", "rocksdb", "rocksdb-nowal", "rocksdb-indexed"));
+                         ::testing::Values("memory", "rocksdb", "rocksdb-nowal", "rocksdb-indexed", "rocksdb-bulk"));
 
 TEST(MemoryKvTest, InjectedFailuresChangeNothing) {
   memory_kv kv;
@@ -293,40 +298,206 @@ TEST(GroupWriterTest, AFailedGroupFailsItsCallbacksAndChangesNothing) {
   EXPECT_EQ(kv.size(), 0u);
 }
 
-// While a writer expects new keys (a replica's bootstrap) the memtables made from then on have no
-// bloom filter (kMemtableBloomBytes of the memtable's arena, and a cache miss per insert); once
-// it no longer does, the next memtable has one again.
-TEST(RocksdbKvTest, ExpectingNewKeysLeavesTheBloomFilterOutOfNewMemtables) {
-  auto dir = std::filesystem::temp_directory_path() / ("kv_test.bloom." + std::to_string(::getpid()));
+// What staged_writes answers for a key: its value, "<deleted>", or "<absent>".
+std::string staged(const staged_writes& s, std::string_view key) {
+  std::string v;
+  switch (s.find(key, v)) {
+    case staged_writes::found::value:
+      return v;
+    case staged_writes::found::deleted:
+      return "<deleted>";
+    case staged_writes::found::absent:
+      break;
+  }
+  return "<absent>";
+}
+
+TEST(StagedWritesTest, TheLastOperationOfAKeyWinsWithinAndAcrossBatches) {
+  staged_writes s;
+  EXPECT_EQ(staged(s, "a"), "<absent>");
+  write_batch b;
+  b.put("b", "1");
+  b.put("a", "1");
+  b.del("b");
+  b.put("c", "1");
+  s.add(b);
+  EXPECT_EQ(staged(s, "a"), "1");
+  EXPECT_EQ(staged(s, "b"), "<deleted>");
+  b.clear();
+  b.put("b", "2");
+  b.del("c");
+  b.put("c", "2");
+  b.del("a");
+  s.add(b);
+  EXPECT_EQ(staged(s, "a"), "<deleted>");
+  EXPECT_EQ(staged(s, "b"), "2");
+  EXPECT_EQ(staged(s, "c"), "2");
+  EXPECT_EQ(staged(s, "d"), "<absent>");
+  std::vector<std::string> merged;
+  s.for_each_last([&](std::string_view key, bool is_delete, std::string_view value) {
+    merged.push_back(std::string(key) + "=" + (is_delete ? std::string("<deleted>") : std::string(value)));
+  });
+  EXPECT_EQ(merged, (std::vector<std::string>{"a=<deleted>", "b=2", "c=2"}));
+}
+
+// Many batches of random keys (the hash grows many times), one of them bigger than a run holds:
+// every key answers its last operation, and the merge passes each key once, in order, with it.
+TEST(StagedWritesTest, AgreesWithAModelOverManyRunsAndAnOversizedBatch) {
+  std::mt19937 rng(11);
+  std::map<std::string, std::optional<std::string>> want;
+  staged_writes s;
+  auto add_batch = [&](int ops, int key_space) {
+    write_batch b;
+    for (int i = 0; i < ops; ++i) {
+      std::string key = "k" + std::to_string(rng() % key_space);
+      if (rng() % 5 == 0) {
+        b.del(key);
+        want[key] = std::nullopt;
+      } else {
+        std::string value = std::to_string(rng());
+        b.put(key, value);
+        want[key] = value;
+      }
+    }
+    s.add(b);
+  };
+  for (int i = 0; i < 300; ++i) add_batch(1 + static_cast<int>(rng() % 200), 5000);
+  add_batch(150000, 200000);  // more distinct keys than one run's 65,535
+  EXPECT_GT(s.runs(), 301u);
+  for (const auto& [key, value] : want) ASSERT_EQ(staged(s, key), value ? *value : "<deleted>") << key;
+  EXPECT_EQ(staged(s, "k-none"), "<absent>");
+  auto it = want.begin();
+  std::size_t seen = 0;
+  s.for_each_last([&](std::string_view key, bool is_delete, std::string_view value) {
+    ASSERT_NE(it, want.end());
+    ASSERT_EQ(key, it->first);
+    ASSERT_EQ(is_delete, !it->second.has_value()) << key;
+    if (!is_delete) {
+      ASSERT_EQ(value, *it->second) << key;
+    }
+    ++it;
+    ++seen;
+  });
+  EXPECT_EQ(seen, want.size());
+}
+
+// A bulk load (expect_new_keys: a replica's bootstrap) with stages of 64 KiB: the writes go to
+// table files by ingestion, never through the memtable; reads see each write as it returns, before
+// and after its stage goes in; after the load, writes go to the memtable again, newer than every
+// ingested one; all of it survives a reopen.
+TEST(RocksdbKvTest, ABulkLoadIngestsTableFilesAndReadsSeeEveryWrite) {
+  auto dir = std::filesystem::temp_directory_path() / ("kv_test.bulk." + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
   std::string error;
   rocksdb_options o;
   o.wal = false;
+  o.write_buffer_bytes = 64 << 10;
   auto kv = open_rocksdb(dir.string(), o, error);
   ASSERT_TRUE(kv) << error;
-  // A write, a flush (the next writes go to a new memtable), and a write into that memtable (a
-  // memtable's size is counted as it is written).
-  auto next_memtable_bytes = [&kv](const std::string& key) {
-    write_batch b;
-    b.put(key, "v");
-    EXPECT_FALSE(kv->write(b, false));
-    EXPECT_FALSE(kv->flush(true));
-    EXPECT_FALSE(kv->write(b, false));
-    return std::stoull(kv->property("rocksdb.cur-size-active-mem-table"));
+  std::map<std::string, std::optional<std::string>> want;
+  auto check = [&](const char* when) {
+    std::vector<std::string> keys;
+    for (const auto& [key, value] : want) {
+      std::string v;
+      auto ec = kv->get(key, v);
+      if (value) {
+        ASSERT_FALSE(ec) << when << ": " << key;
+        ASSERT_EQ(v, *value) << when << ": " << key;
+      } else {
+        ASSERT_EQ(ec, errc::not_found) << when << ": " << key;
+      }
+      keys.push_back(key);
+    }
+    std::vector<std::string> values;
+    std::vector<std::error_code> errors;
+    kv->multi_get(keys, values, errors);
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      ASSERT_EQ(errors[i] ? std::string("<absent>") : values[i], want[keys[i]].value_or("<absent>"))
+          << when << ": " << keys[i];
+    }
   };
-  EXPECT_GE(next_memtable_bytes("a"), kMemtableBloomBytes);
+  std::mt19937 rng(3);
+  auto write_some = [&](int batches) {
+    for (int n = 0; n < batches; ++n) {
+      write_batch b;
+      for (int i = 0; i < 100; ++i) {
+        std::string key = "d" + std::to_string(rng() % 4000);
+        if (rng() % 8 == 0) {
+          b.del(key);
+          want[key] = std::nullopt;
+        } else {
+          std::string value(100, static_cast<char>('a' + rng() % 26));
+          b.put(key, value);
+          want[key] = value;
+        }
+      }
+      ASSERT_FALSE(kv->write(b, false));
+    }
+  };
+  write_some(10);  // before the load: in the memtable
   kv->expect_new_keys(true);
-  EXPECT_LT(next_memtable_bytes("b"), kMemtableBloomBytes / 4);
-  // Back: the memtable without a filter goes to a table file at once, behind one with a filter
-  // (reads would search it in full until then).
-  write_batch b;
-  b.put("b2", "v");
-  ASSERT_FALSE(kv->write(b, false));
+  write_some(200);  // ~2.3 MB: dozens of 64 KiB stages
+  check("during the load");
+  EXPECT_EQ(kv->property("rocksdb.num-entries-active-mem-table"), "0");
+  auto files = [&] {
+    return std::stoull(kv->property("rocksdb.num-files-at-level0")) +
+           std::stoull(kv->property("rocksdb.num-files-at-level1"));
+  };
+  EXPECT_GT(files(), 0u);
+  EXPECT_TRUE(std::filesystem::is_empty(dir / "bulk"));  // an ingested file is moved, not copied
   kv->expect_new_keys(false);
-  ASSERT_FALSE(kv->write(b, false));
-  EXPECT_GE(std::stoull(kv->property("rocksdb.cur-size-active-mem-table")), kMemtableBloomBytes);
-  EXPECT_GE(next_memtable_bytes("c"), kMemtableBloomBytes);
+  check("after the load");
+  write_some(5);
+  EXPECT_NE(kv->property("rocksdb.num-entries-active-mem-table"), "0");
+  check("after the load's writes");
+  kv.reset();
+  kv = open_rocksdb(dir.string(), o, error);
+  ASSERT_TRUE(kv) << error;
+  check("after a reopen");
+  kv.reset();
+  std::filesystem::remove_all(dir);
+}
+
+// Readers while writers stage and stages are ingested (run under TSan in the test suite): a key
+// whose write returned is found by every later read, whichever of the two stages or the table
+// files holds it at that moment.
+TEST(RocksdbKvTest, ReadersDuringABulkLoadFindEveryWrittenKey) {
+  auto dir = std::filesystem::temp_directory_path() / ("kv_test.bulkread." + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::string error;
+  rocksdb_options o;
+  o.wal = false;
+  o.write_buffer_bytes = 32 << 10;
+  auto kv = open_rocksdb(dir.string(), o, error);
+  ASSERT_TRUE(kv) << error;
+  kv->expect_new_keys(true);
+  constexpr int kBatches = 400, kPerBatch = 50;
+  std::atomic<int> written{0};  // batches whose write returned
+  std::atomic<int> misses{0};
+  std::thread writer([&] {
+    for (int n = 0; n < kBatches; ++n) {
+      write_batch b;
+      for (int i = 0; i < kPerBatch; ++i) b.put("k" + std::to_string(n * kPerBatch + i), std::string(80, 'x'));
+      if (kv->write(b, false)) ++misses;
+      written.store(n + 1, std::memory_order_release);
+    }
+  });
+  std::thread reader([&] {
+    std::mt19937 rng(5);
+    std::string v;
+    for (int done = 0; done < kBatches;) {
+      done = written.load(std::memory_order_acquire);
+      if (done == 0) continue;
+      int key = static_cast<int>(rng() % (done * kPerBatch));
+      if (kv->get("k" + std::to_string(key), v)) ++misses;
+    }
+  });
+  writer.join();
+  reader.join();
+  EXPECT_EQ(misses.load(), 0);
+  kv->expect_new_keys(false);
   std::string v;
-  for (const char* key : {"a", "b", "c"}) EXPECT_FALSE(kv->get(key, v)) << key;
+  EXPECT_FALSE(kv->get("k" + std::to_string(kBatches * kPerBatch - 1), v));
   kv.reset();
   std::filesystem::remove_all(dir);
 }

@@ -4,16 +4,24 @@
 #include <rocksdb/convenience.h>
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
+#include <rocksdb/sst_file_writer.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
 
 #include <algorithm>
-#include <cstdio>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <filesystem>
+#include <iostream>
 #include <mutex>
+#include <shared_mutex>
 #include <string_view>
+#include <thread>
 #include <utility>
 #include <vector>
+
+#include "sidecar/store/staged_writes.h"
 
 namespace datashare::sidecar::store {
 namespace {
@@ -33,13 +41,216 @@ std::shared_ptr<rocksdb::Cache> shared_block_cache() {
   return cache;
 }
 
+// A bulk load (kv::expect_new_keys): writes are staged in memory (staged_writes: sorted runs and
+// a hash of their keys) instead of RocksDB's memtable, and each stage goes to the database as one
+// table file (SstFileWriter, then IngestExternalFile), written by this loader's own thread while
+// the next stage fills. Two stages at most, as RocksDB keeps a memtable being flushed beside the
+// one written; a writer waits only when both are full.
+//
+// What readers and a crash see is what they saw of the memtable without a log: a write that
+// returned is read (point reads look in the stages, newest first, before the database); a stage
+// reaches the database as one file, atomically (so a batch is never split, and a replica's
+// offsets land with their data); a crash loses what is staged, never part of it. A stage's file
+// is newer than everything in the database, so once a stage exists every later write is staged
+// too, until the stages are in; the end of the load (finish) holds writers back while the last
+// stage goes in, and then they go to the memtable again.
+class bulk_loader {
+ public:
+  bulk_loader(rocksdb::DB& db, std::string dir, std::size_t stage_bytes)
+      : db_(db), options_(db.GetOptions()), dir_(std::move(dir)), stage_bytes_(stage_bytes) {
+    // Files of a load a crash interrupted, never ingested.
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+
+  ~bulk_loader() {
+    finish();
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+      if (active_ || frozen_) {
+        std::cerr << "datashare-sidecar: store: "
+                  << (active_ ? active_->operations() : 0) + (frozen_ ? frozen_->operations() : 0)
+                  << " staged writes could not be ingested (" << ingest_error_.message()
+                  << "): the store goes back to its last table file, as after a crash\n";
+      }
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+
+  bulk_loader(const bulk_loader&) = delete;
+  bulk_loader& operator=(const bulk_loader&) = delete;
+
+  // Writes from now on are staged.
+  void start() {
+    std::lock_guard lock(mu_);
+    loading_ = true;
+    if (!thread_.joinable()) thread_ = std::thread([this] { ingest_loop(); });
+  }
+
+  // The load is over: what is staged is ingested now (writers wait), later writes go to the
+  // memtable. If an ingest fails, the stages stay (and are retried); writes keep being staged.
+  void finish() {
+    std::unique_lock lock(mu_);
+    loading_ = false;
+    if (!active_ && !frozen_) return;
+    draining_ = true;
+    want_ = next_id_;
+    if (active_ && !frozen_) freeze();
+    cv_.notify_all();
+    cv_.wait(lock, [this] { return (!active_ && !frozen_) || ingest_error_; });
+    draining_ = false;
+    cv_.notify_all();
+  }
+
+  // Stages the batch if writes are being staged: then true, with `ec` set if it could not be.
+  // False: the caller writes it to the database.
+  bool write(const write_batch& batch, std::error_code& ec) {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [this] { return !draining_; });
+    if (!loading_ && !active_ && !frozen_) return false;
+    // A full stage waits for the one being ingested; past twice its size the writer waits too
+    // (the memory bound), or fails while ingests fail (the caller's write error: a replica
+    // rewinds and tries again).
+    while (active_ && frozen_ && (active_->bytes() >= 2 * stage_bytes_ || active_->full_of_runs())) {
+      if (ingest_error_) {
+        ec = ingest_error_;
+        return true;
+      }
+      cv_.wait(lock);
+    }
+    if (!active_) active_ = std::make_unique<staged_writes>(next_id_++);
+    {
+      // Readers hold the shared side while they look in a stage.
+      std::unique_lock readers(read_mu_);
+      active_->add(batch);
+    }
+    staged_.store(true, std::memory_order_release);
+    if ((active_->bytes() >= stage_bytes_ || active_->full_of_runs()) && !frozen_) freeze();
+    ec = {};
+    return true;
+  }
+
+  // Whether anything is staged (a reader that sees false finds every write in the database).
+  bool any() const { return staged_.load(std::memory_order_acquire); }
+
+  staged_writes::found find(std::string_view key, std::string& value) const {
+    std::shared_lock lock(read_mu_);
+    for (const staged_writes* s : {active_.get(), frozen_.get()}) {
+      if (s == nullptr) continue;
+      if (auto f = s->find(key, value); f != staged_writes::found::absent) return f;
+    }
+    return staged_writes::found::absent;
+  }
+
+  // What was staged before the call goes to a table file; `wait`: returns once it is there.
+  std::error_code flush(bool wait) {
+    std::unique_lock lock(mu_);
+    if (!active_ && !frozen_) return {};
+    const std::uint64_t upto = next_id_;  // every stage made before now
+    want_ = std::max(want_, upto);
+    if (active_ && !frozen_) freeze();
+    if (!wait) return {};
+    cv_.wait(lock, [&] { return ingested_ + 1 >= upto || ingest_error_ || stop_; });
+    return ingested_ + 1 >= upto ? std::error_code{} : (ingest_error_ ? ingest_error_ : errc::io_error);
+  }
+
+ private:
+  // Under mu_: the active stage becomes the one being ingested.
+  void freeze() {
+    std::unique_lock readers(read_mu_);
+    frozen_ = std::move(active_);
+    cv_.notify_all();
+  }
+
+  void ingest_loop() {
+    std::unique_lock lock(mu_);
+    for (;;) {
+      cv_.wait(lock, [this] { return stop_ || frozen_; });
+      if (!frozen_) return;
+      const staged_writes* stage = frozen_.get();  // nobody changes or frees it but this thread
+      lock.unlock();
+      auto ec = ingest(*stage);
+      lock.lock();
+      if (ec) {
+        if (!ingest_error_) {
+          std::cerr << "datashare-sidecar: store: ingest of " << stage->operations()
+                    << " staged writes failed: " << ec.message() << "; retrying\n";
+        }
+        ingest_error_ = ec;
+        cv_.notify_all();
+        if (cv_.wait_for(lock, std::chrono::seconds(1), [this] { return stop_; })) return;
+        continue;
+      }
+      ingest_error_ = {};
+      ingested_ = stage->id();
+      {
+        std::unique_lock readers(read_mu_);
+        frozen_.reset();
+        // The next stage goes in at once if it is full, or flushed or drained.
+        if (active_ && (active_->bytes() >= stage_bytes_ || active_->full_of_runs() || active_->id() < want_)) {
+          frozen_ = std::move(active_);
+        }
+      }
+      if (!active_ && !frozen_) staged_.store(false, std::memory_order_release);
+      cv_.notify_all();
+    }
+  }
+
+  // The stage as one table file, ingested.
+  std::error_code ingest(const staged_writes& stage) {
+    std::error_code fs_error;
+    std::filesystem::create_directories(dir_, fs_error);
+    if (fs_error) return errc::io_error;
+    const std::string path = dir_ + "/" + std::to_string(stage.id()) + ".sst";
+    // The page cache keeps the file (point reads use it through mmap, as a flushed file's).
+    rocksdb::SstFileWriter writer(rocksdb::EnvOptions(options_), options_, db_.DefaultColumnFamily(),
+                                  /*invalidate_page_cache=*/false);
+    auto s = writer.Open(path);
+    if (s.ok()) {
+      stage.for_each_last([&](std::string_view key, bool is_delete, std::string_view value) {
+        if (!s.ok()) return;
+        rocksdb::Slice k(key.data(), key.size());
+        s = is_delete ? writer.Delete(k) : writer.Put(k, rocksdb::Slice(value.data(), value.size()));
+      });
+    }
+    if (s.ok()) s = writer.Finish();
+    if (s.ok()) {
+      rocksdb::IngestExternalFileOptions o;
+      o.move_files = true;            // a hard link into the database, no copy
+      o.write_global_seqno = false;   // the sequence number lives in the manifest, not the file
+      o.allow_blocking_flush = true;  // the memtable's older writes to a file first
+      s = db_.IngestExternalFile({path}, o);
+    }
+    std::filesystem::remove(path, fs_error);
+    return to_error(s);
+  }
+
+  rocksdb::DB& db_;
+  const rocksdb::Options options_;
+  const std::string dir_;  // where a stage's file is written before it is ingested
+  const std::size_t stage_bytes_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool loading_ = false;
+  bool draining_ = false;  // finish(): writers wait
+  bool stop_ = false;
+  std::uint64_t next_id_ = 1;     // the next stage's id
+  std::uint64_t ingested_ = 0;    // the id of the last stage ingested (stages go in in order)
+  std::uint64_t want_ = 0;        // stages with an id below it are to be ingested now (flush, finish)
+  std::error_code ingest_error_;  // the last ingest's, until one succeeds
+  // The stages: changed under mu_ and read_mu_ both, read by readers under read_mu_ (shared).
+  std::unique_ptr<staged_writes> active_, frozen_;
+  mutable std::shared_mutex read_mu_;
+  std::atomic<bool> staged_{false};
+  std::thread thread_;
+};
+
 class rocksdb_kv final : public kv {
  public:
-  rocksdb_kv(std::unique_ptr<rocksdb::DB> db, bool wal)
-      : db_(std::move(db)),
-        wal_(wal),
-        bloom_ratio_(db_->GetOptions().memtable_prefix_bloom_size_ratio),
-        bloom_ratio_now_(bloom_ratio_) {
+  rocksdb_kv(std::unique_ptr<rocksdb::DB> db, bool wal, const std::string& dir, std::size_t stage_bytes)
+      : db_(std::move(db)), wal_(wal), bulk_(std::make_unique<bulk_loader>(*db_, dir + "/bulk", stage_bytes)) {
     // Point reads (the read API's GETs, a third of its CPU): the table files are mmap'd and
     // uncompressed, so a block that is not in the block cache is used in place. Copying it into
     // the cache (a 4 KiB allocation, a copy, the cache's lock and an eviction) paid off only for
@@ -51,14 +262,25 @@ class rocksdb_kv final : public kv {
   }
 
   ~rocksdb_kv() override {
+    bulk_.reset();  // what is staged, ingested
     // Without a log the memtable is the only copy of the last writes: a clean stop keeps them.
-    if (!wal_) (void)flush(true);
+    (void)flush_memtables(true);
   }
 
   rocksdb_kv(const rocksdb_kv&) = delete;
   rocksdb_kv& operator=(const rocksdb_kv&) = delete;
 
   std::error_code get(std::string_view key, std::string& value) const override {
+    if (bulk_->any()) {
+      switch (bulk_->find(key, value)) {
+        case staged_writes::found::value:
+          return {};
+        case staged_writes::found::deleted:
+          return errc::not_found;
+        case staged_writes::found::absent:
+          break;
+      }
+    }
     rocksdb::PinnableSlice slice;
     auto s = db_->Get(point_read_, db_->DefaultColumnFamily(), rocksdb::Slice(key.data(), key.size()), &slice);
     if (!s.ok()) return to_error(s);
@@ -68,17 +290,30 @@ class rocksdb_kv final : public kv {
 
   void multi_get(const std::vector<std::string>& keys, std::vector<std::string>& values,
                  std::vector<std::error_code>& errors) const override {
-    std::vector<rocksdb::Slice> slices(keys.begin(), keys.end());
-    std::vector<rocksdb::PinnableSlice> pinned(keys.size());
-    std::vector<rocksdb::Status> statuses(keys.size());
-    db_->MultiGet(rocksdb::ReadOptions(), db_->DefaultColumnFamily(), keys.size(), slices.data(), pinned.data(),
-                  statuses.data());
     values.resize(keys.size());  // strings kept from an earlier call are reused
     errors.assign(keys.size(), {});
+    // The keys a stage answers; the rest in one MultiGet.
+    thread_local std::vector<std::size_t> rest;
+    rest.clear();
+    const bool staged = bulk_->any();
     for (std::size_t i = 0; i < keys.size(); ++i) {
-      errors[i] = to_error(statuses[i]);
-      if (statuses[i].ok()) {
-        values[i].assign(pinned[i].data(), pinned[i].size());
+      auto f = staged ? bulk_->find(keys[i], values[i]) : staged_writes::found::absent;
+      if (f == staged_writes::found::deleted) errors[i] = errc::not_found;
+      if (f == staged_writes::found::absent) rest.push_back(i);
+    }
+    if (rest.empty()) return;
+    std::vector<rocksdb::Slice> slices;
+    slices.reserve(rest.size());
+    for (auto i : rest) slices.emplace_back(keys[i]);
+    std::vector<rocksdb::PinnableSlice> pinned(rest.size());
+    std::vector<rocksdb::Status> statuses(rest.size());
+    db_->MultiGet(rocksdb::ReadOptions(), db_->DefaultColumnFamily(), rest.size(), slices.data(), pinned.data(),
+                  statuses.data());
+    for (std::size_t j = 0; j < rest.size(); ++j) {
+      const std::size_t i = rest[j];
+      errors[i] = to_error(statuses[j]);
+      if (statuses[j].ok()) {
+        values[i].assign(pinned[j].data(), pinned[j].size());
       } else {
         values[i].clear();
       }
@@ -86,6 +321,11 @@ class rocksdb_kv final : public kv {
   }
 
   std::error_code write(const write_batch& batch, bool sync) override {
+    if (batch.empty()) return {};
+    if (std::error_code ec; bulk_->write(batch, ec)) {
+      if (ec || !sync) return ec;
+      return flush(true);
+    }
     // The operations go to RocksDB in key order (a key written twice keeps its order: the later
     // one wins as before; the batch is atomic, so the order of different keys means nothing to a
     // reader). The memtable's skip list starts each insert from where the previous one ended (a
@@ -94,9 +334,7 @@ class rocksdb_kv final : public kv {
     // replica's event order (random keys) it searched from the top, a cache miss at each level.
     // The memtable inserts were ~30 % of a bootstrap's CPU (P1, docs/benchmarks.md).
     thread_local std::vector<std::pair<std::string_view, std::uint32_t>> order;
-    order.clear();
-    for (std::size_t i = 0; i < batch.size(); ++i) order.emplace_back(batch[i].key, static_cast<std::uint32_t>(i));
-    std::sort(order.begin(), order.end());  // by key (bytewise, RocksDB's comparator), then position
+    sort_by_key(batch, order);
     // Sized once: the header, and per operation a tag and two length varints at most.
     rocksdb::WriteBatch wb(12 + batch.payload_bytes() + 11 * batch.size());
     for (const auto& key_at : order) {
@@ -117,6 +355,11 @@ class rocksdb_kv final : public kv {
   }
 
   std::error_code flush(bool wait) override {
+    if (auto ec = bulk_->flush(wait)) return ec;
+    return flush_memtables(wait);
+  }
+
+  std::error_code flush_memtables(bool wait) {
     if (wal_) return {};
     rocksdb::FlushOptions fo;
     fo.wait = wait;
@@ -124,22 +367,14 @@ class rocksdb_kv final : public kv {
     return to_error(db_->Flush(fo));
   }
 
+  // A bulk load: writes are staged and ingested as table files (bulk_loader) instead of going
+  // through the memtable.
   void expect_new_keys(bool on) override {
-    // The memtable bloom filter serves lookups of keys a memtable does not hold; a bootstrap
-    // skips nearly all of those (its own filter) and paid the filter's inserts for nothing: one
-    // cache miss per key, 5-10 % of the CPU per event (P1). A mutable option: it takes effect
-    // with the next memtable, the current one keeps its filter.
-    const double ratio = on ? 0.0 : bloom_ratio_;
-    std::lock_guard lock(bloom_mu_);
-    if (bloom_ratio_ == 0 || ratio == bloom_ratio_now_) return;
-    char text[32];
-    std::snprintf(text, sizeof text, "%.17g", ratio);
-    if (!db_->SetOptions({{"memtable_prefix_bloom_size_ratio", text}}).ok()) return;
-    bloom_ratio_now_ = ratio;
-    // The memtables made meanwhile have no filter, and every read of a key (a replica's GETs and
-    // version checks once caught up) would search each of them until they are flushed (up to
-    // store_flush_interval later): they go to a table file now, behind a new memtable with one.
-    if (!on) (void)flush(false);
+    if (on) {
+      bulk_->start();
+    } else {
+      bulk_->finish();
+    }
   }
 
   std::string property(const std::string& name) const override {
@@ -149,6 +384,11 @@ class rocksdb_kv final : public kv {
 
   std::error_code scan(std::string_view begin, std::string_view end, std::size_t limit,
                        std::vector<entry>& out) const override {
+    // A scan reads the database: what is staged goes there first (a bootstrap's scans are rare:
+    // its copy is not ready).
+    if (bulk_->any()) {
+      if (auto ec = bulk_->flush(true)) return ec;
+    }
     rocksdb::ReadOptions ro;
     rocksdb::Slice upper(end.data(), end.size());
     if (!end.empty()) ro.iterate_upper_bound = &upper;
@@ -163,9 +403,7 @@ class rocksdb_kv final : public kv {
   std::unique_ptr<rocksdb::DB> db_;
   bool wal_;
   rocksdb::ReadOptions point_read_;
-  const double bloom_ratio_;  // the memtable bloom filter as opened (0: none)
-  std::mutex bloom_mu_;
-  double bloom_ratio_now_;  // under bloom_mu_
+  std::unique_ptr<bulk_loader> bulk_;
 };
 
 }  // namespace
@@ -233,7 +471,8 @@ std::unique_ptr<kv> open_rocksdb(const std::string& dir, const rocksdb_options& 
     error = "cannot open rocksdb in " + dir + ": " + s.ToString();
     return nullptr;
   }
-  return std::make_unique<rocksdb_kv>(std::unique_ptr<rocksdb::DB>(raw), options.wal);
+  const std::size_t stage_bytes = options.write_buffer_bytes * (options.merge_memtables ? 2 : 1);
+  return std::make_unique<rocksdb_kv>(std::unique_ptr<rocksdb::DB>(raw), options.wal, dir, stage_bytes);
 }
 
 }  // namespace datashare::sidecar::store

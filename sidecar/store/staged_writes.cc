@@ -1,0 +1,133 @@
+#include "sidecar/store/staged_writes.h"
+
+#include <algorithm>
+
+namespace datashare::sidecar::store {
+namespace {
+
+constexpr std::size_t kMaxRunOps = 65535;  // an operation's index in its run: 16 bits
+constexpr std::size_t kFirstSlots = 1 << 12;
+
+std::uint32_t tag_of(std::string_view key) {
+  // libstdc++'s hash of bytes (murmur-like): the low 32 bits place the key and are kept to
+  // place it again when the table grows.
+  return static_cast<std::uint32_t>(std::hash<std::string_view>{}(key));
+}
+
+std::uint32_t slot_run(std::uint64_t s) {
+  return static_cast<std::uint32_t>((s >> 16) & 0xffff) - 1;
+}
+std::uint32_t slot_op(std::uint64_t s) {
+  return static_cast<std::uint32_t>(s & 0xffff);
+}
+std::uint32_t slot_tag(std::uint64_t s) {
+  return static_cast<std::uint32_t>(s >> 32);
+}
+
+}  // namespace
+
+std::size_t staged_writes::probe(std::uint32_t tag, std::string_view key, bool& hit) const {
+  const std::size_t mask = slots_.size() - 1;
+  for (std::size_t i = tag & mask;; i = (i + 1) & mask) {
+    const std::uint64_t s = slots_[i];
+    if (s == 0 || (slot_tag(s) == tag && runs_[slot_run(s)][slot_op(s)].key == key)) {
+      hit = s != 0;
+      return i;
+    }
+  }
+}
+
+void staged_writes::grow() {
+  std::vector<std::uint64_t> old(slots_.empty() ? kFirstSlots : slots_.size() * 2, 0);
+  old.swap(slots_);
+  const std::size_t mask = slots_.size() - 1;
+  for (std::uint64_t s : old) {
+    if (s == 0) continue;
+    std::size_t i = slot_tag(s) & mask;
+    while (slots_[i] != 0) i = (i + 1) & mask;
+    slots_[i] = s;
+  }
+}
+
+void staged_writes::index(std::uint32_t run, std::uint32_t op) {
+  if ((used_ + 1) * 10 > slots_.size() * 7) grow();  // load factor at most 0.7
+  std::string_view key = runs_[run][op].key;
+  const std::uint32_t tag = tag_of(key);
+  bool hit = false;
+  const std::size_t i = probe(tag, key, hit);
+  if (!hit) ++used_;
+  slots_[i] = static_cast<std::uint64_t>(tag) << 32 | static_cast<std::uint64_t>(run + 1) << 16 | op;
+}
+
+void staged_writes::add(const write_batch& batch) {
+  if (batch.empty()) return;
+  thread_local std::vector<std::pair<std::string_view, std::uint32_t>> order;
+  sort_by_key(batch, order);
+  std::size_t i = 0;
+  while (i < order.size()) {
+    const auto run = static_cast<std::uint32_t>(runs_.size());
+    write_batch& out = runs_.emplace_back();
+    for (; i < order.size() && out.size() < kMaxRunOps; ++i) {
+      // Equal keys sit together, a batch's later operation last: only that one is kept.
+      if (i + 1 < order.size() && order[i + 1].first == order[i].first) continue;
+      auto op = batch[order[i].second];
+      if (op.is_delete) {
+        out.del(op.key);
+      } else {
+        out.put(op.key, op.value);
+      }
+    }
+    bytes_ += out.payload_bytes() + out.size() * 32;
+    keys_ += out.size();
+    for (std::uint32_t k = 0; k < out.size(); ++k) index(run, k);
+  }
+}
+
+staged_writes::found staged_writes::find(std::string_view key, std::string& value) const {
+  if (slots_.empty()) return found::absent;
+  bool hit = false;
+  const std::size_t i = probe(tag_of(key), key, hit);
+  if (!hit) return found::absent;
+  auto op = runs_[slot_run(slots_[i])][slot_op(slots_[i])];
+  if (op.is_delete) return found::deleted;
+  value.assign(op.value);
+  return found::value;
+}
+
+void staged_writes::for_each_last(const std::function<void(std::string_view, bool, std::string_view)>& f) const {
+  // A k-way merge of the runs (each in key order, no key twice): a heap of the runs by their
+  // next key, the older run first on equal keys, so the last of equal keys popped is the newest.
+  std::vector<std::uint32_t> next(runs_.size(), 0);
+  std::vector<std::uint32_t> heap;
+  heap.reserve(runs_.size());
+  // std::*_heap keep the greatest on top: "a after b" puts the smallest key, oldest run there.
+  auto after = [&](std::uint32_t a, std::uint32_t b) {
+    auto ka = runs_[a][next[a]].key, kb = runs_[b][next[b]].key;
+    int c = ka.compare(kb);
+    return c != 0 ? c > 0 : a > b;
+  };
+  for (std::uint32_t r = 0; r < runs_.size(); ++r) {
+    if (!runs_[r].empty()) heap.push_back(r);
+  }
+  std::make_heap(heap.begin(), heap.end(), after);
+  while (!heap.empty()) {
+    std::pop_heap(heap.begin(), heap.end(), after);
+    std::uint32_t r = heap.back();
+    auto op = runs_[r][next[r]];
+    // Any newer run with the same key replaces it before it is passed on.
+    for (;;) {
+      if (++next[r] < runs_[r].size()) {
+        std::push_heap(heap.begin(), heap.end(), after);
+      } else {
+        heap.pop_back();
+      }
+      if (heap.empty() || runs_[heap.front()][next[heap.front()]].key != op.key) break;
+      std::pop_heap(heap.begin(), heap.end(), after);
+      r = heap.back();
+      op = runs_[r][next[r]];
+    }
+    f(op.key, op.is_delete, op.value);
+  }
+}
+
+}  // namespace datashare::sidecar::store
