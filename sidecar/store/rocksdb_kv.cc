@@ -120,10 +120,10 @@ class bulk_loader {
       }
       cv_.wait(lock);
     }
-    if (!active_) active_ = std::make_unique<staged_writes>(next_id_++);
     {
       // Readers hold the shared side while they look in a stage.
       std::unique_lock readers(read_mu_);
+      if (!active_) active_ = std::make_unique<staged_writes>(next_id_++);
       active_->add(batch);
     }
     staged_.store(true, std::memory_order_release);
