@@ -110,10 +110,10 @@ class bulk_loader {
     std::unique_lock lock(mu_);
     cv_.wait(lock, [this] { return !draining_; });
     if (!loading_ && !active_ && !frozen_) return false;
-    // A full stage waits for the one being ingested; past twice its size the writer waits too
-    // (the memory bound), or fails while ingests fail (the caller's write error: a replica
-    // rewinds and tries again).
-    while (active_ && frozen_ && (active_->bytes() >= 2 * stage_bytes_ || active_->full_of_runs())) {
+    // A full stage waits for the one being ingested, and so does the writer (two stages are the
+    // memory bound, and what a crash may lose), or it fails while ingests fail (the caller's
+    // write error: a replica rewinds and tries again).
+    while (active_ && frozen_ && (active_->bytes() >= stage_bytes_ || active_->full_of_runs())) {
       if (ingest_error_) {
         ec = ingest_error_;
         return true;
