@@ -48,7 +48,7 @@ class staged_writes {
   bool full_of_runs() const { return runs_.size() >= kMaxRuns; }
 
  private:
-  void index(std::uint32_t run, std::uint32_t op);
+  void index(std::uint32_t run, std::uint32_t op, std::uint32_t tag);
   void grow();
   std::size_t probe(std::uint32_t tag, std::string_view key, bool& hit) const;
 
