@@ -48,6 +48,12 @@ class write_batch {
     refs_.clear();
   }
   bool empty() const { return refs_.empty(); }
+  // Room for `ops` operations of `bytes` bytes of keys and values in all (no reallocation while
+  // they are added).
+  void reserve(std::size_t bytes, std::size_t ops) {
+    bytes_.reserve(bytes);
+    refs_.reserve(ops);
+  }
   std::size_t size() const { return refs_.size(); }
   // The bytes of every key and value together (to size a store's own batch).
   std::size_t payload_bytes() const { return bytes_.size(); }
@@ -85,9 +91,18 @@ class write_batch {
 using entry = std::pair<std::string, std::string>;
 
 // The batch's operations by key (bytewise, RocksDB's order), a key's own in the batch's order:
-// `order` gets (key, index into the batch) pairs. Stores write in this order (rocksdb_kv: a
-// skip list inserts key-ordered runs cheaply; staged_writes keeps sorted runs).
-void sort_by_key(const write_batch& batch, std::vector<std::pair<std::string_view, std::uint32_t>>& order);
+// `order` gets their indexes in the batch. Stores write in this order (rocksdb_kv: a skip list
+// inserts key-ordered runs cheaply; staged_writes keeps sorted runs).
+void sort_by_key(const write_batch& batch, std::vector<std::uint32_t>& order);
+
+// Eight bytes of `key` from `offset` on, big-endian (zeros past its end): two keys that share
+// their first `offset` bytes compare as these numbers do wherever the numbers differ. Sorting and
+// merging a replica's keys ("d" and a long common prefix, then the distinguishing digits) then
+// compares integers instead of calling memcmp for each pair.
+std::uint64_t key_word(std::string_view key, std::size_t offset);
+
+// The length of the prefix that a and b share.
+std::size_t common_prefix(std::string_view a, std::string_view b);
 
 class kv {
  public:

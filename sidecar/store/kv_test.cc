@@ -381,6 +381,44 @@ TEST(StagedWritesTest, AgreesWithAModelOverManyRunsAndAnOversizedBatch) {
   EXPECT_EQ(seen, want.size());
 }
 
+// Keys that the comparison words cannot tell apart (equal words: one key a prefix of another,
+// zero bytes, differences past the word) and a batch whose keys share nothing: the order is
+// still bytewise, as std::map's, in the sort and in the merge of runs.
+TEST(StagedWritesTest, KeysEqualInTheirComparisonWordStillSortBytewise) {
+  const std::string z("\0", 1);
+  std::vector<std::string> keys = {"dkey:0000000012345678a",
+                                   "dkey:0000000012345678",
+                                   "dkey:0000000012345678" + z,
+                                   "dkey:0000000012345679",
+                                   "dkey:00000000",
+                                   "dkey:00000000" + z + z,
+                                   "dkey:0000000012345678b",
+                                   "e",
+                                   std::string(),
+                                   z,
+                                   "dkey:1"};
+  std::mt19937 rng(2);
+  staged_writes s;
+  std::map<std::string, std::string> want;
+  for (int round = 0; round < 20; ++round) {
+    std::shuffle(keys.begin(), keys.end(), rng);
+    write_batch b;
+    for (std::size_t i = 0; i < keys.size(); i += 1 + rng() % 2) {
+      b.put(keys[i], std::to_string(round));
+      want[keys[i]] = std::to_string(round);
+    }
+    std::vector<std::uint32_t> order;
+    sort_by_key(b, order);
+    for (std::size_t i = 1; i < order.size(); ++i) ASSERT_LT(b[order[i - 1]].key, b[order[i]].key);
+    s.add(b);
+  }
+  std::vector<std::pair<std::string, std::string>> merged;
+  s.for_each_last([&](std::string_view key, bool, std::string_view value) {
+    merged.emplace_back(std::string(key), std::string(value));
+  });
+  EXPECT_EQ(merged, (std::vector<std::pair<std::string, std::string>>(want.begin(), want.end())));
+}
+
 // A bulk load (expect_new_keys: a replica's bootstrap) with stages of 64 KiB: the writes go to
 // table files by ingestion, never through the memtable; reads see each write as it returns, before
 // and after its stage goes in; after the load, writes go to the memtable again, newer than every

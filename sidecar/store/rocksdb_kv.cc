@@ -333,12 +333,12 @@ class rocksdb_kv final : public kv {
     // memtable_insert_hint_per_batch): in key order it searches only the lowest levels, in a
     // replica's event order (random keys) it searched from the top, a cache miss at each level.
     // The memtable inserts were ~30 % of a bootstrap's CPU (P1, docs/benchmarks.md).
-    thread_local std::vector<std::pair<std::string_view, std::uint32_t>> order;
+    thread_local std::vector<std::uint32_t> order;
     sort_by_key(batch, order);
     // Sized once: the header, and per operation a tag and two length varints at most.
     rocksdb::WriteBatch wb(12 + batch.payload_bytes() + 11 * batch.size());
-    for (const auto& key_at : order) {
-      auto op = batch[key_at.second];
+    for (std::uint32_t at : order) {
+      auto op = batch[at];
       rocksdb::Slice key(op.key.data(), op.key.size());
       if (op.is_delete) {
         wb.Delete(key);

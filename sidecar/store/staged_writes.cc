@@ -58,16 +58,18 @@ void staged_writes::index(std::uint32_t run, std::uint32_t op, std::uint32_t tag
 
 void staged_writes::add(const write_batch& batch) {
   if (batch.empty()) return;
-  thread_local std::vector<std::pair<std::string_view, std::uint32_t>> order;
+  thread_local std::vector<std::uint32_t> order;
   sort_by_key(batch, order);
   std::size_t i = 0;
   while (i < order.size()) {
     const auto run = static_cast<std::uint32_t>(runs_.size());
     write_batch& out = runs_.emplace_back();
+    const std::size_t ops = std::min(order.size() - i, kMaxRunOps);
+    out.reserve(ops == order.size() ? batch.payload_bytes() : 0, ops);
     for (; i < order.size() && out.size() < kMaxRunOps; ++i) {
+      auto op = batch[order[i]];
       // Equal keys sit together, a batch's later operation last: only that one is kept.
-      if (i + 1 < order.size() && order[i + 1].first == order[i].first) continue;
-      auto op = batch[order[i].second];
+      if (i + 1 < order.size() && batch[order[i + 1]].key == op.key) continue;
       if (op.is_delete) {
         out.del(op.key);
       } else {
@@ -107,12 +109,26 @@ void staged_writes::for_each_last(const std::function<void(std::string_view, boo
   // A k-way merge of the runs (each in key order, no key twice): a heap of the runs by their
   // next key, the older run first on equal keys, so the last of equal keys popped is the newest.
   std::vector<std::uint32_t> next(runs_.size(), 0);
+  // The prefix every staged key shares (each run's keys share theirs, from its first key to its
+  // last), and each run's next key as the word after it: most comparisons are of integers.
+  std::size_t shared = std::string_view::npos;
+  std::string_view first;
+  for (const auto& run : runs_) {
+    if (run.empty()) continue;
+    if (shared == std::string_view::npos) first = run[0].key;
+    shared = std::min({shared, common_prefix(first, run[0].key), common_prefix(run[0].key, run[run.size() - 1].key)});
+  }
+  if (shared == std::string_view::npos) return;  // nothing staged
+  std::vector<std::uint64_t> word(runs_.size(), 0);
+  for (std::uint32_t r = 0; r < runs_.size(); ++r) {
+    if (!runs_[r].empty()) word[r] = key_word(runs_[r][0].key, shared);
+  }
   std::vector<std::uint32_t> heap;
   heap.reserve(runs_.size());
   // std::*_heap keep the greatest on top: "a after b" puts the smallest key, oldest run there.
   auto after = [&](std::uint32_t a, std::uint32_t b) {
-    auto ka = runs_[a][next[a]].key, kb = runs_[b][next[b]].key;
-    int c = ka.compare(kb);
+    if (word[a] != word[b]) return word[a] > word[b];
+    int c = runs_[a][next[a]].key.compare(runs_[b][next[b]].key);
     return c != 0 ? c > 0 : a > b;
   };
   for (std::uint32_t r = 0; r < runs_.size(); ++r) {
@@ -126,6 +142,7 @@ void staged_writes::for_each_last(const std::function<void(std::string_view, boo
     // Any newer run with the same key replaces it before it is passed on.
     for (;;) {
       if (++next[r] < runs_[r].size()) {
+        word[r] = key_word(runs_[r][next[r]].key, shared);
         std::push_heap(heap.begin(), heap.end(), after);
       } else {
         heap.pop_back();
