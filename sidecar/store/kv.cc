@@ -37,7 +37,7 @@ std::error_code make_error_code(errc e) {
   return {static_cast<int>(e), store_category()};
 }
 
-std::size_t common_prefix(std::string_view a, std::string_view b) {
+std::size_t key_words::prefix(std::string_view a, std::string_view b) {
   const std::size_t n = std::min(a.size(), b.size());
   std::size_t i = 0;
   while (i + 8 <= n && std::memcmp(a.data() + i, b.data() + i, 8) == 0) i += 8;
@@ -45,18 +45,38 @@ std::size_t common_prefix(std::string_view a, std::string_view b) {
   return i;
 }
 
-std::uint64_t key_word(std::string_view key, std::size_t offset) {
+std::uint64_t key_words::word(std::string_view key) const {
+  if (!grouped || key.empty() || static_cast<unsigned char>(key[0]) != group) return 0;
   std::uint64_t w = 0;
   for (std::size_t i = 0; i < 8; ++i) {
     w <<= 8;
-    if (offset + i < key.size()) w |= static_cast<unsigned char>(key[offset + i]);
+    if (shared + i < key.size()) w |= static_cast<unsigned char>(key[shared + i]);
   }
   return w;
 }
 
+namespace {
+
+// The batch's keys as a range for key_words::fit.
+struct batch_keys {
+  const write_batch& batch;
+  struct iterator {
+    const write_batch* b;
+    std::size_t i;
+    std::string_view operator*() const { return (*b)[i].key; }
+    iterator& operator++() {
+      ++i;
+      return *this;
+    }
+    bool operator!=(const iterator& o) const { return i != o.i; }
+  };
+  iterator begin() const { return {&batch, 0}; }
+  iterator end() const { return {&batch, batch.size()}; }
+};
+
+}  // namespace
+
 void sort_by_key(const write_batch& batch, std::vector<std::uint32_t>& order) {
-  // Keys compared by their word after the prefix every key of the batch shares, and in full only
-  // where those words are equal (the same key, or keys that differ only further on).
   struct item {
     std::uint64_t word;
     std::uint32_t index;
@@ -66,14 +86,12 @@ void sort_by_key(const write_batch& batch, std::vector<std::uint32_t>& order) {
   order.clear();
   items.clear();
   if (n == 0) return;
-  const std::string_view first = batch[0].key;
-  std::size_t shared = first.size();
-  for (std::size_t i = 1; i < n && shared > 0; ++i) shared = std::min(shared, common_prefix(first, batch[i].key));
+  // A batch's middle operation: a replica's batches end with their few offset and counter keys.
+  const auto words = key_words::fit(batch[n / 2].key, batch_keys{batch});
   items.reserve(n);
-  for (std::size_t i = 0; i < n; ++i) items.push_back({key_word(batch[i].key, shared), static_cast<std::uint32_t>(i)});
-  std::sort(items.begin(), items.end(), [&batch](const item& a, const item& b) {
-    if (a.word != b.word) return a.word < b.word;
-    if (int c = batch[a.index].key.compare(batch[b.index].key); c != 0) return c < 0;
+  for (std::size_t i = 0; i < n; ++i) items.push_back({words.word(batch[i].key), static_cast<std::uint32_t>(i)});
+  std::sort(items.begin(), items.end(), [&](const item& a, const item& b) {
+    if (int c = words.compare(batch[a.index].key, a.word, batch[b.index].key, b.word); c != 0) return c < 0;
     return a.index < b.index;
   });
   order.reserve(n);

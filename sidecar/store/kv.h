@@ -8,6 +8,7 @@
 // are safe to call from several threads at once; a write_batch is applied atomically (all or
 // nothing, also across a crash for the RocksDB store).
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -95,14 +96,41 @@ using entry = std::pair<std::string, std::string>;
 // inserts key-ordered runs cheaply; staged_writes keeps sorted runs).
 void sort_by_key(const write_batch& batch, std::vector<std::uint32_t>& order);
 
-// Eight bytes of `key` from `offset` on, big-endian (zeros past its end): two keys that share
-// their first `offset` bytes compare as these numbers do wherever the numbers differ. Sorting and
-// merging a replica's keys ("d" and a long common prefix, then the distinguishing digits) then
-// compares integers instead of calling memcmp for each pair.
-std::uint64_t key_word(std::string_view key, std::size_t offset);
+// Fast comparison of many keys that mostly share a first byte and a long prefix (a replica's data
+// records: "d", a product's key space, then the distinguishing digits; a few offset and counter
+// keys beside them). For the keys that start with `group` (the byte of a sample key), word() is the
+// eight bytes after the prefix all of them share, big-endian: two such keys compare as their words
+// wherever the words differ, so sorting and merging compare cached integers and read the keys
+// themselves (memcmp, a memory access) only on equal words. Other keys compare in full.
+struct key_words {
+  // Fitted to `keys` (any range of string_views, read twice) around `sample`, one of them.
+  template <typename Keys>
+  static key_words fit(std::string_view sample, const Keys& keys) {
+    key_words w;
+    if (sample.empty()) return w;
+    w.grouped = true;
+    w.group = static_cast<unsigned char>(sample[0]);
+    w.shared = sample.size();
+    for (std::string_view k : keys) {
+      if (!k.empty() && static_cast<unsigned char>(k[0]) == w.group) w.shared = std::min(w.shared, prefix(sample, k));
+    }
+    return w;
+  }
+  std::uint64_t word(std::string_view key) const;
+  // <0, 0, >0 as bytewise comparison; wa and wb are word(a) and word(b).
+  int compare(std::string_view a, std::uint64_t wa, std::string_view b, std::uint64_t wb) const {
+    const int fa = a.empty() ? -1 : static_cast<unsigned char>(a[0]);
+    const int fb = b.empty() ? -1 : static_cast<unsigned char>(b[0]);
+    if (fa != fb) return fa < fb ? -1 : 1;
+    if (grouped && fa == group && wa != wb) return wa < wb ? -1 : 1;
+    return a.compare(b);
+  }
+  static std::size_t prefix(std::string_view a, std::string_view b);  // bytes a and b share
 
-// The length of the prefix that a and b share.
-std::size_t common_prefix(std::string_view a, std::string_view b);
+  bool grouped = false;
+  unsigned char group = 0;
+  std::size_t shared = 0;
+};
 
 class kv {
  public:

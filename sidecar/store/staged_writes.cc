@@ -109,26 +109,37 @@ void staged_writes::for_each_last(const std::function<void(std::string_view, boo
   // A k-way merge of the runs (each in key order, no key twice): a heap of the runs by their
   // next key, the older run first on equal keys, so the last of equal keys popped is the newest.
   std::vector<std::uint32_t> next(runs_.size(), 0);
-  // The prefix every staged key shares (each run's keys share theirs, from its first key to its
-  // last), and each run's next key as the word after it: most comparisons are of integers.
-  std::size_t shared = std::string_view::npos;
-  std::string_view first;
-  for (const auto& run : runs_) {
-    if (run.empty()) continue;
-    if (shared == std::string_view::npos) first = run[0].key;
-    shared = std::min({shared, common_prefix(first, run[0].key), common_prefix(run[0].key, run[run.size() - 1].key)});
+  // Keys compared by their words (key_words), fitted around the middle key of the largest run:
+  // every key that can share the group's prefix lies between a run's first and last key of the
+  // group, so those bound the prefix.
+  std::size_t largest = 0;
+  for (std::size_t r = 0; r < runs_.size(); ++r) {
+    if (runs_[r].size() > runs_[largest].size()) largest = r;
   }
-  if (shared == std::string_view::npos) return;  // nothing staged
+  if (runs_.empty() || runs_[largest].empty()) return;  // nothing staged
+  const std::string_view sample = runs_[largest][runs_[largest].size() / 2].key;
+  std::vector<std::string_view> bounds;
+  for (const auto& run : runs_) {
+    if (sample.empty()) break;  // no group: every comparison in full
+    auto in_group = [&](std::size_t i) { return !run[i].key.empty() && run[i].key[0] == sample[0]; };
+    std::size_t a = 0, b = run.size();
+    while (a < b && !in_group(a)) ++a;
+    while (b > a && !in_group(b - 1)) --b;
+    if (a < b) {
+      bounds.push_back(run[a].key);
+      bounds.push_back(run[b - 1].key);
+    }
+  }
+  const auto words = key_words::fit(sample, bounds);
   std::vector<std::uint64_t> word(runs_.size(), 0);
   for (std::uint32_t r = 0; r < runs_.size(); ++r) {
-    if (!runs_[r].empty()) word[r] = key_word(runs_[r][0].key, shared);
+    if (!runs_[r].empty()) word[r] = words.word(runs_[r][0].key);
   }
   std::vector<std::uint32_t> heap;
   heap.reserve(runs_.size());
   // std::*_heap keep the greatest on top: "a after b" puts the smallest key, oldest run there.
   auto after = [&](std::uint32_t a, std::uint32_t b) {
-    if (word[a] != word[b]) return word[a] > word[b];
-    int c = runs_[a][next[a]].key.compare(runs_[b][next[b]].key);
+    int c = words.compare(runs_[a][next[a]].key, word[a], runs_[b][next[b]].key, word[b]);
     return c != 0 ? c > 0 : a > b;
   };
   for (std::uint32_t r = 0; r < runs_.size(); ++r) {
@@ -142,7 +153,7 @@ void staged_writes::for_each_last(const std::function<void(std::string_view, boo
     // Any newer run with the same key replaces it before it is passed on.
     for (;;) {
       if (++next[r] < runs_[r].size()) {
-        word[r] = key_word(runs_[r][next[r]].key, shared);
+        word[r] = words.word(runs_[r][next[r]].key);
         std::push_heap(heap.begin(), heap.end(), after);
       } else {
         heap.pop_back();
