@@ -498,7 +498,7 @@ TEST(RocksdbKvTest, ABulkLoadIngestsTableFilesAndReadsSeeEveryWrite) {
 
 // Readers while writers stage and stages are ingested (run under TSan in the test suite): a key
 // whose write returned is found by every later read, whichever of the two stages or the table
-// files holds it at that moment.
+// files holds it at that moment, also while the load ends.
 TEST(RocksdbKvTest, ReadersDuringABulkLoadFindEveryWrittenKey) {
   auto dir = std::filesystem::temp_directory_path() / ("kv_test.bulkread." + std::to_string(::getpid()));
   std::filesystem::remove_all(dir);
@@ -509,33 +509,61 @@ TEST(RocksdbKvTest, ReadersDuringABulkLoadFindEveryWrittenKey) {
   auto kv = open_rocksdb(dir.string(), o, error);
   ASSERT_TRUE(kv) << error;
   kv->expect_new_keys(true);
-  constexpr int kBatches = 400, kPerBatch = 50;
-  std::atomic<int> written{0};  // batches whose write returned
+  // Three writers (a replica's workers: each its own keys), a reader of point GETs and one of
+  // multi_get (a worker's version lookups), and the end of the load while the readers still read.
+  constexpr int kWriters = 3, kBatches = 200, kPerBatch = 50;
+  std::atomic<int> written[kWriters] = {};  // each writer's batches whose write returned
   std::atomic<int> misses{0};
-  std::thread writer([&] {
-    for (int n = 0; n < kBatches; ++n) {
-      write_batch b;
-      for (int i = 0; i < kPerBatch; ++i) b.put("k" + std::to_string(n * kPerBatch + i), std::string(80, 'x'));
-      if (kv->write(b, false)) ++misses;
-      written.store(n + 1, std::memory_order_release);
-    }
-  });
-  std::thread reader([&] {
+  std::atomic<bool> writers_done{false};
+  auto key = [](int w, int n) { return "k" + std::to_string(w) + "/" + std::to_string(n); };
+  std::vector<std::thread> threads;
+  for (int w = 0; w < kWriters; ++w) {
+    threads.emplace_back([&, w] {
+      for (int n = 0; n < kBatches; ++n) {
+        write_batch b;
+        for (int i = 0; i < kPerBatch; ++i) b.put(key(w, n * kPerBatch + i), std::string(80, 'x'));
+        if (kv->write(b, false)) ++misses;
+        written[w].store(n + 1, std::memory_order_release);
+      }
+    });
+  }
+  auto random_written_key = [&](std::mt19937& rng, std::string& out) {
+    int w = static_cast<int>(rng() % kWriters);
+    int done = written[w].load(std::memory_order_acquire);
+    if (done == 0) return false;
+    out = key(w, static_cast<int>(rng() % (done * kPerBatch)));
+    return true;
+  };
+  threads.emplace_back([&] {
     std::mt19937 rng(5);
-    std::string v;
-    for (int done = 0; done < kBatches;) {
-      done = written.load(std::memory_order_acquire);
-      if (done == 0) continue;
-      int key = static_cast<int>(rng() % (done * kPerBatch));
-      if (kv->get("k" + std::to_string(key), v)) ++misses;
+    std::string k, v;
+    while (!writers_done.load()) {
+      if (random_written_key(rng, k) && kv->get(k, v)) ++misses;
     }
   });
-  writer.join();
-  reader.join();
+  threads.emplace_back([&] {
+    std::mt19937 rng(6);
+    std::vector<std::string> keys(8), values;
+    std::vector<std::error_code> errors;
+    while (!writers_done.load()) {
+      keys.clear();
+      std::string k;
+      for (int i = 0; i < 8; ++i) {
+        if (random_written_key(rng, k)) keys.push_back(k);
+      }
+      kv->multi_get(keys, values, errors);
+      for (const auto& ec : errors) {
+        if (ec) ++misses;
+      }
+    }
+  });
+  for (int w = 0; w < kWriters; ++w) threads[static_cast<std::size_t>(w)].join();
+  kv->expect_new_keys(false);  // the rest ingested while the readers read
+  writers_done = true;
+  for (std::size_t t = kWriters; t < threads.size(); ++t) threads[t].join();
   EXPECT_EQ(misses.load(), 0);
-  kv->expect_new_keys(false);
   std::string v;
-  EXPECT_FALSE(kv->get("k" + std::to_string(kBatches * kPerBatch - 1), v));
+  for (int w = 0; w < kWriters; ++w) EXPECT_FALSE(kv->get(key(w, kBatches * kPerBatch - 1), v)) << w;
   kv.reset();
   std::filesystem::remove_all(dir);
 }
