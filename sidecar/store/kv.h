@@ -167,9 +167,8 @@ class kv {
   // for absent keys until told otherwise (a replica's bootstrap, which keeps its own filter of the
   // keys it wrote). The store may then write differently: rocksdb_kv stages the writes in memory
   // and ingests them as whole table files instead of inserting each into its memtable. Reads stay
-  // correct either way (a point read sees every write that returned; a scan may first wait for
-  // what is staged to reach the table files); telling it false makes what is staged part of the
-  // store before the next write. The default does nothing.
+  // correct either way (a point read or a scan sees every write that returned); telling it false
+  // makes what is staged part of the store before the next write. The default does nothing.
   virtual void expect_new_keys(bool on) { (void)on; }
 
   // A store's own description of itself (RocksDB: GetProperty, e.g. "rocksdb.stats",

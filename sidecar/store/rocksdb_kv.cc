@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <iostream>
 #include <mutex>
+#include <optional>
 #include <shared_mutex>
 #include <string_view>
 #include <thread>
@@ -142,6 +143,19 @@ class bulk_loader {
       if (auto f = s->find(key, value); f != staged_writes::found::absent) return f;
     }
     return staged_writes::found::absent;
+  }
+
+  // Calls f with every staged run, oldest first, under the readers' lock (the stages stay while f
+  // runs; a stage may already be in the database too, with the same operations).
+  template <typename F>
+  void with_runs(F&& f) const {
+    std::shared_lock lock(read_mu_);
+    std::vector<const write_batch*> runs;
+    for (const staged_writes* s : {frozen_.get(), active_.get()}) {
+      if (s == nullptr) continue;
+      for (const auto& run : s->run_list()) runs.push_back(&run);
+    }
+    f(runs);
   }
 
   // What was staged before the call goes to a table file; `wait`: returns once it is there.
@@ -384,19 +398,82 @@ class rocksdb_kv final : public kv {
 
   std::error_code scan(std::string_view begin, std::string_view end, std::size_t limit,
                        std::vector<entry>& out) const override {
-    // A scan reads the database: what is staged goes there first (a bootstrap's scans are rare:
-    // its copy is not ready).
-    if (bulk_->any()) {
-      if (auto ec = bulk_->flush(true)) return ec;
-    }
     rocksdb::ReadOptions ro;
     rocksdb::Slice upper(end.data(), end.size());
     if (!end.empty()) ro.iterate_upper_bound = &upper;
-    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
-    for (it->Seek(rocksdb::Slice(begin.data(), begin.size())); it->Valid() && out.size() < limit; it->Next()) {
-      out.emplace_back(it->key().ToString(), it->value().ToString());
+    if (!bulk_->any()) {
+      std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+      for (it->Seek(rocksdb::Slice(begin.data(), begin.size())); it->Valid() && out.size() < limit; it->Next()) {
+        out.emplace_back(it->key().ToString(), it->value().ToString());
+      }
+      return to_error(it->status());
     }
-    return to_error(it->status());
+    // During a bulk load: the database merged with the staged runs (a run's operation over the
+    // database's, a later run's over an earlier one's; a staged delete hides the key). Rare (a
+    // bootstrapping copy is not ready), so a plain merge: each step looks at every source.
+    std::error_code ec;
+    bulk_->with_runs([&](const std::vector<const write_batch*>& runs) {
+      std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));  // after the stages are held
+      it->Seek(rocksdb::Slice(begin.data(), begin.size()));
+      std::vector<std::size_t> at(runs.size());
+      for (std::size_t r = 0; r < runs.size(); ++r) {
+        const write_batch& run = *runs[r];
+        std::size_t lo = 0, hi = run.size();  // the first key >= begin
+        while (lo < hi) {
+          std::size_t mid = (lo + hi) / 2;
+          if (run[mid].key < begin) {
+            lo = mid + 1;
+          } else {
+            hi = mid;
+          }
+        }
+        at[r] = lo;
+      }
+      auto run_key = [&](std::size_t r, std::string_view& key) {
+        if (at[r] >= runs[r]->size()) return false;
+        key = (*runs[r])[at[r]].key;
+        return end.empty() || key < end;
+      };
+      while (out.size() < limit) {
+        std::string_view least;
+        bool any = it->Valid();
+        if (any) least = std::string_view(it->key().data(), it->key().size());
+        for (std::size_t r = 0; r < runs.size(); ++r) {
+          std::string_view k;
+          if (run_key(r, k) && (!any || k < least)) {
+            least = k;
+            any = true;
+          }
+        }
+        if (!any) break;
+        // The newest source holding the least key decides; every source moves past it.
+        std::string key(least);
+        std::optional<write_batch::op> staged;
+        for (std::size_t r = 0; r < runs.size(); ++r) {
+          std::string_view k;
+          if (run_key(r, k) && k == key) {
+            staged = (*runs[r])[at[r]];  // later runs are newer: the last one found wins
+            ++at[r];
+          }
+        }
+        std::string value;
+        bool from_db = false;
+        if (it->Valid() && it->key() == rocksdb::Slice(key)) {
+          if (!staged) {
+            value = it->value().ToString();
+            from_db = true;
+          }
+          it->Next();
+        }
+        if (staged && !staged->is_delete) {
+          out.emplace_back(std::move(key), std::string(staged->value));
+        } else if (from_db) {
+          out.emplace_back(std::move(key), std::move(value));
+        }
+      }
+      ec = to_error(it->status());
+    });
+    return ec;
   }
 
  private:

@@ -41,6 +41,8 @@ class staged_writes {
   // An estimate of the memory held: the keys and values, plus the runs' and hash's bookkeeping.
   std::size_t bytes() const { return bytes_ + slots_.size() * sizeof(std::uint64_t); }
   std::size_t runs() const { return runs_.size(); }
+  // The runs, oldest first: each in key order, no key twice (a later run's operation wins).
+  const std::vector<write_batch>& run_list() const { return runs_; }
   std::size_t operations() const { return keys_; }
   std::uint64_t id() const { return id_; }
   // Runs are numbered in 16 bits: a stage is full at this many (a stage of small batches).
