@@ -21,6 +21,22 @@
 namespace datashare::sidecar::store {
 namespace {
 
+// What a model store holds after a batch: each key's last value, or nullopt once deleted.
+using model = std::map<std::string, std::optional<std::string>>;
+
+// Adds to the batch a delete of `key` one time in `delete_one_in`, else a put of `value`, and
+// records it in the model.
+void put_or_delete(write_batch& b, model& want, const std::string& key, std::mt19937& rng, unsigned delete_one_in,
+                   const std::string& value) {
+  if (rng() % delete_one_in == 0) {
+    b.del(key);
+    want[key] = std::nullopt;
+  } else {
+    b.put(key, value);
+    want[key] = value;
+  }
+}
+
 class kv_contract_test : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
@@ -103,18 +119,10 @@ TEST_P(kv_contract_test, LaterOpsInABatchWin) {
 // (its memtable inserts are cheaper so); a key's own operations must keep theirs.
 TEST_P(kv_contract_test, ABatchInAnyKeyOrderKeepsEachKeysLastOperation) {
   std::mt19937 rng(7);
-  std::map<std::string, std::optional<std::string>> want;
+  model want;
   write_batch b;
   for (int i = 0; i < 3000; ++i) {
-    std::string key = "k" + std::to_string(rng() % 400);
-    if (rng() % 4 == 0) {
-      b.del(key);
-      want[key] = std::nullopt;
-    } else {
-      std::string value = "v" + std::to_string(i);
-      b.put(key, value);
-      want[key] = value;
-    }
+    put_or_delete(b, want, "k" + std::to_string(rng() % 400), rng, 4, "v" + std::to_string(i));
   }
   ASSERT_FALSE(kv_->write(b, false));
   for (const auto& [key, value] : want) {
@@ -344,20 +352,12 @@ TEST(StagedWritesTest, TheLastOperationOfAKeyWinsWithinAndAcrossBatches) {
 // every key answers its last operation, and the merge passes each key once, in order, with it.
 TEST(StagedWritesTest, AgreesWithAModelOverManyRunsAndAnOversizedBatch) {
   std::mt19937 rng(11);
-  std::map<std::string, std::optional<std::string>> want;
+  model want;
   staged_writes s;
   auto add_batch = [&](int ops, int key_space) {
     write_batch b;
     for (int i = 0; i < ops; ++i) {
-      std::string key = "k" + std::to_string(rng() % key_space);
-      if (rng() % 5 == 0) {
-        b.del(key);
-        want[key] = std::nullopt;
-      } else {
-        std::string value = std::to_string(rng());
-        b.put(key, value);
-        want[key] = value;
-      }
+      put_or_delete(b, want, "k" + std::to_string(rng() % key_space), rng, 5, std::to_string(rng()));
     }
     s.add(b);
   };
@@ -419,20 +419,29 @@ TEST(StagedWritesTest, KeysEqualInTheirComparisonWordStillSortBytewise) {
   EXPECT_EQ(merged, (std::vector<std::pair<std::string, std::string>>(want.begin(), want.end())));
 }
 
+// A replica's store (no log) in a fresh directory, with stages (memtables) of `stage_bytes`.
+std::unique_ptr<kv> open_replica_store(const std::string& name, std::size_t stage_bytes, std::filesystem::path& dir,
+                                       rocksdb_options& o) {
+  dir = std::filesystem::temp_directory_path() / (name + "." + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::string error;
+  o.wal = false;
+  o.write_buffer_bytes = stage_bytes;
+  auto kv = open_rocksdb(dir.string(), o, error);
+  EXPECT_TRUE(kv) << error;
+  return kv;
+}
+
 // A bulk load (expect_new_keys: a replica's bootstrap) with stages of 64 KiB: the writes go to
 // table files by ingestion, never through the memtable; reads see each write as it returns, before
 // and after its stage goes in; after the load, writes go to the memtable again, newer than every
 // ingested one; all of it survives a reopen.
 TEST(RocksdbKvTest, ABulkLoadIngestsTableFilesAndReadsSeeEveryWrite) {
-  auto dir = std::filesystem::temp_directory_path() / ("kv_test.bulk." + std::to_string(::getpid()));
-  std::filesystem::remove_all(dir);
-  std::string error;
+  std::filesystem::path dir;
   rocksdb_options o;
-  o.wal = false;
-  o.write_buffer_bytes = 64 << 10;
-  auto kv = open_rocksdb(dir.string(), o, error);
-  ASSERT_TRUE(kv) << error;
-  std::map<std::string, std::optional<std::string>> want;
+  auto kv = open_replica_store("kv_test.bulk", 64 << 10, dir, o);
+  ASSERT_TRUE(kv);
+  model want;
   auto check = [&](const char* when) {
     std::vector<std::string> keys;
     for (const auto& [key, value] : want) {
@@ -474,15 +483,8 @@ TEST(RocksdbKvTest, ABulkLoadIngestsTableFilesAndReadsSeeEveryWrite) {
     for (int n = 0; n < batches; ++n) {
       write_batch b;
       for (int i = 0; i < 100; ++i) {
-        std::string key = "d" + std::to_string(rng() % 4000);
-        if (rng() % 8 == 0) {
-          b.del(key);
-          want[key] = std::nullopt;
-        } else {
-          std::string value(100, static_cast<char>('a' + rng() % 26));
-          b.put(key, value);
-          want[key] = value;
-        }
+        put_or_delete(b, want, "d" + std::to_string(rng() % 4000), rng, 8,
+                      std::string(100, static_cast<char>('a' + rng() % 26)));
       }
       ASSERT_FALSE(kv->write(b, false));
     }
@@ -504,6 +506,7 @@ TEST(RocksdbKvTest, ABulkLoadIngestsTableFilesAndReadsSeeEveryWrite) {
   EXPECT_NE(kv->property("rocksdb.num-entries-active-mem-table"), "0");
   check("after the load's writes");
   kv.reset();
+  std::string error;
   kv = open_rocksdb(dir.string(), o, error);
   ASSERT_TRUE(kv) << error;
   check("after a reopen");
@@ -515,14 +518,10 @@ TEST(RocksdbKvTest, ABulkLoadIngestsTableFilesAndReadsSeeEveryWrite) {
 // whose write returned is found by every later read, whichever of the two stages or the table
 // files holds it at that moment, also while the load ends.
 TEST(RocksdbKvTest, ReadersDuringABulkLoadFindEveryWrittenKey) {
-  auto dir = std::filesystem::temp_directory_path() / ("kv_test.bulkread." + std::to_string(::getpid()));
-  std::filesystem::remove_all(dir);
-  std::string error;
+  std::filesystem::path dir;
   rocksdb_options o;
-  o.wal = false;
-  o.write_buffer_bytes = 32 << 10;
-  auto kv = open_rocksdb(dir.string(), o, error);
-  ASSERT_TRUE(kv) << error;
+  auto kv = open_replica_store("kv_test.bulkread", 32 << 10, dir, o);
+  ASSERT_TRUE(kv);
   kv->expect_new_keys(true);
   // Three writers (a replica's workers: each its own keys), a reader of point GETs and one of
   // multi_get (a worker's version lookups), and the end of the load while the readers still read.
