@@ -5,6 +5,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <filesystem>
+#include <fstream>
 #include <future>
 #include <map>
 #include <mutex>
@@ -419,42 +420,60 @@ TEST(StagedWritesTest, KeysEqualInTheirComparisonWordStillSortBytewise) {
   EXPECT_EQ(merged, (std::vector<std::pair<std::string, std::string>>(want.begin(), want.end())));
 }
 
-// A replica's store (no log) in a fresh directory, with stages (memtables) of `stage_bytes`.
-std::unique_ptr<kv> open_replica_store(const std::string& name, std::size_t stage_bytes, std::filesystem::path& dir,
-                                       rocksdb_options& o) {
-  dir = std::filesystem::temp_directory_path() / (name + "." + std::to_string(::getpid()));
-  std::filesystem::remove_all(dir);
-  std::string error;
-  o.wal = false;
-  o.write_buffer_bytes = stage_bytes;
-  auto kv = open_rocksdb(dir.string(), o, error);
-  EXPECT_TRUE(kv) << error;
-  return kv;
+// Every key of the model reads as the model says (get).
+void expect_gets(const kv& store, const model& want, const char* when) {
+  for (const auto& [key, value] : want) {
+    std::string v;
+    auto ec = store.get(key, v);
+    if (value) {
+      ASSERT_FALSE(ec) << when << ": " << key;
+      ASSERT_EQ(v, *value) << when << ": " << key;
+    } else {
+      ASSERT_EQ(ec, errc::not_found) << when << ": " << key;
+    }
+  }
 }
+
+// A replica's store (no log) in a fresh directory, with stages (memtables) of `stage_bytes`, for
+// the bulk load's tests.
+class bulk_load_test : public ::testing::Test {
+ protected:
+  void open(const std::string& name, std::size_t stage_bytes) {
+    dir_ = std::filesystem::temp_directory_path() / (name + "." + std::to_string(::getpid()));
+    std::filesystem::remove_all(dir_);
+    o_.wal = false;
+    o_.write_buffer_bytes = stage_bytes;
+    reopen();
+  }
+  void reopen() {
+    kv_.reset();
+    std::string error;
+    kv_ = open_rocksdb(dir_.string(), o_, error);
+    ASSERT_TRUE(kv_) << error;
+  }
+  void TearDown() override {
+    kv_.reset();
+    if (!dir_.empty()) std::filesystem::remove_all(dir_);
+  }
+
+  std::filesystem::path dir_;
+  rocksdb_options o_;
+  std::unique_ptr<kv> kv_;
+};
 
 // A bulk load (expect_new_keys: a replica's bootstrap) with stages of 64 KiB: the writes go to
 // table files by ingestion, never through the memtable; reads see each write as it returns, before
 // and after its stage goes in; after the load, writes go to the memtable again, newer than every
 // ingested one; all of it survives a reopen.
-TEST(RocksdbKvTest, ABulkLoadIngestsTableFilesAndReadsSeeEveryWrite) {
-  std::filesystem::path dir;
-  rocksdb_options o;
-  auto kv = open_replica_store("kv_test.bulk", 64 << 10, dir, o);
-  ASSERT_TRUE(kv);
+TEST_F(bulk_load_test, ABulkLoadIngestsTableFilesAndReadsSeeEveryWrite) {
+  open("kv_test.bulk", 64 << 10);
+  auto& kv = kv_;
+  const auto& dir = dir_;
   model want;
   auto check = [&](const char* when) {
+    expect_gets(*kv, want, when);
     std::vector<std::string> keys;
-    for (const auto& [key, value] : want) {
-      std::string v;
-      auto ec = kv->get(key, v);
-      if (value) {
-        ASSERT_FALSE(ec) << when << ": " << key;
-        ASSERT_EQ(v, *value) << when << ": " << key;
-      } else {
-        ASSERT_EQ(ec, errc::not_found) << when << ": " << key;
-      }
-      keys.push_back(key);
-    }
+    for (const auto& entry : want) keys.push_back(entry.first);
     std::vector<std::string> values;
     std::vector<std::error_code> errors;
     kv->multi_get(keys, values, errors);
@@ -505,23 +524,56 @@ TEST(RocksdbKvTest, ABulkLoadIngestsTableFilesAndReadsSeeEveryWrite) {
   write_some(5);
   EXPECT_NE(kv->property("rocksdb.num-entries-active-mem-table"), "0");
   check("after the load's writes");
-  kv.reset();
-  std::string error;
-  kv = open_rocksdb(dir.string(), o, error);
-  ASSERT_TRUE(kv) << error;
+  reopen();
   check("after a reopen");
-  kv.reset();
-  std::filesystem::remove_all(dir);
+}
+
+// An ingest that fails (here: the staging directory cannot be made) loses nothing: the stage stays
+// and is read, writes go on until two stages are full and then fail (a replica rewinds and tries
+// again), and once the cause is gone the retried ingest puts it all in the database.
+TEST_F(bulk_load_test, AFailedIngestKeepsItsStageAndIsRetried) {
+  open("kv_test.bulkfail", 32 << 10);
+  auto& kv = kv_;
+  const auto& dir = dir_;
+  kv->expect_new_keys(true);
+  { std::ofstream(dir / "bulk") << "not a directory"; }
+  model want;
+  std::mt19937 rng(9);
+  std::error_code failed;
+  for (int n = 0; n < 100 && !failed; ++n) {
+    write_batch b;
+    model batch;
+    for (int i = 0; i < 40; ++i)
+      put_or_delete(b, batch, "d" + std::to_string(rng() % 5000), rng, 10, std::string(100, 'v'));
+    failed = kv->write(b, false);
+    if (!failed) {
+      for (auto& [key, value] : batch) want[key] = value;
+    }
+  }
+  ASSERT_EQ(failed, errc::io_error) << "two full stages with the ingest failing";
+  auto check = [&](const char* when) { expect_gets(*kv, want, when); };
+  check("while the ingest fails");
+  EXPECT_EQ(kv->property("rocksdb.total-sst-files-size"), "0");
+  std::filesystem::remove(dir / "bulk");
+  // The loader retries every second; a flush reports the failure until a retry has succeeded.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (kv->flush(true) && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_FALSE(kv->flush(true));
+  EXPECT_NE(kv->property("rocksdb.total-sst-files-size"), "0");
+  check("after the retried ingest");
+  kv->expect_new_keys(false);
+  reopen();
+  check("after a reopen");
 }
 
 // Readers while writers stage and stages are ingested (run under TSan in the test suite): a key
 // whose write returned is found by every later read, whichever of the two stages or the table
 // files holds it at that moment, also while the load ends.
-TEST(RocksdbKvTest, ReadersDuringABulkLoadFindEveryWrittenKey) {
-  std::filesystem::path dir;
-  rocksdb_options o;
-  auto kv = open_replica_store("kv_test.bulkread", 32 << 10, dir, o);
-  ASSERT_TRUE(kv);
+TEST_F(bulk_load_test, ReadersDuringABulkLoadFindEveryWrittenKey) {
+  open("kv_test.bulkread", 32 << 10);
+  auto& kv = kv_;
   kv->expect_new_keys(true);
   // Three writers (a replica's workers: each its own keys), a reader of point GETs and one of
   // multi_get (a worker's version lookups), and the end of the load while the readers still read.
@@ -578,8 +630,6 @@ TEST(RocksdbKvTest, ReadersDuringABulkLoadFindEveryWrittenKey) {
   EXPECT_EQ(misses.load(), 0);
   std::string v;
   for (int w = 0; w < kWriters; ++w) EXPECT_FALSE(kv->get(key(w, kBatches * kPerBatch - 1), v)) << w;
-  kv.reset();
-  std::filesystem::remove_all(dir);
 }
 
 TEST(RocksdbKvTest, ReportsAnUnusableDirectory) {

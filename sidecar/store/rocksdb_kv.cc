@@ -185,12 +185,13 @@ class bulk_loader {
       if (!frozen_) return;
       const staged_writes* stage = frozen_.get();  // nobody changes or frees it but this thread
       lock.unlock();
-      auto ec = ingest(*stage);
+      std::string why;
+      auto ec = ingest(*stage, why);
       lock.lock();
       if (ec) {
         if (!ingest_error_) {
-          std::cerr << "datashare-sidecar: store: ingest of " << stage->operations()
-                    << " staged writes failed: " << ec.message() << "; retrying\n";
+          std::cerr << "datashare-sidecar: store: ingest of " << stage->operations() << " staged writes failed: " << why
+                    << "; retrying every second\n";
         }
         ingest_error_ = ec;
         cv_.notify_all();
@@ -212,11 +213,14 @@ class bulk_loader {
     }
   }
 
-  // The stage as one table file, ingested.
-  std::error_code ingest(const staged_writes& stage) {
+  // The stage as one table file, ingested; on failure `why` says what failed.
+  std::error_code ingest(const staged_writes& stage, std::string& why) {
     std::error_code fs_error;
     std::filesystem::create_directories(dir_, fs_error);
-    if (fs_error) return errc::io_error;
+    if (fs_error) {
+      why = "cannot create " + dir_ + ": " + fs_error.message();
+      return errc::io_error;
+    }
     const std::string path = dir_ + "/" + std::to_string(stage.id()) + ".sst";
     // The page cache keeps the file (point reads use it through mmap, as a flushed file's).
     rocksdb::SstFileWriter writer(rocksdb::EnvOptions(options_), options_, db_.DefaultColumnFamily(),
@@ -238,6 +242,7 @@ class bulk_loader {
       s = db_.IngestExternalFile({path}, o);
     }
     std::filesystem::remove(path, fs_error);
+    if (!s.ok()) why = s.ToString();
     return to_error(s);
   }
 
