@@ -378,14 +378,6 @@ class rocksdb_kv final : public kv {
     return flush_memtables(wait);
   }
 
-  std::error_code flush_memtables(bool wait) {
-    if (wal_) return {};
-    rocksdb::FlushOptions fo;
-    fo.wait = wait;
-    fo.allow_write_stall = true;  // a start, not a wait for room
-    return to_error(db_->Flush(fo));
-  }
-
   // A bulk load: writes are staged and ingested as table files (bulk_loader) instead of going
   // through the memtable.
   void expect_new_keys(bool on) override {
@@ -482,6 +474,15 @@ class rocksdb_kv final : public kv {
   }
 
  private:
+  // Without a log, the memtables to a table file (the only copy of their writes otherwise).
+  std::error_code flush_memtables(bool wait) {
+    if (wal_) return {};
+    rocksdb::FlushOptions fo;
+    fo.wait = wait;
+    fo.allow_write_stall = true;  // a start, not a wait for room
+    return to_error(db_->Flush(fo));
+  }
+
   std::unique_ptr<rocksdb::DB> db_;
   bool wal_;
   rocksdb::ReadOptions point_read_;
@@ -511,7 +512,7 @@ std::unique_ptr<kv> open_rocksdb(const std::string& dir, const rocksdb_options& 
   o.max_background_jobs = 2;
   o.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
   // A bloom filter over the memtable's whole keys: the replica looks up the stored version of
-  // every event, and during a bootstrap nearly all of those keys are new.
+  // every event, and many of those keys are new to the store.
   if (options.memtable_bloom) {
     // 0.8 MiB per memtable whatever its size (RocksDB sizes it as a ratio of the write buffer):
     // ~48 bits a key in a 32 MiB memtable of ~200-byte records, plenty for a filter.

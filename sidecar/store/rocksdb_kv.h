@@ -16,14 +16,16 @@ inline constexpr std::size_t kReplicaWriteBufferBytes = 32 << 20;  // a replica'
 
 struct rocksdb_options {
   // A memtable's size: a store's writes reach a table file in files of this size (two at a time
-  // with merge_memtables). The replica's store uses 32 MiB (sidecar/main.cc): a bootstrap then
-  // makes half as many level-0 files, and compacts them half as often (P1, docs/benchmarks.md).
-  // Memtables are allocated as they fill: the idle footprint (P7) does not grow with it.
+  // with merge_memtables). The replica's store uses 32 MiB (sidecar/main.cc). A bulk load
+  // (kv::expect_new_keys) stages its writes in stages of the same size (twice it with
+  // merge_memtables), each ingested as one table file. Memtables and stages are allocated as they
+  // fill: the idle footprint (P7) does not grow with it.
   std::size_t write_buffer_bytes = 16 << 20;
   int max_open_files = 128;
   // A bloom filter over the memtable's keys: for stores that look up many keys they do not hold
-  // (the replica's version checks during a bootstrap). It costs kMemtableBloomBytes of memory
-  // per memtable, zeroed (resident) as soon as the store opens.
+  // (a replica's version checks while it catches up on a store that is not empty; a bootstrap
+  // stages its writes outside the memtable). It costs kMemtableBloomBytes of memory per memtable,
+  // zeroed (resident) as soon as the store opens.
   bool memtable_bloom = true;
   // The write-ahead log. Off, a write lives in the memtable until a flush (by size, or
   // kv::flush) writes it to a table file: any crash, kill -9 included, rolls the store back to
