@@ -62,9 +62,10 @@ enum class store_use { replica, outbox, participant, outbox_and_participant };
 // outbox only appends, and there the filter would only hold 0.8 MiB (P7). A replica's store needs
 // no write-ahead log (its log is the topic: a crash rolls it back to its last flush, offsets
 // included, and the replica reads the rest again; sidecar/replica/README.md). The outbox and the
-// participant's store keep theirs: what they hold exists nowhere else. A replica's store is loaded
-// in bulk while it catches up: memtables of 32 MiB, two of them flushed together (a quarter as
-// many level-0 files as 16 MiB ones flushed one by one, and as many fewer compactions).
+// participant's store keep theirs: what they hold exists nowhere else. A replica's store has
+// memtables of 32 MiB, two of them flushed together (a quarter as many level-0 files as 16 MiB
+// ones flushed one by one, and as many fewer compactions); its bootstrap stages its writes in
+// 64 MiB stages ingested as table files instead (kv::expect_new_keys).
 std::unique_ptr<ds::store::kv> open_store(const std::string& dir, store_use use, std::string& error) {
   bool replica = use == store_use::replica;
   ds::store::rocksdb_options o;
