@@ -55,27 +55,6 @@ std::uint64_t key_words::word(std::string_view key) const {
   return w;
 }
 
-namespace {
-
-// The batch's keys as a range for key_words::fit.
-struct batch_keys {
-  const write_batch& batch;
-  struct iterator {
-    const write_batch* b;
-    std::size_t i;
-    std::string_view operator*() const { return (*b)[i].key; }
-    iterator& operator++() {
-      ++i;
-      return *this;
-    }
-    bool operator!=(const iterator& o) const { return i != o.i; }
-  };
-  iterator begin() const { return {&batch, 0}; }
-  iterator end() const { return {&batch, batch.size()}; }
-};
-
-}  // namespace
-
 void sort_by_key(const write_batch& batch, std::vector<std::uint32_t>& order) {
   struct item {
     std::uint64_t word;
@@ -87,7 +66,7 @@ void sort_by_key(const write_batch& batch, std::vector<std::uint32_t>& order) {
   items.clear();
   if (n == 0) return;
   // A batch's middle operation: a replica's batches end with their few offset and counter keys.
-  const auto words = key_words::fit(batch[n / 2].key, batch_keys{batch});
+  const auto words = key_words::fit(batch[n / 2].key, n, [&batch](std::size_t i) { return batch[i].key; });
   items.reserve(n);
   for (std::size_t i = 0; i < n; ++i) items.push_back({words.word(batch[i].key), static_cast<std::uint32_t>(i)});
   std::sort(items.begin(), items.end(), [&](const item& a, const item& b) {

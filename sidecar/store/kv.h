@@ -103,15 +103,16 @@ void sort_by_key(const write_batch& batch, std::vector<std::uint32_t>& order);
 // wherever the words differ, so sorting and merging compare cached integers and read the keys
 // themselves (memcmp, a memory access) only on equal words. Other keys compare in full.
 struct key_words {
-  // Fitted to `keys` (any range of string_views, read twice) around `sample`, one of them.
-  template <typename Keys>
-  static key_words fit(std::string_view sample, const Keys& keys) {
+  // Fitted around `sample` to the `n` keys key_at(0..n-1) (string_views), the sample among them.
+  template <typename KeyAt>
+  static key_words fit(std::string_view sample, std::size_t n, const KeyAt& key_at) {
     key_words w;
     if (sample.empty()) return w;
     w.grouped = true;
     w.group = static_cast<unsigned char>(sample[0]);
     w.shared = sample.size();
-    for (std::string_view k : keys) {
+    for (std::size_t i = 0; i < n; ++i) {
+      std::string_view k = key_at(i);
       if (!k.empty() && static_cast<unsigned char>(k[0]) == w.group) w.shared = std::min(w.shared, prefix(sample, k));
     }
     return w;

@@ -398,16 +398,10 @@ class rocksdb_kv final : public kv {
     rocksdb::ReadOptions ro;
     rocksdb::Slice upper(end.data(), end.size());
     if (!end.empty()) ro.iterate_upper_bound = &upper;
-    if (!bulk_->any()) {
-      std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
-      for (it->Seek(rocksdb::Slice(begin.data(), begin.size())); it->Valid() && out.size() < limit; it->Next()) {
-        out.emplace_back(it->key().ToString(), it->value().ToString());
-      }
-      return to_error(it->status());
-    }
-    // During a bulk load: the database merged with the staged runs (a run's operation over the
-    // database's, a later run's over an earlier one's; a staged delete hides the key). Rare (a
-    // bootstrapping copy is not ready), so a plain merge: each step looks at every source.
+    // The database merged with the staged runs of a bulk load, if any (a run's operation over the
+    // database's, a later run's over an earlier one's; a staged delete hides the key). Runs exist
+    // only while a copy bootstraps (not ready yet, few scans), so a plain merge: each step looks
+    // at every source; without runs it is the database's iteration.
     std::error_code ec;
     bulk_->with_runs([&](const std::vector<const write_batch*>& runs) {
       std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));  // after the stages are held

@@ -130,7 +130,7 @@ void staged_writes::for_each_last(const std::function<void(std::string_view, boo
       bounds.push_back(run[b - 1].key);
     }
   }
-  const auto words = key_words::fit(sample, bounds);
+  const auto words = key_words::fit(sample, bounds.size(), [&bounds](std::size_t i) { return bounds[i]; });
   std::vector<std::uint64_t> word(runs_.size(), 0);
   for (std::uint32_t r = 0; r < runs_.size(); ++r) {
     if (!runs_[r].empty()) word[r] = words.word(runs_[r][0].key);
