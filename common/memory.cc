@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <cstdlib>
 #include <fstream>
+#include <limits>
+#include <optional>
 #include <sstream>
 #include <string>
 
@@ -56,6 +58,66 @@ std::size_t release_code_pages() {
   }
   release(current);
   return released;
+}
+
+namespace {
+
+// The first number in the file, or nothing ("max", absent, unreadable, or not a number).
+std::optional<std::size_t> read_bytes(const std::string& path) {
+  std::ifstream in(path);
+  std::string word;
+  if (!(in >> word) || word.empty() || word.find_first_not_of("0123456789") != std::string::npos) return std::nullopt;
+  try {
+    return static_cast<std::size_t>(std::stoull(word));
+  } catch (const std::exception&) {
+    return std::nullopt;  // beyond 64 bits: no limit
+  }
+}
+
+}  // namespace
+
+std::size_t memory_limit(const memory_roots& roots) {
+  std::size_t limit = 0;
+  auto take = [&limit](std::optional<std::size_t> bytes) {
+    if (bytes && *bytes > 0 && (limit == 0 || *bytes < limit)) limit = *bytes;
+  };
+  // MemTotal, in kB.
+  {
+    std::ifstream in(roots.proc + "/meminfo");
+    std::string key;
+    std::size_t kb = 0;
+    while (in >> key >> kb) {
+      if (key == "MemTotal:") {
+        take(kb * 1024);
+        break;
+      }
+      in.ignore(std::numeric_limits<std::streamsize>::max(), '\n');
+    }
+  }
+  // /proc/self/cgroup: "0::/path" (v2) or "N:controllers:/path" (v1, the line naming memory).
+  std::ifstream in(roots.proc + "/self/cgroup");
+  std::string line;
+  while (std::getline(in, line)) {
+    const auto first = line.find(':');
+    const auto second = first == std::string::npos ? first : line.find(':', first + 1);
+    if (second == std::string::npos) continue;
+    const std::string controllers = line.substr(first + 1, second - first - 1);
+    std::string path = line.substr(second + 1);
+    if (path == "/") path.clear();
+    if (controllers.empty()) {  // v2: the unified hierarchy
+      take(read_bytes(roots.cgroup + path + "/memory.max"));
+      take(read_bytes(roots.cgroup + "/memory.max"));
+      take(read_bytes(roots.cgroup + "/unified" + path + "/memory.max"));  // hybrid mounts
+      continue;
+    }
+    std::stringstream names(controllers);
+    for (std::string name; std::getline(names, name, ',');) {
+      if (name != "memory") continue;
+      take(read_bytes(roots.cgroup + "/memory" + path + "/memory.limit_in_bytes"));
+      take(read_bytes(roots.cgroup + "/memory/memory.limit_in_bytes"));
+    }
+  }
+  return limit;
 }
 
 }  // namespace datashare

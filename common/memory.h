@@ -2,6 +2,7 @@
 // Process-wide allocator settings for the long-running binaries (operator, sidecar, gateway).
 
 #include <cstddef>
+#include <string>
 
 namespace datashare {
 
@@ -21,5 +22,18 @@ void limit_malloc_arenas(int arenas = 2);
 // holding private (copied-on-write) pages are left alone. Returns the bytes that were resident.
 // Linux only; a no-op elsewhere or when /proc is not readable.
 std::size_t release_code_pages();
+
+// The memory this process may use: the limit of its memory cgroup (v2 `memory.max`, v1
+// `memory.limit_in_bytes`; in a Kubernetes pod, the container's `resources.limits.memory`), or
+// the machine's physical memory (`MemTotal`) when there is no limit or it is larger. Each root is
+// where the files are read from (tests point them at a directory of their own): `proc` holds
+// `self/cgroup` and `meminfo`, `cgroup` the cgroup file system. The cgroup is looked up at the
+// path /proc/self/cgroup names, then at the root of the mount (a container without a cgroup
+// namespace sees its own cgroup there). Returns 0 when nothing is readable.
+struct memory_roots {
+  std::string proc = "/proc";
+  std::string cgroup = "/sys/fs/cgroup";
+};
+std::size_t memory_limit(const memory_roots& roots = {});
 
 }  // namespace datashare

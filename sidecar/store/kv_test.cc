@@ -50,14 +50,18 @@ class kv_contract_test : public ::testing::TestWithParam<std::string> {
     open();
   }
   // "rocksdb-indexed": the replica's store with `readIndex: memory`, every key in the hash.
+  // "rocksdb-index-budget": `readIndex: auto` with a budget of 4 KiB, which the tests' writes
+  // exceed (the index dropped in the middle of a test, reads going on from RocksDB).
   void open() {
     std::string error;
     kv_ = open_rocksdb(dir_.string(), options(), error);
     ASSERT_TRUE(kv_) << error;
     if (GetParam() == "rocksdb-bulk") kv_->expect_new_keys(true);
-    if (GetParam() == "rocksdb-indexed") {
+    if (GetParam() == "rocksdb-indexed" || GetParam() == "rocksdb-index-budget") {
+      read_index_options ro;
+      if (GetParam() == "rocksdb-index-budget") ro.budget = std::make_shared<memory_budget>(4096);
       std::error_code ec;
-      kv_ = with_read_index(std::move(kv_), "", ec);
+      kv_ = with_read_index(std::move(kv_), "", ec, ro);
       ASSERT_TRUE(kv_) << ec.message();
     }
   }
@@ -279,7 +283,8 @@ TEST(GroupWriterTest, ABatchWithoutSyncNeverCostsAnFsyncOfItsOwn) {
 }
 
 INSTANTIATE_TEST_SUITE_P(impls, kv_contract_test,
-                         ::testing::Values("memory", "rocksdb", "rocksdb-nowal", "rocksdb-indexed", "rocksdb-bulk"));
+                         ::testing::Values("memory", "rocksdb", "rocksdb-nowal", "rocksdb-indexed",
+                                           "rocksdb-index-budget", "rocksdb-bulk"));
 
 TEST(MemoryKvTest, InjectedFailuresChangeNothing) {
   memory_kv kv;
@@ -652,7 +657,7 @@ class read_index_test : public ::testing::Test {
     kv_.reset();
     std::filesystem::remove_all(dir_);
   }
-  void open() {
+  void open(read_index_options ro = {}) {
     kv_.reset();
     std::string error;
     rocksdb_options o;
@@ -661,7 +666,7 @@ class read_index_test : public ::testing::Test {
     ASSERT_TRUE(raw) << error;
     inner_ = raw.get();
     std::error_code ec;
-    kv_ = with_read_index(std::move(raw), "d", ec);
+    kv_ = with_read_index(std::move(raw), "d", ec, std::move(ro));
     ASSERT_TRUE(kv_) << ec.message();
   }
   // Every key of `keys` reads the same through the index and from RocksDB alone.
@@ -673,6 +678,11 @@ class read_index_test : public ::testing::Test {
       auto eb = inner_->get(k, b);
       EXPECT_EQ(ea, eb) << k;
       EXPECT_EQ(a, b) << k;
+    }
+    if (kv_->property("datashare.read-index.dropped") == "1") {
+      EXPECT_EQ(kv_->property("datashare.read-index.entries"), "0");
+      EXPECT_EQ(kv_->property("datashare.read-index.bytes"), "0");
+      return;
     }
     std::vector<entry> all;
     ASSERT_FALSE(inner_->scan("d", "e", 1 << 20, all));
@@ -743,6 +753,149 @@ TEST_F(read_index_test, EmptiedAndRefilledTablesKeepEveryKey) {
     for (std::size_t i = 0; i < keys.size() / 2; ++i) b.del(keys[i]);
     ASSERT_FALSE(kv_->write(b, false));
     expect_agreement(keys);
+  }
+}
+
+TEST_F(read_index_test, ABudgetDropsTheIndexThatCrossesItAndReadsGoOnFromTheStore) {
+  auto budget = std::make_shared<memory_budget>(256 << 10);
+  std::size_t dropped_bytes = 0;
+  int drops = 0;
+  read_index_options ro;
+  ro.budget = budget;
+  ro.on_drop = [&](std::size_t bytes, std::int64_t) {
+    dropped_bytes = bytes;
+    ++drops;
+  };
+  open(ro);
+  std::vector<std::string> keys;
+  write_batch b;
+  // 1,000 records of 100 B: within 256 KiB. The index's bytes are what the budget holds.
+  for (int i = 0; i < 1000; ++i) keys.push_back("d" + std::to_string(i));
+  for (const auto& k : keys) b.put(k, std::string(100, 'a'));
+  ASSERT_FALSE(kv_->write(b, false));
+  EXPECT_EQ(kv_->property("datashare.read-index.dropped"), "0");
+  const auto held = std::stoll(kv_->property("datashare.read-index.bytes"));
+  EXPECT_GT(held, 1000 * 100);
+  EXPECT_EQ(budget->used(), held);
+  expect_agreement(keys);
+  // Deletes give bytes back.
+  b.clear();
+  for (int i = 0; i < 500; ++i) b.del(keys[static_cast<std::size_t>(i)]);
+  ASSERT_FALSE(kv_->write(b, false));
+  EXPECT_LT(budget->used(), held);
+  EXPECT_EQ(budget->used(), std::stoll(kv_->property("datashare.read-index.bytes")));
+  // 2,000 more records cross it: the index is dropped, its bytes given back, and every key still
+  // reads as the store holds it, later writes included.
+  b.clear();
+  for (int i = 1000; i < 3000; ++i) keys.push_back("d" + std::to_string(i));
+  for (std::size_t i = 1000; i < keys.size(); ++i) b.put(keys[i], std::string(100, 'b'));
+  ASSERT_FALSE(kv_->write(b, false));
+  EXPECT_EQ(drops, 1);
+  EXPECT_GT(dropped_bytes, std::size_t{256} << 10);
+  EXPECT_EQ(kv_->property("datashare.read-index.dropped"), "1");
+  EXPECT_EQ(budget->used(), 0);
+  expect_agreement(keys);
+  b.clear();
+  b.put("d1", "after");
+  b.del("d2000");
+  ASSERT_FALSE(kv_->write(b, false));
+  std::string v;
+  ASSERT_FALSE(kv_->get("d1", v));
+  EXPECT_EQ(v, "after");
+  EXPECT_EQ(kv_->get("d2000", v), errc::not_found);
+  std::vector<std::string> values;
+  std::vector<std::error_code> errors;
+  kv_->multi_get({"d1", "d2000", "d2001"}, values, errors);
+  EXPECT_EQ(values[0], "after");
+  EXPECT_EQ(errors[1], errc::not_found);
+  EXPECT_EQ(values[2], std::string(100, 'b'));
+  EXPECT_EQ(budget->used(), 0);
+  EXPECT_EQ(drops, 1);
+  expect_agreement(keys);
+
+  // Opened again over the same 2,501 records: the load stops where the budget is crossed.
+  drops = 0;
+  open(ro);
+  EXPECT_EQ(drops, 1);
+  EXPECT_EQ(kv_->property("datashare.read-index.dropped"), "1");
+  EXPECT_EQ(budget->used(), 0);
+  expect_agreement(keys);
+  // With a budget that holds them, the load indexes them all.
+  ro.budget = std::make_shared<memory_budget>(1 << 20);
+  open(ro);
+  EXPECT_EQ(kv_->property("datashare.read-index.dropped"), "0");
+  EXPECT_EQ(kv_->property("datashare.read-index.entries"), "2500");
+  EXPECT_EQ(ro.budget->used(), std::stoll(kv_->property("datashare.read-index.bytes")));
+  expect_agreement(keys);
+}
+
+TEST(ReadIndexTest, IndexesSharingABudgetHoldItTogether) {
+  auto budget = std::make_shared<memory_budget>(256 << 10);
+  int drops_a = 0;
+  int drops_b = 0;
+  std::error_code ec;
+  read_index_options ra{budget, [&](std::size_t, std::int64_t) { ++drops_a; }};
+  read_index_options rb{budget, [&](std::size_t, std::int64_t) { ++drops_b; }};
+  auto a = with_read_index(std::make_unique<memory_kv>(), "d", ec, ra);
+  auto b = with_read_index(std::make_unique<memory_kv>(), "d", ec, rb);
+  ASSERT_TRUE(a && b);
+  write_batch w;
+  // 600 records of 100 B: ~140 KiB in an index (entries, and the slot arrays of 64 shards).
+  for (int i = 0; i < 600; ++i) w.put("d" + std::to_string(i), std::string(100, 'x'));
+  ASSERT_FALSE(a->write(w, false));
+  EXPECT_EQ(drops_a, 0);
+  EXPECT_GT(budget->used(), 128 << 10);
+  // b's copy of the same records takes the two past 256 KiB: b, which crossed it, is dropped.
+  ASSERT_FALSE(b->write(w, false));
+  EXPECT_EQ(drops_a, 0);
+  EXPECT_EQ(drops_b, 1);
+  EXPECT_EQ(a->property("datashare.read-index.dropped"), "0");
+  EXPECT_EQ(b->property("datashare.read-index.dropped"), "1");
+  EXPECT_EQ(budget->used(), std::stoll(a->property("datashare.read-index.bytes")));
+  std::string v;
+  ASSERT_FALSE(b->get("d7", v));
+  EXPECT_EQ(v, std::string(100, 'x'));
+}
+
+TEST(ReadIndexTest, ReadersDuringADropFindEveryKey) {
+  // Run under tsan too: a reader racing the drop of its key's shard reads the inner store.
+  for (int round = 0; round < 20; ++round) {
+    read_index_options ro;
+    ro.budget = std::make_shared<memory_budget>(200 << 10);
+    std::error_code ec;
+    auto kv = with_read_index(std::make_unique<memory_kv>(), "d", ec, ro);
+    ASSERT_TRUE(kv);
+    write_batch b;
+    for (int i = 0; i < 500; ++i) b.put("d" + std::to_string(i), "v" + std::to_string(i));
+    ASSERT_FALSE(kv->write(b, false));
+    std::atomic<bool> done{false};
+    std::vector<std::thread> readers;
+    std::atomic<long> reads{0};
+    std::atomic<bool> failed{false};
+    for (int r = 0; r < 2; ++r) {
+      readers.emplace_back([&, r] {
+        std::string v;
+        for (int i = r; !done.load(); i = (i + 7) % 500) {
+          const std::string k = "d" + std::to_string(i);
+          if (kv->get(k, v) || v != "v" + std::to_string(i)) {
+            ADD_FAILURE() << k << " read as " << v;
+            failed = true;
+            return;
+          }
+          reads.fetch_add(1, std::memory_order_relaxed);
+        }
+      });
+    }
+    // Other keys until the budget drops the index.
+    for (int i = 0; kv->property("datashare.read-index.dropped") == "0"; ++i) {
+      b.clear();
+      for (int k = 0; k < 50; ++k) b.put("dx" + std::to_string(i * 50 + k), std::string(200, 'y'));
+      ASSERT_FALSE(kv->write(b, false));
+    }
+    while (reads.load() < 1000 && !failed.load()) std::this_thread::yield();
+    done = true;
+    for (auto& t : readers) t.join();
+    EXPECT_EQ(ro.budget->used(), 0);
   }
 }
 

@@ -1,5 +1,6 @@
 #include "sidecar/store/read_index.h"
 
+#include <algorithm>
 #include <array>
 #include <cstdlib>
 #include <cstring>
@@ -104,6 +105,13 @@ class hash_table {
     return old;
   }
 
+  void swap(hash_table& other) noexcept {
+    slots_.swap(other.slots_);
+    std::swap(mask_, other.mask_);
+    std::swap(size_, other.size_);
+    std::swap(bytes_, other.bytes_);
+  }
+
   std::size_t size() const { return size_; }
   // Entries' allocations plus the slot array, for the index's memory property.
   std::size_t bytes() const { return bytes_ + slots_.size() * sizeof(slot); }
@@ -144,7 +152,8 @@ constexpr int kShardBits = 6;
 
 class indexed_kv final : public kv {
  public:
-  indexed_kv(std::unique_ptr<kv> inner, std::string prefix) : inner_(std::move(inner)), prefix_(std::move(prefix)) {}
+  indexed_kv(std::unique_ptr<kv> inner, std::string prefix, read_index_options options)
+      : inner_(std::move(inner)), prefix_(std::move(prefix)), options_(std::move(options)) {}
 
   std::error_code load() {
     // The prefix's keys in pages (a replica's million entries never sit in one vector twice).
@@ -156,8 +165,10 @@ class indexed_kv final : public kv {
     for (;;) {
       page.clear();
       if (auto ec = inner_->scan(from, end, 4096, page)) return ec;
-      for (const auto& [k, v] : page) set(k, v);
-      if (page.size() < 4096) return {};
+      std::int64_t delta = 0;
+      for (const auto& [k, v] : page) delta += set(k, v);
+      account(delta);
+      if (page.size() < 4096 || dropped_.load()) return {};
       from = page.back().first;
       from.push_back('\0');  // the next key after it
     }
@@ -167,18 +178,23 @@ class indexed_kv final : public kv {
     if (!indexed(key)) return inner_->get(key, value);
     const std::uint64_t h = hash(key);
     const shard& s = shards_[h >> (64 - kShardBits)];
-    std::shared_lock lock(s.mu);
-    const entry_block* e = s.table.find(h, key);
-    if (e == nullptr) return errc::not_found;
-    value.assign(e->value());
-    return {};
+    {
+      std::shared_lock lock(s.mu);
+      if (!s.dropped) {
+        const entry_block* e = s.table.find(h, key);
+        if (e == nullptr) return errc::not_found;
+        value.assign(e->value());
+        return {};
+      }
+    }
+    return inner_->get(key, value);
   }
 
   void multi_get(const std::vector<std::string>& keys, std::vector<std::string>& values,
                  std::vector<std::error_code>& errors) const override {
     bool all_indexed = true;
     for (const auto& k : keys) all_indexed = all_indexed && indexed(k);
-    if (!all_indexed) return inner_->multi_get(keys, values, errors);
+    if (!all_indexed || dropped_.load(std::memory_order_relaxed)) return inner_->multi_get(keys, values, errors);
     values.resize(keys.size());
     errors.assign(keys.size(), {});
     for (std::size_t i = 0; i < keys.size(); ++i) {
@@ -189,17 +205,16 @@ class indexed_kv final : public kv {
 
   std::error_code write(const write_batch& batch, bool sync) override {
     auto ec = inner_->write(batch, sync);
+    if (dropped_.load(std::memory_order_relaxed)) return ec;
+    std::int64_t delta = 0;
     if (!ec) {
       // In batch order: a later operation on the same key wins, as in the inner store.
       for (std::size_t i = 0; i < batch.size(); ++i) {
         auto op = batch[i];
         if (!indexed(op.key)) continue;
-        if (op.is_delete) {
-          erase(op.key);
-        } else {
-          set(op.key, op.value);
-        }
+        delta += op.is_delete ? erase(op.key) : set(op.key, op.value);
       }
+      account(delta);
       return ec;
     }
     // A failed write may still have reached the inner store (RocksDB without a log: the batch is
@@ -211,11 +226,12 @@ class indexed_kv final : public kv {
       std::string v;
       auto r = inner_->get(op.key, v);
       if (!r) {
-        set(op.key, v);
+        delta += set(op.key, v);
       } else if (r == errc::not_found) {
-        erase(op.key);
+        delta += erase(op.key);
       }
     }
+    account(delta);
     return ec;
   }
 
@@ -223,16 +239,16 @@ class indexed_kv final : public kv {
   void expect_new_keys(bool on) override { inner_->expect_new_keys(on); }
 
   std::string property(const std::string& name) const override {
-    if (name == "datashare.read-index.entries" || name == "datashare.read-index.bytes") {
+    if (name == "datashare.read-index.entries") {
       std::size_t entries = 0;
-      std::size_t bytes = 0;
       for (const auto& s : shards_) {
         std::shared_lock lock(s.mu);
         entries += s.table.size();
-        bytes += s.table.bytes();
       }
-      return std::to_string(name == "datashare.read-index.entries" ? entries : bytes);
+      return std::to_string(entries);
     }
+    if (name == "datashare.read-index.bytes") return std::to_string(std::max<std::int64_t>(0, bytes_.load()));
+    if (name == "datashare.read-index.dropped") return dropped_.load() ? "1" : "0";
     return inner_->property(name);
   }
 
@@ -245,6 +261,7 @@ class indexed_kv final : public kv {
   struct shard {
     mutable std::shared_mutex mu;
     hash_table table;
+    bool dropped = false;  // the budget dropped the index: reads go to the inner store
   };
 
   bool indexed(std::string_view key) const { return key.starts_with(prefix_); }
@@ -255,38 +272,84 @@ class indexed_kv final : public kv {
     return std::hash<std::string_view>{}(key);
   }
 
-  void set(std::string_view key, std::string_view value) {
+  // set and erase return the change in the shard's bytes, for account().
+  std::int64_t set(std::string_view key, std::string_view value) {
     const std::uint64_t h = hash(key);
     entry_block* e = entry_block::make(key, value);  // outside the lock
     entry_block* old = nullptr;
+    std::int64_t delta = 0;
     {
       shard& s = shards_[h >> (64 - kShardBits)];
       std::unique_lock lock(s.mu);
-      old = s.table.put(h, e);
+      if (s.dropped) {
+        old = e;
+      } else {
+        const std::size_t before = s.table.bytes();
+        old = s.table.put(h, e);
+        delta = static_cast<std::int64_t>(s.table.bytes()) - static_cast<std::int64_t>(before);
+      }
     }
     if (old != nullptr) entry_block::destroy(old);
+    return delta;
   }
 
-  void erase(std::string_view key) {
+  std::int64_t erase(std::string_view key) {
     const std::uint64_t h = hash(key);
     entry_block* old = nullptr;
+    std::int64_t delta = 0;
     {
       shard& s = shards_[h >> (64 - kShardBits)];
       std::unique_lock lock(s.mu);
+      if (s.dropped) return 0;
+      const std::size_t before = s.table.bytes();
       old = s.table.erase(h, key);
+      delta = static_cast<std::int64_t>(s.table.bytes()) - static_cast<std::int64_t>(before);
     }
     if (old != nullptr) entry_block::destroy(old);
+    return delta;
+  }
+
+  // Adds a write's change in bytes to the index's and the budget's totals; drops the index when
+  // the budget is exceeded. Exact without a lock: every byte a write added before its shard was
+  // dropped is in the table the drop gives back, and the write adds it once, before or after.
+  void account(std::int64_t delta) {
+    if (delta == 0) return;
+    bytes_.fetch_add(delta, std::memory_order_relaxed);
+    if (options_.budget && !options_.budget->add(delta) && delta > 0) drop();
+  }
+
+  void drop() {
+    if (dropped_.exchange(true)) return;
+    std::int64_t freed = 0;
+    for (auto& s : shards_) {
+      hash_table old;  // freed outside the lock
+      {
+        std::unique_lock lock(s.mu);
+        s.dropped = true;
+        s.table.swap(old);
+      }
+      freed += static_cast<std::int64_t>(old.bytes());
+    }
+    bytes_.fetch_sub(freed, std::memory_order_relaxed);
+    if (options_.budget) options_.budget->add(-freed);
+    if (options_.on_drop) {
+      options_.on_drop(static_cast<std::size_t>(freed), options_.budget ? options_.budget->used() + freed : freed);
+    }
   }
 
   std::unique_ptr<kv> inner_;
   std::string prefix_;
+  read_index_options options_;
   std::array<shard, std::size_t{1} << kShardBits> shards_;
+  std::atomic<std::int64_t> bytes_{0};  // the tables' bytes (hash_table::bytes), as accounted
+  std::atomic<bool> dropped_{false};
 };
 
 }  // namespace
 
-std::unique_ptr<kv> with_read_index(std::unique_ptr<kv> inner, std::string prefix, std::error_code& error) {
-  auto out = std::make_unique<indexed_kv>(std::move(inner), std::move(prefix));
+std::unique_ptr<kv> with_read_index(std::unique_ptr<kv> inner, std::string prefix, std::error_code& error,
+                                    read_index_options options) {
+  auto out = std::make_unique<indexed_kv>(std::move(inner), std::move(prefix), std::move(options));
   if ((error = out->load())) return nullptr;
   return out;
 }

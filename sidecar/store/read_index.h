@@ -20,7 +20,16 @@
 // partition's keys are written by one worker at a time): the index applies each write's batch
 // after the inner store does, and two such writes could otherwise land in the index in the other
 // order.
+//
+// A budget (`readIndex: auto`, the default) bounds the memory of every index that shares it: when
+// a write or the load at open takes the indexes past it, the index that crossed it is dropped —
+// its memory freed, its reads from then on going to the inner store — until the store is opened
+// again. A read never misses a key because of a drop: each shard is dropped under its lock, and a
+// reader finding its shard dropped asks the inner store.
 
+#include <atomic>
+#include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -28,8 +37,37 @@
 
 namespace datashare::sidecar::store {
 
+// Bytes that the read indexes sharing it may hold together. Thread-safe.
+class memory_budget {
+ public:
+  explicit memory_budget(std::size_t limit) : limit_(limit) {}
+  std::size_t limit() const { return limit_; }
+  // What the indexes hold now (for a moment after a drop it may read low: a drop gives back its
+  // bytes before a write racing it adds its own, which the drop has already counted).
+  std::int64_t used() const { return used_.load(std::memory_order_relaxed); }
+  // Adds `bytes` (negative to give back); true while the total is within the limit.
+  bool add(std::int64_t bytes) {
+    return used_.fetch_add(bytes, std::memory_order_relaxed) + bytes <= static_cast<std::int64_t>(limit_);
+  }
+
+ private:
+  const std::size_t limit_;
+  std::atomic<std::int64_t> used_{0};
+};
+
+struct read_index_options {
+  // Null: no bound (`readIndex: memory`).
+  std::shared_ptr<memory_budget> budget;
+  // Called once, on the thread whose write crossed the budget, after the index is dropped, with
+  // the bytes it held and the budget's total at that moment.
+  std::function<void(std::size_t index_bytes, std::int64_t budget_used)> on_drop;
+};
+
 // Wraps `inner`, indexing the keys that start with `prefix` (all keys if empty). Scans the inner
-// store once to load them; on a failed scan returns null and sets `error`.
-std::unique_ptr<kv> with_read_index(std::unique_ptr<kv> inner, std::string prefix, std::error_code& error);
+// store once to load them (stopping when the budget drops the index); on a failed scan returns
+// null and sets `error`. Properties: "datashare.read-index.entries", "datashare.read-index.bytes"
+// (0 once dropped) and "datashare.read-index.dropped" ("0" or "1").
+std::unique_ptr<kv> with_read_index(std::unique_ptr<kv> inner, std::string prefix, std::error_code& error,
+                                    read_index_options options = {});
 
 }  // namespace datashare::sidecar::store
