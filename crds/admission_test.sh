@@ -80,9 +80,9 @@ for ns_kind in "$catalog dataproduct/products" "$orders datasharingpolicy/order-
   check "example $ns/$obj stored" "$kubectl" get -n "$ns" "$obj"
 done
 check "examples apply again as a server dry run" "$kubectl" apply --dry-run=server -f "$work/examples.yaml"
-contains "defaults filled in (shipping: sync timeout)" \
-  "$("$kubectl" get dsp shipping-service-products -n "$shipping" -o jsonpath='{.spec.sync.timeout} {.spec.replica.maxEventBytes} {.spec.consumer.workload.kind}')" \
-  "300ms 1048576 Deployment"
+contains "defaults filled in (shipping: sync timeout, read index)" \
+  "$("$kubectl" get dsp shipping-service-products -n "$shipping" -o jsonpath='{.spec.sync.timeout} {.spec.replica.maxEventBytes} {.spec.replica.readIndex} {.spec.consumer.workload.kind}')" \
+  "300ms 1048576 auto Deployment"
 contains "defaults filled in (products: restricted, deletionPolicy, outbox)" \
   "$("$kubectl" get dp products -n "$catalog" -o jsonpath='{.spec.fields[0].restricted} {.spec.topic.deletionPolicy} {.spec.owner.outbox.maxEntries}')" \
   "false Retain 100000"
@@ -255,6 +255,8 @@ admit dsp '{"spec":{"product":{"namespace":null}}}'               # same namespa
 admit dp  '{"spec":{"access":{"namespaces":["*"]}}}'
 admit dp  '{"spec":{"key":"stock","topic":{"config":{"cleanup.policy":"compact,delete"}}}}'
 admit dsp '{"spec":{"replica":{"readIndex":"memory"}}}'
+admit dsp '{"spec":{"replica":{"store":"memory"}}}'               # readIndex auto, the default, on a memory store
+admit dsp '{"spec":{"replica":{"readIndex":"none"}}}'
 admit dsp '{"spec":{"replica":{"applyWorkers":2}}}'
 admit dp  '{"spec":{"owner":{"endpoint":null,"workload":{"kind":"StatefulSet"}},"access":null,"topic":{"replicationFactor":null,"partitions":null}}}'
 admit_update dp  '{"spec":{"topic":{"partitions":12}}}'           # increase (a decrease is the operator's to refuse)

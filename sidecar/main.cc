@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "common/flags.h"
+#include "common/log.h"
 #include "common/memory.h"
 #include "common/thread_pool.h"
 #include "sidecar/api/router.h"
@@ -143,6 +144,11 @@ int main(int argc, char** argv) {
                                                               metrics.sync(s.policy), std::move(env)));
   }
 
+  // readIndex: auto — the replicas' indexes share a quarter of the sidecar's memory (its
+  // container's limit, or the machine's memory); one that takes them past it is dropped and its
+  // replica reads RocksDB (sidecar/store/read_index.h).
+  const std::uint64_t memory_limit = cfg.memory_limit_bytes != 0 ? cfg.memory_limit_bytes : datashare::memory_limit();
+  auto index_budget = std::make_shared<ds::store::memory_budget>(memory_limit / 4);
   std::vector<std::unique_ptr<ds::replica::replica>> replicas;
   for (const auto& s : cfg.subscribe) {
     if (s.mode == ds::config::sharing_mode::sync) continue;
@@ -156,11 +162,24 @@ int main(int argc, char** argv) {
         std::cerr << "datashare-sidecar: policy " << s.policy << ": " << error << "\n";
         return 1;
       }
-      if (s.read_index == ds::config::read_index_kind::memory) {
+      if (s.read_index == ds::config::read_index_kind::memory ||
+          (s.read_index == ds::config::read_index_kind::automatic && memory_limit != 0)) {
         // Every record in a hash for the GETs of one key (P2); loaded here, before the replica
         // starts applying, by one scan of the store.
+        ds::store::read_index_options ro;
+        if (s.read_index == ds::config::read_index_kind::automatic) {
+          ro.budget = index_budget;
+          ro.on_drop = [policy = s.policy, limit = index_budget->limit()](std::size_t bytes, std::int64_t used) {
+            datashare::log::warn("read index dropped: the indexes of readIndex auto crossed their budget; reads of this "
+                          "copy go to RocksDB until the sidecar restarts",
+                          {{"policy", policy},
+                           {"index_bytes", std::to_string(bytes)},
+                           {"indexes_bytes", std::to_string(used)},
+                           {"budget_bytes", std::to_string(limit)}});
+          };
+        }
         std::error_code ec;
-        kv = ds::store::with_read_index(std::move(kv), std::string(1, ds::replica::kDataPrefix), ec);
+        kv = ds::store::with_read_index(std::move(kv), std::string(1, ds::replica::kDataPrefix), ec, std::move(ro));
         if (!kv) {
           std::cerr << "datashare-sidecar: policy " << s.policy << ": loading the read index: " << ec.message() << "\n";
           return 1;

@@ -340,7 +340,8 @@ parsed<data_sharing_policy> parse_data_sharing_policy(const json& object) {
     r.string(*rep, "store", "spec.replica.store", p.store);
     if (p.store != "rocksdb" && p.store != "memory") r.add("spec.replica.store", "must be rocksdb or memory");
     r.string(*rep, "readIndex", "spec.replica.readIndex", p.read_index);
-    if (p.read_index != "none" && p.read_index != "memory") r.add("spec.replica.readIndex", "must be none or memory");
+    if (p.read_index != "auto" && p.read_index != "none" && p.read_index != "memory")
+      r.add("spec.replica.readIndex", "must be auto, none or memory");
     if (p.read_index == "memory" && p.store != "rocksdb") r.add("spec.replica.readIndex", "memory needs store rocksdb");
     r.integer(*rep, "maxEventBytes", "spec.replica.maxEventBytes", p.max_event_bytes, 64, 67108864);
     r.integer(*rep, "applyWorkers", "spec.replica.applyWorkers", p.apply_workers, 1, 64);

@@ -106,7 +106,7 @@ struct data_sharing_policy {
   std::chrono::milliseconds max_lag_duration{5000};
   sync_settings sync;
   std::string store = "rocksdb";    // rocksdb | memory
-  std::string read_index = "none";  // none | memory (rocksdb only): the sidecar's readIndex
+  std::string read_index = "auto";  // auto | none | memory (rocksdb only): the sidecar's readIndex
   int64_t max_event_bytes = 1 << 20;
   int64_t apply_workers = 0;  // 1..64, 0 = unset: the sidecar picks (one per partition up to 8)
 

@@ -157,11 +157,18 @@ TEST(DataSharingPolicySpec, CrossFieldRules) {
   EXPECT_NE(describe(r.problems).find("spec.sync.maxInFlight: must be between 1 and 100000, got 0"), std::string::npos);
 }
 
-TEST(DataSharingPolicySpec, ReadIndexIsOptInForRocksdbCopies) {
+TEST(DataSharingPolicySpec, ReadIndexIsAutoByDefaultAndMemoryOnlyForRocksdbCopies) {
   json j = policy_json();
   auto r = parse_data_sharing_policy(j);
   ASSERT_TRUE(r.value) << describe(r.problems);
+  EXPECT_EQ(r.value->read_index, "auto");
+  j["spec"]["replica"] = {{"readIndex", "none"}};
+  r = parse_data_sharing_policy(j);
+  ASSERT_TRUE(r.value) << describe(r.problems);
   EXPECT_EQ(r.value->read_index, "none");
+  j["spec"]["replica"] = {{"readIndex", "auto"}, {"store", "memory"}};
+  r = parse_data_sharing_policy(j);
+  ASSERT_TRUE(r.value) << describe(r.problems);
   j["spec"]["replica"] = {{"readIndex", "memory"}};
   r = parse_data_sharing_policy(j);
   ASSERT_TRUE(r.value) << describe(r.problems);
@@ -171,7 +178,7 @@ TEST(DataSharingPolicySpec, ReadIndexIsOptInForRocksdbCopies) {
   EXPECT_NE(describe(r.problems).find("spec.replica.readIndex: memory needs store rocksdb"), std::string::npos);
   j["spec"]["replica"] = {{"readIndex", "hash"}};
   r = parse_data_sharing_policy(j);
-  EXPECT_NE(describe(r.problems).find("spec.replica.readIndex: must be none or memory"), std::string::npos);
+  EXPECT_NE(describe(r.problems).find("spec.replica.readIndex: must be auto, none or memory"), std::string::npos);
 }
 
 TEST(DataSharingPolicySpec, ApplyWorkersIsOptionalAndBounded) {

@@ -230,7 +230,9 @@ std::string render_sidecar_config(const sidecar_plan& plan, const sidecar_settin
     y << YAML::Key << "maxLag" << YAML::Value << pol.max_lag;
     y << YAML::Key << "store" << YAML::Value << pol.store;
     // Only when asked for: existing policies render as before (same hash, no rollout).
-    if (pol.read_index != "none") y << YAML::Key << "readIndex" << YAML::Value << pol.read_index;
+    // The sidecar's default is auto: rendered only otherwise. (A policy stored while the default was
+    // none keeps it, and its sidecar's config now spells it out.)
+    if (pol.read_index != "auto") y << YAML::Key << "readIndex" << YAML::Value << pol.read_index;
     y << YAML::Key << "maxEventBytes" << YAML::Value << pol.max_event_bytes;
     // Only when set: existing policies render as before (same hash, no rollout).
     if (pol.apply_workers > 0) y << YAML::Key << "applyWorkers" << YAML::Value << pol.apply_workers;

@@ -219,19 +219,25 @@ TEST(SidecarConfig, IoTuningIsRenderedOnlyWhenSet) {
   EXPECT_NE(config_hash(text), config_hash(plain));
 }
 
-TEST(SidecarConfig, ReadIndexIsRenderedOnlyWhenAskedFor) {
+TEST(SidecarConfig, ReadIndexIsRenderedOnlyWhenNotTheSidecarsDefault) {
   auto pol = policy("orders", "order-service-products", "order-service", "event", {"id", "name"}, {});
   sidecar_plan plan{.workload = {"orders", "Deployment", "order-service"}, .subscribes = {{pol, products()}}};
   std::string plain = render_sidecar_config(plan, settings());
   EXPECT_EQ(plain.find("readIndex"), std::string::npos) << plain;
-  plan.subscribes[0].policy.read_index = "memory";
-  std::string text = render_sidecar_config(plan, settings());
-  EXPECT_NE(text.find("readIndex: memory"), std::string::npos) << text;
-  expect_sidecar_accepts(text);
-  auto parsed = sidecar::config::parse_config(text);
-  ASSERT_TRUE(parsed.config) << text;
-  EXPECT_EQ(parsed.config->subscribe[0].read_index, sidecar::config::read_index_kind::memory);
-  EXPECT_NE(config_hash(text), config_hash(plain));
+  auto plain_parsed = sidecar::config::parse_config(plain);
+  ASSERT_TRUE(plain_parsed.config) << plain;
+  EXPECT_EQ(plain_parsed.config->subscribe[0].read_index, sidecar::config::read_index_kind::automatic);
+  for (const auto& [value, kind] : {std::pair{"memory", sidecar::config::read_index_kind::memory},
+                                    std::pair{"none", sidecar::config::read_index_kind::none}}) {
+    plan.subscribes[0].policy.read_index = value;
+    std::string text = render_sidecar_config(plan, settings());
+    EXPECT_NE(text.find(std::string("readIndex: ") + value), std::string::npos) << text;
+    expect_sidecar_accepts(text);
+    auto parsed = sidecar::config::parse_config(text);
+    ASSERT_TRUE(parsed.config) << text;
+    EXPECT_EQ(parsed.config->subscribe[0].read_index, kind);
+    EXPECT_NE(config_hash(text), config_hash(plain));
+  }
 }
 
 TEST(SidecarConfig, ApplyWorkersIsRenderedOnlyWhenSet) {

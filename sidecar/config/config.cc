@@ -120,6 +120,27 @@ std::optional<std::chrono::milliseconds> parse_duration(std::string_view text) {
 
 namespace {
 
+constexpr std::uint64_t kMinMemoryLimit = std::uint64_t{16} << 20;
+
+// A size as Kubernetes writes memory: digits and an optional suffix, binary (Ki, Mi, Gi, Ti) or
+// decimal (k, M, G, T). Nothing on any other text or past 2^63.
+std::optional<std::uint64_t> parse_bytes(std::string_view text) {
+  std::size_t digits = 0;
+  while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') ++digits;
+  if (digits == 0 || digits > 18) return std::nullopt;
+  std::uint64_t n = 0;
+  for (std::size_t i = 0; i < digits; ++i) n = n * 10 + static_cast<std::uint64_t>(text[i] - '0');
+  static constexpr std::pair<std::string_view, std::uint64_t> kUnits[] = {
+      {"", 1},           {"Ki", 1ULL << 10}, {"Mi", 1ULL << 20}, {"Gi", 1ULL << 30}, {"Ti", 1ULL << 40},
+      {"k", 1000ULL},    {"M", 1000000ULL},  {"G", 1000000000ULL}, {"T", 1000000000000ULL}};
+  for (const auto& [suffix, unit] : kUnits) {
+    if (text.substr(digits) != suffix) continue;
+    if (n > (std::uint64_t{1} << 63) / unit) return std::nullopt;
+    return n * unit;
+  }
+  return std::nullopt;
+}
+
 bool is_topic_name(std::string_view s) {
   if (s.empty() || s.size() > 249 || s == "." || s == "..") return false;
   return std::all_of(s.begin(), s.end(), [](char c) {
@@ -360,8 +381,10 @@ void read_subscribe(reader& r, const YAML::Node& node, const std::string& path, 
     } else if (*ri == "memory") {
       s.read_index = read_index_kind::memory;
       if (s.store == store_kind::memory) r.add(reader::join(path, "readIndex"), "memory needs store: rocksdb");
+    } else if (*ri == "auto") {
+      s.read_index = read_index_kind::automatic;  // a memory store is in memory already: nothing to index
     } else {
-      r.add(reader::join(path, "readIndex"), "must be none or memory, got \"" + *ri + "\"");
+      r.add(reader::join(path, "readIndex"), "must be auto, none or memory, got \"" + *ri + "\"");
     }
   }
   if (auto m = r.integer(node, path, "maxEventBytes", false, 64, 64 << 20))
@@ -567,7 +590,8 @@ load_result parse_config(std::string_view yaml_text) {
   reader r(result.problems);
   sidecar_config c;
   try {
-    if (!r.map(root, "", {"version", "dataDir", "kafka", "listen", "publish", "subscribe", "participate"})) {
+    if (!r.map(root, "", {"version", "dataDir", "memoryLimit", "kafka", "listen", "publish", "subscribe",
+                          "participate"})) {
       result.problems.back().message =
           "the file must be a YAML mapping (version, kafka, listen, publish, subscribe, ...)";
       return result;
@@ -579,6 +603,14 @@ load_result parse_config(std::string_view yaml_text) {
       }
     }
     c.data_dir = r.string(root, "", "dataDir", false).value_or("");
+    if (r.present(root, "memoryLimit")) {
+      const std::string text = root["memoryLimit"].Scalar();
+      if (auto bytes = parse_bytes(text); bytes && *bytes >= kMinMemoryLimit) {
+        c.memory_limit_bytes = *bytes;
+      } else {
+        r.add("memoryLimit", "must be a size of at least 16Mi such as 512Mi, 2Gi or 536870912, got \"" + text + "\"");
+      }
+    }
     if (r.present(root, "kafka")) read_kafka(r, root["kafka"], "kafka", c.kafka);
     if (r.present(root, "listen")) read_listen(r, root["listen"], "listen", c.listen);
     read_list(r, root, "publish", c.publish, read_publish);

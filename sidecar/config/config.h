@@ -92,8 +92,10 @@ struct publish_spec {
 
 enum class sharing_mode { event, sync, hybrid };
 enum class store_kind { rocksdb, memory };
-// A hash index of the replica's records in memory for point reads (store::with_read_index), or none.
-enum class read_index_kind { none, memory };
+// A hash index of the replica's records in memory for point reads (store::with_read_index):
+// none; memory, always; automatic ("auto", the default), while the indexes of the sidecar's
+// replicas fit a quarter of its memory limit (sidecar_config::memory_limit_bytes).
+enum class read_index_kind { none, memory, automatic };
 
 std::string_view to_string(sharing_mode m);
 
@@ -123,7 +125,7 @@ struct subscribe_spec {
   std::string owner_read_path;           // sync, hybrid: "/products/{key}", {key} once, percent-encoded key
   std::chrono::milliseconds max_lag{5000};
   store_kind store = store_kind::rocksdb;
-  read_index_kind read_index = read_index_kind::none;  // rocksdb store only
+  read_index_kind read_index = read_index_kind::automatic;  // rocksdb store only
   std::uint64_t max_event_bytes = 1 << 20;             // larger events are poison (dead-letter topic)
   // Threads that apply a full batch (a bootstrap, a backlog), each a share of the topic's
   // partitions (replica_options::apply_workers). 0: one per partition, at most 8.
@@ -155,6 +157,9 @@ struct participate_spec {
 struct sidecar_config {
   int version = kSchemaVersion;
   std::string data_dir;
+  // The memory the sidecar may use, which `readIndex: auto` takes a share of; 0 (the default):
+  // its container's limit, or the machine's memory (common/memory.h memory_limit).
+  std::uint64_t memory_limit_bytes = 0;
   kafka_settings kafka;
   listen_settings listen;
   std::vector<publish_spec> publish;

@@ -92,7 +92,7 @@ TEST(SidecarConfigTest, ParsesAValidFile) {
   EXPECT_EQ(s.fields, (std::vector<std::string>{"id", "name"}));
 }
 
-TEST(SidecarConfigTest, ReadIndexIsOptInForRocksdbStores) {
+TEST(SidecarConfigTest, ReadIndexIsAutoByDefaultAndMemoryOnlyForRocksdbStores) {
   std::string yaml = kValid;
   const std::string memory_store = "    store: memory\n";
   const auto at = yaml.find(memory_store);
@@ -104,14 +104,44 @@ TEST(SidecarConfigTest, ReadIndexIsOptInForRocksdbStores) {
   };
   auto r = with("    store: rocksdb\n");
   ASSERT_TRUE(r.config) << format_problems(r.problems);
-  EXPECT_EQ(r.config->subscribe[0].read_index, read_index_kind::none);
+  EXPECT_EQ(r.config->subscribe[0].read_index, read_index_kind::automatic);
   r = with("    store: rocksdb\n    readIndex: memory\n");
   ASSERT_TRUE(r.config) << format_problems(r.problems);
   EXPECT_EQ(r.config->subscribe[0].read_index, read_index_kind::memory);
+  r = with("    store: rocksdb\n    readIndex: none\n");
+  ASSERT_TRUE(r.config) << format_problems(r.problems);
+  EXPECT_EQ(r.config->subscribe[0].read_index, read_index_kind::none);
+  r = with("    store: memory\n    readIndex: auto\n");
+  ASSERT_TRUE(r.config) << format_problems(r.problems);
   r = with("    store: memory\n    readIndex: memory\n");
   EXPECT_THAT(r.problems, has_problem("subscribe[0].readIndex", "needs store: rocksdb"));
   r = with("    readIndex: hash\n");
-  EXPECT_THAT(r.problems, has_problem("subscribe[0].readIndex", "none or memory"));
+  EXPECT_THAT(r.problems, has_problem("subscribe[0].readIndex", "must be auto, none or memory, got \"hash\""));
+}
+
+TEST(SidecarConfigTest, MemoryLimitTakesKubernetesSizes) {
+  auto with = [](const std::string& value) {
+    std::string y = kValid;
+    y.insert(y.find("kafka:"), "memoryLimit: " + value + "\n");
+    return parse_config(y);
+  };
+  EXPECT_EQ(parse_config(kValid).config->memory_limit_bytes, 0u);  // detected at start
+  const std::pair<const char*, std::uint64_t> good[] = {{"512Mi", 512ULL << 20},
+                                                        {"2Gi", 2ULL << 30},
+                                                        {"16777216", 16ULL << 20},
+                                                        {"1G", 1000000000ULL},
+                                                        {"20000k", 20000000ULL},
+                                                        {"1Ti", 1ULL << 40}};
+  for (const auto& [text, bytes] : good) {
+    auto r = with(text);
+    ASSERT_TRUE(r.config) << text << ": " << format_problems(r.problems);
+    EXPECT_EQ(r.config->memory_limit_bytes, bytes) << text;
+  }
+  for (const char* bad : {"512MB", "-1Gi", "1.5Gi", "Mi", "15Mi", "99999999999999999999", "9000000000Ti", "{a: 1}"}) {
+    auto r = with(bad);
+    EXPECT_FALSE(r.config) << bad;
+    EXPECT_THAT(r.problems, has_problem("memoryLimit", "at least 16Mi")) << bad;
+  }
 }
 
 TEST(SidecarConfigTest, ReportsEveryProblemWithItsPath) {

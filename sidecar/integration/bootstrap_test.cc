@@ -1,5 +1,7 @@
 // A new replica started after 50,000 updates to 5,000 keys on a compacted topic ends with exactly
 // the 5,000 latest states (with `store: memory`, which always bootstraps from the beginning).
+// And the default read index (`readIndex: auto`) of two RocksDB copies bootstrapping one topic:
+// kept within its budget, dropped past it, every record served either way.
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
@@ -73,6 +75,91 @@ TEST(SidecarBootstrapTest, NewReplicaGetsExactlyTheLatestStateOfEveryKey) {
             << " events (the rest compacted away or stale)\n";
   sidecar.kill(SIGTERM);
   EXPECT_EQ(sidecar.wait(), 0);
+}
+
+// The value of one series in the sidecar's /metrics ("name{labels}"), -1 when absent.
+double metric(std::uint16_t port, const std::string& series) {
+  auto text = http_call(port, "GET", "/metrics").body;
+  auto at = text.find("\n" + series + " ");
+  if (at == std::string::npos) return -1;
+  return std::stod(text.substr(at + series.size() + 2));
+}
+
+TEST(SidecarBootstrapTest, TheDefaultReadIndexIsKeptWithinItsBudgetAndDroppedPastIt) {
+  constexpr int kRecords = 30'000;  // ~300 B each in an index: ~9 MB, over a 16Mi sidecar's 4 MiB
+  const std::string kafka = bootstrap();
+  const std::string topic = unique_name("itest.bootstrap.index");
+  create_topic(kafka, topic, 2, {{"cleanup.policy", "compact"}});
+  const std::string pad(200, 'n');
+  {
+    test_producer producer(kafka);
+    ASSERT_EQ(producer.error(), "");
+    for (int i = 0; i < kRecords; ++i) {
+      std::string key = "p" + std::to_string(i);
+      std::string value = nlohmann::json{{"id", key}, {"name", pad + std::to_string(i)}, {"price", i}}.dump();
+      ASSERT_FALSE(producer.produce(topic, key, value, {{"datashare_version", "1"}}));
+    }
+    ASSERT_FALSE(producer.flush(std::chrono::seconds(60)));
+    ASSERT_EQ(producer.failed_deliveries(), 0);
+  }
+  // Two sidecars, each with its RocksDB copy and no readIndex in its config: "roomy" has the
+  // machine's memory (a quarter of it is its budget), "small" says its limit is 16Mi (4 MiB).
+  struct copy {
+    copy(const std::string& kafka, const std::string& topic, const std::string& name, const std::string& extra)
+        : dir("index-" + name),
+          port(free_port()),
+          process(dir.path(),
+                  "version: 1\ndataDir: " + dir.path() + "/data\n" + extra + "kafka: {bootstrapServers: \"" + kafka +
+                      "\"}\nlisten: {data: {address: 127.0.0.1, port: " + std::to_string(port) +
+                      "}}\nsubscribe:\n  - policy: " + name + "\n    namespace: orders\n    product: " +
+                      products_yaml() + "\n    topic: " + topic + "\n    group: " + topic + "." + name +
+                      "\n    mode: event\n    fields: [id, name, price]\n    maxLag: 60s\n") {
+      process.start();
+    }
+    double index_bytes() const {
+      return metric(port, "datashare_replica_read_index_bytes{policy=\"" + name() + "\",product=\"products\"}");
+    }
+    std::string name() const { return dir.path().find("roomy") != std::string::npos ? "roomy" : "small"; }
+    scoped_dir dir;
+    std::uint16_t port;
+    sidecar_process process;
+  };
+  copy roomy(kafka, topic, "roomy", "");
+  copy small(kafka, topic, "small", "memoryLimit: 16Mi\n");
+  for (copy* c : {&roomy, &small}) {
+    ASSERT_TRUE(wait_until([&] { return http_call(c->port, "GET", "/readyz").status == 200; }, std::chrono::seconds(120)))
+        << c->name() << ": " << http_call(c->port, "GET", "/readyz").body << c->process.log();
+  }
+  // The gauge is refreshed once a second.
+  EXPECT_TRUE(wait_until([&] { return roomy.index_bytes() > kRecords * 200.0; }, std::chrono::seconds(5)))
+      << roomy.index_bytes();
+  EXPECT_TRUE(wait_until([&] { return small.index_bytes() == 0; }, std::chrono::seconds(5))) << small.index_bytes();
+  EXPECT_NE(small.process.log().find("read index dropped"), std::string::npos) << small.process.log();
+  EXPECT_EQ(roomy.process.log().find("read index dropped"), std::string::npos) << roomy.process.log();
+  for (copy* c : {&roomy, &small}) {
+    for (int i = 0; i < kRecords; i += 97) {
+      const std::string key = "p" + std::to_string(i);
+      auto r = http_call(c->port, "GET", "/v1/data/products/" + key);
+      ASSERT_EQ(r.status, 200) << c->name() << " " << key << ": " << r.body;
+      auto j = nlohmann::json::parse(r.body);
+      ASSERT_EQ(j["name"], pad + std::to_string(i)) << c->name() << " " << key;
+    }
+    auto missing = http_call(c->port, "GET", "/v1/data/products/p" + std::to_string(kRecords));
+    EXPECT_EQ(missing.status, 404) << c->name();
+  }
+  // Restarted, the small copy loads its index from RocksDB until the budget stops it, and serves on.
+  small.process.kill(SIGTERM);
+  ASSERT_EQ(small.process.wait(), 0) << small.process.log();
+  small.process.start();
+  ASSERT_TRUE(wait_until([&] { return http_call(small.port, "GET", "/readyz").status == 200; }, std::chrono::seconds(60)))
+      << small.process.log();
+  auto r = http_call(small.port, "GET", "/v1/data/products/p29999");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_TRUE(wait_until([&] { return small.index_bytes() == 0; }, std::chrono::seconds(5))) << small.index_bytes();
+  for (copy* c : {&roomy, &small}) {
+    c->process.kill(SIGTERM);
+    EXPECT_EQ(c->process.wait(), 0) << c->name();
+  }
 }
 
 }  // namespace

@@ -31,6 +31,11 @@ registry::registry()
               .Name("datashare_replica_lag_seconds")
               .Help("How old the local copy may be: 0 when caught up, else the age of the newest applied event")
               .Register(*registry_)),
+      read_index_bytes_(prometheus::BuildGauge()
+                            .Name("datashare_replica_read_index_bytes")
+                            .Help("Memory held by the copy's read index (readIndex auto or memory); 0 without one "
+                                  "or once readIndex auto dropped it past its budget")
+                            .Register(*registry_)),
       propagation_(prometheus::BuildHistogram()
                        .Name("datashare_propagation_seconds")
                        .Help("Time from an event's ce_time to its application in the local copy")
@@ -112,6 +117,7 @@ replica_probe registry::replica(const std::string& product, const std::string& p
   p.consumer_restarts = &consumer_restarts_.Add(l);
   p.lag_events = &lag_events_.Add(l);
   p.lag_seconds = &lag_seconds_.Add(l);
+  p.read_index_bytes = &read_index_bytes_.Add(l);
   p.propagation_bounds = propagation_buckets();
   p.propagation = &propagation_.Add(l, p.propagation_bounds);
   return p;

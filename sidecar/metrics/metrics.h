@@ -22,6 +22,7 @@ struct replica_probe {
   prometheus::Counter* consumer_restarts = nullptr;
   prometheus::Gauge* lag_events = nullptr;
   prometheus::Gauge* lag_seconds = nullptr;
+  prometheus::Gauge* read_index_bytes = nullptr;  // 0 without an index or once it is dropped
   prometheus::Histogram* propagation = nullptr;
   // propagation's bucket bounds (seconds, ascending): a batch's observations are sorted into
   // them by the caller and added with one ObserveMultiple (one lock, not one per event).
@@ -92,6 +93,7 @@ class registry {
   prometheus::Family<prometheus::Counter>& consumer_restarts_;
   prometheus::Family<prometheus::Gauge>& lag_events_;
   prometheus::Family<prometheus::Gauge>& lag_seconds_;
+  prometheus::Family<prometheus::Gauge>& read_index_bytes_;
   prometheus::Family<prometheus::Histogram>& propagation_;
   prometheus::Family<prometheus::Gauge>& outbox_depth_;
   prometheus::Family<prometheus::Counter>& publish_;

@@ -687,6 +687,11 @@ void replica::update_status(std::int64_t now, std::int64_t newest_applied_us) {
   auto s = status();
   probe_.lag_events->Set(static_cast<double>(s.lag_events));
   probe_.lag_seconds->Set(static_cast<double>(s.staleness_ms) / 1000.0);
+  if (now - store_probed_us_ >= 1'000'000) {
+    store_probed_us_ = now;
+    const std::string bytes = kv_->property("datashare.read-index.bytes");
+    probe_.read_index_bytes->Set(bytes.empty() ? 0.0 : std::stod(bytes));
+  }
 }
 
 void replica::run(const std::atomic<bool>& stop) {

@@ -198,6 +198,7 @@ class replica {
   std::chrono::steady_clock::time_point last_partition_check_{};
   std::chrono::steady_clock::time_point last_flush_{};
   std::chrono::steady_clock::time_point last_progress_{};  // the last poll that handed out events
+  std::int64_t store_probed_us_ = 0;                       // the store's gauges, read once a second
   bool unflushed_ = false;                                 // written since the last flush
   // The polled batch (its messages' buffers reused from poll to poll, and exchanged with the
   // workers' when a round is dispatched), and the plan of a batch applied on the loop thread.
