@@ -164,26 +164,18 @@ int main(int argc, char** argv) {
       }
       if (s.read_index == ds::config::read_index_kind::memory ||
           (s.read_index == ds::config::read_index_kind::automatic && memory_limit != 0)) {
-        // Every record in a hash for the GETs of one key (P2); loaded here, before the replica
-        // starts applying, by one scan of the store.
+        // Every record in a hash for the GETs of one key (P2), built by a scan of the store on its
+        // own thread while the replica starts (its reads go to RocksDB until the index is complete).
         ds::store::read_index_options ro;
-        if (s.read_index == ds::config::read_index_kind::automatic) {
-          ro.budget = index_budget;
-          ro.on_drop = [policy = s.policy, limit = index_budget->limit()](std::size_t bytes, std::int64_t used) {
-            datashare::log::warn("read index dropped: the indexes of readIndex auto crossed their budget; reads of this "
-                          "copy go to RocksDB until the sidecar restarts",
-                          {{"policy", policy},
-                           {"index_bytes", std::to_string(bytes)},
-                           {"indexes_bytes", std::to_string(used)},
-                           {"budget_bytes", std::to_string(limit)}});
-          };
-        }
-        std::error_code ec;
-        kv = ds::store::with_read_index(std::move(kv), std::string(1, ds::replica::kDataPrefix), ec, std::move(ro));
-        if (!kv) {
-          std::cerr << "datashare-sidecar: policy " << s.policy << ": loading the read index: " << ec.message() << "\n";
-          return 1;
-        }
+        if (s.read_index == ds::config::read_index_kind::automatic) ro.budget = index_budget;
+        ro.on_drop = [policy = s.policy, limit = index_budget->limit()](std::size_t bytes, const std::string& why) {
+          datashare::log::warn("read index dropped: reads of this copy go to RocksDB until the sidecar restarts",
+                               {{"policy", policy},
+                                {"reason", why},
+                                {"index_bytes", std::to_string(bytes)},
+                                {"budget_bytes", std::to_string(limit)}});
+        };
+        kv = ds::store::with_read_index(std::move(kv), std::string(1, ds::replica::kDataPrefix), std::move(ro));
       }
     }
     ds::replica::replica_options ro;

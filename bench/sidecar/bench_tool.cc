@@ -2,7 +2,7 @@
 //
 //   produce         --bootstrap B --topic T --events N --keys K --value-bytes V [--partitions P]
 //   apply           --bootstrap B --topic T --dir D [--sync] [--no-pipeline] [--wal] [--max-batch N]
-//                   [--no-merge-memtables] [--workers N] [--settle] [--read-index]
+//                   [--no-merge-memtables] [--workers N] [--settle] [--read-index auto|memory|none]
 //                   [--rocksdb "name=value;..."] [--kafka "name=value;..."] [--stats]
 //                   replica apply rate, in process
 //   raw-latency     --bootstrap B --topic T --rate R --seconds S    librdkafka produce→consume
@@ -33,6 +33,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/memory.h"
 #include "sidecar/event/cloudevents.h"
 #include "sidecar/kafka/rdkafka_client.h"
 #include "sidecar/metrics/metrics.h"
@@ -158,13 +159,20 @@ int apply(const args& a) {
     std::cerr << error << "\n";
     return 1;
   }
-  if (a.flag("--read-index")) {  // readIndex: memory (sidecar/main.cc): its cost on the apply path
-    std::error_code ec;
-    kv = ds::store::with_read_index(std::move(kv), std::string(1, ds::replica::kDataPrefix), ec);
-    if (!kv) {
-      std::cerr << "read index: " << ec.message() << "\n";
-      return 1;
+  // readIndex (sidecar/main.cc): auto by default, as the sidecar's, its budget a quarter of this
+  // machine's memory (or container's limit).
+  const std::string read_index = a.get("--read-index", "auto");
+  if (read_index != "none") {
+    if (read_index != "auto" && read_index != "memory") {
+      std::cerr << "--read-index: auto, memory or none\n";
+      return 2;
     }
+    ds::store::read_index_options ro;
+    if (read_index == "auto") ro.budget = std::make_shared<ds::store::memory_budget>(datashare::memory_limit() / 4);
+    ro.on_drop = [](std::size_t bytes, const std::string& why) {
+      std::cerr << "read index dropped (" << bytes << " bytes): " << why << "\n";
+    };
+    kv = ds::store::with_read_index(std::move(kv), std::string(1, ds::replica::kDataPrefix), std::move(ro));
   }
   ds::config::subscribe_spec s;
   s.policy = "bench";
@@ -239,6 +247,19 @@ int apply(const args& a) {
     std::fclose(file);
   }
   std::printf("RSS at the end %ld MiB, peak %ld MiB\n", rss_kib / 1024, hwm_kib / 1024);
+  // The read index is built after the bootstrap, on its own thread, while the copy is in use: how
+  // long that takes and what it holds (not part of the rate above; the replica is ready before).
+  if (read_index != "none") {
+    auto index_start = std::chrono::steady_clock::now();
+    double index_cpu0 = process_cpu_s();
+    while (r.store().property("datashare.read-index.state") == "building" && seconds_since(index_start) < 300) {
+      r.run_once();
+    }
+    std::printf("read index %s %.2f s after the bootstrap (process CPU %.2f s): %s entries, %.0f MiB\n",
+                r.store().property("datashare.read-index.state").c_str(), seconds_since(index_start),
+                process_cpu_s() - index_cpu0, r.store().property("datashare.read-index.entries").c_str(),
+                std::stod(r.store().property("datashare.read-index.bytes")) / (1 << 20));
+  }
   // --settle: the work a run leaves to RocksDB (the memtables not flushed yet, the compactions
   // they and the flushes owe) done and counted too, until no flush or compaction is running or
   // pending. Without it a store with larger memtables or later compactions looks cheaper than it

@@ -131,8 +131,8 @@ std::optional<std::uint64_t> parse_bytes(std::string_view text) {
   std::uint64_t n = 0;
   for (std::size_t i = 0; i < digits; ++i) n = n * 10 + static_cast<std::uint64_t>(text[i] - '0');
   static constexpr std::pair<std::string_view, std::uint64_t> kUnits[] = {
-      {"", 1},           {"Ki", 1ULL << 10}, {"Mi", 1ULL << 20}, {"Gi", 1ULL << 30}, {"Ti", 1ULL << 40},
-      {"k", 1000ULL},    {"M", 1000000ULL},  {"G", 1000000000ULL}, {"T", 1000000000000ULL}};
+      {"", 1},        {"Ki", 1ULL << 10}, {"Mi", 1ULL << 20},   {"Gi", 1ULL << 30},     {"Ti", 1ULL << 40},
+      {"k", 1000ULL}, {"M", 1000000ULL},  {"G", 1000000000ULL}, {"T", 1000000000000ULL}};
   for (const auto& [suffix, unit] : kUnits) {
     if (text.substr(digits) != suffix) continue;
     if (n > (std::uint64_t{1} << 63) / unit) return std::nullopt;
@@ -590,8 +590,8 @@ load_result parse_config(std::string_view yaml_text) {
   reader r(result.problems);
   sidecar_config c;
   try {
-    if (!r.map(root, "", {"version", "dataDir", "memoryLimit", "kafka", "listen", "publish", "subscribe",
-                          "participate"})) {
+    if (!r.map(root, "",
+               {"version", "dataDir", "memoryLimit", "kafka", "listen", "publish", "subscribe", "participate"})) {
       result.problems.back().message =
           "the file must be a YAML mapping (version, kafka, listen, publish, subscribe, ...)";
       return result;

@@ -126,7 +126,7 @@ struct subscribe_spec {
   std::chrono::milliseconds max_lag{5000};
   store_kind store = store_kind::rocksdb;
   read_index_kind read_index = read_index_kind::automatic;  // rocksdb store only
-  std::uint64_t max_event_bytes = 1 << 20;             // larger events are poison (dead-letter topic)
+  std::uint64_t max_event_bytes = 1 << 20;                  // larger events are poison (dead-letter topic)
   // Threads that apply a full batch (a bootstrap, a backlog), each a share of the topic's
   // partitions (replica_options::apply_workers). 0: one per partition, at most 8.
   std::uint32_t apply_workers = 0;

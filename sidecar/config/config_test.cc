@@ -126,12 +126,9 @@ TEST(SidecarConfigTest, MemoryLimitTakesKubernetesSizes) {
     return parse_config(y);
   };
   EXPECT_EQ(parse_config(kValid).config->memory_limit_bytes, 0u);  // detected at start
-  const std::pair<const char*, std::uint64_t> good[] = {{"512Mi", 512ULL << 20},
-                                                        {"2Gi", 2ULL << 30},
-                                                        {"16777216", 16ULL << 20},
-                                                        {"1G", 1000000000ULL},
-                                                        {"20000k", 20000000ULL},
-                                                        {"1Ti", 1ULL << 40}};
+  const std::pair<const char*, std::uint64_t> good[] = {{"512Mi", 512ULL << 20},   {"2Gi", 2ULL << 30},
+                                                        {"16777216", 16ULL << 20}, {"1G", 1000000000ULL},
+                                                        {"20000k", 20000000ULL},   {"1Ti", 1ULL << 40}};
   for (const auto& [text, bytes] : good) {
     auto r = with(text);
     ASSERT_TRUE(r.config) << text << ": " << format_problems(r.problems);

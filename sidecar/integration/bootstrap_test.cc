@@ -108,12 +108,12 @@ TEST(SidecarBootstrapTest, TheDefaultReadIndexIsKeptWithinItsBudgetAndDroppedPas
     copy(const std::string& kafka, const std::string& topic, const std::string& name, const std::string& extra)
         : dir("index-" + name),
           port(free_port()),
-          process(dir.path(),
-                  "version: 1\ndataDir: " + dir.path() + "/data\n" + extra + "kafka: {bootstrapServers: \"" + kafka +
-                      "\"}\nlisten: {data: {address: 127.0.0.1, port: " + std::to_string(port) +
-                      "}}\nsubscribe:\n  - policy: " + name + "\n    namespace: orders\n    product: " +
-                      products_yaml() + "\n    topic: " + topic + "\n    group: " + topic + "." + name +
-                      "\n    mode: event\n    fields: [id, name, price]\n    maxLag: 60s\n") {
+          process(dir.path(), "version: 1\ndataDir: " + dir.path() + "/data\n" + extra +
+                                  "kafka: {bootstrapServers: \"" + kafka +
+                                  "\"}\nlisten: {data: {address: 127.0.0.1, port: " + std::to_string(port) +
+                                  "}}\nsubscribe:\n  - policy: " + name + "\n    namespace: orders\n    product: " +
+                                  products_yaml() + "\n    topic: " + topic + "\n    group: " + topic + "." + name +
+                                  "\n    mode: event\n    fields: [id, name, price]\n    maxLag: 60s\n") {
       process.start();
     }
     double index_bytes() const {
@@ -127,7 +127,8 @@ TEST(SidecarBootstrapTest, TheDefaultReadIndexIsKeptWithinItsBudgetAndDroppedPas
   copy roomy(kafka, topic, "roomy", "");
   copy small(kafka, topic, "small", "memoryLimit: 16Mi\n");
   for (copy* c : {&roomy, &small}) {
-    ASSERT_TRUE(wait_until([&] { return http_call(c->port, "GET", "/readyz").status == 200; }, std::chrono::seconds(120)))
+    ASSERT_TRUE(
+        wait_until([&] { return http_call(c->port, "GET", "/readyz").status == 200; }, std::chrono::seconds(120)))
         << c->name() << ": " << http_call(c->port, "GET", "/readyz").body << c->process.log();
   }
   // The gauge is refreshed once a second.
@@ -151,7 +152,8 @@ TEST(SidecarBootstrapTest, TheDefaultReadIndexIsKeptWithinItsBudgetAndDroppedPas
   small.process.kill(SIGTERM);
   ASSERT_EQ(small.process.wait(), 0) << small.process.log();
   small.process.start();
-  ASSERT_TRUE(wait_until([&] { return http_call(small.port, "GET", "/readyz").status == 200; }, std::chrono::seconds(60)))
+  ASSERT_TRUE(
+      wait_until([&] { return http_call(small.port, "GET", "/readyz").status == 200; }, std::chrono::seconds(60)))
       << small.process.log();
   auto r = http_call(small.port, "GET", "/v1/data/products/p29999");
   ASSERT_EQ(r.status, 200) << r.body;

@@ -570,15 +570,19 @@ TEST_F(replica_test, AReadIndexAgreesWithItsStoreThroughParallelRoundsAndARestar
     o.poll_timeout = std::chrono::milliseconds(0);
     o.retry_backoff = std::chrono::milliseconds(0);
     o.max_batch = 50;
-    std::error_code ec;
-    auto indexed = store::with_read_index(std::make_unique<shared_kv>(kv_), std::string(1, kDataPrefix), ec);
-    EXPECT_TRUE(indexed);
+    auto indexed = store::with_read_index(std::make_unique<shared_kv>(kv_), std::string(1, kDataPrefix));
     auto r = std::make_unique<replica>(spec(), std::move(indexed), *factory_, metrics_.replica("products", "p"), o);
     std::string error;
     EXPECT_FALSE(r->start(error)) << error;
     return r;
   };
   auto expect_agreement = [&](const store::kv& indexed) {
+    // The index is built (again, after a bootstrap) on its own thread; until then reads skip it.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (indexed.property("datashare.read-index.state") == "building" && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    ASSERT_EQ(indexed.property("datashare.read-index.state"), "ready");
     for (int k = 0; k < 37; ++k) {
       const std::string key = data_key("k" + std::to_string(k));
       std::string a, b;

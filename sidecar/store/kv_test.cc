@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <iostream>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -38,6 +39,21 @@ void put_or_delete(write_batch& b, model& want, const std::string& key, std::mt1
   }
 }
 
+std::string index_state(const kv& k) {
+  return k.property("datashare.read-index.state");
+}
+
+// A read index over `inner`, its build (a scan on its own thread) awaited.
+std::unique_ptr<kv> indexed(std::unique_ptr<kv> inner, const std::string& prefix, read_index_options ro = {}) {
+  auto out = with_read_index(std::move(inner), prefix, std::move(ro));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (index_state(*out) == "building" && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  EXPECT_NE(index_state(*out), "building");
+  return out;
+}
+
 class kv_contract_test : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
@@ -60,9 +76,7 @@ class kv_contract_test : public ::testing::TestWithParam<std::string> {
     if (GetParam() == "rocksdb-indexed" || GetParam() == "rocksdb-index-budget") {
       read_index_options ro;
       if (GetParam() == "rocksdb-index-budget") ro.budget = std::make_shared<memory_budget>(4096);
-      std::error_code ec;
-      kv_ = with_read_index(std::move(kv_), "", ec, ro);
-      ASSERT_TRUE(kv_) << ec.message();
+      kv_ = indexed(std::move(kv_), "", ro);
     }
   }
   // "rocksdb-nowal": the replica's store, without a write-ahead log. "rocksdb-bulk": the same
@@ -665,9 +679,7 @@ class read_index_test : public ::testing::Test {
     auto raw = open_rocksdb(dir_.string(), o, error);
     ASSERT_TRUE(raw) << error;
     inner_ = raw.get();
-    std::error_code ec;
-    kv_ = with_read_index(std::move(raw), "d", ec, std::move(ro));
-    ASSERT_TRUE(kv_) << ec.message();
+    kv_ = indexed(std::move(raw), "d", std::move(ro));
   }
   // Every key of `keys` reads the same through the index and from RocksDB alone.
   void expect_agreement(const std::vector<std::string>& keys) {
@@ -679,7 +691,7 @@ class read_index_test : public ::testing::Test {
       EXPECT_EQ(ea, eb) << k;
       EXPECT_EQ(a, b) << k;
     }
-    if (kv_->property("datashare.read-index.dropped") == "1") {
+    if (index_state(*kv_) == "dropped") {
       EXPECT_EQ(kv_->property("datashare.read-index.entries"), "0");
       EXPECT_EQ(kv_->property("datashare.read-index.bytes"), "0");
       return;
@@ -762,7 +774,7 @@ TEST_F(read_index_test, ABudgetDropsTheIndexThatCrossesItAndReadsGoOnFromTheStor
   int drops = 0;
   read_index_options ro;
   ro.budget = budget;
-  ro.on_drop = [&](std::size_t bytes, std::int64_t) {
+  ro.on_drop = [&](std::size_t bytes, const std::string&) {
     dropped_bytes = bytes;
     ++drops;
   };
@@ -773,7 +785,7 @@ TEST_F(read_index_test, ABudgetDropsTheIndexThatCrossesItAndReadsGoOnFromTheStor
   for (int i = 0; i < 1000; ++i) keys.push_back("d" + std::to_string(i));
   for (const auto& k : keys) b.put(k, std::string(100, 'a'));
   ASSERT_FALSE(kv_->write(b, false));
-  EXPECT_EQ(kv_->property("datashare.read-index.dropped"), "0");
+  EXPECT_EQ(index_state(*kv_), "ready");
   const auto held = std::stoll(kv_->property("datashare.read-index.bytes"));
   EXPECT_GT(held, 1000 * 100);
   EXPECT_EQ(budget->used(), held);
@@ -792,7 +804,7 @@ TEST_F(read_index_test, ABudgetDropsTheIndexThatCrossesItAndReadsGoOnFromTheStor
   ASSERT_FALSE(kv_->write(b, false));
   EXPECT_EQ(drops, 1);
   EXPECT_GT(dropped_bytes, std::size_t{256} << 10);
-  EXPECT_EQ(kv_->property("datashare.read-index.dropped"), "1");
+  EXPECT_EQ(index_state(*kv_), "dropped");
   EXPECT_EQ(budget->used(), 0);
   expect_agreement(keys);
   b.clear();
@@ -817,27 +829,99 @@ TEST_F(read_index_test, ABudgetDropsTheIndexThatCrossesItAndReadsGoOnFromTheStor
   drops = 0;
   open(ro);
   EXPECT_EQ(drops, 1);
-  EXPECT_EQ(kv_->property("datashare.read-index.dropped"), "1");
+  EXPECT_EQ(index_state(*kv_), "dropped");
   EXPECT_EQ(budget->used(), 0);
   expect_agreement(keys);
   // With a budget that holds them, the load indexes them all.
   ro.budget = std::make_shared<memory_budget>(1 << 20);
   open(ro);
-  EXPECT_EQ(kv_->property("datashare.read-index.dropped"), "0");
+  EXPECT_EQ(index_state(*kv_), "ready");
   EXPECT_EQ(kv_->property("datashare.read-index.entries"), "2500");
   EXPECT_EQ(ro.budget->used(), std::stoll(kv_->property("datashare.read-index.bytes")));
   expect_agreement(keys);
+}
+
+TEST_F(read_index_test, BuiltWhileWritesGoOnItHoldsWhatTheStoreHolds) {
+  // 60,000 records, then the index opened over them and built (a scan on its own thread) while a
+  // writer overwrites and deletes (real deletes: the tombstone case) keys all over the range.
+  std::vector<std::string> keys;
+  write_batch b;
+  for (int i = 0; i < 60000; ++i) {
+    keys.push_back("d" + std::to_string(100000 + i));
+    b.put(keys.back(), "v0-" + std::to_string(i));
+  }
+  ASSERT_FALSE(kv_->write(b, false));
+  for (int round = 0; round < 3; ++round) {
+    kv_.reset();
+    std::string error;
+    rocksdb_options o;
+    o.wal = false;
+    auto raw = open_rocksdb(dir_.string(), o, error);
+    ASSERT_TRUE(raw) << error;
+    inner_ = raw.get();
+    kv_ = with_read_index(std::move(raw), "d");
+    std::mt19937 rng(static_cast<unsigned>(round));
+    int batches = 0;
+    while (index_state(*kv_) == "building" || batches < 20) {
+      b.clear();
+      for (int k = 0; k < 200; ++k) {
+        const auto& key = keys[rng() % keys.size()];
+        if (rng() % 3 == 0) {
+          b.del(key);
+        } else {
+          b.put(key, "v" + std::to_string(round + 1) + "-" + std::to_string(batches));
+        }
+      }
+      ASSERT_FALSE(kv_->write(b, false));
+      ++batches;
+    }
+    EXPECT_EQ(index_state(*kv_), "ready");
+    expect_agreement(keys);
+    std::cout << "round " << round << ": " << batches << " batches written while the index was built\n";
+  }
+}
+
+TEST_F(read_index_test, ABulkLoadSuspendsTheIndexAndItIsBuiltAgainAfter) {
+  std::vector<std::string> keys;
+  write_batch b;
+  for (int i = 0; i < 3000; ++i) keys.push_back("d" + std::to_string(i));
+  for (int i = 0; i < 1000; ++i) b.put(keys[static_cast<std::size_t>(i)], "before");
+  ASSERT_FALSE(kv_->write(b, false));
+  EXPECT_EQ(kv_->property("datashare.read-index.entries"), "1000");
+  kv_->expect_new_keys(true);
+  EXPECT_EQ(index_state(*kv_), "suspended");
+  EXPECT_EQ(kv_->property("datashare.read-index.entries"), "0");
+  EXPECT_EQ(kv_->property("datashare.read-index.bytes"), "0");
+  b.clear();
+  for (int i = 500; i < 3000; ++i) b.put(keys[static_cast<std::size_t>(i)], "during");
+  b.del("d7");
+  ASSERT_FALSE(kv_->write(b, false));
+  EXPECT_EQ(kv_->property("datashare.read-index.entries"), "0");  // the writes skip it
+  std::string v;
+  ASSERT_FALSE(kv_->get("d2999", v));  // and reads go to the store
+  EXPECT_EQ(v, "during");
+  EXPECT_EQ(kv_->get("d7", v), errc::not_found);
+  kv_->expect_new_keys(false);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (index_state(*kv_) == "building" && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  EXPECT_EQ(index_state(*kv_), "ready");
+  expect_agreement(keys);
+  ASSERT_FALSE(kv_->get("d10", v));
+  EXPECT_EQ(v, "before");
+  ASSERT_FALSE(kv_->get("d600", v));
+  EXPECT_EQ(v, "during");
 }
 
 TEST(ReadIndexTest, IndexesSharingABudgetHoldItTogether) {
   auto budget = std::make_shared<memory_budget>(256 << 10);
   int drops_a = 0;
   int drops_b = 0;
-  std::error_code ec;
-  read_index_options ra{budget, [&](std::size_t, std::int64_t) { ++drops_a; }};
-  read_index_options rb{budget, [&](std::size_t, std::int64_t) { ++drops_b; }};
-  auto a = with_read_index(std::make_unique<memory_kv>(), "d", ec, ra);
-  auto b = with_read_index(std::make_unique<memory_kv>(), "d", ec, rb);
+  read_index_options ra{budget, [&](std::size_t, const std::string&) { ++drops_a; }};
+  read_index_options rb{budget, [&](std::size_t, const std::string&) { ++drops_b; }};
+  auto a = indexed(std::make_unique<memory_kv>(), "d", ra);
+  auto b = indexed(std::make_unique<memory_kv>(), "d", rb);
   ASSERT_TRUE(a && b);
   write_batch w;
   // 600 records of 100 B: ~140 KiB in an index (entries, and the slot arrays of 64 shards).
@@ -849,8 +933,8 @@ TEST(ReadIndexTest, IndexesSharingABudgetHoldItTogether) {
   ASSERT_FALSE(b->write(w, false));
   EXPECT_EQ(drops_a, 0);
   EXPECT_EQ(drops_b, 1);
-  EXPECT_EQ(a->property("datashare.read-index.dropped"), "0");
-  EXPECT_EQ(b->property("datashare.read-index.dropped"), "1");
+  EXPECT_EQ(index_state(*a), "ready");
+  EXPECT_EQ(index_state(*b), "dropped");
   EXPECT_EQ(budget->used(), std::stoll(a->property("datashare.read-index.bytes")));
   std::string v;
   ASSERT_FALSE(b->get("d7", v));
@@ -862,9 +946,7 @@ TEST(ReadIndexTest, ReadersDuringADropFindEveryKey) {
   for (int round = 0; round < 20; ++round) {
     read_index_options ro;
     ro.budget = std::make_shared<memory_budget>(200 << 10);
-    std::error_code ec;
-    auto kv = with_read_index(std::make_unique<memory_kv>(), "d", ec, ro);
-    ASSERT_TRUE(kv);
+    auto kv = indexed(std::make_unique<memory_kv>(), "d", ro);
     write_batch b;
     for (int i = 0; i < 500; ++i) b.put("d" + std::to_string(i), "v" + std::to_string(i));
     ASSERT_FALSE(kv->write(b, false));
@@ -887,7 +969,7 @@ TEST(ReadIndexTest, ReadersDuringADropFindEveryKey) {
       });
     }
     // Other keys until the budget drops the index.
-    for (int i = 0; kv->property("datashare.read-index.dropped") == "0"; ++i) {
+    for (int i = 0; index_state(*kv) != "dropped"; ++i) {
       b.clear();
       for (int k = 0; k < 50; ++k) b.put("dx" + std::to_string(i * 50 + k), std::string(200, 'y'));
       ASSERT_FALSE(kv->write(b, false));
@@ -902,9 +984,7 @@ TEST(ReadIndexTest, ReadersDuringADropFindEveryKey) {
 TEST(ReadIndexTest, AFailedWriteLeavesTheIndexAsTheStoreReadsIt) {
   auto mem = std::make_unique<memory_kv>();
   memory_kv* inner = mem.get();
-  std::error_code ec;
-  auto kv = with_read_index(std::move(mem), "d", ec);
-  ASSERT_TRUE(kv);
+  auto kv = indexed(std::move(mem), "d");
   write_batch b;
   b.put("da", "1");
   ASSERT_FALSE(kv->write(b, false));
@@ -921,9 +1001,7 @@ TEST(ReadIndexTest, AFailedWriteLeavesTheIndexAsTheStoreReadsIt) {
 
 TEST(ReadIndexTest, ReadersDuringWritesNeverSeeATornValue) {
   // Run under tsan too: the index's locks are what keep a value whole while a write replaces it.
-  std::error_code ec;
-  auto kv = with_read_index(std::make_unique<memory_kv>(), "d", ec);
-  ASSERT_TRUE(kv);
+  auto kv = indexed(std::make_unique<memory_kv>(), "d");
   std::atomic<bool> done{false};
   std::thread writer([&] {
     write_batch b;

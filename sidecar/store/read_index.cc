@@ -7,6 +7,8 @@
 #include <functional>
 #include <mutex>
 #include <shared_mutex>
+#include <thread>
+#include <vector>
 
 namespace datashare::sidecar::store {
 namespace {
@@ -14,22 +16,29 @@ namespace {
 // One key and its value in a single allocation: a lookup's key comparison and the value's copy
 // then touch one block (a std::unordered_map<std::string, std::string> costs a node, two string
 // headers and a second allocation for any value beyond 15 bytes: about 90 B more per key).
+// While the index is being built, a deleted key is kept as a tombstone: an entry without a value
+// (value_size kDeleted), which the build's older copy of the key must not replace.
 struct entry_block {
+  static constexpr std::uint32_t kDeleted = 0xffffffff;
   std::uint32_t key_size;
   std::uint32_t value_size;
   // key bytes, then value bytes
 
+  bool deleted() const { return value_size == kDeleted; }
   std::string_view key() const { return {reinterpret_cast<const char*>(this + 1), key_size}; }
-  std::string_view value() const { return {reinterpret_cast<const char*>(this + 1) + key_size, value_size}; }
+  std::string_view value() const {
+    return {reinterpret_cast<const char*>(this + 1) + key_size, deleted() ? 0 : value_size};
+  }
 
-  static entry_block* make(std::string_view key, std::string_view value) {
+  static entry_block* make(std::string_view key, std::string_view value, bool deleted = false) {
+    if (deleted) value = {};
     auto* e = static_cast<entry_block*>(std::malloc(sizeof(entry_block) + key.size() + value.size()));
     if (e == nullptr) throw std::bad_alloc();
     e->key_size = static_cast<std::uint32_t>(key.size());
-    e->value_size = static_cast<std::uint32_t>(value.size());
+    e->value_size = deleted ? kDeleted : static_cast<std::uint32_t>(value.size());
     auto* bytes = reinterpret_cast<char*>(e + 1);
-    std::memcpy(bytes, key.data(), key.size());
-    std::memcpy(bytes + key.size(), value.data(), value.size());
+    if (!key.empty()) std::memcpy(bytes, key.data(), key.size());
+    if (!value.empty()) std::memcpy(bytes + key.size(), value.data(), value.size());
     return e;
   }
   static void destroy(entry_block* e) { std::free(e); }
@@ -79,6 +88,34 @@ class hash_table {
     }
   }
 
+  // Stores `e` unless its key is there (a value or a tombstone): returns null when stored, else
+  // `e` for the caller to free.
+  entry_block* put_if_absent(std::uint64_t h, entry_block* e) {
+    if ((size_ + 1) * 4 > slots_.size() * 3) grow();
+    for (std::size_t i = h & mask_;; i = (i + 1) & mask_) {
+      slot& s = slots_[i];
+      if (s.e == nullptr) {
+        s = {h, e};
+        ++size_;
+        bytes_ += footprint(e);
+        return nullptr;
+      }
+      if (s.hash == h && s.e->key() == e->key()) return e;
+    }
+  }
+
+  // Removes the tombstones; returns them for the caller to free.
+  std::vector<entry_block*> purge_tombstones() {
+    std::vector<std::pair<std::uint64_t, entry_block*>> found;
+    for (const auto& s : slots_) {
+      if (s.e != nullptr && s.e->deleted()) found.emplace_back(s.hash, s.e);
+    }
+    std::vector<entry_block*> out;
+    out.reserve(found.size());
+    for (const auto& [h, e] : found) out.push_back(erase(h, e->key()));
+    return out;
+  }
+
   // Removes the key; returns its entry for the caller to free, or null.
   entry_block* erase(std::uint64_t h, std::string_view key) {
     if (slots_.empty()) return nullptr;
@@ -124,7 +161,7 @@ class hash_table {
 
   static std::size_t footprint(const entry_block* e) {
     // glibc rounds each allocation up to 16 bytes with an 8-byte header.
-    return (sizeof(entry_block) + e->key_size + e->value_size + 8 + 15) & ~std::size_t{15};
+    return (sizeof(entry_block) + e->key_size + e->value().size() + 8 + 15) & ~std::size_t{15};
   }
 
   void grow() {
@@ -150,39 +187,44 @@ class hash_table {
 // (a rehash of its part only) stalls 1/64 of the keys for a moment.
 constexpr int kShardBits = 6;
 
+// The index's life: built by a scan of the inner store on its own thread (at open, and after a
+// bulk load), while writes go on; ready, answering point reads; suspended during a bulk load (the
+// writes of a bootstrap skip it: a copy per write cost a fifth of the apply rate, P1); dropped for
+// good when the budget is crossed or the build's scan fails.
+enum class state { building, ready, suspended, dropped };
+
+const char* to_string(state s) {
+  switch (s) {
+    case state::building:
+      return "building";
+    case state::ready:
+      return "ready";
+    case state::suspended:
+      return "suspended";
+    case state::dropped:
+      return "dropped";
+  }
+  return "?";
+}
+
 class indexed_kv final : public kv {
  public:
   indexed_kv(std::unique_ptr<kv> inner, std::string prefix, read_index_options options)
-      : inner_(std::move(inner)), prefix_(std::move(prefix)), options_(std::move(options)) {}
-
-  std::error_code load() {
-    // The prefix's keys in pages (a replica's million entries never sit in one vector twice).
-    std::string end = prefix_;
-    while (!end.empty() && static_cast<unsigned char>(end.back()) == 0xff) end.pop_back();
-    if (!end.empty()) end.back() = static_cast<char>(static_cast<unsigned char>(end.back()) + 1);
-    std::string from = prefix_;
-    std::vector<entry> page;
-    for (;;) {
-      page.clear();
-      if (auto ec = inner_->scan(from, end, 4096, page)) return ec;
-      std::int64_t delta = 0;
-      for (const auto& [k, v] : page) delta += set(k, v);
-      account(delta);
-      if (page.size() < 4096 || dropped_.load()) return {};
-      from = page.back().first;
-      from.push_back('\0');  // the next key after it
-    }
+      : inner_(std::move(inner)), prefix_(std::move(prefix)), options_(std::move(options)) {
+    start_build();
   }
 
+  ~indexed_kv() override { stop_build(); }
+
   std::error_code get(std::string_view key, std::string& value) const override {
-    if (!indexed(key)) return inner_->get(key, value);
+    if (!indexed(key) || state_.load(std::memory_order_acquire) != state::ready) return inner_->get(key, value);
     const std::uint64_t h = hash(key);
     const shard& s = shards_[h >> (64 - kShardBits)];
     {
       std::shared_lock lock(s.mu);
       if (!s.dropped) {
         const entry_block* e = s.table.find(h, key);
-        if (e == nullptr) return errc::not_found;
+        if (e == nullptr || e->deleted()) return errc::not_found;
         value.assign(e->value());
         return {};
       }
@@ -192,9 +234,9 @@ class indexed_kv final : public kv {
 
   void multi_get(const std::vector<std::string>& keys, std::vector<std::string>& values,
                  std::vector<std::error_code>& errors) const override {
-    bool all_indexed = true;
+    bool all_indexed = state_.load(std::memory_order_acquire) == state::ready;
     for (const auto& k : keys) all_indexed = all_indexed && indexed(k);
-    if (!all_indexed || dropped_.load(std::memory_order_relaxed)) return inner_->multi_get(keys, values, errors);
+    if (!all_indexed) return inner_->multi_get(keys, values, errors);
     values.resize(keys.size());
     errors.assign(keys.size(), {});
     for (std::size_t i = 0; i < keys.size(); ++i) {
@@ -205,14 +247,18 @@ class indexed_kv final : public kv {
 
   std::error_code write(const write_batch& batch, bool sync) override {
     auto ec = inner_->write(batch, sync);
-    if (dropped_.load(std::memory_order_relaxed)) return ec;
+    std::shared_lock writes(writes_mu_);  // no change of state while this batch updates the index
+    const state now = state_.load(std::memory_order_acquire);
+    if (now != state::building && now != state::ready) return ec;
+    // While building, a delete leaves a tombstone: the build's scan may hold the key's older value.
+    const bool tombstones = now == state::building;
     std::int64_t delta = 0;
     if (!ec) {
       // In batch order: a later operation on the same key wins, as in the inner store.
       for (std::size_t i = 0; i < batch.size(); ++i) {
         auto op = batch[i];
         if (!indexed(op.key)) continue;
-        delta += op.is_delete ? erase(op.key) : set(op.key, op.value);
+        delta += op.is_delete ? erase(op.key, tombstones) : set(op.key, op.value);
       }
       account(delta);
       return ec;
@@ -228,7 +274,7 @@ class indexed_kv final : public kv {
       if (!r) {
         delta += set(op.key, v);
       } else if (r == errc::not_found) {
-        delta += erase(op.key);
+        delta += erase(op.key, tombstones);
       }
     }
     account(delta);
@@ -236,7 +282,23 @@ class indexed_kv final : public kv {
   }
 
   std::error_code flush(bool wait) override { return inner_->flush(wait); }
-  void expect_new_keys(bool on) override { inner_->expect_new_keys(on); }
+
+  // Called by one thread at a time (the replica's loop), as kv::expect_new_keys says.
+  void expect_new_keys(bool on) override {
+    if (on) {
+      stop_build();
+      {
+        std::unique_lock lock(writes_mu_);
+        if (dropped_.load()) return inner_->expect_new_keys(true);
+        state_.store(state::suspended, std::memory_order_release);
+      }
+      clear();
+      inner_->expect_new_keys(true);
+      return;
+    }
+    inner_->expect_new_keys(false);  // the staged writes are in the store: the scan sees them
+    if (state_.load() == state::suspended) start_build();
+  }
 
   std::string property(const std::string& name) const override {
     if (name == "datashare.read-index.entries") {
@@ -248,7 +310,7 @@ class indexed_kv final : public kv {
       return std::to_string(entries);
     }
     if (name == "datashare.read-index.bytes") return std::to_string(std::max<std::int64_t>(0, bytes_.load()));
-    if (name == "datashare.read-index.dropped") return dropped_.load() ? "1" : "0";
+    if (name == "datashare.read-index.state") return to_string(state_.load());
     return inner_->property(name);
   }
 
@@ -261,7 +323,7 @@ class indexed_kv final : public kv {
   struct shard {
     mutable std::shared_mutex mu;
     hash_table table;
-    bool dropped = false;  // the budget dropped the index: reads go to the inner store
+    bool dropped = false;  // the index is dropped: reads go to the inner store
   };
 
   bool indexed(std::string_view key) const { return key.starts_with(prefix_); }
@@ -272,28 +334,12 @@ class indexed_kv final : public kv {
     return std::hash<std::string_view>{}(key);
   }
 
-  // set and erase return the change in the shard's bytes, for account().
+  // set, erase and insert_if_absent return the change in the shard's bytes, for account().
   std::int64_t set(std::string_view key, std::string_view value) {
-    const std::uint64_t h = hash(key);
-    entry_block* e = entry_block::make(key, value);  // outside the lock
-    entry_block* old = nullptr;
-    std::int64_t delta = 0;
-    {
-      shard& s = shards_[h >> (64 - kShardBits)];
-      std::unique_lock lock(s.mu);
-      if (s.dropped) {
-        old = e;
-      } else {
-        const std::size_t before = s.table.bytes();
-        old = s.table.put(h, e);
-        delta = static_cast<std::int64_t>(s.table.bytes()) - static_cast<std::int64_t>(before);
-      }
-    }
-    if (old != nullptr) entry_block::destroy(old);
-    return delta;
+    return change(key, entry_block::make(key, value), false);
   }
-
-  std::int64_t erase(std::string_view key) {
+  std::int64_t erase(std::string_view key, bool tombstone) {
+    if (tombstone) return change(key, entry_block::make(key, {}, true), false);
     const std::uint64_t h = hash(key);
     entry_block* old = nullptr;
     std::int64_t delta = 0;
@@ -308,33 +354,124 @@ class indexed_kv final : public kv {
     if (old != nullptr) entry_block::destroy(old);
     return delta;
   }
+  std::int64_t insert_if_absent(std::string_view key, std::string_view value) {
+    return change(key, entry_block::make(key, value), true);
+  }
+  // Stores `e` (made outside the lock), replacing the key's entry unless `if_absent`.
+  std::int64_t change(std::string_view key, entry_block* e, bool if_absent) {
+    const std::uint64_t h = hash(key);
+    entry_block* old = nullptr;
+    std::int64_t delta = 0;
+    {
+      shard& s = shards_[h >> (64 - kShardBits)];
+      std::unique_lock lock(s.mu);
+      if (s.dropped) {
+        old = e;
+      } else {
+        const std::size_t before = s.table.bytes();
+        old = if_absent ? s.table.put_if_absent(h, e) : s.table.put(h, e);
+        delta = static_cast<std::int64_t>(s.table.bytes()) - static_cast<std::int64_t>(before);
+      }
+    }
+    if (old != nullptr) entry_block::destroy(old);
+    return delta;
+  }
 
   // Adds a write's change in bytes to the index's and the budget's totals; drops the index when
   // the budget is exceeded. Exact without a lock: every byte a write added before its shard was
-  // dropped is in the table the drop gives back, and the write adds it once, before or after.
+  // emptied is in the table given back, and the write adds it once, before or after.
   void account(std::int64_t delta) {
     if (delta == 0) return;
     bytes_.fetch_add(delta, std::memory_order_relaxed);
-    if (options_.budget && !options_.budget->add(delta) && delta > 0) drop();
+    if (options_.budget && !options_.budget->add(delta) && delta > 0) {
+      drop("the read indexes sharing its budget would hold " + std::to_string(options_.budget->used()) +
+           " bytes, over the budget of " + std::to_string(options_.budget->limit()));
+    }
   }
 
-  void drop() {
-    if (dropped_.exchange(true)) return;
+  // Empties every shard (marking it dropped if `drop`), giving its bytes back.
+  std::int64_t empty_shards(bool drop) {
     std::int64_t freed = 0;
     for (auto& s : shards_) {
       hash_table old;  // freed outside the lock
       {
         std::unique_lock lock(s.mu);
-        s.dropped = true;
+        if (drop) s.dropped = true;
         s.table.swap(old);
       }
       freed += static_cast<std::int64_t>(old.bytes());
     }
     bytes_.fetch_sub(freed, std::memory_order_relaxed);
     if (options_.budget) options_.budget->add(-freed);
-    if (options_.on_drop) {
-      options_.on_drop(static_cast<std::size_t>(freed), options_.budget ? options_.budget->used() + freed : freed);
+    return freed;
+  }
+
+  void clear() { empty_shards(false); }
+
+  // Any thread (a writer crossing the budget, the build). Once: the state never leaves dropped.
+  void drop(const std::string& why) {
+    if (dropped_.exchange(true)) return;
+    const std::int64_t freed = empty_shards(true);  // readers go to the inner store from here
+    if (options_.on_drop) options_.on_drop(static_cast<std::size_t>(freed), why);
+    state_.store(state::dropped, std::memory_order_release);  // after on_drop: who sees it sees that
+  }
+
+  // On the thread that owns the build (the constructor's, expect_new_keys').
+  void start_build() {
+    {
+      std::unique_lock lock(writes_mu_);
+      if (dropped_.load()) return;
+      state_.store(state::building, std::memory_order_release);
     }
+    stop_build_ = false;
+    builder_ = std::thread([this] { build(); });
+  }
+  void stop_build() {
+    stop_build_ = true;
+    if (builder_.joinable()) builder_.join();
+  }
+
+  // The scan of the inner store, in pages (a replica's million entries never sit in one vector
+  // twice), each entry stored unless a write got there first: a write's value is at least as new
+  // as the page's, and a tombstone stands for a delete the page may predate.
+  void build() {
+    std::string end = prefix_;
+    while (!end.empty() && static_cast<unsigned char>(end.back()) == 0xff) end.pop_back();
+    if (!end.empty()) end.back() = static_cast<char>(static_cast<unsigned char>(end.back()) + 1);
+    std::string from = prefix_;
+    std::vector<entry> page;
+    for (;;) {
+      if (stop_build_.load() || dropped_.load()) return;
+      page.clear();
+      if (auto ec = inner_->scan(from, end, 4096, page)) {
+        drop("its build could not read the store: " + ec.message());
+        return;
+      }
+      std::int64_t delta = 0;
+      for (const auto& [k, v] : page) delta += insert_if_absent(k, v);
+      account(delta);
+      if (page.size() < 4096) break;
+      from = page.back().first;
+      from.push_back('\0');  // the next key after it
+    }
+    // Complete: the tombstones have done their work. Writers wait while they go (one pass over the
+    // tables) and the index turns ready, so none leaves a tombstone after it.
+    std::unique_lock writes(writes_mu_);
+    if (stop_build_.load() || dropped_.load()) return;
+    std::int64_t delta = 0;
+    for (auto& s : shards_) {
+      std::vector<entry_block*> purged;
+      {
+        std::unique_lock lock(s.mu);
+        const std::size_t before = s.table.bytes();
+        purged = s.table.purge_tombstones();
+        delta += static_cast<std::int64_t>(s.table.bytes()) - static_cast<std::int64_t>(before);
+      }
+      for (auto* e : purged) entry_block::destroy(e);
+    }
+    account(delta);                    // negative: never drops, never waits for writes_mu_
+    state expected = state::building;  // not if dropped meanwhile
+    state_.compare_exchange_strong(expected, state::ready, std::memory_order_acq_rel);
   }
 
   std::unique_ptr<kv> inner_;
@@ -342,16 +479,19 @@ class indexed_kv final : public kv {
   read_index_options options_;
   std::array<shard, std::size_t{1} << kShardBits> shards_;
   std::atomic<std::int64_t> bytes_{0};  // the tables' bytes (hash_table::bytes), as accounted
+  std::atomic<state> state_{state::building};
   std::atomic<bool> dropped_{false};
+  // Writes hold it shared while they update the index; a change of state (build start, suspend,
+  // the end of a build) holds it exclusively, so no write decides by a state changing under it.
+  std::shared_mutex writes_mu_;
+  std::thread builder_;
+  std::atomic<bool> stop_build_{false};
 };
 
 }  // namespace
 
-std::unique_ptr<kv> with_read_index(std::unique_ptr<kv> inner, std::string prefix, std::error_code& error,
-                                    read_index_options options) {
-  auto out = std::make_unique<indexed_kv>(std::move(inner), std::move(prefix), std::move(options));
-  if ((error = out->load())) return nullptr;
-  return out;
+std::unique_ptr<kv> with_read_index(std::unique_ptr<kv> inner, std::string prefix, read_index_options options) {
+  return std::make_unique<indexed_kv>(std::move(inner), std::move(prefix), std::move(options));
 }
 
 }  // namespace datashare::sidecar::store

@@ -1,6 +1,6 @@
 #pragma once
-// store::kv with an in-memory hash index for point reads (`readIndex: memory` of a replica,
-// sidecar/config/README.md). A random GET of a replica holding 1,000,000 keys spent 4.5-6.3 us in
+// store::kv with an in-memory hash index for point reads (`readIndex: auto` and `memory` of a
+// replica, sidecar/config/README.md). A random GET of a replica holding 1,000,000 keys spent 4.5-6.3 us in
 // RocksDB's lookup, almost all of it memory misses down the index and data blocks of ~235 MB of
 // tables (P2, docs/benchmarks.md); the hash answers with one or two misses. It costs the memory of
 // every indexed key and value (P7) and a copy into the index per applied write.
@@ -21,11 +21,18 @@
 // after the inner store does, and two such writes could otherwise land in the index in the other
 // order.
 //
+// Building: at open, the index is built by a scan of the inner store on a thread of its own
+// while the store is in use (reads go to the inner store until it is complete; writes update it,
+// a delete leaving a tombstone that the scan's older copy of the key cannot replace). During a bulk
+// load (expect_new_keys(true), a replica's bootstrap) it is emptied and the writes skip it — a copy
+// per written record cost a fifth of the bootstrap's apply rate (P1) — and built again the same way
+// when the load ends.
+//
 // A budget (`readIndex: auto`, the default) bounds the memory of every index that shares it: when
-// a write or the load at open takes the indexes past it, the index that crossed it is dropped —
-// its memory freed, its reads from then on going to the inner store — until the store is opened
-// again. A read never misses a key because of a drop: each shard is dropped under its lock, and a
-// reader finding its shard dropped asks the inner store.
+// a write or a build takes the indexes past it, the index that crossed it is dropped — its memory
+// freed, its reads from then on going to the inner store — until the store is opened again. A read
+// never misses a key because of a drop: each shard is dropped under its lock, and a reader
+// finding its shard dropped asks the inner store.
 
 #include <atomic>
 #include <cstdint>
@@ -58,16 +65,14 @@ class memory_budget {
 struct read_index_options {
   // Null: no bound (`readIndex: memory`).
   std::shared_ptr<memory_budget> budget;
-  // Called once, on the thread whose write crossed the budget, after the index is dropped, with
-  // the bytes it held and the budget's total at that moment.
-  std::function<void(std::size_t index_bytes, std::int64_t budget_used)> on_drop;
+  // Called once when the index is dropped (on the thread of the write that crossed the budget, or
+  // the build's), with the bytes it held and why: the budget crossed, or the build's scan failed.
+  std::function<void(std::size_t index_bytes, const std::string& why)> on_drop;
 };
 
-// Wraps `inner`, indexing the keys that start with `prefix` (all keys if empty). Scans the inner
-// store once to load them (stopping when the budget drops the index); on a failed scan returns
-// null and sets `error`. Properties: "datashare.read-index.entries", "datashare.read-index.bytes"
-// (0 once dropped) and "datashare.read-index.dropped" ("0" or "1").
-std::unique_ptr<kv> with_read_index(std::unique_ptr<kv> inner, std::string prefix, std::error_code& error,
-                                    read_index_options options = {});
+// Wraps `inner`, indexing the keys that start with `prefix` (all keys if empty); the build starts
+// at once. Properties: "datashare.read-index.entries", "datashare.read-index.bytes" (0 once
+// dropped) and "datashare.read-index.state" (building, ready, suspended or dropped).
+std::unique_ptr<kv> with_read_index(std::unique_ptr<kv> inner, std::string prefix, read_index_options options = {});
 
 }  // namespace datashare::sidecar::store
