@@ -4,7 +4,7 @@
 #      pairs (default 5), the medians compared
 #   P2 GET throughput via the sidecar (wrk) vs redis-benchmark GET, same keys, same connections;
 #      latency open loop below saturation (datashare-read-bench), sidecar and Redis alternating;
-#      the default configuration and readIndex: memory side by side (P2_VARIANTS)
+#      the default configuration and others side by side (P2_VARIANTS)
 #   P3 publish → applied latency at 1,000 events/s vs raw librdkafka produce → consume
 #   P7 sidecar RSS idle, and with 1M replicated entities of ~200 bytes
 #
@@ -113,21 +113,23 @@ fi
 
 # ---- P7 (with 1M entities) and P2 -------------------------------------------------------------
 # P2 runs each configuration of the read path as its own sidecar on its own copy of the topic,
-# side by side in the same minutes: "default"; "index" (readIndex: memory, the opt-in hash of the
-# records, sidecar/store/read_index.h); and for the open-loop latency only, the same two with
-# listen.busyPollMicros 100. P2_VARIANTS picks a subset (the first is also P7's "with 1M").
-# A variant with "1io" in its name (e.g. "index+1io") runs one HTTP I/O thread (the sidecar's own
-# default) instead of SIDECAR_THREADS (2): with the client on the same 2 cores, two I/O threads
-# wake for small batches (more epoll_wait, epoll_ctl and context switches per GET).
+# side by side in the same minutes: "default" (the sidecar's defaults: readIndex auto, which on
+# this machine's memory indexes the 1M records, sidecar/store/read_index.h; one HTTP I/O thread);
+# "none" (readIndex: none, RocksDB only); and for the open-loop latency only, "default+busypoll"
+# (listen.busyPollMicros 100). P2_VARIANTS picks a subset (the first is also P7's "with 1M").
+# In a variant's name "index" asks readIndex: memory, "2io" two HTTP I/O threads: with the client
+# on the same 2 cores, two I/O threads wake for small batches (more epoll_wait, epoll_ctl and
+# context switches per GET).
 if want P2 || want P7; then
-P2_VARIANTS=${P2_VARIANTS:-"default index index+1io default+busypoll index+busypoll"}
+P2_VARIANTS=${P2_VARIANTS:-"default none default+2io default+busypoll"}
 want P2 || P2_VARIANTS=default
-declare -A vport vpid vrss vthreads
+declare -A vport vpid vrss vthreads vindex
 start_replica() {  # variant
-  local v=$1 p extra_listen="" extra_sub="" threads=${SIDECAR_THREADS:-2}
+  local v=$1 p extra_listen="" extra_sub="" threads=1 state=""
   [[ "$v" == *index* ]] && extra_sub=", readIndex: memory"
+  [[ "$v" == *none* ]] && extra_sub=", readIndex: none"
   [[ "$v" == *busypoll* ]] && extra_listen=", busyPollMicros: 100"
-  [[ "$v" == *1io* ]] && threads=1
+  [[ "$v" == *2io* ]] && threads=2
   vthreads[$v]=$threads
   p=$(free_port)
   cat > "$WORK/replica-$v.yaml" <<Y
@@ -143,8 +145,15 @@ Y
   vpid[$v]=$!; pids+=("$!")
   vport[$v]=$p
   wait_ready "$p" 600 "${vpid[$v]}" || { tail -3 "$WORK/replica-$v.log" >&2; return 1; }
+  # The read index is built after the bootstrap, beside the ready copy: its memory counts.
+  for _ in $(seq 1 3000); do
+    state=$(curl -fsS "http://127.0.0.1:$p/readyz" | sed -E 's/.*"readIndex":"([a-z]+)".*/\1/')
+    [[ "$state" == building || "$state" == suspended ]] || break
+    sleep 0.1
+  done
+  vindex[$v]=$state
   vrss[$v]=$(rss_kib "${vpid[$v]}")
-  echo "sidecar $v: RSS with $EVENTS entities: $(( ${vrss[$v]} / 1024 )) MiB"
+  echo "sidecar $v: RSS with $EVENTS entities: $(( ${vrss[$v]} / 1024 )) MiB (read index: $state)"
 }
 # One at a time: bootstraps side by side would share the 2 cores.
 for v in $P2_VARIANTS; do start_replica "$v"; done
@@ -228,8 +237,7 @@ for v in "${tput_variants[@]}"; do
   [[ -n "$gl_redis" ]] && same="; behind one client (datashare-get-load -c$CONNS): sidecar ${gl_side[$v]} vs redis $gl_redis"
   ols="open loop $RATE req/s: ${ol[$v]}"
   [[ -n "${ol[$v+busypoll]:-}" ]] && ols+="; with listen.busyPollMicros 100: ${ol[$v+busypoll]}"
-  what=$v
-  [[ "$v" == index* ]] && what="$v: readIndex memory, opt-in"
+  what="$v: read index ${vindex[$v]}"
   summary+=("P2 local read via sidecar [$what, RSS with $EVENTS entities $(( ${vrss[$v]} / 1024 )) MiB] (GET, loopback HTTP, $CONNS connections, ${vthreads[$v]} I/O thread(s)): ${wrk_rps[$v]} req/s p99 ${wrk_p99[$v]} vs redis-benchmark GET $redis_rps req/s p99 ${redis_p99} ms = ${ratio}x (bar >= 1.0x, p99 <= 250us); CPU per request ${wrk_cpu[$v]} us vs redis ${redis_cpu_us} us; $ols; load average $load$same${non2xx[$v]:+ [non-2xx: ${non2xx[$v]}]} [bench/sidecar/run.sh: wrk -t1 -c$CONNS -d${DUR}s --latency vs redis-benchmark -t get -c $CONNS -r $EVENTS; datashare-read-bench --rate $RATE]")
 done
 fi

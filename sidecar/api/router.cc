@@ -115,6 +115,8 @@ http::response router::readiness() const {
   body["replicas"] = nlohmann::json::array();
   for (const auto& [name, r] : replicas_) {
     auto s = r->status();
+    // building, ready, suspended (a bootstrap) or dropped (readIndex auto past its budget); none.
+    std::string index = r->store().property("datashare.read-index.state");
     body["replicas"].push_back({{"policy", r->spec().policy},
                                 {"product", name},
                                 {"ready", s.ready},
@@ -124,7 +126,8 @@ http::response router::readiness() const {
                                 {"maxLagMs", r->spec().max_lag.count()},
                                 {"appliedTotal", s.applied_total},
                                 {"staleTotal", s.stale_total},
-                                {"dlqTotal", s.dlq_total}});
+                                {"dlqTotal", s.dlq_total},
+                                {"readIndex", index.empty() ? "none" : index}});
   }
   body["publishers"] = nlohmann::json::array();
   for (const auto& [name, p] : publishers_)

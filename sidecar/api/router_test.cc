@@ -327,6 +327,7 @@ TEST_F(router_test, ProbesAndMetrics) {
   EXPECT_EQ(ready.result_int(), 200u) << ready.body();
   auto body = nlohmann::json::parse(ready.body());
   EXPECT_EQ(body["replicas"][0]["appliedTotal"], 1);
+  EXPECT_EQ(body["replicas"][0]["readIndex"], "none");  // this test's store has none
   auto m = admin.call(bhttp::verb::get, "/metrics");
   EXPECT_EQ(m.result_int(), 200u);
   for (const char* name :

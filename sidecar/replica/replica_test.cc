@@ -579,7 +579,8 @@ TEST_F(replica_test, AReadIndexAgreesWithItsStoreThroughParallelRoundsAndARestar
   auto expect_agreement = [&](const store::kv& indexed) {
     // The index is built (again, after a bootstrap) on its own thread; until then reads skip it.
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-    while (indexed.property("datashare.read-index.state") == "building" && std::chrono::steady_clock::now() < deadline) {
+    while (indexed.property("datashare.read-index.state") == "building" &&
+           std::chrono::steady_clock::now() < deadline) {
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
     ASSERT_EQ(indexed.property("datashare.read-index.state"), "ready");
