@@ -76,6 +76,10 @@ std::optional<std::size_t> read_bytes(const std::string& path) {
 
 }  // namespace
 
+bool release_free_memory() {
+  return malloc_trim(0) != 0;
+}
+
 std::size_t memory_limit(const memory_roots& roots) {
   std::size_t limit = 0;
   auto take = [&limit](std::optional<std::size_t> bytes) {

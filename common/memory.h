@@ -23,6 +23,13 @@ void limit_malloc_arenas(int arenas = 2);
 // Linux only; a no-op elsewhere or when /proc is not readable.
 std::size_t release_code_pages();
 
+// Hands the free memory of every malloc arena back to the kernel (glibc's malloc_trim): after a
+// phase that allocated much and freed it (a replica's bootstrap: its staged table files and
+// filter; a read index's build), glibc keeps the freed pages mapped, in the RSS, for allocations
+// to come. Costs a pass over the arenas' free lists (milliseconds); call it after such a phase,
+// not on a hot path. Returns whether any memory was released.
+bool release_free_memory();
+
 // The memory this process may use: the limit of its memory cgroup (v2 `memory.max`, v1
 // `memory.limit_in_bytes`; in a Kubernetes pod, the container's `resources.limits.memory`), or
 // the machine's physical memory (`MemTotal`) when there is no limit or it is larger. Each root is

@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "common/clock.h"
+#include "common/memory.h"
 #include "sidecar/event/cloudevents.h"
 #include "sidecar/replica/layout.h"
 
@@ -362,6 +363,8 @@ void replica::run_once() {
   if (fresh_ && caught_up_to_start_.load() && finished_ == dispatched_) {
     fresh_.reset();
     kv_->expect_new_keys(false);  // every key is looked up in the store from now on
+    // The filter and the staged table files are gone: their pages back to the kernel (P7).
+    release_free_memory();
   }
   auto steady = std::chrono::steady_clock::now();
   if (polled || lag_events_.load() == 0) last_progress_ = steady;
