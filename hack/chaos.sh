@@ -38,7 +38,7 @@ scenario_timeout=${CHAOS_SCENARIO_TIMEOUT:-1800}
 
 # scenario → "ctest test name|gtest filter (empty for a script test)"
 declare -A scenarios=(
-  [replica-kill]="sidecar_crash_test|*SidecarCrashTest.*/RocksDB"
+  [replica-kill]="sidecar_crash_test|*SidecarCrashTest.*/Default"
   [broker-outage]="sidecar_outage_test|SidecarOutageTest.BrokerDown*"
   [broker-freeze]="sidecar_outage_test|SidecarOutageTest.BrokerFrozen*"
   [owner-faults]="sidecar_owner_fault_test|SidecarOwnerFaultTest.*"
