@@ -228,6 +228,14 @@ if [[ -x "$bin/datashare-get-load" ]]; then
   for v in "${tput_variants[@]}"; do echo "datashare-get-load: sidecar $v ${gl_side[$v]}"; done
   echo "datashare-get-load: redis $gl_redis"
 fi
+# One connection, closed loop (the next GET as soon as the answer is in: no queue, and neither
+# side sleeps long enough for its core to go idle), the first variant and Redis: the latency of the
+# read path itself, beside the open loop's below, which adds the guest's wake-ups.
+out=$(wrk -t1 -c1 -d"${DUR}s" --latency -s "$WORK/get.lua" "http://127.0.0.1:${vport[$first]}")
+c1_side="$(awk '$1=="50%" {p50=$2} $1=="99%" {p99=$2} /Requests\/sec/ {r=$2} END {printf "p50 %s p99 %s (%d req/s)", p50, p99, r}' <<<"$out")"
+out=$(redis-benchmark -p "$rport" -t get -c 1 -n $(( 15000 * DUR )) -r "$EVENTS" --csv | tail -1)
+c1_redis="$(awk -F'","' '{printf "p50 %.0fus p99 %.0fus (%d req/s)", $5 * 1000, $7 * 1000, $2}' <<<"$out")"
+echo "one connection: sidecar $first $c1_side, redis $c1_redis"
 # Latency below saturation: open loop at RATE req/s (both streams together), the sidecar's GETs
 # and Redis' GETs alternating (datashare-read-bench), the p99 bar's measure; one run per variant.
 RATE=${RATE:-500}
@@ -244,6 +252,7 @@ for v in "${tput_variants[@]}"; do
   same=""
   [[ -n "$gl_redis" ]] && same="; behind one client (datashare-get-load -c$CONNS): sidecar ${gl_side[$v]} vs redis $gl_redis"
   ols="open loop $RATE req/s: ${ol[$v]}"
+  [[ "$v" == "$first" ]] && ols="one connection (wrk -c1, redis-benchmark -c 1): sidecar $c1_side vs redis $c1_redis; $ols"
   [[ -n "${ol[$v+busypoll]:-}" ]] && ols+="; with listen.busyPollMicros 100: ${ol[$v+busypoll]}"
   what="$v: read index ${vindex[$v]}"
   summary+=("P2 local read via sidecar [$what, RSS with $EVENTS entities ${vrss_parts[$v]}] (GET, loopback HTTP, $CONNS connections, ${vthreads[$v]} I/O thread(s)): ${wrk_rps[$v]} req/s p99 ${wrk_p99[$v]} vs redis-benchmark GET $redis_rps req/s p99 ${redis_p99} ms = ${ratio}x (bar >= 1.0x, p99 <= 250us); CPU per request ${wrk_cpu[$v]} us vs redis ${redis_cpu_us} us; $ols; load average $load$same${non2xx[$v]:+ [non-2xx: ${non2xx[$v]}]} [bench/sidecar/run.sh: wrk -t1 -c$CONNS -d${DUR}s --latency vs redis-benchmark -t get -c $CONNS -r $EVENTS; datashare-read-bench --rate $RATE]")
