@@ -17,8 +17,8 @@ build="${1:-$root/build/release}"
 bin="$build/bin"
 sidecar="$bin/datashare-sidecar"
 tool="$bin/datashare-sidecar-bench"
-[[ -x "$sidecar" && -x "$tool" && -x "$bin/datashare-read-bench" ]] ||
-  { echo "build first: $sidecar, $tool, $bin/datashare-read-bench" >&2; exit 1; }
+[[ -x "$sidecar" && -x "$tool" && -x "$bin/datashare-read-bench" && -x "$bin/datashare-get-load" ]] ||
+  { echo "build first: $sidecar, $tool, $bin/datashare-read-bench, $bin/datashare-get-load" >&2; exit 1; }
 if [[ -z "${DATASHARE_KAFKA_BOOTSTRAP:-}" ]]; then
   # shellcheck disable=SC1090
   source <("$root/hack/local-cluster.sh" env)
@@ -212,29 +212,30 @@ redis_p99=$(tail -1 <<<"$redis_csv" | awk -F'","' '{print $7}')
 # The same servers behind one client (datashare-get-load: the same closed loop for HTTP and RESP,
 # its own CPU per request printed): wrk costs more CPU per request than redis-benchmark, and on 2
 # cores the client's CPU is taken from the server's.
-gl_redis=""
-if [[ -x "$bin/datashare-get-load" ]]; then
-  gl() {  # protocol port pid → "N req/s (server X us, client Y us per request)"
-    local c0 out n
-    c0=$(cpu_ticks "$3")
-    out=$("$bin/datashare-get-load" --protocol "$1" --port "$2" --keys "$EVENTS" --connections "$CONNS" --seconds "$DUR")
-    n=$(sed -E 's/.*requests=([0-9]+).*/\1/' <<<"$out")
-    awk -v o="$out" -v t=$(( $(cpu_ticks "$3") - c0 )) -v n="$n" -v k="$tck" -v d="$DUR" 'BEGIN {
-      match(o, /client_cpu_us_per_request=[0-9.]+/); c = substr(o, RSTART + 26, RLENGTH - 26);
-      printf "%d req/s (server %.1f us, client %s us per request)", n / d, t * 1e6 / k / n, c }'
-  }
-  for v in "${tput_variants[@]}"; do gl_side[$v]=$(gl http "${vport[$v]}" "${vpid[$v]}"); done
-  gl_redis=$(gl redis "$rport" "$redis_pid")
-  for v in "${tput_variants[@]}"; do echo "datashare-get-load: sidecar $v ${gl_side[$v]}"; done
-  echo "datashare-get-load: redis $gl_redis"
-fi
+gl() {  # protocol port pid → "N req/s (server X us, client Y us per request)"
+  local c0 out n
+  c0=$(cpu_ticks "$3")
+  out=$("$bin/datashare-get-load" --protocol "$1" --port "$2" --keys "$EVENTS" --connections "$CONNS" --seconds "$DUR")
+  n=$(sed -E 's/.*requests=([0-9]+).*/\1/' <<<"$out")
+  awk -v o="$out" -v t=$(( $(cpu_ticks "$3") - c0 )) -v n="$n" -v k="$tck" -v d="$DUR" 'BEGIN {
+    match(o, /client_cpu_us_per_request=[0-9.]+/); c = substr(o, RSTART + 26, RLENGTH - 26);
+    printf "%d req/s (server %.1f us, client %s us per request)", n / d, t * 1e6 / k / n, c }'
+}
+for v in "${tput_variants[@]}"; do gl_side[$v]=$(gl http "${vport[$v]}" "${vpid[$v]}"); done
+gl_redis=$(gl redis "$rport" "$redis_pid")
+for v in "${tput_variants[@]}"; do echo "datashare-get-load: sidecar $v ${gl_side[$v]}"; done
+echo "datashare-get-load: redis $gl_redis"
 # One connection, closed loop (the next GET as soon as the answer is in: no queue, and neither
-# side sleeps long enough for its core to go idle), the first variant and Redis: the latency of the
-# read path itself, beside the open loop's below, which adds the guest's wake-ups.
-out=$(wrk -t1 -c1 -d"${DUR}s" --latency -s "$WORK/get.lua" "http://127.0.0.1:${vport[$first]}")
-c1_side="$(awk '$1=="50%" {p50=$2} $1=="99%" {p99=$2} /Requests\/sec/ {r=$2} END {printf "p50 %s p99 %s (%d req/s)", p50, p99, r}' <<<"$out")"
-out=$(redis-benchmark -p "$rport" -t get -c 1 -n $(( 15000 * DUR )) -r "$EVENTS" --csv | tail -1)
-c1_redis="$(awk -F'","' '{printf "p50 %.0fus p99 %.0fus (%d req/s)", $5 * 1000, $7 * 1000, $2}' <<<"$out")"
+# side sleeps long enough for its core to go idle), the first variant and Redis behind the same
+# client (datashare-get-load: wrk's own tail at one connection is ~3x its server's, 439 vs 113-128
+# us p99 against one sidecar): the latency of the read path itself, beside the open loop's below,
+# which adds the guest's wake-ups.
+c1() {  # protocol port → "p50 X us p99 Y us (N req/s)"
+  "$bin/datashare-get-load" --protocol "$1" --port "$2" --keys "$EVENTS" --connections 1 --seconds "$DUR" |
+    sed -E 's/.*rate=([0-9]+) p50_us=([0-9]+) p99_us=([0-9]+).*/p50 \2 us p99 \3 us (\1 req\/s)/'
+}
+c1_side=$(c1 http "${vport[$first]}")
+c1_redis=$(c1 redis "$rport")
 echo "one connection: sidecar $first $c1_side, redis $c1_redis"
 # Latency below saturation: open loop at RATE req/s (both streams together), the sidecar's GETs
 # and Redis' GETs alternating (datashare-read-bench), the p99 bar's measure; one run per variant.
@@ -249,10 +250,9 @@ done
 load=$(cut -d' ' -f1 /proc/loadavg)
 for v in "${tput_variants[@]}"; do
   ratio=$(awk -v a="${wrk_rps[$v]}" -v b="$redis_rps" 'BEGIN {printf "%.2f", a/b}')
-  same=""
-  [[ -n "$gl_redis" ]] && same="; behind one client (datashare-get-load -c$CONNS): sidecar ${gl_side[$v]} vs redis $gl_redis"
+  same="; behind one client (datashare-get-load -c$CONNS): sidecar ${gl_side[$v]} vs redis $gl_redis"
   ols="open loop $RATE req/s: ${ol[$v]}"
-  [[ "$v" == "$first" ]] && ols="one connection (wrk -c1, redis-benchmark -c 1): sidecar $c1_side vs redis $c1_redis; $ols"
+  [[ "$v" == "$first" ]] && ols="one connection (datashare-get-load -c1): sidecar $c1_side vs redis $c1_redis; $ols"
   [[ -n "${ol[$v+busypoll]:-}" ]] && ols+="; with listen.busyPollMicros 100: ${ol[$v+busypoll]}"
   what="$v: read index ${vindex[$v]}"
   summary+=("P2 local read via sidecar [$what, RSS with $EVENTS entities ${vrss_parts[$v]}] (GET, loopback HTTP, $CONNS connections, ${vthreads[$v]} I/O thread(s)): ${wrk_rps[$v]} req/s p99 ${wrk_p99[$v]} vs redis-benchmark GET $redis_rps req/s p99 ${redis_p99} ms = ${ratio}x (bar >= 1.0x, p99 <= 250us); CPU per request ${wrk_cpu[$v]} us vs redis ${redis_cpu_us} us; $ols; load average $load$same${non2xx[$v]:+ [non-2xx: ${non2xx[$v]}]} [bench/sidecar/run.sh: wrk -t1 -c$CONNS -d${DUR}s --latency vs redis-benchmark -t get -c $CONNS -r $EVENTS; datashare-read-bench --rate $RATE]")
