@@ -169,7 +169,8 @@ class kv {
   // keys it wrote). The store may then write differently: rocksdb_kv stages the writes in memory
   // and ingests them as whole table files instead of inserting each into its memtable. Reads stay
   // correct either way (a point read or a scan sees every write that returned); telling it false
-  // makes what is staged part of the store before the next write. The default does nothing.
+  // makes what is staged part of the store before the next write. Called by one thread at a time
+  // (a replica's loop); writes and reads may run beside it. The default does nothing.
   virtual void expect_new_keys(bool on) { (void)on; }
 
   // A store's own description of itself (RocksDB: GetProperty, e.g. "rocksdb.stats",

@@ -3,7 +3,8 @@
 // replica, sidecar/config/README.md). A random GET of a replica holding 1,000,000 keys spent 4.5-6.3 us in
 // RocksDB's lookup, almost all of it memory misses down the index and data blocks of ~235 MB of
 // tables (P2, docs/benchmarks.md); the hash answers with one or two misses. It costs the memory of
-// every indexed key and value (P7) and a copy into the index per applied write.
+// every indexed key and value (P7), its build, and a copy into the index per write applied outside
+// a bootstrap.
 //
 // The index holds every key that starts with `prefix` (the replica's data records, "d...") with
 // its value, loaded by one scan of the inner store when it is built and updated after each write
