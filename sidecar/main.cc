@@ -66,14 +66,16 @@ enum class store_use { replica, outbox, participant, outbox_and_participant };
 // participant's store keep theirs: what they hold exists nowhere else. A replica's store has
 // memtables of 32 MiB, two of them flushed together (a quarter as many level-0 files as 16 MiB
 // ones flushed one by one, and as many fewer compactions); its bootstrap stages its writes in
-// 64 MiB stages ingested as table files instead (kv::expect_new_keys).
-std::unique_ptr<ds::store::kv> open_store(const std::string& dir, store_use use, std::string& error) {
+// 64 MiB stages ingested as table files instead (kv::expect_new_keys). Smaller when the sidecar's
+// memory limit asks for it (store::store_memory_for: 8 MiB memtables under 128Mi).
+std::unique_ptr<ds::store::kv> open_store(const std::string& dir, store_use use, const ds::store::store_memory& memory,
+                                          std::string& error) {
   bool replica = use == store_use::replica;
   ds::store::rocksdb_options o;
   o.memtable_bloom = replica || use == store_use::participant || use == store_use::outbox_and_participant;
   o.wal = !replica;
   o.merge_memtables = replica;
-  if (replica) o.write_buffer_bytes = ds::store::kReplicaWriteBufferBytes;
+  o.write_buffer_bytes = replica ? memory.replica_write_buffer : memory.logged_write_buffer;
   return ds::store::open_rocksdb(dir, o, error);
 }
 
@@ -112,6 +114,19 @@ int main(int argc, char** argv) {
   ds::metrics::registry metrics;
   auto kafka = ds::kafka::make_rdkafka_factory(cfg.kafka);
 
+  // What the stores and the read indexes may hold follows the memory the sidecar may use.
+  const std::uint64_t memory_limit = cfg.memory_limit_bytes != 0 ? cfg.memory_limit_bytes : datashare::memory_limit();
+  std::size_t replica_stores = 0;
+  for (const auto& s : cfg.subscribe)
+    replica_stores += s.mode != ds::config::sharing_mode::sync && s.store == ds::config::store_kind::rocksdb;
+  const auto store_memory = ds::store::store_memory_for(memory_limit, replica_stores);
+  ds::store::set_block_cache_capacity(store_memory.block_cache);
+  datashare::log::info("memory", {{"limit_bytes", std::to_string(memory_limit)},
+                                  {"replica_memtable_bytes", std::to_string(store_memory.replica_write_buffer)},
+                                  {"logged_memtable_bytes", std::to_string(store_memory.logged_write_buffer)},
+                                  {"block_cache_bytes", std::to_string(store_memory.block_cache)},
+                                  {"read_index_budget_bytes", std::to_string(memory_limit / 4)}});
+
   // Before the proxies, which use its I/O threads; handlers still queued at exit are destroyed
   // with it, after the proxies (they hold no reference that their destruction uses).
   ds::http::limits limits;
@@ -147,7 +162,6 @@ int main(int argc, char** argv) {
   // readIndex: auto — the replicas' indexes share a quarter of the sidecar's memory (its
   // container's limit, or the machine's memory); one that takes them past it is dropped and its
   // replica reads RocksDB (sidecar/store/read_index.h).
-  const std::uint64_t memory_limit = cfg.memory_limit_bytes != 0 ? cfg.memory_limit_bytes : datashare::memory_limit();
   auto index_budget = std::make_shared<ds::store::memory_budget>(memory_limit / 4);
   std::vector<std::unique_ptr<ds::replica::replica>> replicas;
   for (const auto& s : cfg.subscribe) {
@@ -157,7 +171,8 @@ int main(int argc, char** argv) {
       kv = std::make_unique<ds::store::memory_kv>();
     } else {
       std::string error;
-      kv = open_store((std::filesystem::path(cfg.data_dir) / "replica" / s.policy).string(), store_use::replica, error);
+      kv = open_store((std::filesystem::path(cfg.data_dir) / "replica" / s.policy).string(), store_use::replica,
+                      store_memory, error);
       if (!kv) {
         std::cerr << "datashare-sidecar: policy " << s.policy << ": " << error << "\n";
         return 1;
@@ -192,7 +207,8 @@ int main(int argc, char** argv) {
       if (part.product == p.product.name && part.role == ds::config::participant_role::owner)
         use = store_use::outbox_and_participant;
     }
-    auto kv = open_store((std::filesystem::path(cfg.data_dir) / "outbox" / p.product.name).string(), use, error);
+    auto kv = open_store((std::filesystem::path(cfg.data_dir) / "outbox" / p.product.name).string(), use, store_memory,
+                         error);
     if (!kv) {
       std::cerr << "datashare-sidecar: product " << p.product.name << ": " << error << "\n";
       return 1;
@@ -236,7 +252,7 @@ int main(int argc, char** argv) {
       };
       options.version_floor = [pub](const std::string& key) { return pub->version_floor(key); };
     } else {
-      kv = open_store(own_dir, store_use::participant, error);
+      kv = open_store(own_dir, store_use::participant, store_memory, error);
     }
     if (!kv) {
       std::cerr << "datashare-sidecar: participant " << p.product << ": " << error << "\n";

@@ -152,7 +152,10 @@ int apply(const args& a) {
   ds::store::rocksdb_options so;  // as the sidecar opens a replica's store (sidecar/main.cc)
   so.wal = a.flag("--wal");
   so.merge_memtables = !a.flag("--no-merge-memtables");
-  so.write_buffer_bytes = ds::store::kReplicaWriteBufferBytes;
+  // Sized as the sidecar sizes a replica's store (sidecar/main.cc): by this machine's memory.
+  const auto memory = ds::store::store_memory_for(datashare::memory_limit(), 1);
+  so.write_buffer_bytes = memory.replica_write_buffer;
+  ds::store::set_block_cache_capacity(memory.block_cache);
   so.overrides = a.get("--rocksdb");  // e.g. "level0_file_num_compaction_trigger=8;max_bytes_for_level_base=..."
   auto kv = ds::store::open_rocksdb(a.get("--dir"), so, error);
   if (!kv) {

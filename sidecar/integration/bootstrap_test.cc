@@ -136,6 +136,16 @@ TEST(SidecarBootstrapTest, TheDefaultReadIndexIsKeptWithinItsBudgetAndDroppedPas
       << roomy.index_bytes();
   EXPECT_TRUE(wait_until([&] { return small.index_bytes() == 0; }, std::chrono::seconds(5))) << small.index_bytes();
   EXPECT_NE(small.process.log().find("read index dropped"), std::string::npos) << small.process.log();
+  // The stores are sized by the limit too (store::store_memory_for): the smallest write buffers
+  // and block cache; the roomy sidecar keeps the defaults.
+  EXPECT_NE(small.process.log().find("replica_memtable_bytes=2097152 logged_memtable_bytes=2097152 "
+                                     "block_cache_bytes=4194304 read_index_budget_bytes=4194304"),
+            std::string::npos)
+      << small.process.log();
+  EXPECT_NE(roomy.process.log().find("replica_memtable_bytes=33554432 logged_memtable_bytes=16777216 "
+                                     "block_cache_bytes=33554432"),
+            std::string::npos)
+      << roomy.process.log();
   EXPECT_EQ(roomy.process.log().find("read index dropped"), std::string::npos) << roomy.process.log();
   for (copy* c : {&roomy, &small}) {
     for (int i = 0; i < kRecords; i += 97) {

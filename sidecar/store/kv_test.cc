@@ -914,6 +914,30 @@ TEST_F(read_index_test, ABulkLoadSuspendsTheIndexAndItIsBuiltAgainAfter) {
   EXPECT_EQ(v, "during");
 }
 
+TEST(StoreMemoryTest, ASmallLimitShrinksTheWriteBuffersAndTheCacheALargeOneChangesNothing) {
+  constexpr std::size_t MiB = std::size_t{1} << 20;
+  // The operator's default sidecar limit, 128Mi: four 8 MiB write buffers (memtables, or two
+  // stages of 16 MiB during a bootstrap) for the one replica, a quarter of the limit.
+  auto m = store_memory_for(128 * MiB, 1);
+  EXPECT_EQ(m.replica_write_buffer, 8 * MiB);
+  EXPECT_EQ(m.logged_write_buffer, 8 * MiB);
+  EXPECT_EQ(m.block_cache, 8 * MiB);
+  // Two replicas share that quarter.
+  EXPECT_EQ(store_memory_for(128 * MiB, 2).replica_write_buffer, 4 * MiB);
+  // Bounded below: a tiny limit does not make tiny table files.
+  m = store_memory_for(16 * MiB, 4);
+  EXPECT_EQ(m.replica_write_buffer, 2 * MiB);
+  EXPECT_EQ(m.logged_write_buffer, 2 * MiB);
+  EXPECT_EQ(m.block_cache, 4 * MiB);
+  // A large machine, or an unknown limit: the defaults.
+  for (std::size_t limit : {std::size_t{24} << 30, std::size_t{0}}) {
+    m = store_memory_for(limit, 1);
+    EXPECT_EQ(m.replica_write_buffer, kReplicaWriteBufferBytes) << limit;
+    EXPECT_EQ(m.logged_write_buffer, 16 * MiB) << limit;
+    EXPECT_EQ(m.block_cache, kBlockCacheBytes) << limit;
+  }
+}
+
 TEST(ReadIndexTest, IndexesSharingABudgetHoldItTogether) {
   auto budget = std::make_shared<memory_budget>(256 << 10);
   int drops_a = 0;

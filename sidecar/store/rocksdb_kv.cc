@@ -38,7 +38,7 @@ std::error_code to_error(const rocksdb::Status& s) {
 // One block cache for every store of the process: the sidecar's memory stays bounded however
 // many policies it serves.
 std::shared_ptr<rocksdb::Cache> shared_block_cache() {
-  static std::shared_ptr<rocksdb::Cache> cache = rocksdb::NewLRUCache(32 << 20);  // allocated as used
+  static std::shared_ptr<rocksdb::Cache> cache = rocksdb::NewLRUCache(kBlockCacheBytes);  // allocated as used
   return cache;
 }
 
@@ -550,6 +550,21 @@ std::unique_ptr<kv> open_rocksdb(const std::string& dir, const rocksdb_options& 
   }
   const std::size_t stage_bytes = options.write_buffer_bytes * (options.merge_memtables ? 2 : 1);
   return std::make_unique<rocksdb_kv>(std::unique_ptr<rocksdb::DB>(raw), options.wal, dir, stage_bytes);
+}
+
+store_memory store_memory_for(std::size_t memory_limit, std::size_t replica_stores) {
+  store_memory m;
+  if (memory_limit == 0) return m;  // unknown: the defaults
+  constexpr std::size_t kMin = std::size_t{2} << 20;
+  const std::size_t per_replica = memory_limit / 4 / std::max<std::size_t>(replica_stores, 1) / 4;
+  m.replica_write_buffer = std::clamp(per_replica, kMin, kReplicaWriteBufferBytes);
+  m.logged_write_buffer = std::clamp(memory_limit / 16, kMin, m.logged_write_buffer);
+  m.block_cache = std::clamp(memory_limit / 16, std::size_t{4} << 20, kBlockCacheBytes);
+  return m;
+}
+
+void set_block_cache_capacity(std::size_t bytes) {
+  shared_block_cache()->SetCapacity(bytes);
 }
 
 }  // namespace datashare::sidecar::store

@@ -13,6 +13,25 @@ namespace datashare::sidecar::store {
 
 inline constexpr std::size_t kMemtableBloomBytes = 800 << 10;
 inline constexpr std::size_t kReplicaWriteBufferBytes = 32 << 20;  // a replica's memtables (sidecar/main.cc)
+inline constexpr std::size_t kBlockCacheBytes = 32 << 20;          // the process's block cache, at most
+
+// What a sidecar's stores may hold in memory, from the memory the process may use
+// (common/memory.h memory_limit) and the number of replica stores. A replica's store holds up to
+// four memtables (two flushing while two fill) or, while it bootstraps, two stages of two
+// memtables' size: four write buffers either way; the replicas together get a quarter of the
+// limit for them (the read indexes another quarter, suspended during a bootstrap). A write-ahead-
+// logged store (outbox, participant) two memtables. The block cache a sixteenth. Each within
+// bounds: the defaults at most (a large machine changes nothing), and never so small that a
+// store flushes tiny files.
+struct store_memory {
+  std::size_t replica_write_buffer = kReplicaWriteBufferBytes;
+  std::size_t logged_write_buffer = 16 << 20;
+  std::size_t block_cache = kBlockCacheBytes;
+};
+store_memory store_memory_for(std::size_t memory_limit, std::size_t replica_stores);
+
+// The capacity of the block cache every store of the process shares (kBlockCacheBytes until set).
+void set_block_cache_capacity(std::size_t bytes);
 
 struct rocksdb_options {
   // A memtable's size: a store's writes reach a table file in files of this size (two at a time
