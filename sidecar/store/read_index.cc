@@ -69,9 +69,10 @@ class hash_table {
     }
   }
 
-  // Stores `e` (owned from now on); returns the entry it replaced, for the caller to free outside
-  // the lock, or null.
-  entry_block* put(std::uint64_t h, entry_block* e) {
+  // Stores `e` (owned from now on) and returns null, or finds its key there (a value or a
+  // tombstone) and then, if `replace`, stores `e` in its place and returns the entry it replaced,
+  // else returns `e`: what it returns is the caller's to free, outside the lock.
+  entry_block* put(std::uint64_t h, entry_block* e, bool replace = true) {
     if ((size_ + 1) * 4 > slots_.size() * 3) grow();
     for (std::size_t i = h & mask_;; i = (i + 1) & mask_) {
       slot& s = slots_[i];
@@ -82,27 +83,12 @@ class hash_table {
         return nullptr;
       }
       if (s.hash == h && s.e->key() == e->key()) {
+        if (!replace) return e;
         entry_block* old = s.e;
         bytes_ += footprint(e) - footprint(old);
         s.e = e;
         return old;
       }
-    }
-  }
-
-  // Stores `e` unless its key is there (a value or a tombstone): returns null when stored, else
-  // `e` for the caller to free.
-  entry_block* put_if_absent(std::uint64_t h, entry_block* e) {
-    if ((size_ + 1) * 4 > slots_.size() * 3) grow();
-    for (std::size_t i = h & mask_;; i = (i + 1) & mask_) {
-      slot& s = slots_[i];
-      if (s.e == nullptr) {
-        s = {h, e};
-        ++size_;
-        bytes_ += footprint(e);
-        return nullptr;
-      }
-      if (s.hash == h && s.e->key() == e->key()) return e;
     }
   }
 
@@ -371,7 +357,7 @@ class indexed_kv final : public kv {
         old = e;
       } else {
         const std::size_t before = s.table.bytes();
-        old = if_absent ? s.table.put_if_absent(h, e) : s.table.put(h, e);
+        old = s.table.put(h, e, !if_absent);
         delta = static_cast<std::int64_t>(s.table.bytes()) - static_cast<std::int64_t>(before);
       }
     }
