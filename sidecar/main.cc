@@ -125,7 +125,7 @@ int main(int argc, char** argv) {
                                   {"replica_memtable_bytes", std::to_string(store_memory.replica_write_buffer)},
                                   {"logged_memtable_bytes", std::to_string(store_memory.logged_write_buffer)},
                                   {"block_cache_bytes", std::to_string(store_memory.block_cache)},
-                                  {"read_index_budget_bytes", std::to_string(memory_limit / 4)}});
+                                  {"read_index_budget_bytes", std::to_string(store_memory.read_index_budget)}});
 
   // Before the proxies, which use its I/O threads; handlers still queued at exit are destroyed
   // with it, after the proxies (they hold no reference that their destruction uses).
@@ -162,7 +162,7 @@ int main(int argc, char** argv) {
   // readIndex: auto — the replicas' indexes share a quarter of the sidecar's memory (its
   // container's limit, or the machine's memory); one that takes them past it is dropped and its
   // replica reads RocksDB (sidecar/store/read_index.h).
-  auto index_budget = std::make_shared<ds::store::memory_budget>(memory_limit / 4);
+  auto index_budget = std::make_shared<ds::store::memory_budget>(store_memory.read_index_budget);
   std::vector<std::unique_ptr<ds::replica::replica>> replicas;
   for (const auto& s : cfg.subscribe) {
     if (s.mode == ds::config::sharing_mode::sync) continue;
@@ -178,7 +178,7 @@ int main(int argc, char** argv) {
         return 1;
       }
       if (s.read_index == ds::config::read_index_kind::memory ||
-          (s.read_index == ds::config::read_index_kind::automatic && memory_limit != 0)) {
+          (s.read_index == ds::config::read_index_kind::automatic && store_memory.read_index_budget != 0)) {
         // Every record in a hash for the GETs of one key (P2), built by a scan of the store on its
         // own thread while the replica starts (its reads go to RocksDB until the index is complete).
         ds::store::read_index_options ro;

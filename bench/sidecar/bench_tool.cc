@@ -171,7 +171,7 @@ int apply(const args& a) {
       return 2;
     }
     ds::store::read_index_options ro;
-    if (read_index == "auto") ro.budget = std::make_shared<ds::store::memory_budget>(datashare::memory_limit() / 4);
+    if (read_index == "auto") ro.budget = std::make_shared<ds::store::memory_budget>(memory.read_index_budget);
     ro.on_drop = [](std::size_t bytes, const std::string& why) {
       std::cerr << "read index dropped (" << bytes << " bytes): " << why << "\n";
     };

@@ -77,14 +77,6 @@ TEST(SidecarBootstrapTest, NewReplicaGetsExactlyTheLatestStateOfEveryKey) {
   EXPECT_EQ(sidecar.wait(), 0);
 }
 
-// The value of one series in the sidecar's /metrics ("name{labels}"), -1 when absent.
-double metric(std::uint16_t port, const std::string& series) {
-  auto text = http_call(port, "GET", "/metrics").body;
-  auto at = text.find("\n" + series + " ");
-  if (at == std::string::npos) return -1;
-  return std::stod(text.substr(at + series.size() + 2));
-}
-
 TEST(SidecarBootstrapTest, TheDefaultReadIndexIsKeptWithinItsBudgetAndDroppedPastIt) {
   constexpr int kRecords = 30'000;  // ~300 B each in an index: ~9 MB, over a 16Mi sidecar's 4 MiB
   const std::string kafka = bootstrap();

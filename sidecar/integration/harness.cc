@@ -142,6 +142,13 @@ std::string products_yaml(const std::string& ns) {
          "{name: supplierEmail, type: string, restricted: true}]}";
 }
 
+double metric(std::uint16_t port, const std::string& series) {
+  auto text = http_call(port, "GET", "/metrics").body;
+  auto at = text.find("\n" + series + " ");
+  if (at == std::string::npos) return -1;
+  return std::stod(text.substr(at + series.size() + 2));
+}
+
 http_reply http_call(std::uint16_t port, const std::string& method, const std::string& target,
                      const std::string& body) {
   http_reply out;

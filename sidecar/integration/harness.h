@@ -60,6 +60,10 @@ struct http_reply {
 http_reply http_call(std::uint16_t port, const std::string& method, const std::string& target,
                      const std::string& body = "");
 
+// The value of one series in the /metrics served on `port` ("name{labels}", labels in the order
+// prometheus-cpp writes them: sorted), -1 when absent.
+double metric(std::uint16_t port, const std::string& series);
+
 // A datashare-sidecar child process; killed with SIGKILL on destruction if still running.
 class sidecar_process {
  public:

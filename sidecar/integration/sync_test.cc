@@ -49,13 +49,7 @@ struct running_sidecar {
     EXPECT_TRUE(wait_until([&] { return http_call(port, "GET", "/healthz").status == 200; }, 30s)) << process.log();
   }
   http_reply get(const std::string& key) { return http_call(port, "GET", "/v1/data/products/" + key); }
-  // The value of one series in /metrics ("name{labels}"), -1 when absent.
-  double metric(const std::string& series) {
-    auto text = http_call(port, "GET", "/metrics").body;
-    auto at = text.find("\n" + series + " ");
-    if (at == std::string::npos) return -1;
-    return std::stod(text.substr(at + series.size() + 2));
-  }
+  double metric(const std::string& series) { return itest::metric(port, series); }
   scoped_dir dir;
   std::uint16_t port;
   sidecar_process process;

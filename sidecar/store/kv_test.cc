@@ -43,14 +43,19 @@ std::string index_state(const kv& k) {
   return k.property("datashare.read-index.state");
 }
 
-// A read index over `inner`, its build (a scan on its own thread) awaited.
-std::unique_ptr<kv> indexed(std::unique_ptr<kv> inner, const std::string& prefix, read_index_options ro = {}) {
-  auto out = with_read_index(std::move(inner), prefix, std::move(ro));
+// Waits for a read index's build (a scan on its own thread) to end: ready, or dropped.
+void await_build(const kv& index) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while (index_state(*out) == "building" && std::chrono::steady_clock::now() < deadline) {
+  while (index_state(index) == "building" && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
-  EXPECT_NE(index_state(*out), "building");
+  EXPECT_NE(index_state(index), "building");
+}
+
+// A read index over `inner`, its build awaited.
+std::unique_ptr<kv> indexed(std::unique_ptr<kv> inner, const std::string& prefix, read_index_options ro = {}) {
+  auto out = with_read_index(std::move(inner), prefix, std::move(ro));
+  await_build(*out);
   return out;
 }
 
@@ -902,10 +907,7 @@ TEST_F(read_index_test, ABulkLoadSuspendsTheIndexAndItIsBuiltAgainAfter) {
   EXPECT_EQ(v, "during");
   EXPECT_EQ(kv_->get("d7", v), errc::not_found);
   kv_->expect_new_keys(false);
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  while (index_state(*kv_) == "building" && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
+  await_build(*kv_);
   EXPECT_EQ(index_state(*kv_), "ready");
   expect_agreement(keys);
   ASSERT_FALSE(kv_->get("d10", v));
@@ -922,6 +924,7 @@ TEST(StoreMemoryTest, ASmallLimitShrinksTheWriteBuffersAndTheCacheALargeOneChang
   EXPECT_EQ(m.replica_write_buffer, 8 * MiB);
   EXPECT_EQ(m.logged_write_buffer, 8 * MiB);
   EXPECT_EQ(m.block_cache, 8 * MiB);
+  EXPECT_EQ(m.read_index_budget, 32 * MiB);
   // Two replicas share that quarter.
   EXPECT_EQ(store_memory_for(128 * MiB, 2).replica_write_buffer, 4 * MiB);
   // Bounded below: a tiny limit does not make tiny table files.
@@ -935,6 +938,7 @@ TEST(StoreMemoryTest, ASmallLimitShrinksTheWriteBuffersAndTheCacheALargeOneChang
     EXPECT_EQ(m.replica_write_buffer, kReplicaWriteBufferBytes) << limit;
     EXPECT_EQ(m.logged_write_buffer, 16 * MiB) << limit;
     EXPECT_EQ(m.block_cache, kBlockCacheBytes) << limit;
+    EXPECT_EQ(m.read_index_budget, limit / 4) << limit;  // none when the limit is unknown
   }
 }
 

@@ -280,7 +280,7 @@ class indexed_kv final : public kv {
         if (dropped_.load()) return inner_->expect_new_keys(true);
         state_.store(state::suspended, std::memory_order_release);
       }
-      clear();
+      empty_shards(false);
       inner_->expect_new_keys(true);
       return;
     }
@@ -393,8 +393,6 @@ class indexed_kv final : public kv {
     if (options_.budget) options_.budget->add(-freed);
     return freed;
   }
-
-  void clear() { empty_shards(false); }
 
   // Any thread (a writer crossing the budget, the build). Once: the state never leaves dropped.
   void drop(const std::string& why) {

@@ -560,6 +560,7 @@ store_memory store_memory_for(std::size_t memory_limit, std::size_t replica_stor
   m.replica_write_buffer = std::clamp(per_replica, kMin, kReplicaWriteBufferBytes);
   m.logged_write_buffer = std::clamp(memory_limit / 16, kMin, m.logged_write_buffer);
   m.block_cache = std::clamp(memory_limit / 16, std::size_t{4} << 20, kBlockCacheBytes);
+  m.read_index_budget = memory_limit / 4;
   return m;
 }
 

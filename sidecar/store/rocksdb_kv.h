@@ -22,11 +22,13 @@ inline constexpr std::size_t kBlockCacheBytes = 32 << 20;          // the proces
 // limit for them (the read indexes another quarter, suspended during a bootstrap). A write-ahead-
 // logged store (outbox, participant) two memtables. The block cache a sixteenth. Each within
 // bounds: the defaults at most (a large machine changes nothing), and never so small that a
-// store flushes tiny files.
+// store flushes tiny files. The read indexes of `readIndex: auto` share the quarter left for them
+// (read_index.h memory_budget); 0 when the limit is unknown: no auto index then.
 struct store_memory {
   std::size_t replica_write_buffer = kReplicaWriteBufferBytes;
   std::size_t logged_write_buffer = 16 << 20;
   std::size_t block_cache = kBlockCacheBytes;
+  std::size_t read_index_budget = 0;
 };
 store_memory store_memory_for(std::size_t memory_limit, std::size_t replica_stores);
 
